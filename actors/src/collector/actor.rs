@@ -1,0 +1,174 @@
+//! The collector actor: thin handlers over [`HostSampler`] and [`AppSampleResolver`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use crossbeam_channel::Receiver;
+
+use super::{AppSampleResolver, HostSampler};
+use crate::analyzer::Analyzer;
+use crate::messages::*;
+use crate::panic_guard::guard;
+use crate::recorder::RawSample;
+use crate::storage::StorageHandle;
+use crate::supervisor::{ChildHandle, Restartable};
+use crate::telemetry::{ActorStats, EngineStats};
+use crate::types::{MetricBatch, Sample, SharedClock};
+
+/// Collects host metrics, resolves app samples, and fans batches out.
+pub struct Collector {
+    restart: Restartable,
+    storage: StorageHandle,
+    analyzer: Addr<Analyzer>,
+    analyzer_stats: Arc<ActorStats>,
+    clock: SharedClock,
+    host_interval: Duration,
+    engine: Arc<EngineStats>,
+    recorder_rx: Receiver<RawSample>,
+    host: Option<HostSampler>,
+    resolver: AppSampleResolver,
+    known: Vec<crate::types::DaemonSpec>,
+}
+
+impl Collector {
+    /// A collector; host sampling starts when the actor starts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        child: Arc<ChildHandle>,
+        storage: StorageHandle,
+        analyzer: Addr<Analyzer>,
+        analyzer_stats: Arc<ActorStats>,
+        clock: SharedClock,
+        host_interval: Duration,
+        engine: Arc<EngineStats>,
+        recorder_rx: Receiver<RawSample>,
+    ) -> Self {
+        Collector {
+            restart: Restartable::new(child),
+            storage,
+            analyzer,
+            analyzer_stats,
+            clock,
+            host_interval,
+            engine,
+            recorder_rx,
+            host: None,
+            resolver: AppSampleResolver::default(),
+            known: Vec::new(),
+        }
+    }
+
+    fn stats(&self) -> &ActorStats {
+        &self.restart.child.stats
+    }
+
+    /// Sends one batch to the analyzer and the storage writer, sharing it.
+    fn fan_out(&self, samples: Vec<Sample>) {
+        if samples.is_empty() {
+            return;
+        }
+        self.engine
+            .samples_collected
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        let batch = Arc::new(MetricBatch { samples });
+        self.storage.store(batch.clone());
+        self.analyzer_stats.enqueued();
+        self.analyzer.do_send(AnalyzeBatch { batch });
+    }
+
+    fn sample_host(&mut self) {
+        let now = self.clock.now_ms();
+        let host = self.host.get_or_insert_with(HostSampler::new);
+        let samples = host.sample(now);
+        self.fan_out(samples);
+    }
+
+    fn resolve_all(&mut self, raw: impl IntoIterator<Item = RawSample>) -> Vec<Sample> {
+        raw.into_iter()
+            .filter_map(|r| self.resolver.resolve(r))
+            .collect()
+    }
+}
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.restart.on_started(ctx);
+        ctx.run_interval(self.host_interval, |act, ctx| {
+            if let Err(reason) = guard(|| act.sample_host()) {
+                act.restart.fail(ctx, &reason);
+            }
+        });
+    }
+}
+
+impl actix::Supervised for Collector {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Rebuild from the spec: a fresh host sampler and resolver. Counter totals of app
+        // metrics restart from zero, which readers treat as a counter reset.
+        self.host = None;
+        self.resolver = AppSampleResolver::default();
+        for spec in &self.known {
+            self.resolver.register(spec);
+        }
+    }
+}
+
+impl Handler<SamplesCollected> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: SamplesCollected, ctx: &mut Self::Context) {
+        self.stats().dequeued();
+        if let Err(reason) = guard(|| self.fan_out(msg.batch.samples)) {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Handler<AppSamplesReceived> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: AppSamplesReceived, ctx: &mut Self::Context) {
+        self.stats().dequeued();
+        let result = guard(|| {
+            let samples = self.resolve_all(msg.samples);
+            self.fan_out(samples);
+        });
+        if let Err(reason) = result {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Handler<RegisterDaemon> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterDaemon, _ctx: &mut Self::Context) {
+        self.resolver.register(&msg.spec);
+        self.known.retain(|s| s.id != msg.spec.id);
+        self.known.push(msg.spec);
+    }
+}
+
+impl Handler<DrainRecorder> for Collector {
+    type Result = ();
+    fn handle(&mut self, _: DrainRecorder, ctx: &mut Self::Context) {
+        let result = guard(|| {
+            let raw: Vec<RawSample> = self.recorder_rx.try_iter().collect();
+            let samples = self.resolve_all(raw);
+            self.fan_out(samples);
+        });
+        if let Err(reason) = result {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Handler<InjectPanic> for Collector {
+    type Result = ();
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        if let Err(reason) = guard(|| panic!("injected panic in collector")) {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}

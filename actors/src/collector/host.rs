@@ -1,0 +1,175 @@
+//! Host metrics (CPU, memory, swap, load, disk I/O, network per interface) through sysinfo.
+
+use std::collections::BTreeSet;
+
+use sysinfo::{DiskRefreshKind, Disks, Networks, System};
+
+use crate::metric_names as m;
+use crate::types::{Labels, MetricKind, Sample, SeriesKey, Source, TimestampMs};
+
+/// Samples the host. Keeps sysinfo's state between calls so CPU usage is a delta.
+pub struct HostSampler {
+    system: Option<System>,
+    networks: Option<Networks>,
+    disks: Option<Disks>,
+    primed: bool,
+}
+
+impl std::fmt::Debug for HostSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSampler")
+            .field("primed", &self.primed)
+            .finish()
+    }
+}
+
+impl Default for HostSampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostSampler {
+    /// A sampler; a part sysinfo cannot read on this platform is skipped, not fatal.
+    pub fn new() -> Self {
+        let system = System::new().ok();
+        let networks = Networks::new_with_refreshed_list().ok();
+        let disks =
+            Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_io_usage())
+                .ok();
+        HostSampler {
+            system,
+            networks,
+            disks,
+            primed: false,
+        }
+    }
+
+    /// Reads the host now and returns its samples. The first call yields no CPU
+    /// utilisation: it needs two readings.
+    pub fn sample(&mut self, now: TimestampMs) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(24);
+        let mut push = |metric: &'static str, kind: MetricKind, value: f64, labels: Labels| {
+            if value.is_finite() {
+                out.push(Sample {
+                    series: SeriesKey::new(Source::Host, metric, labels),
+                    kind,
+                    ts_ms: now,
+                    value,
+                });
+            }
+        };
+        let gauge = MetricKind::Gauge;
+        let counter = MetricKind::Counter;
+        if let Some(sys) = self.system.as_mut() {
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            if self.primed {
+                push(
+                    m::SYSTEM_CPU_UTILIZATION,
+                    gauge,
+                    f64::from(sys.global_cpu_usage()) / 100.0,
+                    Labels::empty(),
+                );
+            }
+            push(
+                m::SYSTEM_CPU_COUNT,
+                gauge,
+                sys.cpus().len() as f64,
+                Labels::empty(),
+            );
+            push(
+                m::SYSTEM_MEMORY_USED,
+                gauge,
+                sys.used_memory() as f64,
+                Labels::empty(),
+            );
+            push(
+                m::SYSTEM_MEMORY_TOTAL,
+                gauge,
+                sys.total_memory() as f64,
+                Labels::empty(),
+            );
+            push(
+                m::SYSTEM_MEMORY_AVAILABLE,
+                gauge,
+                sys.available_memory() as f64,
+                Labels::empty(),
+            );
+            push(
+                m::SYSTEM_SWAP_USED,
+                gauge,
+                sys.used_swap() as f64,
+                Labels::empty(),
+            );
+        }
+        if let Ok(load) = System::load_average() {
+            push(m::SYSTEM_LOAD_1M, gauge, load.one, Labels::empty());
+            push(m::SYSTEM_LOAD_5M, gauge, load.five, Labels::empty());
+            push(m::SYSTEM_LOAD_15M, gauge, load.fifteen, Labels::empty());
+        }
+        if let Some(disks) = self.disks.as_mut() {
+            disks.refresh_specifics(true, DiskRefreshKind::nothing().with_io_usage());
+            // Several mounts can share one device; count each device once.
+            let mut seen = BTreeSet::new();
+            let (mut read, mut written) = (0u64, 0u64);
+            for disk in disks.iter() {
+                if seen.insert(disk.name().to_os_string()) {
+                    let u = disk.usage();
+                    read = read.saturating_add(u.total_read_bytes);
+                    written = written.saturating_add(u.total_written_bytes);
+                }
+            }
+            push(m::SYSTEM_DISK_READ, counter, read as f64, Labels::empty());
+            push(
+                m::SYSTEM_DISK_WRITE,
+                counter,
+                written as f64,
+                Labels::empty(),
+            );
+        }
+        if let Some(networks) = self.networks.as_mut() {
+            networks.refresh(true);
+            for (name, data) in networks.iter() {
+                let iface = name.to_string_lossy().into_owned();
+                let labels = Labels::from_pairs([("interface", iface)]);
+                push(
+                    m::SYSTEM_NETWORK_RECEIVE,
+                    counter,
+                    data.total_received() as f64,
+                    labels.clone(),
+                );
+                push(
+                    m::SYSTEM_NETWORK_TRANSMIT,
+                    counter,
+                    data.total_transmitted() as f64,
+                    labels,
+                );
+            }
+        }
+        self.primed = true;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host sampler reports memory on the first call and CPU from the second on.
+    #[test]
+    fn samples_host() {
+        let mut h = HostSampler::new();
+        let first = h.sample(1);
+        let has = |v: &[Sample], name: &str| v.iter().any(|s| s.series.metric.as_str() == name);
+        assert!(has(&first, m::SYSTEM_MEMORY_TOTAL));
+        assert!(!has(&first, m::SYSTEM_CPU_UTILIZATION));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let second = h.sample(2);
+        let cpu = second
+            .iter()
+            .find(|s| s.series.metric.as_str() == m::SYSTEM_CPU_UTILIZATION)
+            .expect("cpu utilisation on the second sample");
+        assert!((0.0..=1.0).contains(&cpu.value), "{}", cpu.value);
+    }
+}

@@ -1,0 +1,114 @@
+//! The recorder intake: a thread that takes raw samples out of the recorder channel and
+//! hands them to the collector in batches.
+//!
+//! It blocks on the channel while idle (no CPU), then drains everything available and
+//! pauses for a millisecond before waiting again. The pause batches bursts and keeps the
+//! receiver off the channel's wait list under load, so `record()` rarely has to wake it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::Addr;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::Collector;
+use crate::messages::AppSamplesReceived;
+use crate::recorder::RawSample;
+use crate::telemetry::{ActorStats, RecorderStats};
+
+/// Most samples handed over in one message.
+pub const MAX_INTAKE_BATCH: usize = 4096;
+/// Longest wait on the channel before the thread checks for stop or lets a flush through.
+pub const RECV_SLICE: Duration = Duration::from_millis(20);
+/// Pause after each hand-over while samples keep coming.
+pub const INTAKE_PAUSE: Duration = Duration::from_millis(1);
+
+/// Controls the intake thread.
+#[derive(Debug)]
+pub struct IntakeHandle {
+    stop: Arc<AtomicBool>,
+    inflight: Arc<Mutex<()>>,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl IntakeHandle {
+    /// Holds the intake still: while the guard lives, the thread holds no sample that it
+    /// has taken from the channel and not yet handed to the collector. A flush takes it,
+    /// sends `DrainRecorder`, and releases it, so that every sample recorded before the
+    /// flush reaches the collector before the drain's reply.
+    pub fn pause(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the thread after it has handed over what it holds, and waits for it.
+    pub fn stop_and_join(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let handle = self.join.lock().ok().and_then(|mut j| j.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Starts the intake thread.
+pub fn spawn(
+    rx: Receiver<RawSample>,
+    collector: Addr<Collector>,
+    collector_stats: Arc<ActorStats>,
+    recorder_stats: Arc<RecorderStats>,
+) -> IntakeHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let inflight = Arc::new(Mutex::new(()));
+    let lock = inflight.clone();
+    let join = std::thread::Builder::new()
+        .name("perfvisor-intake".into())
+        .spawn(move || run(rx, collector, collector_stats, recorder_stats, flag, lock))
+        .map_err(|e| tracing::error!(error = %e, "Cannot start the recorder intake thread; the collector drains on its own timer."))
+        .ok();
+    IntakeHandle {
+        stop,
+        inflight,
+        join: Mutex::new(join),
+    }
+}
+
+fn run(
+    rx: Receiver<RawSample>,
+    collector: Addr<Collector>,
+    collector_stats: Arc<ActorStats>,
+    recorder_stats: Arc<RecorderStats>,
+    stop: Arc<AtomicBool>,
+    inflight: Arc<Mutex<()>>,
+) {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        {
+            // Held while a sample is out of the channel but not yet with the collector.
+            let _held = inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let first = match rx.recv_timeout(RECV_SLICE) {
+                Ok(s) => s,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = Vec::with_capacity(64);
+            batch.push(first);
+            while batch.len() < MAX_INTAKE_BATCH {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            recorder_stats
+                .drained
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            collector_stats.enqueued();
+            collector.do_send(AppSamplesReceived { samples: batch });
+        }
+        std::thread::sleep(INTAKE_PAUSE);
+    }
+}

@@ -1,0 +1,146 @@
+//! Turning raw recorder samples into series samples: source, labels, counter totals and
+//! profile-operation names. Plain logic, no actix.
+
+use std::collections::HashMap;
+
+use crate::metric_names as m;
+use crate::recorder::{RawKind, RawSample};
+use crate::types::{
+    DaemonId, DaemonSpec, Labels, MetricKind, MetricName, Sample, SeriesKey, Source,
+};
+
+/// Most distinct app series the resolver keeps counter totals and names for; past it new
+/// series are still recorded but counters restart from their increment.
+pub const MAX_APP_SERIES: usize = 100_000;
+
+/// Resolves raw samples into series samples.
+#[derive(Debug, Default)]
+pub struct AppSampleResolver {
+    labels: HashMap<DaemonId, Labels>,
+    totals: HashMap<SeriesKey, f64>,
+}
+
+impl AppSampleResolver {
+    /// Remembers a daemon's labels for its app samples.
+    pub fn register(&mut self, spec: &DaemonSpec) {
+        self.labels.insert(spec.id.clone(), spec.series_labels());
+    }
+
+    /// Resolves one raw sample; `None` for a non-finite value, which is never stored.
+    pub fn resolve(&mut self, raw: RawSample) -> Option<Sample> {
+        if !raw.value.is_finite() {
+            return None;
+        }
+        let (source, labels) = match raw.daemon {
+            Some(id) => {
+                let labels = self.labels.get(&id).cloned().unwrap_or_default();
+                (Source::Daemon(id), labels)
+            }
+            None => (Source::Host, Labels::empty()),
+        };
+        let (metric, kind): (MetricName, MetricKind) = match raw.kind {
+            RawKind::Gauge | RawKind::Increment => (
+                raw.metric,
+                if raw.kind == RawKind::Increment {
+                    MetricKind::Counter
+                } else {
+                    MetricKind::Gauge
+                },
+            ),
+            RawKind::OperationDuration => (
+                m::operation_duration(raw.metric.as_str()).into(),
+                MetricKind::Gauge,
+            ),
+            RawKind::OperationExtra => {
+                let extra = raw
+                    .extra
+                    .as_ref()
+                    .map(MetricName::as_str)
+                    .unwrap_or("value");
+                (
+                    format!("{}{}.{}", m::APP_OPERATION_PREFIX, raw.metric, extra).into(),
+                    MetricKind::Gauge,
+                )
+            }
+        };
+        let series = SeriesKey {
+            source,
+            metric,
+            labels,
+        };
+        let value = if kind == MetricKind::Counter {
+            match self.totals.get_mut(&series) {
+                Some(total) => {
+                    *total += raw.value;
+                    *total
+                }
+                None => {
+                    if self.totals.len() < MAX_APP_SERIES {
+                        self.totals.insert(series.clone(), raw.value);
+                    }
+                    raw.value
+                }
+            }
+        } else {
+            raw.value
+        };
+        Some(Sample {
+            series,
+            kind,
+            ts_ms: raw.ts_ms,
+            value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(daemon: Option<&str>, metric: &'static str, kind: RawKind, value: f64) -> RawSample {
+        RawSample {
+            daemon: daemon.map(DaemonId::new),
+            metric: metric.into(),
+            extra: None,
+            kind,
+            value,
+            ts_ms: 10,
+        }
+    }
+
+    /// Increments become a running counter per series; daemon samples carry its labels.
+    #[test]
+    fn counters_accumulate_and_labels_apply() {
+        let mut r = AppSampleResolver::default();
+        r.register(&DaemonSpec::new("d", 1).project("ws"));
+        let a = r
+            .resolve(raw(Some("d"), "files_total", RawKind::Increment, 2.0))
+            .unwrap();
+        let b = r
+            .resolve(raw(Some("d"), "files_total", RawKind::Increment, 3.0))
+            .unwrap();
+        assert_eq!((a.value, b.value), (2.0, 5.0));
+        assert_eq!(b.kind, MetricKind::Counter);
+        assert_eq!(b.series.labels.get("project"), Some("ws"));
+        let h = r
+            .resolve(raw(None, "files_total", RawKind::Increment, 1.0))
+            .unwrap();
+        assert_eq!((h.value, h.series.source), (1.0, Source::Host));
+    }
+
+    /// Operation durations get their full name; NaN is refused.
+    #[test]
+    fn operations_and_nan() {
+        let mut r = AppSampleResolver::default();
+        let s = r
+            .resolve(raw(None, "search", RawKind::OperationDuration, 0.2))
+            .unwrap();
+        assert_eq!(
+            s.series.metric.as_str(),
+            "app.operation.search.duration_seconds"
+        );
+        assert!(r
+            .resolve(raw(None, "x", RawKind::Gauge, f64::NAN))
+            .is_none());
+    }
+}

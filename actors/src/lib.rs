@@ -1,0 +1,21 @@
+//! The perfvisor engine: supervised collector, per-daemon watchers, analyzer, storage writer
+//! and alert dispatcher, exchanging the typed messages of [`messages`].
+//!
+//! The root crate `perfvisor` wraps this engine in a small embedding API; use that unless
+//! you are building on the engine itself.
+#![deny(missing_docs)]
+
+pub mod alerts;
+pub mod analyzer;
+pub mod collector;
+pub mod messages;
+pub mod metric_names;
+pub mod panic_guard;
+pub mod recorder;
+pub mod storage;
+pub mod supervisor;
+pub mod telemetry;
+pub mod types;
+pub mod watcher;
+
+pub use types::*;

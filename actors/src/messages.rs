@@ -1,0 +1,211 @@
+//! Every message that crosses actors, in one place.
+//!
+//! Commands are verb phrases (`StoreBatch`, `Retire`), events past tense (`DaemonStarted`,
+//! `ActorFailed`). The reply type sits beside each message in its `rtype`.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::alerts::{AlertCallback, ThresholdRule};
+use crate::analyzer::DaemonReport;
+use crate::recorder::RawSample;
+use crate::telemetry::{ActorKind, Status};
+use crate::types::{Alert, DaemonId, DaemonSpec, MetricBatch, TimestampMs};
+
+// ---- to the supervisor -------------------------------------------------------------------
+
+/// The host started a daemon (or it came back under a new pid): watch it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DaemonStarted {
+    /// Who and which pid.
+    pub spec: DaemonSpec,
+}
+
+/// The host stopped a daemon on purpose: retire its watcher and record the stop.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DaemonStopped {
+    /// Which daemon.
+    pub id: DaemonId,
+}
+
+/// A watcher's probe found its daemon gone (exited, or its pid reused by another process).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct WatcherRetired {
+    /// Which daemon.
+    pub id: DaemonId,
+    /// The pid the watcher was watching.
+    pub pid: u32,
+    /// What the probe saw.
+    pub reason: String,
+}
+
+/// A child failed (a caught panic or an unrecoverable error) and is restarting.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ActorFailed {
+    /// Which kind of actor.
+    pub kind: ActorKind,
+    /// Its name in the tree (`collector`, `watcher:ID`).
+    pub name: String,
+    /// The panic message or error.
+    pub reason: String,
+    /// True when the failure exceeded the child's restart budget.
+    pub budget_exceeded: bool,
+}
+
+/// Asks for perfvisor's own status.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+/// Stops everything in order (watchers, collector drain, analyzer, dispatcher, storage
+/// flush) and replies when every accepted sample is on disk.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Where to inject a panic (fault injection for tests and chaos runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PanicTarget {
+    /// A singleton actor of this kind (`Watcher` means any one watcher).
+    Kind(ActorKind),
+    /// The watcher of this daemon.
+    Watcher(DaemonId),
+}
+
+/// Routes a panic injection through the supervisor to its target. Replies false when the
+/// target does not exist.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "bool")]
+pub struct InjectPanicInto {
+    /// The target.
+    pub target: PanicTarget,
+}
+
+// ---- to any actor ------------------------------------------------------------------------
+
+/// Makes the receiving actor panic inside its handler, as a bug would.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// Replies once every message sent to the actor before it has been handled.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+// ---- to the collector --------------------------------------------------------------------
+
+/// Samples a watcher collected from its daemon.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SamplesCollected {
+    /// The samples.
+    pub batch: MetricBatch,
+}
+
+/// Raw application samples taken from the recorder channel by the intake thread.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AppSamplesReceived {
+    /// The samples, in recording order.
+    pub samples: Vec<RawSample>,
+}
+
+/// Tells the collector a daemon's labels, so app samples recorded for it carry them.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RegisterDaemon {
+    /// The daemon.
+    pub spec: DaemonSpec,
+}
+
+/// Drains the recorder channel completely and forwards everything; replies when done.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct DrainRecorder;
+
+// ---- to the analyzer ---------------------------------------------------------------------
+
+/// A batch to fold into the analyzer's windows (shared with storage, never copied).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AnalyzeBatch {
+    /// The batch.
+    pub batch: Arc<MetricBatch>,
+}
+
+/// Asks for one daemon's report.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Option<DaemonReport>")]
+pub struct GetReport {
+    /// Which daemon.
+    pub daemon: DaemonId,
+}
+
+// ---- to the alert dispatcher -------------------------------------------------------------
+
+/// Observations to match against the alert rules.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct EvaluateRules {
+    /// When the analyzer handed them over.
+    pub now_ms: TimestampMs,
+    /// The samples.
+    pub batch: Arc<MetricBatch>,
+}
+
+/// An alert raised by perfvisor itself (degraded, storage trouble), delivered as is.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RaiseAlert {
+    /// The alert.
+    pub alert: Alert,
+}
+
+/// Adds a threshold rule.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AddRule {
+    /// The rule.
+    pub rule: ThresholdRule,
+}
+
+/// Subscribes an actor to every alert notification.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeAlerts {
+    /// The host's actor.
+    pub recipient: Recipient<Alert>,
+}
+
+/// Subscribes a closure to every alert notification. It runs on a thread of its own, so a
+/// slow closure never holds back the dispatcher or other subscribers.
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeCallback {
+    /// The closure.
+    pub callback: AlertCallback,
+}
+
+impl std::fmt::Debug for SubscribeCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubscribeCallback")
+    }
+}
+
+/// Asks for the alerts firing now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<Alert>")]
+pub struct GetFiring;
+
+// ---- to a watcher ------------------------------------------------------------------------
+
+/// Takes a last probe, forwards it, and stops the watcher for good.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Retire;

@@ -1,0 +1,77 @@
+//! The metric names perfvisor itself produces, in one place.
+//!
+//! Names follow the OpenTelemetry semantic conventions for process and system metrics where
+//! one exists, with the unit spelled out at the end (`_bytes`, `_seconds`, `_ratio`), so a
+//! Prometheus exporter only has to replace dots with underscores.
+
+/// Cumulative CPU time (user + system) of the process, in seconds. Counter.
+pub const PROCESS_CPU_TIME: &str = "process.cpu.time_seconds";
+/// CPU used since the previous probe, as a fraction of one core (0.5 = half a core). Gauge.
+/// The first probe after a watcher (re)starts yields no value: it is not a rate yet.
+pub const PROCESS_CPU_UTILIZATION: &str = "process.cpu.utilization_ratio";
+/// Resident set size. Gauge.
+pub const PROCESS_MEMORY_RSS: &str = "process.memory.usage_bytes";
+/// Virtual memory size. Gauge.
+pub const PROCESS_MEMORY_VIRTUAL: &str = "process.memory.virtual_bytes";
+/// Cumulative bytes the process caused to be read from storage. Counter.
+pub const PROCESS_DISK_READ: &str = "process.disk.read_bytes";
+/// Cumulative bytes the process caused to be written to storage. Counter.
+pub const PROCESS_DISK_WRITE: &str = "process.disk.write_bytes";
+/// Storage read rate since the previous probe. Gauge.
+pub const PROCESS_DISK_READ_RATE: &str = "process.disk.read_bytes_per_second";
+/// Storage write rate since the previous probe. Gauge.
+pub const PROCESS_DISK_WRITE_RATE: &str = "process.disk.write_bytes_per_second";
+/// Number of threads. Gauge.
+pub const PROCESS_THREADS: &str = "process.thread.count";
+/// Open file descriptors. Gauge.
+pub const PROCESS_OPEN_FDS: &str = "process.open_file_descriptor.count";
+/// Soft limit on open file descriptors (RLIMIT_NOFILE). Gauge.
+pub const PROCESS_FD_LIMIT: &str = "process.open_file_descriptor.limit";
+/// Seconds since the process started. Gauge.
+pub const PROCESS_UPTIME: &str = "process.uptime_seconds";
+/// Process state code: 1 running, 2 sleeping, 3 disk sleep, 4 stopped, 5 zombie, 6 idle,
+/// 0 other. Gauge.
+pub const PROCESS_STATE: &str = "process.state";
+
+/// Host CPU in use, as a fraction of all cores (0..1). Gauge.
+pub const SYSTEM_CPU_UTILIZATION: &str = "system.cpu.utilization_ratio";
+/// Number of logical cores. Gauge.
+pub const SYSTEM_CPU_COUNT: &str = "system.cpu.logical.count";
+/// Host memory in use. Gauge.
+pub const SYSTEM_MEMORY_USED: &str = "system.memory.usage_bytes";
+/// Host memory in total. Gauge.
+pub const SYSTEM_MEMORY_TOTAL: &str = "system.memory.limit_bytes";
+/// Host memory available for new work (MemAvailable). Gauge.
+pub const SYSTEM_MEMORY_AVAILABLE: &str = "system.memory.available_bytes";
+/// Swap in use. Gauge.
+pub const SYSTEM_SWAP_USED: &str = "system.paging.usage_bytes";
+/// Load average over 1 minute. Gauge.
+pub const SYSTEM_LOAD_1M: &str = "system.cpu.load_average.1m";
+/// Load average over 5 minutes. Gauge.
+pub const SYSTEM_LOAD_5M: &str = "system.cpu.load_average.5m";
+/// Load average over 15 minutes. Gauge.
+pub const SYSTEM_LOAD_15M: &str = "system.cpu.load_average.15m";
+/// Cumulative bytes read from block devices, all disks. Counter.
+pub const SYSTEM_DISK_READ: &str = "system.disk.read_bytes";
+/// Cumulative bytes written to block devices, all disks. Counter.
+pub const SYSTEM_DISK_WRITE: &str = "system.disk.write_bytes";
+/// Cumulative bytes received, per interface (label `interface`). Counter.
+pub const SYSTEM_NETWORK_RECEIVE: &str = "system.network.receive_bytes";
+/// Cumulative bytes transmitted, per interface (label `interface`). Counter.
+pub const SYSTEM_NETWORK_TRANSMIT: &str = "system.network.transmit_bytes";
+
+/// Duration of one profiled operation (label-free; the operation is in the metric name
+/// as `app.operation.<name>.duration_seconds`). Gauge per occurrence.
+pub const APP_OPERATION_PREFIX: &str = "app.operation.";
+/// Suffix of the profile guard's duration metric.
+pub const APP_OPERATION_DURATION_SUFFIX: &str = ".duration_seconds";
+
+/// Samples dropped because the recorder channel was full. Counter.
+pub const PERFVISOR_RECORDER_DROPPED: &str = "perfvisor.recorder.dropped_samples";
+/// Restarts of perfvisor's own actors, all kinds. Counter.
+pub const PERFVISOR_ACTOR_RESTARTS: &str = "perfvisor.actor.restarts";
+
+/// The metric name a `profile("name")` guard records its duration under.
+pub fn operation_duration(name: &str) -> String {
+    format!("{APP_OPERATION_PREFIX}{name}{APP_OPERATION_DURATION_SUFFIX}")
+}

@@ -1,0 +1,235 @@
+//! The hot path: recording application metrics from any thread without ever blocking.
+//!
+//! [`Recorder::record`] and the [`ProfileGuard`] push a small [`RawSample`] into a bounded
+//! crossbeam channel and return. When the channel is full the sample is dropped and the drop
+//! counted in perfvisor's own metrics: the caller's latency matters more than one sample.
+//! The collector's intake thread drains the channel.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::telemetry::RecorderStats;
+use crate::types::{DaemonId, MetricName, SharedClock, TimestampMs};
+
+/// How a raw sample is to be interpreted by the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawKind {
+    /// A gauge value (a level, or one observation of a distribution such as a latency).
+    Gauge,
+    /// An increment of a counter; the collector keeps the running total.
+    Increment,
+    /// The duration in seconds of a profiled operation named by the metric.
+    OperationDuration,
+    /// An extra metric attached to a profiled operation: `metric` is the operation, `extra`
+    /// the attached metric's name.
+    OperationExtra,
+}
+
+/// One sample as recorded, before the collector resolves its series.
+#[derive(Clone, Debug)]
+pub struct RawSample {
+    /// The daemon it belongs to; `None` for the host application itself.
+    pub daemon: Option<DaemonId>,
+    /// The metric (or the operation, for profile samples).
+    pub metric: MetricName,
+    /// For [`RawKind::OperationExtra`], the attached metric's name.
+    pub extra: Option<MetricName>,
+    /// How to interpret it.
+    pub kind: RawKind,
+    /// The value.
+    pub value: f64,
+    /// When it was recorded.
+    pub ts_ms: TimestampMs,
+}
+
+/// Records application metrics. Cheap to clone; `Send + Sync`; never blocks.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    tx: Sender<RawSample>,
+    clock: SharedClock,
+    stats: Arc<RecorderStats>,
+    daemon: Option<DaemonId>,
+}
+
+/// Creates a recorder and the receiving end its samples go to.
+pub fn channel(
+    capacity: usize,
+    clock: SharedClock,
+    stats: Arc<RecorderStats>,
+) -> (Recorder, Receiver<RawSample>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    (
+        Recorder {
+            tx,
+            clock,
+            stats,
+            daemon: None,
+        },
+        rx,
+    )
+}
+
+impl Recorder {
+    /// A recorder whose samples belong to daemon `id` (its series carry the daemon's
+    /// source and labels). Without it, samples belong to the `host` source.
+    pub fn for_daemon(&self, id: impl Into<DaemonId>) -> Recorder {
+        Recorder {
+            daemon: Some(id.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Records a gauge value (a level: queue length, cache size, result relevance).
+    /// Returns false when the sample was dropped because the channel was full.
+    #[inline]
+    pub fn record(&self, metric: impl Into<MetricName>, value: f64) -> bool {
+        self.push(metric.into(), None, RawKind::Gauge, value)
+    }
+
+    /// Adds `by` to a counter (requests served, files processed, errors).
+    #[inline]
+    pub fn increment(&self, metric: impl Into<MetricName>, by: f64) -> bool {
+        self.push(metric.into(), None, RawKind::Increment, by)
+    }
+
+    /// Records one observation of a distribution (a search latency in seconds, a response
+    /// size). Each observation is a sample; the analyzer computes percentiles over them.
+    #[inline]
+    pub fn observe(&self, metric: impl Into<MetricName>, value: f64) -> bool {
+        self.push(metric.into(), None, RawKind::Gauge, value)
+    }
+
+    /// Starts timing an operation; the returned guard records its duration in seconds as
+    /// `app.operation.<name>.duration_seconds` when dropped.
+    #[inline]
+    pub fn profile(&self, operation: impl Into<MetricName>) -> ProfileGuard<'_> {
+        ProfileGuard {
+            recorder: self,
+            operation: Some(operation.into()),
+            start: Instant::now(),
+            extras: Vec::new(),
+        }
+    }
+
+    /// Samples waiting to be drained.
+    pub fn backlog(&self) -> usize {
+        self.tx.len()
+    }
+
+    fn push(
+        &self,
+        metric: MetricName,
+        extra: Option<MetricName>,
+        kind: RawKind,
+        value: f64,
+    ) -> bool {
+        let sample = RawSample {
+            daemon: self.daemon.clone(),
+            metric,
+            extra,
+            kind,
+            value,
+            ts_ms: self.clock.now_ms(),
+        };
+        match self.tx.try_send(sample) {
+            Ok(()) => {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// Times one operation; records on drop. Created by [`Recorder::profile`].
+#[must_use = "the operation is timed until the guard is dropped"]
+#[derive(Debug)]
+pub struct ProfileGuard<'a> {
+    recorder: &'a Recorder,
+    operation: Option<MetricName>,
+    start: Instant,
+    extras: Vec<(MetricName, f64)>,
+}
+
+impl ProfileGuard<'_> {
+    /// Attaches a metric to this operation's trace (files processed, results returned).
+    /// It is recorded as `app.operation.<name>.<metric>` when the guard drops.
+    pub fn add_metric(&mut self, metric: impl Into<MetricName>, value: f64) {
+        self.extras.push((metric.into(), value));
+    }
+
+    /// Ends the operation now and returns its duration in seconds.
+    pub fn finish(mut self) -> f64 {
+        self.record()
+    }
+
+    fn record(&mut self) -> f64 {
+        let seconds = self.start.elapsed().as_secs_f64();
+        if let Some(op) = self.operation.take() {
+            for (metric, value) in self.extras.drain(..) {
+                self.recorder
+                    .push(op.clone(), Some(metric), RawKind::OperationExtra, value);
+            }
+            self.recorder
+                .push(op, None, RawKind::OperationDuration, seconds);
+        }
+        seconds
+    }
+}
+
+impl Drop for ProfileGuard<'_> {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ManualClock;
+
+    /// A full channel drops the sample at once, counts the drop, and never blocks.
+    #[test]
+    fn full_channel_drops_and_counts() {
+        let stats = Arc::new(RecorderStats::default());
+        let (rec, rx) = channel(2, Arc::new(ManualClock::new(5)), stats.clone());
+        assert!(rec.record("a", 1.0));
+        assert!(rec.increment("b", 1.0));
+        assert!(!rec.observe("c", 1.0));
+        assert_eq!(stats.accepted.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        let first = rx.recv().unwrap();
+        assert_eq!(first.ts_ms, 5);
+        assert_eq!(first.kind, RawKind::Gauge);
+    }
+
+    /// The profile guard records its extras and then its duration, once.
+    #[test]
+    fn profile_guard_records_on_drop() {
+        let stats = Arc::new(RecorderStats::default());
+        let (rec, rx) = channel(16, Arc::new(ManualClock::new(0)), stats);
+        let rec = rec.for_daemon("d1");
+        {
+            let mut trace = rec.profile("ingest");
+            trace.add_metric("files_processed", 12.0);
+        }
+        let extra = rx.try_recv().unwrap();
+        assert_eq!(extra.kind, RawKind::OperationExtra);
+        assert_eq!(
+            extra.extra.as_ref().map(|m| m.as_str()),
+            Some("files_processed")
+        );
+        assert_eq!(extra.value, 12.0);
+        let dur = rx.try_recv().unwrap();
+        assert_eq!(dur.kind, RawKind::OperationDuration);
+        assert_eq!(dur.daemon, Some(DaemonId::new("d1")));
+        assert!(dur.value >= 0.0);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! `StorageReader`: queries over a read-only connection.
+//!
+//! Each reader has its own connection opened with `SQLITE_OPEN_READ_ONLY`. In WAL mode a
+//! reader sees the last commit made before its query started and never waits for the writer.
+//! Rows that cannot be decoded (a source or kind this build does not know, a corrupted alert)
+//! are skipped with a warning rather than failing the whole query.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::schema;
+use super::StorageError;
+use crate::types::{
+    Alert, DaemonId, Labels, LifecycleEvent, LifecycleKind, MetricKind, MetricName, SeriesKey,
+    Source, TimestampMs,
+};
+
+const SELECT_SERIES_ID: &str =
+    "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
+// The index on (series_id, ts_ms) carries the rowid, so this order is the index order.
+const SELECT_RANGE: &str = "SELECT ts_ms, value FROM samples \
+     WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms, rowid";
+const SELECT_EVENTS: &str = "SELECT daemon, pid, ts_ms, kind, detail FROM events \
+     WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+const SELECT_DAEMON_EVENTS: &str = "SELECT daemon, pid, ts_ms, kind, detail FROM events \
+     WHERE daemon = ?3 AND ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+const SELECT_ALERTS: &str =
+    "SELECT id, json FROM alerts WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+
+/// A read-only view of a perfvisor database. Time ranges are `[from_ms, to_ms)`.
+#[derive(Debug)]
+pub struct StorageReader {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl StorageReader {
+    /// Opens an existing perfvisor database read-only. Refuses files that are not perfvisor
+    /// databases or have another schema version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        Ok(StorageReader {
+            conn: schema::open_reader(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Every series with its kind, in the order they were first stored.
+    pub fn series(&self) -> Result<Vec<(SeriesKey, MetricKind)>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT source, metric, labels, kind FROM series ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (source, metric, labels, kind) = row?;
+            match Source::from_text(&source) {
+                Some(source) => out.push((
+                    SeriesKey::new(source, MetricName::from(metric), Labels::from_text(&labels)),
+                    MetricKind::from_code(kind),
+                )),
+                None => self.skip("series", &format!("unknown source {source:?}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The samples of one series in `[from_ms, to_ms)`, oldest first. A NaN value reads back
+    /// as NaN; an unknown series has no samples.
+    pub fn query_range(
+        &self,
+        series: &SeriesKey,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<(TimestampMs, f64)>, StorageError> {
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached(SELECT_SERIES_ID)?
+            .query_row(
+                params![
+                    series.source.as_text(),
+                    series.metric.as_str(),
+                    series.labels.to_text()
+                ],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn.prepare_cached(SELECT_RANGE)?;
+        let rows = stmt.query_map(params![id, from_ms, to_ms], |row| {
+            // SQLite stores NaN as NULL.
+            Ok((
+                row.get(0)?,
+                row.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many samples are stored, all series together.
+    pub fn sample_count(&self) -> Result<u64, StorageError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM samples")?
+            .query_row([], |row| row.get(0))?;
+        // count(*) is never negative.
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Lifecycle events in `[from_ms, to_ms)`, of one daemon or all, oldest first.
+    pub fn events(
+        &self,
+        daemon: Option<&DaemonId>,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<LifecycleEvent>, StorageError> {
+        let mut stmt;
+        let rows = match daemon {
+            Some(d) => {
+                stmt = self.conn.prepare_cached(SELECT_DAEMON_EVENTS)?;
+                stmt.query(params![from_ms, to_ms, d.as_str()])?
+            }
+            None => {
+                stmt = self.conn.prepare_cached(SELECT_EVENTS)?;
+                stmt.query(params![from_ms, to_ms])?
+            }
+        };
+        let mut out = Vec::new();
+        let mut rows = rows;
+        while let Some(row) = rows.next()? {
+            match decode_event(row)? {
+                Ok(event) => out.push(event),
+                Err(why) => self.skip("events", &why),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Alerts produced in `[from_ms, to_ms)`, oldest first.
+    pub fn alerts(
+        &self,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<Alert>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(SELECT_ALERTS)?;
+        let rows = stmt.query_map(params![from_ms, to_ms], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row?;
+            match serde_json::from_str(&json) {
+                Ok(alert) => out.push(alert),
+                // serde_json writes a NaN value as null, which does not read back as f64.
+                Err(e) => self.skip("alerts", &format!("row {id}: {e}")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn skip(&self, table: &str, why: &str) {
+        tracing::warn!(path = %self.path.display(), table, reason = why, "Unreadable row skipped.");
+    }
+}
+
+/// Decodes one event row; the inner error says why a row is unusable.
+fn decode_event(row: &Row<'_>) -> Result<Result<LifecycleEvent, String>, rusqlite::Error> {
+    let daemon: String = row.get(0)?;
+    let pid: i64 = row.get(1)?;
+    let ts_ms: i64 = row.get(2)?;
+    let kind: String = row.get(3)?;
+    let detail: String = row.get(4)?;
+    let Some(kind) = LifecycleKind::parse(&kind) else {
+        return Ok(Err(format!("unknown event kind {kind:?}")));
+    };
+    let Ok(pid) = u32::try_from(pid) else {
+        return Ok(Err(format!("pid {pid} out of range")));
+    };
+    Ok(Ok(LifecycleEvent {
+        daemon: DaemonId::from(daemon),
+        pid,
+        ts_ms,
+        kind,
+        detail,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::storage::test_support::{sample_alert, temp_db, zero_hook};
+    use crate::storage::{StorageConfig, StorageHandle, StorageStats};
+    use crate::types::{MetricBatch, Sample};
+
+    /// A missing file is an open error naming the path, and nothing gets created.
+    #[test]
+    fn missing_file_is_an_open_error() {
+        let (_dir, path) = temp_db();
+        let err = StorageReader::open(&path).unwrap_err();
+        assert!(matches!(err, StorageError::Open { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert!(!path.exists());
+    }
+
+    /// Non-finite values and labelled, counter and daemon series round-trip; unknown series
+    /// read as empty.
+    #[test]
+    fn values_and_keys_round_trip() {
+        let (_dir, path) = temp_db();
+        let stats = Arc::new(StorageStats::default());
+        let handle =
+            StorageHandle::spawn(StorageConfig::new(&path), Arc::clone(&stats), zero_hook())
+                .unwrap();
+        let key = SeriesKey::new(
+            Source::Daemon(DaemonId::new("idx:1")),
+            "process.cpu.time_seconds",
+            Labels::from_pairs([("project", "ws1"), ("cpu", "0")]),
+        );
+        let values = [f64::NAN, f64::INFINITY, -0.5, f64::NEG_INFINITY];
+        let samples = values
+            .iter()
+            .enumerate()
+            .map(|(i, &value)| Sample {
+                series: key.clone(),
+                kind: MetricKind::Counter,
+                ts_ms: i as i64,
+                value,
+            })
+            .collect();
+        assert!(handle.store(Arc::new(MetricBatch { samples })));
+        handle.shutdown(Duration::from_secs(30)).unwrap();
+        assert_eq!(stats.stored_samples.load(Ordering::Relaxed), 4);
+
+        let reader = StorageReader::open(&path).unwrap();
+        assert_eq!(
+            reader.series().unwrap(),
+            vec![(key.clone(), MetricKind::Counter)]
+        );
+        let read = reader.query_range(&key, i64::MIN, i64::MAX).unwrap();
+        assert!(read[0].1.is_nan());
+        assert_eq!(
+            &read[1..],
+            &[(1, f64::INFINITY), (2, -0.5), (3, f64::NEG_INFINITY)]
+        );
+        let unknown = SeriesKey::new(Source::Host, "nope", Labels::empty());
+        assert!(reader.query_range(&unknown, 0, 10).unwrap().is_empty());
+    }
+
+    /// An alert whose JSON cannot be read back (NaN value) is skipped, not fatal.
+    #[test]
+    fn unreadable_alert_is_skipped() {
+        let (_dir, path) = temp_db();
+        let handle = StorageHandle::spawn(
+            StorageConfig::new(&path),
+            Arc::new(StorageStats::default()),
+            zero_hook(),
+        )
+        .unwrap();
+        let mut bad = sample_alert(5);
+        bad.value = f64::NAN;
+        assert!(handle.record_alert(bad));
+        assert!(handle.record_alert(sample_alert(6)));
+        handle.shutdown(Duration::from_secs(30)).unwrap();
+        let reader = StorageReader::open(&path).unwrap();
+        assert_eq!(reader.alerts(0, 10).unwrap(), vec![sample_alert(6)]);
+    }
+}

@@ -1,0 +1,533 @@
+//! Shared vocabulary of the engine: daemon ids, series keys, samples, alerts, the clock.
+//!
+//! Everything here is plain data that crosses actors and the embedding API. It has no actix
+//! behaviour beyond `Alert` being a message, so that a host actor can be a `Recipient<Alert>`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch (UTC). Every stored timestamp uses this unit.
+pub type TimestampMs = i64;
+
+/// The identifier a host gives one of its daemons (for example `"indexer-ws1"`).
+///
+/// Cheap to clone (a shared string). Ids are compared as exact strings.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DaemonId(Arc<str>);
+
+impl DaemonId {
+    /// Wraps a string as a daemon id.
+    pub fn new(id: impl AsRef<str>) -> Self {
+        DaemonId(Arc::from(id.as_ref()))
+    }
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DaemonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DaemonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl From<&str> for DaemonId {
+    fn from(s: &str) -> Self {
+        DaemonId::new(s)
+    }
+}
+
+impl From<String> for DaemonId {
+    fn from(s: String) -> Self {
+        DaemonId(Arc::from(s))
+    }
+}
+
+/// Where a series comes from: a watched daemon, the host machine, or perfvisor itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Source {
+    /// The machine perfvisor runs on (`system.*` metrics).
+    Host,
+    /// perfvisor's own health (restarts, drops, queue depths).
+    Perfvisor,
+    /// One watched daemon.
+    Daemon(DaemonId),
+}
+
+impl Source {
+    /// The source as stored text: `host`, `perfvisor`, or the daemon id prefixed by `daemon:`.
+    pub fn as_text(&self) -> Cow<'_, str> {
+        match self {
+            Source::Host => Cow::Borrowed("host"),
+            Source::Perfvisor => Cow::Borrowed("perfvisor"),
+            Source::Daemon(id) => Cow::Owned(format!("daemon:{id}")),
+        }
+    }
+
+    /// Parses the text written by [`Source::as_text`].
+    pub fn from_text(text: &str) -> Option<Source> {
+        match text {
+            "host" => Some(Source::Host),
+            "perfvisor" => Some(Source::Perfvisor),
+            _ => text
+                .strip_prefix("daemon:")
+                .filter(|id| !id.is_empty())
+                .map(|id| Source::Daemon(DaemonId::new(id))),
+        }
+    }
+
+    /// The daemon this source names, if it is one.
+    pub fn daemon(&self) -> Option<&DaemonId> {
+        match self {
+            Source::Daemon(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_text())
+    }
+}
+
+/// A metric name with its unit spelled out (`process.memory.usage_bytes`).
+///
+/// Static names cost no allocation, which keeps [`crate::recorder::Recorder::record`] cheap.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MetricName(Cow<'static, str>);
+
+impl MetricName {
+    /// A name known at compile time.
+    pub const fn from_static(name: &'static str) -> Self {
+        MetricName(Cow::Borrowed(name))
+    }
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl From<&'static str> for MetricName {
+    fn from(s: &'static str) -> Self {
+        MetricName(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for MetricName {
+    fn from(s: String) -> Self {
+        MetricName(Cow::Owned(s))
+    }
+}
+
+/// A bounded label set (daemon project, network interface...), sorted by key.
+///
+/// Never put a pid or a request id here: every distinct label set is a new series.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Labels(Option<Arc<BTreeMap<String, String>>>);
+
+impl Labels {
+    /// No labels.
+    pub const fn empty() -> Self {
+        Labels(None)
+    }
+    /// Builds a label set from pairs; later duplicates win.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let map: BTreeMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        if map.is_empty() {
+            Labels(None)
+        } else {
+            Labels(Some(Arc::new(map)))
+        }
+    }
+    /// The value of one label.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.as_ref()?.get(key).map(String::as_str)
+    }
+    /// Iterates over `(key, value)` in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+    /// True when there is no label.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+    /// The canonical text form `k1=v1,k2=v2` (empty string for no labels), used as a storage key.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (i, (k, v)) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+        out
+    }
+    /// Parses the text written by [`Labels::to_text`].
+    pub fn from_text(text: &str) -> Labels {
+        Labels::from_pairs(
+            text.split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once('=')),
+        )
+    }
+}
+
+/// Whether a series is a gauge (a level) or a monotonically increasing counter.
+///
+/// Counters are stored as counters and turned into rates at read time or by the analyzer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// A level that goes up and down (memory in use, latency of one operation).
+    Gauge,
+    /// A cumulative total that only grows, except on reset (CPU seconds, bytes read).
+    Counter,
+}
+
+impl MetricKind {
+    /// The stored code: 0 for gauges, 1 for counters.
+    pub fn code(self) -> i64 {
+        match self {
+            MetricKind::Gauge => 0,
+            MetricKind::Counter => 1,
+        }
+    }
+    /// Inverse of [`MetricKind::code`]; unknown codes read as gauges.
+    pub fn from_code(code: i64) -> Self {
+        if code == 1 {
+            MetricKind::Counter
+        } else {
+            MetricKind::Gauge
+        }
+    }
+}
+
+/// The identity of one time series: (source, metric, labels).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    /// Who the series describes.
+    pub source: Source,
+    /// What is measured, unit included.
+    pub metric: MetricName,
+    /// Bounded extra dimensions.
+    pub labels: Labels,
+}
+
+impl SeriesKey {
+    /// Builds a key.
+    pub fn new(source: Source, metric: impl Into<MetricName>, labels: Labels) -> Self {
+        SeriesKey {
+            source,
+            metric: metric.into(),
+            labels,
+        }
+    }
+}
+
+impl fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.source, self.metric)?;
+        if !self.labels.is_empty() {
+            write!(f, "{{{}}}", self.labels.to_text())?;
+        }
+        Ok(())
+    }
+}
+
+/// One measurement of one series at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Which series.
+    pub series: SeriesKey,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// When it was measured.
+    pub ts_ms: TimestampMs,
+    /// The value, in the unit the metric name states.
+    pub value: f64,
+}
+
+/// A group of samples that travel together from the collector to analyzer and storage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricBatch {
+    /// The samples, in the order they were collected.
+    pub samples: Vec<Sample>,
+}
+
+/// What the host tells perfvisor about a daemon it has started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonSpec {
+    /// The host's id for the daemon; one watcher per id.
+    pub id: DaemonId,
+    /// The daemon's current process id.
+    pub pid: u32,
+    /// The project the daemon serves, if any; becomes the `project` label of its series.
+    pub project: Option<String>,
+    /// Extra bounded labels for all of the daemon's series.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl DaemonSpec {
+    /// A spec with no project and no extra labels.
+    pub fn new(id: impl Into<DaemonId>, pid: u32) -> Self {
+        DaemonSpec {
+            id: id.into(),
+            pid,
+            project: None,
+            labels: BTreeMap::new(),
+        }
+    }
+    /// Sets the project.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+    /// Adds one label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+    /// The label set every series of this daemon carries (`project` plus extra labels).
+    pub fn series_labels(&self) -> Labels {
+        Labels::from_pairs(
+            self.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(
+                    self.project
+                        .iter()
+                        .map(|p| ("project".to_string(), p.clone())),
+                ),
+        )
+    }
+}
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing; nobody needs to act now.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Needs action now.
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// Whether a notification announces a problem or its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The condition holds (and has held for the rule's `for` duration).
+    Firing,
+    /// The condition no longer holds.
+    Resolved,
+}
+
+/// A notification sent to subscribers when a rule fires or resolves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct Alert {
+    /// The rule's name (`high_cpu`, or `perfvisor_degraded` for internal alerts).
+    pub rule: String,
+    /// The series that crossed the threshold.
+    pub series: SeriesKey,
+    /// The daemon concerned, if any.
+    pub daemon: Option<DaemonId>,
+    /// The daemon's project, if any.
+    pub project: Option<String>,
+    /// How urgent.
+    pub severity: Severity,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// The value that fired (or, when resolved, the value that cleared it).
+    pub value: f64,
+    /// The threshold of the rule.
+    pub threshold: f64,
+    /// When the condition started to hold (start of the pending period).
+    pub since_ms: TimestampMs,
+    /// When this notification was produced.
+    pub at_ms: TimestampMs,
+    /// A sentence for people.
+    pub message: String,
+    /// What to do about it, most useful first.
+    pub recommendations: Vec<String>,
+    /// True when perfvisor could act on it by itself (for example a restart).
+    pub auto_actionable: bool,
+}
+
+/// What happened to a daemon, as stored in its lifecycle history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleKind {
+    /// The host announced the daemon (or perfvisor adopted it).
+    Started,
+    /// The host said the daemon stopped.
+    Stopped,
+    /// A probe found the process gone (or its pid reused) without anybody saying so.
+    Exited,
+    /// The daemon came back under a new pid.
+    Restarted,
+}
+
+impl LifecycleKind {
+    /// The stored text of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleKind::Started => "started",
+            LifecycleKind::Stopped => "stopped",
+            LifecycleKind::Exited => "exited",
+            LifecycleKind::Restarted => "restarted",
+        }
+    }
+    /// Parses [`LifecycleKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "started" => LifecycleKind::Started,
+            "stopped" => LifecycleKind::Stopped,
+            "exited" => LifecycleKind::Exited,
+            "restarted" => LifecycleKind::Restarted,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of a daemon's lifecycle history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    /// Which daemon.
+    pub daemon: DaemonId,
+    /// Its pid at the time.
+    pub pid: u32,
+    /// When it was seen.
+    pub ts_ms: TimestampMs,
+    /// What happened.
+    pub kind: LifecycleKind,
+    /// Free text (exit reason, what the probe saw).
+    pub detail: String,
+}
+
+/// A source of "now". Logic takes `now` as an argument; actors read it from a `Clock` so
+/// that tests can drive time by hand.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> TimestampMs;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> TimestampMs {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to; for tests and simulations.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock standing at `start_ms`.
+    pub fn new(start_ms: TimestampMs) -> Self {
+        ManualClock(Arc::new(AtomicI64::new(start_ms)))
+    }
+    /// Moves the clock forward by `ms`.
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+    /// Sets the clock.
+    pub fn set_ms(&self, ms: TimestampMs) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> TimestampMs {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A shared clock, as actors hold it.
+pub type SharedClock = Arc<dyn Clock>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Source text round-trips, and a daemon id with a colon stays intact.
+    #[test]
+    fn source_text_round_trips() {
+        for s in [
+            Source::Host,
+            Source::Perfvisor,
+            Source::Daemon(DaemonId::new("a:b")),
+        ] {
+            assert_eq!(Source::from_text(&s.as_text()), Some(s.clone()));
+        }
+        assert_eq!(Source::from_text("daemon:"), None);
+        assert_eq!(Source::from_text("elsewhere"), None);
+    }
+
+    /// Labels are sorted and their text form round-trips.
+    #[test]
+    fn labels_text_round_trips() {
+        let l = Labels::from_pairs([("project", "ws1"), ("iface", "eth0")]);
+        assert_eq!(l.to_text(), "iface=eth0,project=ws1");
+        assert_eq!(Labels::from_text(&l.to_text()), l);
+        assert!(Labels::from_text("").is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! The watcher actor: probes one daemon's pid each interval and forwards its samples.
+//!
+//! It probes only its own pid (never the whole process table). Identity is checked at every
+//! probe; a vanished or reused pid means the daemon stopped, which the watcher reports to
+//! the supervisor, which retires it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::logic::RateTracker;
+use super::probe::{ProbeError, ProcessProbe};
+use crate::collector::Collector;
+use crate::messages::*;
+use crate::panic_guard::guard;
+use crate::supervisor::{ChildHandle, Restartable, Supervisor};
+use crate::telemetry::{ActorStats, EngineStats};
+use crate::types::{DaemonSpec, Labels, MetricBatch, SharedClock};
+
+/// Watches one daemon.
+pub struct Watcher {
+    spec: DaemonSpec,
+    labels: Labels,
+    restart: Restartable,
+    collector: Addr<Collector>,
+    collector_stats: Arc<ActorStats>,
+    supervisor: Addr<Supervisor>,
+    clock: SharedClock,
+    interval: Duration,
+    probes: Arc<AtomicU64>,
+    engine: Arc<EngineStats>,
+    probe: Option<ProcessProbe>,
+    rates: RateTracker,
+    tick: Option<SpawnHandle>,
+    gone: bool,
+}
+
+impl Watcher {
+    /// A watcher for `spec`; it opens its probe when started.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: DaemonSpec,
+        child: Arc<ChildHandle>,
+        collector: Addr<Collector>,
+        collector_stats: Arc<ActorStats>,
+        supervisor: Addr<Supervisor>,
+        clock: SharedClock,
+        interval: Duration,
+        probes: Arc<AtomicU64>,
+        engine: Arc<EngineStats>,
+    ) -> Self {
+        Watcher {
+            labels: spec.series_labels(),
+            spec,
+            restart: Restartable::new(child),
+            collector,
+            collector_stats,
+            supervisor,
+            clock,
+            interval,
+            probes,
+            engine,
+            probe: None,
+            rates: RateTracker::default(),
+            tick: None,
+            gone: false,
+        }
+    }
+
+    /// One probe: forwards samples, or reports the daemon gone.
+    fn probe_once(&mut self, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        let result = match self.probe.as_mut() {
+            Some(p) => p.probe(),
+            None => ProcessProbe::open(self.spec.pid).and_then(|mut p| {
+                let r = p.probe();
+                self.probe = Some(p);
+                r
+            }),
+        };
+        match result {
+            Ok(snap) => {
+                self.probes.fetch_add(1, Ordering::Relaxed);
+                let now = self.clock.now_ms();
+                let samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);
+                self.collector_stats.enqueued();
+                self.collector.do_send(SamplesCollected {
+                    batch: MetricBatch { samples },
+                });
+            }
+            Err(e @ (ProbeError::Gone { .. } | ProbeError::IdentityChanged { .. })) => {
+                self.gone = true;
+                if let Some(h) = self.tick.take() {
+                    ctx.cancel_future(h);
+                }
+                tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, reason = %e, "Daemon gone.");
+                self.supervisor.do_send(WatcherRetired {
+                    id: self.spec.id.clone(),
+                    pid: self.spec.pid,
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => {
+                self.engine.probe_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, error = %e, "Probe failed.");
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if let Err(reason) = guard(|| self.probe_once(ctx)) {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.restart.on_started(ctx);
+        // First probe right away (it yields no CPU rate), then every interval.
+        ctx.run_later(Duration::ZERO, |act, ctx| act.tick(ctx));
+        self.tick = Some(ctx.run_interval(self.interval, |act, ctx| act.tick(ctx)));
+    }
+}
+
+impl actix::Supervised for Watcher {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Rebuild from the spec: a new probe (identity re-read) and no previous reading.
+        self.probe = None;
+        self.rates = RateTracker::default();
+        self.tick = None;
+        self.gone = false;
+    }
+}
+
+impl Handler<Retire> for Watcher {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        if !self.gone {
+            if let Err(reason) = guard(|| self.probe_once(ctx)) {
+                tracing::warn!(daemon = %self.spec.id, reason, "Last probe failed.");
+            }
+        }
+        self.gone = true;
+        if let Some(h) = self.tick.take() {
+            ctx.cancel_future(h);
+        }
+        // No `ctx.stop()`: stopping while an address is alive would make actix's
+        // supervisor restart us. With nothing scheduled, the actor ends as soon as the
+        // supervisor drops its address, and is then not restarted.
+        tracing::debug!(daemon = %self.spec.id, "Watcher retired.");
+    }
+}
+
+impl Handler<InjectPanic> for Watcher {
+    type Result = ();
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        if let Err(reason) = guard(|| panic!("injected panic in watcher {}", self.spec.id)) {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! One watcher per daemon: the process probe and (in actor.rs) the watcher actor.
+pub mod probe;
+
+mod actor;
+mod logic;
+
+pub use actor::Watcher;
+pub use logic::RateTracker;

@@ -1,0 +1,1228 @@
+//! The per-process probe of one watched daemon: reads CPU time, memory, threads, state,
+//! storage I/O, open descriptors and uptime of a single pid, and proves on every read that the
+//! pid still names the process it was opened on. It is plain synchronous code with no actor
+//! types, so the watcher actor stays thin and `benches/probe.rs` can measure it directly.
+//!
+//! On Linux [`ProcessProbe`] keeps `/proc/PID` and the files under it open and re-reads them
+//! with `pread` at offset 0: a few microseconds per probe, no allocation, and the open
+//! descriptors are pinned to the process they were opened on — once it exits (or its pid is
+//! reused) every read through them fails, which is how [`ProbeError::Gone`] is detected.
+//! Elsewhere [`ProcessProbe`] delegates to [`SysinfoProbe`], which is also built on Linux so
+//! the benchmark can compare the two.
+
+use std::path::{Path, PathBuf};
+
+use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
+
+/// How often the soft open-files limit is re-read: it rarely changes (only through
+/// `prlimit`/`setrlimit`), and parsing `/proc/PID/limits` is the largest read of a probe.
+const FD_LIMIT_EVERY: u64 = 30;
+
+/// What pins a pid to one particular process: a reused pid gets a different start time, an
+/// `exec` a different executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    /// The process id.
+    pub pid: u32,
+    /// Start time as the OS counts it: on Linux clock ticks since boot (`/proc/PID/stat`
+    /// field 22); under [`SysinfoProbe`] seconds since the Unix epoch, the finest sysinfo gives.
+    pub start_time_ticks: u64,
+    /// The executable (`/proc/PID/exe`), without the ` (deleted)` suffix the kernel adds after
+    /// the file was replaced on disk; `None` when it cannot be read (permission denied, kernel
+    /// thread, zombie).
+    pub exe: Option<PathBuf>,
+}
+
+impl ProcessIdentity {
+    /// One line for [`ProbeError::IdentityChanged`].
+    fn describe(start_time_ticks: u64, exe: Option<&Path>) -> String {
+        match exe {
+            Some(exe) => format!("start time {start_time_ticks}, exe {}", exe.display()),
+            None => format!("start time {start_time_ticks}, exe unknown"),
+        }
+    }
+}
+
+/// Scheduling state of a process, as the one-letter code of `/proc/PID/stat` field 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcState {
+    /// `R`: running or runnable.
+    Running,
+    /// `S`: interruptible sleep (waiting for an event).
+    Sleeping,
+    /// `D`: uninterruptible sleep, usually waiting on storage.
+    DiskSleep,
+    /// `Z`: exited but not yet reaped by its parent.
+    Zombie,
+    /// `T` (stopped by a signal) or `t` (stopped by a tracer).
+    Stopped,
+    /// `I`: idle kernel thread.
+    Idle,
+    /// Any other letter (`X` dead, `P` parked, `W` waking...), kept as read.
+    Other(char),
+}
+
+impl ProcState {
+    /// Numeric code for storing the state as a metric sample: Running = 1, Sleeping = 2,
+    /// DiskSleep = 3, Stopped = 4, Zombie = 5, Idle = 6, Other = 0.
+    pub fn code(&self) -> f64 {
+        match self {
+            ProcState::Running => 1.0,
+            ProcState::Sleeping => 2.0,
+            ProcState::DiskSleep => 3.0,
+            ProcState::Stopped => 4.0,
+            ProcState::Zombie => 5.0,
+            ProcState::Idle => 6.0,
+            ProcState::Other(_) => 0.0,
+        }
+    }
+
+    /// The state letter as `ps` shows it (`T` for both kinds of stop).
+    pub fn letter(&self) -> char {
+        match self {
+            ProcState::Running => 'R',
+            ProcState::Sleeping => 'S',
+            ProcState::DiskSleep => 'D',
+            ProcState::Zombie => 'Z',
+            ProcState::Stopped => 'T',
+            ProcState::Idle => 'I',
+            ProcState::Other(c) => *c,
+        }
+    }
+
+    /// Maps a `/proc/PID/stat` state letter.
+    fn from_letter(letter: char) -> Self {
+        match letter {
+            'R' => ProcState::Running,
+            'S' => ProcState::Sleeping,
+            'D' => ProcState::DiskSleep,
+            'Z' => ProcState::Zombie,
+            'T' | 't' => ProcState::Stopped,
+            'I' => ProcState::Idle,
+            other => ProcState::Other(other),
+        }
+    }
+
+    /// Maps sysinfo's portable status.
+    fn from_sysinfo(status: ProcessStatus) -> Self {
+        match status {
+            ProcessStatus::Run => ProcState::Running,
+            ProcessStatus::Sleep => ProcState::Sleeping,
+            ProcessStatus::UninterruptibleDiskSleep => ProcState::DiskSleep,
+            ProcessStatus::Zombie => ProcState::Zombie,
+            ProcessStatus::Stop | ProcessStatus::Tracing => ProcState::Stopped,
+            ProcessStatus::Idle => ProcState::Idle,
+            ProcessStatus::Dead => ProcState::Other('X'),
+            ProcessStatus::Wakekill => ProcState::Other('K'),
+            ProcessStatus::Waking => ProcState::Other('W'),
+            ProcessStatus::Parked => ProcState::Other('P'),
+            ProcessStatus::LockBlocked => ProcState::Other('L'),
+            _ => ProcState::Other('?'),
+        }
+    }
+}
+
+/// One reading of a process. Counters are cumulative since the process started; the watcher
+/// turns them into rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcSnapshot {
+    /// CPU time spent in user mode, in seconds (cumulative).
+    pub cpu_user_seconds: f64,
+    /// CPU time spent in the kernel on the process's behalf, in seconds (cumulative). Always 0
+    /// under [`SysinfoProbe`], which only reports the total (counted as user time).
+    pub cpu_system_seconds: f64,
+    /// Resident set size, in bytes.
+    pub rss_bytes: u64,
+    /// Virtual memory size, in bytes.
+    pub virtual_bytes: u64,
+    /// Number of threads (at least 1 for a live process).
+    pub threads: u64,
+    /// Scheduling state.
+    pub state: ProcState,
+    /// Bytes the process caused to be fetched from storage (cumulative, `/proc/PID/io`
+    /// `read_bytes`); `None` when unreadable, e.g. permission denied.
+    pub read_bytes: Option<u64>,
+    /// Bytes the process caused to be sent to storage (cumulative, `/proc/PID/io`
+    /// `write_bytes`); `None` when unreadable, e.g. permission denied.
+    pub write_bytes: Option<u64>,
+    /// Number of open file descriptors; `None` when `/proc/PID/fd` is unreadable.
+    pub open_fds: Option<u64>,
+    /// Soft `RLIMIT_NOFILE` (`Max open files` in `/proc/PID/limits`); `None` when unlimited or
+    /// unreadable. Re-read only every 30th probe.
+    pub fd_limit: Option<u64>,
+    /// Seconds since the process started (never negative).
+    pub uptime_seconds: f64,
+}
+
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The process no longer exists: it exited and was reaped, so its `/proc` entries are gone.
+    #[error("process {pid} no longer exists (its /proc/{pid} entries are gone)")]
+    Gone {
+        /// The pid that was probed.
+        pid: u32,
+    },
+    /// The pid now names another process (reused) or the process exec'd another program.
+    #[error(
+        "pid {pid} no longer names the watched process (per /proc/{pid}/stat and /proc/{pid}/exe): \
+         expected {expected}, found {found}"
+    )]
+    IdentityChanged {
+        /// The pid that was probed.
+        pid: u32,
+        /// Identity recorded when the probe was opened.
+        expected: String,
+        /// Identity found now.
+        found: String,
+    },
+    /// Any other failure to read a file of the process.
+    #[error("cannot read {what} of process {pid}")]
+    Io {
+        /// The pid that was probed.
+        pid: u32,
+        /// The file or source that failed, e.g. `/proc/[pid]/stat`.
+        what: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+#[cfg(target_os = "linux")]
+type Backend = procfs::ProcfsProbe;
+#[cfg(not(target_os = "linux"))]
+type Backend = SysinfoProbe;
+
+/// Probe of one process, opened once and read at every tick of its watcher.
+///
+/// On Linux it keeps `/proc/PID/{stat,statm,io,limits,fd}` open and re-reads them in place;
+/// elsewhere it delegates to [`SysinfoProbe`].
+pub struct ProcessProbe {
+    inner: Backend,
+}
+
+impl std::fmt::Debug for ProcessProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessProbe")
+            .field("identity", self.identity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessProbe {
+    /// Opens the process and records its identity (start time, executable).
+    pub fn open(pid: u32) -> Result<Self, ProbeError> {
+        Ok(Self {
+            inner: Backend::open(pid)?,
+        })
+    }
+
+    /// The identity recorded by [`ProcessProbe::open`].
+    pub fn identity(&self) -> &ProcessIdentity {
+        self.inner.identity()
+    }
+
+    /// Checks that the pid still names the same process, then reads a snapshot.
+    pub fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
+        self.inner.probe()
+    }
+}
+
+/// Open-read-close variant used only to compare costs in the benchmark (same output, reopens
+/// files each call).
+pub fn probe_once(pid: u32) -> Result<ProcSnapshot, ProbeError> {
+    Backend::open(pid)?.probe()
+}
+
+/// Probe of one process through `sysinfo`, refreshing only that pid. The portable backend of
+/// [`ProcessProbe`]; built everywhere so the benchmark can compare it with the `/proc` one.
+///
+/// Weaker than the Linux backend: CPU time is only available as a total (reported as user
+/// time), the start time has one-second resolution, storage bytes read as 0 rather than
+/// `None` when unreadable, an `exec` is not detected, and the thread count is 1 where sysinfo
+/// does not list threads (everywhere but Linux).
+pub struct SysinfoProbe {
+    system: System,
+    pid: Pid,
+    identity: ProcessIdentity,
+    probes: u64,
+    fd_limit: Option<u64>,
+}
+
+impl std::fmt::Debug for SysinfoProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SysinfoProbe")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SysinfoProbe {
+    /// Refreshes the process table for the pid and records its identity.
+    pub fn open(pid: u32) -> Result<Self, ProbeError> {
+        let mut system = System::new().map_err(|e| ProbeError::Io {
+            pid,
+            what: "the sysinfo process table",
+            source: match e {
+                sysinfo::Error::Io(io) => io,
+                other => std::io::Error::other(other),
+            },
+        })?;
+        let spid = Pid::from_u32(pid);
+        Self::refresh(&mut system, spid);
+        let process = system.process(spid).ok_or(ProbeError::Gone { pid })?;
+        let identity = ProcessIdentity {
+            pid,
+            start_time_ticks: process.start_time(),
+            exe: process.exe().map(Path::to_path_buf),
+        };
+        Ok(Self {
+            system,
+            pid: spid,
+            identity,
+            probes: 0,
+            fd_limit: None,
+        })
+    }
+
+    /// The identity recorded by [`SysinfoProbe::open`].
+    pub fn identity(&self) -> &ProcessIdentity {
+        &self.identity
+    }
+
+    /// Refreshes the pid, checks its start time (and executable where known), then reads a
+    /// snapshot.
+    pub fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
+        let pid = self.identity.pid;
+        Self::refresh(&mut self.system, self.pid);
+        let process = self
+            .system
+            .process(self.pid)
+            .ok_or(ProbeError::Gone { pid })?;
+        // sysinfo replaces its entry (exe included) when the start time changes, so a reused
+        // pid shows here; an exec keeps the entry and its cached exe, so it does not.
+        let exe_differs = match (&self.identity.exe, process.exe()) {
+            (Some(expected), Some(found)) => expected != found,
+            _ => false,
+        };
+        if process.start_time() != self.identity.start_time_ticks || exe_differs {
+            return Err(ProbeError::IdentityChanged {
+                pid,
+                expected: ProcessIdentity::describe(
+                    self.identity.start_time_ticks,
+                    self.identity.exe.as_deref(),
+                ),
+                found: ProcessIdentity::describe(process.start_time(), process.exe()),
+            });
+        }
+        if self.probes % FD_LIMIT_EVERY == 0 {
+            self.fd_limit = process.open_files_limit().map(|n| n as u64);
+        }
+        self.probes += 1;
+        let disk = process.disk_usage();
+        Ok(ProcSnapshot {
+            cpu_user_seconds: process.accumulated_cpu_time() as f64 / 1000.0,
+            cpu_system_seconds: 0.0,
+            rss_bytes: process.memory(),
+            virtual_bytes: process.virtual_memory(),
+            // sysinfo lists the other threads, not the main one.
+            threads: process.tasks().map_or(1, |tasks| tasks.len() as u64 + 1),
+            state: ProcState::from_sysinfo(process.status()),
+            read_bytes: Some(disk.total_read_bytes),
+            write_bytes: Some(disk.total_written_bytes),
+            open_fds: process.open_files().map(|n| n as u64),
+            fd_limit: self.fd_limit,
+            uptime_seconds: process.run_time() as f64,
+        })
+    }
+
+    fn refresh(system: &mut System, pid: Pid) {
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory()
+                .with_disk_usage()
+                .with_exe(UpdateKind::OnlyIfNotSet),
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod procfs {
+    //! The Linux backend: `/proc/PID` files kept open and re-read with `pread`.
+
+    use std::ffi::{CStr, OsStr};
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileExt;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use super::{ProbeError, ProcSnapshot, ProcState, ProcessIdentity, FD_LIMIT_EVERY};
+
+    const STAT: &str = "/proc/[pid]/stat";
+    const STATM: &str = "/proc/[pid]/statm";
+    const IO: &str = "/proc/[pid]/io";
+    const LIMITS: &str = "/proc/[pid]/limits";
+    const FD: &str = "/proc/[pid]/fd";
+    const EXE: &str = "/proc/[pid]/exe";
+    const DIR: &str = "/proc/[pid]";
+    const PROC_STAT: &str = "/proc/stat";
+
+    /// Large enough for every file read here (`limits`, the largest, is about 1.4 KiB).
+    const BUF_LEN: usize = 4096;
+    /// What the kernel appends to `/proc/PID/exe` once the binary was replaced on disk.
+    const DELETED: &[u8] = b" (deleted)";
+
+    /// Clock ticks per second and page size, asked once per process.
+    struct SysConsts {
+        ticks_per_second: f64,
+        page_size: u64,
+    }
+
+    fn sys_consts() -> &'static SysConsts {
+        static CONSTS: OnceLock<SysConsts> = OnceLock::new();
+        CONSTS.get_or_init(|| {
+            // SAFETY: sysconf has no preconditions.
+            let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            // SAFETY: as above.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            SysConsts {
+                // USER_HZ is 100 on every Linux ABI; sysconf only fails on unknown names.
+                ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
+                page_size: if page > 0 { page as u64 } else { 4096 },
+            }
+        })
+    }
+
+    /// Boot time in seconds since the epoch (`btime` of `/proc/stat`), read once per process.
+    fn boot_time(pid: u32) -> Result<u64, ProbeError> {
+        static BOOT_TIME: OnceLock<u64> = OnceLock::new();
+        if let Some(btime) = BOOT_TIME.get() {
+            return Ok(*btime);
+        }
+        let io_err = |source| ProbeError::Io {
+            pid,
+            what: PROC_STAT,
+            source,
+        };
+        let text = std::fs::read(PROC_STAT).map_err(io_err)?;
+        let btime = text
+            .split(|b| *b == b'\n')
+            .find_map(|line| line.strip_prefix(b"btime "))
+            .and_then(|rest| parse_u64(rest.trim_ascii()))
+            .ok_or_else(|| io_err(invalid("no `btime` line")))?;
+        Ok(*BOOT_TIME.get_or_init(|| btime))
+    }
+
+    fn invalid(what: &'static str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, what)
+    }
+
+    /// ESRCH and ENOENT mean the process is gone; anything else is an I/O failure on `what`.
+    fn classify(pid: u32, what: &'static str, source: io::Error) -> ProbeError {
+        match source.raw_os_error() {
+            Some(libc::ESRCH) | Some(libc::ENOENT) => ProbeError::Gone { pid },
+            _ => ProbeError::Io { pid, what, source },
+        }
+    }
+
+    fn is_eacces(e: &io::Error) -> bool {
+        matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+    }
+
+    /// Opens `name` under the `/proc/PID` directory, so it refers to the same process.
+    fn open_at(dir: &File, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+        // SAFETY: `name` is NUL-terminated and `dir` is an open descriptor for the call.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | flags,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Like [`open_at`], but a permission refusal yields `Ok(None)`.
+    fn open_optional(
+        pid: u32,
+        dir: &File,
+        name: &CStr,
+        flags: libc::c_int,
+        what: &'static str,
+    ) -> Result<Option<File>, ProbeError> {
+        match open_at(dir, name, flags) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if is_eacces(&e) => Ok(None),
+            Err(e) => Err(classify(pid, what, e)),
+        }
+    }
+
+    /// Re-reads a kept-open `/proc` file from offset 0 into `buf`, growing it only if the
+    /// contents did not fit. `Ok(0)` means the process is gone.
+    fn read_whole(file: &File, buf: &mut Vec<u8>) -> io::Result<usize> {
+        loop {
+            match file.read_at(buf, 0) {
+                Ok(n) if n < buf.len() => return Ok(n),
+                Ok(_) => buf.resize(buf.len() * 2, 0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the `exe` link of the directory's process into `buf`.
+    fn read_exe<'b>(dir: &File, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
+        loop {
+            // SAFETY: the name is NUL-terminated and `buf` is valid for `buf.len()` bytes.
+            let n = unsafe {
+                libc::readlinkat(
+                    dir.as_raw_fd(),
+                    c"exe".as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            if n < buf.len() {
+                let link = &buf[..n];
+                return Ok(link.strip_suffix(DELETED).unwrap_or(link));
+            }
+            // Possibly truncated.
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+
+    /// The fields of `/proc/PID/stat` the probe uses.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct StatFields {
+        pub(super) state: char,
+        pub(super) utime: u64,
+        pub(super) stime: u64,
+        pub(super) threads: u64,
+        pub(super) start_time: u64,
+        /// Fields 26 and 27: where the program text is mapped. Set by `exec` (and moved by
+        /// ASLR even when the same binary is exec'd again); 1 when the reader lacks ptrace
+        /// access, 0 without an address space (zombie, kernel thread).
+        pub(super) code_range: (u64, u64),
+    }
+
+    /// Parses `/proc/PID/stat`. Field 2 (comm) is in parentheses and may itself contain spaces
+    /// and `)`, so the fixed fields are counted from the last `)`.
+    pub(super) fn parse_stat(text: &[u8]) -> Option<StatFields> {
+        let close = text.iter().rposition(|b| *b == b')')?;
+        // Fields 3.. follow; field n is at index n - 3.
+        let mut fields = text[close + 1..]
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty());
+        let state = match fields.next()? {
+            [letter] => char::from(*letter),
+            _ => return None,
+        };
+        let mut fields = fields.skip(10); // fields 4..=13
+        let utime = parse_u64(fields.next()?)?; // 14
+        let stime = parse_u64(fields.next()?)?; // 15
+        let mut fields = fields.skip(4); // 16..=19
+        let threads = parse_u64(fields.next()?)?; // 20
+        let start_time = parse_u64(fields.nth(1)?)?; // 22
+        let mut fields = fields.skip(3); // 23..=25
+        let start_code = parse_u64(fields.next()?)?; // 26
+        let end_code = parse_u64(fields.next()?)?; // 27
+        Some(StatFields {
+            state,
+            utime,
+            stime,
+            threads,
+            start_time,
+            code_range: (start_code, end_code),
+        })
+    }
+
+    /// Parses `/proc/PID/statm` into (size, resident) pages.
+    pub(super) fn parse_statm(text: &[u8]) -> Option<(u64, u64)> {
+        let mut fields = text
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty());
+        let size = parse_u64(fields.next()?)?;
+        let resident = parse_u64(fields.next()?)?;
+        Some((size, resident))
+    }
+
+    /// Parses the `read_bytes:` and `write_bytes:` lines of `/proc/PID/io`.
+    pub(super) fn parse_io(text: &[u8]) -> Option<(u64, u64)> {
+        let (mut read, mut write) = (None, None);
+        for line in text.split(|b| *b == b'\n') {
+            if let Some(rest) = line.strip_prefix(b"read_bytes:") {
+                read = parse_u64(rest.trim_ascii());
+            } else if let Some(rest) = line.strip_prefix(b"write_bytes:") {
+                write = parse_u64(rest.trim_ascii());
+            }
+        }
+        Some((read?, write?))
+    }
+
+    /// Parses the soft limit of the `Max open files` line of `/proc/PID/limits`: `Ok(None)`
+    /// for `unlimited`, `Err(())` when the line is missing or malformed.
+    pub(super) fn parse_fd_limit(text: &[u8]) -> Result<Option<u64>, ()> {
+        let line = text
+            .split(|b| *b == b'\n')
+            .find_map(|line| line.strip_prefix(b"Max open files"))
+            .ok_or(())?;
+        match line.split(u8::is_ascii_whitespace).find(|f| !f.is_empty()) {
+            Some(b"unlimited") => Ok(None),
+            Some(soft) => parse_u64(soft).map(Some).ok_or(()),
+            None => Err(()),
+        }
+    }
+
+    /// Parses a decimal `u64` with no sign or spaces.
+    pub(super) fn parse_u64(digits: &[u8]) -> Option<u64> {
+        if digits.is_empty() {
+            return None;
+        }
+        digits.iter().try_fold(0u64, |acc, d| {
+            if d.is_ascii_digit() {
+                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Counts open descriptors through a kept-open `/proc/PID/fd`.
+    ///
+    /// Since Linux 6.2 `stat` of that directory reports the count as its size, computed from
+    /// the descriptor bitmap without building a dentry per descriptor as `readdir` does. Older
+    /// kernels report 0, so 0 falls back to counting entries (which also gives 0 when there
+    /// really are none).
+    pub(super) fn count_fds(fd_dir: &File, buf: &mut [u8]) -> io::Result<u64> {
+        let size = fd_dir.metadata()?.len();
+        if size > 0 {
+            return Ok(size);
+        }
+        count_dir_entries(fd_dir, buf)
+    }
+
+    /// Counts the entries other than `.` and `..` of an open directory with `getdents64`,
+    /// rewinding it first.
+    pub(super) fn count_dir_entries(dir: &File, buf: &mut [u8]) -> io::Result<u64> {
+        let fd = dir.as_raw_fd();
+        // SAFETY: plain syscall on an open descriptor.
+        if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Layout of `struct linux_dirent64`: d_ino u64, d_off i64, d_reclen u16, d_type u8,
+        // then the NUL-terminated name.
+        const RECLEN_AT: usize = 16;
+        const NAME_AT: usize = 19;
+        let mut count = 0;
+        loop {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(count);
+            }
+            let filled = &buf[..n as usize];
+            let mut at = 0;
+            while let Some(record) = filled.get(at..) {
+                let Some(&[lo, hi]) = record.get(RECLEN_AT..RECLEN_AT + 2) else {
+                    break;
+                };
+                let reclen = usize::from(u16::from_ne_bytes([lo, hi]));
+                let name = record.get(NAME_AT..reclen.min(record.len())).unwrap_or(&[]);
+                if !(name.starts_with(b".\0") || name.starts_with(b"..\0")) {
+                    count += 1;
+                }
+                if reclen == 0 {
+                    break;
+                }
+                at += reclen;
+            }
+        }
+    }
+
+    /// Re-reads a kept-open file that must be readable.
+    fn read_required<'b>(
+        pid: u32,
+        file: &File,
+        buf: &'b mut Vec<u8>,
+        what: &'static str,
+    ) -> Result<&'b [u8], ProbeError> {
+        match read_whole(file, buf) {
+            Ok(0) => Err(ProbeError::Gone { pid }),
+            Ok(n) => Ok(&buf[..n]),
+            Err(e) => Err(classify(pid, what, e)),
+        }
+    }
+
+    /// Re-reads a kept-open file that may be refused: `None` when it could not be opened or
+    /// reading it is refused now (e.g. `/proc/PID/io` after the daemon changed credentials).
+    fn read_optional<'b>(
+        pid: u32,
+        file: Option<&File>,
+        buf: &'b mut Vec<u8>,
+        what: &'static str,
+    ) -> Result<Option<&'b [u8]>, ProbeError> {
+        let Some(file) = file else {
+            return Ok(None);
+        };
+        match read_whole(file, buf) {
+            Ok(0) => Err(ProbeError::Gone { pid }),
+            Ok(n) => Ok(Some(&buf[..n])),
+            Err(e) if is_eacces(&e) => Ok(None),
+            Err(e) => Err(classify(pid, what, e)),
+        }
+    }
+
+    /// Seconds since the process started, from its start in ticks since boot.
+    fn uptime_seconds(btime: u64, start_ticks: u64) -> f64 {
+        let start = btime as f64 + start_ticks as f64 / sys_consts().ticks_per_second;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        (now - start).max(0.0)
+    }
+
+    /// The kept-open files of one process.
+    pub(crate) struct ProcfsProbe {
+        identity: ProcessIdentity,
+        /// `/proc/PID` itself: the other files are opened relative to it and `exe` is read
+        /// through it, so everything refers to the one process even if the pid is reused:
+        /// once that process is reaped, reads through these descriptors fail.
+        dir: File,
+        stat: File,
+        statm: File,
+        io: Option<File>,
+        limits: Option<File>,
+        fd_dir: Option<File>,
+        btime: u64,
+        /// Reused for every file, so a probe allocates nothing.
+        buf: Vec<u8>,
+        /// Reused for the `exe` link.
+        link_buf: Vec<u8>,
+        /// Text mapping at the last exe check; a change means the process exec'd.
+        code_range: (u64, u64),
+        probes: u64,
+        fd_limit: Option<u64>,
+    }
+
+    impl ProcfsProbe {
+        pub(crate) fn open(pid: u32) -> Result<Self, ProbeError> {
+            let dir = File::open(format!("/proc/{pid}")).map_err(|e| classify(pid, DIR, e))?;
+            let stat = open_at(&dir, c"stat", 0).map_err(|e| classify(pid, STAT, e))?;
+            let statm = open_at(&dir, c"statm", 0).map_err(|e| classify(pid, STATM, e))?;
+            let io = open_optional(pid, &dir, c"io", 0, IO)?;
+            let limits = open_optional(pid, &dir, c"limits", 0, LIMITS)?;
+            let fd_dir = open_optional(pid, &dir, c"fd", libc::O_DIRECTORY, FD)?;
+            let btime = boot_time(pid)?;
+
+            let mut buf = vec![0; BUF_LEN];
+            let n = read_whole(&stat, &mut buf).map_err(|e| classify(pid, STAT, e))?;
+            if n == 0 {
+                return Err(ProbeError::Gone { pid });
+            }
+            let fields = parse_stat(&buf[..n]).ok_or_else(|| ProbeError::Io {
+                pid,
+                what: STAT,
+                source: invalid("malformed /proc/PID/stat"),
+            })?;
+
+            let mut link_buf = vec![0; BUF_LEN];
+            let exe = match read_exe(&dir, &mut link_buf) {
+                Ok(link) => Some(PathBuf::from(OsStr::from_bytes(link))),
+                // Refused, or no executable (kernel thread, zombie; or just exited, which the
+                // first probe reports as Gone).
+                Err(e) if is_eacces(&e) || e.raw_os_error() == Some(libc::ENOENT) => None,
+                Err(e) => return Err(classify(pid, EXE, e)),
+            };
+
+            Ok(Self {
+                identity: ProcessIdentity {
+                    pid,
+                    start_time_ticks: fields.start_time,
+                    exe,
+                },
+                dir,
+                stat,
+                statm,
+                io,
+                limits,
+                fd_dir,
+                btime,
+                buf,
+                link_buf,
+                code_range: fields.code_range,
+                probes: 0,
+                fd_limit: None,
+            })
+        }
+
+        pub(crate) fn identity(&self) -> &ProcessIdentity {
+            &self.identity
+        }
+
+        pub(crate) fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
+            let pid = self.identity.pid;
+            let consts = sys_consts();
+
+            let fields = {
+                let text = read_required(pid, &self.stat, &mut self.buf, STAT)?;
+                parse_stat(text).ok_or_else(|| ProbeError::Io {
+                    pid,
+                    what: STAT,
+                    source: invalid("malformed /proc/PID/stat"),
+                })?
+            };
+            // The kept descriptors already fail once the process is gone, so a reused pid
+            // cannot be read through them; comparing costs nothing and guards the assumption.
+            if fields.start_time != self.identity.start_time_ticks {
+                return Err(self.identity_changed(fields.start_time, None));
+            }
+            let state = ProcState::from_letter(fields.state);
+            // An exec keeps pid and start time, so only the exe tells it apart. Reading the
+            // exe link every probe costs 2.2 µs (benches/probe.rs, `exe_readlink`), a quarter
+            // of the probe and over its 2 µs budget; but every exec remaps the program text,
+            // which the stat just read shows for free. So the link is read only when that
+            // moved, and an exec of the same binary is accepted as the same daemon. A zombie
+            // has no text (0) and no exe left to compare.
+            if state != ProcState::Zombie && fields.code_range != self.code_range {
+                self.check_exe(fields.start_time)?;
+                self.code_range = fields.code_range;
+            }
+
+            let (size, resident) = {
+                let text = read_required(pid, &self.statm, &mut self.buf, STATM)?;
+                parse_statm(text).ok_or_else(|| ProbeError::Io {
+                    pid,
+                    what: STATM,
+                    source: invalid("malformed /proc/PID/statm"),
+                })?
+            };
+
+            let (read_bytes, write_bytes) =
+                match read_optional(pid, self.io.as_ref(), &mut self.buf, IO)? {
+                    None => (None, None),
+                    Some(text) => {
+                        let (r, w) = parse_io(text).ok_or_else(|| ProbeError::Io {
+                            pid,
+                            what: IO,
+                            source: invalid("no read_bytes/write_bytes in /proc/PID/io"),
+                        })?;
+                        (Some(r), Some(w))
+                    }
+                };
+
+            let open_fds = match &self.fd_dir {
+                None => None,
+                Some(fd_dir) => match count_fds(fd_dir, &mut self.buf) {
+                    Ok(n) => Some(n),
+                    Err(e) if is_eacces(&e) => None,
+                    Err(e) => return Err(classify(pid, FD, e)),
+                },
+            };
+
+            if self.probes % FD_LIMIT_EVERY == 0 {
+                self.fd_limit =
+                    match read_optional(pid, self.limits.as_ref(), &mut self.buf, LIMITS)? {
+                        None => None,
+                        Some(text) => parse_fd_limit(text).map_err(|()| ProbeError::Io {
+                            pid,
+                            what: LIMITS,
+                            source: invalid("no `Max open files` line in /proc/PID/limits"),
+                        })?,
+                    };
+            }
+            self.probes += 1;
+
+            Ok(ProcSnapshot {
+                cpu_user_seconds: fields.utime as f64 / consts.ticks_per_second,
+                cpu_system_seconds: fields.stime as f64 / consts.ticks_per_second,
+                rss_bytes: resident.saturating_mul(consts.page_size),
+                virtual_bytes: size.saturating_mul(consts.page_size),
+                threads: fields.threads,
+                state,
+                read_bytes,
+                write_bytes,
+                open_fds,
+                fd_limit: self.fd_limit,
+                uptime_seconds: uptime_seconds(self.btime, fields.start_time),
+            })
+        }
+
+        fn check_exe(&mut self, start_time: u64) -> Result<(), ProbeError> {
+            let Some(expected) = &self.identity.exe else {
+                return Ok(());
+            };
+            match read_exe(&self.dir, &mut self.link_buf) {
+                Ok(found) if found == expected.as_os_str().as_bytes() => Ok(()),
+                Ok(found) => {
+                    let found = PathBuf::from(OsStr::from_bytes(found));
+                    Err(self.identity_changed(start_time, Some(found)))
+                }
+                // Refused now (e.g. the daemon became non-dumpable): cannot compare.
+                Err(e) if is_eacces(&e) => Ok(()),
+                Err(e) => Err(classify(self.identity.pid, EXE, e)),
+            }
+        }
+
+        fn identity_changed(&self, start_time: u64, exe: Option<PathBuf>) -> ProbeError {
+            ProbeError::IdentityChanged {
+                pid: self.identity.pid,
+                expected: ProcessIdentity::describe(
+                    self.identity.start_time_ticks,
+                    self.identity.exe.as_deref(),
+                ),
+                found: ProcessIdentity::describe(start_time, exe.as_deref()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A child that is killed and reaped however the test ends.
+    struct Reaped(Child);
+
+    impl Reaped {
+        fn spawn(program: &str, args: &[&str]) -> Self {
+            let child = Command::new(program)
+                .args(args)
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("spawn child");
+            Reaped(child)
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+
+        fn kill(&mut self) {
+            self.0.kill().expect("kill child");
+            self.0.wait().expect("reap child");
+        }
+    }
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Calls `f` every 10 ms until it returns `Some` or `timeout` passes.
+    fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = f() {
+                return Some(t);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Probes until the child sleeps: `spawn` returns right after `exec`, while the program
+    /// is still loading and its figures still move.
+    fn settled(probe: &mut ProcessProbe) -> ProcSnapshot {
+        poll_until(Duration::from_secs(10), || {
+            let snap = probe.probe().expect("probe while settling");
+            (snap.state == ProcState::Sleeping).then_some(snap)
+        })
+        .expect("child settles into sleep within 10 s")
+    }
+
+    fn cpu(s: &ProcSnapshot) -> f64 {
+        s.cpu_user_seconds + s.cpu_system_seconds
+    }
+
+    /// The stat parser counts fields from the last `)`, so a comm with spaces and `)` parses.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn parses_stat_whose_comm_has_spaces_and_parens() {
+        // Field n (from 4 on) holds n * 10, so each parsed value names its field.
+        let rest: Vec<String> = (4..=52).map(|n| (n * 10).to_string()).collect();
+        let line = format!("4242 (my ) (odd) proc) R {}\n", rest.join(" "));
+        let fields = procfs::parse_stat(line.as_bytes()).expect("parses");
+        assert_eq!(
+            fields,
+            procfs::StatFields {
+                state: 'R',
+                utime: 140,
+                stime: 150,
+                threads: 200,
+                start_time: 220,
+                code_range: (260, 270),
+            }
+        );
+        assert_eq!(procfs::parse_stat(b"12 (truncated) S 1 2"), None);
+        assert_eq!(procfs::parse_stat(b"12 no parens at all"), None);
+    }
+
+    /// statm, io and limits parse, including an unlimited open-files limit.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn parses_statm_io_and_limits() {
+        assert_eq!(
+            procfs::parse_statm(b"1000 250 10 5 0 90 0\n"),
+            Some((1000, 250))
+        );
+        let io = b"rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 7\n";
+        assert_eq!(procfs::parse_io(io), Some((4096, 8192)));
+        assert_eq!(procfs::parse_io(b"rchar: 1\n"), None);
+        let limits =
+            b"Limit                     Soft Limit           Hard Limit           Units     \n\
+            Max processes             62811                62811                processes \n\
+            Max open files            1024                 524288               files     \n";
+        assert_eq!(procfs::parse_fd_limit(limits), Ok(Some(1024)));
+        let unlimited =
+            b"Max open files            unlimited            unlimited            files     \n";
+        assert_eq!(procfs::parse_fd_limit(unlimited), Ok(None));
+        assert_eq!(procfs::parse_fd_limit(b"Max processes 5 5\n"), Err(()));
+        assert_eq!(procfs::parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(procfs::parse_u64(b"18446744073709551616"), None);
+        assert_eq!(procfs::parse_u64(b"-1"), None);
+    }
+
+    /// Probing the test process itself gives plausible values and its own pid.
+    #[test]
+    fn probes_current_process() {
+        let pid = std::process::id();
+        let mut probe = ProcessProbe::open(pid).expect("open self");
+        assert_eq!(probe.identity().pid, pid);
+        assert!(probe.identity().exe.is_some());
+        let snap = probe.probe().expect("probe self");
+        assert!(snap.threads >= 1, "{snap:?}");
+        assert!(snap.rss_bytes > 0, "{snap:?}");
+        assert!(snap.virtual_bytes >= snap.rss_bytes, "{snap:?}");
+        assert!(snap.open_fds.is_some_and(|n| n > 0), "{snap:?}");
+        assert!(snap.fd_limit.is_none_or(|n| n > 0), "{snap:?}");
+        assert!(snap.uptime_seconds >= 0.0, "{snap:?}");
+        assert!(snap.uptime_seconds < 3600.0, "{snap:?}");
+        assert!(snap.read_bytes.is_some(), "{snap:?}");
+    }
+
+    /// A real child is probed while alive and reported `Gone` once killed and reaped.
+    #[test]
+    fn killed_child_is_gone() {
+        let mut child = Reaped::spawn("sleep", &["30"]);
+        let mut probe = ProcessProbe::open(child.pid()).expect("open child");
+        let snap = probe.probe().expect("probe live child");
+        assert!(snap.threads >= 1);
+        assert!(
+            probe
+                .identity()
+                .exe
+                .as_ref()
+                .is_some_and(|exe| exe.ends_with("sleep")),
+            "{:?}",
+            probe.identity()
+        );
+        child.kill();
+        let err = probe.probe().expect_err("child was reaped");
+        assert!(
+            matches!(err, ProbeError::Gone { pid } if pid == child.pid()),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&child.pid().to_string()), "{err}");
+        // A fresh open fails the same way.
+        assert!(matches!(
+            ProcessProbe::open(child.pid()),
+            Err(ProbeError::Gone { .. })
+        ));
+    }
+
+    /// A pid that cannot exist is `Gone` at open.
+    #[test]
+    fn missing_pid_is_gone() {
+        let err = ProcessProbe::open(u32::MAX).expect_err("no such pid");
+        assert!(matches!(err, ProbeError::Gone { pid: u32::MAX }), "{err:?}");
+    }
+
+    /// CPU seconds of a busy child rise by about the wall time it burned (loose bound).
+    #[test]
+    fn cpu_seconds_follow_a_busy_child() {
+        let child = Reaped::spawn("sh", &["-c", "while :; do :; done"]);
+        let mut probe = ProcessProbe::open(child.pid()).expect("open child");
+        let before = probe.probe().expect("probe");
+        let started = Instant::now();
+        let burned = poll_until(Duration::from_secs(10), || {
+            let now = probe.probe().expect("probe");
+            let burned = cpu(&now) - cpu(&before);
+            (burned >= 0.3).then_some(burned)
+        })
+        .expect("busy child burns 300 ms of CPU within 10 s");
+        let wall = started.elapsed().as_secs_f64();
+        // One thread cannot burn more CPU than wall time (plus a tick or two of rounding);
+        // a wrong tick rate would break this by orders of magnitude.
+        assert!(burned <= wall + 0.05, "burned {burned} s in {wall} s");
+        assert!(burned < 1.0, "burned {burned} s, expected about 0.3 s");
+    }
+
+    /// The kept-open probe and the open-read-close one report the same values.
+    #[test]
+    fn probe_once_agrees_with_kept_open_probe() {
+        let child = Reaped::spawn("sleep", &["30"]);
+        let mut probe = ProcessProbe::open(child.pid()).expect("open child");
+        settled(&mut probe);
+        let kept = probe.probe().expect("kept-open probe");
+        let once = probe_once(child.pid()).expect("open-read-close probe");
+        assert!(
+            (kept.uptime_seconds - once.uptime_seconds).abs() < 1.0,
+            "{kept:?} vs {once:?}"
+        );
+        let without_uptime = |s: &ProcSnapshot| ProcSnapshot {
+            uptime_seconds: 0.0,
+            ..s.clone()
+        };
+        assert_eq!(without_uptime(&kept), without_uptime(&once));
+        assert_eq!(kept.state, ProcState::Sleeping);
+        assert!(kept.fd_limit.is_some());
+    }
+
+    /// An exec under the same pid is reported as an identity change, not as the same daemon.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn exec_is_an_identity_change() {
+        let mut child = Reaped::spawn("sh", &["-c", "read line; exec sleep 30"]);
+        let mut probe = ProcessProbe::open(child.pid()).expect("open child");
+        probe.probe().expect("probe before exec");
+        let stdin = child.0.stdin.as_mut().expect("piped stdin");
+        stdin.write_all(b"go\n").expect("release the child");
+        stdin.flush().expect("flush");
+        let err = poll_until(Duration::from_secs(10), || probe.probe().err())
+            .expect("exec detected within 10 s");
+        let ProbeError::IdentityChanged {
+            expected, found, ..
+        } = &err
+        else {
+            panic!("expected IdentityChanged, got {err:?}");
+        };
+        assert!(found.ends_with("sleep"), "{expected} -> {found}");
+        assert!(err.to_string().contains(&child.pid().to_string()), "{err}");
+    }
+
+    /// An exec of the same binary (same exe, new text mapping) is still the same daemon.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn exec_of_the_same_binary_is_accepted() {
+        let script = "read line; exec sleep 30";
+        let mut child = Reaped::spawn("sh", &["-c", &format!("read line; exec sh -c '{script}'")]);
+        let pid = child.pid();
+        let mut probe = ProcessProbe::open(pid).expect("open child");
+        let code_range = || {
+            let text = std::fs::read(format!("/proc/{pid}/stat")).expect("stat");
+            procfs::parse_stat(&text).expect("parses").code_range
+        };
+        let before = code_range();
+        let stdin = child.0.stdin.as_mut().expect("piped stdin");
+        stdin.write_all(b"once\n").expect("release the child");
+        stdin.flush().expect("flush");
+        poll_until(Duration::from_secs(10), || {
+            (code_range() != before).then_some(())
+        })
+        .expect("child re-execs sh within 10 s");
+        // Probed until the new sh waits on its `read`: no identity error on the way.
+        settled(&mut probe);
+        // The second exec, into another binary, is caught.
+        let stdin = child.0.stdin.as_mut().expect("piped stdin");
+        stdin
+            .write_all(b"twice\n")
+            .expect("release the child again");
+        stdin.flush().expect("flush");
+        let err = poll_until(Duration::from_secs(10), || probe.probe().err())
+            .expect("exec detected within 10 s");
+        assert!(matches!(err, ProbeError::IdentityChanged { .. }), "{err:?}");
+    }
+
+    /// Counting through `stat` of the fd directory, through `getdents64` and through
+    /// `read_dir` agree.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn fd_counts_agree() {
+        let child = Reaped::spawn("sleep", &["30"]);
+        settled(&mut ProcessProbe::open(child.pid()).expect("open child"));
+        let fd_dir = std::fs::File::open(format!("/proc/{}/fd", child.pid())).expect("fd dir");
+        let mut buf = vec![0; 4096];
+        let by_stat = procfs::count_fds(&fd_dir, &mut buf).expect("count");
+        let by_getdents = procfs::count_dir_entries(&fd_dir, &mut buf).expect("getdents");
+        let again = procfs::count_dir_entries(&fd_dir, &mut buf).expect("rewound");
+        let by_read_dir = std::fs::read_dir(format!("/proc/{}/fd", child.pid()))
+            .expect("read_dir")
+            .count() as u64;
+        assert!(by_read_dir >= 3, "stdin, stdout, stderr at least");
+        assert_eq!(
+            (by_stat, by_getdents, again),
+            (by_read_dir, by_read_dir, by_read_dir)
+        );
+        // A tiny buffer forces several getdents64 calls.
+        let mut small = vec![0; 64];
+        assert_eq!(
+            procfs::count_dir_entries(&fd_dir, &mut small).expect("small"),
+            by_read_dir
+        );
+    }
+
+    /// The sysinfo backend reads the same child and also sees it go.
+    #[test]
+    fn sysinfo_probe_reads_and_loses_a_child() {
+        let mut child = Reaped::spawn("sleep", &["30"]);
+        settled(&mut ProcessProbe::open(child.pid()).expect("open child"));
+        let mut probe = SysinfoProbe::open(child.pid()).expect("open child");
+        assert_eq!(probe.identity().pid, child.pid());
+        let snap = probe.probe().expect("probe");
+        assert!(snap.threads >= 1, "{snap:?}");
+        assert!(snap.rss_bytes > 0, "{snap:?}");
+        assert!(snap.open_fds.is_some_and(|n| n >= 3), "{snap:?}");
+        assert_eq!(snap.state, ProcState::Sleeping);
+        child.kill();
+        assert!(matches!(probe.probe(), Err(ProbeError::Gone { .. })));
+    }
+
+    /// State codes and letters are the documented ones.
+    #[test]
+    fn state_codes_and_letters() {
+        let all = [
+            (ProcState::Running, 1.0, 'R'),
+            (ProcState::Sleeping, 2.0, 'S'),
+            (ProcState::DiskSleep, 3.0, 'D'),
+            (ProcState::Stopped, 4.0, 'T'),
+            (ProcState::Zombie, 5.0, 'Z'),
+            (ProcState::Idle, 6.0, 'I'),
+            (ProcState::Other('X'), 0.0, 'X'),
+        ];
+        for (state, code, letter) in all {
+            assert_eq!((state.code(), state.letter()), (code, letter), "{state:?}");
+            assert_eq!(ProcState::from_letter(letter), state);
+        }
+        assert_eq!(ProcState::from_letter('t'), ProcState::Stopped);
+    }
+}

@@ -1,0 +1,109 @@
+//! The embedding builder: every setting with its documented default, ending in `start()`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use perfvisor_actors::alerts::ThresholdRule;
+use perfvisor_actors::supervisor::{EngineConfig, RestartKind, RestartPolicy};
+use perfvisor_actors::types::{Clock, SystemClock};
+
+use crate::{Error, Perfvisor};
+
+/// Default database file, relative to the working directory.
+pub const DEFAULT_DATABASE: &str = "perfvisor.db";
+/// Default probe interval of each watcher.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default host-metric interval.
+pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(1);
+/// Default recorder channel capacity, in samples.
+pub const DEFAULT_RECORDER_CAPACITY: usize = 65_536;
+/// Default storage queue capacity, in batches.
+pub const DEFAULT_STORAGE_QUEUE: usize = 4096;
+/// Default analyzer window per series, in samples (10 minutes at 1 s).
+pub const DEFAULT_ANALYSIS_WINDOW: usize = 600;
+
+/// Configures and starts perfvisor. Create it with [`Perfvisor::builder`].
+#[derive(Debug, Clone)]
+pub struct PerfvisorBuilder {
+    config: EngineConfig,
+}
+
+impl Default for PerfvisorBuilder {
+    fn default() -> Self {
+        PerfvisorBuilder {
+            config: EngineConfig {
+                database: PathBuf::from(DEFAULT_DATABASE),
+                probe_interval: DEFAULT_PROBE_INTERVAL,
+                host_interval: DEFAULT_HOST_INTERVAL,
+                recorder_capacity: DEFAULT_RECORDER_CAPACITY,
+                storage_queue: DEFAULT_STORAGE_QUEUE,
+                analysis_window: DEFAULT_ANALYSIS_WINDOW,
+                singleton_policy: RestartPolicy::new(RestartKind::Permanent),
+                watcher_policy: RestartPolicy::new(RestartKind::Transient),
+                rules: Vec::new(),
+                clock: Arc::new(SystemClock),
+            },
+        }
+    }
+}
+
+impl PerfvisorBuilder {
+    /// The SQLite file for history. Default [`DEFAULT_DATABASE`]. Created if missing.
+    pub fn database(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.database = path.into();
+        self
+    }
+    /// How often each watcher probes its daemon. Default [`DEFAULT_PROBE_INTERVAL`];
+    /// at least 10 ms.
+    pub fn probe_interval(mut self, d: Duration) -> Self {
+        self.config.probe_interval = d;
+        self
+    }
+    /// How often host metrics are sampled. Default [`DEFAULT_HOST_INTERVAL`]; at least 10 ms.
+    pub fn host_interval(mut self, d: Duration) -> Self {
+        self.config.host_interval = d;
+        self
+    }
+    /// Capacity of the recorder channel; when full, samples are dropped and counted.
+    /// Default [`DEFAULT_RECORDER_CAPACITY`].
+    pub fn recorder_capacity(mut self, n: usize) -> Self {
+        self.config.recorder_capacity = n;
+        self
+    }
+    /// Capacity of the storage writer's queue, in batches. Default [`DEFAULT_STORAGE_QUEUE`].
+    pub fn storage_queue(mut self, n: usize) -> Self {
+        self.config.storage_queue = n;
+        self
+    }
+    /// Samples kept per series for statistics. Default [`DEFAULT_ANALYSIS_WINDOW`].
+    pub fn analysis_window(mut self, n: usize) -> Self {
+        self.config.analysis_window = n;
+        self
+    }
+    /// Restart policy of the singleton actors. Default: permanent, with the
+    /// `perfvisor_actors::supervisor::DEFAULT_*` budget and backoff.
+    pub fn actor_restart_policy(mut self, p: RestartPolicy) -> Self {
+        self.config.singleton_policy = p;
+        self
+    }
+    /// Restart policy of the watchers. Default: transient, same budget and backoff.
+    pub fn watcher_restart_policy(mut self, p: RestartPolicy) -> Self {
+        self.config.watcher_policy = p;
+        self
+    }
+    /// Adds an alert rule. Default: none.
+    pub fn rule(mut self, rule: ThresholdRule) -> Self {
+        self.config.rules.push(rule);
+        self
+    }
+    /// The clock timestamps come from. Default: the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config.clock = Arc::new(clock);
+        self
+    }
+    /// Starts perfvisor on threads of its own and returns its handle.
+    pub fn start(self) -> Result<Perfvisor, Error> {
+        Perfvisor::start(self.config)
+    }
+}

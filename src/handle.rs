@@ -1,0 +1,257 @@
+//! The handle a host keeps: typed async methods over the engine's addresses.
+//!
+//! perfvisor runs its actix `System` on a thread it owns, so the handle's methods work from
+//! any executor (tokio, async-std, a plain `block_on`): they only await replies on channels.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::Recipient;
+use perfvisor_actors::alerts::{AlertCallback, ThresholdRule};
+use perfvisor_actors::analyzer::DaemonReport;
+use perfvisor_actors::messages::*;
+use perfvisor_actors::recorder::Recorder;
+use perfvisor_actors::storage::StorageReader;
+use perfvisor_actors::supervisor::{start_engine, EngineConfig, EngineParts};
+use perfvisor_actors::telemetry::Status;
+use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec};
+
+use crate::{Error, PerfvisorBuilder};
+
+/// How long `flush()` waits for the storage writer.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A running perfvisor. Cheap to clone, `Send + Sync`; every clone talks to the same engine.
+#[derive(Clone, Debug)]
+pub struct Perfvisor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    parts: EngineParts,
+    system: actix::System,
+    database: PathBuf,
+    stopped: AtomicBool,
+    done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Perfvisor {
+    /// A builder with every setting at its default.
+    pub fn builder() -> PerfvisorBuilder {
+        PerfvisorBuilder::default()
+    }
+
+    pub(crate) fn start(config: EngineConfig) -> Result<Perfvisor, Error> {
+        let database = config.database.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("perfvisor-system".into())
+            .spawn(move || {
+                let sys = actix::System::new();
+                let started = sys.block_on(async move {
+                    start_engine(config).map(|parts| (parts, actix::System::current()))
+                });
+                let ok = started.is_ok();
+                let _ = ready_tx.send(started);
+                if ok {
+                    if let Err(e) = sys.run() {
+                        tracing::error!(error = %e, "perfvisor's system ended with an error.");
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(Error::Thread)?;
+        let (parts, system) = ready_rx.recv().map_err(|_| Error::NotRunning)??;
+        Ok(Perfvisor {
+            inner: Arc::new(Inner {
+                parts,
+                system,
+                database,
+                stopped: AtomicBool::new(false),
+                done: Mutex::new(Some(done_rx)),
+            }),
+        })
+    }
+
+    fn check_running(&self) -> Result<(), Error> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            Err(Error::NotRunning)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Tells perfvisor a daemon started (or restarted under a new pid): a watcher is spawned
+    /// for it. Announcing the same id with a new pid replaces its watcher.
+    pub async fn daemon_started(&self, spec: DaemonSpec) -> Result<(), Error> {
+        self.check_running()?;
+        if spec.id.as_str().trim().is_empty() {
+            return Err(Error::InvalidDaemon {
+                id: spec.id.to_string(),
+                problem: "the id is empty; give a non-empty name such as \"indexer-1\"".into(),
+            });
+        }
+        if spec.pid == 0 {
+            return Err(Error::InvalidDaemon {
+                id: spec.id.to_string(),
+                problem: "pid 0 is not a process; give the daemon's pid (1 or more)".into(),
+            });
+        }
+        self.inner
+            .parts
+            .supervisor
+            .send(DaemonStarted { spec })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Tells perfvisor a daemon was stopped on purpose: its watcher takes a last sample and
+    /// retires, and the stop is recorded in its history.
+    pub async fn daemon_stopped(&self, id: impl Into<DaemonId>) -> Result<(), Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .supervisor
+            .send(DaemonStopped { id: id.into() })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// The hot-path recorder for the host's own metrics. It never blocks.
+    pub fn recorder(&self) -> Recorder {
+        self.inner.parts.recorder.clone()
+    }
+
+    /// Subscribes a host actor to every alert notification (firing and resolved).
+    pub async fn subscribe_alerts(&self, recipient: Recipient<Alert>) -> Result<(), Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(SubscribeAlerts { recipient })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Subscribes a closure to every alert notification. It runs on a thread of its own.
+    pub async fn on_alert<F>(&self, callback: F) -> Result<(), Error>
+    where
+        F: Fn(&Alert) + Send + Sync + 'static,
+    {
+        self.check_running()?;
+        let callback: AlertCallback = Arc::new(callback);
+        self.inner
+            .parts
+            .dispatcher
+            .send(SubscribeCallback { callback })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Adds (or replaces, by name) an alert rule.
+    pub async fn add_rule(&self, rule: ThresholdRule) -> Result<(), Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(AddRule { rule })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// The alerts firing now.
+    pub async fn firing_alerts(&self) -> Result<Vec<Alert>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(GetFiring)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// One daemon's report, or `None` when nothing was collected for it yet.
+    pub async fn report(&self, id: impl Into<DaemonId>) -> Result<Option<DaemonReport>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .analyzer
+            .send(GetReport { daemon: id.into() })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// perfvisor's own status: health, restarts, backlogs, drops.
+    pub async fn status(&self) -> Result<Status, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .supervisor
+            .send(GetStatus)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Makes an actor panic inside its handler, as a bug would. For fault-injection tests
+    /// and chaos runs; returns false when the target does not exist.
+    pub async fn inject_panic(&self, target: PanicTarget) -> Result<bool, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .supervisor
+            .send(InjectPanicInto { target })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Waits until every sample recorded or collected before the call is committed to the
+    /// database. Handy before reading history, and in tests.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.check_running()?;
+        let drained = {
+            let _paused = self.inner.parts.intake.pause();
+            self.inner.parts.collector.send(DrainRecorder)
+        };
+        drained.await.map_err(|_| Error::NotRunning)?;
+        // The storage flush blocks; wait for it on a thread so no executor is blocked.
+        let storage = self.inner.parts.storage.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("perfvisor-flush".into())
+            .spawn(move || {
+                let _ = tx.send(storage.flush(FLUSH_TIMEOUT));
+            })
+            .map_err(Error::Thread)?;
+        rx.await.map_err(|_| Error::NotRunning)??;
+        Ok(())
+    }
+
+    /// The history database's path.
+    pub fn database_path(&self) -> &Path {
+        &self.inner.database
+    }
+
+    /// A read-only connection to the history database; it never waits for the writer.
+    pub fn reader(&self) -> Result<StorageReader, Error> {
+        Ok(StorageReader::open(&self.inner.database)?)
+    }
+
+    /// Stops everything in order and returns only when every accepted sample is in the
+    /// database. Later calls on any clone return [`Error::NotRunning`]; a second
+    /// `shutdown()` returns at once.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = self.inner.parts.supervisor.send(Shutdown).await;
+        self.inner.system.stop();
+        let done = self.inner.done.lock().ok().and_then(|mut d| d.take());
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+        result.map_err(|_| Error::NotRunning)
+    }
+}

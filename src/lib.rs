@@ -1,0 +1,53 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod builder;
+mod handle;
+
+pub use builder::{
+    PerfvisorBuilder, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE, DEFAULT_HOST_INTERVAL,
+    DEFAULT_PROBE_INTERVAL, DEFAULT_RECORDER_CAPACITY, DEFAULT_STORAGE_QUEUE,
+};
+pub use handle::Perfvisor;
+
+pub use perfvisor_actors::alerts::{Comparison, ThresholdRule};
+pub use perfvisor_actors::analyzer::{DaemonReport, SeriesReport, WindowStats};
+pub use perfvisor_actors::messages::PanicTarget;
+pub use perfvisor_actors::metric_names;
+pub use perfvisor_actors::recorder::{ProfileGuard, Recorder};
+pub use perfvisor_actors::storage::{StorageError, StorageReader};
+pub use perfvisor_actors::supervisor::{EngineError, RestartKind, RestartPolicy};
+pub use perfvisor_actors::telemetry::{
+    ActorKind, ActorStatus, Health, RecorderStatus, Status, StorageStatus, WatcherStatus,
+};
+pub use perfvisor_actors::types::{
+    Alert, AlertState, Clock, DaemonId, DaemonSpec, Labels, LifecycleEvent, LifecycleKind,
+    ManualClock, MetricKind, MetricName, Sample, SeriesKey, Severity, Source, SystemClock,
+    TimestampMs,
+};
+
+/// Everything that can go wrong through the embedding API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine could not start (bad setting, unusable database).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Reading history failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// perfvisor has been shut down (or its system thread died); nothing more is accepted.
+    #[error("perfvisor is not running (it was shut down)")]
+    NotRunning,
+    /// A daemon spec was refused.
+    #[error("invalid daemon {id:?}: {problem}")]
+    InvalidDaemon {
+        /// The id given.
+        id: String,
+        /// What is wrong and what would be accepted.
+        problem: String,
+    },
+    /// The system thread could not be started.
+    #[error("cannot start perfvisor's system thread: {0}")]
+    Thread(#[source] std::io::Error),
+}

@@ -1,0 +1,16 @@
+//! perfvisor's integration tests: the whole system, real child processes, real SQLite files.
+//! One test binary; each module covers one promise of the engine.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+// A real panic in each actor kind: restart, nothing queued lost, degraded past the budget.
+mod supervision;
+// Watchers follow real processes: spawn, retire on kill, fresh watcher for a new pid.
+mod watchers;
+// CPU and memory of a real process reported within the promised tolerance.
+mod accuracy;
+// The hot path never blocks and counts what it drops; shutdown loses nothing accepted.
+mod recording;
+// Alerts reach host actors and closures; a dead subscriber does not stop the others.
+mod alerting;

@@ -1,0 +1,199 @@
+//! Helpers shared by the integration tests: a perfvisor on a temp database, real child
+//! processes killed by pid when dropped, polling with a timeout, and an alert-recording actor.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use perfvisor::{Alert, Perfvisor, PerfvisorBuilder};
+
+/// A perfvisor with a database in its own temp dir (kept alive with it).
+pub struct TestPv {
+    pub pv: Perfvisor,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestPv {
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("perfvisor.db")
+    }
+}
+
+/// Installs, once, a panic hook that prints the message and place without a backtrace.
+/// The default hook with RUST_BACKTRACE=1 spends 100+ ms resolving symbols in a debug build
+/// for every injected panic; that is the host's choice of hook, not perfvisor's restart cost.
+pub fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            eprintln!("thread '{}' panicked: {info}", thread.name().unwrap_or("?"));
+        }));
+    });
+}
+
+/// Starts perfvisor with fast intervals on a fresh database; `tune` adjusts the builder.
+pub fn start(tune: impl FnOnce(PerfvisorBuilder) -> PerfvisorBuilder) -> TestPv {
+    quiet_panics();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let builder = Perfvisor::builder()
+        .database(dir.path().join("perfvisor.db"))
+        .probe_interval(Duration::from_millis(100))
+        .host_interval(Duration::from_millis(500));
+    let pv = tune(builder).start().expect("perfvisor starts");
+    TestPv { pv, dir }
+}
+
+/// A child process that is SIGKILLed and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    /// Kills by pid now and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the shipped load generator with these arguments.
+pub fn loadgen(args: &[&str]) -> ChildGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_perfvisor-loadgen"))
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start perfvisor-loadgen");
+    ChildGuard(child)
+}
+
+/// Polls `cond` every 5 ms until it holds or `timeout` passes; returns the time it took.
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Resident memory of a pid from /proc, in bytes (the ground truth for accuracy tests).
+pub fn rss_of(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * page_size()
+}
+
+/// CPU seconds (user + system) of a pid from /proc.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// Counts the stored samples of one metric, over all its series, through the public reader.
+pub fn stored_count(db: &std::path::Path, metric: &str) -> u64 {
+    let reader = perfvisor::StorageReader::open(db).expect("open db");
+    reader
+        .series()
+        .expect("series")
+        .into_iter()
+        .filter(|(k, _)| k.metric.as_str() == metric)
+        .map(|(k, _)| {
+            reader
+                .query_range(&k, i64::MIN, i64::MAX)
+                .expect("query")
+                .len() as u64
+        })
+        .sum()
+}
+
+/// Alerts received, with the instant each arrived.
+pub type AlertLog = Arc<Mutex<Vec<(Instant, Alert)>>>;
+
+/// A host actor that records every alert it receives, with the instant it arrived.
+pub struct RecordingAlertSink {
+    pub log: AlertLog,
+}
+
+impl Actor for RecordingAlertSink {
+    type Context = Context<Self>;
+}
+
+impl Handler<Alert> for RecordingAlertSink {
+    type Result = ();
+    fn handle(&mut self, msg: Alert, _: &mut Context<Self>) {
+        self.log.lock().unwrap().push((Instant::now(), msg));
+    }
+}
+
+/// Starts a `RecordingAlertSink` in an actix system of its own (as a host would have),
+/// returning its recipient and log. The system thread ends with the test process.
+pub fn recording_sink() -> (Recipient<Alert>, AlertLog) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sys = actix::System::new();
+        sys.block_on(async move {
+            let addr = RecordingAlertSink { log: l }.start();
+            tx.send(addr.recipient()).unwrap();
+        });
+        let _ = sys.run();
+    });
+    (rx.recv().unwrap(), log)
+}
+
+/// A recipient whose actor and system have already stopped: every delivery to it fails.
+pub fn dead_recipient() -> Recipient<Alert> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sys = actix::System::new();
+        sys.block_on(async move {
+            let addr = RecordingAlertSink {
+                log: Arc::new(Mutex::new(Vec::new())),
+            }
+            .start();
+            tx.send(addr.recipient()).unwrap();
+            actix::System::current().stop();
+        });
+        let _ = sys.run();
+    })
+    .join()
+    .unwrap();
+    rx.recv().unwrap()
+}
