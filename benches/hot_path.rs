@@ -1,1 +1,93 @@
-fn main() {}
+//! The hot path: `Recorder::record` and the `profile` guard, in ns per call.
+//!
+//! Two settings side by side: a recorder whose channel is drained by a bare thread (the cost
+//! the caller pays when the sample is accepted), and the recorder of a running perfvisor
+//! (intake, collector, analyzer and storage all live; at this rate some samples are dropped
+//! and counted, which is the other path the caller may take).
+//!
+//! `cargo bench --bench hot_path`
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use perfvisor::{Perfvisor, SystemClock};
+use perfvisor_actors::recorder;
+use perfvisor_actors::telemetry::RecorderStats;
+
+fn bare(c: &mut Criterion) {
+    let stats = Arc::new(RecorderStats::default());
+    let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let drain = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            while rx.try_recv().is_ok() {}
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let mut g = c.benchmark_group("recorder_drained_by_thread");
+    g.bench_function("record", |b| b.iter(|| rec.record("bench.value", 1.0)));
+    g.bench_function("profile_guard", |b| {
+        b.iter(|| {
+            let _t = rec.profile("bench_op");
+        })
+    });
+    g.bench_function("profile_guard_with_extra", |b| {
+        b.iter(|| {
+            let mut t = rec.profile("bench_op");
+            t.add_metric("items", 3.0);
+        })
+    });
+    g.bench_function("instant_now", |b| b.iter(Instant::now));
+    let (tx, rx2) = crossbeam_channel::bounded::<u64>(1 << 16);
+    g.bench_function("crossbeam_try_send", |b| {
+        b.iter(|| {
+            let _ = tx.try_send(1);
+            if tx.len() > 60_000 {
+                while rx2.try_recv().is_ok() {}
+            }
+        })
+    });
+    g.finish();
+    stop.store(true, Ordering::Relaxed);
+    let _ = drain.join();
+    eprintln!(
+        "bare: accepted {} dropped {}",
+        stats.accepted.load(Ordering::Relaxed),
+        stats.dropped.load(Ordering::Relaxed)
+    );
+}
+
+fn live(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pv = Perfvisor::builder()
+        .database(dir.path().join("bench.db"))
+        .start()
+        .expect("perfvisor starts");
+    let rec = pv.recorder();
+    let mut g = c.benchmark_group("recorder_of_running_perfvisor");
+    g.bench_function("record", |b| b.iter(|| rec.record("bench.value", 1.0)));
+    g.bench_function("profile_guard", |b| {
+        b.iter(|| {
+            let _t = rec.profile("bench_op");
+        })
+    });
+    g.finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let s = pv.status().await.expect("status");
+        eprintln!(
+            "live: accepted {} dropped {}",
+            s.recorder.accepted, s.recorder.dropped
+        );
+        pv.shutdown().await.expect("shutdown");
+    });
+}
+
+criterion_group!(benches, bare, live);
+criterion_main!(benches);

@@ -90,19 +90,6 @@ impl ProcState {
         }
     }
 
-    /// Maps a `/proc/PID/stat` state letter.
-    fn from_letter(letter: char) -> Self {
-        match letter {
-            'R' => ProcState::Running,
-            'S' => ProcState::Sleeping,
-            'D' => ProcState::DiskSleep,
-            'Z' => ProcState::Zombie,
-            'T' | 't' => ProcState::Stopped,
-            'I' => ProcState::Idle,
-            other => ProcState::Other(other),
-        }
-    }
-
     /// Maps sysinfo's portable status.
     fn from_sysinfo(status: ProcessStatus) -> Self {
         match status {
@@ -453,7 +440,9 @@ mod procfs {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
-    /// Like [`open_at`], but a permission refusal yields `Ok(None)`.
+    /// Like [`open_at`], but a refusal or a missing file (`io` needs task I/O accounting in
+    /// the kernel) yields `Ok(None)`. Called after `stat` was opened: if the process is what
+    /// went missing, the first probe reports it as gone through `stat`.
     fn open_optional(
         pid: u32,
         dir: &File,
@@ -463,7 +452,7 @@ mod procfs {
     ) -> Result<Option<File>, ProbeError> {
         match open_at(dir, name, flags) {
             Ok(file) => Ok(Some(file)),
-            Err(e) if is_eacces(&e) => Ok(None),
+            Err(e) if is_eacces(&e) || e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(classify(pid, what, e)),
         }
     }
@@ -506,10 +495,23 @@ mod procfs {
         }
     }
 
+    /// Maps a `/proc/PID/stat` state letter.
+    pub(super) fn state_from_letter(letter: char) -> ProcState {
+        match letter {
+            'R' => ProcState::Running,
+            'S' => ProcState::Sleeping,
+            'D' => ProcState::DiskSleep,
+            'Z' => ProcState::Zombie,
+            'T' | 't' => ProcState::Stopped,
+            'I' => ProcState::Idle,
+            other => ProcState::Other(other),
+        }
+    }
+
     /// The fields of `/proc/PID/stat` the probe uses.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(super) struct StatFields {
-        pub(super) state: char,
+        pub(super) state: ProcState,
         pub(super) utime: u64,
         pub(super) stime: u64,
         pub(super) threads: u64,
@@ -529,7 +531,7 @@ mod procfs {
             .split(u8::is_ascii_whitespace)
             .filter(|f| !f.is_empty());
         let state = match fields.next()? {
-            [letter] => char::from(*letter),
+            [letter] => state_from_letter(char::from(*letter)),
             _ => return None,
         };
         let mut fields = fields.skip(10); // fields 4..=13
@@ -798,7 +800,7 @@ mod procfs {
             if fields.start_time != self.identity.start_time_ticks {
                 return Err(self.identity_changed(fields.start_time, None));
             }
-            let state = ProcState::from_letter(fields.state);
+            let state = fields.state;
             // An exec keeps pid and start time, so only the exe tells it apart. Reading the
             // exe link every probe costs 2.2 µs (benches/probe.rs, `exe_readlink`), a quarter
             // of the probe and over its 2 µs budget; but every exec remaps the program text,
@@ -900,7 +902,6 @@ mod procfs {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -975,7 +976,7 @@ mod tests {
         assert_eq!(
             fields,
             procfs::StatFields {
-                state: 'R',
+                state: ProcState::Running,
                 utime: 140,
                 stime: 150,
                 threads: 200,
@@ -1112,6 +1113,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn exec_is_an_identity_change() {
+        use std::io::Write;
         let mut child = Reaped::spawn("sh", &["-c", "read line; exec sleep 30"]);
         let mut probe = ProcessProbe::open(child.pid()).expect("open child");
         probe.probe().expect("probe before exec");
@@ -1134,6 +1136,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn exec_of_the_same_binary_is_accepted() {
+        use std::io::Write;
         let script = "read line; exec sleep 30";
         let mut child = Reaped::spawn("sh", &["-c", &format!("read line; exec sh -c '{script}'")]);
         let pid = child.pid();
@@ -1221,8 +1224,10 @@ mod tests {
         ];
         for (state, code, letter) in all {
             assert_eq!((state.code(), state.letter()), (code, letter), "{state:?}");
-            assert_eq!(ProcState::from_letter(letter), state);
+            #[cfg(target_os = "linux")]
+            assert_eq!(procfs::state_from_letter(letter), state);
         }
-        assert_eq!(ProcState::from_letter('t'), ProcState::Stopped);
+        #[cfg(target_os = "linux")]
+        assert_eq!(procfs::state_from_letter('t'), ProcState::Stopped);
     }
 }
