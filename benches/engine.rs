@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use criterion::{criterion_group, criterion_main, Criterion};
 use perfvisor::{
-    ActorKind, Alert, AlertState, PanicTarget, Perfvisor, RestartKind, RestartPolicy,
-    ThresholdRule,
+    ActorKind, Alert, AlertState, PanicTarget, Perfvisor, RestartKind, RestartPolicy, ThresholdRule,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -40,7 +39,10 @@ fn restart(c: &mut Criterion) {
     let mut g = c.benchmark_group("restart");
     for (name, initial) in [
         ("panic_to_serving_no_backoff", Duration::ZERO),
-        ("panic_to_serving_default_first_backoff_1ms", Duration::from_millis(1)),
+        (
+            "panic_to_serving_default_first_backoff_1ms",
+            Duration::from_millis(1),
+        ),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         let pv = Perfvisor::builder()
@@ -89,7 +91,11 @@ fn alert_latency(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let pv = Perfvisor::builder()
         .database(dir.path().join("bench.db"))
-        .rule(ThresholdRule::above("bench_slow", "bench.latency_seconds", 0.5))
+        .rule(ThresholdRule::above(
+            "bench_slow",
+            "bench.latency_seconds",
+            0.5,
+        ))
         .start()
         .expect("start");
     let (tx, rx) = mpsc::channel();

@@ -41,6 +41,11 @@ fn bare(c: &mut Criterion) {
         })
     });
     g.bench_function("instant_now", |b| b.iter(Instant::now));
+    let clock: Arc<dyn perfvisor::Clock> = Arc::new(SystemClock);
+    g.bench_function("system_clock_now_ms", |b| b.iter(|| clock.now_ms()));
+    g.bench_function("coarse_clock_now_ms", |b| {
+        b.iter(perfvisor_actors::types::coarse_now_ms)
+    });
     let (tx, rx2) = crossbeam_channel::bounded::<u64>(1 << 16);
     g.bench_function("crossbeam_try_send", |b| {
         b.iter(|| {
@@ -54,8 +59,8 @@ fn bare(c: &mut Criterion) {
     stop.store(true, Ordering::Relaxed);
     let _ = drain.join();
     eprintln!(
-        "bare: accepted {} dropped {}",
-        stats.accepted.load(Ordering::Relaxed),
+        "bare: drained {} dropped {}",
+        stats.drained.load(Ordering::Relaxed),
         stats.dropped.load(Ordering::Relaxed)
     );
 }

@@ -85,8 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let db = match args.iter().position(|a| a == "--db") {
@@ -135,7 +134,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     pv.daemon_started(DaemonSpec::new("grower", grower.0.id()).project("demo"))
         .await?;
-    println!("watching burner (pid {}) and grower (pid {})", burner.0.id(), grower.0.id());
+    println!(
+        "watching burner (pid {}) and grower (pid {})",
+        burner.0.id(),
+        grower.0.id()
+    );
 
     // The host's own work, recorded and profiled.
     let rec = pv.recorder().for_daemon("burner");
@@ -179,7 +182,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     pv.shutdown().await?;
     let stored = pv_count(&db)?;
-    println!("shut down cleanly; {stored} samples stored in {}", db.display());
+    println!(
+        "shut down cleanly; {stored} samples stored in {}",
+        db.display()
+    );
     Ok(())
 }
 

@@ -555,7 +555,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         recorder_stats.clone(),
     );
     let collector = {
-        let (child, storage, a, achild, clock, interval, engine, rx) = (
+        let (child, storage, a, achild, clock, interval, engine, rx, rstats) = (
             collector_child.clone(),
             storage.clone(),
             analyzer.clone(),
@@ -564,9 +564,12 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             config.host_interval,
             engine.clone(),
             receiver.clone(),
+            recorder_stats.clone(),
         );
         actix::Supervisor::start(move |_| {
-            Collector::new(child, storage, a, achild, clock, interval, engine, rx)
+            Collector::new(
+                child, storage, a, achild, clock, interval, engine, rx, rstats,
+            )
         })
     };
     let intake = Arc::new(intake::spawn(
@@ -798,7 +801,8 @@ impl Supervisor {
             actors,
             watchers,
             recorder: RecorderStatus {
-                accepted: self.recorder_stats.accepted.load(Ordering::Relaxed),
+                accepted: self.recorder_stats.drained.load(Ordering::Relaxed)
+                    + self.recorder.backlog() as u64,
                 dropped: self.recorder_stats.dropped.load(Ordering::Relaxed),
                 backlog: self.recorder.backlog() as u64,
             },

@@ -111,11 +111,10 @@ impl ActorStats {
 /// Counters of the hot-path recorder.
 #[derive(Debug, Default)]
 pub struct RecorderStats {
-    /// Samples accepted into the channel.
-    pub accepted: AtomicU64,
     /// Samples dropped because the channel was full (the caller was not blocked).
     pub dropped: AtomicU64,
-    /// Samples taken out of the channel by the collector's intake.
+    /// Samples taken out of the channel (by the intake thread or a drain). Accepted samples
+    /// are `drained` plus the channel's backlog.
     pub drained: AtomicU64,
 }
 

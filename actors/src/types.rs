@@ -461,6 +461,11 @@ pub struct LifecycleEvent {
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> TimestampMs;
+    /// Like `now_ms`, possibly up to a kernel tick (1 to 4 ms) behind, and cheaper. The
+    /// recorder's hot path uses it. Defaults to `now_ms`.
+    fn now_ms_coarse(&self) -> TimestampMs {
+        self.now_ms()
+    }
 }
 
 /// The wall clock.
@@ -474,6 +479,32 @@ impl Clock for SystemClock {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
+    fn now_ms_coarse(&self) -> TimestampMs {
+        coarse_now_ms()
+    }
+}
+
+/// The wall clock read through `CLOCK_REALTIME_COARSE` on Linux: a few nanoseconds instead of
+/// a few tens, at the kernel tick's resolution (1 to 4 ms). The recorder stamps hot-path
+/// samples with it when perfvisor runs on the system clock; elsewhere it is the plain wall
+/// clock.
+pub fn coarse_now_ms() -> TimestampMs {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME_COARSE exists on every
+        // Linux since 2.6.32 and clock_gettime only writes through the pointer.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        if rc == 0 {
+            // time_t and c_long are 32 bits on some Linux targets.
+            #[allow(clippy::unnecessary_cast)]
+            return ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000;
+        }
+    }
+    SystemClock.now_ms()
 }
 
 /// A clock that moves only when told to; for tests and simulations.

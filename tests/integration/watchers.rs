@@ -81,3 +81,39 @@ async fn watchers_follow_processes() {
     assert_eq!(d2.last().map(|e| e.kind), Some(LifecycleKind::Stopped));
     drop(children);
 }
+
+/// A daemon killed but not yet reaped by its parent (a zombie) counts as exited: its
+/// watcher retires and the exit is stored.
+#[tokio::test]
+async fn zombie_counts_as_exited() {
+    let t = support::start(|b| b);
+    let mut child = support::loadgen(&["--cpu", "0"]);
+    let pid = child.pid();
+    t.pv.daemon_started(DaemonSpec::new("z", pid))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "watcher probing", || async {
+        t.pv.status()
+            .await
+            .unwrap()
+            .watchers
+            .iter()
+            .any(|w| w.probes > 0)
+    })
+    .await;
+    // SAFETY: plain kill(2) on our own child's pid; it stays a zombie until waited for.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    wait_for(
+        Duration::from_secs(5),
+        "zombie's watcher retired",
+        || async { t.pv.status().await.unwrap().watchers.is_empty() },
+    )
+    .await;
+    child.kill(); // reaps it
+    t.pv.shutdown().await.unwrap();
+    let reader = perfvisor::StorageReader::open(t.db()).unwrap();
+    let events = reader
+        .events(Some(&perfvisor::DaemonId::new("z")), i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(events.last().map(|e| e.kind), Some(LifecycleKind::Exited));
+}

@@ -14,7 +14,7 @@ use crate::panic_guard::guard;
 use crate::recorder::RawSample;
 use crate::storage::StorageHandle;
 use crate::supervisor::{ChildHandle, Restartable};
-use crate::telemetry::{ActorStats, EngineStats};
+use crate::telemetry::{ActorStats, EngineStats, RecorderStats};
 use crate::types::{MetricBatch, Sample, SharedClock};
 
 /// Collects host metrics, resolves app samples, and fans batches out.
@@ -27,6 +27,7 @@ pub struct Collector {
     host_interval: Duration,
     engine: Arc<EngineStats>,
     recorder_rx: Receiver<RawSample>,
+    recorder_stats: Arc<RecorderStats>,
     host: Option<HostSampler>,
     resolver: AppSampleResolver,
     known: Vec<crate::types::DaemonSpec>,
@@ -44,6 +45,7 @@ impl Collector {
         host_interval: Duration,
         engine: Arc<EngineStats>,
         recorder_rx: Receiver<RawSample>,
+        recorder_stats: Arc<RecorderStats>,
     ) -> Self {
         Collector {
             restart: Restartable::new(child),
@@ -54,6 +56,7 @@ impl Collector {
             host_interval,
             engine,
             recorder_rx,
+            recorder_stats,
             host: None,
             resolver: AppSampleResolver::default(),
             known: Vec::new(),
@@ -155,6 +158,9 @@ impl Handler<DrainRecorder> for Collector {
     fn handle(&mut self, _: DrainRecorder, ctx: &mut Self::Context) {
         let result = guard(|| {
             let raw: Vec<RawSample> = self.recorder_rx.try_iter().collect();
+            self.recorder_stats
+                .drained
+                .fetch_add(raw.len() as u64, Ordering::Relaxed);
             let samples = self.resolve_all(raw);
             self.fan_out(samples);
         });

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::logic::RateTracker;
-use super::probe::{ProbeError, ProcessProbe};
+use super::probe::{ProbeError, ProcState, ProcessProbe};
 use crate::collector::Collector;
 use crate::messages::*;
 use crate::panic_guard::guard;
@@ -81,6 +81,13 @@ impl Watcher {
                 self.probe = Some(p);
                 r
             }),
+        };
+        // A zombie has exited; only its parent has not reaped it yet. The daemon is gone.
+        let result = match result {
+            Ok(snap) if snap.state == ProcState::Zombie => {
+                Err(ProbeError::Gone { pid: self.spec.pid })
+            }
+            other => other,
         };
         match result {
             Ok(snap) => {
