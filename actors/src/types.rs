@@ -188,26 +188,54 @@ impl Labels {
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
     }
-    /// The canonical text form `k1=v1,k2=v2` (empty string for no labels), used as a storage key.
+    /// The canonical text form `k1=v1,k2=v2` (empty string for no labels), used as a storage
+    /// key. A backslash, `,` and `=` inside keys and values are escaped with a backslash, so two
+    /// different label sets never share a text form.
     pub fn to_text(&self) -> String {
+        fn escaped(out: &mut String, s: &str) {
+            for c in s.chars() {
+                if matches!(c, '\\' | ',' | '=') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
         let mut out = String::new();
         for (i, (k, v)) in self.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(k);
+            escaped(&mut out, k);
             out.push('=');
-            out.push_str(v);
+            escaped(&mut out, v);
         }
         out
     }
-    /// Parses the text written by [`Labels::to_text`].
+    /// Parses the text written by [`Labels::to_text`]; a pair without `=` is skipped.
     pub fn from_text(text: &str) -> Labels {
-        Labels::from_pairs(
-            text.split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| p.split_once('=')),
-        )
+        let mut pairs = Vec::new();
+        let (mut key, mut cur) = (None::<String>, String::new());
+        let mut chars = text.chars();
+        let mut finish = |key: &mut Option<String>, cur: &mut String| {
+            if let Some(k) = key.take() {
+                pairs.push((k, std::mem::take(cur)));
+            }
+            cur.clear();
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+                '=' if key.is_none() => key = Some(std::mem::take(&mut cur)),
+                ',' => finish(&mut key, &mut cur),
+                _ => cur.push(c),
+            }
+        }
+        finish(&mut key, &mut cur);
+        Labels::from_pairs(pairs)
     }
 }
 
@@ -560,5 +588,11 @@ mod tests {
         assert_eq!(l.to_text(), "iface=eth0,project=ws1");
         assert_eq!(Labels::from_text(&l.to_text()), l);
         assert!(Labels::from_text("").is_empty());
+        let tricky = Labels::from_pairs([("a,b", "c=d"), ("e", "f\\,")]);
+        assert_eq!(Labels::from_text(&tricky.to_text()), tricky);
+        assert_ne!(
+            Labels::from_pairs([("a", "1,b=2")]).to_text(),
+            Labels::from_pairs([("a", "1"), ("b", "2")]).to_text()
+        );
     }
 }
