@@ -72,6 +72,19 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
+/// CPU seconds this process has used.
+fn own_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes through it.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// Allocates `mib` MiB and writes every page so it is resident.
 fn touched(mib: usize) -> Vec<u8> {
     let mut v = vec![0u8; mib * 1024 * 1024];
@@ -101,11 +114,17 @@ fn main() -> ExitCode {
                 break;
             }
         }
-        // Burn `cpu` of each 10 ms period, sleep the rest.
-        let busy = period.mul_f64(args.cpu);
-        let mut x = 0u64;
-        while tick.elapsed() < busy {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        // Burn until this process's CPU time reaches `cpu` × wall time, so that the target
+        // holds on average even when the machine is contended (a plain duty cycle would
+        // fall short whenever the scheduler takes the core away).
+        if args.cpu > 0.0 {
+            let due = start.elapsed().as_secs_f64() * args.cpu;
+            let mut x = 0u64;
+            while own_cpu_seconds() < due && tick.elapsed() < period {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
         }
         if args.leak_mib_per_sec > 0.0 {
             leak_debt += args.leak_mib_per_sec * period.as_secs_f64() * 1024.0;

@@ -24,20 +24,7 @@ fn burst(pv: &perfvisor::Perfvisor, n: usize) {
 /// restart and the one lost message show in status().
 async fn panic_while_queued(kind: ActorKind) {
     let t = support::start(|b| b);
-    let _child = support::loadgen(&["--cpu", "0"]);
-    let pid = _child.pid();
-    t.pv.daemon_started(perfvisor::DaemonSpec::new("d1", pid))
-        .await
-        .unwrap();
-    wait_for(Duration::from_secs(5), "first probe", || async {
-        t.pv.status()
-            .await
-            .unwrap()
-            .watchers
-            .iter()
-            .any(|w| w.probes > 0)
-    })
-    .await;
+    let _child = support::watched_idle_daemon(&t.pv, "d1").await;
 
     let probes = |s: &perfvisor::Status| s.watchers.first().map(|w| (w.restarts, w.probes));
     let (_, p0) = probes(&t.pv.status().await.unwrap()).unwrap();

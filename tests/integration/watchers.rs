@@ -87,20 +87,8 @@ async fn watchers_follow_processes() {
 #[tokio::test]
 async fn zombie_counts_as_exited() {
     let t = support::start(|b| b);
-    let mut child = support::loadgen(&["--cpu", "0"]);
+    let mut child = support::watched_idle_daemon(&t.pv, "z").await;
     let pid = child.pid();
-    t.pv.daemon_started(DaemonSpec::new("z", pid))
-        .await
-        .unwrap();
-    wait_for(Duration::from_secs(5), "watcher probing", || async {
-        t.pv.status()
-            .await
-            .unwrap()
-            .watchers
-            .iter()
-            .any(|w| w.probes > 0)
-    })
-    .await;
     // SAFETY: plain kill(2) on our own child's pid; it stays a zombie until waited for.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     wait_for(

@@ -77,6 +77,23 @@ pub fn loadgen(args: &[&str]) -> ChildGuard {
     ChildGuard(child)
 }
 
+/// Starts an idle load generator, announces it as daemon `id`, and waits for its first probe.
+pub async fn watched_idle_daemon(pv: &Perfvisor, id: &str) -> ChildGuard {
+    let child = loadgen(&["--cpu", "0"]);
+    pv.daemon_started(perfvisor::DaemonSpec::new(id, child.pid()))
+        .await
+        .expect("daemon announced");
+    wait_for(Duration::from_secs(5), "first probe", || async {
+        let status = pv.status().await.expect("status");
+        status
+            .watchers
+            .iter()
+            .any(|w| w.daemon.as_str() == id && w.probes > 0)
+    })
+    .await;
+    child
+}
+
 /// Polls `cond` every 5 ms until it holds or `timeout` passes; returns the time it took.
 pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut cond: F) -> Duration
 where
