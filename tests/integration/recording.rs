@@ -1,7 +1,5 @@
 //! The hot path and shutdown.
 
-use std::time::Duration;
-
 use crate::support;
 
 /// With the recorder channel full, `record` returns false at once and the drop is counted
@@ -69,7 +67,6 @@ async fn shutdown_stores_every_accepted_sample() {
         .unwrap();
     let points = reader.query_range(&key, i64::MIN, i64::MAX).unwrap();
     assert_eq!(points.last().unwrap().1, n as f64);
-    let _ = Duration::ZERO;
 }
 
 /// The handle is `Clone + Send + Sync` and works from another thread's runtime.

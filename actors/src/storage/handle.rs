@@ -228,7 +228,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::storage::test_support::{
+    use crate::storage::tests::{
         batch, gated_hook, recording_hook, sample_alert, temp_db, zero_hook,
     };
     use crate::storage::StorageReader;
@@ -581,7 +581,7 @@ mod tests {
         let (_dir, path) = temp_db();
         let (handle, stats) = spawn(&path);
         let batches: Vec<_> = (0..10_000)
-            .map(|i| crate::storage::test_support::multi_series_batch(i * 10, 100))
+            .map(|i| crate::storage::tests::multi_series_batch(i * 10, 100))
             .collect();
         let sender = handle.sender().unwrap();
         let started = Instant::now();

@@ -27,7 +27,7 @@ mod schema;
 mod writer;
 
 #[cfg(test)]
-mod test_support;
+mod tests;
 
 pub use config::{StorageConfig, DEFAULT_MAX_BATCH_COMMANDS, DEFAULT_QUEUE_CAPACITY};
 pub use error::StorageError;

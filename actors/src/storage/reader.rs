@@ -202,7 +202,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::storage::test_support::{sample_alert, temp_db, zero_hook};
+    use crate::storage::tests::{sample_alert, temp_db, zero_hook};
     use crate::storage::{StorageConfig, StorageHandle, StorageStats};
     use crate::types::{MetricBatch, Sample};
 

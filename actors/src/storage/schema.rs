@@ -266,7 +266,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::storage::test_support::temp_db;
+    use crate::storage::tests::temp_db;
 
     /// Migration versions are consecutive from 1, so `SCHEMA_VERSION` is the newest one.
     #[test]

@@ -549,7 +549,7 @@ impl WriterThread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::test_support::{batch, temp_db};
+    use crate::storage::tests::{batch, temp_db};
     use crate::storage::StorageReader;
 
     fn flush_pair() -> (Sender<()>, Receiver<()>) {
