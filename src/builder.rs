@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perfvisor_actors::alerts::ThresholdRule;
+use perfvisor_actors::storage::Retention;
 use perfvisor_actors::supervisor::{EngineConfig, RestartKind, RestartPolicy};
 use perfvisor_actors::types::{Clock, SystemClock};
 
@@ -43,6 +44,8 @@ impl Default for PerfvisorBuilder {
                 watcher_policy: RestartPolicy::new(RestartKind::Transient),
                 rules: Vec::new(),
                 clock: Arc::new(SystemClock),
+                retention: Retention::default(),
+                max_database_bytes: None,
             },
         }
     }
@@ -95,6 +98,18 @@ impl PerfvisorBuilder {
     /// Adds an alert rule. Default: none.
     pub fn rule(mut self, rule: ThresholdRule) -> Self {
         self.config.rules.push(rule);
+        self
+    }
+    /// How long each tier of history is kept. Default: raw samples 7 days, hourly rollups
+    /// 30 days, daily rollups 365 days, events and alerts 365 days.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.config.retention = retention;
+        self
+    }
+    /// Caps the database's used size; above it the oldest raw history goes first, then the
+    /// oldest rollups. Default: no cap. At least 1 MiB.
+    pub fn max_database_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.config.max_database_bytes = bytes;
         self
     }
     /// The clock timestamps come from. Default: the system clock.

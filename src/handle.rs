@@ -12,7 +12,7 @@ use perfvisor_actors::alerts::{AlertCallback, ThresholdRule};
 use perfvisor_actors::analyzer::DaemonReport;
 use perfvisor_actors::messages::*;
 use perfvisor_actors::recorder::Recorder;
-use perfvisor_actors::storage::StorageReader;
+use perfvisor_actors::storage::{StorageFault, StorageReader};
 use perfvisor_actors::supervisor::{start_engine, EngineConfig, EngineParts};
 use perfvisor_actors::telemetry::Status;
 use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec};
@@ -21,6 +21,8 @@ use crate::{Error, PerfvisorBuilder};
 
 /// How long `flush()` waits for the storage writer.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `compact_now` waits for the writer (compaction of a large backlog takes time).
+const COMPACT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A running perfvisor. Cheap to clone, `Send + Sync`; every clone talks to the same engine.
 #[derive(Clone, Debug)]
@@ -226,6 +228,31 @@ impl Perfvisor {
             })
             .map_err(Error::Thread)?;
         rx.await.map_err(|_| Error::NotRunning)??;
+        Ok(())
+    }
+
+    /// Compacts every recent sample into chunks and rollups now, builds what that
+    /// completes and applies retention (normally done in bounded steps in the background).
+    pub async fn compact_now(&self) -> Result<(), Error> {
+        self.check_running()?;
+        let storage = self.inner.parts.storage.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("perfvisor-compact".into())
+            .spawn(move || {
+                let _ = tx.send(storage.compact_now(COMPACT_TIMEOUT));
+            })
+            .map_err(Error::Thread)?;
+        rx.await.map_err(|_| Error::NotRunning)??;
+        Ok(())
+    }
+
+    /// Makes the history database refuse writes, or stop refusing (fault injection for
+    /// tests and chaos drills): perfvisor buffers, reports `write_blocked` in status, raises
+    /// the critical `perfvisor_storage_failing` alert, and recovers once cleared.
+    pub fn inject_storage_fault(&self, fault: StorageFault) -> Result<(), Error> {
+        self.check_running()?;
+        self.inner.parts.storage.inject_fault(fault);
         Ok(())
     }
 

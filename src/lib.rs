@@ -15,7 +15,11 @@ pub use perfvisor_actors::analyzer::{DaemonReport, SeriesReport, WindowStats};
 pub use perfvisor_actors::messages::PanicTarget;
 pub use perfvisor_actors::metric_names;
 pub use perfvisor_actors::recorder::{ProfileGuard, Recorder};
-pub use perfvisor_actors::storage::{StorageError, StorageReader};
+pub use perfvisor_actors::selfmon::STORAGE_FAILING_RULE;
+pub use perfvisor_actors::storage::{
+    Aggregation, Bucket, Query, Retention, SeriesResult, SeriesSelector, StorageError,
+    StorageFault, StorageReader, StorageSummary, Tier,
+};
 pub use perfvisor_actors::supervisor::{EngineError, RestartKind, RestartPolicy};
 pub use perfvisor_actors::telemetry::{
     ActorKind, ActorStatus, Health, RecorderStatus, Status, StorageStatus, WatcherStatus,

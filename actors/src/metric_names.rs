@@ -68,6 +68,26 @@ pub const APP_OPERATION_DURATION_SUFFIX: &str = ".duration_seconds";
 
 /// Samples dropped because the recorder channel was full. Counter.
 pub const PERFVISOR_RECORDER_DROPPED: &str = "perfvisor.recorder.dropped_samples";
+/// Commands waiting in the storage writer's queue. Gauge.
+pub const PERFVISOR_STORAGE_QUEUE: &str = "perfvisor.storage.queue.count";
+/// Samples accepted and held in memory by the storage writer, not yet committed. Gauge.
+pub const PERFVISOR_STORAGE_BUFFERED: &str = "perfvisor.storage.buffered_samples";
+/// Samples committed to the database. Counter.
+pub const PERFVISOR_STORAGE_STORED: &str = "perfvisor.storage.stored_samples";
+/// Samples the storage writer had to drop. Counter.
+pub const PERFVISOR_STORAGE_DROPPED: &str = "perfvisor.storage.dropped_samples";
+/// Failed storage writes. Counter.
+pub const PERFVISOR_STORAGE_WRITE_ERRORS: &str = "perfvisor.storage.write_errors";
+/// 1 while storage writes fail and the writer buffers, else 0. Gauge.
+pub const PERFVISOR_STORAGE_BLOCKED: &str = "perfvisor.storage.write_blocked";
+/// Closed (series, hour) windows waiting for compaction. Gauge.
+pub const PERFVISOR_STORAGE_COMPACTION_BACKLOG: &str = "perfvisor.storage.compaction.backlog";
+/// Samples compacted into chunks. Counter.
+pub const PERFVISOR_STORAGE_COMPACTED: &str = "perfvisor.storage.compaction.samples";
+/// Rows deleted by retention or the size cap. Counter.
+pub const PERFVISOR_STORAGE_RETENTION_DELETED: &str = "perfvisor.storage.retention.deleted_rows";
+/// Time spent in storage maintenance, in seconds. Counter.
+pub const PERFVISOR_STORAGE_MAINTENANCE_TIME: &str = "perfvisor.storage.maintenance.time_seconds";
 /// Restarts of perfvisor's own actors, all kinds. Counter.
 pub const PERFVISOR_ACTOR_RESTARTS: &str = "perfvisor.actor.restarts";
 

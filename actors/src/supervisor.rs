@@ -407,6 +407,10 @@ pub struct EngineConfig {
     pub rules: Vec<ThresholdRule>,
     /// Source of time.
     pub clock: SharedClock,
+    /// How long each tier of history is kept.
+    pub retention: crate::storage::Retention,
+    /// Optional cap on the database's used size, in bytes.
+    pub max_database_bytes: Option<u64>,
 }
 
 /// Why the engine could not start.
@@ -474,6 +478,8 @@ pub struct Supervisor {
     desired: BTreeMap<DaemonId, DaemonSpec>,
     watchers: HashMap<DaemonId, WatcherEntry>,
     shutting_down: bool,
+    /// Since when storage writes fail, while the internal alert about it is firing.
+    storage_alert_since: Option<TimestampMs>,
 }
 
 /// Starts the whole tree inside the current actix `System`. Must be called from within it.
@@ -518,6 +524,9 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     let hook_child = storage_child.clone();
     let mut storage_config = StorageConfig::new(config.database.clone());
     storage_config.queue_capacity = config.storage_queue;
+    storage_config.clock = config.clock.clone();
+    storage_config.retention = config.retention;
+    storage_config.max_bytes = config.max_database_bytes;
     let storage = StorageHandle::spawn(
         storage_config,
         storage_stats.clone(),
@@ -614,6 +623,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             desired: BTreeMap::new(),
             watchers: HashMap::new(),
             shutting_down: false,
+            storage_alert_since: None,
         }
     });
     Ok(EngineParts {
@@ -671,6 +681,14 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
+        ctx.run_interval(self.config.host_interval, |act, ctx| {
+            if act.shutting_down {
+                return;
+            }
+            if let Err(reason) = guard(|| act.watch_self()) {
+                act.restart.fail(ctx, &reason);
+            }
+        });
     }
 }
 
@@ -685,6 +703,44 @@ impl actix::Supervised for Supervisor {
 impl Supervisor {
     fn now(&self) -> TimestampMs {
         self.config.clock.now_ms()
+    }
+
+    /// Records perfvisor's own metrics and raises (or resolves) the internal alert about
+    /// failing storage writes.
+    fn watch_self(&mut self) {
+        let now = self.now();
+        let storage =
+            crate::selfmon::storage_status(&self.storage_stats, self.storage.backlog() as u64);
+        let restarts = self.status().total_restarts();
+        let batch = crate::selfmon::self_metrics(
+            now,
+            &storage,
+            &self.storage_stats,
+            &self.recorder_stats,
+            restarts,
+        );
+        self.collector_child.stats.enqueued();
+        self.collector.do_send(SamplesCollected { batch });
+        let alert = match (&storage.write_blocked, self.storage_alert_since) {
+            (Some(reason), None) => {
+                self.storage_alert_since = Some(now);
+                Some(crate::selfmon::storage_alert(
+                    now,
+                    now,
+                    Some(reason),
+                    &storage,
+                ))
+            }
+            (None, Some(since)) => {
+                self.storage_alert_since = None;
+                Some(crate::selfmon::storage_alert(now, since, None, &storage))
+            }
+            _ => None,
+        };
+        if let Some(alert) = alert {
+            self.dispatcher_child.stats.enqueued();
+            self.dispatcher.do_send(RaiseAlert { alert });
+        }
     }
 
     fn record_event(&self, daemon: &DaemonId, pid: u32, kind: LifecycleKind, detail: String) {
@@ -806,12 +862,7 @@ impl Supervisor {
                 dropped: self.recorder_stats.dropped.load(Ordering::Relaxed),
                 backlog: self.recorder.backlog() as u64,
             },
-            storage: StorageStatus {
-                backlog: self.storage.backlog() as u64,
-                stored_samples: st.stored_samples.load(Ordering::Relaxed),
-                dropped_samples: st.dropped_samples.load(Ordering::Relaxed),
-                write_errors: st.write_errors.load(Ordering::Relaxed),
-            },
+            storage: crate::selfmon::storage_status(st, self.storage.backlog() as u64),
             samples_collected: self.engine.samples_collected.load(Ordering::Relaxed),
             alerts_sent: self.engine.alerts_sent.load(Ordering::Relaxed),
             alert_delivery_failures: self.engine.alert_delivery_failures.load(Ordering::Relaxed),
@@ -971,12 +1022,7 @@ impl Handler<GetStatus> for Supervisor {
                         dropped: 0,
                         backlog: 0,
                     },
-                    storage: StorageStatus {
-                        backlog: 0,
-                        stored_samples: 0,
-                        dropped_samples: 0,
-                        write_errors: 0,
-                    },
+                    storage: StorageStatus::default(),
                     samples_collected: 0,
                     alerts_sent: 0,
                     alert_delivery_failures: 0,

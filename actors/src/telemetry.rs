@@ -189,7 +189,7 @@ pub struct RecorderStatus {
 }
 
 /// The storage writer's counters in `status()`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageStatus {
     /// Commands waiting for the writer thread.
     pub backlog: u64,
@@ -199,6 +199,20 @@ pub struct StorageStatus {
     pub dropped_samples: u64,
     /// Failed writes.
     pub write_errors: u64,
+    /// Lifecycle events dropped (queue or buffer full).
+    pub dropped_events: u64,
+    /// Alerts dropped (queue or buffer full, unencodable).
+    pub dropped_alerts: u64,
+    /// Samples accepted and held in memory, not yet committed.
+    pub buffered_samples: u64,
+    /// Why writes fail, while they do (the writer is buffering and retrying).
+    pub write_blocked: Option<String>,
+    /// Closed (series, hour) windows waiting for compaction.
+    pub compaction_backlog: u64,
+    /// Samples compacted into chunks since start.
+    pub compacted_samples: u64,
+    /// Rows deleted by retention or the size cap since start.
+    pub retention_deleted: u64,
 }
 
 /// What `status()` returns.

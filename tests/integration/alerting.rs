@@ -56,3 +56,70 @@ async fn alerts_reach_actors_and_closures() {
     let reader = perfvisor::StorageReader::open(t.db()).unwrap();
     assert_eq!(reader.alerts(i64::MIN, i64::MAX).unwrap().len(), 2);
 }
+
+/// When the history database refuses writes, perfvisor keeps running: status reports the
+/// block and the buffered samples, the critical `perfvisor_storage_failing` alert fires,
+/// its own metrics show the block, and once writes succeed again the alert resolves and
+/// the buffered samples are stored.
+#[tokio::test]
+async fn storage_failure_raises_and_resolves_an_alert() {
+    let t = support::start(|b| b.host_interval(Duration::from_millis(100)));
+    let (tx, rx) = std::sync::mpsc::channel();
+    t.pv.on_alert(move |a| {
+        if a.rule == perfvisor::STORAGE_FAILING_RULE {
+            let _ = tx.send(a.clone());
+        }
+    })
+    .await
+    .unwrap();
+    t.pv.inject_storage_fault(perfvisor::StorageFault::ReadOnly)
+        .unwrap();
+    let rec = t.pv.recorder().for_daemon("app");
+    rec.observe("request.latency_seconds", 0.1);
+    let fired = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("storage alert fires");
+    assert_eq!(fired.state, AlertState::Firing);
+    assert_eq!(fired.severity, Severity::Critical);
+    assert!(fired.message.contains("cannot write"), "{}", fired.message);
+    let status = t.pv.status().await.unwrap();
+    assert!(status.storage.write_blocked.is_some(), "{status:?}");
+    assert!(
+        t.pv.flush().await.is_err(),
+        "a flush cannot succeed while writes fail"
+    );
+
+    t.pv.inject_storage_fault(perfvisor::StorageFault::Clear)
+        .unwrap();
+    let resolved = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("storage alert resolves");
+    assert_eq!(resolved.state, AlertState::Resolved);
+    t.pv.flush().await.unwrap();
+    let status = t.pv.status().await.unwrap();
+    assert_eq!(status.storage.write_blocked, None);
+    assert_eq!(status.storage.buffered_samples, 0);
+    let reader = t.pv.reader().unwrap();
+    let latency = perfvisor::SeriesSelector::all().metric("request.latency_seconds");
+    let stored = reader
+        .query(&perfvisor::Query::new(latency, i64::MIN / 2, i64::MAX / 2))
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the sample recorded while blocked is stored"
+    );
+    // perfvisor's own metrics recorded the block (1) and its end (0).
+    let blocked = perfvisor::SeriesSelector::all()
+        .source(perfvisor::Source::Perfvisor)
+        .metric(perfvisor::metric_names::PERFVISOR_STORAGE_BLOCKED);
+    let history = reader
+        .query(&perfvisor::Query::new(blocked, i64::MIN / 2, i64::MAX / 2))
+        .unwrap();
+    let values: Vec<f64> = history[0].samples.iter().map(|s| s.1).collect();
+    assert!(
+        values.contains(&1.0) && values.last() == Some(&0.0),
+        "{values:?}"
+    );
+    t.pv.shutdown().await.unwrap();
+}

@@ -14,3 +14,5 @@ mod accuracy;
 mod recording;
 // Alerts reach host actors and closures; a dead subscriber does not stop the others.
 mod alerting;
+// History survives SIGKILL of the writing process at random moments.
+mod crash;

@@ -20,6 +20,52 @@ pub enum StorageError {
         value: usize,
     },
 
+    /// A duration setting is out of range.
+    #[error("invalid storage setting {setting} = {value:?}: it must be {accepted}")]
+    InvalidDuration {
+        /// The setting's name.
+        setting: &'static str,
+        /// The value given.
+        value: Duration,
+        /// What would be accepted.
+        accepted: &'static str,
+    },
+
+    /// A size setting is out of range.
+    #[error("invalid storage setting {setting} = {value}: it must be {accepted}")]
+    InvalidSize {
+        /// The setting's name.
+        setting: &'static str,
+        /// The value given.
+        value: u64,
+        /// What would be accepted.
+        accepted: &'static str,
+    },
+
+    /// A query asked for something that cannot be answered.
+    #[error("invalid query: {field} = {value}: {accepted}")]
+    InvalidQuery {
+        /// The query field at fault.
+        field: &'static str,
+        /// The value given, as text.
+        value: String,
+        /// What would be accepted.
+        accepted: &'static str,
+    },
+
+    /// A stored chunk or rollup could not be decoded (the file is damaged).
+    #[error("damaged data in {}: {what}", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Which row and why.
+        what: String,
+    },
+
+    /// Writing an export failed.
+    #[error("cannot write the export: {0}")]
+    Export(#[source] std::io::Error),
+
     /// The database file did not exist and could not be created.
     #[error("cannot create the storage file {}: {source}", .path.display())]
     Create {

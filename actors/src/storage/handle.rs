@@ -16,7 +16,7 @@ use crossbeam_channel::{
 };
 
 use super::writer::{count, WriterState, WriterThread};
-use super::{FailureHook, StorageCommand, StorageConfig, StorageError, StorageStats};
+use super::{FailureHook, StorageCommand, StorageConfig, StorageError, StorageFault, StorageStats};
 use crate::types::{Alert, LifecycleEvent, MetricBatch};
 
 /// A handle to the storage writer thread. Cheap to clone; every clone talks to the same
@@ -53,14 +53,9 @@ impl StorageHandle {
         let (commands_tx, commands_rx) = bounded(config.queue_capacity);
         let (stop_tx, stop_rx) = bounded(0);
         let (exited_tx, exited_rx) = bounded::<()>(0);
-        let writer = WriterThread {
-            path: config.path.clone(),
-            commands: commands_rx,
-            stop: stop_rx,
-            stats: Arc::clone(&stats),
-            on_failure,
-            max_batch_commands: config.max_batch_commands,
-        };
+        let path = config.path.clone();
+        let writer =
+            WriterThread::new(config, commands_rx, stop_rx, Arc::clone(&stats), on_failure);
         let thread = std::thread::Builder::new()
             .name("perfvisor-storage".to_string())
             .spawn(move || {
@@ -71,7 +66,7 @@ impl StorageHandle {
             .map_err(StorageError::Spawn)?;
         Ok(StorageHandle {
             shared: Arc::new(Shared {
-                path: config.path,
+                path,
                 commands: RwLock::new(Some(commands_tx)),
                 stop: Mutex::new(Some(stop_tx)),
                 exited: exited_rx,
@@ -92,14 +87,61 @@ impl StorageHandle {
         accepted
     }
 
-    /// Queues a lifecycle event without blocking; `false` when the queue is full or closed.
-    pub fn record_event(&self, event: LifecycleEvent) -> bool {
-        self.try_send(StorageCommand::Event(event))
+    /// Queues a batch, waiting up to `timeout` for room in the queue: backpressure instead
+    /// of dropping, for importers and benchmarks. On timeout or after shutdown the batch's
+    /// samples are counted in `dropped_samples` and `false` returned.
+    pub fn store_blocking(&self, batch: Arc<MetricBatch>, timeout: Duration) -> bool {
+        let samples = batch.samples.len() as u64;
+        let accepted = match self.sender() {
+            Some(sender) => sender
+                .send_timeout(StorageCommand::Store(batch), timeout)
+                .is_ok(),
+            None => false,
+        };
+        if !accepted {
+            count(&self.shared.stats.dropped_samples, samples);
+        }
+        accepted
     }
 
-    /// Queues an alert without blocking; `false` when the queue is full or closed.
+    /// Queues a lifecycle event without blocking; `false` (and counted in `dropped_events`)
+    /// when the queue is full or closed.
+    pub fn record_event(&self, event: LifecycleEvent) -> bool {
+        let accepted = self.try_send(StorageCommand::Event(event));
+        if !accepted {
+            count(&self.shared.stats.dropped_events, 1);
+        }
+        accepted
+    }
+
+    /// Queues an alert without blocking; `false` (and counted in `dropped_alerts`) when the
+    /// queue is full or closed.
     pub fn record_alert(&self, alert: Alert) -> bool {
-        self.try_send(StorageCommand::Alert(alert))
+        let accepted = self.try_send(StorageCommand::Alert(alert));
+        if !accepted {
+            count(&self.shared.stats.dropped_alerts, 1);
+        }
+        accepted
+    }
+
+    /// Makes the database refuse writes (or stop refusing): fault injection to exercise the
+    /// writer's buffering. Does nothing when the queue is full or closed.
+    pub fn inject_fault(&self, fault: StorageFault) {
+        if !self.try_send(StorageCommand::Fault(fault)) {
+            tracing::debug!(path = %self.shared.path.display(), "Fault injection not queued.");
+        }
+    }
+
+    /// Blocks until everything queued before this call is committed and every head row is
+    /// compacted (closed window or not), the rollups that completes are built and retention
+    /// is applied; or until `timeout` passes. The "compact now" maintenance entry point.
+    pub fn compact_now(&self, timeout: Duration) -> Result<(), StorageError> {
+        self.request(
+            StorageCommand::Compact,
+            "accept the compaction",
+            "compact",
+            timeout,
+        )
     }
 
     /// Makes the writer panic while handling a command (fault injection). Does nothing when
@@ -115,14 +157,25 @@ impl StorageHandle {
     /// Fails with [`StorageError::FlushFailed`] when some of it could not be written, with
     /// [`StorageError::Closed`] after shutdown.
     pub fn flush(&self, timeout: Duration) -> Result<(), StorageError> {
+        self.request(StorageCommand::Flush, "accept the flush", "commit", timeout)
+    }
+
+    /// Sends a command carrying an acknowledgement and waits for it.
+    fn request(
+        &self,
+        make: fn(crossbeam_channel::Sender<()>) -> StorageCommand,
+        accept: &'static str,
+        operation: &'static str,
+        timeout: Duration,
+    ) -> Result<(), StorageError> {
         let started = Instant::now();
         let sender = self.sender().ok_or(StorageError::Closed)?;
         let (ack_tx, ack_rx) = bounded(1);
-        match sender.send_timeout(StorageCommand::Flush(ack_tx), timeout) {
+        match sender.send_timeout(make(ack_tx), timeout) {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => {
                 return Err(StorageError::Timeout {
-                    operation: "accept the flush",
+                    operation: accept,
                     waited: timeout,
                 })
             }
@@ -133,7 +186,7 @@ impl StorageHandle {
         match ack_rx.recv_timeout(timeout.saturating_sub(started.elapsed())) {
             Ok(()) => Ok(()),
             Err(RecvTimeoutError::Timeout) => Err(StorageError::Timeout {
-                operation: "commit",
+                operation,
                 waited: timeout,
             }),
             Err(RecvTimeoutError::Disconnected) => Err(StorageError::FlushFailed),
@@ -229,7 +282,7 @@ mod tests {
 
     use super::*;
     use crate::storage::tests::{
-        batch, gated_hook, recording_hook, sample_alert, temp_db, zero_hook,
+        batch, gated_hook, recording_hook, sample_alert, temp_db, test_config, zero_hook,
     };
     use crate::storage::StorageReader;
     use crate::types::{DaemonId, LifecycleKind, Source};
@@ -239,8 +292,7 @@ mod tests {
     fn spawn(path: &Path) -> (StorageHandle, Arc<StorageStats>) {
         let stats = Arc::new(StorageStats::default());
         let handle =
-            StorageHandle::spawn(StorageConfig::new(path), Arc::clone(&stats), zero_hook())
-                .unwrap();
+            StorageHandle::spawn(test_config(path), Arc::clone(&stats), zero_hook()).unwrap();
         (handle, stats)
     }
 
@@ -293,8 +345,7 @@ mod tests {
         let (_dir, path) = temp_db();
         let stats = Arc::new(StorageStats::default());
         let (hook, failures) = recording_hook();
-        let handle =
-            StorageHandle::spawn(StorageConfig::new(&path), Arc::clone(&stats), hook).unwrap();
+        let handle = StorageHandle::spawn(test_config(&path), Arc::clone(&stats), hook).unwrap();
         assert!(handle.store(batch("a", 0, 10)));
         handle.inject_panic();
         assert!(handle.store(batch("a", 10, 10)));
@@ -324,8 +375,7 @@ mod tests {
         let (_dir, path) = temp_db();
         let stats = Arc::new(StorageStats::default());
         let (hook, entered, gate) = gated_hook();
-        let handle =
-            StorageHandle::spawn(StorageConfig::new(&path), Arc::clone(&stats), hook).unwrap();
+        let handle = StorageHandle::spawn(test_config(&path), Arc::clone(&stats), hook).unwrap();
         handle.inject_panic();
         entered.recv_timeout(WAIT).unwrap();
         for i in 0..10 {
@@ -349,7 +399,7 @@ mod tests {
         // (capacity 1) fills after one command.
         let (hook, entered, gate) = gated_hook();
         let handle = StorageHandle::spawn(
-            StorageConfig::new(&path).queue_capacity(1),
+            test_config(&path).queue_capacity(1),
             Arc::clone(&stats),
             hook,
         )
@@ -455,7 +505,7 @@ mod tests {
             }
             std::fs::write(&path, &bytes).unwrap();
             let err = StorageHandle::spawn(
-                StorageConfig::new(&path),
+                test_config(&path),
                 Arc::new(StorageStats::default()),
                 zero_hook(),
             )
@@ -486,7 +536,7 @@ mod tests {
             .unwrap();
         let before = std::fs::read(&path).unwrap();
         let err = StorageHandle::spawn(
-            StorageConfig::new(&path),
+            test_config(&path),
             Arc::new(StorageStats::default()),
             zero_hook(),
         )
@@ -494,12 +544,12 @@ mod tests {
         match &err {
             StorageError::TooNew {
                 found, supported, ..
-            } => assert_eq!((*found, *supported), (99, 1)),
+            } => assert_eq!((*found, *supported), (99, 2)),
             other => panic!("expected TooNew, got {other}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains("99") && message.contains("up to 1"),
+            message.contains("99") && message.contains("up to 2"),
             "{message}"
         );
         assert!(matches!(
@@ -527,7 +577,7 @@ mod tests {
         snapshot.execute_batch("BEGIN").unwrap();
         let count_in_snapshot = || -> i64 {
             snapshot
-                .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+                .query_row("SELECT coalesce(sum(count), 0) FROM head", [], |r| r.get(0))
                 .unwrap()
         };
         assert_eq!(count_in_snapshot(), 100);
@@ -564,42 +614,13 @@ mod tests {
     fn invalid_config_is_refused() {
         let (_dir, path) = temp_db();
         let err = StorageHandle::spawn(
-            StorageConfig::new(&path).queue_capacity(0),
+            test_config(&path).queue_capacity(0),
             Arc::new(StorageStats::default()),
             zero_hook(),
         )
         .unwrap_err();
         assert!(matches!(err, StorageError::InvalidConfig { .. }), "{err}");
         assert!(!path.exists());
-    }
-
-    /// Throughput of 1,000,000 samples in batches of 100 through the handle (release build:
-    /// `cargo test --release -- --ignored --nocapture storage_throughput`).
-    #[test]
-    #[ignore = "timing; run by hand in release mode"]
-    fn storage_throughput() {
-        let (_dir, path) = temp_db();
-        let (handle, stats) = spawn(&path);
-        let batches: Vec<_> = (0..10_000)
-            .map(|i| crate::storage::tests::multi_series_batch(i * 10, 100))
-            .collect();
-        let sender = handle.sender().unwrap();
-        let started = Instant::now();
-        for b in &batches {
-            // Wait for room instead of dropping, to measure what the writer sustains.
-            sender.send(StorageCommand::Store(Arc::clone(b))).unwrap();
-        }
-        drop(sender);
-        handle.flush(Duration::from_secs(600)).unwrap();
-        let elapsed = started.elapsed();
-        handle.shutdown(WAIT).unwrap();
-        let stored = load(&stats.stored_samples);
-        assert_eq!(stored, 1_000_000);
-        println!(
-            "stored {stored} samples in {elapsed:?}: {:.0} samples/s, {} commits",
-            stored as f64 / elapsed.as_secs_f64(),
-            load(&stats.commits)
-        );
     }
 
     fn event(daemon: &str, ts_ms: i64, kind: LifecycleKind) -> LifecycleEvent {

@@ -1,5 +1,5 @@
-//! Storage: the SQLite file that keeps perfvisor's history, the writer thread that fills it
-//! and the read-only connections that query it.
+//! Storage: the SQLite file that keeps perfvisor's history, the writer thread that fills it,
+//! the maintenance that compacts and ages it, and the read-only connections that query it.
 //!
 //! The writer owns the only read-write connection and runs on its own thread
 //! ("perfvisor-storage"), because SQLite calls block and must never run on an async arbiter.
@@ -8,29 +8,50 @@
 //! handled. Readers open their own read-only connections and, thanks to WAL, never wait for
 //! the writer.
 //!
-//! The surface is deliberately narrow (commands in, samples/events/alerts out) so that the
-//! sample layout (today one row per sample) can become compressed chunks without touching
-//! callers.
+//! History layout: recent samples are head rows (flushed at least every second); closed
+//! hour windows are compacted into compressed chunks and hourly rollups; days into daily
+//! rollups; each tier has its retention. Queries read all of it as one.
 //!
-//! - `config`: what the writer is told at spawn time.
+//! - `config`: what the writer is told at spawn time, retention included.
 //! - `error`: everything that can go wrong, as one [`StorageError`].
 //! - `schema`: file identity (`application_id`), pragmas and migrations.
-//! - `writer`: the thread's loop, its commands, failure handling and counters.
+//! - `codec`: the chunk and head-row encodings.
+//! - `sketch`, `rollup`: the mergeable quantile sketch and the rollup accumulator.
+//! - `writer`: the thread's loop, buffers, failure handling and counters.
+//! - `maintenance`: compaction, rollups, retention and the size cap in bounded steps.
 //! - `handle`: [`StorageHandle`], the cloneable front that hides the channel.
-//! - `reader`: [`StorageReader`], queries over a read-only connection.
+//! - `query`, `reader`: [`Query`] and its planner, [`StorageReader`].
+//! - `admin`: compact, vacuum, integrity check and export for operators.
 
+mod admin;
+mod codec;
 mod config;
 mod error;
 mod handle;
+mod maintenance;
+mod query;
 mod reader;
+mod rollup;
 mod schema;
+mod sketch;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
-pub use config::{StorageConfig, DEFAULT_MAX_BATCH_COMMANDS, DEFAULT_QUEUE_CAPACITY};
+pub use admin::{
+    compact, export, integrity_check, vacuum, CompactReport, ExportFormat, IntegrityReport,
+    VacuumReport,
+};
+pub use config::{
+    Retention, StorageConfig, DAY_MS, DEFAULT_MAX_BATCH_COMMANDS, DEFAULT_MAX_BUFFERED_SAMPLES,
+    DEFAULT_QUEUE_CAPACITY, HOUR_MS,
+};
 pub use error::StorageError;
 pub use handle::StorageHandle;
-pub use reader::StorageReader;
-pub use writer::{FailureHook, StorageCommand, StorageFailure, StorageStats};
+pub use maintenance::MAX_CHUNK_SAMPLES;
+pub use query::{Aggregation, Bucket, Query, SeriesResult, SeriesSelector, Tier, MAX_BUCKETS};
+pub use reader::{StorageReader, StorageSummary};
+pub use writer::{
+    FailureHook, StorageCommand, StorageFailure, StorageFault, StorageStats, FLUSH_SAMPLES,
+};

@@ -1,4 +1,5 @@
-//! `StorageReader`: queries over a read-only connection.
+//! `StorageReader`: queries over a read-only connection: series, raw ranges, aggregated
+//! queries (`query`), events, alerts and a summary of what is stored.
 //!
 //! Each reader has its own connection opened with `SQLITE_OPEN_READ_ONLY`. In WAL mode a
 //! reader sees the last commit made before its query started and never waits for the writer.
@@ -8,25 +9,52 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
 
-use super::schema;
+use super::query::{self, Query, SeriesResult};
 use super::StorageError;
+use super::{maintenance, schema};
 use crate::types::{
-    Alert, DaemonId, Labels, LifecycleEvent, LifecycleKind, MetricKind, MetricName, SeriesKey,
-    Source, TimestampMs,
+    Alert, DaemonId, LifecycleEvent, LifecycleKind, MetricKind, SeriesKey, TimestampMs,
 };
 
-const SELECT_SERIES_ID: &str =
-    "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
-// The index on (series_id, ts_ms) carries the rowid, so this order is the index order.
-const SELECT_RANGE: &str = "SELECT ts_ms, value FROM samples \
-     WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms, rowid";
 const SELECT_EVENTS: &str = "SELECT daemon, pid, ts_ms, kind, detail FROM events \
      WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
 const SELECT_DAEMON_EVENTS: &str = "SELECT daemon, pid, ts_ms, kind, detail FROM events \
      WHERE daemon = ?3 AND ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
 const SELECT_ALERTS: &str =
     "SELECT id, json FROM alerts WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+const SELECT_DAEMON_ALERTS: &str = "SELECT id, json FROM alerts \
+     WHERE daemon = ?3 AND ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+
+/// What the database holds, tier by tier (see [`StorageReader::summary`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageSummary {
+    /// Series known.
+    pub series: u64,
+    /// Head rows (flushed, not yet compacted) and the samples in them.
+    pub head_rows: u64,
+    /// Samples in head rows.
+    pub head_samples: u64,
+    /// Compressed chunks and the samples in them.
+    pub chunks: u64,
+    /// Samples in chunks.
+    pub chunk_samples: u64,
+    /// Bytes of chunk data (compressed samples only, no row overhead).
+    pub chunk_bytes: u64,
+    /// Hourly rollup rows.
+    pub hourly_rollups: u64,
+    /// Daily rollup rows.
+    pub daily_rollups: u64,
+    /// Lifecycle events.
+    pub events: u64,
+    /// Alert history rows.
+    pub alerts: u64,
+    /// Bytes in use in the file (pages in use × page size).
+    pub used_bytes: u64,
+    /// Size of the file on disk.
+    pub file_bytes: u64,
+}
 
 /// A read-only view of a perfvisor database. Time ranges are `[from_ms, to_ms)`.
 #[derive(Debug)]
@@ -46,35 +74,27 @@ impl StorageReader {
         })
     }
 
-    /// Every series with its kind, in the order they were first stored.
-    pub fn series(&self) -> Result<Vec<(SeriesKey, MetricKind)>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT source, metric, labels, kind FROM series ORDER BY id")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (source, metric, labels, kind) = row?;
-            match Source::from_text(&source) {
-                Some(source) => out.push((
-                    SeriesKey::new(source, MetricName::from(metric), Labels::from_text(&labels)),
-                    MetricKind::from_code(kind),
-                )),
-                None => self.skip("series", &format!("unknown source {source:?}")),
-            }
-        }
-        Ok(out)
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// The samples of one series in `[from_ms, to_ms)`, oldest first. A NaN value reads back
-    /// as NaN; an unknown series has no samples.
+    /// Every series with its kind, in the order they were first stored.
+    pub fn series(&self) -> Result<Vec<(SeriesKey, MetricKind)>, StorageError> {
+        Ok(query::load_series(&self.conn)?
+            .into_iter()
+            .map(|s| (s.key, s.kind))
+            .collect())
+    }
+
+    /// Runs a query (see [`Query`] for its semantics and the tier planner).
+    pub fn query(&self, query: &Query) -> Result<Vec<SeriesResult>, StorageError> {
+        let series = query::load_series(&self.conn)?;
+        query::run(&self.conn, &series, query)
+    }
+
+    /// The samples of one series in `[from_ms, to_ms)`, oldest first, read from head rows
+    /// and chunks alike. A NaN value reads back as NaN; an unknown series has no samples.
     pub fn query_range(
         &self,
         series: &SeriesKey,
@@ -83,7 +103,9 @@ impl StorageReader {
     ) -> Result<Vec<(TimestampMs, f64)>, StorageError> {
         let id: Option<i64> = self
             .conn
-            .prepare_cached(SELECT_SERIES_ID)?
+            .prepare_cached(
+                "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3",
+            )?
             .query_row(
                 params![
                     series.source.as_text(),
@@ -93,28 +115,43 @@ impl StorageReader {
                 |row| row.get(0),
             )
             .optional()?;
-        let Some(id) = id else {
-            return Ok(Vec::new());
-        };
-        let mut stmt = self.conn.prepare_cached(SELECT_RANGE)?;
-        let rows = stmt.query_map(params![id, from_ms, to_ms], |row| {
-            // SQLite stores NaN as NULL.
-            Ok((
-                row.get(0)?,
-                row.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        match id {
+            Some(id) if to_ms > from_ms => {
+                query::raw_samples(&self.conn, id, from_ms, to_ms, false)
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
-    /// How many samples are stored, all series together.
+    /// How many raw samples are stored (head rows and chunks), all series together.
     pub fn sample_count(&self) -> Result<u64, StorageError> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM samples")?
-            .query_row([], |row| row.get(0))?;
-        // count(*) is never negative.
+        let n: i64 = self.conn.prepare_cached(
+            "SELECT (SELECT coalesce(sum(count), 0) FROM head) + (SELECT coalesce(sum(count), 0) FROM chunks)",
+        )?
+        .query_row([], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Row counts and sizes, tier by tier.
+    pub fn summary(&self) -> Result<StorageSummary, StorageError> {
+        let one = |sql: &str| -> Result<u64, StorageError> {
+            let n: i64 = self.conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(StorageSummary {
+            series: one("SELECT count(*) FROM series")?,
+            head_rows: one("SELECT count(*) FROM head")?,
+            head_samples: one("SELECT coalesce(sum(count), 0) FROM head")?,
+            chunks: one("SELECT count(*) FROM chunks")?,
+            chunk_samples: one("SELECT coalesce(sum(count), 0) FROM chunks")?,
+            chunk_bytes: one("SELECT coalesce(sum(length(data)), 0) FROM chunks")?,
+            hourly_rollups: one("SELECT count(*) FROM rollups WHERE tier = 1")?,
+            daily_rollups: one("SELECT count(*) FROM rollups WHERE tier = 2")?,
+            events: one("SELECT count(*) FROM events")?,
+            alerts: one("SELECT count(*) FROM alerts")?,
+            used_bytes: maintenance::used_bytes(&self.conn)?,
+            file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+        })
     }
 
     /// Lifecycle events in `[from_ms, to_ms)`, of one daemon or all, oldest first.
@@ -152,13 +189,35 @@ impl StorageReader {
         from_ms: TimestampMs,
         to_ms: TimestampMs,
     ) -> Result<Vec<Alert>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(SELECT_ALERTS)?;
-        let rows = stmt.query_map(params![from_ms, to_ms], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?;
+        self.alerts_of(None, from_ms, to_ms)
+    }
+
+    /// Alerts about one daemon (or all, with `None`) produced in `[from_ms, to_ms)`, oldest
+    /// first.
+    pub fn alerts_of(
+        &self,
+        daemon: Option<&DaemonId>,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<Alert>, StorageError> {
+        let rows: Vec<(i64, String)> = match daemon {
+            Some(d) => self
+                .conn
+                .prepare_cached(SELECT_DAEMON_ALERTS)?
+                .query_map(params![from_ms, to_ms, d.as_str()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?,
+            None => self
+                .conn
+                .prepare_cached(SELECT_ALERTS)?
+                .query_map(params![from_ms, to_ms], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?,
+        };
         let mut out = Vec::new();
-        for row in rows {
-            let (id, json) = row?;
+        for (id, json) in rows {
             match serde_json::from_str(&json) {
                 Ok(alert) => out.push(alert),
                 // serde_json writes a NaN value as null, which does not read back as f64.
@@ -202,9 +261,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::storage::tests::{sample_alert, temp_db, zero_hook};
-    use crate::storage::{StorageConfig, StorageHandle, StorageStats};
-    use crate::types::{MetricBatch, Sample};
+    use crate::storage::tests::{sample_alert, temp_db, test_config, zero_hook};
+    use crate::storage::{StorageHandle, StorageStats};
+    use crate::types::{Labels, MetricBatch, Sample, Source};
 
     /// A missing file is an open error naming the path, and nothing gets created.
     #[test]
@@ -223,8 +282,7 @@ mod tests {
         let (_dir, path) = temp_db();
         let stats = Arc::new(StorageStats::default());
         let handle =
-            StorageHandle::spawn(StorageConfig::new(&path), Arc::clone(&stats), zero_hook())
-                .unwrap();
+            StorageHandle::spawn(test_config(&path), Arc::clone(&stats), zero_hook()).unwrap();
         let key = SeriesKey::new(
             Source::Daemon(DaemonId::new("idx:1")),
             "process.cpu.time_seconds",
@@ -265,7 +323,7 @@ mod tests {
     fn unreadable_alert_is_skipped() {
         let (_dir, path) = temp_db();
         let handle = StorageHandle::spawn(
-            StorageConfig::new(&path),
+            test_config(&path),
             Arc::new(StorageStats::default()),
             zero_hook(),
         )

@@ -31,22 +31,27 @@ struct Migration {
     version: i64,
     /// The statements of the step.
     sql: &'static str,
+    /// Data conversion run after `sql`, in the same transaction.
+    convert: Option<fn(&Connection) -> rusqlite::Result<()>>,
 }
 
 /// Every step, oldest first; `MIGRATIONS[i].version == i + 1`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: SCHEMA_V1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: SCHEMA_V1,
+        convert: None,
+    },
+    Migration {
+        version: 2,
+        sql: SCHEMA_V2,
+        convert: Some(samples_to_head),
+    },
+];
 
 /// Version 1: one row per sample, plus events and alerts.
 ///
-/// `samples` is a rowid table with an index on `(series_id, ts_ms)` rather than a
-/// `WITHOUT ROWID` table keyed by `(series_id, ts_ms)`: several observations of one series
-/// may share a millisecond (two requests timed by a host in the same ms), and a primary key
-/// would force dropping or overwriting one of them. Appends go to the end of the rowid tree,
-/// and the index entry carries the rowid, so `ORDER BY ts_ms, rowid` is read in index order.
-/// `value` may be NULL because SQLite stores NaN as NULL; readers turn it back into NaN.
+/// `value` may be NULL because SQLite stores NaN as NULL.
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
     id     INTEGER PRIMARY KEY,
@@ -86,6 +91,119 @@ CREATE INDEX alerts_by_rule_time ON alerts (rule, ts_ms);
 CREATE INDEX alerts_by_daemon_time ON alerts (daemon, ts_ms);
 ";
 
+/// Version 1's statements, for tests that build an old database.
+#[cfg(test)]
+pub(crate) const SCHEMA_V1_FOR_TESTS: &str = SCHEMA_V1;
+
+/// Version 2: head rows, compressed chunks and rollup tiers replace one row per sample.
+///
+/// - `head`: what the writer flushed (at least every second) and the compactor has not yet
+///   compacted. One row per series per flush per hour window, its samples packed in a raw
+///   blob (`codec::encode_raw`). `window_ms` is the start of the hour the samples fall in.
+/// - `chunks`: closed hour windows of one series, compressed (`codec::encode_chunk`).
+///   `start_ms`/`end_ms` are the first and last sample's timestamps (both inclusive); a
+///   window normally has one chunk, more when samples arrived after it was compacted or it
+///   held more samples than one chunk takes.
+/// - `rollups`: one row per tier (1 = hourly, 2 = daily), series and bucket start. `m2` is
+///   the sum of squared deviations from the bucket's mean (Σx² = m2 + sum²/count), kept
+///   instead of Σx² because Σx² cancels catastrophically for large values with small
+///   spread (memory in bytes). `sketch` is a DDSketch (`sketch::DdSketch::encode`).
+/// - `maintenance`: named progress marks of the compactor (e.g. up to where daily rollups
+///   are built).
+/// - `schema_migrations`: one row per migration step applied to the file, with when and by
+///   which perfvisor version (`PRAGMA user_version` remains the authority).
+const SCHEMA_V2: &str = "
+CREATE TABLE head (
+    id        INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    window_ms INTEGER NOT NULL,
+    min_ts    INTEGER NOT NULL,
+    max_ts    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    data      BLOB NOT NULL
+);
+CREATE INDEX head_by_window ON head (window_ms, series_id);
+CREATE INDEX head_by_series ON head (series_id, window_ms);
+CREATE TABLE chunks (
+    id        INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    start_ms  INTEGER NOT NULL,
+    end_ms    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    data      BLOB NOT NULL
+);
+CREATE INDEX chunks_by_series_time ON chunks (series_id, start_ms);
+CREATE INDEX chunks_by_end ON chunks (end_ms);
+CREATE TABLE rollups (
+    tier      INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    nan_count INTEGER NOT NULL,
+    sum       REAL NOT NULL,
+    min       REAL,
+    max       REAL,
+    m2        REAL NOT NULL,
+    first_ts  INTEGER,
+    first     REAL,
+    last_ts   INTEGER,
+    last      REAL,
+    increase  REAL NOT NULL,
+    sketch    BLOB NOT NULL,
+    PRIMARY KEY (tier, series_id, bucket_ms)
+) WITHOUT ROWID;
+CREATE INDEX rollups_by_age ON rollups (tier, bucket_ms);
+CREATE TABLE maintenance (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    applied_ms INTEGER,
+    applied_by TEXT NOT NULL
+);
+INSERT INTO schema_migrations (version, applied_ms, applied_by)
+    VALUES (1, NULL, 'a perfvisor before migrations were recorded');
+";
+
+/// Moves version 1's sample rows into head rows (one per series and hour window), so the
+/// compactor turns them into chunks and rollups like any other fresh data, then drops the
+/// old table.
+fn samples_to_head(conn: &Connection) -> rusqlite::Result<()> {
+    let mut select = conn
+        .prepare("SELECT series_id, ts_ms, value FROM samples ORDER BY series_id, ts_ms, rowid")?;
+    let mut insert = conn.prepare(super::writer::INSERT_HEAD)?;
+    let mut rows = select.query([])?;
+    let mut current: Option<(i64, i64)> = None;
+    let mut pending: Vec<(i64, f64)> = Vec::new();
+    let mut write = |key: (i64, i64), samples: &mut Vec<(i64, f64)>| -> rusqlite::Result<()> {
+        super::writer::insert_head(&mut insert, key.0, key.1, samples)?;
+        samples.clear();
+        Ok(())
+    };
+    while let Some(row) = rows.next()? {
+        let series: i64 = row.get(0)?;
+        let ts: i64 = row.get(1)?;
+        let value = row.get::<_, Option<f64>>(2)?.unwrap_or(f64::NAN);
+        let key = (series, super::writer::window_of(ts));
+        if current.is_some_and(|c| c != key) || pending.len() >= MIGRATION_ROW_SAMPLES {
+            if let Some(c) = current {
+                write(c, &mut pending)?;
+            }
+        }
+        current = Some(key);
+        pending.push((ts, value));
+    }
+    if let Some(c) = current {
+        write(c, &mut pending)?;
+    }
+    drop(rows);
+    conn.execute_batch("DROP TABLE samples;")
+}
+
+/// Most samples per head row written by the version 2 migration.
+const MIGRATION_ROW_SAMPLES: usize = 4096;
+
 /// What an opened file turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Identity {
@@ -119,6 +237,14 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StorageError> {
         Identity::Empty => 0,
         Identity::Perfvisor { version } => version,
     };
+    if from == 0 {
+        // Only possible before anything is written, WAL mode included: lets maintenance
+        // hand free pages back to the file system in bounded steps (`incremental_vacuum`).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(open_error)?;
+    } else {
+        check_not_corrupt(&conn, path)?;
+    }
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
         .map_err(open_error)?;
@@ -138,7 +264,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(open_error)?;
     migrate(&mut conn, path, from)?;
-    conn.set_prepared_statement_cache_capacity(32);
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -167,6 +293,34 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StorageError> {
     }
 }
 
+/// Runs SQLite's `quick_check` (structure of every page, no index cross-check) and refuses
+/// a damaged file before anything writes to it.
+fn check_not_corrupt(conn: &Connection, path: &Path) -> Result<(), StorageError> {
+    let corrupt = |what: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    let first: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                corrupt(format!("{e}; restore it from a backup or move it aside"))
+            }
+            _ => StorageError::Open {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        })?;
+    if first == "ok" {
+        Ok(())
+    } else {
+        Err(corrupt(format!(
+            "quick_check reports: {first}; restore it from a backup or move it aside \
+             (it was left untouched)"
+        )))
+    }
+}
+
 /// Reads the file's identity without writing to it.
 pub(super) fn identify(conn: &Connection, path: &Path) -> Result<Identity, StorageError> {
     let not_ours = || StorageError::NotPerfvisor {
@@ -175,6 +329,11 @@ pub(super) fn identify(conn: &Connection, path: &Path) -> Result<Identity, Stora
     let read_error = |source: rusqlite::Error| {
         if source.sqlite_error_code() == Some(ErrorCode::NotADatabase) {
             not_ours()
+        } else if source.sqlite_error_code() == Some(ErrorCode::DatabaseCorrupt) {
+            StorageError::Corrupt {
+                path: path.to_path_buf(),
+                what: format!("{source}; restore it from a backup or move it aside"),
+            }
         } else {
             StorageError::Open {
                 path: path.to_path_buf(),
@@ -228,6 +387,24 @@ fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<(), StorageE
             continue;
         }
         tx.execute_batch(step.sql).map_err(failed)?;
+        if let Some(convert) = step.convert {
+            convert(&tx).map_err(failed)?;
+        }
+        if step.version >= 2 {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            tx.execute(
+                "INSERT OR REPLACE INTO schema_migrations (version, applied_ms, applied_by) \
+                 VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    step.version,
+                    now_ms,
+                    concat!("perfvisor ", env!("CARGO_PKG_VERSION"))
+                ],
+            )
+            .map_err(failed)?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(failed)?;
         tx.pragma_update(None, "user_version", step.version)
@@ -296,7 +473,19 @@ mod tests {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 1, "NORMAL");
-        for table in ["series", "samples", "events", "alerts"] {
+        let vacuum: i64 = conn
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .unwrap();
+        assert_eq!(vacuum, 2, "INCREMENTAL");
+        for table in [
+            "series",
+            "head",
+            "chunks",
+            "rollups",
+            "maintenance",
+            "events",
+            "alerts",
+        ] {
             let n: i64 = conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",

@@ -1,36 +1,41 @@
-//! The storage writer thread: its commands, its counters, its loop, and how it survives a
-//! panic.
+//! The storage writer thread: its commands, its counters, its in-memory buffers, its loop,
+//! and how it survives a panic or a disk that refuses writes.
 //!
-//! The loop blocks on the channel, then takes whatever else is already queued (up to
-//! `max_batch_commands` commands in all) and writes the group in one transaction with cached
-//! statements. A lone command is therefore committed at once, and a burst is committed in
-//! few transactions. Flushes in a group are acknowledged after its commit; as groups are
-//! committed in channel order, an acknowledged flush means everything queued before it is on
-//! disk.
+//! Accepted samples, events and alerts go into memory first. The buffers are committed in
+//! one transaction ("a flush") as head rows (one row per series and hour window, samples
+//! packed in a raw blob) whenever the queue runs dry, every `flush_interval` (1 s) at the
+//! latest, when they hold [`FLUSH_SAMPLES`] samples, or when a flush is asked for. So a
+//! crash loses at most one flush interval, an idle writer commits at once, and a busy one
+//! writes few, large rows. Between flushes the writer runs bounded maintenance steps
+//! (compaction, rollups, retention: `maintenance`).
 //!
-//! Each command runs inside `catch_unwind` and inside a savepoint. A command that panics is
-//! rolled back to its savepoint and lost (counted), the rest of its group is still committed,
-//! and the writer then restarts: it reports the failure to the supervisor's [`FailureHook`],
-//! waits the backoff it returns, and reopens the connection, rebuilding every piece of state
-//! from the config. The channel is not part of that state, so nothing queued is lost.
+//! **Write failures** (disk full, read-only file) are not crashes: the transaction is rolled
+//! back, the buffers are kept, the writer marks itself *blocked* (with the reason, visible in
+//! status), and retries with a backoff (1 s doubling to 10 s). While blocked it keeps
+//! accepting into memory up to `max_buffered_samples`; beyond that new samples are dropped
+//! and counted. When a retry succeeds everything buffered is committed and the block clears.
 //!
-//! A SQLite error (disk full, read-only file) is not a crash: the group is rolled back,
-//! logged and counted, and the writer carries on with the next group.
+//! **Panics** in a command's handling lose that command (counted). A panic while flushing
+//! (a bug) loses the buffers (counted). Either way the writer then restarts: it reports the
+//! failure to the supervisor's [`FailureHook`], waits the backoff it returns, and reopens the
+//! connection. The channel is not writer state, so nothing queued is lost.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::schema;
-use super::StorageError;
-use crate::types::{Alert, AlertState, LifecycleEvent, MetricBatch, MetricKind, SeriesKey};
+use super::config::HOUR_MS;
+use super::maintenance::{self, MaintenanceSettings};
+use super::{codec, schema};
+use super::{StorageConfig, StorageError};
+use crate::types::{Alert, AlertState, Clock, LifecycleEvent, MetricBatch, MetricKind, SeriesKey};
 
 /// A request to the storage writer. Embedders use [`super::StorageHandle`], which sends these.
 #[derive(Debug)]
@@ -41,11 +46,29 @@ pub enum StorageCommand {
     Event(LifecycleEvent),
     /// Record an alert notification.
     Alert(Alert),
-    /// Acknowledge on this sender once everything queued before this command is committed.
+    /// Acknowledge on this sender once everything accepted before this command is committed.
     /// The sender is dropped without a message when that could not be committed.
     Flush(Sender<()>),
+    /// Flush, then compact every head row now, closed window or not, build the rollups they
+    /// complete and apply retention; acknowledge when done (dropped unacknowledged on error).
+    Compact(Sender<()>),
+    /// Make the database refuse writes, or stop doing so (fault injection for tests).
+    Fault(StorageFault),
     /// Panic inside the writer's handler (fault injection for tests and chaos mode).
     InjectPanic,
+}
+
+/// Write failures the writer can be made to meet on purpose, to test how it copes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageFault {
+    /// The disk is full: `PRAGMA max_page_count` is set to the file's current page count,
+    /// so writes fail with `SQLITE_FULL` once the free pages are used up.
+    DiskFull,
+    /// The file is read-only: `PRAGMA query_only` makes every write fail with
+    /// `SQLITE_READONLY`.
+    ReadOnly,
+    /// Space and write access are back.
+    Clear,
 }
 
 /// Called by the writer thread after a command panicked (or reopening the database failed);
@@ -59,14 +82,16 @@ pub struct StorageFailure {
     pub reason: String,
     /// Commands lost: the ones that panicked.
     pub lost_commands: u64,
-    /// Samples in those commands.
+    /// Samples lost with them.
     pub lost_samples: u64,
 }
 
-/// Counters of the storage writer, shared with whoever reports perfvisor's own health.
+/// Counters and gauges of the storage writer, shared with whoever reports perfvisor's own
+/// health.
 ///
 /// Every sample offered to [`super::StorageHandle::store`] ends up in exactly one of
-/// `stored_samples` and `dropped_samples` (once the writer has handled it).
+/// `stored_samples` and `dropped_samples`, once the writer has committed or given it up;
+/// until then it is in the queue or counted by `buffered_samples`.
 #[derive(Debug, Default)]
 pub struct StorageStats {
     /// Samples committed to the database.
@@ -75,17 +100,60 @@ pub struct StorageStats {
     pub stored_events: AtomicU64,
     /// Alerts committed.
     pub stored_alerts: AtomicU64,
-    /// Samples not stored: the queue was full or shut down, the write failed, or the command
-    /// carrying them panicked.
+    /// Samples not stored: the queue or the memory buffer was full, the writer was shut
+    /// down, or a panic lost them.
     pub dropped_samples: AtomicU64,
-    /// Failed writes: rolled-back groups, unencodable alerts, failed reopens.
+    /// Lifecycle events not stored (queue or buffer full, shut down, unwritable at exit).
+    pub dropped_events: AtomicU64,
+    /// Alerts not stored (queue or buffer full, unencodable, shut down).
+    pub dropped_alerts: AtomicU64,
+    /// Failed writes: rolled-back flushes and maintenance steps, failed reopens.
     pub write_errors: AtomicU64,
-    /// Transactions committed.
+    /// Flush transactions committed.
     pub commits: AtomicU64,
     /// Writer restarts after a panic.
     pub restarts: AtomicU64,
     /// Commands lost because handling them panicked.
     pub lost_on_panic: AtomicU64,
+    /// Samples accepted and held in memory, not yet committed (gauge).
+    pub buffered_samples: AtomicU64,
+    /// True while writes fail and the writer is buffering (gauge).
+    pub write_blocked: AtomicBool,
+    /// Why writes fail, while they do.
+    pub blocked_reason: Mutex<Option<String>>,
+    /// Samples moved from head rows into compressed chunks.
+    pub compacted_samples: AtomicU64,
+    /// Chunks written.
+    pub chunks_written: AtomicU64,
+    /// Rollup rows written or updated (hourly and daily).
+    pub rollups_written: AtomicU64,
+    /// Closed (series, hour) windows waiting for compaction at the last step (gauge).
+    pub compaction_backlog: AtomicU64,
+    /// Rows deleted by retention or by the size cap (chunks, rollups, events, alerts).
+    pub retention_deleted: AtomicU64,
+    /// Maintenance steps run.
+    pub maintenance_steps: AtomicU64,
+    /// Total time spent in maintenance steps, in microseconds.
+    pub maintenance_micros: AtomicU64,
+}
+
+impl StorageStats {
+    /// Why writes currently fail, or `None` when they succeed.
+    pub fn blocked_reason(&self) -> Option<String> {
+        self.blocked_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_blocked(&self, reason: Option<String>) {
+        self.write_blocked
+            .store(reason.is_some(), Ordering::Relaxed);
+        *self
+            .blocked_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = reason;
+    }
 }
 
 /// Adds to a counter. Counters are independent statistics, so relaxed ordering suffices.
@@ -93,12 +161,60 @@ pub(super) fn count(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
-/// How many samples a command carries.
-fn samples_in(command: &StorageCommand) -> u64 {
-    match command {
-        StorageCommand::Store(batch) => batch.samples.len() as u64,
-        _ => 0,
-    }
+/// Samples in the buffers that trigger a flush without waiting for the interval: large
+/// rows, bounded memory and transactions of a few milliseconds.
+pub const FLUSH_SAMPLES: usize = 200_000;
+
+/// Most events or alerts held in memory while writes fail.
+const MAX_BUFFERED_RECORDS: usize = 10_000;
+
+/// First and longest wait between two flush attempts while writes fail.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Least time between two attempts to reopen the database, whatever the hook answers, so a
+/// missing disk cannot turn the writer into a busy loop.
+const MIN_REOPEN_RETRY: Duration = Duration::from_millis(50);
+
+/// Insert of one head row; shared with the schema migration.
+pub(super) const INSERT_HEAD: &str =
+    "INSERT INTO head (series_id, window_ms, min_ts, max_ts, count, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const SELECT_SERIES: &str =
+    "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
+const INSERT_SERIES: &str =
+    "INSERT INTO series (source, metric, labels, kind) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_EVENT: &str =
+    "INSERT INTO events (daemon, pid, ts_ms, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_ALERT: &str = "INSERT INTO alerts (ts_ms, rule, state, severity, daemon, json) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// The start of the hour window `ts_ms` falls in.
+pub(super) fn window_of(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS)
+}
+
+/// Writes the samples (all in `window_ms`) as one head row.
+pub(super) fn insert_head(
+    insert: &mut rusqlite::Statement<'_>,
+    series_id: i64,
+    window_ms: i64,
+    samples: &[(i64, f64)],
+) -> rusqlite::Result<()> {
+    let (min_ts, max_ts) = samples
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(ts, _)| {
+            (lo.min(ts), hi.max(ts))
+        });
+    insert.execute(params![
+        series_id,
+        window_ms,
+        min_ts,
+        max_ts,
+        samples.len() as i64,
+        codec::encode_raw(samples),
+    ])?;
+    Ok(())
 }
 
 /// The text of a panic payload.
@@ -120,59 +236,118 @@ fn alert_state_text(state: AlertState) -> &'static str {
     }
 }
 
-/// Least time between two attempts to reopen the database, whatever the hook answers, so a
-/// missing disk cannot turn the writer into a busy loop.
-const MIN_REOPEN_RETRY: Duration = Duration::from_millis(50);
+/// One series' samples waiting for the next flush.
+#[derive(Debug)]
+struct SeriesBuffer {
+    kind: MetricKind,
+    samples: Vec<(i64, f64)>,
+    /// Flushes this entry has sat through empty; idle entries are forgotten.
+    idle_flushes: u8,
+}
 
-const INSERT_SAMPLE: &str = "INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)";
-const SELECT_SERIES: &str =
-    "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
-const INSERT_SERIES: &str =
-    "INSERT INTO series (source, metric, labels, kind) VALUES (?1, ?2, ?3, ?4)";
-const INSERT_EVENT: &str =
-    "INSERT INTO events (daemon, pid, ts_ms, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
-const INSERT_ALERT: &str = "INSERT INTO alerts (ts_ms, rule, state, severity, daemon, json) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Everything accepted and not yet committed. Survives writer restarts (it is not rebuilt
+/// from the config), so a panic elsewhere does not lose it.
+#[derive(Debug, Default)]
+pub(super) struct Buffers {
+    series: HashMap<SeriesKey, SeriesBuffer>,
+    events: Vec<LifecycleEvent>,
+    /// Alerts with their JSON, encoded when accepted so an unencodable one is refused early.
+    alerts: Vec<(Alert, String)>,
+    samples: usize,
+    /// When the oldest uncommitted item was accepted.
+    oldest: Option<Instant>,
+    /// Flushes to acknowledge after the next successful commit.
+    acks: Vec<Sender<()>>,
+}
 
-/// What one command added to the database.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Written {
+impl Buffers {
+    fn is_empty(&self) -> bool {
+        self.samples == 0 && self.events.is_empty() && self.alerts.is_empty()
+    }
+
+    fn touch(&mut self) {
+        if self.oldest.is_none() {
+            self.oldest = Some(Instant::now());
+        }
+    }
+
+    /// Takes the batch's samples, up to `limit` buffered samples in all; returns how many
+    /// were taken.
+    fn add_samples(&mut self, batch: &MetricBatch, limit: usize) -> usize {
+        let room = limit.saturating_sub(self.samples);
+        let take = batch.samples.len().min(room);
+        for sample in &batch.samples[..take] {
+            match self.series.get_mut(&sample.series) {
+                Some(buffer) => buffer.samples.push((sample.ts_ms, sample.value)),
+                None => {
+                    self.series.insert(
+                        sample.series.clone(),
+                        SeriesBuffer {
+                            kind: sample.kind,
+                            samples: vec![(sample.ts_ms, sample.value)],
+                            idle_flushes: 0,
+                        },
+                    );
+                }
+            }
+        }
+        if take > 0 {
+            self.samples += take;
+            self.touch();
+        }
+        take
+    }
+
+    /// Forgets what was just committed and series idle for a while.
+    fn committed(&mut self) {
+        self.series.retain(|_, buffer| {
+            if buffer.samples.is_empty() {
+                buffer.idle_flushes = buffer.idle_flushes.saturating_add(1);
+            } else {
+                buffer.idle_flushes = 0;
+                buffer.samples.clear();
+            }
+            buffer.idle_flushes < 8
+        });
+        self.events.clear();
+        self.alerts.clear();
+        self.samples = 0;
+        self.oldest = None;
+    }
+
+    /// Drops everything (after a panic while flushing); returns the samples, events and
+    /// alerts lost.
+    fn discard(&mut self) -> (u64, u64, u64) {
+        let lost = (
+            self.samples as u64,
+            self.events.len() as u64,
+            self.alerts.len() as u64,
+        );
+        self.series.clear();
+        self.events.clear();
+        self.alerts.clear();
+        self.samples = 0;
+        self.oldest = None;
+        lost
+    }
+}
+
+/// What one flush committed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Flushed {
     samples: u64,
     events: u64,
     alerts: u64,
-}
-
-impl std::ops::AddAssign for Written {
-    fn add_assign(&mut self, o: Written) {
-        self.samples += o.samples;
-        self.events += o.events;
-        self.alerts += o.alerts;
-    }
-}
-
-/// Why one command could not be written.
-#[derive(Debug)]
-enum CommandError {
-    /// The database failed; the whole group is rolled back.
-    Sqlite(rusqlite::Error),
-    /// The alert could not be encoded; only this command is skipped.
-    Encode(serde_json::Error),
-}
-
-impl From<rusqlite::Error> for CommandError {
-    fn from(e: rusqlite::Error) -> Self {
-        CommandError::Sqlite(e)
-    }
 }
 
 /// The state a writer builds from its config: the connection and the series-id cache.
 /// Thrown away and rebuilt on restart.
 pub(super) struct WriterState {
     path: PathBuf,
-    conn: Connection,
-    /// Series ids already in the database, so the hot path does not SELECT. Only holds ids
-    /// of committed (or about to be committed) rows: it is cleared whenever work is rolled
-    /// back, since a rolled-back insert may have put an id here that no longer exists.
+    pub(super) conn: Connection,
+    /// Series ids already in the database, so flushes do not SELECT. Cleared whenever a
+    /// transaction is rolled back, since a rolled-back insert may have put an id here that no
+    /// longer exists.
     series_ids: HashMap<SeriesKey, i64>,
 }
 
@@ -193,192 +368,68 @@ impl WriterState {
         }
     }
 
-    /// Writes a group of commands in one transaction and acknowledges its flushes.
-    /// Returns the failure to restart for when a command panicked.
-    pub(super) fn write_group(
-        &mut self,
-        group: Vec<StorageCommand>,
-        stats: &StorageStats,
-    ) -> Option<StorageFailure> {
-        let mut acks = Vec::new();
-        let mut writes = Vec::with_capacity(group.len());
-        for command in group {
-            match command {
-                StorageCommand::Flush(ack) => acks.push(ack),
-                other => writes.push(other),
-            }
-        }
-        if writes.is_empty() {
-            ack_all(acks);
-            return None;
-        }
-        let offered: u64 = writes.iter().map(samples_in).sum();
-        let mut panics = Panics::default();
-        match self.write_in_transaction(writes, stats, &mut panics) {
-            Ok(written) => {
-                count(&stats.commits, 1);
-                count(&stats.stored_samples, written.samples);
-                count(&stats.stored_events, written.events);
-                count(&stats.stored_alerts, written.alerts);
-                count(
-                    &stats.dropped_samples,
-                    offered.saturating_sub(written.samples),
-                );
-                ack_all(acks);
-            }
+    /// Commits the buffers in one transaction. On error nothing is committed, the buffers
+    /// are untouched and the series cache is cleared.
+    fn flush(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
+        match self.write_buffers(buffers) {
+            Ok(flushed) => Ok(flushed),
             Err(e) => {
-                tracing::warn!(
-                    path = %self.path.display(),
-                    error = %e,
-                    dropped_samples = offered,
-                    "Write failed."
-                );
                 self.series_ids.clear();
-                count(&stats.write_errors, 1);
-                count(&stats.dropped_samples, offered);
-                // Dropping the acks without a message tells each flush that it failed.
-                drop(acks);
+                Err(e)
             }
         }
-        panics.into_failure(stats)
     }
 
-    /// Writes `writes` in one transaction; on error everything is rolled back.
-    fn write_in_transaction(
-        &mut self,
-        writes: Vec<StorageCommand>,
-        stats: &StorageStats,
-        panics: &mut Panics,
-    ) -> Result<Written, rusqlite::Error> {
+    fn write_buffers(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
         let WriterState {
-            path,
-            conn,
-            series_ids,
+            conn, series_ids, ..
         } = self;
         // IMMEDIATE takes the write lock up front, so the commit cannot fail on lock upgrade.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut written = Written::default();
-        for command in writes {
-            let samples = samples_in(&command);
-            tx.prepare_cached("SAVEPOINT command")?.execute([])?;
-            let outcome = catch_unwind(AssertUnwindSafe(|| apply(&tx, series_ids, command)));
-            let keep = match outcome {
-                Ok(Ok(w)) => {
-                    written += w;
-                    true
+        let mut flushed = Flushed::default();
+        {
+            let mut insert = tx.prepare_cached(INSERT_HEAD)?;
+            for (key, buffer) in buffers.series.iter_mut() {
+                if buffer.samples.is_empty() {
+                    continue;
                 }
-                Ok(Err(CommandError::Sqlite(e))) => return Err(e),
-                Ok(Err(CommandError::Encode(e))) => {
-                    tracing::warn!(path = %path.display(), error = %e, "Alert not encodable; not stored.");
-                    count(&stats.write_errors, 1);
-                    false
+                let id = series_id(&tx, series_ids, key, buffer.kind)?;
+                // Usually already in order, which makes this sort linear.
+                buffer.samples.sort_by_key(|&(ts, _)| ts);
+                for run in buffer
+                    .samples
+                    .chunk_by(|a, b| window_of(a.0) == window_of(b.0))
+                {
+                    insert_head(&mut insert, id, window_of(run[0].0), run)?;
                 }
-                Err(payload) => {
-                    panics.record(panic_message(&*payload), samples);
-                    // The panicking command may have cached ids of rows now rolled back.
-                    series_ids.clear();
-                    false
-                }
-            };
-            if !keep {
-                tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
+                flushed.samples += buffer.samples.len() as u64;
             }
-            tx.prepare_cached("RELEASE command")?.execute([])?;
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            for event in &buffers.events {
+                insert.execute(params![
+                    event.daemon.as_str(),
+                    event.pid,
+                    event.ts_ms,
+                    event.kind.as_str(),
+                    event.detail,
+                ])?;
+            }
+            flushed.events = buffers.events.len() as u64;
+            let mut insert = tx.prepare_cached(INSERT_ALERT)?;
+            for (alert, json) in &buffers.alerts {
+                insert.execute(params![
+                    alert.at_ms,
+                    alert.rule,
+                    alert_state_text(alert.state),
+                    alert.severity.to_string(),
+                    alert.daemon.as_ref().map(|d| d.as_str()),
+                    json,
+                ])?;
+            }
+            flushed.alerts = buffers.alerts.len() as u64;
         }
         tx.commit()?;
-        Ok(written)
-    }
-}
-
-/// Panics met while writing one group.
-#[derive(Debug, Default)]
-struct Panics {
-    reasons: Vec<String>,
-    lost_samples: u64,
-}
-
-impl Panics {
-    fn record(&mut self, reason: String, samples: u64) {
-        self.reasons.push(reason);
-        self.lost_samples += samples;
-    }
-
-    /// Counts the lost commands and turns them into one failure, if there were any.
-    /// Their samples are already counted as dropped by the caller.
-    fn into_failure(self, stats: &StorageStats) -> Option<StorageFailure> {
-        let first = self.reasons.first()?.clone();
-        let lost = self.reasons.len() as u64;
-        count(&stats.lost_on_panic, lost);
-        let reason = if lost > 1 {
-            format!("{first} (and {} more panics)", lost - 1)
-        } else {
-            first
-        };
-        Some(StorageFailure {
-            reason,
-            lost_commands: lost,
-            lost_samples: self.lost_samples,
-        })
-    }
-}
-
-/// Acknowledges flushes. A flush whose caller gave up waiting has no receiver any more,
-/// which is fine.
-fn ack_all(acks: Vec<Sender<()>>) {
-    for ack in acks {
-        let _ = ack.try_send(());
-    }
-}
-
-/// Writes one command inside the open transaction.
-fn apply(
-    conn: &Connection,
-    series_ids: &mut HashMap<SeriesKey, i64>,
-    command: StorageCommand,
-) -> Result<Written, CommandError> {
-    match command {
-        StorageCommand::Store(batch) => {
-            let mut insert = conn.prepare_cached(INSERT_SAMPLE)?;
-            for sample in &batch.samples {
-                let id = series_id(conn, series_ids, &sample.series, sample.kind)?;
-                insert.execute(params![id, sample.ts_ms, sample.value])?;
-            }
-            Ok(Written {
-                samples: batch.samples.len() as u64,
-                ..Written::default()
-            })
-        }
-        StorageCommand::Event(event) => {
-            conn.prepare_cached(INSERT_EVENT)?.execute(params![
-                event.daemon.as_str(),
-                event.pid,
-                event.ts_ms,
-                event.kind.as_str(),
-                event.detail,
-            ])?;
-            Ok(Written {
-                events: 1,
-                ..Written::default()
-            })
-        }
-        StorageCommand::Alert(alert) => {
-            let json = serde_json::to_string(&alert).map_err(CommandError::Encode)?;
-            conn.prepare_cached(INSERT_ALERT)?.execute(params![
-                alert.at_ms,
-                alert.rule,
-                alert_state_text(alert.state),
-                alert.severity.to_string(),
-                alert.daemon.as_ref().map(|d| d.as_str()),
-                json,
-            ])?;
-            Ok(Written {
-                alerts: 1,
-                ..Written::default()
-            })
-        }
-        StorageCommand::InjectPanic => panic!("injected panic in storage writer"),
-        // Flushes are taken out of the group before it is written.
-        StorageCommand::Flush(_) => Ok(Written::default()),
+        Ok(flushed)
     }
 }
 
@@ -388,7 +439,7 @@ fn series_id(
     series_ids: &mut HashMap<SeriesKey, i64>,
     key: &SeriesKey,
     kind: MetricKind,
-) -> Result<i64, rusqlite::Error> {
+) -> rusqlite::Result<i64> {
     if let Some(&id) = series_ids.get(key) {
         return Ok(id);
     }
@@ -412,77 +463,449 @@ fn series_id(
     Ok(id)
 }
 
+/// Applies a write fault to the writer's connection.
+fn apply_fault(conn: &Connection, fault: StorageFault) -> rusqlite::Result<()> {
+    match fault {
+        StorageFault::DiskFull => {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        }
+        StorageFault::ReadOnly => conn.pragma_update(None, "query_only", true)?,
+        StorageFault::Clear => {
+            conn.pragma_update(None, "query_only", false)?;
+            // SQLite's default maximum (4294967294 pages).
+            conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the writer is committing normally or waiting for the disk to accept writes.
+#[derive(Debug)]
+enum Health {
+    Writing,
+    Blocked { retry_at: Instant, delay: Duration },
+}
+
 /// Everything the writer thread owns besides its [`WriterState`].
 pub(super) struct WriterThread {
-    pub(super) path: PathBuf,
+    pub(super) config: StorageConfig,
     pub(super) commands: Receiver<StorageCommand>,
     /// Never carries a message; disconnects when the handle shuts down, which cuts a restart
     /// backoff short.
     pub(super) stop: Receiver<()>,
     pub(super) stats: Arc<StorageStats>,
     pub(super) on_failure: FailureHook,
-    pub(super) max_batch_commands: usize,
+    pub(super) buffers: Buffers,
+    health: Health,
+    /// When the next maintenance step is due.
+    next_maintenance: Instant,
+    /// Compaction requests waiting for the next maintenance pass.
+    compact_acks: Vec<Sender<()>>,
+    /// Fault in force, re-applied after a restart reopens the connection.
+    fault: Option<StorageFault>,
+    /// True when the last maintenance step ran out of budget with work left.
+    maintenance_behind: bool,
+    /// When the last maintenance step ended.
+    last_maintenance_end: Instant,
 }
 
+/// Why the loop must restart the writer state.
+struct Restart(StorageFailure);
+
 impl WriterThread {
+    /// A writer thread's state before it runs.
+    pub(super) fn new(
+        config: StorageConfig,
+        commands: Receiver<StorageCommand>,
+        stop: Receiver<()>,
+        stats: Arc<StorageStats>,
+        on_failure: FailureHook,
+    ) -> Self {
+        WriterThread {
+            config,
+            commands,
+            stop,
+            stats,
+            on_failure,
+            buffers: Buffers::default(),
+            health: Health::Writing,
+            next_maintenance: Instant::now(),
+            compact_acks: Vec::new(),
+            fault: None,
+            maintenance_behind: false,
+            last_maintenance_end: Instant::now(),
+        }
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.config.clock
+    }
+
     /// Serves until every sender of the channel is gone and the queue is drained, then
-    /// closes the connection.
-    pub(super) fn run(self, mut state: WriterState) {
-        tracing::debug!(path = %self.path.display(), "Storage writer started.");
-        while let Ok(first) = self.commands.recv() {
-            let group = self.gather(first);
-            let writes = group
-                .iter()
-                .filter(|c| !matches!(c, StorageCommand::Flush(_)))
-                .count() as u64;
-            let samples: u64 = group.iter().map(samples_in).sum();
-            let failure =
-                match catch_unwind(AssertUnwindSafe(|| state.write_group(group, &self.stats))) {
-                    Ok(failure) => failure,
-                    Err(payload) => {
-                        // A bug outside the per-command guard: the whole group is lost.
-                        count(&self.stats.lost_on_panic, writes);
-                        count(&self.stats.dropped_samples, samples);
-                        Some(StorageFailure {
-                            reason: panic_message(&*payload),
-                            lost_commands: writes,
-                            lost_samples: samples,
-                        })
-                    }
-                };
-            if let Some(failure) = failure {
-                state.close();
-                match self.restart(failure) {
-                    Some(fresh) => state = fresh,
-                    None => {
-                        self.discard_queued();
-                        return;
+    /// commits what is buffered and closes the connection.
+    pub(super) fn run(mut self, mut state: WriterState) {
+        tracing::debug!(path = %self.config.path.display(), "Storage writer started.");
+        loop {
+            let outcome = self.serve_once(&mut state);
+            match outcome {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(Restart(failure)) => {
+                    state.close();
+                    match self.restart(failure) {
+                        Some(fresh) => state = fresh,
+                        None => {
+                            self.discard_queued();
+                            return;
+                        }
                     }
                 }
             }
         }
+        self.final_flush(&mut state);
         state.close();
-        tracing::debug!(path = %self.path.display(), "Storage writer stopped.");
+        tracing::debug!(path = %self.config.path.display(), "Storage writer stopped.");
     }
 
-    /// The first command plus whatever is already queued, up to the batch limit.
-    fn gather(&self, first: StorageCommand) -> Vec<StorageCommand> {
-        let mut group = Vec::with_capacity(self.max_batch_commands.min(64));
-        group.push(first);
-        while group.len() < self.max_batch_commands {
-            match self.commands.try_recv() {
-                Ok(command) => group.push(command),
-                Err(_) => break,
+    /// One turn of the loop: wait for work (or a deadline), take what is queued, flush and
+    /// maintain when due. `Ok(false)` when the channel is closed and drained.
+    fn serve_once(&mut self, state: &mut WriterState) -> Result<bool, Restart> {
+        let first = match self.commands.recv_timeout(self.idle_wait()) {
+            Ok(command) => Some(command),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        };
+        if let Some(first) = first {
+            self.accept(state, first)?;
+            for _ in 1..self.config.max_batch_commands {
+                match self.commands.try_recv() {
+                    Ok(command) => self.accept(state, command)?,
+                    Err(_) => break,
+                }
             }
         }
-        group
+        if self.flush_due() {
+            self.try_flush(state)?;
+        }
+        if self.maintenance_due() {
+            self.maintain(state)?;
+        }
+        Ok(true)
+    }
+
+    /// How long the loop may sleep waiting for a command.
+    fn idle_wait(&self) -> Duration {
+        let now = Instant::now();
+        let deadline = match self.health {
+            Health::Blocked { retry_at, .. } => retry_at,
+            Health::Writing => match self.buffers.oldest {
+                Some(oldest) => self
+                    .next_maintenance
+                    .min(oldest + self.config.flush_interval),
+                None => self.next_maintenance,
+            },
+        };
+        deadline
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Takes one command into the buffers (or acts on it).
+    fn accept(&mut self, state: &mut WriterState, command: StorageCommand) -> Result<(), Restart> {
+        let samples = match &command {
+            StorageCommand::Store(batch) => batch.samples.len() as u64,
+            _ => 0,
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.apply(state, command)));
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(payload) => {
+                count(&self.stats.lost_on_panic, 1);
+                count(&self.stats.dropped_samples, samples);
+                self.publish_buffered();
+                Err(Restart(StorageFailure {
+                    reason: panic_message(&*payload),
+                    lost_commands: 1,
+                    lost_samples: samples,
+                }))
+            }
+        }
+    }
+
+    fn apply(&mut self, state: &mut WriterState, command: StorageCommand) {
+        match command {
+            StorageCommand::Store(batch) => {
+                let limit = match self.health {
+                    // Flushes keep a healthy buffer far below the bound; the bound is for
+                    // when they fail.
+                    Health::Writing => usize::MAX,
+                    Health::Blocked { .. } => self.config.max_buffered_samples,
+                };
+                let taken = self.buffers.add_samples(&batch, limit);
+                let refused = batch.samples.len() - taken;
+                if refused > 0 {
+                    count(&self.stats.dropped_samples, refused as u64);
+                }
+                self.publish_buffered();
+            }
+            StorageCommand::Event(event) => {
+                if self.buffers.events.len() >= MAX_BUFFERED_RECORDS {
+                    count(&self.stats.dropped_events, 1);
+                } else {
+                    self.buffers.events.push(event);
+                    self.buffers.touch();
+                }
+            }
+            StorageCommand::Alert(alert) => match serde_json::to_string(&alert) {
+                Ok(_) if self.buffers.alerts.len() >= MAX_BUFFERED_RECORDS => {
+                    count(&self.stats.dropped_alerts, 1);
+                }
+                Ok(json) => {
+                    self.buffers.alerts.push((alert, json));
+                    self.buffers.touch();
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %alert.rule, error = %e, "Alert not encodable; not stored.");
+                    count(&self.stats.dropped_alerts, 1);
+                    count(&self.stats.write_errors, 1);
+                }
+            },
+            StorageCommand::Flush(ack) => match self.health {
+                Health::Writing => self.buffers.acks.push(ack),
+                // Dropping the ack tells the caller the flush failed: the disk refuses.
+                Health::Blocked { .. } => drop(ack),
+            },
+            StorageCommand::Compact(ack) => {
+                self.compact_acks.push(ack);
+                self.next_maintenance = Instant::now();
+            }
+            StorageCommand::Fault(fault) => {
+                self.fault = match fault {
+                    StorageFault::Clear => None,
+                    other => Some(other),
+                };
+                if let Err(e) = apply_fault(&state.conn, fault) {
+                    tracing::warn!(?fault, error = %e, "Applying a storage fault failed.");
+                }
+                if fault == StorageFault::Clear {
+                    if let Health::Blocked { .. } = self.health {
+                        self.health = Health::Blocked {
+                            retry_at: Instant::now(),
+                            delay: RETRY_FIRST,
+                        };
+                    }
+                }
+            }
+            StorageCommand::InjectPanic => panic!("injected panic in storage writer"),
+        }
+    }
+
+    fn publish_buffered(&self) {
+        self.stats
+            .buffered_samples
+            .store(self.buffers.samples as u64, Ordering::Relaxed);
+    }
+
+    fn flush_due(&self) -> bool {
+        let has_work = !self.buffers.is_empty() || !self.buffers.acks.is_empty();
+        if !has_work {
+            return false;
+        }
+        match self.health {
+            Health::Blocked { retry_at, .. } => Instant::now() >= retry_at,
+            Health::Writing => {
+                self.commands.is_empty()
+                    || !self.buffers.acks.is_empty()
+                    || self.buffers.samples >= FLUSH_SAMPLES
+                    || self
+                        .buffers
+                        .oldest
+                        .is_some_and(|t| t.elapsed() >= self.config.flush_interval)
+            }
+        }
+    }
+
+    /// Commits the buffers; on a write error keeps them and blocks; on a panic loses them
+    /// and asks for a restart.
+    fn try_flush(&mut self, state: &mut WriterState) -> Result<bool, Restart> {
+        if self.buffers.is_empty() {
+            ack_all(std::mem::take(&mut self.buffers.acks));
+            return Ok(true);
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| state.flush(&mut self.buffers)));
+        match outcome {
+            Ok(Ok(flushed)) => {
+                count(&self.stats.commits, 1);
+                count(&self.stats.stored_samples, flushed.samples);
+                count(&self.stats.stored_events, flushed.events);
+                count(&self.stats.stored_alerts, flushed.alerts);
+                self.buffers.committed();
+                self.publish_buffered();
+                ack_all(std::mem::take(&mut self.buffers.acks));
+                self.unblock();
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                self.block(&e);
+                // Dropping the acks without a message tells each flush that it failed.
+                self.buffers.acks.clear();
+                Ok(false)
+            }
+            Err(payload) => {
+                let (samples, events, alerts) = self.buffers.discard();
+                self.buffers.acks.clear();
+                count(&self.stats.dropped_samples, samples);
+                count(&self.stats.dropped_events, events);
+                count(&self.stats.dropped_alerts, alerts);
+                count(&self.stats.lost_on_panic, 1);
+                self.publish_buffered();
+                Err(Restart(StorageFailure {
+                    reason: panic_message(&*payload),
+                    lost_commands: 1,
+                    lost_samples: samples,
+                }))
+            }
+        }
+    }
+
+    /// Notes a failed write: counts it, keeps the reason for status, schedules a retry.
+    fn block(&mut self, e: &rusqlite::Error) {
+        count(&self.stats.write_errors, 1);
+        let delay = match self.health {
+            Health::Writing => {
+                tracing::error!(
+                    path = %self.config.path.display(),
+                    error = %e,
+                    buffered_samples = self.buffers.samples,
+                    limit = self.config.max_buffered_samples,
+                    "Storage writes fail; buffering in memory and retrying."
+                );
+                RETRY_FIRST
+            }
+            Health::Blocked { delay, .. } => (delay * 2).min(RETRY_MAX),
+        };
+        self.stats.set_blocked(Some(format!(
+            "writing {} failed: {e}",
+            self.config.path.display()
+        )));
+        self.health = Health::Blocked {
+            retry_at: Instant::now() + delay,
+            delay,
+        };
+    }
+
+    fn unblock(&mut self) {
+        if let Health::Blocked { .. } = self.health {
+            tracing::info!(path = %self.config.path.display(), "Storage writes succeed again.");
+            self.stats.set_blocked(None);
+            self.health = Health::Writing;
+            self.next_maintenance = Instant::now();
+        }
+    }
+
+    fn maintenance_due(&self) -> bool {
+        matches!(self.health, Health::Writing) && Instant::now() >= self.next_maintenance
+    }
+
+    /// Runs one bounded maintenance step (after committing the buffers, so compaction sees
+    /// them), or a complete pass when compaction was asked for.
+    fn maintain(&mut self, state: &mut WriterState) -> Result<(), Restart> {
+        if !self.try_flush(state)? {
+            return Ok(());
+        }
+        let force = !self.compact_acks.is_empty();
+        let settings = MaintenanceSettings::from_config(&self.config);
+        let now_ms = self.clock().now_ms();
+        let started = Instant::now();
+        // With a backlog, maintenance gets as much time as ingestion had since the last
+        // step (up to ten budgets), so compaction keeps pace with any ingest rate instead of
+        // falling behind; ingestion still never waits more than one such step.
+        let base = self.config.maintenance_budget;
+        let budget = if self.maintenance_behind {
+            started
+                .saturating_duration_since(self.last_maintenance_end)
+                .clamp(base, base * 10)
+        } else {
+            base
+        };
+        let stats = Arc::clone(&self.stats);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if force {
+                maintenance::run_to_completion(&state.conn, &settings, now_ms, &stats)
+            } else {
+                maintenance::step(&state.conn, &settings, now_ms, &stats, budget)
+            }
+        }));
+        self.last_maintenance_end = Instant::now();
+        count(&self.stats.maintenance_steps, 1);
+        count(
+            &self.stats.maintenance_micros,
+            started.elapsed().as_micros() as u64,
+        );
+        match outcome {
+            Ok(Ok(more)) => {
+                self.maintenance_behind = more;
+                ack_all(std::mem::take(&mut self.compact_acks));
+                self.next_maintenance = if more {
+                    Instant::now()
+                } else {
+                    Instant::now() + self.config.flush_interval
+                };
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                // The failed unit was rolled back; what it would have done is still to do.
+                tracing::warn!(path = %self.config.path.display(), error = %e, "Storage maintenance failed.");
+                self.compact_acks.clear();
+                self.block(&e);
+                Ok(())
+            }
+            Err(payload) => {
+                self.compact_acks.clear();
+                count(&self.stats.lost_on_panic, 1);
+                Err(Restart(StorageFailure {
+                    reason: panic_message(&*payload),
+                    lost_commands: 1,
+                    lost_samples: 0,
+                }))
+            }
+        }
+    }
+
+    /// At shutdown: commits what is buffered, trying a few times if the disk refuses, then
+    /// counts what could not be written as dropped.
+    fn final_flush(&mut self, state: &mut WriterState) {
+        for attempt in 0..3 {
+            if self.buffers.is_empty() {
+                break;
+            }
+            match self.try_flush(state) {
+                Ok(true) => break,
+                Ok(false) if attempt < 2 => std::thread::sleep(Duration::from_millis(100)),
+                _ => {}
+            }
+        }
+        ack_all(std::mem::take(&mut self.buffers.acks));
+        let (samples, events, alerts) = self.buffers.discard();
+        if samples + events + alerts > 0 {
+            tracing::error!(
+                path = %self.config.path.display(),
+                samples, events, alerts,
+                "Shutting down with writes still failing; buffered data is lost."
+            );
+        }
+        count(&self.stats.dropped_samples, samples);
+        count(&self.stats.dropped_events, events);
+        count(&self.stats.dropped_alerts, alerts);
+        self.publish_buffered();
     }
 
     /// Reports the failure, waits the backoff, reopens. `None` when shutdown was requested
     /// and the database cannot be reopened.
     fn restart(&self, failure: StorageFailure) -> Option<WriterState> {
         tracing::warn!(
-            path = %self.path.display(),
+            path = %self.config.path.display(),
             reason = %failure.reason,
             lost_commands = failure.lost_commands,
             lost_samples = failure.lost_samples,
@@ -491,15 +914,20 @@ impl WriterThread {
         let mut backoff = self.report(failure);
         loop {
             let stopping = self.wait(backoff);
-            match WriterState::open(&self.path) {
+            match WriterState::open(&self.config.path) {
                 Ok(state) => {
+                    if let Some(fault) = self.fault {
+                        if let Err(e) = apply_fault(&state.conn, fault) {
+                            tracing::warn!(?fault, error = %e, "Re-applying a storage fault failed.");
+                        }
+                    }
                     count(&self.stats.restarts, 1);
-                    tracing::info!(path = %self.path.display(), "Storage writer restarted.");
+                    tracing::info!(path = %self.config.path.display(), "Storage writer restarted.");
                     return Some(state);
                 }
                 Err(e) => {
                     count(&self.stats.write_errors, 1);
-                    tracing::warn!(path = %self.path.display(), error = %e, "Reopening the storage database failed.");
+                    tracing::warn!(path = %self.config.path.display(), error = %e, "Reopening the storage database failed.");
                     if stopping {
                         return None;
                     }
@@ -537,121 +965,31 @@ impl WriterThread {
         )
     }
 
-    /// Shutting down without a database: count what is still queued as dropped. Flushes
-    /// are dropped unacknowledged, so they report failure.
-    fn discard_queued(&self) {
+    /// Shutting down without a database: count what is still queued or buffered as
+    /// dropped. Flushes are dropped unacknowledged, so they report failure.
+    fn discard_queued(&mut self) {
         for command in self.commands.iter() {
-            count(&self.stats.dropped_samples, samples_in(&command));
+            match command {
+                StorageCommand::Store(batch) => {
+                    count(&self.stats.dropped_samples, batch.samples.len() as u64)
+                }
+                StorageCommand::Event(_) => count(&self.stats.dropped_events, 1),
+                StorageCommand::Alert(_) => count(&self.stats.dropped_alerts, 1),
+                _ => {}
+            }
         }
+        let (samples, events, alerts) = self.buffers.discard();
+        count(&self.stats.dropped_samples, samples);
+        count(&self.stats.dropped_events, events);
+        count(&self.stats.dropped_alerts, alerts);
+        self.publish_buffered();
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::tests::{batch, temp_db};
-    use crate::storage::StorageReader;
-
-    fn flush_pair() -> (Sender<()>, Receiver<()>) {
-        crossbeam_channel::bounded(1)
-    }
-
-    /// A panic in the middle of a group loses only that command: the commands before and
-    /// after it are committed, the flush is acknowledged, and the failure is reported.
-    #[test]
-    fn panic_in_group_loses_only_that_command() {
-        let (_dir, path) = temp_db();
-        let stats = StorageStats::default();
-        let mut state = WriterState::open(&path).unwrap();
-        let (ack, acked) = flush_pair();
-        let failure = state.write_group(
-            vec![
-                StorageCommand::Store(batch("a", 0, 5)),
-                StorageCommand::InjectPanic,
-                StorageCommand::Store(batch("b", 0, 7)),
-                StorageCommand::Flush(ack),
-            ],
-            &stats,
-        );
-        let failure = failure.expect("a panic is reported");
-        assert_eq!(failure.reason, "injected panic in storage writer");
-        assert_eq!((failure.lost_commands, failure.lost_samples), (1, 0));
-        assert!(acked.try_recv().is_ok());
-        assert_eq!(stats.stored_samples.load(Ordering::Relaxed), 12);
-        assert_eq!(stats.lost_on_panic.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.commits.load(Ordering::Relaxed), 1);
-        let reader = StorageReader::open(&path).unwrap();
-        assert_eq!(reader.sample_count().unwrap(), 12);
-        assert_eq!(reader.series().unwrap().len(), 2);
-    }
-
-    /// A SQLite error rolls the group back, counts it, fails the flush, and the writer keeps
-    /// working afterwards (the series cache does not point at rolled-back rows).
-    #[test]
-    fn write_error_rolls_back_and_writer_recovers() {
-        let (_dir, path) = temp_db();
-        let stats = StorageStats::default();
-        let mut state = WriterState::open(&path).unwrap();
-        // query_only makes every write fail with SQLITE_READONLY, as a read-only file would.
-        state.conn.pragma_update(None, "query_only", true).unwrap();
-        let (ack, acked) = flush_pair();
-        let failure = state.write_group(
-            vec![
-                StorageCommand::Store(batch("a", 0, 4)),
-                StorageCommand::Flush(ack),
-            ],
-            &stats,
-        );
-        assert!(failure.is_none(), "a write error is not a crash");
-        assert_eq!(
-            acked.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected),
-            "the flush is told that it failed"
-        );
-        assert_eq!(stats.write_errors.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.dropped_samples.load(Ordering::Relaxed), 4);
-        assert!(state.series_ids.is_empty());
-
-        state.conn.pragma_update(None, "query_only", false).unwrap();
-        let (ack, acked) = flush_pair();
-        state.write_group(
-            vec![
-                StorageCommand::Store(batch("a", 10, 3)),
-                StorageCommand::Flush(ack),
-            ],
-            &stats,
-        );
-        assert!(acked.try_recv().is_ok());
-        assert_eq!(stats.stored_samples.load(Ordering::Relaxed), 3);
-        let reader = StorageReader::open(&path).unwrap();
-        let (key, _) = reader.series().unwrap().remove(0);
-        assert_eq!(reader.query_range(&key, 0, 100).unwrap().len(), 3);
-    }
-
-    /// The series cache spares the SELECT: a second batch of a known series inserts no
-    /// series row and reuses the id.
-    #[test]
-    fn series_ids_are_cached() {
-        let (_dir, path) = temp_db();
-        let stats = StorageStats::default();
-        let mut state = WriterState::open(&path).unwrap();
-        state.write_group(vec![StorageCommand::Store(batch("a", 0, 2))], &stats);
-        assert_eq!(state.series_ids.len(), 1);
-        state.write_group(vec![StorageCommand::Store(batch("a", 2, 2))], &stats);
-        assert_eq!(state.series_ids.len(), 1);
-        let n: i64 = state
-            .conn
-            .query_row("SELECT count(*) FROM series", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 1);
-    }
-
-    /// A panic payload's text is recovered whether it is a `&str` or a `String`.
-    #[test]
-    fn panic_messages_are_recovered() {
-        let p = catch_unwind(|| panic!("plain")).unwrap_err();
-        assert_eq!(panic_message(&*p), "plain");
-        let p = catch_unwind(|| panic!("formatted {}", 42)).unwrap_err();
-        assert_eq!(panic_message(&*p), "formatted 42");
+/// Acknowledges flushes. A flush whose caller gave up waiting has no receiver any more,
+/// which is fine.
+fn ack_all(acks: Vec<Sender<()>>) {
+    for ack in acks {
+        let _ = ack.try_send(());
     }
 }

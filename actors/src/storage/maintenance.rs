@@ -1,0 +1,635 @@
+//! Maintenance of the history in bounded steps: compaction of head rows into compressed
+//! chunks and hourly rollups, daily rollups, retention of every tier, the size cap, and
+//! handing free pages back to the file system.
+//!
+//! Every unit of work is its own short transaction, so a failure (disk full) rolls back one
+//! unit and leaves the rest done, and a step can stop between units when its time budget is
+//! spent: the writer goes back to ingesting and resumes at the next step. The order of units
+//! within a step is also their priority: compaction first (it frees the head), then daily
+//! rollups, retention, the cap and vacuuming.
+//!
+//! Rules, with `now` from the writer's clock:
+//! - The hour window `[w, w + 1h)` of a series is compacted once `now ≥ w + 1h + grace`.
+//!   Its head rows become one chunk (more if it holds over [`MAX_CHUNK_SAMPLES`] samples) and
+//!   the hourly rollup of `w`. Samples arriving later for a compacted window are compacted
+//!   the same way; their chunk sits beside the first and their rollup is merged into the
+//!   existing hourly (and daily, if built) row.
+//! - The daily rollup of day `d` is the merge of its hourly rollups, built once
+//!   `now ≥ d + 1d + grace` and no head row of that day is left. The mark `daily_until`
+//!   in the `maintenance` table says up to where days are built. Closing a day also
+//!   rewrites the hourly chunks of sparse series (under [`SPARSE_CHUNK_SAMPLES`] samples per
+//!   chunk on average, e.g. one sample a minute) as day-long chunks.
+//! - Retention works per stored unit: a chunk is deleted when its last sample is older than
+//!   `now − raw`, an hourly (daily) rollup when its bucket ended before `now − hourly`
+//!   (`now − daily`), and only once it is part of a daily rollup; events and alerts when
+//!   older than their retention.
+//! - The size cap deletes the oldest chunks first, then the oldest hourly rollups already
+//!   folded into daily ones, then the oldest daily rollups.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::config::{Retention, DAY_MS, HOUR_MS};
+use super::rollup::Rollup;
+use super::sketch::DdSketch;
+use super::writer::count;
+use super::{codec, StorageConfig, StorageStats};
+
+/// Most samples in one chunk; a window holding more is split.
+pub const MAX_CHUNK_SAMPLES: usize = 16_384;
+
+/// Average samples per chunk below which a closed day's chunks of a series are rewritten
+/// as day-long chunks.
+pub const SPARSE_CHUNK_SAMPLES: i64 = 1024;
+
+/// Series windows compacted per transaction.
+const COMPACT_UNITS: i64 = 16;
+/// Rows deleted per retention statement.
+const DELETE_ROWS: i64 = 2_000;
+/// Free pages above which maintenance hands pages back, and how many per step.
+const VACUUM_THRESHOLD_PAGES: i64 = 1_024;
+const VACUUM_PAGES: i64 = 512;
+
+/// Rollup tier code of hourly rows.
+pub const TIER_HOURLY: i64 = 1;
+/// Rollup tier code of daily rows.
+pub const TIER_DAILY: i64 = 2;
+
+/// Name of the mark up to which daily rollups are built.
+const DAILY_MARK: &str = "daily_until";
+
+/// The part of the storage config maintenance needs, in milliseconds.
+#[derive(Clone, Debug)]
+pub(super) struct MaintenanceSettings {
+    grace_ms: i64,
+    raw_ms: i64,
+    hourly_ms: i64,
+    daily_ms: i64,
+    events_ms: i64,
+    alerts_ms: i64,
+    max_bytes: Option<u64>,
+}
+
+impl MaintenanceSettings {
+    /// Takes the settings from the writer's config.
+    pub(super) fn from_config(config: &StorageConfig) -> Self {
+        let r = &config.retention;
+        MaintenanceSettings {
+            grace_ms: Retention::ms(config.compaction_grace),
+            raw_ms: Retention::ms(r.raw),
+            hourly_ms: Retention::ms(r.hourly),
+            daily_ms: Retention::ms(r.daily),
+            events_ms: Retention::ms(r.events),
+            alerts_ms: Retention::ms(r.alerts),
+            max_bytes: config.max_bytes,
+        }
+    }
+}
+
+/// A unit of maintenance: does a bounded piece of work, `Ok(true)` if it did any.
+type Unit =
+    fn(&Connection, &MaintenanceSettings, i64, &StorageStats, bool) -> rusqlite::Result<bool>;
+
+/// Every unit, in priority order.
+const UNITS: [Unit; 5] = [
+    compact_unit,
+    daily_unit,
+    retention_unit,
+    cap_unit,
+    vacuum_unit,
+];
+
+/// Runs units until `budget` is spent or nothing is left; `Ok(true)` when work remains.
+pub(super) fn step(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+    budget: Duration,
+) -> rusqlite::Result<bool> {
+    let deadline = Instant::now() + budget;
+    publish_backlog(conn, settings, now_ms, stats)?;
+    // Every kind of work gets one bounded unit per step, so retention is not starved while
+    // compaction has a backlog; then the budget goes to them in priority order.
+    for unit in UNITS {
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
+        unit(conn, settings, now_ms, stats, false)?;
+    }
+    for unit in UNITS {
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(true);
+            }
+            if !unit(conn, settings, now_ms, stats, false)? {
+                break;
+            }
+        }
+    }
+    publish_backlog(conn, settings, now_ms, stats)?;
+    Ok(false)
+}
+
+/// Compacts every head row, open window or not, then builds what that completes and applies
+/// retention, without a time budget (the "compact now" maintenance entry point).
+pub(super) fn run_to_completion(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+) -> rusqlite::Result<bool> {
+    for unit in UNITS {
+        while unit(conn, settings, now_ms, stats, true)? {}
+    }
+    publish_backlog(conn, settings, now_ms, stats)?;
+    Ok(false)
+}
+
+/// The newest window start that may be compacted at `now_ms`.
+fn compaction_horizon(settings: &MaintenanceSettings, now_ms: i64, force: bool) -> i64 {
+    if force {
+        i64::MAX
+    } else {
+        now_ms
+            .saturating_sub(settings.grace_ms)
+            .saturating_sub(HOUR_MS)
+    }
+}
+
+fn publish_backlog(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+) -> rusqlite::Result<()> {
+    let backlog: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM head WHERE window_ms <= ?1 \
+             GROUP BY window_ms, series_id)",
+        )?
+        .query_row([compaction_horizon(settings, now_ms, false)], |r| r.get(0))?;
+    stats
+        .compaction_backlog
+        .store(backlog.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Compacts up to [`COMPACT_UNITS`] closed series windows, oldest first.
+fn compact_unit(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+    force: bool,
+) -> rusqlite::Result<bool> {
+    let horizon = compaction_horizon(settings, now_ms, force);
+    let work: Vec<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT window_ms, series_id FROM head WHERE window_ms <= ?1 \
+             GROUP BY window_ms, series_id ORDER BY window_ms, series_id LIMIT ?2",
+        )?
+        .query_map(params![horizon, COMPACT_UNITS], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    if work.is_empty() {
+        return Ok(false);
+    }
+    let daily_until = mark(conn, DAILY_MARK)?;
+    let tx = conn.unchecked_transaction()?;
+    let mut compacted = 0u64;
+    let mut chunks = 0u64;
+    let mut rollups = 0u64;
+    for (window, series) in work {
+        let mut ids = Vec::new();
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        {
+            let mut select = tx.prepare_cached(
+                "SELECT id, data FROM head WHERE window_ms = ?1 AND series_id = ?2",
+            )?;
+            let mut rows = select.query(params![window, series])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let data: Vec<u8> = row.get(1)?;
+                ids.push(id);
+                match codec::decode_chunk(&data) {
+                    Ok(decoded) => samples.extend(decoded),
+                    Err(e) => {
+                        // Unreadable bytes cannot become readable; drop the row, loudly.
+                        tracing::error!(head_row = id, series, error = %e, "Damaged head row dropped.");
+                        count(&stats.write_errors, 1);
+                    }
+                }
+            }
+        }
+        samples.sort_by_key(|&(ts, _)| ts);
+        chunks += insert_chunks(&tx, series, &samples)?;
+        if let Some(rollup) = Rollup::from_samples(&samples) {
+            merge_rollup(&tx, TIER_HOURLY, series, window, &rollup)?;
+            rollups += 1;
+            let day = window.div_euclid(DAY_MS).saturating_mul(DAY_MS);
+            if daily_until.is_some_and(|until| day < until) {
+                merge_rollup(&tx, TIER_DAILY, series, day, &rollup)?;
+                rollups += 1;
+            }
+        }
+        let mut delete = tx.prepare_cached("DELETE FROM head WHERE id = ?1")?;
+        for id in ids {
+            delete.execute([id])?;
+        }
+        compacted += samples.len() as u64;
+    }
+    tx.commit()?;
+    count(&stats.compacted_samples, compacted);
+    count(&stats.chunks_written, chunks);
+    count(&stats.rollups_written, rollups);
+    Ok(true)
+}
+
+/// Builds the daily rollups of the next closed day.
+fn daily_unit(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+    _force: bool,
+) -> rusqlite::Result<bool> {
+    // The first hourly bucket at or after the mark (or the oldest one): days without data
+    // are skipped in one go.
+    let from = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
+    let next: Option<i64> = conn
+        .prepare_cached("SELECT min(bucket_ms) FROM rollups WHERE tier = ?1 AND bucket_ms >= ?2")?
+        .query_row(params![TIER_HOURLY, from], |r| r.get(0))?;
+    let Some(next) = next else {
+        return Ok(false);
+    };
+    let day = next.div_euclid(DAY_MS).saturating_mul(DAY_MS);
+    let day_end = day.saturating_add(DAY_MS);
+    if now_ms < day_end.saturating_add(settings.grace_ms) {
+        return Ok(false);
+    }
+    let pending: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM head WHERE window_ms >= ?1 AND window_ms < ?2 LIMIT 1")?
+        .query_row(params![day, day_end], |r| r.get(0))
+        .optional()?;
+    if pending.is_some() {
+        // The day's head rows are compacted first (compaction runs before this unit).
+        return Ok(false);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let mut merged: BTreeMap<i64, Rollup> = BTreeMap::new();
+    {
+        let mut select = tx.prepare_cached(&format!(
+            "SELECT series_id, {ROLLUP_COLUMNS} FROM rollups \
+             WHERE tier = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 ORDER BY series_id, bucket_ms"
+        ))?;
+        let mut rows = select.query(params![TIER_HOURLY, day, day_end])?;
+        while let Some(row) = rows.next()? {
+            let series: i64 = row.get(0)?;
+            let Some(rollup) = read_rollup(row, 1, true)? else {
+                tracing::error!(series, day, "Damaged hourly rollup skipped.");
+                count(&stats.write_errors, 1);
+                continue;
+            };
+            match merged.get_mut(&series) {
+                Some(acc) => {
+                    if let Err(e) = acc.merge(&rollup) {
+                        tracing::error!(series, day, error = %e, "Hourly rollup not mergeable; skipped.");
+                    }
+                }
+                None => {
+                    merged.insert(series, rollup);
+                }
+            }
+        }
+    }
+    let mut written = 0;
+    for (series, rollup) in &merged {
+        merge_rollup(&tx, TIER_DAILY, *series, day, rollup)?;
+        written += 1;
+    }
+    let coalesced = coalesce_day(&tx, day, day_end)?;
+    set_mark(&tx, DAILY_MARK, day_end)?;
+    tx.commit()?;
+    count(&stats.rollups_written, written);
+    count(&stats.chunks_written, coalesced);
+    Ok(true)
+}
+
+/// Rewrites the hourly chunks of sparse series (fewer than [`SPARSE_CHUNK_SAMPLES`] samples
+/// per chunk on average) of a closed day as day-long chunks: a series sampled every few
+/// minutes would otherwise pay a chunk's fixed cost for a dozen samples. Returns the chunks
+/// written.
+fn coalesce_day(conn: &Connection, day: i64, day_end: i64) -> rusqlite::Result<u64> {
+    let sparse: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT series_id FROM chunks WHERE end_ms >= ?1 AND end_ms < ?2 AND start_ms >= ?1 \
+             GROUP BY series_id HAVING count(*) > 1 AND sum(count) < count(*) * ?3",
+        )?
+        .query_map(params![day, day_end, SPARSE_CHUNK_SAMPLES], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut written = 0;
+    for series in sparse {
+        let mut ids = Vec::new();
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        {
+            let mut select = conn.prepare_cached(
+                "SELECT id, data FROM chunks WHERE series_id = ?1 AND start_ms >= ?2 \
+                 AND start_ms < ?3 AND end_ms < ?3 ORDER BY start_ms, id",
+            )?;
+            let mut rows = select.query(params![series, day, day_end])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let data: Vec<u8> = row.get(1)?;
+                match codec::decode_chunk(&data) {
+                    Ok(decoded) => {
+                        ids.push(id);
+                        samples.extend(decoded);
+                    }
+                    // A damaged chunk stays as it is, for the integrity check to report.
+                    Err(e) => {
+                        tracing::error!(chunk = id, series, error = %e, "Damaged chunk left out of coalescing.")
+                    }
+                }
+            }
+        }
+        if ids.len() < 2 {
+            continue;
+        }
+        samples.sort_by_key(|&(ts, _)| ts);
+        written += insert_chunks(conn, series, &samples)?;
+        let mut delete = conn.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
+        for id in ids {
+            delete.execute([id])?;
+        }
+    }
+    Ok(written)
+}
+
+/// Writes sorted samples as chunks of at most [`MAX_CHUNK_SAMPLES`]; returns how many.
+fn insert_chunks(conn: &Connection, series: i64, samples: &[(i64, f64)]) -> rusqlite::Result<u64> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO chunks (series_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut written = 0;
+    for part in samples.chunks(MAX_CHUNK_SAMPLES) {
+        let (Some(first), Some(last)) = (part.first(), part.last()) else {
+            continue;
+        };
+        insert.execute(params![
+            series,
+            first.0,
+            last.0,
+            part.len() as i64,
+            codec::encode_chunk(part)
+        ])?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Deletes one batch of aged-out rows from the first table that has any.
+fn retention_unit(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+    _force: bool,
+) -> rusqlite::Result<bool> {
+    let daily_until = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
+    let raw_cutoff = now_ms.saturating_sub(settings.raw_ms);
+    let hourly_cutoff = now_ms.saturating_sub(settings.hourly_ms);
+    let daily_cutoff = now_ms.saturating_sub(settings.daily_ms);
+    let statements: [(&str, Vec<i64>); 5] = [
+        (
+            "DELETE FROM chunks WHERE id IN \
+             (SELECT id FROM chunks WHERE end_ms < ?1 LIMIT ?2)",
+            vec![raw_cutoff, DELETE_ROWS],
+        ),
+        (
+            "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \
+             (SELECT tier, series_id, bucket_ms FROM rollups \
+              WHERE tier = ?3 AND bucket_ms <= ?1 - ?4 AND bucket_ms < ?5 LIMIT ?2)",
+            vec![
+                hourly_cutoff,
+                DELETE_ROWS,
+                TIER_HOURLY,
+                HOUR_MS,
+                daily_until,
+            ],
+        ),
+        (
+            "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \
+             (SELECT tier, series_id, bucket_ms FROM rollups \
+              WHERE tier = ?3 AND bucket_ms <= ?1 - ?4 LIMIT ?2)",
+            vec![daily_cutoff, DELETE_ROWS, TIER_DAILY, DAY_MS],
+        ),
+        (
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts_ms < ?1 LIMIT ?2)",
+            vec![now_ms.saturating_sub(settings.events_ms), DELETE_ROWS],
+        ),
+        (
+            "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE ts_ms < ?1 LIMIT ?2)",
+            vec![now_ms.saturating_sub(settings.alerts_ms), DELETE_ROWS],
+        ),
+    ];
+    for (sql, args) in statements {
+        let deleted = conn
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(args))?;
+        if deleted > 0 {
+            count(&stats.retention_deleted, deleted as u64);
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The database's used size: pages in use times the page size.
+pub(super) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) as u64).saturating_mul(size.max(0) as u64))
+}
+
+/// Deletes the oldest data while the used size is above the cap.
+fn cap_unit(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    _now_ms: i64,
+    stats: &StorageStats,
+    _force: bool,
+) -> rusqlite::Result<bool> {
+    let Some(cap) = settings.max_bytes else {
+        return Ok(false);
+    };
+    if used_bytes(conn)? <= cap {
+        return Ok(false);
+    }
+    let daily_until = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
+    let statements: [(&str, Vec<i64>); 3] = [
+        (
+            "DELETE FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY end_ms LIMIT ?1)",
+            vec![200],
+        ),
+        (
+            "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \
+             (SELECT tier, series_id, bucket_ms FROM rollups WHERE tier = ?2 AND bucket_ms < ?3 \
+              ORDER BY bucket_ms LIMIT ?1)",
+            vec![500, TIER_HOURLY, daily_until],
+        ),
+        (
+            "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \
+             (SELECT tier, series_id, bucket_ms FROM rollups WHERE tier = ?2 \
+              ORDER BY bucket_ms LIMIT ?1)",
+            vec![500, TIER_DAILY],
+        ),
+    ];
+    for (sql, args) in statements {
+        let deleted = conn
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(args))?;
+        if deleted > 0 {
+            tracing::warn!(
+                deleted,
+                cap_bytes = cap,
+                "Storage above its size cap; oldest history deleted."
+            );
+            count(&stats.retention_deleted, deleted as u64);
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Hands free pages back to the file system when many are free (incremental auto-vacuum
+/// databases only: every file created by this version).
+fn vacuum_unit(
+    conn: &Connection,
+    _settings: &MaintenanceSettings,
+    _now_ms: i64,
+    _stats: &StorageStats,
+    _force: bool,
+) -> rusqlite::Result<bool> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    if mode != 2 || free < VACUUM_THRESHOLD_PAGES {
+        return Ok(false);
+    }
+    conn.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))?;
+    Ok(true)
+}
+
+/// Reads a named progress mark.
+fn mark(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT value FROM maintenance WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
+}
+
+fn set_mark(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO maintenance (name, value) VALUES (?1, ?2)")?
+        .execute(params![name, value])?;
+    Ok(())
+}
+
+/// The rollup columns, in the order [`read_rollup`] reads them.
+pub(super) const ROLLUP_COLUMNS: &str =
+    "count, nan_count, sum, min, max, m2, first_ts, first, last_ts, last, increase, sketch";
+/// The rollup columns without the sketch, for queries that need no quantile.
+pub(super) const ROLLUP_COLUMNS_NO_SKETCH: &str =
+    "count, nan_count, sum, min, max, m2, first_ts, first, last_ts, last, increase";
+
+/// Reads a rollup from the row's columns starting at `at` (see [`ROLLUP_COLUMNS`]).
+/// `Ok(None)` when its sketch is damaged. Without `with_sketch`, the sketch is empty.
+pub(super) fn read_rollup(
+    row: &Row<'_>,
+    at: usize,
+    with_sketch: bool,
+) -> rusqlite::Result<Option<Rollup>> {
+    let real = |i: usize| -> rusqlite::Result<f64> {
+        Ok(row.get::<_, Option<f64>>(at + i)?.unwrap_or(f64::NAN))
+    };
+    let sketch = if with_sketch {
+        let bytes: Vec<u8> = row.get(at + 11)?;
+        match DdSketch::decode(&bytes) {
+            Ok(sketch) => sketch,
+            Err(_) => return Ok(None),
+        }
+    } else {
+        DdSketch::default()
+    };
+    Ok(Some(Rollup {
+        count: row.get::<_, i64>(at)?.max(0) as u64,
+        nan_count: row.get::<_, i64>(at + 1)?.max(0) as u64,
+        sum: real(2)?,
+        min: real(3)?,
+        max: real(4)?,
+        m2: real(5)?,
+        first_ts: row.get::<_, Option<i64>>(at + 6)?.unwrap_or(0),
+        first: real(7)?,
+        last_ts: row.get::<_, Option<i64>>(at + 8)?.unwrap_or(0),
+        last: real(9)?,
+        increase: real(10)?,
+        sketch,
+    }))
+}
+
+/// Merges `rollup` into the stored row of (tier, series, bucket), creating it if missing.
+fn merge_rollup(
+    conn: &Connection,
+    tier: i64,
+    series: i64,
+    bucket: i64,
+    rollup: &Rollup,
+) -> rusqlite::Result<()> {
+    let existing = conn
+        .prepare_cached(&format!(
+            "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE tier = ?1 AND series_id = ?2 AND bucket_ms = ?3"
+        ))?
+        .query_row(params![tier, series, bucket], |row| read_rollup(row, 0, true))
+        .optional()?
+        .flatten();
+    let merged;
+    let rollup = match existing {
+        Some(mut stored) => match stored.merge(rollup) {
+            Ok(()) => {
+                merged = stored;
+                &merged
+            }
+            Err(e) => {
+                tracing::error!(tier, series, bucket, error = %e, "Stored rollup not mergeable; replaced.");
+                rollup
+            }
+        },
+        None => rollup,
+    };
+    let has = rollup.count > 0;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO rollups (tier, series_id, bucket_ms, count, nan_count, sum, min, \
+         max, m2, first_ts, first, last_ts, last, increase, sketch) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        tier,
+        series,
+        bucket,
+        rollup.count as i64,
+        rollup.nan_count as i64,
+        rollup.sum,
+        has.then_some(rollup.min),
+        has.then_some(rollup.max),
+        rollup.m2,
+        has.then_some(rollup.first_ts),
+        has.then_some(rollup.first),
+        has.then_some(rollup.last_ts),
+        has.then_some(rollup.last),
+        rollup.increase,
+        rollup.sketch.encode(),
+    ])?;
+    Ok(())
+}
