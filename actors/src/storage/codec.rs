@@ -18,7 +18,9 @@
 //! practice only chunks of 1 to 3 samples); those are written raw. A compressed blob always
 //! holds `1..=`[`MAX_COMPRESSED_SAMPLES`] samples, which bounds what a corrupt header can make
 //! the decoder allocate; a raw blob's count must match its length exactly. New formats get new
-//! tags; a reader refuses tags it does not know instead of guessing.
+//! tags; a reader refuses tags it does not know instead of guessing. The pco header carries
+//! pco's own format version and pco reads all its older formats, so upgrading the crate keeps
+//! old blobs readable under the same tag.
 //!
 //! Values are stored bit-exactly (NaN payloads, `-0.0`, infinities, subnormals); timestamps
 //! may be any `i64`, repeated or even unsorted (pco's deltas wrap), though the caller sorts.
@@ -26,22 +28,26 @@
 //! # Why pco
 //!
 //! Measured against our own Facebook Gorilla implementation (delta-of-delta timestamps, XOR
-//! values; Pelkonen et al. 2015) on 3600-sample chunks of the 8 NAB series (5-minute data
-//! with decimal values) and of real `/proc` process metrics at 1 Hz with ms timer jitter:
+//! values; Pelkonen et al. 2015), bytes per sample on 3600-sample chunks:
 //!
-//! | data | Gorilla B/sample | this codec (pco) B/sample |
-//! |------|-----------------:|--------------------------:|
-//! | NAB, 46 274 samples | 6.19 | 1.57 |
-//! | process metrics, 51 798 samples | 2.22 | 0.61 |
-//! | all | 4.10 | 1.06 |
+//! | data | samples | Gorilla | pco (this codec) |
+//! |------|--------:|--------:|-----------------:|
+//! | NAB: 8 series, 5-minute steps, decimal values | 46 274 | 6.34 | 1.64 |
+//! | `/proc`, 7 metrics of 2 processes, read every 5 ms, stamped 1 s apart | 51 798 | 2.22 | 0.59 |
+//! | the same metrics read at a true 1 Hz for 2000 s | 27 998 | 2.79 | 0.79 |
+//! | all | 126 070 | 3.86 | 1.02 |
 //!
-//! Jittered ms timestamps cost Gorilla ~1 B/sample (a 9-bit delta-of-delta bucket) against
-//! ~0.3 B for pco's entropy-coded first deltas, and decimal floats (`0.4987`, `12.34`) share
-//! few XOR bits while pco's float-multiplier mode turns them into small integers.
-//! Speed (3600-sample chunks, one core of the 2-core dev box): encode ~15 M samples/s,
-//! decode ~100 M samples/s; Gorilla encoded ~150 M/s and decoded ~50 M/s. Pco has a fixed
-//! cost per chunk (~25 µs to encode, ~3 µs to decode), so 60-sample chunks manage only
-//! ~2 M/s encode and ~16 M/s decode, still at fewer bytes than Gorilla.
+//! Decimal floats (`0.4987`, `12.34`) share few XOR bits, while pco's float-multiplier mode
+//! turns them into small integers; jittered ms timestamps cost Gorilla a 9-bit delta-of-delta
+//! bucket where pco entropy-codes the first deltas in 1-3 bits. The worst series left is
+//! `process.cpu.utilization_ratio` (a quotient with a full mantissa): about 2 B/sample.
+//!
+//! Speed on one core of the 2-core dev box, 3600-sample chunks: encode ~16 M samples/s,
+//! decode ~105 M samples/s (Gorilla: ~200 M/s and ~60 M/s). Pco pays a fixed cost per chunk
+//! (~17 µs to encode, ~3 µs to decode), so 60-sample chunks get only ~3 M/s encode and
+//! ~18 M/s decode, still at 2.5 B/sample against Gorilla's 4.3. Below about 20 samples Gorilla
+//! would be smaller (10 samples: 3.7 against 5.2 B/sample); such chunks are rare enough that
+//! one compressed format is worth more.
 //!
 //! Timestamps use pco's first-order deltas (`DeltaSpec::TryConsecutive(1)`: same size as its
 //! automatic choice on our data, twice as fast to encode); values use pco's automatic mode and
