@@ -112,13 +112,13 @@ fn real_process_series(n: usize) -> Vec<Series> {
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
                 }
-                if round % 3 == 0 {
+                if round.is_multiple_of(3) {
                     kept.push(vec![x as u8; 64 * 1024 * ((round % 5) as usize + 1)]);
                 }
                 if kept.len() > 200 {
                     kept.drain(..150);
                 }
-                if round % 50 == 0 {
+                if round.is_multiple_of(50) {
                     let _ = std::fs::write(dir.path().join("w"), vec![1u8; 256 * 1024]);
                 }
                 std::thread::sleep(Duration::from_millis(2));

@@ -302,7 +302,7 @@ impl SysinfoProbe {
                 found: ProcessIdentity::describe(process.start_time(), process.exe()),
             });
         }
-        if self.probes % FD_LIMIT_EVERY == 0 {
+        if self.probes.is_multiple_of(FD_LIMIT_EVERY) {
             self.fd_limit = process.open_files_limit().map(|n| n as u64);
         }
         self.probes += 1;
@@ -843,7 +843,7 @@ mod procfs {
                 },
             };
 
-            if self.probes % FD_LIMIT_EVERY == 0 {
+            if self.probes.is_multiple_of(FD_LIMIT_EVERY) {
                 self.fd_limit =
                     match read_optional(pid, self.limits.as_ref(), &mut self.buf, LIMITS)? {
                         None => None,
