@@ -24,6 +24,9 @@ pub const DEFAULT_STORAGE_QUEUE: usize = 4096;
 /// Default analyzer window per series, in samples (10 minutes at 1 s).
 pub const DEFAULT_ANALYSIS_WINDOW: usize = 600;
 
+/// Default interval between two judgements of every daemon (score, bottlenecks, alerts).
+pub const DEFAULT_JUDGE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Configures and starts perfvisor. Create it with [`Perfvisor::builder`].
 #[derive(Debug, Clone)]
 pub struct PerfvisorBuilder {
@@ -40,6 +43,7 @@ impl Default for PerfvisorBuilder {
                 recorder_capacity: DEFAULT_RECORDER_CAPACITY,
                 storage_queue: DEFAULT_STORAGE_QUEUE,
                 analysis_window: DEFAULT_ANALYSIS_WINDOW,
+                judge_interval: DEFAULT_JUDGE_INTERVAL,
                 singleton_policy: RestartPolicy::new(RestartKind::Permanent),
                 watcher_policy: RestartPolicy::new(RestartKind::Transient),
                 rules: Vec::new(),
@@ -82,6 +86,13 @@ impl PerfvisorBuilder {
     /// Samples kept per series for statistics. Default [`DEFAULT_ANALYSIS_WINDOW`].
     pub fn analysis_window(mut self, n: usize) -> Self {
         self.config.analysis_window = n;
+        self
+    }
+    /// How often every daemon is judged (score, bottlenecks, recommendations) and
+    /// bottleneck alerts raised or resolved. Default [`DEFAULT_JUDGE_INTERVAL`]; at least
+    /// 100 ms.
+    pub fn judge_interval(mut self, d: Duration) -> Self {
+        self.config.judge_interval = d;
         self
     }
     /// Restart policy of the singleton actors. Default: permanent, with the

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
 use perfvisor_actors::alerts::{AlertCallback, ThresholdRule};
-use perfvisor_actors::analyzer::DaemonReport;
+use perfvisor_actors::analyzer::{DaemonReport, HostReport};
 use perfvisor_actors::messages::*;
 use perfvisor_actors::recorder::Recorder;
 use perfvisor_actors::storage::{StorageFault, StorageReader};
@@ -182,6 +182,18 @@ impl Perfvisor {
             .parts
             .analyzer
             .send(GetReport { daemon: id.into() })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// The host's report: its score with the breakdown, contention between daemons, every
+    /// daemon's score, and the host series' statistics and trends.
+    pub async fn host_report(&self) -> Result<Option<HostReport>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .analyzer
+            .send(GetHostReport)
             .await
             .map_err(|_| Error::NotRunning)
     }

@@ -6,12 +6,17 @@ mod handle;
 
 pub use builder::{
     PerfvisorBuilder, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE, DEFAULT_HOST_INTERVAL,
-    DEFAULT_PROBE_INTERVAL, DEFAULT_RECORDER_CAPACITY, DEFAULT_STORAGE_QUEUE,
+    DEFAULT_JUDGE_INTERVAL, DEFAULT_PROBE_INTERVAL, DEFAULT_RECORDER_CAPACITY,
+    DEFAULT_STORAGE_QUEUE,
 };
 pub use handle::Perfvisor;
 
 pub use perfvisor_actors::alerts::{Comparison, ThresholdRule};
-pub use perfvisor_actors::analyzer::{DaemonReport, SeriesReport, WindowStats};
+pub use perfvisor_actors::analyzer::{
+    AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, DaemonReport, Deduction,
+    Evidence, HostJudgement, HostReport, Level, Prediction, Recommendation, Score, SeriesReport,
+    Trend, TrendClass, WindowStats,
+};
 pub use perfvisor_actors::messages::PanicTarget;
 pub use perfvisor_actors::metric_names;
 pub use perfvisor_actors::recorder::{ProfileGuard, Recorder};

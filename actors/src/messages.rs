@@ -8,10 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::alerts::{AlertCallback, ThresholdRule};
-use crate::analyzer::DaemonReport;
+use crate::analyzer::{DaemonReport, HostReport};
 use crate::recorder::RawSample;
 use crate::telemetry::{ActorKind, Status};
-use crate::types::{Alert, DaemonId, DaemonSpec, MetricBatch, TimestampMs};
+use crate::types::{Alert, DaemonId, DaemonSpec, LifecycleEvent, MetricBatch, TimestampMs};
 
 // ---- to the supervisor -------------------------------------------------------------------
 
@@ -145,6 +145,19 @@ pub struct AnalyzeBatch {
 pub struct GetReport {
     /// Which daemon.
     pub daemon: DaemonId,
+}
+
+/// Asks for the host's report.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Option<HostReport>")]
+pub struct GetHostReport;
+
+/// A daemon lifecycle event (restarts and exits count against its stability).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DaemonLifecycle {
+    /// The event, as stored.
+    pub event: LifecycleEvent,
 }
 
 // ---- to the alert dispatcher -------------------------------------------------------------

@@ -399,6 +399,8 @@ pub struct EngineConfig {
     pub storage_queue: usize,
     /// Samples kept per series in the analyzer's window.
     pub analysis_window: usize,
+    /// How often the analyzer judges every daemon and raises or resolves alert candidates.
+    pub judge_interval: Duration,
     /// Policy of the singleton actors (permanent).
     pub singleton_policy: RestartPolicy,
     /// Policy of the watchers (transient).
@@ -548,14 +550,15 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         actix::Supervisor::start(move |_| AlertDispatcher::new(child, storage, rules, engine))
     };
     let analyzer = {
-        let (child, d, dchild, clock, window) = (
+        let (child, d, dchild, clock, window, every) = (
             analyzer_child.clone(),
             dispatcher.clone(),
             dispatcher_child.stats.clone(),
             clock.clone(),
             config.analysis_window,
+            config.judge_interval,
         );
-        actix::Supervisor::start(move |_| Analyzer::new(child, d, dchild, clock, window))
+        actix::Supervisor::start(move |_| Analyzer::new(child, d, dchild, clock, window, every))
     };
     let recorder_stats = Arc::new(RecorderStats::default());
     let (recorder, receiver) = recorder::channel(
@@ -666,6 +669,13 @@ fn validate(config: &EngineConfig) -> Result<(), EngineError> {
             expected: "at least 1 sample",
         });
     }
+    if config.judge_interval < Duration::from_millis(100) {
+        return Err(EngineError::InvalidSetting {
+            name: "judge_interval",
+            value: format!("{:?}", config.judge_interval),
+            expected: "a duration of at least 100ms",
+        });
+    }
     if config.analysis_window < 2 {
         return Err(EngineError::InvalidSetting {
             name: "analysis_window",
@@ -744,13 +754,18 @@ impl Supervisor {
     }
 
     fn record_event(&self, daemon: &DaemonId, pid: u32, kind: LifecycleKind, detail: String) {
-        self.storage.record_event(LifecycleEvent {
+        let event = LifecycleEvent {
             daemon: daemon.clone(),
             pid,
             ts_ms: self.now(),
             kind,
             detail,
+        };
+        self.analyzer_child.stats.enqueued();
+        self.analyzer.do_send(DaemonLifecycle {
+            event: event.clone(),
         });
+        self.storage.record_event(event);
     }
 
     fn running_specs(&self) -> BTreeMap<DaemonId, DaemonSpec> {

@@ -4,8 +4,16 @@
 //! given time or when killed.
 //!
 //! ```text
-//! perfvisor-loadgen [--cpu FRACTION] [--hold-mib N] [--leak-mib-per-sec X] [--exit-after SECS]
+//! perfvisor-loadgen [--cpu FRACTION] [--hold-mib N] [--leak-mib-per-sec X]
+//!                   [--write-mib-per-sec X [--write-dir DIR]] [--open-fds N] [--fd-limit N]
+//!                   [--exit-after SECS]
 //! ```
+//!
+//! Writes go to a scratch file in `--write-dir` (default: the temp dir), appended and
+//! truncated every 256 MiB so that every write dirties fresh pages (which is what the
+//! kernel counts as written bytes) while the disk use stays bounded; the file is removed at
+//! exit. `--open-fds` opens that many descriptors on `/dev/null` and holds them;
+//! `--fd-limit` lowers the soft `RLIMIT_NOFILE` first.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,6 +22,10 @@ struct Args {
     cpu: f64,
     hold_mib: usize,
     leak_mib_per_sec: f64,
+    write_mib_per_sec: f64,
+    write_dir: std::path::PathBuf,
+    open_fds: usize,
+    fd_limit: Option<u64>,
     exit_after: Option<Duration>,
 }
 
@@ -22,6 +34,10 @@ fn parse() -> Result<Args, String> {
         cpu: 0.0,
         hold_mib: 0,
         leak_mib_per_sec: 0.0,
+        write_mib_per_sec: 0.0,
+        write_dir: std::env::temp_dir(),
+        open_fds: 0,
+        fd_limit: None,
         exit_after: None,
     };
     let mut it = std::env::args().skip(1);
@@ -37,7 +53,9 @@ fn parse() -> Result<Args, String> {
                     .parse::<f64>()
                     .ok()
                     .filter(|c| (0.0..=1.0).contains(c))
-                    .ok_or_else(|| format!("--cpu {v}: expected a fraction of one core from 0 to 1"))?;
+                    .ok_or_else(|| {
+                        format!("--cpu {v}: expected a fraction of one core from 0 to 1")
+                    })?;
             }
             "--hold-mib" => {
                 let v = value("MiB to hold")?;
@@ -62,9 +80,36 @@ fn parse() -> Result<Args, String> {
                     .ok_or_else(|| format!("--exit-after {v}: expected seconds ≥ 0"))?;
                 args.exit_after = Some(Duration::from_secs_f64(secs));
             }
+            "--write-mib-per-sec" => {
+                let v = value("MiB per second")?;
+                args.write_mib_per_sec = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| format!("--write-mib-per-sec {v}: expected a number ≥ 0"))?;
+            }
+            "--write-dir" => {
+                args.write_dir = value("a directory")?.into();
+            }
+            "--open-fds" => {
+                let v = value("descriptors to hold open")?;
+                args.open_fds = v
+                    .parse()
+                    .map_err(|_| format!("--open-fds {v}: expected a whole number"))?;
+            }
+            "--fd-limit" => {
+                let v = value("soft RLIMIT_NOFILE")?;
+                args.fd_limit = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n >= 16)
+                        .ok_or_else(|| format!("--fd-limit {v}: expected a whole number ≥ 16"))?,
+                );
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; accepted: --cpu, --hold-mib, --leak-mib-per-sec, --exit-after"
+                    "unknown argument {other:?}; accepted: --cpu, --hold-mib, --leak-mib-per-sec, \
+                     --write-mib-per-sec, --write-dir, --open-fds, --fd-limit, --exit-after"
                 ))
             }
         }
@@ -94,6 +139,71 @@ fn touched(mib: usize) -> Vec<u8> {
     v
 }
 
+/// Lowers the soft limit on open descriptors.
+fn set_fd_limit(soft: u64) -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit; getrlimit/setrlimit only read/write it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err("getrlimit(RLIMIT_NOFILE) failed".into());
+        }
+        limit.rlim_cur = soft.min(limit.rlim_max);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(format!("setrlimit(RLIMIT_NOFILE, {soft}) failed"));
+        }
+    }
+    Ok(())
+}
+
+/// A scratch file that is appended to and truncated every 256 MiB, removed on drop.
+struct Scratch {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    written: u64,
+    chunk: Vec<u8>,
+}
+
+impl Scratch {
+    fn create(dir: &std::path::Path) -> Result<Scratch, String> {
+        let path = dir.join(format!("perfvisor-loadgen-{}.scratch", std::process::id()));
+        let file = std::fs::File::create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(Scratch {
+            path,
+            file,
+            written: 0,
+            chunk: vec![0x5a; 64 * 1024],
+        })
+    }
+
+    fn write_kib(&mut self, kib: usize) {
+        use std::io::{Seek, Write};
+        let mut left = kib * 1024;
+        while left > 0 {
+            if self.written >= 256 << 20 {
+                let _ = self.file.set_len(0);
+                let _ = self.file.seek(std::io::SeekFrom::Start(0));
+                self.written = 0;
+            }
+            let n = left.min(self.chunk.len());
+            if self.file.write_all(&self.chunk[..n]).is_err() {
+                return;
+            }
+            self.written += n as u64;
+            left -= n;
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
@@ -102,6 +212,37 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(limit) = args.fd_limit {
+        if let Err(e) = set_fd_limit(limit) {
+            eprintln!("perfvisor-loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let mut open = Vec::with_capacity(args.open_fds);
+    for _ in 0..args.open_fds {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => open.push(f),
+            Err(e) => {
+                eprintln!(
+                    "perfvisor-loadgen: opening descriptor {}: {e}",
+                    open.len() + 1
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut scratch = if args.write_mib_per_sec > 0.0 {
+        match Scratch::create(&args.write_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("perfvisor-loadgen: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let mut write_debt = 0.0f64;
     let held = touched(args.hold_mib);
     let mut leaked: Vec<Vec<u8>> = Vec::new();
     let start = Instant::now();
@@ -135,10 +276,18 @@ fn main() -> ExitCode {
                 leak_debt -= kib as f64;
             }
         }
+        if let Some(scratch) = scratch.as_mut() {
+            write_debt += args.write_mib_per_sec * period.as_secs_f64() * 1024.0;
+            let kib = write_debt.floor() as usize;
+            if kib >= 64 {
+                scratch.write_kib(kib);
+                write_debt -= kib as f64;
+            }
+        }
         if let Some(rest) = period.checked_sub(tick.elapsed()) {
             std::thread::sleep(rest);
         }
     }
-    std::hint::black_box((&held, &leaked));
+    std::hint::black_box((&held, &leaked, &open));
     ExitCode::SUCCESS
 }

@@ -16,3 +16,5 @@ mod recording;
 mod alerting;
 // History survives SIGKILL of the writing process at random moments.
 mod crash;
+// Bottlenecks, scores and recommendations from real misbehaving processes.
+mod judgement;

@@ -1,8 +1,26 @@
-//! The analyzer: windowed statistics per series and per-daemon reports.
-//! (The judgement issue adds trends, anomalies, score, bottlenecks and recommendations.)
+//! The analyzer: per-series windows, statistics, trends and anomalies; per-daemon and host
+//! judgements (score, bottlenecks, recommendations); reports; and the alert candidates it
+//! hands to the dispatcher.
+//!
+//! - `stats`: window statistics (numpy-linear percentiles) and counter rates.
+//! - `trend`: least-squares trends with significance and effect size, time-to-threshold.
+//! - `anomaly`: robust learned baselines and anomaly scores.
+//! - `judge`: bottlenecks, score and recommendations from what the analyzer knows.
+//! - `state`: what is kept per series and daemon, and the reports built from it.
+//! - `actor`: the actix actor.
 
 mod actor;
+pub mod anomaly;
+pub mod judge;
+mod state;
 mod stats;
+pub mod trend;
 
 pub use actor::Analyzer;
-pub use stats::{counter_rates, DaemonReport, SeriesReport, SeriesWindow, WindowStats, Windows};
+pub use judge::{
+    AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, Deduction, Evidence,
+    HostJudgement, Judgement, Level, Recommendation, Score,
+};
+pub use state::{AnalyzerState, DaemonReport, HostReport, Prediction, SeriesReport};
+pub use stats::{counter_rates, SeriesWindow, WindowStats};
+pub use trend::{Trend, TrendClass};

@@ -2,20 +2,30 @@
 //!
 //! # Percentile definition
 //!
-//! Percentiles use statrs' `OrderStatistics::quantile`, which is R's type 8 estimator
-//! ("median-unbiased", Hyndman & Fan 1996): with `n` sorted values and
-//! `h = (n + 1/3)·p + 1/3`, the estimate interpolates linearly between the `⌊h⌋`-th and
-//! `⌊h⌋+1`-th smallest values, clamped to the minimum and maximum. The median is the
-//! 0.5 quantile. `stddev` is the sample standard deviation (divisor `n − 1`).
+//! Percentiles are numpy's default (`numpy.percentile(..., method="linear")`), which is
+//! R's type 7 estimator (Hyndman & Fan 1996) and what most dashboards show: with `n` values
+//! sorted ascending as `x[0] ≤ … ≤ x[n−1]` and `h = (n − 1)·q`,
+//!
+//! ```text
+//! quantile(q) = x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋ + 1] − x[⌊h⌋])
+//! ```
+//!
+//! so `q = 0` is the minimum, `q = 1` the maximum, and the median is the 0.5 quantile (the
+//! mean of the two middle values for even `n`). The interpolation is written the way numpy
+//! writes it (from the nearer neighbour) so results agree to the last bit or two; the test
+//! `stats_match_numpy_reference` checks every figure against numpy on fixed inputs
+//! (`fixtures/trend_reference.json`, made by `fixtures/make_reference.py`).
+//!
+//! `mean` is the arithmetic mean and `stddev` the sample standard deviation (divisor
+//! `n − 1`, numpy's `std(ddof=1)`), both computed in two passes for accuracy. Values are
+//! taken as given: a NaN makes the mean and deviation NaN and sorts above `+∞`, so it
+//! becomes the maximum and the upper percentiles it falls between; nothing panics.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
-use statrs::statistics::{Data, Distribution, Max, Min, OrderStatistics};
 
-use crate::types::{
-    DaemonId, Labels, MetricBatch, MetricKind, MetricName, SeriesKey, Source, TimestampMs,
-};
+use crate::types::{MetricKind, TimestampMs};
 
 /// Statistics of one window of values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,25 +58,76 @@ impl WindowStats {
     /// Statistics of `values` (in time order), or `None` when empty.
     pub fn compute(values: &[f64]) -> Option<WindowStats> {
         let last = *values.last()?;
-        let mut data = Data::new(values.to_vec());
-        let stddev = if values.len() > 1 {
-            data.std_dev().unwrap_or(0.0)
+        let sorted = sorted_nan_last(values);
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let stddev = if n > 1 {
+            let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+            (ss / (n - 1) as f64).sqrt()
         } else {
             0.0
         };
+        let median = quantile_linear(&sorted, 0.5);
         Some(WindowStats {
-            count: values.len(),
-            min: data.min(),
-            max: data.max(),
-            mean: data.mean().unwrap_or(f64::NAN),
-            median: data.quantile(0.5),
+            count: n,
+            min: sorted[0],
+            max: sorted[n - 1],
+            mean,
+            median,
             stddev,
-            p50: data.quantile(0.5),
-            p90: data.quantile(0.9),
-            p95: data.quantile(0.95),
-            p99: data.quantile(0.99),
+            p50: median,
+            p90: quantile_linear(&sorted, 0.9),
+            p95: quantile_linear(&sorted, 0.95),
+            p99: quantile_linear(&sorted, 0.99),
             last,
         })
+    }
+
+    /// One `q` quantile (0 ≤ q ≤ 1) of unsorted `values`, by the module's definition
+    /// (numpy's default). Sorts a copy; to take several quantiles of the same values, sort
+    /// once and call [`quantile_linear`]. NaN when `values` is empty.
+    pub fn percentile(values: &[f64], q: f64) -> f64 {
+        let sorted = sorted_nan_last(values);
+        quantile_linear(&sorted, q)
+    }
+}
+
+/// A sorted copy of `values`, NaNs (of either sign) last.
+fn sorted_nan_last(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (false, false) => a.total_cmp(b),
+        (a_nan, b_nan) => a_nan.cmp(&b_nan),
+    });
+    sorted
+}
+
+/// The `q` quantile of ascending `sorted` values by linear interpolation between closest
+/// ranks: numpy's default `percentile` method, R type 7 (see the module doc). `q` is
+/// clamped to `[0, 1]`; NaN when `sorted` is empty or `q` is NaN.
+pub fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 || q.is_nan() {
+        return f64::NAN;
+    }
+    let h = (n - 1) as f64 * q.clamp(0.0, 1.0);
+    let lo = h.floor();
+    // `lo` is in 0..=n−1 because q is clamped, so the cast cannot truncate.
+    let i = lo as usize;
+    let (Some(&a), Some(&b)) = (sorted.get(i), sorted.get(i + 1)) else {
+        return sorted[n - 1];
+    };
+    let t = h - lo;
+    if t == 0.0 {
+        return a;
+    }
+    // numpy's `_lerp`: interpolate from the nearer neighbour, which keeps the result
+    // monotone in `t` and exact at both ends.
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
     }
 }
 
@@ -124,6 +185,10 @@ impl SeriesWindow {
             }
         }
     }
+    /// The samples held, oldest first.
+    pub fn points(&self) -> &VecDeque<(TimestampMs, f64)> {
+        &self.points
+    }
     /// Gauge or counter.
     pub fn kind(&self) -> MetricKind {
         self.kind
@@ -138,109 +203,11 @@ impl SeriesWindow {
     }
 }
 
-/// One series in a report.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SeriesReport {
-    /// The metric.
-    pub metric: MetricName,
-    /// Its labels.
-    pub labels: Labels,
-    /// Gauge or counter; for counters the statistics are of per-second rates.
-    pub kind: MetricKind,
-    /// Statistics over the analyzer's window.
-    pub stats: WindowStats,
-}
-
-/// What `report(daemon)` returns.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DaemonReport {
-    /// The daemon.
-    pub daemon: DaemonId,
-    /// When the report was made.
-    pub generated_at_ms: TimestampMs,
-    /// One entry per series of the daemon, sorted by metric name.
-    pub series: Vec<SeriesReport>,
-}
-
-impl DaemonReport {
-    /// The statistics of one metric (the first series with that name).
-    pub fn metric(&self, name: &str) -> Option<&WindowStats> {
-        self.series
-            .iter()
-            .find(|s| s.metric.as_str() == name)
-            .map(|s| &s.stats)
-    }
-}
-
-/// All series windows, indexed by daemon for reports.
-#[derive(Debug)]
-pub struct Windows {
-    capacity: usize,
-    series: HashMap<SeriesKey, SeriesWindow>,
-}
-
-impl Windows {
-    /// Windows of `capacity` samples each.
-    pub fn new(capacity: usize) -> Self {
-        Windows {
-            capacity,
-            series: HashMap::new(),
-        }
-    }
-    /// Folds a batch in.
-    pub fn add(&mut self, batch: &MetricBatch) {
-        for s in &batch.samples {
-            match self.series.get_mut(&s.series) {
-                Some(w) => w.push(s.ts_ms, s.value),
-                None => {
-                    let mut w = SeriesWindow::new(s.kind, self.capacity);
-                    w.push(s.ts_ms, s.value);
-                    self.series.insert(s.series.clone(), w);
-                }
-            }
-        }
-    }
-    /// The report of one daemon, or `None` when nothing was seen of it.
-    pub fn report(&self, daemon: &DaemonId, now: TimestampMs) -> Option<DaemonReport> {
-        let source = Source::Daemon(daemon.clone());
-        let mut series: Vec<SeriesReport> = self
-            .series
-            .iter()
-            .filter(|(k, _)| k.source == source)
-            .filter_map(|(k, w)| {
-                w.stats().map(|stats| SeriesReport {
-                    metric: k.metric.clone(),
-                    labels: k.labels.clone(),
-                    kind: w.kind(),
-                    stats,
-                })
-            })
-            .collect();
-        if series.is_empty() {
-            return None;
-        }
-        series.sort_by(|a, b| a.metric.cmp(&b.metric).then(a.labels.cmp(&b.labels)));
-        Some(DaemonReport {
-            daemon: daemon.clone(),
-            generated_at_ms: now,
-            series,
-        })
-    }
-    /// Number of series held.
-    pub fn len(&self) -> usize {
-        self.series.len()
-    }
-    /// True when no series is held.
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Statistics match hand-computed values; percentiles follow R type 8.
+    /// Statistics match hand-computed values; percentiles follow numpy's default (type 7).
     #[test]
     fn stats_of_known_values() {
         let s = WindowStats::compute(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
@@ -250,10 +217,82 @@ mod tests {
         );
         assert!((s.stddev - 3.0276503540974917).abs() < 1e-12);
         assert_eq!(s.median, 5.5);
-        // Type 8: h = (10 + 1/3)·0.9 + 1/3 = 9.6333 → 9 + 0.6333·(10 − 9).
-        assert!((s.p90 - 9.633333333333333).abs() < 1e-9, "{}", s.p90);
+        // Type 7: h = (10 − 1)·0.9 = 8.1 → x[8] + 0.1·(x[9] − x[8]) = 9 + 0.1.
+        assert!((s.p90 - 9.1).abs() < 1e-12, "{}", s.p90);
+        // h = 9·0.95 = 8.55 → 9.55; h = 9·0.99 = 8.91 → 9.91.
+        assert!((s.p95 - 9.55).abs() < 1e-12, "{}", s.p95);
+        assert!((s.p99 - 9.91).abs() < 1e-12, "{}", s.p99);
         assert!(WindowStats::compute(&[]).is_none());
         assert_eq!(WindowStats::compute(&[4.0]).unwrap().stddev, 0.0);
+        assert_eq!(WindowStats::compute(&[4.0]).unwrap().p99, 4.0);
+    }
+
+    /// The quantile edges: q = 0 and 1 are min and max, out-of-range q is clamped, empty
+    /// input and NaN q give NaN, and the input order does not matter.
+    #[test]
+    fn quantile_edges() {
+        let sorted = [1.0, 3.0, 7.0];
+        assert_eq!(quantile_linear(&sorted, 0.0), 1.0);
+        assert_eq!(quantile_linear(&sorted, 1.0), 7.0);
+        assert_eq!(quantile_linear(&sorted, 0.75), 5.0);
+        assert_eq!(quantile_linear(&sorted, 2.0), 7.0);
+        assert_eq!(quantile_linear(&sorted, -1.0), 1.0);
+        assert!(quantile_linear(&[], 0.5).is_nan());
+        assert!(quantile_linear(&sorted, f64::NAN).is_nan());
+        assert_eq!(WindowStats::percentile(&[7.0, 1.0, 3.0], 0.25), 2.0);
+        // NaN of either sign sorts last.
+        let s = WindowStats::compute(&[-f64::NAN, 2.0, f64::NAN, 1.0, 3.0]).unwrap();
+        assert_eq!((s.min, s.median), (1.0, 3.0));
+        assert!(s.max.is_nan() && s.mean.is_nan());
+    }
+
+    /// Every statistic matches numpy (percentile default method, std ddof=1, mean,
+    /// median) within 1e-9 relative error on the fixture series.
+    #[test]
+    fn stats_match_numpy_reference() {
+        let reference: serde_json::Value =
+            serde_json::from_str(include_str!("fixtures/trend_reference.json")).unwrap();
+        let quantiles: Vec<f64> = serde_json::from_value(reference["quantiles"].clone()).unwrap();
+        let series = reference["series"].as_array().unwrap();
+        assert!(series.len() >= 5);
+        for s in series {
+            let name = s["name"].as_str().unwrap();
+            let values: Vec<f64> = serde_json::from_value(s["values"].clone()).unwrap();
+            let expected: WindowStats = serde_json::from_value(s["stats"].clone()).unwrap();
+            let got = WindowStats::compute(&values).unwrap();
+            assert_eq!(got.count, expected.count, "{name}");
+            let pairs = [
+                ("min", got.min, expected.min),
+                ("max", got.max, expected.max),
+                ("mean", got.mean, expected.mean),
+                ("median", got.median, expected.median),
+                ("stddev", got.stddev, expected.stddev),
+                ("p50", got.p50, expected.p50),
+                ("p90", got.p90, expected.p90),
+                ("p95", got.p95, expected.p95),
+                ("p99", got.p99, expected.p99),
+                ("last", got.last, expected.last),
+            ];
+            for (what, g, e) in pairs {
+                assert_close(g, e, &format!("{name}.{what}"));
+            }
+            let mut sorted = values.clone();
+            sorted.sort_unstable_by(f64::total_cmp);
+            let expected_q: Vec<f64> =
+                serde_json::from_value(s["quantile_values"].clone()).unwrap();
+            for (q, e) in quantiles.iter().zip(&expected_q) {
+                assert_close(quantile_linear(&sorted, *q), *e, &format!("{name} q={q}"));
+            }
+        }
+    }
+
+    /// Relative error at most 1e-9 (absolute 1e-12 near zero).
+    fn assert_close(got: f64, expected: f64, what: &str) {
+        let tol = 1e-9 * expected.abs().max(1e-3);
+        assert!(
+            (got - expected).abs() <= tol,
+            "{what}: got {got:e}, numpy says {expected:e}"
+        );
     }
 
     /// Counter rates are per second and skip resets.

@@ -1,0 +1,1132 @@
+//! The judgement of one daemon (and of the host): bottlenecks with their evidence, the
+//! 0–100 score with a breakdown of every lost point, and concrete recommendations. Plain
+//! functions over a [`DaemonView`] (what the analyzer knows about a daemon right now).
+//!
+//! # Bottleneck rules
+//! Each rule reads the analyzer's short window (statistics), the trend of the long window,
+//! and anomaly events; every finding carries the numbers it rests on. Severity is in
+//! `(0, 1]` and scales the points lost.
+//! - **CPU-bound**: mean CPU ≥ 70 % of one core, or p95 ≥ 85 % (a single-threaded daemon is
+//!   saturated at one core). Severity grows from 0.5 at the floor to 1 at a full core.
+//! - **Memory leak**: RSS rising as a trend (significant and past the effect-size floor,
+//!   see `trend`) by at least 1 MiB per minute. The time until RSS reaches the host's memory
+//!   (with its confidence bound) is part of the evidence.
+//! - **Memory pressure**: the host has under 10 % of its memory available and the daemon
+//!   holds at least 10 % of it, or the daemon holds over 50 % of it.
+//! - **I/O-bound**: disk reads + writes average at least 32 MiB/s over the window.
+//! - **Descriptor exhaustion**: open descriptors ≥ 80 % of the soft limit, or a rising trend
+//!   predicted to reach the limit within an hour.
+//! - **Restart instability**: 3 or more restarts or unexpected exits in the last 10 minutes
+//!   (severity 0.9 at 3, 1 from 4: a crash loop comes first).
+//! - **Latency regression**: a latency-like metric (lower is better: `*duration*`,
+//!   `*latency*`, `*_seconds`, `*time*` of the host's app metrics) whose window is degrading
+//!   as a trend, stepped up (level shift of ≥ 20 %), or whose recent p95 is ≥ 1.5× the p95 of
+//!   the window before it.
+//! - **Host contention**: the host's CPU is ≥ 90 % busy while two or more daemons are
+//!   CPU-bound or regressing at the same time (judged once for the host, reported on every
+//!   daemon involved).
+//!
+//! # Score
+//! 100 points in categories, each with a cap: CPU 20, memory 25, I/O 10, descriptors 10,
+//! stability 20, latency 15. A bottleneck costs `cap × severity` in its category (the
+//! category's cap at most); smaller warnings (e.g. CPU above 50 %) cost less. Every lost
+//! point is a [`Deduction`] with the evidence; `score = 100 − Σ points` exactly (points are
+//! rounded to tenths first). Levels: Excellent ≥ 90, Good ≥ 75, Average ≥ 60, Poor ≥ 40,
+//! else Critical.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::anomaly::AnomalyKind;
+use super::stats::WindowStats;
+use super::trend::{Direction, TimeToThreshold, Trend, TrendClass};
+use crate::types::{DaemonId, TimestampMs};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// What the analyzer knows about one metric of a daemon.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricView {
+    /// Statistics of the short window (rates for counters).
+    pub stats: Option<WindowStats>,
+    /// Trend of the long window, if it has enough points.
+    pub trend: Option<Trend>,
+    /// The latest anomaly event of the series within the short window.
+    pub anomaly: Option<AnomalyEvent>,
+    /// p95 of the older half of the short window and of the newer half (for regressions).
+    pub p95_before_after: Option<(f64, f64)>,
+}
+
+/// An anomaly seen on a series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyEvent {
+    /// When.
+    pub at_ms: TimestampMs,
+    /// Spike or level shift.
+    pub kind: AnomalyKind,
+    /// The value.
+    pub value: f64,
+    /// The baseline it was compared with.
+    pub baseline: f64,
+    /// The robust score.
+    pub score: f64,
+}
+
+/// Everything the judgement of one daemon reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DaemonView {
+    /// The daemon.
+    pub daemon: DaemonId,
+    /// Judgement time.
+    pub now_ms: TimestampMs,
+    /// `process.cpu.utilization_ratio` (fraction of one core).
+    pub cpu: MetricView,
+    /// `process.memory.usage_bytes`.
+    pub rss: MetricView,
+    /// `process.disk.read_bytes` as a rate.
+    pub disk_read: MetricView,
+    /// `process.disk.write_bytes` as a rate.
+    pub disk_write: MetricView,
+    /// `process.open_file_descriptor.count`.
+    pub fds: MetricView,
+    /// `process.open_file_descriptor.limit` (latest).
+    pub fd_limit: Option<f64>,
+    /// Restarts and unexpected exits in the last 10 minutes.
+    pub restarts_recent: u32,
+    /// Latency-like app metrics, by name.
+    pub latency: BTreeMap<String, MetricView>,
+    /// The time the trend of `rss` needs to reach the host's memory, if rising.
+    pub rss_time_to_limit: Option<TimeToThreshold>,
+    /// The time the trend of `fds` needs to reach `fd_limit`, if rising.
+    pub fds_time_to_limit: Option<TimeToThreshold>,
+}
+
+impl DaemonView {
+    /// A view of `daemon` at `now_ms` with nothing known yet.
+    pub fn new(daemon: DaemonId, now_ms: TimestampMs) -> Self {
+        DaemonView {
+            daemon,
+            now_ms,
+            cpu: MetricView::default(),
+            rss: MetricView::default(),
+            disk_read: MetricView::default(),
+            disk_write: MetricView::default(),
+            fds: MetricView::default(),
+            fd_limit: None,
+            restarts_recent: 0,
+            latency: BTreeMap::new(),
+            rss_time_to_limit: None,
+            fds_time_to_limit: None,
+        }
+    }
+}
+
+/// What the judgement of the host reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostView {
+    /// `system.cpu.utilization_ratio` (fraction of all cores).
+    pub cpu: MetricView,
+    /// Host memory in total, bytes.
+    pub memory_total: Option<f64>,
+    /// Host memory available, bytes (latest).
+    pub memory_available: Option<f64>,
+    /// Swap in use, bytes (latest).
+    pub swap_used: Option<f64>,
+    /// Logical cores.
+    pub cores: Option<f64>,
+}
+
+/// The kinds of bottleneck perfvisor recognises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BottleneckKind {
+    /// The daemon needs more CPU than it gets.
+    CpuBound,
+    /// The host is short of memory and the daemon is a large part of it.
+    MemoryPressure,
+    /// The daemon's memory grows steadily.
+    MemoryLeak,
+    /// The daemon spends its time reading or writing storage.
+    IoBound,
+    /// The daemon is running out of file descriptors.
+    DescriptorExhaustion,
+    /// The daemon keeps restarting or exiting.
+    RestartInstability,
+    /// An operation of the daemon got slower.
+    LatencyRegression,
+    /// Several daemons degrade together while the host saturates.
+    HostContention,
+}
+
+impl BottleneckKind {
+    /// The snake_case name (as in JSON and alert rules).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BottleneckKind::CpuBound => "cpu_bound",
+            BottleneckKind::MemoryPressure => "memory_pressure",
+            BottleneckKind::MemoryLeak => "memory_leak",
+            BottleneckKind::IoBound => "io_bound",
+            BottleneckKind::DescriptorExhaustion => "descriptor_exhaustion",
+            BottleneckKind::RestartInstability => "restart_instability",
+            BottleneckKind::LatencyRegression => "latency_regression",
+            BottleneckKind::HostContention => "host_contention",
+        }
+    }
+
+    fn category(self) -> Category {
+        match self {
+            BottleneckKind::CpuBound | BottleneckKind::HostContention => Category::Cpu,
+            BottleneckKind::MemoryPressure | BottleneckKind::MemoryLeak => Category::Memory,
+            BottleneckKind::IoBound => Category::Io,
+            BottleneckKind::DescriptorExhaustion => Category::Descriptors,
+            BottleneckKind::RestartInstability => Category::Stability,
+            BottleneckKind::LatencyRegression => Category::Latency,
+        }
+    }
+}
+
+/// One piece of evidence: a metric, what it showed, and what that is compared with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The metric (or event kind).
+    pub metric: String,
+    /// The observed figure.
+    pub observed: f64,
+    /// The threshold or reference it was compared with.
+    pub reference: f64,
+    /// The comparison in words, with units.
+    pub detail: String,
+}
+
+/// A bottleneck found, with its evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bottleneck {
+    /// What kind.
+    pub kind: BottleneckKind,
+    /// How bad, in `(0, 1]`.
+    pub severity: f64,
+    /// One sentence.
+    pub summary: String,
+    /// The numbers behind it.
+    pub evidence: Vec<Evidence>,
+}
+
+/// Score categories, each with its cap of points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// CPU use and contention (20 points).
+    Cpu,
+    /// Memory (25 points).
+    Memory,
+    /// Storage I/O (10 points).
+    Io,
+    /// File descriptors (10 points).
+    Descriptors,
+    /// Restarts and exits (20 points).
+    Stability,
+    /// Latency of the daemon's operations (15 points).
+    Latency,
+}
+
+impl Category {
+    /// The most points the category can lose.
+    pub fn cap(self) -> f64 {
+        match self {
+            Category::Cpu => 20.0,
+            Category::Memory => 25.0,
+            Category::Io => 10.0,
+            Category::Descriptors => 10.0,
+            Category::Stability => 20.0,
+            Category::Latency => 15.0,
+        }
+    }
+}
+
+/// Points lost, why, and the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deduction {
+    /// The category.
+    pub category: Category,
+    /// Points lost (tenths).
+    pub points: f64,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// The numbers.
+    pub evidence: Vec<Evidence>,
+}
+
+/// A score level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Below 40.
+    Critical,
+    /// 40 to 59.9.
+    Poor,
+    /// 60 to 74.9.
+    Average,
+    /// 75 to 89.9.
+    Good,
+    /// 90 and above.
+    Excellent,
+}
+
+impl Level {
+    /// The level of a score.
+    pub fn of(score: f64) -> Level {
+        match score {
+            s if s >= 90.0 => Level::Excellent,
+            s if s >= 75.0 => Level::Good,
+            s if s >= 60.0 => Level::Average,
+            s if s >= 40.0 => Level::Poor,
+            _ => Level::Critical,
+        }
+    }
+}
+
+/// A score with the breakdown of every lost point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// 0 to 100; exactly `100 − Σ breakdown.points`.
+    pub value: f64,
+    /// Its level.
+    pub level: Level,
+    /// Every lost point.
+    pub breakdown: Vec<Deduction>,
+}
+
+impl Score {
+    fn from_deductions(mut breakdown: Vec<Deduction>) -> Score {
+        // Cap each category, trimming its last deductions, so the total stays ≤ 100.
+        let mut used: BTreeMap<Category, f64> = BTreeMap::new();
+        for d in &mut breakdown {
+            let spent = used.entry(d.category).or_insert(0.0);
+            let room = (d.category.cap() - *spent).max(0.0);
+            d.points = tenths(d.points.min(room));
+            *spent += d.points;
+        }
+        breakdown.retain(|d| d.points > 0.0);
+        let lost: f64 = breakdown.iter().map(|d| d.points).sum();
+        let value = tenths(100.0 - lost).max(0.0);
+        Score {
+            value,
+            level: Level::of(value),
+            breakdown,
+        }
+    }
+}
+
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// What perfvisor could do by itself about a recommendation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoAction {
+    /// Restart the daemon (through the host's daemon control).
+    RestartDaemon,
+}
+
+/// A concrete recommendation tied to a bottleneck.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The bottleneck it answers.
+    pub cause: BottleneckKind,
+    /// What to do.
+    pub action: String,
+    /// Why, with the evidence's numbers.
+    pub rationale: String,
+    /// The expected effect as a range, e.g. "CPU −20 … −40 %".
+    pub expected_effect: String,
+    /// Set when perfvisor could carry it out itself.
+    pub auto_action: Option<AutoAction>,
+}
+
+/// The full judgement of a daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// 0–100 with its breakdown.
+    pub score: Score,
+    /// Bottlenecks, worst first.
+    pub bottlenecks: Vec<Bottleneck>,
+    /// Recommendations, most important first.
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// The host's judgement: its score and whether it is a contended host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostJudgement {
+    /// 0–100 with its breakdown (CPU saturation, memory, swap, contention).
+    pub score: Score,
+    /// Host contention, when found; names the daemons involved.
+    pub contention: Option<Bottleneck>,
+    /// The daemons involved in contention.
+    pub contended_daemons: Vec<DaemonId>,
+}
+
+fn ev(metric: &str, observed: f64, reference: f64, detail: String) -> Evidence {
+    Evidence {
+        metric: metric.to_string(),
+        observed,
+        reference,
+        detail,
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0} %", x * 100.0)
+}
+
+/// Finds the daemon's own bottlenecks (host contention is added by [`judge_host`]).
+pub fn bottlenecks(view: &DaemonView, host: &HostView) -> Vec<Bottleneck> {
+    let mut out = Vec::new();
+    if let Some(b) = cpu_bound(view) {
+        out.push(b);
+    }
+    if let Some(b) = memory_leak(view) {
+        out.push(b);
+    }
+    if let Some(b) = memory_pressure(view, host) {
+        out.push(b);
+    }
+    if let Some(b) = io_bound(view) {
+        out.push(b);
+    }
+    if let Some(b) = descriptors(view) {
+        out.push(b);
+    }
+    if view.restarts_recent >= 3 {
+        out.push(Bottleneck {
+            kind: BottleneckKind::RestartInstability,
+            // A crash loop is the first thing to fix: whatever else looks wrong happens
+            // between crashes.
+            severity: (0.6 + 0.1 * f64::from(view.restarts_recent)).min(1.0),
+            summary: format!(
+                "{} restarted or exited {} times in the last 10 minutes",
+                view.daemon, view.restarts_recent
+            ),
+            evidence: vec![ev(
+                "lifecycle.restarts",
+                f64::from(view.restarts_recent),
+                3.0,
+                format!(
+                    "{} restarts/exits in 10 min (3 or more is unstable)",
+                    view.restarts_recent
+                ),
+            )],
+        });
+    }
+    out.extend(latency_regressions(view));
+    out.sort_by(|a, b| b.severity.total_cmp(&a.severity));
+    out
+}
+
+fn cpu_bound(view: &DaemonView) -> Option<Bottleneck> {
+    let s = view.cpu.stats.as_ref()?;
+    if s.count < 3 || (s.mean < 0.7 && s.p95 < 0.85) {
+        return None;
+    }
+    let severity = (0.5 + (s.mean.max(s.p95 * 0.9) - 0.7) / 0.3 * 0.5).clamp(0.5, 1.0);
+    Some(Bottleneck {
+        kind: BottleneckKind::CpuBound,
+        severity,
+        summary: format!(
+            "{} is CPU-bound: it uses {} of a core on average (p95 {})",
+            view.daemon,
+            pct(s.mean),
+            pct(s.p95)
+        ),
+        evidence: vec![
+            ev(
+                "process.cpu.utilization_ratio",
+                s.mean,
+                0.7,
+                format!(
+                    "mean {} of one core over {} samples (CPU-bound from 70 %)",
+                    pct(s.mean),
+                    s.count
+                ),
+            ),
+            ev(
+                "process.cpu.utilization_ratio",
+                s.p95,
+                0.85,
+                format!("p95 {} of one core (CPU-bound from 85 %)", pct(s.p95)),
+            ),
+        ],
+    })
+}
+
+fn memory_leak(view: &DaemonView) -> Option<Bottleneck> {
+    let trend = view.rss.trend.as_ref()?;
+    let per_min = trend.fit.slope_per_s * 60.0;
+    if trend.direction != Direction::Rising || per_min < MIB {
+        return None;
+    }
+    let mut evidence = vec![ev(
+        "process.memory.usage_bytes",
+        per_min / MIB,
+        1.0,
+        format!(
+            "RSS grows {:.1} MiB/min (p = {:.2e}, {:.1} σ over the window, R² {:.2}); a leak from 1 MiB/min",
+            per_min / MIB,
+            trend.fit.p_value,
+            trend.effect_sd,
+            trend.fit.r_squared
+        ),
+    )];
+    let mut severity = (0.5 + (per_min / MIB).log10().max(0.0) * 0.25).min(1.0);
+    if let Some(t) = &view.rss_time_to_limit {
+        let hours = (t.eta_ms - view.now_ms) as f64 / 3.6e6;
+        evidence.push(ev(
+            "process.memory.usage_bytes",
+            hours,
+            24.0,
+            format!(
+                "reaches the host's memory ({:.0} MiB) in about {:.1} h (95 % bound: from {:.1} h)",
+                t.threshold / MIB,
+                hours,
+                (t.earliest_ms - view.now_ms) as f64 / 3.6e6
+            ),
+        ));
+        if hours < 24.0 {
+            severity = severity.max(0.8);
+        }
+    }
+    Some(Bottleneck {
+        kind: BottleneckKind::MemoryLeak,
+        severity,
+        summary: format!(
+            "{}'s memory grows steadily by {:.1} MiB/min: a likely leak",
+            view.daemon,
+            per_min / MIB
+        ),
+        evidence,
+    })
+}
+
+fn memory_pressure(view: &DaemonView, host: &HostView) -> Option<Bottleneck> {
+    let rss = view.rss.stats.as_ref()?.last;
+    let total = host.memory_total.filter(|t| *t > 0.0)?;
+    let share = rss / total;
+    let available = host.memory_available.map(|a| a / total);
+    let pressured = available.is_some_and(|a| a < 0.10) && share >= 0.10;
+    if !(pressured || share > 0.5) {
+        return None;
+    }
+    let mut evidence = vec![ev(
+        "process.memory.usage_bytes",
+        share,
+        0.5,
+        format!(
+            "holds {:.0} MiB, {} of the host's memory",
+            rss / MIB,
+            pct(share)
+        ),
+    )];
+    if let Some(a) = available {
+        evidence.push(ev(
+            "system.memory.available_bytes",
+            a,
+            0.10,
+            format!(
+                "{} of the host's memory is available (pressure under 10 %)",
+                pct(a)
+            ),
+        ));
+    }
+    Some(Bottleneck {
+        kind: BottleneckKind::MemoryPressure,
+        severity: if pressured { 0.9 } else { 0.6 },
+        summary: format!(
+            "{} holds {} of the host's memory{}",
+            view.daemon,
+            pct(share),
+            if pressured {
+                " while the host runs short"
+            } else {
+                ""
+            }
+        ),
+        evidence,
+    })
+}
+
+fn io_bound(view: &DaemonView) -> Option<Bottleneck> {
+    let read = view.disk_read.stats.as_ref().map_or(0.0, |s| s.mean);
+    let write = view.disk_write.stats.as_ref().map_or(0.0, |s| s.mean);
+    let total = read + write;
+    let floor = 32.0 * MIB;
+    if total < floor {
+        return None;
+    }
+    Some(Bottleneck {
+        kind: BottleneckKind::IoBound,
+        severity: (0.5 + (total / floor).log2() * 0.25).min(1.0),
+        summary: format!(
+            "{} moves {:.0} MiB/s to and from storage (reads {:.0}, writes {:.0})",
+            view.daemon,
+            total / MIB,
+            read / MIB,
+            write / MIB
+        ),
+        evidence: vec![
+            ev(
+                "process.disk.write_bytes",
+                write / MIB,
+                32.0,
+                format!("writes {:.1} MiB/s on average", write / MIB),
+            ),
+            ev(
+                "process.disk.read_bytes",
+                read / MIB,
+                32.0,
+                format!(
+                    "reads {:.1} MiB/s on average (I/O-bound from 32 MiB/s together)",
+                    read / MIB
+                ),
+            ),
+        ],
+    })
+}
+
+fn descriptors(view: &DaemonView) -> Option<Bottleneck> {
+    let open = view.fds.stats.as_ref()?.last;
+    let limit = view.fd_limit.filter(|l| *l > 0.0)?;
+    let share = open / limit;
+    let soon = view
+        .fds_time_to_limit
+        .as_ref()
+        .map(|t| (t.eta_ms - view.now_ms) as f64 / 60_000.0)
+        .filter(|m| *m < 60.0);
+    if share < 0.8 && soon.is_none() {
+        return None;
+    }
+    let mut evidence = vec![ev(
+        "process.open_file_descriptor.count",
+        open,
+        limit,
+        format!(
+            "{open:.0} of {limit:.0} descriptors open ({}; exhaustion from 80 %)",
+            pct(share)
+        ),
+    )];
+    if let Some(minutes) = soon {
+        evidence.push(ev(
+            "process.open_file_descriptor.count",
+            minutes,
+            60.0,
+            format!("the trend reaches the limit in about {minutes:.0} min"),
+        ));
+    }
+    Some(Bottleneck {
+        kind: BottleneckKind::DescriptorExhaustion,
+        severity: ((share - 0.6) / 0.4).clamp(0.5, 1.0),
+        summary: format!(
+            "{} has {open:.0} of its {limit:.0} file descriptors open",
+            view.daemon
+        ),
+        evidence,
+    })
+}
+
+fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
+    let mut out = Vec::new();
+    for (name, m) in &view.latency {
+        let mut evidence = Vec::new();
+        let mut severity: f64 = 0.0;
+        if let Some(t) = &m.trend {
+            if t.class == TrendClass::Degrading {
+                evidence.push(ev(
+                    name,
+                    t.relative_change,
+                    0.0,
+                    format!(
+                        "trend: {:+.1} % over the window (p = {:.2e})",
+                        t.relative_change * 100.0 * t.fit.slope_per_s.signum(),
+                        t.fit.p_value
+                    ),
+                ));
+                severity = severity.max(0.6);
+            }
+            if let Some(step) = &t.step {
+                let ratio = step.after_mean / step.before_mean;
+                if step.before_mean > 0.0 && ratio >= 1.2 {
+                    evidence.push(ev(
+                        name,
+                        ratio,
+                        1.2,
+                        format!(
+                            "stepped up from {:.4} to {:.4} (×{ratio:.2})",
+                            step.before_mean, step.after_mean
+                        ),
+                    ));
+                    severity = severity.max((0.4 + (ratio - 1.0) * 0.3).min(1.0));
+                }
+            }
+        }
+        if let Some((before, after)) = m.p95_before_after {
+            if before > 0.0 && after / before >= 1.5 {
+                evidence.push(ev(
+                    name,
+                    after / before,
+                    1.5,
+                    format!(
+                        "p95 {after:.4} now against {before:.4} before (×{:.2})",
+                        after / before
+                    ),
+                ));
+                severity = severity.max((0.4 + (after / before - 1.0) * 0.3).min(1.0));
+            }
+        }
+        if let Some(a) = &m.anomaly {
+            if a.kind == AnomalyKind::LevelShiftUp
+                && a.baseline > 0.0
+                && a.value / a.baseline >= 1.2
+            {
+                evidence.push(ev(
+                    name,
+                    a.value / a.baseline,
+                    1.2,
+                    format!(
+                        "level shift up to {:.4} from a baseline of {:.4}",
+                        a.value, a.baseline
+                    ),
+                ));
+                severity = severity.max(0.5);
+            }
+        }
+        if !evidence.is_empty() {
+            out.push(Bottleneck {
+                kind: BottleneckKind::LatencyRegression,
+                severity,
+                summary: format!("{name} of {} got slower", view.daemon),
+                evidence,
+            });
+        }
+    }
+    out
+}
+
+/// Smaller warnings that cost points without being bottlenecks.
+fn warnings(view: &DaemonView) -> Vec<Deduction> {
+    let mut out = Vec::new();
+    if let Some(s) = &view.cpu.stats {
+        if s.count >= 3 && s.mean >= 0.5 && s.mean < 0.7 && s.p95 < 0.85 {
+            out.push(Deduction {
+                category: Category::Cpu,
+                points: (s.mean - 0.5) / 0.2 * 6.0,
+                reason: format!(
+                    "CPU at {} of a core on average: headroom is shrinking",
+                    pct(s.mean)
+                ),
+                evidence: vec![ev(
+                    "process.cpu.utilization_ratio",
+                    s.mean,
+                    0.5,
+                    format!("mean {} (warning from 50 %)", pct(s.mean)),
+                )],
+            });
+        }
+    }
+    if let (Some(s), Some(limit)) = (&view.fds.stats, view.fd_limit.filter(|l| *l > 0.0)) {
+        let share = s.last / limit;
+        if (0.5..0.8).contains(&share) {
+            out.push(Deduction {
+                category: Category::Descriptors,
+                points: (share - 0.5) / 0.3 * 4.0,
+                reason: format!("{} of the descriptor limit in use", pct(share)),
+                evidence: vec![ev(
+                    "process.open_file_descriptor.count",
+                    s.last,
+                    limit,
+                    format!("{:.0} of {limit:.0}", s.last),
+                )],
+            });
+        }
+    }
+    if (1..3).contains(&view.restarts_recent) {
+        out.push(Deduction {
+            category: Category::Stability,
+            points: 4.0 * f64::from(view.restarts_recent),
+            reason: format!(
+                "{} restart(s) or exit(s) in the last 10 minutes",
+                view.restarts_recent
+            ),
+            evidence: vec![ev(
+                "lifecycle.restarts",
+                f64::from(view.restarts_recent),
+                3.0,
+                "restarts in 10 min".into(),
+            )],
+        });
+    }
+    out
+}
+
+/// Judges a daemon: its bottlenecks (plus host contention when it is involved), score and
+/// recommendations.
+pub fn judge(view: &DaemonView, host: &HostView, contention: Option<&Bottleneck>) -> Judgement {
+    let mut found = bottlenecks(view, host);
+    if let Some(c) = contention {
+        found.push(c.clone());
+        found.sort_by(|a, b| b.severity.total_cmp(&a.severity));
+    }
+    let mut deductions: Vec<Deduction> = found
+        .iter()
+        .map(|b| Deduction {
+            category: b.kind.category(),
+            points: b.kind.category().cap() * b.severity,
+            reason: b.summary.clone(),
+            evidence: b.evidence.clone(),
+        })
+        .collect();
+    deductions.extend(warnings(view));
+    let recommendations = found.iter().flat_map(|b| recommend(b, view)).collect();
+    Judgement {
+        score: Score::from_deductions(deductions),
+        bottlenecks: found,
+        recommendations,
+    }
+}
+
+/// Judges the host: CPU saturation, memory, swap, and contention between daemons.
+pub fn judge_host(host: &HostView, daemons: &[(DaemonId, Vec<Bottleneck>)]) -> HostJudgement {
+    let mut deductions = Vec::new();
+    let cpu = host.cpu.stats.as_ref().map(|s| s.mean);
+    if let Some(c) = cpu.filter(|c| *c >= 0.7) {
+        deductions.push(Deduction {
+            category: Category::Cpu,
+            points: ((c - 0.7) / 0.3 * 20.0).min(20.0),
+            reason: format!("the host's CPU is {} busy on average", pct(c)),
+            evidence: vec![ev(
+                "system.cpu.utilization_ratio",
+                c,
+                0.7,
+                format!("mean {} of all cores (from 70 %)", pct(c)),
+            )],
+        });
+    }
+    if let (Some(total), Some(available)) = (host.memory_total, host.memory_available) {
+        let a = available / total;
+        if a < 0.2 {
+            deductions.push(Deduction {
+                category: Category::Memory,
+                points: ((0.2 - a) / 0.2 * 25.0).min(25.0),
+                reason: format!("only {} of the host's memory is available", pct(a)),
+                evidence: vec![ev(
+                    "system.memory.available_bytes",
+                    a,
+                    0.2,
+                    format!("{} available (from 20 %)", pct(a)),
+                )],
+            });
+        }
+    }
+    if let (Some(swap), Some(total)) = (host.swap_used, host.memory_total) {
+        if swap / total > 0.05 {
+            deductions.push(Deduction {
+                category: Category::Memory,
+                points: 5.0,
+                reason: format!("{:.0} MiB of swap in use", swap / MIB),
+                evidence: vec![ev(
+                    "system.paging.usage_bytes",
+                    swap / MIB,
+                    total * 0.05 / MIB,
+                    "swap above 5 % of memory".into(),
+                )],
+            });
+        }
+    }
+    let involved: Vec<DaemonId> = daemons
+        .iter()
+        .filter(|(_, bs)| {
+            bs.iter().any(|b| {
+                matches!(
+                    b.kind,
+                    BottleneckKind::CpuBound | BottleneckKind::LatencyRegression
+                )
+            })
+        })
+        .map(|(d, _)| d.clone())
+        .collect();
+    let contention = match cpu {
+        Some(c) if c >= 0.9 && involved.len() >= 2 => {
+            let names: Vec<&str> = involved.iter().map(|d| d.as_str()).collect();
+            let b = Bottleneck {
+                kind: BottleneckKind::HostContention,
+                severity: (0.6 + (involved.len() as f64 - 2.0) * 0.1).min(1.0),
+                summary: format!(
+                    "{} daemons ({}) degrade together while the host's CPU is {} busy",
+                    involved.len(),
+                    names.join(", "),
+                    pct(c)
+                ),
+                evidence: vec![
+                    ev(
+                        "system.cpu.utilization_ratio",
+                        c,
+                        0.9,
+                        format!("host CPU {} of all cores (contention from 90 %)", pct(c)),
+                    ),
+                    ev(
+                        "daemons.degraded",
+                        involved.len() as f64,
+                        2.0,
+                        format!("{} daemons CPU-bound or slower at once", involved.len()),
+                    ),
+                ],
+            };
+            deductions.push(Deduction {
+                category: Category::Stability,
+                points: 20.0 * b.severity,
+                reason: b.summary.clone(),
+                evidence: b.evidence.clone(),
+            });
+            Some(b)
+        }
+        _ => None,
+    };
+    HostJudgement {
+        score: Score::from_deductions(deductions),
+        contended_daemons: if contention.is_some() {
+            involved
+        } else {
+            Vec::new()
+        },
+        contention,
+    }
+}
+
+fn rec(cause: BottleneckKind, action: &str, rationale: String, effect: &str) -> Recommendation {
+    Recommendation {
+        cause,
+        action: action.to_string(),
+        rationale,
+        expected_effect: effect.to_string(),
+        auto_action: None,
+    }
+}
+
+/// The recommendations for one bottleneck, most effective first.
+pub fn recommend(b: &Bottleneck, view: &DaemonView) -> Vec<Recommendation> {
+    use BottleneckKind::*;
+    let why = b.summary.clone();
+    let slowest = view
+        .latency
+        .iter()
+        .filter_map(|(n, m)| m.stats.as_ref().map(|s| (n, s.p95)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, p)| format!(" (slowest operation: {n}, p95 {p:.3})"))
+        .unwrap_or_default();
+    match b.kind {
+        CpuBound => vec![
+            rec(b.kind, "Profile the hottest code path and cache repeated work (query result caching)", format!("{why}{slowest}"), "CPU −20 … −60 % where results repeat"),
+            rec(b.kind, "Raise the worker-thread count to use more cores, or tune batch sizes so fixed costs amortise", why.clone(), "throughput +30 … +90 % if the work parallelises"),
+            rec(b.kind, "Scale up: more or faster cores for this daemon", why, "headroom in proportion to the cores added"),
+        ],
+        MemoryLeak => {
+            let mut restart = rec(b.kind, "Restart the daemon before it reaches the host's memory", why.clone(), "frees the leaked memory now; buys the time it took to leak it");
+            restart.auto_action = Some(AutoAction::RestartDaemon);
+            vec![
+                restart,
+                rec(b.kind, "Find the leak: bound caches and queues, release per-request buffers, compare heap profiles an hour apart", why.clone(), "growth stops once the leaking structure is bounded"),
+                rec(b.kind, "Tune memory and GC: cap heap and cache sizes so growth is reclaimed", why, "RSS −10 … −40 %"),
+            ]
+        }
+        MemoryPressure => vec![
+            rec(b.kind, "Lower cache and buffer sizes, tune GC / allocator limits", why.clone(), "RSS −10 … −40 %"),
+            rec(b.kind, "Paginate large result sets instead of materialising them", why.clone(), "peak memory −30 … −80 % on large queries"),
+            rec(b.kind, "Scale up: add memory to the host or move the daemon", why, "removes the pressure if the working set fits"),
+        ],
+        IoBound => vec![
+            rec(b.kind, "Batch writes (request batching, larger batch size) and avoid fsync per record", why.clone(), "write I/O −30 … −70 %"),
+            rec(b.kind, "Optimise indexes so reads stop scanning, and paginate large reads", why.clone(), "read I/O −50 … −90 % on scanning queries"),
+            rec(b.kind, "Move the data to faster storage or add a cache in front of it", why, "latency −20 … −60 %"),
+        ],
+        DescriptorExhaustion => vec![
+            rec(b.kind, "Pool connections and close idle ones; look for descriptors opened per request and never closed", why.clone(), "open descriptors −50 … −90 % with pooling"),
+            rec(b.kind, "Raise the soft limit (ulimit -n / LimitNOFILE) to fit the real need", why.clone(), "removes exhaustion if use is legitimate"),
+            rec(b.kind, "Set timeouts on idle connections so they are reclaimed", why, "descriptor growth stops under idle clients"),
+        ],
+        RestartInstability => vec![
+            rec(b.kind, "Read the exit statuses and the last log lines of each exit; fix the crash before restarting again", why.clone(), "restarts stop once the cause is fixed"),
+            rec(b.kind, "Lengthen start-up and health-check timeouts if the daemon is killed while still starting", why.clone(), "restarts −50 … −100 % when start-up is slow, not broken"),
+            rec(b.kind, "Back off restarts exponentially so a crash loop does not load the host", why, "host load of the loop −80 … −95 %"),
+        ],
+        LatencyRegression => vec![
+            rec(b.kind, "Cache query results for repeated requests", format!("{why}{slowest}"), "p95 −30 … −90 % on cache hits"),
+            rec(b.kind, "Add or fix the index behind the slow operation; paginate large responses", why.clone(), "p95 −50 … −95 % for scan-bound queries"),
+            rec(b.kind, "Set timeouts and pool connections to the backend so slow calls do not pile up", why.clone(), "tail latency bounded by the timeout"),
+            rec(b.kind, "Tune worker threads and batch sizes to the load", why, "p95 −10 … −40 %"),
+        ],
+        HostContention => vec![
+            rec(b.kind, "Limit the concurrency (worker threads) of the busiest daemons or stagger their batch work", why.clone(), "contention −30 … −70 %"),
+            rec(b.kind, "Scale up the host or spread the daemons over more hosts", why, "each daemon back to its uncontended latency"),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(mean: f64, p95: f64, last: f64) -> WindowStats {
+        WindowStats {
+            count: 60,
+            min: 0.0,
+            max: p95,
+            mean,
+            median: mean,
+            stddev: 0.01,
+            p50: mean,
+            p90: p95,
+            p95,
+            p99: p95,
+            last,
+        }
+    }
+
+    fn view() -> DaemonView {
+        DaemonView::new(DaemonId::new("d"), 1_000_000)
+    }
+
+    /// A healthy daemon scores 100 with an empty breakdown.
+    #[test]
+    fn healthy_daemon_is_excellent() {
+        let mut v = view();
+        v.cpu.stats = Some(stats(0.1, 0.2, 0.1));
+        let j = judge(&v, &HostView::default(), None);
+        assert_eq!(j.score.value, 100.0);
+        assert_eq!(j.score.level, Level::Excellent);
+        assert!(j.score.breakdown.is_empty() && j.bottlenecks.is_empty());
+    }
+
+    /// Acceptance 4: breakdowns add up to the score, even when categories overflow their
+    /// caps.
+    #[test]
+    fn breakdown_adds_up_to_the_score() {
+        let mut v = view();
+        v.cpu.stats = Some(stats(0.99, 1.0, 1.0));
+        v.restarts_recent = 9;
+        v.fds.stats = Some(stats(1000.0, 1000.0, 1000.0));
+        v.fd_limit = Some(1024.0);
+        v.disk_write.stats = Some(stats(200.0 * MIB, 300.0 * MIB, 200.0 * MIB));
+        let host = HostView::default();
+        let contention = Bottleneck {
+            kind: BottleneckKind::HostContention,
+            severity: 1.0,
+            summary: "x".into(),
+            evidence: vec![],
+        };
+        let j = judge(&v, &host, Some(&contention));
+        let lost: f64 = j.score.breakdown.iter().map(|d| d.points).sum();
+        assert!((100.0 - lost - j.score.value).abs() < 1e-9, "{j:?}");
+        for c in [
+            Category::Cpu,
+            Category::Stability,
+            Category::Descriptors,
+            Category::Io,
+        ] {
+            let in_c: f64 = j
+                .score
+                .breakdown
+                .iter()
+                .filter(|d| d.category == c)
+                .map(|d| d.points)
+                .sum();
+            assert!(in_c <= c.cap() + 1e-9, "{c:?} {in_c}");
+        }
+        assert!(j.score.value < 60.0);
+        assert!(j
+            .score
+            .breakdown
+            .iter()
+            .all(|d| !d.evidence.is_empty() || d.reason == "x"));
+        let kinds: Vec<BottleneckKind> = j.bottlenecks.iter().map(|b| b.kind).collect();
+        for k in [
+            BottleneckKind::CpuBound,
+            BottleneckKind::RestartInstability,
+            BottleneckKind::DescriptorExhaustion,
+            BottleneckKind::IoBound,
+        ] {
+            assert!(kinds.contains(&k), "{k:?} in {kinds:?}");
+        }
+        assert_eq!(j.recommendations[0].cause, j.bottlenecks[0].kind);
+    }
+
+    /// Levels follow the documented boundaries.
+    #[test]
+    fn levels() {
+        assert_eq!(Level::of(90.0), Level::Excellent);
+        assert_eq!(Level::of(89.9), Level::Good);
+        assert_eq!(Level::of(75.0), Level::Good);
+        assert_eq!(Level::of(60.0), Level::Average);
+        assert_eq!(Level::of(40.0), Level::Poor);
+        assert_eq!(Level::of(39.9), Level::Critical);
+    }
+
+    /// Host contention needs a saturated host and two degraded daemons.
+    #[test]
+    fn host_contention_needs_saturation_and_two_daemons() {
+        let cpu_bound = |d: &str| {
+            (
+                DaemonId::new(d),
+                vec![Bottleneck {
+                    kind: BottleneckKind::CpuBound,
+                    severity: 1.0,
+                    summary: String::new(),
+                    evidence: vec![],
+                }],
+            )
+        };
+        let mut host = HostView::default();
+        host.cpu.stats = Some(stats(0.97, 1.0, 1.0));
+        let j = judge_host(&host, &[cpu_bound("a"), cpu_bound("b")]);
+        assert!(j.contention.is_some());
+        assert_eq!(j.contended_daemons.len(), 2);
+        let lost: f64 = j.score.breakdown.iter().map(|d| d.points).sum();
+        assert!((100.0 - lost - j.score.value).abs() < 1e-9);
+        assert!(judge_host(&host, &[cpu_bound("a")]).contention.is_none());
+        host.cpu.stats = Some(stats(0.5, 0.6, 0.5));
+        assert!(judge_host(&host, &[cpu_bound("a"), cpu_bound("b")])
+            .contention
+            .is_none());
+    }
+
+    /// The leak recommendation is auto-actionable (restart), the others are not.
+    #[test]
+    fn only_the_leak_restart_is_auto_actionable() {
+        for kind in [
+            BottleneckKind::CpuBound,
+            BottleneckKind::MemoryLeak,
+            BottleneckKind::IoBound,
+            BottleneckKind::LatencyRegression,
+            BottleneckKind::HostContention,
+            BottleneckKind::MemoryPressure,
+            BottleneckKind::DescriptorExhaustion,
+            BottleneckKind::RestartInstability,
+        ] {
+            let b = Bottleneck {
+                kind,
+                severity: 1.0,
+                summary: "s".into(),
+                evidence: vec![],
+            };
+            let recs = recommend(&b, &view());
+            assert!(recs.len() >= 2, "{kind:?}");
+            assert!(recs
+                .iter()
+                .all(|r| r.cause == kind && !r.expected_effect.is_empty()));
+            let auto = recs.iter().filter(|r| r.auto_action.is_some()).count();
+            assert_eq!(
+                auto,
+                usize::from(kind == BottleneckKind::MemoryLeak),
+                "{kind:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! What the analyzer keeps and how it turns it into judgements: per series a short raw
+//! window, a long window of per-minute means and an anomaly detector; per daemon its recent
+//! restarts; and the reports and alert candidates built from them. Plain logic, no actix.
+//!
+//! # Memory per series
+//! - short window: `window` raw samples (default 600) × 16 bytes = 9.6 KB;
+//! - long window: up to [`LONG_POINTS`] per-minute means (6 h) × 16 bytes = 5.8 KB;
+//! - anomaly detector: its bounded ring (see `anomaly::AnomalyDetector::memory_bytes`);
+//! - bookkeeping (key, last anomaly, minute accumulator): a few hundred bytes.
+//!
+//! [`AnalyzerState::memory_bytes`] adds these up for the live series.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::anomaly::{AnomalyConfig, AnomalyDetector, AnomalyKind};
+use super::judge::{
+    self, AnomalyEvent, Bottleneck, DaemonView, HostJudgement, HostView, Judgement, MetricView,
+    Recommendation, Score,
+};
+use super::stats::{SeriesWindow, WindowStats};
+use super::trend::{self, Polarity, TimeToThreshold, Trend, TrendRule};
+use crate::metric_names as names;
+use crate::types::{
+    DaemonId, Labels, LifecycleEvent, LifecycleKind, MetricBatch, MetricKind, MetricName,
+    SeriesKey, Source, TimestampMs,
+};
+
+/// Per-minute means kept per series: 6 hours.
+pub const LONG_POINTS: usize = 360;
+/// The long window is used for trends once it spans this long (30 minutes); before that the
+/// short window is.
+pub const LONG_TREND_MIN_SPAN_MS: i64 = 30 * 60_000;
+/// Restarts are counted over this period.
+pub const RESTART_PERIOD_MS: i64 = 10 * 60_000;
+
+/// A series' report: statistics, trend and recent anomalies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesReport {
+    /// Metric name.
+    pub metric: MetricName,
+    /// Labels.
+    pub labels: Labels,
+    /// Gauge or counter (counters are reported as per-second rates).
+    pub kind: MetricKind,
+    /// Statistics of the short window.
+    pub stats: WindowStats,
+    /// The trend (long window once it spans 30 minutes, else the short one).
+    pub trend: Option<Trend>,
+    /// The latest anomaly within the short window.
+    pub last_anomaly: Option<AnomalyEvent>,
+}
+
+/// When a metric is predicted to reach a limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The metric.
+    pub metric: String,
+    /// The limit, in words (e.g. "the host's memory").
+    pub limit: String,
+    /// When, with the confidence bound.
+    pub when: TimeToThreshold,
+}
+
+/// Everything perfvisor can say about one daemon: statistics, trends, anomalies, score,
+/// bottlenecks, recommendations and predictions. Serializes to JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DaemonReport {
+    /// The daemon.
+    pub daemon: DaemonId,
+    /// When the report was made.
+    pub generated_at_ms: TimestampMs,
+    /// 0–100 with its breakdown.
+    pub score: Score,
+    /// Bottlenecks, worst first.
+    pub bottlenecks: Vec<Bottleneck>,
+    /// Recommendations, most important first.
+    pub recommendations: Vec<Recommendation>,
+    /// Limits the daemon is heading for.
+    pub predictions: Vec<Prediction>,
+    /// Restarts and unexpected exits in the last 10 minutes.
+    pub restarts_recent: u32,
+    /// Per series, sorted by metric and labels.
+    pub series: Vec<SeriesReport>,
+}
+
+impl DaemonReport {
+    /// The statistics of the first series with this metric name.
+    pub fn metric(&self, name: &str) -> Option<&WindowStats> {
+        self.series
+            .iter()
+            .find(|s| s.metric.as_str() == name)
+            .map(|s| &s.stats)
+    }
+}
+
+/// The host's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    /// When the report was made.
+    pub generated_at_ms: TimestampMs,
+    /// The host's judgement (score, contention).
+    pub judgement: HostJudgement,
+    /// Scores of every daemon, by id.
+    pub daemon_scores: BTreeMap<DaemonId, f64>,
+    /// The host's series.
+    pub series: Vec<SeriesReport>,
+}
+
+/// Accumulates one minute of values into a mean.
+#[derive(Clone, Debug, Default)]
+struct Minute {
+    start_ms: TimestampMs,
+    sum: f64,
+    count: u32,
+}
+
+/// Everything kept per series.
+#[derive(Debug)]
+struct SeriesState {
+    window: SeriesWindow,
+    long: VecDeque<(TimestampMs, f64)>,
+    minute: Minute,
+    /// The previous counter value, to feed rates to the detector and the long window.
+    previous: Option<(TimestampMs, f64)>,
+    detector: AnomalyDetector,
+    last_anomaly: Option<AnomalyEvent>,
+}
+
+impl SeriesState {
+    fn new(kind: MetricKind, capacity: usize) -> Self {
+        SeriesState {
+            window: SeriesWindow::new(kind, capacity),
+            long: VecDeque::new(),
+            minute: Minute::default(),
+            previous: None,
+            detector: AnomalyDetector::new(AnomalyConfig::default()),
+            last_anomaly: None,
+        }
+    }
+
+    /// Adds a sample; returns an anomaly event when the detector confirms a level shift or
+    /// flags a spike.
+    fn push(&mut self, ts: TimestampMs, value: f64) -> Option<AnomalyEvent> {
+        self.window.push(ts, value);
+        // Counters are judged by their rate.
+        let observed = match self.window.kind() {
+            MetricKind::Gauge => Some(value),
+            MetricKind::Counter => {
+                let rate = self.previous.and_then(|(pt, pv)| {
+                    let dt = (ts - pt) as f64 / 1000.0;
+                    (dt > 0.0 && value >= pv).then(|| (value - pv) / dt)
+                });
+                self.previous = Some((ts, value));
+                rate
+            }
+        };
+        let observed = observed.filter(|v| v.is_finite())?;
+        let minute_start = ts.div_euclid(60_000) * 60_000;
+        if self.minute.count > 0 && minute_start != self.minute.start_ms {
+            let mean = self.minute.sum / f64::from(self.minute.count);
+            if self.long.len() == LONG_POINTS {
+                self.long.pop_front();
+            }
+            self.long.push_back((self.minute.start_ms + 30_000, mean));
+            self.minute = Minute::default();
+        }
+        if self.minute.count == 0 {
+            self.minute.start_ms = minute_start;
+        }
+        self.minute.sum += observed;
+        self.minute.count += 1;
+        let verdict = self.detector.update(ts, observed);
+        let kind = verdict.kind.filter(|_| verdict.anomalous)?;
+        let event = AnomalyEvent {
+            at_ms: ts,
+            kind,
+            value: observed,
+            baseline: verdict.baseline,
+            score: verdict.score,
+        };
+        self.last_anomaly = Some(event.clone());
+        Some(event)
+    }
+
+    /// The values the trend is fitted to: gauge samples or counter rates, from the long
+    /// window once it spans 30 minutes.
+    fn trend_points(&self) -> Vec<(TimestampMs, f64)> {
+        if let (Some(first), Some(last)) = (self.long.front(), self.long.back()) {
+            if last.0 - first.0 >= LONG_TREND_MIN_SPAN_MS {
+                return self.long.iter().copied().collect();
+            }
+        }
+        match self.window.kind() {
+            MetricKind::Gauge => self.window.points().iter().copied().collect(),
+            MetricKind::Counter => {
+                let mut out = Vec::with_capacity(self.window.len());
+                let mut prev: Option<(TimestampMs, f64)> = None;
+                for &(t, v) in self.window.points() {
+                    if let Some((pt, pv)) = prev {
+                        let dt = (t - pt) as f64 / 1000.0;
+                        if dt > 0.0 && v >= pv {
+                            out.push((t, (v - pv) / dt));
+                        }
+                    }
+                    prev = Some((t, v));
+                }
+                out
+            }
+        }
+    }
+
+    fn view(&self, key: &SeriesKey, rule: &TrendRule) -> MetricView {
+        let stats = self.window.stats();
+        let points = self.trend_points();
+        let trend = trend::fit(&points)
+            .map(|fit| trend::classify(&fit, 0, trend::polarity_of(key.metric.as_str()), rule));
+        let window_start = self.window.points().front().map_or(i64::MIN, |p| p.0);
+        let p95_before_after = {
+            let values: Vec<f64> = match self.window.kind() {
+                MetricKind::Gauge => self.window.points().iter().map(|p| p.1).collect(),
+                MetricKind::Counter => points.iter().map(|p| p.1).collect(),
+            };
+            let half = values.len() / 2;
+            if half >= 10 {
+                let p95 = |v: &[f64]| WindowStats::compute(v).map(|s| s.p95);
+                p95(&values[..half]).zip(p95(&values[half..]))
+            } else {
+                None
+            }
+        };
+        MetricView {
+            stats,
+            trend,
+            anomaly: self
+                .last_anomaly
+                .clone()
+                .filter(|a| a.at_ms >= window_start),
+            p95_before_after,
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.window.len() * 16
+            + self.long.capacity() * 16
+            + self.detector.memory_bytes()
+    }
+}
+
+/// Whether an app metric is latency-like (lower is better, a duration).
+fn is_latency(metric: &str) -> bool {
+    !metric.starts_with("process.")
+        && !metric.starts_with("system.")
+        && !metric.starts_with("perfvisor.")
+        && trend::polarity_of(metric) == Polarity::LowerIsBetter
+        && (metric.contains("duration")
+            || metric.contains("latency")
+            || metric.ends_with("_seconds")
+            || metric.contains("time"))
+}
+
+/// The analyzer's state: every series, every daemon's restarts.
+#[derive(Debug)]
+pub struct AnalyzerState {
+    capacity: usize,
+    rule: TrendRule,
+    series: HashMap<SeriesKey, SeriesState>,
+    restarts: HashMap<DaemonId, VecDeque<TimestampMs>>,
+}
+
+impl AnalyzerState {
+    /// State with short windows of `capacity` samples per series.
+    pub fn new(capacity: usize) -> Self {
+        AnalyzerState {
+            capacity,
+            rule: TrendRule::default(),
+            series: HashMap::new(),
+            restarts: HashMap::new(),
+        }
+    }
+
+    /// Takes a batch; returns the anomalies it contained.
+    pub fn add(&mut self, batch: &MetricBatch) -> Vec<(SeriesKey, AnomalyEvent)> {
+        let mut anomalies = Vec::new();
+        for s in &batch.samples {
+            let state = match self.series.get_mut(&s.series) {
+                Some(state) => state,
+                None => self
+                    .series
+                    .entry(s.series.clone())
+                    .or_insert_with(|| SeriesState::new(s.kind, self.capacity)),
+            };
+            if let Some(event) = state.push(s.ts_ms, s.value) {
+                anomalies.push((s.series.clone(), event));
+            }
+        }
+        anomalies
+    }
+
+    /// Notes a lifecycle event (restarts and unexpected exits count against stability;
+    /// a stop forgets nothing, so a report after the stop still explains it).
+    pub fn lifecycle(&mut self, event: &LifecycleEvent) {
+        if matches!(event.kind, LifecycleKind::Restarted | LifecycleKind::Exited) {
+            let times = self.restarts.entry(event.daemon.clone()).or_default();
+            times.push_back(event.ts_ms);
+            while times.len() > 64 {
+                times.pop_front();
+            }
+        }
+    }
+
+    /// Forgets a daemon's series (the watcher is retired and nobody asked to keep them).
+    pub fn forget(&mut self, daemon: &DaemonId) {
+        let source = Source::Daemon(daemon.clone());
+        self.series.retain(|k, _| k.source != source);
+        self.restarts.remove(daemon);
+    }
+
+    /// The daemons with series.
+    pub fn daemons(&self) -> Vec<DaemonId> {
+        let mut out: Vec<DaemonId> = self
+            .series
+            .keys()
+            .filter_map(|k| match &k.source {
+                Source::Daemon(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        out.extend(self.restarts.keys().cloned());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn find(&self, source: &Source, metric: &str) -> Option<(&SeriesKey, &SeriesState)> {
+        self.series
+            .iter()
+            .find(|(k, _)| k.source == *source && k.metric.as_str() == metric)
+    }
+
+    fn metric_view(&self, source: &Source, metric: &str) -> MetricView {
+        self.find(source, metric)
+            .map(|(k, s)| s.view(k, &self.rule))
+            .unwrap_or_default()
+    }
+
+    fn last(&self, source: &Source, metric: &str) -> Option<f64> {
+        self.find(source, metric)
+            .and_then(|(_, s)| s.window.points().back().map(|p| p.1))
+    }
+
+    /// What the judgement of the host reads.
+    pub fn host_view(&self) -> HostView {
+        let host = Source::Host;
+        HostView {
+            cpu: self.metric_view(&host, names::SYSTEM_CPU_UTILIZATION),
+            memory_total: self.last(&host, names::SYSTEM_MEMORY_TOTAL),
+            memory_available: self.last(&host, names::SYSTEM_MEMORY_AVAILABLE),
+            swap_used: self.last(&host, names::SYSTEM_SWAP_USED),
+            cores: self.last(&host, names::SYSTEM_CPU_COUNT),
+        }
+    }
+
+    /// What the judgement of a daemon reads.
+    pub fn daemon_view(&self, daemon: &DaemonId, host: &HostView, now: TimestampMs) -> DaemonView {
+        let source = Source::Daemon(daemon.clone());
+        let mv = |metric: &str| self.metric_view(&source, metric);
+        let mut view = DaemonView::new(daemon.clone(), now);
+        view.cpu = mv(names::PROCESS_CPU_UTILIZATION);
+        view.rss = mv(names::PROCESS_MEMORY_RSS);
+        view.disk_read = mv(names::PROCESS_DISK_READ);
+        view.disk_write = mv(names::PROCESS_DISK_WRITE);
+        view.fds = mv(names::PROCESS_OPEN_FDS);
+        view.fd_limit = self.last(&source, names::PROCESS_FD_LIMIT);
+        view.restarts_recent = self.restarts.get(daemon).map_or(0, |t| {
+            t.iter().filter(|&&ts| ts > now - RESTART_PERIOD_MS).count() as u32
+        });
+        for (k, s) in &self.series {
+            if k.source == source && is_latency(k.metric.as_str()) {
+                view.latency
+                    .insert(k.metric.as_str().to_string(), s.view(k, &self.rule));
+            }
+        }
+        let rising = |m: &MetricView| {
+            m.trend
+                .as_ref()
+                .filter(|t| t.direction == trend::Direction::Rising)
+                .map(|t| t.fit.clone())
+        };
+        if let (Some(fit), Some(total)) = (rising(&view.rss), host.memory_total) {
+            view.rss_time_to_limit = trend::time_to_threshold(&fit, now, total, 0.95);
+        }
+        if let (Some(fit), Some(limit)) = (rising(&view.fds), view.fd_limit) {
+            view.fds_time_to_limit = trend::time_to_threshold(&fit, now, limit, 0.95);
+        }
+        view
+    }
+
+    /// Judges the host and every daemon.
+    pub fn judge_all(&self, now: TimestampMs) -> (HostJudgement, BTreeMap<DaemonId, Judgement>) {
+        let host = self.host_view();
+        let views: Vec<DaemonView> = self
+            .daemons()
+            .iter()
+            .map(|d| self.daemon_view(d, &host, now))
+            .collect();
+        let own: Vec<(DaemonId, Vec<Bottleneck>)> = views
+            .iter()
+            .map(|v| (v.daemon.clone(), judge::bottlenecks(v, &host)))
+            .collect();
+        let host_judgement = judge::judge_host(&host, &own);
+        let judgements = views
+            .iter()
+            .map(|v| {
+                let involved = host_judgement.contended_daemons.contains(&v.daemon);
+                let contention = host_judgement.contention.as_ref().filter(|_| involved);
+                (v.daemon.clone(), judge::judge(v, &host, contention))
+            })
+            .collect();
+        (host_judgement, judgements)
+    }
+
+    fn series_reports(&self, source: &Source) -> Vec<SeriesReport> {
+        let mut out: Vec<SeriesReport> = self
+            .series
+            .iter()
+            .filter(|(k, _)| k.source == *source)
+            .filter_map(|(k, s)| {
+                let view = s.view(k, &self.rule);
+                Some(SeriesReport {
+                    metric: k.metric.clone(),
+                    labels: k.labels.clone(),
+                    kind: s.window.kind(),
+                    stats: view.stats?,
+                    trend: view.trend,
+                    last_anomaly: view.anomaly,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.metric.cmp(&b.metric).then(a.labels.cmp(&b.labels)));
+        out
+    }
+
+    /// The full report of a daemon, or `None` when nothing is known about it.
+    pub fn report(&self, daemon: &DaemonId, now: TimestampMs) -> Option<DaemonReport> {
+        let source = Source::Daemon(daemon.clone());
+        let series = self.series_reports(&source);
+        if series.is_empty() && !self.restarts.contains_key(daemon) {
+            return None;
+        }
+        let (host, judgements) = self.judge_all(now);
+        let _ = host;
+        let judgement = judgements.get(daemon)?.clone();
+        let view = self.daemon_view(daemon, &self.host_view(), now);
+        let mut predictions = Vec::new();
+        if let Some(t) = view.rss_time_to_limit.clone() {
+            predictions.push(Prediction {
+                metric: names::PROCESS_MEMORY_RSS.into(),
+                limit: "the host's memory".into(),
+                when: t,
+            });
+        }
+        if let Some(t) = view.fds_time_to_limit.clone() {
+            predictions.push(Prediction {
+                metric: names::PROCESS_OPEN_FDS.into(),
+                limit: "the descriptor limit".into(),
+                when: t,
+            });
+        }
+        Some(DaemonReport {
+            daemon: daemon.clone(),
+            generated_at_ms: now,
+            score: judgement.score,
+            bottlenecks: judgement.bottlenecks,
+            recommendations: judgement.recommendations,
+            predictions,
+            restarts_recent: view.restarts_recent,
+            series,
+        })
+    }
+
+    /// The host's report.
+    pub fn host_report(&self, now: TimestampMs) -> HostReport {
+        let (judgement, daemons) = self.judge_all(now);
+        HostReport {
+            generated_at_ms: now,
+            judgement,
+            daemon_scores: daemons
+                .into_iter()
+                .map(|(d, j)| (d, j.score.value))
+                .collect(),
+            series: self.series_reports(&Source::Host),
+        }
+    }
+
+    /// Bytes held for all series (see the module documentation).
+    pub fn memory_bytes(&self) -> usize {
+        self.series.values().map(SeriesState::memory_bytes).sum()
+    }
+
+    /// Series tracked.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// True when no series is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+/// Whether an anomaly is worth an alert: a sustained level shift, or a spike far outside
+/// the baseline.
+pub fn alert_worthy(event: &AnomalyEvent) -> bool {
+    match event.kind {
+        AnomalyKind::LevelShiftUp | AnomalyKind::LevelShiftDown => true,
+        AnomalyKind::Spike => event.score >= 12.0,
+    }
+}
