@@ -55,6 +55,11 @@ pub const SYSTEM_LOAD_15M: &str = "system.cpu.load_average.15m";
 pub const SYSTEM_DISK_READ: &str = "system.disk.read_bytes";
 /// Cumulative bytes written to block devices, all disks. Counter.
 pub const SYSTEM_DISK_WRITE: &str = "system.disk.write_bytes";
+/// File system space in use (total − available to unprivileged users), per mount point
+/// (label `mountpoint`). Gauge.
+pub const SYSTEM_FILESYSTEM_USED: &str = "system.filesystem.usage_bytes";
+/// File system size, per mount point (label `mountpoint`). Gauge.
+pub const SYSTEM_FILESYSTEM_TOTAL: &str = "system.filesystem.limit_bytes";
 /// Cumulative bytes received, per interface (label `interface`). Counter.
 pub const SYSTEM_NETWORK_RECEIVE: &str = "system.network.receive_bytes";
 /// Cumulative bytes transmitted, per interface (label `interface`). Counter.

@@ -169,17 +169,26 @@ async fn crash_loop_is_restart_instability() {
     t.pv.shutdown().await.unwrap();
 }
 
-/// A latency the host records that steps from 10 ms to 40 ms is a latency regression.
+/// A latency the host records that steps from 10 ms to 40 ms is a latency regression, and
+/// the level shift raises an anomaly alert.
 #[tokio::test]
 async fn latency_step_is_a_regression() {
     let t = support::start(fast);
+    let (tx, rx) = std::sync::mpsc::channel();
+    t.pv.on_alert(move |a| {
+        if a.rule == "anomaly.search.latency_seconds" {
+            let _ = tx.send(a.clone());
+        }
+    })
+    .await
+    .unwrap();
     let child = support::watched_idle_daemon(&t.pv, "search").await;
     let rec = t.pv.recorder().for_daemon("search");
     let mut rng = fastrand::Rng::with_seed(3);
-    for i in 0..120 {
-        let base = if i < 60 { 0.010 } else { 0.040 };
+    for i in 0..220 {
+        let base = if i < 150 { 0.010 } else { 0.040 };
         rec.observe("search.latency_seconds", base * (0.9 + 0.2 * rng.f64()));
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let report = expect_bottleneck(&t.pv, "search", BottleneckKind::LatencyRegression).await;
     assert_eq!(
@@ -191,6 +200,9 @@ async fn latency_step_is_a_regression() {
         .action
         .to_lowercase()
         .contains("cach"));
+    let anomaly = rx.recv_timeout(WAIT).expect("anomaly alert");
+    assert_eq!(anomaly.daemon.as_ref().map(|d| d.as_str()), Some("search"));
+    assert!(anomaly.value > anomaly.threshold, "{anomaly:?}");
     drop(child);
     t.pv.shutdown().await.unwrap();
 }

@@ -26,6 +26,9 @@ use crate::types::{
     Alert, AlertState, DaemonId, Labels, SeriesKey, Severity, SharedClock, Source, TimestampMs,
 };
 
+/// Series without a sample for this long are forgotten (bounded memory under churn).
+const EXPIRE_AFTER_MS: i64 = 60 * 60_000;
+
 /// How long an anomaly alert stays firing without another anomaly on its series.
 const ANOMALY_QUIET_MS: i64 = 5 * 60_000;
 
@@ -76,6 +79,7 @@ impl Analyzer {
     /// Judges everything and raises or resolves bottleneck and anomaly alerts.
     fn tick(&mut self) {
         let now = self.clock.now_ms();
+        self.state.expire(now - EXPIRE_AFTER_MS);
         let (host, judgements) = self.state.judge_all(now);
         let mut current: BTreeMap<(DaemonId, BottleneckKind), (Bottleneck, &Judgement)> =
             BTreeMap::new();

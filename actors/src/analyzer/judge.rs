@@ -125,6 +125,8 @@ impl DaemonView {
 /// What the judgement of the host reads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostView {
+    /// Judgement time.
+    pub now_ms: TimestampMs,
     /// `system.cpu.utilization_ratio` (fraction of all cores).
     pub cpu: MetricView,
     /// Host memory in total, bytes.
@@ -135,6 +137,21 @@ pub struct HostView {
     pub swap_used: Option<f64>,
     /// Logical cores.
     pub cores: Option<f64>,
+    /// File systems, by mount point.
+    pub filesystems: Vec<FilesystemView>,
+}
+
+/// One mounted file system.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilesystemView {
+    /// Where it is mounted.
+    pub mountpoint: String,
+    /// Bytes in use (latest).
+    pub used: f64,
+    /// Size in bytes.
+    pub total: f64,
+    /// When the trend of `used` reaches `total`, if it rises.
+    pub time_to_full: Option<TimeToThreshold>,
 }
 
 /// The kinds of bottleneck perfvisor recognises.
@@ -841,6 +858,49 @@ pub fn judge_host(host: &HostView, daemons: &[(DaemonId, Vec<Bottleneck>)]) -> H
             });
         }
     }
+    for fs in &host.filesystems {
+        let share = fs.used / fs.total;
+        let hours = fs
+            .time_to_full
+            .as_ref()
+            .map(|t| (t.eta_ms - host.now_ms) as f64 / 3.6e6);
+        let filling = hours.filter(|h| *h < 24.0);
+        if share >= 0.9 || filling.is_some() {
+            let mut evidence = vec![ev(
+                "system.filesystem.usage_bytes",
+                share,
+                0.9,
+                format!(
+                    "{} is {} full ({:.1} of {:.1} GiB)",
+                    fs.mountpoint,
+                    pct(share),
+                    fs.used / (1024.0 * MIB),
+                    fs.total / (1024.0 * MIB)
+                ),
+            )];
+            if let Some(h) = filling {
+                evidence.push(ev(
+                    "system.filesystem.usage_bytes",
+                    h,
+                    24.0,
+                    format!(
+                        "{} fills up in about {h:.1} h at its current trend",
+                        fs.mountpoint
+                    ),
+                ));
+            }
+            deductions.push(Deduction {
+                category: Category::Io,
+                points: if filling.is_some_and(|h| h < 1.0) || share >= 0.97 {
+                    10.0
+                } else {
+                    5.0
+                },
+                reason: format!("file system {} is filling up", fs.mountpoint),
+                evidence,
+            });
+        }
+    }
     let involved: Vec<DaemonId> = daemons
         .iter()
         .filter(|(_, bs)| {
@@ -1095,6 +1155,39 @@ mod tests {
         assert!(judge_host(&host, &[cpu_bound("a"), cpu_bound("b")])
             .contention
             .is_none());
+    }
+
+    /// A file system that fills within a day, or is 90 % full, costs the host points with
+    /// the prediction as evidence.
+    #[test]
+    fn filling_disk_costs_the_host() {
+        let now = 1_000_000;
+        let mut host = HostView {
+            now_ms: now,
+            ..HostView::default()
+        };
+        host.filesystems.push(FilesystemView {
+            mountpoint: "/var".into(),
+            used: 50.0,
+            total: 100.0,
+            time_to_full: Some(TimeToThreshold {
+                threshold: 100.0,
+                eta_ms: now + 2 * 3_600_000,
+                earliest_ms: now + 3_600_000,
+                latest_ms: Some(now + 4 * 3_600_000),
+                confidence: 0.95,
+            }),
+        });
+        let j = judge_host(&host, &[]);
+        assert_eq!(j.score.value, 95.0, "{j:?}");
+        assert!(
+            j.score.breakdown[0].evidence[1].detail.contains("2.0 h"),
+            "{j:?}"
+        );
+        host.filesystems[0].time_to_full = None;
+        assert_eq!(judge_host(&host, &[]).score.value, 100.0);
+        host.filesystems[0].used = 98.0;
+        assert_eq!(judge_host(&host, &[]).score.value, 90.0);
     }
 
     /// The leak recommendation is auto-actionable (restart), the others are not.

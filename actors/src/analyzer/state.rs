@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::anomaly::{AnomalyConfig, AnomalyDetector, AnomalyKind};
 use super::judge::{
-    self, AnomalyEvent, Bottleneck, DaemonView, HostJudgement, HostView, Judgement, MetricView,
-    Recommendation, Score,
+    self, AnomalyEvent, Bottleneck, DaemonView, FilesystemView, HostJudgement, HostView, Judgement,
+    MetricView, Recommendation, Score,
 };
 use super::stats::{SeriesWindow, WindowStats};
 use super::trend::{self, Polarity, TimeToThreshold, Trend, TrendRule};
@@ -104,6 +104,8 @@ pub struct HostReport {
     pub judgement: HostJudgement,
     /// Scores of every daemon, by id.
     pub daemon_scores: BTreeMap<DaemonId, f64>,
+    /// File systems predicted to fill up.
+    pub predictions: Vec<Prediction>,
     /// The host's series.
     pub series: Vec<SeriesReport>,
 }
@@ -318,6 +320,18 @@ impl AnalyzerState {
         self.restarts.remove(daemon);
     }
 
+    /// Forgets series whose latest sample is older than `before` (daemons long gone, mounts
+    /// unmounted, operations no longer recorded), and restarts older than the restart period,
+    /// so memory stays bounded under churn. Returns how many series were dropped.
+    pub fn expire(&mut self, before: TimestampMs) -> usize {
+        let n = self.series.len();
+        self.series
+            .retain(|_, s| s.window.points().back().is_some_and(|p| p.0 >= before));
+        self.restarts
+            .retain(|_, times| times.back().is_some_and(|&t| t >= before));
+        n - self.series.len()
+    }
+
     /// The daemons with series.
     pub fn daemons(&self) -> Vec<DaemonId> {
         let mut out: Vec<DaemonId> = self
@@ -352,14 +366,49 @@ impl AnalyzerState {
     }
 
     /// What the judgement of the host reads.
-    pub fn host_view(&self) -> HostView {
+    pub fn host_view(&self, now: TimestampMs) -> HostView {
         let host = Source::Host;
+        let mut filesystems = Vec::new();
+        for (k, s) in &self.series {
+            if k.source != host || k.metric.as_str() != names::SYSTEM_FILESYSTEM_USED {
+                continue;
+            }
+            let Some(mount) = k.labels.get("mountpoint") else {
+                continue;
+            };
+            let total = self
+                .series
+                .iter()
+                .find(|(t, _)| {
+                    t.source == host
+                        && t.metric.as_str() == names::SYSTEM_FILESYSTEM_TOTAL
+                        && t.labels.get("mountpoint") == Some(mount)
+                })
+                .and_then(|(_, t)| t.window.points().back().map(|p| p.1));
+            let (Some(total), Some(used)) = (total, s.window.points().back().map(|p| p.1)) else {
+                continue;
+            };
+            let view = s.view(k, &self.rule);
+            let time_to_full = view
+                .trend
+                .filter(|t| t.direction == trend::Direction::Rising)
+                .and_then(|t| trend::time_to_threshold(&t.fit, now, total, 0.95));
+            filesystems.push(FilesystemView {
+                mountpoint: mount.to_string(),
+                used,
+                total,
+                time_to_full,
+            });
+        }
+        filesystems.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
         HostView {
+            now_ms: now,
             cpu: self.metric_view(&host, names::SYSTEM_CPU_UTILIZATION),
             memory_total: self.last(&host, names::SYSTEM_MEMORY_TOTAL),
             memory_available: self.last(&host, names::SYSTEM_MEMORY_AVAILABLE),
             swap_used: self.last(&host, names::SYSTEM_SWAP_USED),
             cores: self.last(&host, names::SYSTEM_CPU_COUNT),
+            filesystems,
         }
     }
 
@@ -400,7 +449,7 @@ impl AnalyzerState {
 
     /// Judges the host and every daemon.
     pub fn judge_all(&self, now: TimestampMs) -> (HostJudgement, BTreeMap<DaemonId, Judgement>) {
-        let host = self.host_view();
+        let host = self.host_view(now);
         let views: Vec<DaemonView> = self
             .daemons()
             .iter()
@@ -453,7 +502,7 @@ impl AnalyzerState {
         let (host, judgements) = self.judge_all(now);
         let _ = host;
         let judgement = judgements.get(daemon)?.clone();
-        let view = self.daemon_view(daemon, &self.host_view(), now);
+        let view = self.daemon_view(daemon, &self.host_view(now), now);
         let mut predictions = Vec::new();
         if let Some(t) = view.rss_time_to_limit.clone() {
             predictions.push(Prediction {
@@ -484,9 +533,26 @@ impl AnalyzerState {
     /// The host's report.
     pub fn host_report(&self, now: TimestampMs) -> HostReport {
         let (judgement, daemons) = self.judge_all(now);
+        let predictions = self
+            .host_view(now)
+            .filesystems
+            .into_iter()
+            .filter_map(|fs| {
+                Some(Prediction {
+                    metric: format!(
+                        "{} {{mountpoint={}}}",
+                        names::SYSTEM_FILESYSTEM_USED,
+                        fs.mountpoint
+                    ),
+                    limit: format!("the size of {}", fs.mountpoint),
+                    when: fs.time_to_full?,
+                })
+            })
+            .collect();
         HostReport {
             generated_at_ms: now,
             judgement,
+            predictions,
             daemon_scores: daemons
                 .into_iter()
                 .map(|(d, j)| (d, j.score.value))
@@ -517,5 +583,177 @@ pub fn alert_worthy(event: &AnomalyEvent) -> bool {
     match event.kind {
         AnomalyKind::LevelShiftUp | AnomalyKind::LevelShiftDown => true,
         AnomalyKind::Spike => event.score >= 12.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyzer::judge::BottleneckKind;
+    use crate::types::Sample;
+
+    const T0: TimestampMs = 1_767_225_600_000;
+
+    fn sample(source: Source, metric: &str, labels: Labels, ts: TimestampMs, value: f64) -> Sample {
+        Sample {
+            series: SeriesKey::new(source, metric.to_string(), labels),
+            kind: MetricKind::Gauge,
+            ts_ms: ts,
+            value,
+        }
+    }
+
+    fn daemon(d: &str) -> Source {
+        Source::Daemon(DaemonId::new(d))
+    }
+
+    /// Memory per series stops growing once the windows are full, whatever the run length.
+    #[test]
+    fn memory_is_bounded() {
+        let mut state = AnalyzerState::new(600);
+        let feed = |state: &mut AnalyzerState, from: i64, n: i64| {
+            for i in from..from + n {
+                let batch = MetricBatch {
+                    samples: vec![sample(
+                        daemon("d"),
+                        names::PROCESS_CPU_UTILIZATION,
+                        Labels::empty(),
+                        T0 + i * 1000,
+                        0.1,
+                    )],
+                };
+                state.add(&batch);
+            }
+        };
+        feed(&mut state, 0, 30_000);
+        let after_8h = state.memory_bytes();
+        feed(&mut state, 30_000, 100_000);
+        assert_eq!(state.memory_bytes(), after_8h);
+        assert!(after_8h < 40_000, "{after_8h} bytes for one series");
+    }
+
+    /// A leaking daemon is reported as such, with the time until it reaches the host's
+    /// memory; a level shift is an alert-worthy anomaly; restarts count within 10 minutes;
+    /// stale series expire.
+    #[test]
+    fn leak_shift_restarts_and_expiry() {
+        let mut state = AnalyzerState::new(600);
+        let mut shift = None;
+        for i in 0..600i64 {
+            let ts = T0 + i * 1000;
+            let latency = if i < 400 { 0.01 } else { 0.05 } + (i % 7) as f64 * 1e-4;
+            let batch = MetricBatch {
+                samples: vec![
+                    sample(
+                        daemon("d"),
+                        names::PROCESS_MEMORY_RSS,
+                        Labels::empty(),
+                        ts,
+                        1e8 + i as f64 * 2e5 + (i % 5) as f64 * 4096.0,
+                    ),
+                    sample(
+                        Source::Host,
+                        names::SYSTEM_MEMORY_TOTAL,
+                        Labels::empty(),
+                        ts,
+                        8e9,
+                    ),
+                    sample(
+                        daemon("d"),
+                        "search.latency_seconds",
+                        Labels::empty(),
+                        ts,
+                        latency,
+                    ),
+                ],
+            };
+            for (key, event) in state.add(&batch) {
+                if key.metric.as_str() == "search.latency_seconds"
+                    && event.kind == AnomalyKind::LevelShiftUp
+                {
+                    assert!(alert_worthy(&event));
+                    shift.get_or_insert(event);
+                }
+            }
+        }
+        let shift = shift.expect("the latency level shift is found");
+        assert!(
+            shift.at_ms >= T0 + 400_000 && shift.at_ms < T0 + 420_000,
+            "{shift:?}"
+        );
+        let now = T0 + 600_000;
+        let report = state.report(&DaemonId::new("d"), now).expect("report");
+        let kinds: Vec<_> = report.bottlenecks.iter().map(|b| b.kind).collect();
+        assert!(kinds.contains(&BottleneckKind::MemoryLeak), "{kinds:?}");
+        assert!(
+            kinds.contains(&BottleneckKind::LatencyRegression),
+            "{kinds:?}"
+        );
+        let prediction = &report.predictions[0];
+        // 200 kB/s from 1.2e8 to 8e9 bytes: about 39 400 s.
+        let eta_s = (prediction.when.eta_ms - now) as f64 / 1000.0;
+        assert!((eta_s - 39_400.0).abs() < 1000.0, "{eta_s}");
+
+        for k in 0..3 {
+            state.lifecycle(&LifecycleEvent {
+                daemon: DaemonId::new("d"),
+                pid: 10 + k,
+                ts_ms: now - 60_000,
+                kind: LifecycleKind::Restarted,
+                detail: String::new(),
+            });
+        }
+        let report = state.report(&DaemonId::new("d"), now).expect("report");
+        assert_eq!(report.restarts_recent, 3);
+        assert!(report
+            .bottlenecks
+            .iter()
+            .any(|b| b.kind == BottleneckKind::RestartInstability));
+        let later = now + RESTART_PERIOD_MS;
+        assert_eq!(
+            state
+                .report(&DaemonId::new("d"), later)
+                .unwrap()
+                .restarts_recent,
+            0
+        );
+        assert_eq!(state.expire(now + 1), state.len() + 3);
+        assert!(state.is_empty());
+        assert!(state.report(&DaemonId::new("d"), later).is_none());
+    }
+
+    /// A file system filling at a steady rate is predicted in the host report.
+    #[test]
+    fn filling_file_system_is_predicted() {
+        let mut state = AnalyzerState::new(600);
+        let mount = || Labels::from_pairs([("mountpoint", "/data")]);
+        for i in 0..300i64 {
+            let ts = T0 + i * 1000;
+            state.add(&MetricBatch {
+                samples: vec![
+                    sample(
+                        Source::Host,
+                        names::SYSTEM_FILESYSTEM_USED,
+                        mount(),
+                        ts,
+                        5e9 + i as f64 * 1e6,
+                    ),
+                    sample(
+                        Source::Host,
+                        names::SYSTEM_FILESYSTEM_TOTAL,
+                        mount(),
+                        ts,
+                        1e10,
+                    ),
+                ],
+            });
+        }
+        let report = state.host_report(T0 + 300_000);
+        let p = report.predictions.first().expect("a prediction");
+        assert!(p.limit.contains("/data"), "{p:?}");
+        // (1e10 − 5.3e9) / 1e6 per s ≈ 4700 s.
+        let eta_s = (p.when.eta_ms - (T0 + 300_000)) as f64 / 1000.0;
+        assert!((eta_s - 4700.0).abs() < 100.0, "{eta_s}");
+        assert!(report.judgement.score.value < 100.0);
     }
 }

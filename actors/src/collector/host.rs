@@ -1,4 +1,5 @@
-//! Host metrics (CPU, memory, swap, load, disk I/O, network per interface) through sysinfo.
+//! Host metrics (CPU, memory, swap, load, disk I/O, file system use per mount point,
+//! network per interface) through sysinfo.
 
 use std::collections::BTreeSet;
 
@@ -6,6 +7,9 @@ use sysinfo::{DiskRefreshKind, Disks, Networks, System};
 
 use crate::metric_names as m;
 use crate::types::{Labels, MetricKind, Sample, SeriesKey, Source, TimestampMs};
+
+/// Most mount points reported (containers can list hundreds).
+const MAX_MOUNTS: usize = 32;
 
 /// Samples the host. Keeps sysinfo's state between calls so CPU usage is a delta.
 pub struct HostSampler {
@@ -34,9 +38,10 @@ impl HostSampler {
     pub fn new() -> Self {
         let system = System::new().ok();
         let networks = Networks::new_with_refreshed_list().ok();
-        let disks =
-            Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_io_usage())
-                .ok();
+        let disks = Disks::new_with_refreshed_list_specifics(
+            DiskRefreshKind::nothing().with_io_usage().with_storage(),
+        )
+        .ok();
         HostSampler {
             system,
             networks,
@@ -109,15 +114,35 @@ impl HostSampler {
             push(m::SYSTEM_LOAD_15M, gauge, load.fifteen, Labels::empty());
         }
         if let Some(disks) = self.disks.as_mut() {
-            disks.refresh_specifics(true, DiskRefreshKind::nothing().with_io_usage());
+            disks.refresh_specifics(
+                true,
+                DiskRefreshKind::nothing().with_io_usage().with_storage(),
+            );
             // Several mounts can share one device; count each device once.
             let mut seen = BTreeSet::new();
+            let mut mounts = BTreeSet::new();
             let (mut read, mut written) = (0u64, 0u64);
             for disk in disks.iter() {
                 if seen.insert(disk.name().to_os_string()) {
                     let u = disk.usage();
                     read = read.saturating_add(u.total_read_bytes);
                     written = written.saturating_add(u.total_written_bytes);
+                }
+                let total = disk.total_space();
+                // Pseudo file systems have no size; the label set stays bounded.
+                if total > 0 && mounts.len() < MAX_MOUNTS {
+                    let mount = disk.mount_point().to_string_lossy().into_owned();
+                    if mounts.insert(mount.clone()) {
+                        let labels = Labels::from_pairs([("mountpoint", mount)]);
+                        let used = total.saturating_sub(disk.available_space());
+                        push(
+                            m::SYSTEM_FILESYSTEM_USED,
+                            gauge,
+                            used as f64,
+                            labels.clone(),
+                        );
+                        push(m::SYSTEM_FILESYSTEM_TOTAL, gauge, total as f64, labels);
+                    }
                 }
             }
             push(m::SYSTEM_DISK_READ, counter, read as f64, Labels::empty());
