@@ -433,6 +433,23 @@ pub struct Alert {
     pub auto_actionable: bool,
 }
 
+/// An action perfvisor took (or refused to take) because of an alert, as stored in history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// When.
+    pub ts_ms: TimestampMs,
+    /// The daemon acted on, if any.
+    pub daemon: Option<DaemonId>,
+    /// The rule whose alert asked for it.
+    pub rule: String,
+    /// What: `restart`, `exec <program>`.
+    pub action: String,
+    /// `done`, `failed`, `refused` (rate limit, no daemon control) or `skipped`.
+    pub outcome: String,
+    /// Why, or what the control said.
+    pub detail: String,
+}
+
 /// What happened to a daemon, as stored in its lifecycle history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

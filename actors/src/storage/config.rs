@@ -40,7 +40,7 @@ pub struct Retention {
     pub daily: Duration,
     /// Daemon lifecycle events. At least one hour.
     pub events: Duration,
-    /// Alert history. At least one hour.
+    /// Alert history and the actions taken. At least one hour.
     pub alerts: Duration,
 }
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{
 
 use super::writer::{count, WriterState, WriterThread};
 use super::{FailureHook, StorageCommand, StorageConfig, StorageError, StorageFault, StorageStats};
-use crate::types::{Alert, LifecycleEvent, MetricBatch};
+use crate::types::{ActionRecord, Alert, LifecycleEvent, MetricBatch, TimestampMs};
 
 /// A handle to the storage writer thread. Cheap to clone; every clone talks to the same
 /// writer. When the last clone is dropped without [`StorageHandle::shutdown`], the writer
@@ -122,6 +122,18 @@ impl StorageHandle {
             count(&self.shared.stats.dropped_alerts, 1);
         }
         accepted
+    }
+
+    /// Sets (`Some`) or deletes (`None`) a persisted alert-engine state, without blocking;
+    /// `false` when the queue is full or closed.
+    pub fn save_alert_state(&self, key: String, json: Option<String>, ts_ms: TimestampMs) -> bool {
+        self.try_send(StorageCommand::AlertState { key, json, ts_ms })
+    }
+
+    /// Records an action taken because of an alert, without blocking; `false` when the
+    /// queue is full or closed.
+    pub fn record_action(&self, action: ActionRecord) -> bool {
+        self.try_send(StorageCommand::Action(action))
     }
 
     /// Makes the database refuse writes (or stop refusing): fault injection to exercise the
@@ -544,12 +556,12 @@ mod tests {
         match &err {
             StorageError::TooNew {
                 found, supported, ..
-            } => assert_eq!((*found, *supported), (99, 2)),
+            } => assert_eq!((*found, *supported), (99, 3)),
             other => panic!("expected TooNew, got {other}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains("99") && message.contains("up to 2"),
+            message.contains("99") && message.contains("up to 3"),
             "{message}"
         );
         assert!(matches!(

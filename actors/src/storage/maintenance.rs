@@ -403,7 +403,7 @@ fn retention_unit(
     let raw_cutoff = now_ms.saturating_sub(settings.raw_ms);
     let hourly_cutoff = now_ms.saturating_sub(settings.hourly_ms);
     let daily_cutoff = now_ms.saturating_sub(settings.daily_ms);
-    let statements: [(&str, Vec<i64>); 5] = [
+    let statements: [(&str, Vec<i64>); 6] = [
         (
             "DELETE FROM chunks WHERE id IN \
              (SELECT id FROM chunks WHERE end_ms < ?1 LIMIT ?2)",
@@ -433,6 +433,10 @@ fn retention_unit(
         ),
         (
             "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE ts_ms < ?1 LIMIT ?2)",
+            vec![now_ms.saturating_sub(settings.alerts_ms), DELETE_ROWS],
+        ),
+        (
+            "DELETE FROM actions WHERE id IN (SELECT id FROM actions WHERE ts_ms < ?1 LIMIT ?2)",
             vec![now_ms.saturating_sub(settings.alerts_ms), DELETE_ROWS],
         ),
     ];

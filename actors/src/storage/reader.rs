@@ -15,7 +15,8 @@ use super::query::{self, Query, SeriesResult};
 use super::StorageError;
 use super::{maintenance, schema};
 use crate::types::{
-    Alert, DaemonId, LifecycleEvent, LifecycleKind, MetricKind, SeriesKey, TimestampMs,
+    ActionRecord, Alert, DaemonId, LifecycleEvent, LifecycleKind, MetricKind, SeriesKey,
+    TimestampMs,
 };
 
 const SELECT_EVENTS: &str = "SELECT daemon, pid, ts_ms, kind, detail FROM events \
@@ -225,6 +226,44 @@ impl StorageReader {
             }
         }
         Ok(out)
+    }
+
+    /// Every persisted alert-engine state, as (key, JSON), by key.
+    pub fn alert_states(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let rows = self
+            .conn
+            .prepare_cached("SELECT key, json FROM alert_state ORDER BY key")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Actions on one daemon (or all) in `[from_ms, to_ms)`, oldest first.
+    pub fn actions(
+        &self,
+        daemon: Option<&DaemonId>,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<ActionRecord>, StorageError> {
+        let map = |r: &Row<'_>| -> rusqlite::Result<ActionRecord> {
+            Ok(ActionRecord {
+                ts_ms: r.get(0)?,
+                daemon: r.get::<_, Option<String>>(1)?.map(DaemonId::from),
+                rule: r.get(2)?,
+                action: r.get(3)?,
+                outcome: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        };
+        let sql = "SELECT ts_ms, daemon, rule, action, outcome, detail FROM actions \
+                   WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR daemon = ?3) \
+                   ORDER BY ts_ms, id";
+        let rows = self
+            .conn
+            .prepare_cached(sql)?
+            .query_map(params![from_ms, to_ms, daemon.map(|d| d.as_str())], map)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn skip(&self, table: &str, why: &str) {

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: SCHEMA_V2,
         convert: Some(samples_to_head),
     },
+    Migration {
+        version: 3,
+        sql: SCHEMA_V3,
+        convert: None,
+    },
 ];
 
 /// Version 1: one row per sample, plus events and alerts.
@@ -164,6 +169,32 @@ CREATE TABLE schema_migrations (
 );
 INSERT INTO schema_migrations (version, applied_ms, applied_by)
     VALUES (1, NULL, 'a perfvisor before migrations were recorded');
+";
+
+/// Version 3: alert state that survives a restart, and the history of actions.
+///
+/// - `alert_state`: one row per key (a (rule, series) state of the alert engine, or a
+///   silence), its value the engine's own JSON; rewritten when it changes, deleted when
+///   it goes back to inactive or expires.
+/// - `actions`: every action perfvisor took or refused (restart, command), with the alert
+///   that asked for it and the outcome.
+const SCHEMA_V3: &str = "
+CREATE TABLE alert_state (
+    key        TEXT PRIMARY KEY,
+    json       TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE actions (
+    id      INTEGER PRIMARY KEY,
+    ts_ms   INTEGER NOT NULL,
+    daemon  TEXT,
+    rule    TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX actions_by_time ON actions (ts_ms);
+CREATE INDEX actions_by_daemon_time ON actions (daemon, ts_ms);
 ";
 
 /// Moves version 1's sample rows into head rows (one per series and hour window), so the

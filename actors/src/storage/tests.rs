@@ -593,7 +593,10 @@ mod history {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(applied.iter().map(|a| a.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            applied.iter().map(|a| a.0).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert!(applied[1].1.starts_with("perfvisor "), "{applied:?}");
         handle.compact_now(WAIT).unwrap();
         handle.shutdown(WAIT).unwrap();
@@ -854,5 +857,49 @@ mod history {
         let report = integrity_check(&path).unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert!(report.rows_checked >= 3);
+    }
+}
+
+/// Alert-engine state and action history.
+mod alert_state {
+    use super::*;
+    use crate::storage::{StorageHandle, StorageReader, StorageStats};
+    use crate::types::ActionRecord;
+
+    /// States are upserted by key and deleted with `None`; actions read back by daemon.
+    #[test]
+    fn states_and_actions_round_trip() {
+        let (_dir, path) = temp_db();
+        let handle = StorageHandle::spawn(
+            test_config(&path),
+            Arc::new(StorageStats::default()),
+            zero_hook(),
+        )
+        .unwrap();
+        assert!(handle.save_alert_state("a".into(), Some("{\"v\":1}".into()), 1));
+        assert!(handle.save_alert_state("b".into(), Some("{\"v\":2}".into()), 2));
+        assert!(handle.save_alert_state("a".into(), Some("{\"v\":3}".into()), 3));
+        assert!(handle.save_alert_state("b".into(), None, 4));
+        let action = |ts: i64, daemon: &str| ActionRecord {
+            ts_ms: ts,
+            daemon: Some(DaemonId::new(daemon)),
+            rule: "leak".into(),
+            action: "restart".into(),
+            outcome: "done".into(),
+            detail: String::new(),
+        };
+        assert!(handle.record_action(action(10, "x")));
+        assert!(handle.record_action(action(20, "y")));
+        handle.shutdown(Duration::from_secs(30)).unwrap();
+        let reader = StorageReader::open(&path).unwrap();
+        assert_eq!(
+            reader.alert_states().unwrap(),
+            vec![("a".to_string(), "{\"v\":3}".to_string())]
+        );
+        assert_eq!(
+            reader.actions(Some(&DaemonId::new("y")), 0, 100).unwrap(),
+            vec![action(20, "y")]
+        );
+        assert_eq!(reader.actions(None, 0, 100).unwrap().len(), 2);
     }
 }

@@ -35,7 +35,10 @@ use super::config::HOUR_MS;
 use super::maintenance::{self, MaintenanceSettings};
 use super::{codec, schema};
 use super::{StorageConfig, StorageError};
-use crate::types::{Alert, AlertState, Clock, LifecycleEvent, MetricBatch, MetricKind, SeriesKey};
+use crate::types::{
+    ActionRecord, Alert, AlertState, Clock, LifecycleEvent, MetricBatch, MetricKind, SeriesKey,
+    TimestampMs,
+};
 
 /// A request to the storage writer. Embedders use [`super::StorageHandle`], which sends these.
 #[derive(Debug)]
@@ -46,6 +49,17 @@ pub enum StorageCommand {
     Event(LifecycleEvent),
     /// Record an alert notification.
     Alert(Alert),
+    /// Set (or, with `json: None`, delete) one persisted alert-engine state.
+    AlertState {
+        /// The state's key (rule and series, or a silence id).
+        key: String,
+        /// The engine's JSON for it; `None` deletes it.
+        json: Option<String>,
+        /// When it changed.
+        ts_ms: TimestampMs,
+    },
+    /// Record an action taken because of an alert.
+    Action(ActionRecord),
     /// Acknowledge on this sender once everything accepted before this command is committed.
     /// The sender is dropped without a message when that could not be committed.
     Flush(Sender<()>),
@@ -253,6 +267,10 @@ pub(super) struct Buffers {
     events: Vec<LifecycleEvent>,
     /// Alerts with their JSON, encoded when accepted so an unencodable one is refused early.
     alerts: Vec<(Alert, String)>,
+    /// Alert-engine states to set or delete, latest per key wins.
+    alert_states: Vec<(String, Option<String>, TimestampMs)>,
+    /// Actions to record.
+    actions: Vec<ActionRecord>,
     samples: usize,
     /// When the oldest uncommitted item was accepted.
     oldest: Option<Instant>,
@@ -262,7 +280,11 @@ pub(super) struct Buffers {
 
 impl Buffers {
     fn is_empty(&self) -> bool {
-        self.samples == 0 && self.events.is_empty() && self.alerts.is_empty()
+        self.samples == 0
+            && self.events.is_empty()
+            && self.alerts.is_empty()
+            && self.alert_states.is_empty()
+            && self.actions.is_empty()
     }
 
     fn touch(&mut self) {
@@ -311,6 +333,8 @@ impl Buffers {
         });
         self.events.clear();
         self.alerts.clear();
+        self.alert_states.clear();
+        self.actions.clear();
         self.samples = 0;
         self.oldest = None;
     }
@@ -326,6 +350,8 @@ impl Buffers {
         self.series.clear();
         self.events.clear();
         self.alerts.clear();
+        self.alert_states.clear();
+        self.actions.clear();
         self.samples = 0;
         self.oldest = None;
         lost
@@ -427,6 +453,30 @@ impl WriterState {
                 ])?;
             }
             flushed.alerts = buffers.alerts.len() as u64;
+            let mut upsert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO alert_state (key, json, updated_ms) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM alert_state WHERE key = ?1")?;
+            for (key, json, ts) in &buffers.alert_states {
+                match json {
+                    Some(json) => upsert.execute(params![key, json, ts])?,
+                    None => delete.execute([key])?,
+                };
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO actions (ts_ms, daemon, rule, action, outcome, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for a in &buffers.actions {
+                insert.execute(params![
+                    a.ts_ms,
+                    a.daemon.as_ref().map(|d| d.as_str()),
+                    a.rule,
+                    a.action,
+                    a.outcome,
+                    a.detail
+                ])?;
+            }
         }
         tx.commit()?;
         Ok(flushed)
@@ -654,6 +704,23 @@ impl WriterThread {
                     count(&self.stats.dropped_events, 1);
                 } else {
                     self.buffers.events.push(event);
+                    self.buffers.touch();
+                }
+            }
+            StorageCommand::AlertState { key, json, ts_ms } => {
+                if self.buffers.alert_states.len() >= MAX_BUFFERED_RECORDS {
+                    count(&self.stats.write_errors, 1);
+                    tracing::warn!(key, "Alert state not buffered: the buffer is full.");
+                } else {
+                    self.buffers.alert_states.push((key, json, ts_ms));
+                    self.buffers.touch();
+                }
+            }
+            StorageCommand::Action(action) => {
+                if self.buffers.actions.len() >= MAX_BUFFERED_RECORDS {
+                    count(&self.stats.write_errors, 1);
+                } else {
+                    self.buffers.actions.push(action);
                     self.buffers.touch();
                 }
             }
