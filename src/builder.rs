@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use perfvisor_actors::alerts::ThresholdRule;
+use perfvisor_actors::alerts::{ActionLimits, DaemonControl, SinkConfig, ThresholdRule};
 use perfvisor_actors::storage::Retention;
 use perfvisor_actors::supervisor::{EngineConfig, RestartKind, RestartPolicy};
 use perfvisor_actors::types::{Clock, SystemClock};
@@ -50,6 +50,10 @@ impl Default for PerfvisorBuilder {
                 clock: Arc::new(SystemClock),
                 retention: Retention::default(),
                 max_database_bytes: None,
+                default_rules: true,
+                sinks: Vec::new(),
+                daemon_control: None,
+                action_limits: ActionLimits::default(),
             },
         }
     }
@@ -121,6 +125,29 @@ impl PerfvisorBuilder {
     /// oldest rollups. Default: no cap. At least 1 MiB.
     pub fn max_database_bytes(mut self, bytes: Option<u64>) -> Self {
         self.config.max_database_bytes = bytes;
+        self
+    }
+    /// Whether the default alert rules ship (high CPU, memory growth, descriptors near the
+    /// limit, crash loop, daemon down, and one rule per bottleneck kind). Default: on.
+    pub fn default_rules(mut self, on: bool) -> Self {
+        self.config.default_rules = on;
+        self
+    }
+    /// Adds an alert sink (webhook, Alertmanager, exec, log) under a name. Each sink has its
+    /// own queue, retries and timeout; its settings are checked at `start()`.
+    pub fn sink(mut self, name: impl Into<String>, sink: SinkConfig) -> Self {
+        self.config.sinks.push((name.into(), sink));
+        self
+    }
+    /// Who restarts daemons when an alert's action asks for it (without one, restart
+    /// actions are refused and recorded as such).
+    pub fn daemon_control(mut self, control: impl DaemonControl) -> Self {
+        self.config.daemon_control = Some(Arc::new(control));
+        self
+    }
+    /// Rate limits of alert actions. Default: 3 per daemon per hour, 10 minutes apart.
+    pub fn action_limits(mut self, limits: ActionLimits) -> Self {
+        self.config.action_limits = limits;
         self
     }
     /// The clock timestamps come from. Default: the system clock.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
-use perfvisor_actors::alerts::{AlertCallback, ThresholdRule};
+use perfvisor_actors::alerts::{AlertCallback, Silence, ThresholdRule};
 use perfvisor_actors::analyzer::{DaemonReport, HostReport};
 use perfvisor_actors::messages::*;
 use perfvisor_actors::recorder::Recorder;
@@ -266,6 +266,60 @@ impl Perfvisor {
         self.check_running()?;
         self.inner.parts.storage.inject_fault(fault);
         Ok(())
+    }
+
+    /// The host restarts or redeploys a daemon on purpose: for `expected`, its exits and
+    /// restarts count against nothing (no crash-loop alert, no restart instability) and its
+    /// alerts are silenced.
+    pub async fn daemon_restarting(
+        &self,
+        id: impl Into<DaemonId>,
+        expected: std::time::Duration,
+    ) -> Result<(), Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .supervisor
+            .send(DaemonRestarting {
+                id: id.into(),
+                expected,
+            })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Adds (or replaces, by id) a silence; it is kept across restarts until it ends.
+    pub async fn add_silence(&self, silence: Silence) -> Result<(), Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(AddSilence { silence })
+            .await
+            .map_err(|_| Error::NotRunning)?
+            .map_err(Error::Silence)
+    }
+
+    /// Removes a silence; `true` when it existed.
+    pub async fn remove_silence(&self, id: impl Into<String>) -> Result<bool, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(RemoveSilence { id: id.into() })
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// The silences in force or to come.
+    pub async fn silences(&self) -> Result<Vec<Silence>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(GetSilences)
+            .await
+            .map_err(|_| Error::NotRunning)
     }
 
     /// The history database's path.

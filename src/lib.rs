@@ -11,7 +11,11 @@ pub use builder::{
 };
 pub use handle::Perfvisor;
 
-pub use perfvisor_actors::alerts::{Comparison, ThresholdRule};
+pub use perfvisor_actors::alerts::{
+    default_rules, ActionLimits, Comparison, Condition, DaemonControl, FlapDamping, Matcher,
+    RuleAction, RuleError, Selector, Silence, SilenceError, SinkConfig, SinkSettings, SinkStatus,
+    SourceKind, ThresholdRule,
+};
 pub use perfvisor_actors::analyzer::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, DaemonReport, Deduction,
     Evidence, HostJudgement, HostReport, Level, Prediction, Recommendation, Score, SeriesReport,
@@ -48,6 +52,9 @@ pub enum Error {
     /// perfvisor has been shut down (or its system thread died); nothing more is accepted.
     #[error("perfvisor is not running (it was shut down)")]
     NotRunning,
+    /// A silence was refused.
+    #[error(transparent)]
+    Silence(SilenceError),
     /// A daemon spec was refused.
     #[error("invalid daemon {id:?}: {problem}")]
     InvalidDaemon {

@@ -147,6 +147,17 @@ pub struct GetReport {
     pub daemon: DaemonId,
 }
 
+/// The host restarts or redeploys a daemon on purpose: for `expected`, its exits and
+/// restarts count against nothing and its alerts are silenced.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DaemonRestarting {
+    /// The daemon.
+    pub id: DaemonId,
+    /// How long the restart may take.
+    pub expected: std::time::Duration,
+}
+
 /// Asks for the host's report.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Option<HostReport>")]
@@ -210,6 +221,27 @@ impl std::fmt::Debug for SubscribeCallback {
         f.write_str("SubscribeCallback")
     }
 }
+
+/// Adds (or replaces, by id) a silence.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), crate::alerts::SilenceError>")]
+pub struct AddSilence {
+    /// The silence.
+    pub silence: crate::alerts::Silence,
+}
+
+/// Removes a silence; answers whether it existed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "bool")]
+pub struct RemoveSilence {
+    /// Its id.
+    pub id: String,
+}
+
+/// Asks for the silences.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<crate::alerts::Silence>")]
+pub struct GetSilences;
 
 /// Asks for the alerts firing now.
 #[derive(Debug, Clone, Copy, Message)]

@@ -47,7 +47,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{AlertDispatcher, ThresholdRule};
+use crate::alerts::{
+    ActionLimits, AlertDispatcher, DaemonControl, DispatcherConfig, Sink, SinkConfig, SinkSettings,
+    ThresholdRule,
+};
 use crate::analyzer::Analyzer;
 use crate::collector::{intake, Collector};
 use crate::messages::*;
@@ -409,6 +412,15 @@ pub struct EngineConfig {
     pub rules: Vec<ThresholdRule>,
     /// Source of time.
     pub clock: SharedClock,
+    /// Ship the default alert rules (high CPU, memory growth, descriptors near the limit,
+    /// crash loop, daemon down) and a signal rule per bottleneck kind.
+    pub default_rules: bool,
+    /// Alert sinks, by name.
+    pub sinks: Vec<(String, SinkConfig)>,
+    /// Who restarts daemons for restart actions (the host, when embedded).
+    pub daemon_control: Option<Arc<dyn DaemonControl>>,
+    /// Rate limits of alert actions.
+    pub action_limits: ActionLimits,
     /// How long each tier of history is kept.
     pub retention: crate::storage::Retention,
     /// Optional cap on the database's used size, in bytes.
@@ -482,6 +494,10 @@ pub struct Supervisor {
     shutting_down: bool,
     /// Since when storage writes fail, while the internal alert about it is firing.
     storage_alert_since: Option<TimestampMs>,
+    /// Daemons the host is restarting on purpose, until when.
+    planned_restarts: HashMap<DaemonId, TimestampMs>,
+    /// The alert sinks (the dispatcher delivers to them; status reads them).
+    sinks: Vec<Arc<Sink>>,
 }
 
 /// Starts the whole tree inside the current actix `System`. Must be called from within it.
@@ -540,14 +556,35 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         }),
     )?;
 
+    let mut sinks = Vec::with_capacity(config.sinks.len());
+    for (name, sink) in &config.sinks {
+        sinks.push(Arc::new(
+            Sink::spawn(name.clone(), sink.clone(), SinkSettings::default()).map_err(|e| {
+                EngineError::InvalidSetting {
+                    name: "sinks",
+                    value: format!("{name}: {e}"),
+                    expected: "a sink whose settings pass validation (see the message)",
+                }
+            })?,
+        ));
+    }
+    let status_sinks = sinks.clone();
+    let dispatcher_config = DispatcherConfig {
+        rules: config.rules.clone(),
+        default_rules: config.default_rules,
+        sinks,
+        control: config.daemon_control.clone(),
+        action_limits: config.action_limits,
+        clock: clock.clone(),
+    };
     let dispatcher = {
-        let (child, storage, rules, engine) = (
+        let (child, storage, dconfig, engine) = (
             dispatcher_child.clone(),
             storage.clone(),
-            config.rules.clone(),
+            dispatcher_config,
             engine.clone(),
         );
-        actix::Supervisor::start(move |_| AlertDispatcher::new(child, storage, rules, engine))
+        actix::Supervisor::start(move |_| AlertDispatcher::new(child, storage, dconfig, engine))
     };
     let analyzer = {
         let (child, d, dchild, clock, window, every) = (
@@ -627,6 +664,8 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             watchers: HashMap::new(),
             shutting_down: false,
             storage_alert_since: None,
+            planned_restarts: HashMap::new(),
+            sinks: status_sinks,
         }
     });
     Ok(EngineParts {
@@ -753,18 +792,39 @@ impl Supervisor {
         }
     }
 
+    /// True while the host restarts or redeploys `daemon` on purpose.
+    fn planned(&self, daemon: &DaemonId) -> bool {
+        self.planned_restarts
+            .get(daemon)
+            .is_some_and(|&until| self.now() < until)
+    }
+
+    /// Stores a lifecycle event and tells the analyzer and the alert dispatcher, unless it is
+    /// part of a planned restart (then it is stored, marked, and counts against nothing).
     fn record_event(&self, daemon: &DaemonId, pid: u32, kind: LifecycleKind, detail: String) {
+        let planned = matches!(kind, LifecycleKind::Restarted | LifecycleKind::Exited)
+            && self.planned(daemon);
         let event = LifecycleEvent {
             daemon: daemon.clone(),
             pid,
             ts_ms: self.now(),
             kind,
-            detail,
+            detail: if planned {
+                format!("planned restart; {detail}")
+            } else {
+                detail
+            },
         };
-        self.analyzer_child.stats.enqueued();
-        self.analyzer.do_send(DaemonLifecycle {
-            event: event.clone(),
-        });
+        if !planned {
+            self.analyzer_child.stats.enqueued();
+            self.analyzer.do_send(DaemonLifecycle {
+                event: event.clone(),
+            });
+            self.dispatcher_child.stats.enqueued();
+            self.dispatcher.do_send(DaemonLifecycle {
+                event: event.clone(),
+            });
+        }
         self.storage.record_event(event);
     }
 
@@ -881,6 +941,7 @@ impl Supervisor {
             samples_collected: self.engine.samples_collected.load(Ordering::Relaxed),
             alerts_sent: self.engine.alerts_sent.load(Ordering::Relaxed),
             alert_delivery_failures: self.engine.alert_delivery_failures.load(Ordering::Relaxed),
+            alert_sinks: self.sinks.iter().map(|s| s.status()).collect(),
         }
     }
 
@@ -981,6 +1042,20 @@ impl Handler<DaemonStarted> for Supervisor {
     }
 }
 
+impl Handler<DaemonRestarting> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: DaemonRestarting, ctx: &mut Self::Context) {
+        guarded!(self, ctx, (), {
+            let now = self.now();
+            let until = now.saturating_add(msg.expected.as_millis() as i64);
+            self.planned_restarts.retain(|_, &mut t| t > now);
+            self.planned_restarts.insert(msg.id.clone(), until);
+            self.dispatcher_child.stats.enqueued();
+            self.dispatcher.do_send(msg);
+        })
+    }
+}
+
 impl Handler<DaemonStopped> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: DaemonStopped, ctx: &mut Self::Context) {
@@ -1041,6 +1116,7 @@ impl Handler<GetStatus> for Supervisor {
                     samples_collected: 0,
                     alerts_sent: 0,
                     alert_delivery_failures: 0,
+                    alert_sinks: Vec::new(),
                 }
             }
         };

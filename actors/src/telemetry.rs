@@ -236,6 +236,8 @@ pub struct Status {
     pub alerts_sent: u64,
     /// Failed deliveries to subscribers.
     pub alert_delivery_failures: u64,
+    /// Each alert sink: deliveries, failures, retries, drops, queue, last error.
+    pub alert_sinks: Vec<crate::alerts::SinkStatus>,
 }
 
 impl Status {

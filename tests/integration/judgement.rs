@@ -78,7 +78,7 @@ async fn leaking_child_is_a_memory_leak() {
     let t = support::start(fast);
     let (tx, rx) = std::sync::mpsc::channel();
     t.pv.on_alert(move |a| {
-        if a.rule == "bottleneck.memory_leak" {
+        if a.rule == "memory_growth" {
             let _ = tx.send(a.clone());
         }
     })

@@ -16,5 +16,7 @@ mod recording;
 mod alerting;
 // History survives SIGKILL of the writing process at random moments.
 mod crash;
+// Alert state across restarts, Alertmanager, dead webhooks, restart actions.
+mod delivery;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;

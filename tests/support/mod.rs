@@ -214,3 +214,144 @@ pub fn dead_recipient() -> Recipient<Alert> {
     .unwrap();
     rx.recv().unwrap()
 }
+
+/// Whether tests that need Debian packages must fail instead of skipping when those are
+/// missing (CI sets `PERFVISOR_REQUIRE_EXTERNAL=1`).
+pub fn external_required() -> bool {
+    std::env::var("PERFVISOR_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A plain HTTP/1.1 GET to 127.0.0.1; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(head, body)| {
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked")
+            {
+                dechunk(body)
+            } else {
+                body.to_string()
+            }
+        })
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A Prometheus Alertmanager (Debian's `prometheus-alertmanager`) on 127.0.0.1, killed by
+/// pid when dropped.
+pub struct Alertmanager {
+    pub port: u16,
+    child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Starts one and waits until it is ready. `None` (with a notice) when the package is
+    /// missing, unless [`external_required`], which makes that a failure.
+    pub fn start() -> Option<Alertmanager> {
+        let binary = std::path::Path::new("/usr/bin/prometheus-alertmanager");
+        if !binary.exists() {
+            assert!(
+                !external_required(),
+                "{} is missing; install the Debian package prometheus-alertmanager",
+                binary.display()
+            );
+            eprintln!(
+                "SKIPPED: {} is missing (apt-get install prometheus-alertmanager)",
+                binary.display()
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: blackhole\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: blackhole\n",
+        )
+        .expect("config");
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start alertmanager");
+        let am = Alertmanager {
+            port,
+            child: ChildGuard(child),
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while !matches!(http_get(port, "/-/ready"), Ok((200, _))) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "alertmanager not ready on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(am)
+    }
+
+    /// The alerts it holds (`GET /api/v2/alerts`), as JSON.
+    pub fn alerts(&self, active_only: bool) -> serde_json::Value {
+        let path = if active_only {
+            "/api/v2/alerts?active=true&silenced=false&inhibited=false"
+        } else {
+            "/api/v2/alerts"
+        };
+        let (status, body) = http_get(self.port, path).expect("alertmanager answers");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("json")
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+}

@@ -1,22 +1,39 @@
-//! The alert dispatcher actor: evaluates rules on incoming samples and delivers
-//! notifications. A slow or dead subscriber never holds back the dispatcher or the others:
-//! actors get a non-blocking `do_send`, closures run on threads of their own behind bounded
-//! queues.
+//! The alert dispatcher actor: runs the rule engine on samples, lifecycle events and the
+//! analyzer's candidates; applies silences; delivers notifications to host actors, closures
+//! and sinks; carries out actions; and keeps the engine's state in the database so a restart
+//! neither forgets a firing alert nor re-sends it.
+//!
+//! Delivery never waits: actors get a non-blocking `try_send`, closures run on threads of
+//! their own behind bounded queues, and each sink has its own thread, queue, retries and
+//! timeout (`sinks`). Notifications produced by one evaluation are grouped by rule for the
+//! sinks (one payload per group); actors and closures get each alert at once.
+//!
+//! Candidates from the analyzer (`bottleneck.*`) go through the engine's signal rules, so
+//! they get `for`, cooldown, repeat and flap damping like any rule; every bottleneck kind has
+//! a signal rule named after it. Anomaly candidates (`anomaly.*`) and perfvisor's internal
+//! alerts are delivered as they come.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix::dev::SendError;
 use actix::prelude::*;
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::rules::{RuleEngine, ThresholdRule};
+use super::action::{ActionLimits, ActionRunner, DaemonControl};
+use super::rules::{
+    default_rules, group, GroupBy, Notification, PersistedState, RuleEngine, ThresholdRule,
+};
+use super::silence::{Silence, Silences};
+use super::sinks::Sink;
 use crate::messages::*;
 use crate::panic_guard::guard;
-use crate::storage::StorageHandle;
+use crate::storage::{StorageHandle, StorageReader};
 use crate::supervisor::{ChildHandle, Restartable};
 use crate::telemetry::EngineStats;
-use crate::types::{Alert, AlertState, SeriesKey};
+use crate::types::{Alert, AlertState, SharedClock, TimestampMs};
 
 /// A closure subscribed to alerts.
 pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -24,55 +41,318 @@ pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
 /// Notifications queued per closure subscriber before further ones are dropped (counted).
 pub const CALLBACK_QUEUE: usize = 1024;
 
+/// How often timers (absence, `clear_for`, repeats, flap windows, silences) are checked.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// How often the engine's state is written back even without notifications.
+const PERSIST_EVERY_MS: i64 = 5_000;
+
+/// How often firing alerts are re-sent to Alertmanager sinks.
+const ALERTMANAGER_RESEND_MS: i64 = 60_000;
+
+/// A state that notified within this long is kept (so a restart keeps its cooldown).
+const COOLDOWN_MEMORY_MS: i64 = 24 * 3_600_000;
+
+/// Key prefixes in the `alert_state` table.
+const STATE_PREFIX: &str = "rule:";
+const SILENCE_PREFIX: &str = "silence:";
+
+/// The bottleneck kinds the analyzer raises candidates for; each gets a signal rule.
+const BOTTLENECK_SIGNALS: [&str; 8] = [
+    "cpu_bound",
+    "memory_pressure",
+    "memory_leak",
+    "io_bound",
+    "descriptor_exhaustion",
+    "restart_instability",
+    "latency_regression",
+    "host_contention",
+];
+
+/// What the dispatcher is built from (its spec: a restart rebuilds everything else).
+#[derive(Clone)]
+pub struct DispatcherConfig {
+    /// Rules given by the host and config.
+    pub rules: Vec<ThresholdRule>,
+    /// Ship the default rules (and a signal rule per bottleneck kind).
+    pub default_rules: bool,
+    /// Sinks, by name.
+    pub sinks: Vec<Arc<Sink>>,
+    /// Who restarts daemons for restart actions.
+    pub control: Option<Arc<dyn DaemonControl>>,
+    /// Rate limits of actions.
+    pub action_limits: ActionLimits,
+    /// Source of time.
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for DispatcherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherConfig")
+            .field("rules", &self.rules.len())
+            .field("default_rules", &self.default_rules)
+            .field("sinks", &self.sinks.len())
+            .field("control", &self.control.is_some())
+            .field("action_limits", &self.action_limits)
+            .finish()
+    }
+}
+
+/// The signal rules perfvisor ships for the analyzer's bottleneck candidates that no rule
+/// in `rules` follows yet (so one candidate never makes two notifications). Each is named
+/// after its candidate.
+fn bottleneck_rules(rules: &[ThresholdRule]) -> Vec<ThresholdRule> {
+    let followed: Vec<&str> = rules
+        .iter()
+        .filter_map(|r| match &r.condition {
+            super::rules::Condition::Signal { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    BOTTLENECK_SIGNALS
+        .iter()
+        .map(|kind| format!("bottleneck.{kind}"))
+        .filter(|name| !followed.contains(&name.as_str()))
+        .map(|name| ThresholdRule::signal(name.clone(), name))
+        .collect()
+}
+
 /// Evaluates rules and delivers alerts.
 pub struct AlertDispatcher {
     restart: Restartable,
     storage: StorageHandle,
-    initial_rules: Vec<ThresholdRule>,
-    engine: Arc<EngineStats>,
+    config: DispatcherConfig,
+    engine_stats: Arc<EngineStats>,
     rules: RuleEngine,
+    silences: Silences,
+    actions: Option<ActionRunner>,
     recipients: Vec<Recipient<Alert>>,
     callbacks: Vec<Sender<Alert>>,
-    firing: HashMap<(String, SeriesKey), Alert>,
+    /// What was last written to `alert_state`, by key, to write only changes.
+    persisted: HashMap<String, String>,
+    last_persist_ms: TimestampMs,
+    last_resend_ms: TimestampMs,
+    restored: bool,
 }
 
 impl AlertDispatcher {
-    /// A dispatcher with these rules.
+    /// A dispatcher with this config, writing to `storage`.
     pub fn new(
         child: Arc<ChildHandle>,
         storage: StorageHandle,
-        rules: Vec<ThresholdRule>,
-        engine: Arc<EngineStats>,
+        config: DispatcherConfig,
+        engine_stats: Arc<EngineStats>,
     ) -> Self {
-        AlertDispatcher {
+        let mut d = AlertDispatcher {
             restart: Restartable::new(child),
             storage,
-            rules: RuleEngine::new(rules.clone()),
-            initial_rules: rules,
-            engine,
+            rules: RuleEngine::new(Vec::new()),
+            config,
+            engine_stats,
+            silences: Silences::default(),
+            actions: None,
             recipients: Vec::new(),
             callbacks: Vec::new(),
-            firing: HashMap::new(),
+            persisted: HashMap::new(),
+            last_persist_ms: 0,
+            last_resend_ms: 0,
+            restored: false,
+        };
+        d.rebuild();
+        d
+    }
+
+    /// Rebuilds every piece of state from the spec and the database.
+    fn rebuild(&mut self) {
+        let mut rules = Vec::new();
+        if self.config.default_rules {
+            rules.extend(default_rules());
+        }
+        rules.extend(self.config.rules.iter().cloned());
+        if self.config.default_rules {
+            let extra = bottleneck_rules(&rules);
+            rules.extend(extra);
+        }
+        let mut engine = RuleEngine::new(Vec::new());
+        for rule in rules {
+            engine.add(rule);
+        }
+        self.rules = engine;
+        self.silences = Silences::default();
+        self.persisted.clear();
+        self.restored = false;
+        if self.actions.is_none() {
+            match ActionRunner::spawn(
+                self.config.control.clone(),
+                self.config.action_limits,
+                self.storage.clone(),
+            ) {
+                Ok(runner) => self.actions = Some(runner),
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot start the action thread; actions are refused.")
+                }
+            }
         }
     }
 
-    fn deliver(&mut self, alert: Alert) {
-        let key = (alert.rule.clone(), alert.series.clone());
-        match alert.state {
-            AlertState::Firing => {
-                // Already announced (rule states are rebuilt after a restart): not again.
-                if self.firing.contains_key(&key) {
-                    return;
-                }
-                self.firing.insert(key, alert.clone());
+    fn now(&self) -> TimestampMs {
+        self.config.clock.now_ms()
+    }
+
+    /// Loads the engine states and silences the database holds (once per start).
+    fn restore(&mut self) {
+        if self.restored {
+            return;
+        }
+        self.restored = true;
+        let states = match StorageReader::open(self.storage.path()).and_then(|r| r.alert_states()) {
+            Ok(states) => states,
+            Err(e) => {
+                tracing::warn!(error = %e, "Alert state not restored; alerts start afresh.");
+                return;
             }
-            AlertState::Resolved => {
-                self.firing.remove(&key);
+        };
+        let now = self.now();
+        let mut engine_states = Vec::new();
+        for (key, json) in states {
+            if key.starts_with(STATE_PREFIX) {
+                match serde_json::from_str::<PersistedState>(&json) {
+                    Ok(state) => engine_states.push(state),
+                    Err(e) => tracing::warn!(key, error = %e, "Unreadable alert state skipped."),
+                }
+            } else if key.starts_with(SILENCE_PREFIX) {
+                match serde_json::from_str::<Silence>(&json) {
+                    Ok(silence) if silence.ends_ms > now => {
+                        if let Err(e) = self.silences.add(silence) {
+                            tracing::warn!(key, error = %e, "Stored silence refused.");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(key, error = %e, "Unreadable silence skipped."),
+                }
+            }
+            self.persisted.insert(key, json);
+        }
+        let n = engine_states.len();
+        self.rules.restore(engine_states, now);
+        if n > 0 {
+            tracing::info!(
+                states = n,
+                firing = self.rules.firing().len(),
+                "Alert state restored."
+            );
+        }
+    }
+
+    /// Writes the engine states worth keeping (announced, flapping, or within a cooldown or
+    /// restart window) and the silences, when they changed in more than their latest value
+    /// since the last write; deletes the ones that are gone.
+    fn persist(&mut self, now: TimestampMs) {
+        // key → (fingerprint, full JSON)
+        let mut current: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for state in self.rules.snapshot() {
+            let worth = state.announced
+                || state.flapping
+                || !state.restarts.is_empty()
+                || state
+                    .last_notified
+                    .is_some_and(|t| now - t < COOLDOWN_MEMORY_MS);
+            if !worth {
+                continue;
+            }
+            let key = format!(
+                "{STATE_PREFIX}{}|{}|{}|{}",
+                state.rule,
+                state.series.source.as_text(),
+                state.series.metric.as_str(),
+                state.series.labels.to_text()
+            );
+            let (Ok(json), Ok(mut value)) =
+                (serde_json::to_string(&state), serde_json::to_value(&state))
+            else {
+                tracing::warn!(rule = %state.rule, "Alert state not encodable; not kept.");
+                continue;
+            };
+            if let Some(fields) = value.as_object_mut() {
+                for volatile in ["value", "level", "last_seen"] {
+                    fields.remove(volatile);
+                }
+            }
+            current.insert(key, (value.to_string(), json));
+        }
+        for silence in self.silences.all() {
+            if let Ok(json) = serde_json::to_string(silence) {
+                current.insert(
+                    format!("{SILENCE_PREFIX}{}", silence.id),
+                    (json.clone(), json),
+                );
             }
         }
-        self.engine.alerts_sent.fetch_add(1, Ordering::Relaxed);
+        let gone: Vec<String> = self
+            .persisted
+            .keys()
+            .filter(|k| !current.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.persisted.remove(&key);
+            self.storage.save_alert_state(key, None, now);
+        }
+        for (key, (fingerprint, json)) in current {
+            if self.persisted.get(&key) != Some(&fingerprint) {
+                self.storage.save_alert_state(key.clone(), Some(json), now);
+                self.persisted.insert(key, fingerprint);
+            }
+        }
+        self.last_persist_ms = now;
+    }
+
+    /// Delivers what the engine produced, persists the change, runs actions.
+    fn handle_notifications(&mut self, notifications: Vec<Notification>) {
+        if notifications.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let mut deliverable = Vec::with_capacity(notifications.len());
+        for n in notifications {
+            if let Some(id) = self.silences.silenced_by(&n.alert, now) {
+                let mut alert = n.alert.clone();
+                alert.message = format!("[silenced by {id}] {}", alert.message);
+                self.storage.record_alert(alert);
+                continue;
+            }
+            if n.alert.state == AlertState::Firing && !n.repeat {
+                if let (Some(action), Some(runner)) = (&n.action, self.actions.as_mut()) {
+                    runner.request(action, &n.alert, now, &self.storage);
+                }
+            }
+            deliverable.push(n);
+        }
+        for n in &deliverable {
+            self.deliver_now(&n.alert);
+        }
+        if !self.config.sinks.is_empty() {
+            for batch in group(deliverable, GroupBy::Rule) {
+                let alerts: Arc<[Alert]> = batch.into_iter().map(|n| n.alert).collect();
+                for sink in &self.config.sinks {
+                    if !sink.send(Arc::clone(&alerts)) {
+                        self.engine_stats
+                            .alert_delivery_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        self.persist(now);
+    }
+
+    /// Hands one alert to actors and closures, and to history.
+    fn deliver_now(&mut self, alert: &Alert) {
+        self.engine_stats
+            .alerts_sent
+            .fetch_add(1, Ordering::Relaxed);
         tracing::info!(rule = %alert.rule, series = %alert.series, state = ?alert.state, severity = %alert.severity, "{}", alert.message);
-        let failures = &self.engine.alert_delivery_failures;
+        let failures = &self.engine_stats.alert_delivery_failures;
         self.recipients.retain(|r| match r.try_send(alert.clone()) {
             Ok(()) => true,
             Err(SendError::Full(_)) => {
@@ -97,30 +377,82 @@ impl AlertDispatcher {
                     false
                 }
             });
-        self.storage.record_alert(alert);
+        self.storage.record_alert(alert.clone());
+    }
+
+    /// Alertmanager resolves an alert by itself when it is not re-sent within its
+    /// `resolve_timeout` (5 minutes by default); like Prometheus, re-send what fires.
+    fn resend_firing_to_alertmanager(&self) {
+        let firing: Arc<[Alert]> = self.rules.firing().into();
+        if firing.is_empty() {
+            return;
+        }
+        for sink in &self.config.sinks {
+            if sink.status().kind == "alertmanager" {
+                sink.send(Arc::clone(&firing));
+            }
+        }
+    }
+
+    /// Candidates and internal alerts.
+    fn raise(&mut self, alert: Alert) {
+        self.restore();
+        if alert.rule.starts_with("bottleneck.") {
+            let now = self.now();
+            let out = self.rules.signal(&alert, now);
+            self.handle_notifications(out);
+            return;
+        }
+        let now = self.now();
+        if let Some(id) = self.silences.silenced_by(&alert, now) {
+            let mut alert = alert;
+            alert.message = format!("[silenced by {id}] {}", alert.message);
+            self.storage.record_alert(alert);
+            return;
+        }
+        self.deliver_now(&alert);
+        if !self.config.sinks.is_empty() {
+            let alerts: Arc<[Alert]> = Arc::from(vec![alert]);
+            for sink in &self.config.sinks {
+                sink.send(Arc::clone(&alerts));
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.restore();
+        let now = self.now();
+        if now - self.last_resend_ms >= ALERTMANAGER_RESEND_MS {
+            self.last_resend_ms = now;
+            self.resend_firing_to_alertmanager();
+        }
+        let expired = self.silences.expire(now);
+        let out = self.rules.tick(now);
+        if !out.is_empty() {
+            self.handle_notifications(out);
+        } else if !expired.is_empty() || now - self.last_persist_ms >= PERSIST_EVERY_MS {
+            self.persist(now);
+        }
     }
 }
-
-use actix::dev::SendError;
 
 impl Actor for AlertDispatcher {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
+        ctx.run_interval(TICK, |act, ctx| {
+            if let Err(reason) = guard(|| act.tick()) {
+                act.restart.fail(ctx, &reason);
+            }
+        });
     }
 }
 
 impl actix::Supervised for AlertDispatcher {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // Rule states may be half-updated: rebuild them from the rules. Subscribers are
-        // kept (they are the spec's outside connections, not per-message state), and so is
-        // the list of firing alerts so nothing is announced twice.
-        let rules = self.rules.rules().to_vec();
-        self.rules = RuleEngine::new(if rules.is_empty() {
-            self.initial_rules.clone()
-        } else {
-            rules
-        });
+        // Rules, silences and states come back from the spec and the database; subscribers
+        // (part of the dispatcher's registry, like a supervisor's children) are kept.
+        self.rebuild();
     }
 }
 
@@ -129,9 +461,9 @@ impl Handler<EvaluateRules> for AlertDispatcher {
     fn handle(&mut self, msg: EvaluateRules, ctx: &mut Self::Context) {
         self.restart.child.stats.dequeued();
         let result = guard(|| {
-            for alert in self.rules.evaluate(&msg.batch) {
-                self.deliver(alert);
-            }
+            self.restore();
+            let out = self.rules.evaluate(&msg.batch, msg.now_ms);
+            self.handle_notifications(out);
         });
         if let Err(reason) = result {
             self.restart.fail(ctx, &reason);
@@ -143,7 +475,48 @@ impl Handler<RaiseAlert> for AlertDispatcher {
     type Result = ();
     fn handle(&mut self, msg: RaiseAlert, ctx: &mut Self::Context) {
         self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.deliver(msg.alert)) {
+        if let Err(reason) = guard(|| self.raise(msg.alert)) {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Handler<DaemonLifecycle> for AlertDispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: DaemonLifecycle, ctx: &mut Self::Context) {
+        self.restart.child.stats.dequeued();
+        let result = guard(|| {
+            self.restore();
+            let now = self.now();
+            let out = self.rules.lifecycle(&msg.event, now);
+            self.handle_notifications(out);
+        });
+        if let Err(reason) = result {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Handler<DaemonRestarting> for AlertDispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: DaemonRestarting, ctx: &mut Self::Context) {
+        self.restart.child.stats.dequeued();
+        let result = guard(|| {
+            let now = self.now();
+            let silence = Silence {
+                id: format!("planned-restart:{}", msg.id),
+                matchers: vec![super::silence::Matcher::new("daemon", msg.id.as_str())],
+                starts_ms: now,
+                ends_ms: now.saturating_add(msg.expected.as_millis() as i64),
+                created_by: "perfvisor: planned restart".into(),
+                comment: format!("the host restarts {} on purpose", msg.id),
+            };
+            if let Err(e) = self.silences.add(silence) {
+                tracing::warn!(error = %e, "Planned-restart silence refused.");
+            }
+            self.persist(now);
+        });
+        if let Err(reason) = result {
             self.restart.fail(ctx, &reason);
         }
     }
@@ -152,7 +525,39 @@ impl Handler<RaiseAlert> for AlertDispatcher {
 impl Handler<AddRule> for AlertDispatcher {
     type Result = ();
     fn handle(&mut self, msg: AddRule, _ctx: &mut Self::Context) {
+        self.config.rules.retain(|r| r.name != msg.rule.name);
+        self.config.rules.push(msg.rule.clone());
         self.rules.add(msg.rule);
+    }
+}
+
+impl Handler<AddSilence> for AlertDispatcher {
+    type Result = Result<(), super::silence::SilenceError>;
+    fn handle(&mut self, msg: AddSilence, _ctx: &mut Self::Context) -> Self::Result {
+        self.restore();
+        self.silences.add(msg.silence)?;
+        let now = self.now();
+        self.persist(now);
+        Ok(())
+    }
+}
+
+impl Handler<RemoveSilence> for AlertDispatcher {
+    type Result = bool;
+    fn handle(&mut self, msg: RemoveSilence, _ctx: &mut Self::Context) -> bool {
+        self.restore();
+        let removed = self.silences.remove(&msg.id);
+        let now = self.now();
+        self.persist(now);
+        removed
+    }
+}
+
+impl Handler<GetSilences> for AlertDispatcher {
+    type Result = MessageResult<GetSilences>;
+    fn handle(&mut self, _: GetSilences, _ctx: &mut Self::Context) -> Self::Result {
+        self.restore();
+        MessageResult(self.silences.all().to_vec())
     }
 }
 
@@ -180,7 +585,7 @@ impl Handler<SubscribeCallback> for AlertDispatcher {
         match spawned {
             Ok(_) => self.callbacks.push(tx),
             Err(e) => {
-                self.engine
+                self.engine_stats
                     .alert_delivery_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "Cannot start a thread for an alert callback; it is not subscribed.");
@@ -192,7 +597,8 @@ impl Handler<SubscribeCallback> for AlertDispatcher {
 impl Handler<GetFiring> for AlertDispatcher {
     type Result = MessageResult<GetFiring>;
     fn handle(&mut self, _: GetFiring, _ctx: &mut Self::Context) -> Self::Result {
-        let mut v: Vec<Alert> = self.firing.values().cloned().collect();
+        self.restore();
+        let mut v: Vec<Alert> = self.rules.firing();
         v.sort_by(|a, b| a.since_ms.cmp(&b.since_ms).then(a.rule.cmp(&b.rule)));
         MessageResult(v)
     }
@@ -200,7 +606,10 @@ impl Handler<GetFiring> for AlertDispatcher {
 
 impl Handler<Flush> for AlertDispatcher {
     type Result = ();
-    fn handle(&mut self, _: Flush, _ctx: &mut Self::Context) {}
+    fn handle(&mut self, _: Flush, _ctx: &mut Self::Context) {
+        let now = self.now();
+        self.persist(now);
+    }
 }
 
 impl Handler<InjectPanic> for AlertDispatcher {

@@ -37,7 +37,7 @@ mod sketch;
 mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use admin::{
     compact, export, integrity_check, vacuum, CompactReport, ExportFormat, IntegrityReport,

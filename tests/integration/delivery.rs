@@ -1,0 +1,304 @@
+//! Alert delivery that operators can trust: state survives a restart without duplicates, a
+//! real Alertmanager receives alerts and their resolution, a hanging webhook does not slow
+//! host actors, and a confirmed leak restarts its daemon once through the host's control.
+
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use perfvisor::{
+    AlertState, DaemonControl, DaemonId, DaemonSpec, Perfvisor, RuleAction, SinkConfig,
+    ThresholdRule,
+};
+
+use crate::support::{self, loadgen, wait_for, Alertmanager};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn builder(db: &std::path::Path) -> perfvisor::PerfvisorBuilder {
+    Perfvisor::builder()
+        .database(db)
+        .probe_interval(Duration::from_millis(100))
+        .host_interval(Duration::from_millis(500))
+        .default_rules(false)
+}
+
+fn slow_rule() -> ThresholdRule {
+    ThresholdRule::above("slow_search", "search.latency_seconds", 0.5).clear_at(0.3)
+}
+
+/// Acceptance 2: restart perfvisor while an alert fires; it is still firing afterwards with
+/// its original start time, a still-breached value sends nothing new, and it resolves once.
+#[tokio::test]
+async fn firing_alert_survives_a_restart_without_duplicates() {
+    support::quiet_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+
+    let pv = builder(&db).rule(slow_rule()).start().unwrap();
+    let (tx, rx) = mpsc::channel();
+    pv.on_alert(move |a| {
+        let _ = tx.send(a.clone());
+    })
+    .await
+    .unwrap();
+    pv.recorder()
+        .for_daemon("searcher")
+        .observe("search.latency_seconds", 0.9);
+    let fired = rx.recv_timeout(WAIT).expect("fires");
+    assert_eq!(fired.state, AlertState::Firing);
+    pv.shutdown().await.unwrap();
+
+    let pv = builder(&db).rule(slow_rule()).start().unwrap();
+    let (tx, rx) = mpsc::channel();
+    pv.on_alert(move |a| {
+        let _ = tx.send(a.clone());
+    })
+    .await
+    .unwrap();
+    let firing = pv.firing_alerts().await.unwrap();
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0].rule, "slow_search");
+    assert_eq!(
+        firing[0].since_ms, fired.since_ms,
+        "original start time kept"
+    );
+    let rec = pv.recorder().for_daemon("searcher");
+    rec.observe("search.latency_seconds", 0.8);
+    pv.flush().await.unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "no duplicate firing notice after the restart"
+    );
+    rec.observe("search.latency_seconds", 0.1);
+    let resolved = rx.recv_timeout(WAIT).expect("resolves");
+    assert_eq!(resolved.state, AlertState::Resolved);
+    assert_eq!(resolved.since_ms, fired.since_ms);
+    pv.shutdown().await.unwrap();
+    let history = perfvisor::StorageReader::open(&db)
+        .unwrap()
+        .alerts(i64::MIN, i64::MAX)
+        .unwrap();
+    let states: Vec<AlertState> = history.iter().map(|a| a.state).collect();
+    assert_eq!(states, vec![AlertState::Firing, AlertState::Resolved]);
+}
+
+/// Acceptance 3: a real Alertmanager receives the alert and later its resolution; both are
+/// read back through its API.
+#[tokio::test]
+async fn alertmanager_receives_the_alert_and_its_resolution() {
+    support::quiet_panics();
+    let Some(am) = Alertmanager::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+    let pv = builder(&db)
+        .rule(slow_rule())
+        .sink(
+            "alertmanager",
+            SinkConfig::Alertmanager {
+                url: format!("http://127.0.0.1:{}", am.port),
+                timeout: Duration::from_secs(5),
+                generator_url: None,
+            },
+        )
+        .start()
+        .unwrap();
+    let rec = pv.recorder().for_daemon("searcher");
+    rec.observe("search.latency_seconds", 0.9);
+    let listed = |active: bool| {
+        am.alerts(active)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == "slow_search")
+            .collect::<Vec<_>>()
+    };
+    wait_for(WAIT, "alertmanager lists the alert", || async {
+        !listed(true).is_empty()
+    })
+    .await;
+    let alert = &listed(true)[0];
+    assert_eq!(alert["labels"]["daemon"], "searcher", "{alert}");
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    rec.observe("search.latency_seconds", 0.1);
+    wait_for(WAIT, "alertmanager resolves the alert", || async {
+        listed(true).is_empty()
+    })
+    .await;
+    let status = pv.status().await.unwrap();
+    let sink = status
+        .alert_sinks
+        .iter()
+        .find(|s| s.name == "alertmanager")
+        .expect("sink status");
+    assert!(sink.delivered >= 2, "{sink:?}");
+    pv.shutdown().await.unwrap();
+    drop(am);
+}
+
+/// Acceptance 4: a webhook that accepts connections and never answers, and one whose port
+/// refuses them, do not slow delivery to a host actor.
+#[tokio::test]
+async fn hanging_webhooks_do_not_delay_host_actors() {
+    support::quiet_panics();
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in hang.incoming().take(64) {
+            match stream {
+                Ok(s) => open.push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    let refused_port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+    let webhook = |port: u16| SinkConfig::Webhook {
+        url: format!("http://127.0.0.1:{port}/hook"),
+        headers: Vec::new(),
+        timeout: Duration::from_secs(5),
+    };
+    let pv = builder(&db)
+        .rule(slow_rule())
+        .sink("hanging", webhook(hang_port))
+        .sink("refused", webhook(refused_port))
+        .start()
+        .unwrap();
+    let (recipient, log) = support::recording_sink();
+    pv.subscribe_alerts(recipient).await.unwrap();
+    let rec = pv.recorder().for_daemon("searcher");
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let value = if i % 2 == 0 { 0.9 } else { 0.1 };
+        let before = log.lock().unwrap().len();
+        let sent = Instant::now();
+        rec.observe("search.latency_seconds", value);
+        let arrived = loop {
+            if let Some((at, _)) = log.lock().unwrap().get(before) {
+                break *at;
+            }
+            assert!(sent.elapsed() < WAIT, "alert {i} never reached the actor");
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        latencies.push(arrived.duration_since(sent));
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let worst = latencies[latencies.len() - 1];
+    println!("host actor latency with two dead webhooks: median {median:?}, worst {worst:?}");
+    assert!(median <= Duration::from_millis(10), "median {median:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "worst {worst:?}: blocked behind a sink"
+    );
+    let status = pv.status().await.unwrap();
+    let refused = status
+        .alert_sinks
+        .iter()
+        .find(|s| s.name == "refused")
+        .unwrap();
+    wait_for(
+        WAIT,
+        "the refused webhook's failures are counted",
+        || async {
+            let status = pv.status().await.unwrap();
+            status
+                .alert_sinks
+                .iter()
+                .find(|s| s.name == "refused")
+                .is_some_and(|s| s.failed_attempts > 0)
+        },
+    )
+    .await;
+    assert_eq!(refused.delivered, 0);
+    pv.shutdown().await.unwrap();
+    drop(held);
+}
+
+/// Restarts a daemon by telling the test, which plays the host's daemon manager.
+struct TestControl(mpsc::Sender<DaemonId>);
+
+impl DaemonControl for TestControl {
+    fn restart(&self, daemon: &DaemonId) -> Result<(), String> {
+        self.0
+            .send(daemon.clone())
+            .map_err(|_| "the test host is gone".to_string())
+    }
+}
+
+/// Acceptance 5: a confirmed leak restarts the daemon once through the host's control; the
+/// history shows the alert, the action and the recovery.
+#[tokio::test]
+async fn confirmed_leak_restarts_the_daemon_once() {
+    support::quiet_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+    let (tx, restarts) = mpsc::channel();
+    let rule = ThresholdRule::signal("restart_on_leak", "bottleneck.memory_leak")
+        .action(RuleAction::RestartDaemon);
+    let pv = builder(&db)
+        .judge_interval(Duration::from_millis(300))
+        .analysis_window(100)
+        .rule(rule)
+        .daemon_control(TestControl(tx))
+        .start()
+        .unwrap();
+    let (alerts_tx, alerts) = mpsc::channel();
+    pv.on_alert(move |a| {
+        if a.rule == "restart_on_leak" {
+            let _ = alerts_tx.send(a.clone());
+        }
+    })
+    .await
+    .unwrap();
+    let mut child = loadgen(&["--leak-mib-per-sec", "20"]);
+    pv.daemon_started(DaemonSpec::new("leaky", child.pid()))
+        .await
+        .unwrap();
+    let fired = alerts.recv_timeout(WAIT).expect("the leak alert fires");
+    assert_eq!(fired.state, AlertState::Firing);
+    assert!(fired.auto_actionable);
+    let asked = restarts.recv_timeout(WAIT).expect("a restart is asked for");
+    assert_eq!(asked.as_str(), "leaky");
+    // The host restarts it: a fixed build that does not leak.
+    child.kill();
+    let fresh = loadgen(&["--cpu", "0"]);
+    pv.daemon_started(DaemonSpec::new("leaky", fresh.pid()))
+        .await
+        .unwrap();
+    let resolved = alerts.recv_timeout(WAIT).expect("the leak alert resolves");
+    assert_eq!(resolved.state, AlertState::Resolved);
+    assert!(
+        restarts.recv_timeout(Duration::from_secs(2)).is_err(),
+        "restarted once per confirmed leak"
+    );
+    pv.shutdown().await.unwrap();
+    let reader = perfvisor::StorageReader::open(&db).unwrap();
+    let leaky = DaemonId::new("leaky");
+    let history: Vec<(i64, String)> = reader
+        .alerts_of(Some(&leaky), i64::MIN, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.rule == "restart_on_leak")
+        .map(|a| (a.at_ms, format!("{:?}", a.state)))
+        .collect();
+    let actions = reader.actions(Some(&leaky), i64::MIN, i64::MAX).unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].action.as_str(), actions[0].outcome.as_str()),
+        ("restart", "done")
+    );
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(
+        history[0].0 <= actions[0].ts_ms && actions[0].ts_ms <= history[1].0,
+        "{history:?} {actions:?}"
+    );
+    drop(fresh);
+}
