@@ -15,7 +15,7 @@ use perfvisor_actors::recorder::Recorder;
 use perfvisor_actors::storage::{StorageFault, StorageReader};
 use perfvisor_actors::supervisor::{start_engine, EngineConfig, EngineParts};
 use perfvisor_actors::telemetry::Status;
-use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec};
+use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec, Sample};
 
 use crate::{Error, PerfvisorBuilder};
 
@@ -194,6 +194,18 @@ impl Perfvisor {
             .parts
             .analyzer
             .send(GetHostReport)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// The latest sample of every series perfvisor holds in memory (daemons, host, app
+    /// metrics and perfvisor's own), sorted by series.
+    pub async fn latest(&self) -> Result<Vec<Sample>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .analyzer
+            .send(GetLatest)
             .await
             .map_err(|_| Error::NotRunning)
     }

@@ -3,6 +3,7 @@
 
 mod builder;
 mod handle;
+pub mod http;
 
 pub use builder::{
     PerfvisorBuilder, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE, DEFAULT_HOST_INTERVAL,

@@ -158,6 +158,11 @@ pub struct DaemonRestarting {
     pub expected: std::time::Duration,
 }
 
+/// Asks for the latest sample of every series the analyzer holds.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<crate::types::Sample>")]
+pub struct GetLatest;
+
 /// Asks for the host's report.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Option<HostReport>")]

@@ -18,5 +18,7 @@ mod alerting;
 mod crash;
 // Alert state across restarts, Alertmanager, dead webhooks, restart actions.
 mod delivery;
+// The HTTP API: tokens, 400s, external daemons, Prometheus.
+mod http;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;

@@ -291,6 +291,13 @@ impl Handler<GetHostReport> for Analyzer {
     }
 }
 
+impl Handler<GetLatest> for Analyzer {
+    type Result = MessageResult<GetLatest>;
+    fn handle(&mut self, _: GetLatest, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.state.latest())
+    }
+}
+
 impl Handler<Flush> for Analyzer {
     type Result = ();
     fn handle(&mut self, _: Flush, _ctx: &mut Self::Context) {}

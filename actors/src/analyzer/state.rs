@@ -561,6 +561,27 @@ impl AnalyzerState {
         }
     }
 
+    /// The latest sample of every series, sorted by series (for exposition).
+    pub fn latest(&self) -> Vec<crate::types::Sample> {
+        let mut out: Vec<crate::types::Sample> = self
+            .series
+            .iter()
+            .filter_map(|(k, s)| {
+                s.window
+                    .points()
+                    .back()
+                    .map(|&(ts_ms, value)| crate::types::Sample {
+                        series: k.clone(),
+                        kind: s.window.kind(),
+                        ts_ms,
+                        value,
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| a.series.cmp(&b.series));
+        out
+    }
+
     /// Bytes held for all series (see the module documentation).
     pub fn memory_bytes(&self) -> usize {
         self.series.values().map(SeriesState::memory_bytes).sum()

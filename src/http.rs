@@ -1,0 +1,764 @@
+//! The HTTP API (actix-web) over a running [`Perfvisor`]: JSON for status, daemons, reports,
+//! alerts, silences, queries, registering externally managed daemons and pushing application
+//! metrics, plus `GET /metrics` in the Prometheus text format.
+//!
+//! Bound to 127.0.0.1 by default. Every mutating call (POST, DELETE) needs
+//! `Authorization: Bearer <token>`; bound to any other address, every call does, and a
+//! token is then mandatory. Errors are JSON `{"error": "...", "accepted": "..."}` with
+//! 400 (bad input, malformed JSON, wrong types), 401 (missing or wrong token), 403 (no
+//! token configured for a mutating call), 404 (unknown daemon or silence) or 503
+//! (perfvisor is shutting down) — never a 500 for bad input.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/api/v1/status` | perfvisor's own status |
+//! | GET | `/api/v1/daemons` | watched daemons with pid, probes, restarts, score, level |
+//! | POST | `/api/v1/daemons` | register an externally managed daemon `{"id", "pid", "project"?, "labels"?}` |
+//! | DELETE | `/api/v1/daemons/{id}` | unregister it |
+//! | GET | `/api/v1/daemons/{id}/report` | its full report |
+//! | GET | `/api/v1/host` | the host's report |
+//! | GET | `/api/v1/alerts` | firing alerts |
+//! | GET/POST | `/api/v1/silences` | list / add a silence |
+//! | DELETE | `/api/v1/silences/{id}` | remove one |
+//! | POST | `/api/v1/metrics` | push app metrics `[{"metric", "value", "daemon"?, "kind"?: "gauge"/"counter"/"observation"}]` |
+//! | GET | `/api/v1/query?metric=&daemon=&from=&to=&step=&agg=` | stored history |
+//! | GET | `/metrics` | Prometheus exposition of every series held, and perfvisor's own health |
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use serde::{Deserialize, Serialize};
+
+use crate::{Aggregation, DaemonId, DaemonSpec, MetricKind, Perfvisor, Query, SeriesSelector};
+use perfvisor_actors::types::Source;
+
+/// Where the API listens and the token it requires.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Address to bind (default 127.0.0.1:9465).
+    pub listen: SocketAddr,
+    /// Bearer token; required for mutating calls, and for every call off loopback.
+    pub token: Option<String>,
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bound off loopback without a token.
+    #[error(
+        "listening on {0} (not a loopback address) needs a token; set one, or listen on 127.0.0.1"
+    )]
+    TokenRequired(SocketAddr),
+    /// Binding failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The server thread could not start.
+    #[error("cannot start the HTTP thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running API server; stops when [`ApiServer::stop`] is called.
+pub struct ApiServer {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl ApiServer {
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes the calls in flight, and joins the server thread.
+    pub fn stop(mut self) {
+        let handle = self.handle.clone();
+        let _ = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(handle.stop(true));
+        })
+        .join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct State {
+    pv: Perfvisor,
+    token: Option<String>,
+    loopback: bool,
+}
+
+/// Starts the API on a thread of its own.
+pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
+    let loopback = config.listen.ip().is_loopback();
+    let token = config.token.filter(|t| !t.is_empty());
+    if !loopback && token.is_none() {
+        return Err(ApiError::TokenRequired(config.listen));
+    }
+    let state = web::Data::new(State {
+        pv,
+        token,
+        loopback,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let listen = config.listen;
+    let thread = std::thread::Builder::new()
+        .name("perfvisor-http".into())
+        .spawn(move || {
+            let sys = actix_web::rt::System::new();
+            sys.block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .app_data(web::JsonConfig::default().error_handler(|err, _| {
+                            Problem::bad(
+                                format!("malformed JSON body: {err}"),
+                                "a JSON body as documented for this endpoint",
+                            )
+                            .into()
+                        }))
+                        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                            Problem::bad(
+                                format!("bad query string: {err}"),
+                                "the documented parameters",
+                            )
+                            .into()
+                        }))
+                        .app_data(web::PathConfig::default().error_handler(|err, _| {
+                            Problem::bad(format!("bad path: {err}"), "the documented path").into()
+                        }))
+                        .route("/metrics", web::get().to(metrics))
+                        .route("/api/v1/status", web::get().to(status))
+                        .route("/api/v1/daemons", web::get().to(daemons))
+                        .route("/api/v1/daemons", web::post().to(register))
+                        .route("/api/v1/daemons/{id}", web::delete().to(unregister))
+                        .route("/api/v1/daemons/{id}/report", web::get().to(report))
+                        .route("/api/v1/host", web::get().to(host))
+                        .route("/api/v1/alerts", web::get().to(alerts))
+                        .route("/api/v1/silences", web::get().to(silences))
+                        .route("/api/v1/silences", web::post().to(add_silence))
+                        .route("/api/v1/silences/{id}", web::delete().to(remove_silence))
+                        .route("/api/v1/metrics", web::post().to(push_metrics))
+                        .route("/api/v1/query", web::get().to(query))
+                        .default_service(web::to(not_found))
+                })
+                .workers(1)
+                .disable_signals();
+                let bound = match server.bind(listen) {
+                    Ok(b) => b,
+                    Err(source) => {
+                        let _ = tx.send(Err(ApiError::Bind {
+                            addr: listen,
+                            source,
+                        }));
+                        return;
+                    }
+                };
+                let addr = bound.addrs().first().copied().unwrap_or(listen);
+                let running = bound.run();
+                let _ = tx.send(Ok((addr, running.handle())));
+                let _ = running.await;
+            });
+        })
+        .map_err(ApiError::Thread)?;
+    match rx.recv() {
+        Ok(Ok((addr, handle))) => Ok(ApiServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(ApiError::Thread(std::io::Error::other(
+                "the HTTP thread ended early",
+            )))
+        }
+    }
+}
+
+/// An error answer.
+#[derive(Debug, Serialize)]
+struct Problem {
+    #[serde(skip)]
+    status: StatusCode,
+    error: String,
+    accepted: String,
+}
+
+impl Problem {
+    fn new(status: StatusCode, error: impl Into<String>, accepted: impl Into<String>) -> Self {
+        Problem {
+            status,
+            error: error.into(),
+            accepted: accepted.into(),
+        }
+    }
+    fn bad(error: impl Into<String>, accepted: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, accepted)
+    }
+    fn not_found(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error, "an existing resource")
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(self)
+    }
+}
+
+impl From<crate::Error> for Problem {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::NotRunning => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+                "a running perfvisor",
+            ),
+            crate::Error::InvalidDaemon { .. } | crate::Error::Silence(_) => {
+                Problem::bad(e.to_string(), "see the message")
+            }
+            crate::Error::Storage(ref s)
+                if matches!(s, crate::StorageError::InvalidQuery { .. }) =>
+            {
+                Problem::bad(e.to_string(), "see the message")
+            }
+            other => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                other.to_string(),
+                "a working perfvisor",
+            ),
+        }
+    }
+}
+
+type Answer = Result<HttpResponse, Problem>;
+
+/// Checks the bearer token: always for mutating calls, for every call off loopback.
+fn authorize(req: &HttpRequest, state: &State, mutating: bool) -> Result<(), Problem> {
+    if !mutating && state.loopback {
+        return Ok(());
+    }
+    let Some(token) = &state.token else {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "this call changes perfvisor's state and no API token is configured",
+            "configure supervisor.token (or token_file) and send Authorization: Bearer <token>",
+        ));
+    };
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong token",
+            "Authorization: Bearer <the configured token>",
+        )),
+        None => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+            "Authorization: Bearer <the configured token>",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found(req: HttpRequest) -> Answer {
+    Err(Problem::not_found(format!(
+        "no endpoint {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn status(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    Ok(HttpResponse::Ok().json(s.pv.status().await?))
+}
+
+/// One line of the daemon list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DaemonLine {
+    /// Its id.
+    pub daemon: DaemonId,
+    /// Its pid.
+    pub pid: u32,
+    /// Probes so far.
+    pub probes: u64,
+    /// Watcher restarts.
+    pub restarts: u64,
+    /// Score, when judged.
+    pub score: Option<f64>,
+    /// Level, when judged.
+    pub level: Option<crate::Level>,
+    /// Latest CPU (fraction of one core).
+    pub cpu: Option<f64>,
+    /// Latest resident memory, bytes.
+    pub rss_bytes: Option<f64>,
+    /// Firing alerts about it.
+    pub firing_alerts: usize,
+}
+
+async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    let status = s.pv.status().await?;
+    let firing = s.pv.firing_alerts().await?;
+    let mut out = Vec::new();
+    for w in status.watchers {
+        let report = s.pv.report(w.daemon.clone()).await?;
+        let metric = |name: &str| report.as_ref().and_then(|r| r.metric(name)).map(|m| m.last);
+        out.push(DaemonLine {
+            firing_alerts: firing
+                .iter()
+                .filter(|a| a.daemon.as_ref() == Some(&w.daemon))
+                .count(),
+            score: report.as_ref().map(|r| r.score.value),
+            level: report.as_ref().map(|r| r.score.level),
+            cpu: metric(crate::metric_names::PROCESS_CPU_UTILIZATION),
+            rss_bytes: metric(crate::metric_names::PROCESS_MEMORY_RSS),
+            daemon: w.daemon,
+            pid: w.pid,
+            probes: w.probes,
+            restarts: w.restarts,
+        });
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Body of `POST /api/v1/daemons`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Register {
+    id: String,
+    pid: u32,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+async fn register(req: HttpRequest, s: web::Data<State>, body: web::Json<Register>) -> Answer {
+    authorize(&req, &s, true)?;
+    let body = body.into_inner();
+    let mut spec = DaemonSpec::new(body.id.as_str(), body.pid);
+    spec.project = body.project;
+    spec.labels = body.labels;
+    s.pv.daemon_started(spec).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({"registered": body.id})))
+}
+
+async fn unregister(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
+    authorize(&req, &s, true)?;
+    let id = id.into_inner();
+    let known =
+        s.pv.status()
+            .await?
+            .watchers
+            .iter()
+            .any(|w| w.daemon.as_str() == id);
+    if !known {
+        return Err(Problem::not_found(format!("no daemon {id:?} is watched")));
+    }
+    s.pv.daemon_stopped(id.as_str()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"unregistered": id})))
+}
+
+async fn report(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
+    authorize(&req, &s, false)?;
+    let id = id.into_inner();
+    match s.pv.report(id.as_str()).await? {
+        Some(r) => Ok(HttpResponse::Ok().json(r)),
+        None => Err(Problem::not_found(format!(
+            "nothing is known about daemon {id:?}"
+        ))),
+    }
+}
+
+async fn host(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    Ok(HttpResponse::Ok().json(s.pv.host_report().await?))
+}
+
+async fn alerts(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    Ok(HttpResponse::Ok().json(s.pv.firing_alerts().await?))
+}
+
+async fn silences(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    Ok(HttpResponse::Ok().json(s.pv.silences().await?))
+}
+
+async fn add_silence(
+    req: HttpRequest,
+    s: web::Data<State>,
+    body: web::Json<crate::Silence>,
+) -> Answer {
+    authorize(&req, &s, true)?;
+    s.pv.add_silence(body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({"ok": true})))
+}
+
+async fn remove_silence(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
+    authorize(&req, &s, true)?;
+    let id = id.into_inner();
+    if s.pv.remove_silence(id.as_str()).await? {
+        Ok(HttpResponse::Ok().json(serde_json::json!({"removed": id})))
+    } else {
+        Err(Problem::not_found(format!("no silence {id:?}")))
+    }
+}
+
+/// One pushed application sample.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pushed {
+    metric: String,
+    value: f64,
+    #[serde(default)]
+    daemon: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+async fn push_metrics(
+    req: HttpRequest,
+    s: web::Data<State>,
+    body: web::Json<Vec<Pushed>>,
+) -> Answer {
+    authorize(&req, &s, true)?;
+    let samples = body.into_inner();
+    for (i, p) in samples.iter().enumerate() {
+        if p.metric.trim().is_empty() {
+            return Err(Problem::bad(
+                format!("sample {i}: empty metric name"),
+                "a non-empty metric name",
+            ));
+        }
+        if !p.value.is_finite() {
+            return Err(Problem::bad(
+                format!("sample {i}: value {} is not finite", p.value),
+                "a finite number",
+            ));
+        }
+        if let Some(k) = &p.kind {
+            if !matches!(k.as_str(), "gauge" | "counter" | "observation") {
+                return Err(Problem::bad(
+                    format!("sample {i}: kind {k:?}"),
+                    "gauge, counter (an increment) or observation",
+                ));
+            }
+        }
+    }
+    let base = s.pv.recorder();
+    let mut accepted = 0;
+    for p in samples {
+        let rec = match &p.daemon {
+            Some(d) => base.for_daemon(d.as_str()),
+            None => base.clone(),
+        };
+        let ok = match p.kind.as_deref() {
+            Some("counter") => rec.increment(p.metric, p.value),
+            Some("observation") => rec.observe(p.metric, p.value),
+            _ => rec.record(p.metric, p.value),
+        };
+        accepted += usize::from(ok);
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"accepted": accepted})))
+}
+
+/// Parameters of `GET /api/v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryParams {
+    metric: Option<String>,
+    daemon: Option<String>,
+    from: i64,
+    to: i64,
+    step: Option<i64>,
+    agg: Option<String>,
+}
+
+async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>) -> Answer {
+    authorize(&req, &s, false)?;
+    let q = q.into_inner();
+    let mut selector = SeriesSelector::all();
+    if let Some(m) = q.metric {
+        selector = selector.metric(m);
+    }
+    if let Some(d) = q.daemon {
+        selector = selector.source(Source::Daemon(DaemonId::new(d)));
+    }
+    let mut query = Query::new(selector, q.from, q.to);
+    if let Some(aggs) = q.agg {
+        for a in aggs.split(',') {
+            query = query.aggregate(
+                Aggregation::parse(a)
+                    .map_err(|e| Problem::bad(e.to_string(), "see the message"))?,
+            );
+        }
+    }
+    if let Some(step) = q.step {
+        query = query.step_ms(step);
+    }
+    let reader = s.pv.reader()?;
+    let results = reader.query(&query).map_err(|e| match e {
+        crate::StorageError::InvalidQuery { .. } => Problem::bad(e.to_string(), "see the message"),
+        other => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            other.to_string(),
+            "a readable database",
+        ),
+    })?;
+    Ok(HttpResponse::Ok().json(results))
+}
+
+/// A Prometheus metric name from a perfvisor one: dots and other characters to `_`,
+/// counters end in `_total`, gauges do not end in `_count`.
+pub fn prometheus_name(metric: &str, kind: MetricKind) -> String {
+    let mut name: String = metric
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    // Prometheus keeps `_count` for histograms and summaries: a gauge of items drops it
+    // (`process.thread.count` → `process_thread`), as `process_open_fds` does.
+    if kind == MetricKind::Gauge {
+        if let Some(stem) = name.strip_suffix("_count") {
+            name = stem.to_string();
+        }
+    }
+    if kind == MetricKind::Counter && !name.ends_with("_total") {
+        name.push_str("_total");
+    }
+    name
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn label_name(key: &str) -> String {
+    let mut n: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if n.starts_with(|c: char| c.is_ascii_digit()) || n.starts_with("__") {
+        n.insert(0, 'l');
+    }
+    n
+}
+
+/// Renders samples in the Prometheus text exposition format (version 0.0.4).
+pub fn exposition(samples: &[crate::Sample], own: &[(String, MetricKind, f64)]) -> String {
+    let mut families: std::collections::BTreeMap<String, (MetricKind, Vec<String>)> =
+        Default::default();
+    for s in samples {
+        if !s.value.is_finite() && !s.value.is_nan() {
+            continue;
+        }
+        let name = prometheus_name(s.series.metric.as_str(), s.kind);
+        let mut labels: Vec<String> = Vec::new();
+        match &s.series.source {
+            Source::Daemon(d) => labels.push(format!("daemon=\"{}\"", escape_label(d.as_str()))),
+            other => labels.push(format!("source=\"{}\"", escape_label(&other.as_text()))),
+        }
+        for (k, v) in s.series.labels.iter() {
+            let k = label_name(k);
+            if k != "daemon" && k != "source" {
+                labels.push(format!("{k}=\"{}\"", escape_label(v)));
+            }
+        }
+        let value = if s.value.is_nan() {
+            "NaN".to_string()
+        } else {
+            format!("{}", s.value)
+        };
+        let entry = families.entry(name.clone()).or_insert((s.kind, Vec::new()));
+        entry
+            .1
+            .push(format!("{name}{{{}}} {value}", labels.join(",")));
+    }
+    for (name, kind, value) in own {
+        let n = prometheus_name(name, *kind);
+        families
+            .entry(n.clone())
+            .or_insert((*kind, Vec::new()))
+            .1
+            .push(format!("{n} {value}"));
+    }
+    let mut out = String::new();
+    for (name, (kind, lines)) in families {
+        let t = match kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        let _ = writeln!(out, "# HELP {name} perfvisor series {name}.");
+        let _ = writeln!(out, "# TYPE {name} {t}");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
+/// perfvisor's own process CPU seconds and resident bytes, from /proc/self.
+fn own_process() -> Vec<(String, MetricKind, f64)> {
+    let mut out = Vec::new();
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // SAFETY: sysconf has no preconditions.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+            if let (Ok(u), Ok(s)) = (u.parse::<f64>(), s.parse::<f64>()) {
+                out.push((
+                    "perfvisor.process.cpu.time_seconds".into(),
+                    MetricKind::Counter,
+                    (u + s) / tick,
+                ));
+            }
+        }
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+        if let Some(Ok(rss)) = statm.split_whitespace().nth(1).map(str::parse::<f64>) {
+            out.push((
+                "perfvisor.process.memory.usage_bytes".into(),
+                MetricKind::Gauge,
+                rss * page,
+            ));
+        }
+    }
+    out
+}
+
+async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    let samples = s.pv.latest().await?;
+    let status = s.pv.status().await?;
+    let mut own = own_process();
+    own.push((
+        "perfvisor.actor.restarts".into(),
+        MetricKind::Counter,
+        status.total_restarts() as f64,
+    ));
+    own.push((
+        "perfvisor.recorder.dropped_samples".into(),
+        MetricKind::Counter,
+        status.recorder.dropped as f64,
+    ));
+    own.push((
+        "perfvisor.recorder.queue.count".into(),
+        MetricKind::Gauge,
+        status.recorder.backlog as f64,
+    ));
+    own.push((
+        "perfvisor.watchers.count".into(),
+        MetricKind::Gauge,
+        status.watchers.len() as f64,
+    ));
+    own.push(("perfvisor.up".into(), MetricKind::Gauge, 1.0));
+    // Series perfvisor already reports about itself are not repeated.
+    own.retain(|(n, _, _)| {
+        !samples
+            .iter()
+            .any(|s| s.series.metric.as_str() == n.as_str())
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(exposition(&samples, &own)))
+}
+
+/// Shared so that tests and the binary can clone the handle.
+pub type SharedPerfvisor = Arc<Perfvisor>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Labels, SeriesKey};
+
+    /// Names and labels are made valid for Prometheus; counters get `_total`.
+    #[test]
+    fn exposition_is_valid_text_format() {
+        let s = |metric: &str, kind, value| crate::Sample {
+            series: SeriesKey::new(
+                Source::Daemon(DaemonId::new("idx\"1")),
+                metric.to_string(),
+                Labels::from_pairs([("project", "ws 1"), ("9x", "y")]),
+            ),
+            kind,
+            ts_ms: 0,
+            value,
+        };
+        let text = exposition(
+            &[
+                s("process.cpu.time_seconds", MetricKind::Counter, 12.5),
+                s("process.memory.usage_bytes", MetricKind::Gauge, 1e6),
+            ],
+            &[("perfvisor.up".into(), MetricKind::Gauge, 1.0)],
+        );
+        assert!(
+            text.contains("# TYPE process_cpu_time_seconds_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("process_memory_usage_bytes{daemon=\"idx\\\"1\",l9x=\"y\",project=\"ws 1\"} 1000000"), "{text}");
+        assert!(text.contains("perfvisor_up 1"), "{text}");
+    }
+}
