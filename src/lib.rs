@@ -4,6 +4,7 @@
 mod builder;
 mod handle;
 pub mod http;
+pub mod manager;
 
 pub use builder::{
     PerfvisorBuilder, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE, DEFAULT_HOST_INTERVAL,

@@ -1,0 +1,632 @@
+//! The supervisor thread of one managed daemon: the only writer of that daemon's status.
+//!
+//! It owns the spec, the restart counters and the running process. Everything reaches it as a
+//! message: commands from the [`Manager`](super::Manager), the exit status from the waiter
+//! thread that reaps the process, and probe results from the check threads. Timers (backoff,
+//! slow retry, end of the start-up grace, dependency polling) are the timeout of the same
+//! `select!`, so one loop decides every transition and nothing races.
+
+use std::collections::BTreeMap;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{after, never, select, Receiver, Sender};
+use tracing::{debug, error, info, warn};
+
+use super::checks::spawn_check_thread;
+use super::logs::RotatingLog;
+use super::policy::{Decision, RestartTracker};
+use super::process::{decode, signal_group, spawn, wait_exit_then_kill_group};
+use super::spec::{DaemonState, DaemonStatus, ExitInfo, ManagedSpec, ManagerEvent};
+
+/// How often a daemon waiting for its dependencies looks at them again.
+const DEPENDENCY_POLL: Duration = Duration::from_millis(20);
+/// How long to wait for the kernel to report a SIGKILLed leader's exit before giving up on it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Messages to a daemon's supervisor thread.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Start if idle, exited or fatal (clears the failure counters); wait for dependencies.
+    Start,
+    /// Stop the process (signal, then SIGKILL), then acknowledge.
+    Stop {
+        timeout: Option<Duration>,
+        ack: Sender<()>,
+    },
+    /// Stop if running and start again at once, clearing the failure counters.
+    Restart,
+    /// Stop, take the new spec, and start again once dependencies allow.
+    Replace { spec: Box<ManagedSpec> },
+    /// Stop, acknowledge, and end the thread.
+    Remove {
+        timeout: Option<Duration>,
+        ack: Sender<()>,
+    },
+    /// A probe result from check `index` of process `generation`.
+    Check {
+        generation: u64,
+        index: usize,
+        ok: bool,
+        latency: Duration,
+        error: Option<String>,
+    },
+}
+
+/// The manager's table entry for one daemon.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) spec: ManagedSpec,
+    pub(crate) status: DaemonStatus,
+    /// When the current process started (`None` without a process); dependents look at it.
+    pub(crate) up_since: Option<Instant>,
+    pub(crate) control: Sender<Control>,
+    pub(crate) thread: Option<JoinHandle<()>>,
+}
+
+/// State shared by the manager handle and every supervisor thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) events: Sender<ManagerEvent>,
+    pub(crate) table: Mutex<BTreeMap<String, Slot>>,
+}
+
+impl Shared {
+    /// The table, even if a panicking thread poisoned it (entries stay consistent per field).
+    pub(crate) fn table(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, event: ManagerEvent) {
+        // The owner may have stopped listening; the manager carries on regardless.
+        let _ = self.events.send(event);
+    }
+
+    /// Dependencies of `deps` that are not yet up and (if they have readiness checks) ready
+    /// or past their start-up grace.
+    fn pending(&self, deps: &[String]) -> Vec<String> {
+        let table = self.table();
+        deps.iter()
+            .filter(|d| {
+                let Some(slot) = table.get(d.as_str()) else {
+                    return true;
+                };
+                let Some(since) = slot.up_since else {
+                    return true;
+                };
+                let ok = !slot.spec.has_readiness()
+                    || slot.status.ready
+                    || since.elapsed() >= slot.spec.startup_grace;
+                !ok
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// The process of the current generation.
+struct Running {
+    pid: u32,
+    generation: u64,
+    started: Instant,
+    exit: Receiver<Result<ExitStatus, String>>,
+    /// Dropping it disconnects the check threads' cancel channel, ending them.
+    _cancel_checks: Sender<()>,
+    check_failures: Vec<u32>,
+    check_passing: Vec<bool>,
+    in_grace: bool,
+}
+
+enum Phase {
+    Idle,
+    Waiting,
+    Running(Running),
+    Backoff(Instant),
+    Fatal(Option<Instant>),
+}
+
+/// Whether the supervisor loop goes on.
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Exit,
+}
+
+pub(crate) struct Supervisor {
+    name: String,
+    spec: ManagedSpec,
+    shared: Arc<Shared>,
+    control: Receiver<Control>,
+    report: Sender<Control>,
+    tracker: RestartTracker,
+    generation: u64,
+    out: Arc<Mutex<RotatingLog>>,
+    err: Arc<Mutex<RotatingLog>>,
+    phase: Phase,
+}
+
+fn logs_for(spec: &ManagedSpec) -> (Arc<Mutex<RotatingLog>>, Arc<Mutex<RotatingLog>>) {
+    let path = |stream: &str| spec.logs.dir.join(format!("{}.{stream}.log", spec.name));
+    (
+        Arc::new(Mutex::new(RotatingLog::new(
+            path("out"),
+            spec.logs.max_size,
+            spec.logs.keep,
+        ))),
+        Arc::new(Mutex::new(RotatingLog::new(
+            path("err"),
+            spec.logs.max_size,
+            spec.logs.keep,
+        ))),
+    )
+}
+
+/// A fresh table entry in state `Waiting`, and its control channel's receiver.
+pub(crate) fn new_slot(spec: ManagedSpec) -> (Slot, Receiver<Control>, Sender<Control>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let status = DaemonStatus {
+        name: spec.name.clone(),
+        state: DaemonState::Waiting {
+            on: spec.depends_on.clone(),
+        },
+        pid: None,
+        started_at: None,
+        restarts: 0,
+        last_exit: None,
+        ready: false,
+    };
+    let slot = Slot {
+        spec,
+        status,
+        up_since: None,
+        control: tx.clone(),
+        thread: None,
+    };
+    (slot, rx, tx)
+}
+
+/// Start the supervisor thread of `spec`, which begins by waiting for its dependencies.
+pub(crate) fn spawn_supervisor(
+    spec: ManagedSpec,
+    shared: Arc<Shared>,
+    control: Receiver<Control>,
+    report: Sender<Control>,
+) -> std::io::Result<JoinHandle<()>> {
+    let (out, err) = logs_for(&spec);
+    let sup = Supervisor {
+        name: spec.name.clone(),
+        spec,
+        shared,
+        control,
+        report,
+        tracker: RestartTracker::default(),
+        generation: 0,
+        out,
+        err,
+        phase: Phase::Waiting,
+    };
+    thread::Builder::new()
+        .name(format!("daemon-{}", sup.name))
+        .spawn(move || sup.run())
+}
+
+impl Supervisor {
+    fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            let (exit, deadline) = match &self.phase {
+                Phase::Running(r) => (
+                    r.exit.clone(),
+                    r.in_grace.then(|| r.started + self.spec.startup_grace),
+                ),
+                Phase::Waiting => (never(), Some(now + DEPENDENCY_POLL)),
+                Phase::Backoff(at) => (never(), Some(*at)),
+                Phase::Fatal(at) => (never(), *at),
+                Phase::Idle => (never(), None),
+            };
+            let tick = match deadline {
+                Some(d) => after(d.saturating_duration_since(now)),
+                None => never(),
+            };
+            select! {
+                recv(self.control) -> msg => {
+                    // Unreachable while we hold `report`, but a closed channel means: wind down.
+                    let Ok(msg) = msg else {
+                        self.stop_process(None);
+                        return;
+                    };
+                    if self.handle(msg) == Flow::Exit {
+                        return;
+                    }
+                }
+                recv(exit) -> status => {
+                    let status = status.unwrap_or_else(|_| Err("waiter thread vanished".to_string()));
+                    self.on_exit(status);
+                }
+                recv(tick) -> _ => self.on_tick(),
+            }
+        }
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut Slot)) {
+        if let Some(slot) = self.shared.table().get_mut(&self.name) {
+            f(slot);
+        }
+    }
+
+    fn set_state(&self, state: DaemonState) {
+        self.set_status(|s| s.status.state = state);
+    }
+
+    fn on_tick(&mut self) {
+        match &mut self.phase {
+            Phase::Waiting => {
+                let pending = self.shared.pending(&self.spec.depends_on);
+                if pending.is_empty() {
+                    self.spawn_process();
+                } else {
+                    self.set_status(|s| {
+                        if s.status.state
+                            != (DaemonState::Waiting {
+                                on: pending.clone(),
+                            })
+                        {
+                            s.status.state = DaemonState::Waiting { on: pending };
+                        }
+                    });
+                }
+            }
+            Phase::Backoff(at) | Phase::Fatal(Some(at)) if Instant::now() >= *at => {
+                self.set_status(|s| s.status.restarts = s.status.restarts.saturating_add(1));
+                self.spawn_process();
+            }
+            Phase::Running(r) if r.in_grace && r.started.elapsed() >= self.spec.startup_grace => {
+                r.in_grace = false;
+                self.set_state(DaemonState::Running);
+            }
+            _ => {}
+        }
+    }
+
+    fn handle(&mut self, msg: Control) -> Flow {
+        match msg {
+            Control::Start => match self.phase {
+                Phase::Idle | Phase::Fatal(_) | Phase::Backoff(_) => {
+                    self.tracker.reset();
+                    self.phase = Phase::Waiting;
+                    self.set_state(DaemonState::Waiting {
+                        on: self.spec.depends_on.clone(),
+                    });
+                }
+                Phase::Waiting | Phase::Running(_) => {}
+            },
+            Control::Stop { timeout, ack } => {
+                self.stop_process(timeout);
+                self.phase = Phase::Idle;
+                self.set_state(DaemonState::Stopped);
+                self.shared.emit(ManagerEvent::Stopped {
+                    name: self.name.clone(),
+                });
+                info!(daemon = %self.name, "Daemon stopped.");
+                let _ = ack.send(());
+            }
+            Control::Restart => {
+                self.stop_process(None);
+                self.tracker.reset();
+                self.set_status(|s| s.status.restarts = s.status.restarts.saturating_add(1));
+                self.spawn_process();
+            }
+            Control::Replace { spec } => {
+                self.stop_process(None);
+                if spec.logs != self.spec.logs || spec.name != self.spec.name {
+                    (self.out, self.err) = logs_for(&spec);
+                }
+                self.spec = *spec;
+                self.tracker.reset();
+                self.set_status(|s| s.status.restarts = s.status.restarts.saturating_add(1));
+                self.phase = Phase::Waiting;
+                self.set_state(DaemonState::Waiting {
+                    on: self.spec.depends_on.clone(),
+                });
+                info!(daemon = %self.name, "Daemon spec changed; restarting.");
+            }
+            Control::Remove { timeout, ack } => {
+                self.stop_process(timeout);
+                self.phase = Phase::Idle;
+                self.set_state(DaemonState::Stopped);
+                self.shared.emit(ManagerEvent::Stopped {
+                    name: self.name.clone(),
+                });
+                let _ = ack.send(());
+                return Flow::Exit;
+            }
+            Control::Check {
+                generation,
+                index,
+                ok,
+                latency,
+                error,
+            } => {
+                self.on_check(generation, index, ok, latency, error);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn spawn_process(&mut self) {
+        self.generation += 1;
+        let child = match spawn(&self.spec, &self.out, &self.err) {
+            Ok(child) => child,
+            Err(e) => {
+                warn!(daemon = %self.name, error = %e, "Cannot spawn daemon.");
+                self.shared.emit(ManagerEvent::SpawnFailed {
+                    name: self.name.clone(),
+                    error: e.to_string(),
+                });
+                self.set_status(|s| {
+                    s.status.pid = None;
+                    s.up_since = None;
+                });
+                let decision =
+                    self.tracker
+                        .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64());
+                self.apply(decision, None, None);
+                return;
+            }
+        };
+        let pid = child.id();
+        let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
+        let waiter = thread::Builder::new()
+            .name(format!("reap-{}", self.name))
+            .spawn(move || {
+                let mut child = child;
+                // The group dies with its leader: leftovers would pile up over restarts.
+                if let Err(e) = wait_exit_then_kill_group(pid) {
+                    warn!(pid, error = %e, "Cannot kill what is left of the process group.");
+                }
+                let _ = exit_tx.send(child.wait().map_err(|e| e.to_string()));
+            });
+        if let Err(e) = waiter {
+            // Without a reaper we could never see the exit: kill the group and count a failure.
+            error!(daemon = %self.name, pid, error = %e, "Cannot start reaper thread; killing daemon.");
+            let _ = signal_group(pid, libc::SIGKILL);
+            let decision = self
+                .tracker
+                .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64());
+            self.apply(decision, None, Some(libc::SIGKILL));
+            return;
+        }
+        let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
+        for (index, check) in self.spec.checks.iter().enumerate() {
+            spawn_check_thread(
+                &self.name,
+                self.generation,
+                index,
+                check.clone(),
+                cancel_rx.clone(),
+                self.report.clone(),
+            );
+        }
+        let ready = !self.spec.has_readiness();
+        let started = Instant::now();
+        self.phase = Phase::Running(Running {
+            pid,
+            generation: self.generation,
+            started,
+            exit: exit_rx,
+            _cancel_checks: cancel_tx,
+            check_failures: vec![0; self.spec.checks.len()],
+            check_passing: vec![false; self.spec.checks.len()],
+            in_grace: !self.spec.startup_grace.is_zero(),
+        });
+        let state = if self.spec.startup_grace.is_zero() {
+            DaemonState::Running
+        } else {
+            DaemonState::Starting
+        };
+        self.set_status(|s| {
+            s.status.state = state;
+            s.status.pid = Some(pid);
+            s.status.started_at = Some(SystemTime::now());
+            s.status.ready = ready;
+            s.up_since = Some(started);
+        });
+        info!(daemon = %self.name, pid, "Daemon started.");
+        self.shared.emit(ManagerEvent::Started {
+            name: self.name.clone(),
+            pid,
+        });
+        if ready {
+            self.shared.emit(ManagerEvent::Ready {
+                name: self.name.clone(),
+            });
+        }
+    }
+
+    /// Record the end of the current process (whatever ended it) and clear its traces.
+    fn finish(
+        &mut self,
+        running: Running,
+        status: Result<ExitStatus, String>,
+    ) -> (Option<i32>, Option<i32>, Duration) {
+        let uptime = running.started.elapsed();
+        let (code, signal) = match status {
+            Ok(s) => decode(s),
+            Err(e) => {
+                warn!(daemon = %self.name, pid = running.pid, error = %e, "Lost the daemon's exit status.");
+                (None, None)
+            }
+        };
+        let info = ExitInfo {
+            code,
+            signal,
+            uptime,
+            at: SystemTime::now(),
+        };
+        self.set_status(|s| {
+            s.status.pid = None;
+            s.status.ready = false;
+            s.status.last_exit = Some(info);
+            s.up_since = None;
+        });
+        self.shared.emit(ManagerEvent::Exited {
+            name: self.name.clone(),
+            pid: running.pid,
+            code,
+            signal,
+            uptime,
+        });
+        (code, signal, uptime)
+    }
+
+    fn on_exit(&mut self, status: Result<ExitStatus, String>) {
+        let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        let (code, signal, uptime) = self.finish(running, status);
+        let failed = code != Some(0);
+        info!(daemon = %self.name, ?code, ?signal, ?uptime, "Daemon exited.");
+        let decision = self
+            .tracker
+            .on_exit(&self.spec, failed, uptime, fastrand::f64());
+        self.apply(decision, code, signal);
+    }
+
+    fn apply(&mut self, decision: Decision, code: Option<i32>, signal: Option<i32>) {
+        match decision {
+            Decision::Restart { delay, attempt } => {
+                debug!(daemon = %self.name, ?delay, attempt, "Daemon restart scheduled.");
+                self.phase = Phase::Backoff(Instant::now() + delay);
+                self.set_state(DaemonState::Backoff {
+                    until: SystemTime::now() + delay,
+                });
+                self.shared.emit(ManagerEvent::Restarting {
+                    name: self.name.clone(),
+                    delay,
+                    attempt,
+                });
+            }
+            Decision::Stay => {
+                self.phase = Phase::Idle;
+                self.set_state(DaemonState::Exited { code, signal });
+            }
+            Decision::Fatal {
+                reason,
+                retry_after,
+            } => {
+                error!(daemon = %self.name, reason = %reason, ?retry_after, "Daemon is fatal; no more restarts.");
+                self.phase = Phase::Fatal(retry_after.map(|d| Instant::now() + d));
+                let retry_at = retry_after.map(|d| SystemTime::now() + d);
+                self.set_state(DaemonState::Fatal {
+                    reason: reason.clone(),
+                    retry_at,
+                });
+                self.shared.emit(ManagerEvent::Fatal {
+                    name: self.name.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Stop the running process, if any: stop signal to the group, SIGKILL after the timeout.
+    fn stop_process(&mut self, timeout: Option<Duration>) {
+        let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        let timeout = timeout.map_or(self.spec.stop_timeout, |t| t.min(self.spec.stop_timeout));
+        self.set_state(DaemonState::Stopping);
+        let pid = running.pid;
+        if let Err(e) = signal_group(pid, self.spec.stop_signal) {
+            warn!(daemon = %self.name, pid, error = %e, "Cannot send the stop signal.");
+        }
+        let status = match running.exit.recv_timeout(timeout) {
+            Ok(status) => status,
+            Err(_) => {
+                warn!(daemon = %self.name, pid, ?timeout, "Daemon ignored the stop signal; sending SIGKILL.");
+                if let Err(e) = signal_group(pid, libc::SIGKILL) {
+                    warn!(daemon = %self.name, pid, error = %e, "Cannot send SIGKILL.");
+                }
+                running
+                    .exit
+                    .recv_timeout(KILL_WAIT)
+                    .unwrap_or_else(|_| Err("no exit after SIGKILL".to_string()))
+            }
+        };
+        self.finish(running, status);
+    }
+
+    fn on_check(
+        &mut self,
+        generation: u64,
+        index: usize,
+        ok: bool,
+        latency: Duration,
+        error: Option<String>,
+    ) {
+        let Phase::Running(r) = &mut self.phase else {
+            return;
+        };
+        let Some(check) = self.spec.checks.get(index) else {
+            return;
+        };
+        if r.generation != generation {
+            return;
+        }
+        self.shared.emit(ManagerEvent::CheckResult {
+            name: self.name.clone(),
+            check: index,
+            ok,
+            latency,
+            error: error.clone(),
+        });
+        let was_ready = r
+            .check_passing
+            .iter()
+            .zip(&self.spec.checks)
+            .all(|(p, c)| *p || !c.readiness);
+        if ok {
+            r.check_failures[index] = 0;
+            r.check_passing[index] = true;
+        } else if check.readiness || !r.in_grace {
+            r.check_failures[index] = r.check_failures[index].saturating_add(1);
+            if r.check_failures[index] >= check.failures {
+                r.check_passing[index] = false;
+            }
+        }
+        let ready = r
+            .check_passing
+            .iter()
+            .zip(&self.spec.checks)
+            .all(|(p, c)| *p || !c.readiness);
+        let liveness_failed = !check.readiness && r.check_failures[index] >= check.failures;
+        let uptime = r.started.elapsed();
+        if ready != was_ready {
+            self.set_status(|s| s.status.ready = ready);
+            if ready {
+                info!(daemon = %self.name, "Daemon ready.");
+                self.shared.emit(ManagerEvent::Ready {
+                    name: self.name.clone(),
+                });
+            } else {
+                warn!(daemon = %self.name, check = index, error = ?error, "Daemon no longer ready.");
+            }
+        }
+        if liveness_failed {
+            warn!(daemon = %self.name, check = index, error = ?error, "Liveness check failed; restarting daemon.");
+            self.stop_process(None);
+            let decision = self
+                .tracker
+                .on_exit(&self.spec, true, uptime, fastrand::f64());
+            let (code, signal) = self
+                .shared
+                .table()
+                .get(&self.name)
+                .and_then(|s| s.status.last_exit.as_ref().map(|e| (e.code, e.signal)))
+                .unwrap_or((None, None));
+            self.apply(decision, code, signal);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The daemon manager: launches the daemons perfvisor manages, keeps them alive by policy,
+//! checks their health, and stops them with their whole process tree.
+//!
+//! # Shape
+//! One [`Manager`] handle holds a table of daemons; each daemon has one supervisor thread
+//! (`daemon.rs`) that is the only writer of its status. Its process runs in its own process
+//! group, a reaper thread waits for it, two log threads copy stdout and stderr into rotated
+//! files (`logs.rs`), and one timer thread per health check probes it (`checks.rs`). All of
+//! them report to the supervisor by message, so a single loop decides every transition.
+//! Pure logic sits apart and is tested without processes: the restart policy (`policy.rs`)
+//! and validation, start order and reload diff (`plan.rs`).
+//!
+//! # Restart policy
+//! When a process ends, the mode decides whether it is restarted at all: `Always` restarts
+//! every exit, `OnFailure` only a non-zero code or a death by signal, `Never` none. A restart
+//! waits `backoff_initial × backoff_factor^(n−1)`, scaled by `1 ± jitter` and capped at
+//! `backoff_max`, where `n` counts exits since the last stable run: a run of `stable_after`
+//! or more resets it. An exit within `startup_grace` is a *fast* failure; after
+//! `max_fast_failures` of them in a row the daemon is `Fatal` and is not restarted, except
+//! once every `slow_retry` if that is set (a fast failure then is fatal again at once, so
+//! the restart budget is never exceeded). A liveness check failing `failures` times in a row
+//! (after the grace period) stops the daemon and counts as a failed exit.
+//!
+//! # Stopping
+//! The stop signal goes to the whole process group; after `stop_timeout` the group gets
+//! SIGKILL. Whenever a daemon's leader ends — stopped, crashed or exited — what is left of
+//! its group is SIGKILLed, so grandchildren never outlive it. A daemon that puts children
+//! into a session or group of its own (`setsid`) escapes this, as under any group-based
+//! supervisor.
+//!
+//! # Start order
+//! `depends_on` orders start-up: a daemon waits until each dependency has a process and, if
+//! that dependency has readiness checks, is ready or past its `startup_grace`. Shutdown goes
+//! in reverse: dependents first.
+
+mod checks;
+mod daemon;
+mod logs;
+mod plan;
+mod policy;
+mod process;
+mod runtime;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
+pub use spec::{
+    CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec, ManagerDiff,
+    ManagerError, ManagerEvent, RestartMode, DEFAULT_BACKOFF_FACTOR, DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX, DEFAULT_JITTER, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE,
+    DEFAULT_MAX_FAST_FAILURES, DEFAULT_STABLE_AFTER, DEFAULT_STARTUP_GRACE, DEFAULT_STOP_TIMEOUT,
+};

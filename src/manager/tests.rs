@@ -1,0 +1,665 @@
+//! Tests of the manager with real child processes: crash loops, process trees, stop
+//! escalation, logs, health checks, dependencies and reload. Every wait polls with a bound;
+//! every process started is killed by its process group when the `Manager` drops.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::*;
+
+/// A directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "perfvisor-manager-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// File names in the directory, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Events as they arrive, with their arrival time and whether a `wait` returned them.
+struct Events {
+    rx: Receiver<ManagerEvent>,
+    seen: Vec<(Instant, ManagerEvent)>,
+    taken: Vec<bool>,
+}
+
+impl Events {
+    fn new() -> (Manager, Self) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (
+            Manager::new(tx),
+            Self {
+                rx,
+                seen: Vec::new(),
+                taken: Vec::new(),
+            },
+        )
+    }
+
+    /// The earliest event matching `pred` not returned before, waiting at most `timeout`.
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&ManagerEvent) -> bool,
+    ) -> Option<(Instant, ManagerEvent)> {
+        if let Some(i) = (0..self.seen.len()).find(|&i| !self.taken[i] && pred(&self.seen[i].1)) {
+            self.taken[i] = true;
+            return Some(self.seen[i].clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = self.rx.recv_timeout(left).ok()?;
+            let hit = pred(&ev);
+            self.seen.push((Instant::now(), ev));
+            self.taken.push(hit);
+            if hit {
+                return self.seen.last().cloned();
+            }
+        }
+    }
+
+    /// Treat every event seen so far as returned: later waits look only at new ones.
+    fn take_all(&mut self) {
+        self.taken.iter_mut().for_each(|t| *t = true);
+    }
+
+    fn must(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&ManagerEvent) -> bool,
+    ) -> (Instant, ManagerEvent) {
+        match self.wait(timeout, pred) {
+            Some(e) => e,
+            None => panic!(
+                "no {what} within {timeout:?}; saw {:#?}",
+                self.seen.iter().map(|e| &e.1).collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    fn count(&self, pred: impl Fn(&ManagerEvent) -> bool) -> usize {
+        self.seen.iter().filter(|(_, e)| pred(e)).count()
+    }
+}
+
+fn started(name: &str) -> impl Fn(&ManagerEvent) -> bool + '_ {
+    move |e| matches!(e, ManagerEvent::Started { name: n, .. } if n == name)
+}
+
+fn pid_of(e: &ManagerEvent) -> u32 {
+    match e {
+        ManagerEvent::Started { pid, .. } => *pid,
+        other => panic!("not a start: {other:?}"),
+    }
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+fn spec(name: &str, command: Vec<String>, dir: &TempDir) -> ManagedSpec {
+    let mut s = ManagedSpec::new(name, command, dir.path());
+    s.backoff_initial = Duration::from_millis(50);
+    s.backoff_max = Duration::from_millis(200);
+    s.jitter = 0.0;
+    s.startup_grace = Duration::from_millis(200);
+    s.stop_timeout = Duration::from_secs(2);
+    s
+}
+
+fn status(m: &Manager, name: &str) -> DaemonStatus {
+    m.status().into_iter().find(|s| s.name == name).unwrap()
+}
+
+/// `(state, pgid)` of a live process, from /proc; `None` when gone or a zombie.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let pgid = f.nth(1)?.parse().ok()?;
+    (state != 'Z' && state != 'X').then_some((state, pgid))
+}
+
+/// Live members of process group `pgid`, except `pgid` itself.
+fn group_members(pgid: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| p != pgid && proc_stat(p).is_some_and(|(_, g)| g == pgid))
+        .collect()
+}
+
+fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+const T: Duration = Duration::from_secs(5);
+
+/// A crash loop backs off 50, 100, 200, 200 ms, goes fatal on the fifth fast failure without
+/// exceeding the restart budget, and the slow retry makes exactly one attempt per interval.
+#[test]
+fn crash_loop_backs_off_then_goes_fatal_then_retries_slowly() {
+    let dir = TempDir::new("crash");
+    let (m, mut ev) = Events::new();
+    let mut s = spec("crash", sh("exit 1"), &dir);
+    s.backoff_factor = 2.0;
+    s.startup_grace = Duration::from_secs(1);
+    s.max_fast_failures = 5;
+    s.slow_retry = Some(Duration::from_millis(400));
+    let t0 = Instant::now();
+    m.start_all(vec![s]).unwrap();
+    let (fatal_at, _) = ev.must(T, "Fatal", |e| matches!(e, ManagerEvent::Fatal { .. }));
+    // The backoffs really elapsed: 50 + 100 + 200 + 200 ms at least, not much more.
+    let total = fatal_at.duration_since(t0);
+    assert!(
+        total >= Duration::from_millis(550) && total < Duration::from_millis(1500),
+        "{total:?}"
+    );
+    let delays: Vec<u128> = ev
+        .seen
+        .iter()
+        .filter_map(|(_, e)| match e {
+            ManagerEvent::Restarting { delay, .. } => Some(delay.as_millis()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, vec![50, 100, 200, 200]);
+    assert_eq!(
+        ev.count(started("crash")),
+        5,
+        "restarts stayed within the budget"
+    );
+    // Observed gap between an exit and the next start matches the announced delay (arrival
+    // times at this thread, so a loaded machine blurs them by a few milliseconds).
+    let exits: Vec<Instant> = ev
+        .seen
+        .iter()
+        .filter(|(_, e)| matches!(e, ManagerEvent::Exited { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    let starts: Vec<Instant> = ev
+        .seen
+        .iter()
+        .filter(|(_, e)| started("crash")(e))
+        .map(|(t, _)| *t)
+        .collect();
+    for (i, want) in delays.iter().enumerate() {
+        let gap = starts[i + 1].duration_since(exits[i]).as_millis();
+        assert!(
+            gap + 25 >= *want && gap <= want + 250,
+            "gap {i}: {gap} ms, want {want} ms"
+        );
+    }
+    assert!(matches!(
+        status(&m, "crash").state,
+        DaemonState::Fatal {
+            retry_at: Some(_),
+            ..
+        }
+    ));
+    // Slow retry: one start about 400 ms later, then fatal again at once (no Restarting).
+    ev.take_all();
+    let (retry_at, _) = ev.must(T, "slow retry", started("crash"));
+    let waited = retry_at.duration_since(fatal_at).as_millis();
+    assert!(
+        (370..1000).contains(&waited),
+        "slow retry after {waited} ms"
+    );
+    ev.must(T, "second Fatal", |e| {
+        matches!(e, ManagerEvent::Fatal { .. })
+    });
+    assert_eq!(
+        ev.count(|e| matches!(e, ManagerEvent::Restarting { .. })),
+        4
+    );
+    assert_eq!(status(&m, "crash").restarts, 5);
+    m.shutdown(T);
+}
+
+/// Stopping a daemon kills its grandchildren too (checked in /proc), and so does the
+/// daemon's own exit: nothing of its process group survives its leader.
+#[test]
+fn process_tree_dies_with_the_daemon() {
+    let dir = TempDir::new("tree");
+    let (m, mut ev) = Events::new();
+    let mut crash = spec("orphaner", sh("sleep 300 & sleep 0.3; exit 3"), &dir);
+    crash.restart = RestartMode::Never;
+    m.start_all(vec![spec("tree", sh("sleep 300 & sleep 300"), &dir), crash])
+        .unwrap();
+    let (_, e) = ev.must(T, "tree start", started("tree"));
+    let pid = pid_of(&e);
+    assert!(
+        poll(T, || !group_members(pid).is_empty()),
+        "grandchild never appeared"
+    );
+    let grandchildren = group_members(pid);
+    m.stop("tree").unwrap();
+    assert!(poll(T, || proc_stat(pid).is_none()
+        && grandchildren.iter().all(|g| proc_stat(*g).is_none())));
+    assert_eq!(status(&m, "tree").state, DaemonState::Stopped);
+
+    let orphaner = pid_of(&ev.must(T, "orphaner start", started("orphaner")).1);
+    assert!(poll(T, || !group_members(orphaner).is_empty()));
+    let left = group_members(orphaner);
+    ev.must(
+        T,
+        "orphaner exit",
+        |e| matches!(e, ManagerEvent::Exited { name, code: Some(3), .. } if name == "orphaner"),
+    );
+    assert!(
+        poll(T, || left.iter().all(|g| proc_stat(*g).is_none())),
+        "grandchild outlived its daemon"
+    );
+    assert_eq!(
+        status(&m, "orphaner").state,
+        DaemonState::Exited {
+            code: Some(3),
+            signal: None
+        }
+    );
+}
+
+/// A daemon ignoring the stop signal gets SIGKILL after stop_timeout.
+#[test]
+fn stop_escalates_to_sigkill() {
+    let dir = TempDir::new("term");
+    let (m, mut ev) = Events::new();
+    let mut s = spec("stubborn", sh("trap '' TERM; sleep 300"), &dir);
+    s.stop_timeout = Duration::from_millis(300);
+    m.start_all(vec![s]).unwrap();
+    let pid = pid_of(&ev.must(T, "start", started("stubborn")).1);
+    // The sleep exists only once the trap is set, so TERM cannot race it.
+    assert!(poll(T, || !group_members(pid).is_empty()));
+    let t0 = Instant::now();
+    m.stop("stubborn").unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    ev.must(T, "SIGKILL exit", |e| {
+        matches!(
+            e,
+            ManagerEvent::Exited {
+                signal: Some(libc::SIGKILL),
+                ..
+            }
+        )
+    });
+    ev.must(T, "Stopped", |e| matches!(e, ManagerEvent::Stopped { .. }));
+}
+
+/// stdout and stderr land in their files, rotated at max_size keeping `keep` old files.
+#[test]
+fn logs_are_written_and_rotated() {
+    let dir = TempDir::new("logs");
+    let (m, mut ev) = Events::new();
+    let script = "i=0; while [ $i -lt 300 ]; do echo \"out line $i ..........\"; i=$((i+1)); done; echo boom >&2";
+    let mut s = spec("chatty", sh(script), &dir);
+    s.restart = RestartMode::Never;
+    s.logs.max_size = 2000;
+    s.logs.keep = 2;
+    m.start_all(vec![s]).unwrap();
+    ev.must(T, "exit", |e| matches!(e, ManagerEvent::Exited { .. }));
+    let out = dir.path().join("chatty.out.log");
+    let err = dir.path().join("chatty.err.log");
+    assert!(poll(T, || fs::read_to_string(&out)
+        .is_ok_and(|t| t.contains("out line 299 "))));
+    assert!(poll(T, || fs::read_to_string(&err).is_ok_and(|t| t == "boom\n")));
+    assert_eq!(
+        dir.names(),
+        vec![
+            "chatty.err.log",
+            "chatty.out.log",
+            "chatty.out.log.1",
+            "chatty.out.log.2"
+        ]
+    );
+    for n in ["chatty.out.log", "chatty.out.log.1", "chatty.out.log.2"] {
+        assert!(
+            fs::metadata(dir.path().join(n)).unwrap().len() <= 2000,
+            "{n}"
+        );
+    }
+}
+
+/// A liveness check failing `failures` times restarts the daemon; an HTTP check's result and
+/// latency are reported.
+#[test]
+fn liveness_failure_restarts() {
+    let dir = TempDir::new("live");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let (m, mut ev) = Events::new();
+    let mut s = spec("sick", vec!["sleep".into(), "300".into()], &dir);
+    s.restart = RestartMode::Always;
+    s.startup_grace = Duration::ZERO;
+    let check = |kind| CheckSpec {
+        kind,
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(1),
+        failures: 2,
+        readiness: false,
+    };
+    s.checks = vec![
+        check(CheckKind::Http {
+            url: format!("http://{addr}/health"),
+        }),
+        check(CheckKind::Command {
+            argv: vec!["false".into()],
+        }),
+    ];
+    m.start_all(vec![s]).unwrap();
+    let first = pid_of(&ev.must(T, "start", started("sick")).1);
+    ev.must(T, "http ok", |e| {
+        matches!(
+            e,
+            ManagerEvent::CheckResult {
+                check: 0,
+                ok: true,
+                ..
+            }
+        )
+    });
+    ev.must(T, "TERM exit", |e| {
+        matches!(
+            e,
+            ManagerEvent::Exited {
+                signal: Some(libc::SIGTERM),
+                ..
+            }
+        )
+    });
+    assert_eq!(
+        ev.count(|e| matches!(
+            e,
+            ManagerEvent::CheckResult {
+                check: 1,
+                ok: false,
+                ..
+            }
+        )),
+        2
+    );
+    ev.must(T, "restart", |e| {
+        matches!(e, ManagerEvent::Restarting { attempt: 1, .. })
+    });
+    let second = pid_of(&ev.must(T, "second start", started("sick")).1);
+    assert_ne!(first, second);
+}
+
+/// A dependent waits for its dependency's readiness check, then starts.
+#[test]
+fn readiness_gates_dependent() {
+    let dir = TempDir::new("ready");
+    let flag = dir.path().join("ready-flag");
+    let (m, mut ev) = Events::new();
+    let mut db = spec("db", vec!["sleep".into(), "300".into()], &dir);
+    db.startup_grace = Duration::from_secs(30);
+    db.checks = vec![CheckSpec {
+        kind: CheckKind::Command {
+            argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+        },
+        interval: Duration::from_millis(30),
+        timeout: Duration::from_secs(1),
+        failures: 1,
+        readiness: true,
+    }];
+    let mut app = spec("app", vec!["sleep".into(), "300".into()], &dir);
+    app.depends_on = vec!["db".into()];
+    m.start_all(vec![app, db]).unwrap();
+    ev.must(T, "db start", started("db"));
+    ev.must(T, "failing readiness", |e| {
+        matches!(e, ManagerEvent::CheckResult { ok: false, .. })
+    });
+    assert!(
+        ev.wait(Duration::from_millis(200), started("app"))
+            .is_none(),
+        "app started before db was ready"
+    );
+    assert_eq!(
+        status(&m, "app").state,
+        DaemonState::Waiting {
+            on: vec!["db".into()]
+        }
+    );
+    assert!(!status(&m, "db").ready);
+    fs::write(&flag, b"").unwrap();
+    ev.must(
+        T,
+        "db ready",
+        |e| matches!(e, ManagerEvent::Ready { name } if name == "db"),
+    );
+    ev.must(T, "app start", started("app"));
+    assert!(status(&m, "db").ready);
+}
+
+/// Start order follows depends_on, shutdown goes in reverse, and a cycle is refused by name.
+#[test]
+fn dependencies_order_start_and_shutdown() {
+    let dir = TempDir::new("deps");
+    let (m, mut ev) = Events::new();
+    let mut specs = Vec::new();
+    for (name, dep) in [("c", Some("b")), ("b", Some("a")), ("a", None)] {
+        let mut s = spec(name, vec!["sleep".into(), "300".into()], &dir);
+        s.depends_on = dep.into_iter().map(String::from).collect();
+        specs.push(s);
+    }
+    m.start_all(specs).unwrap();
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(
+            ev.must(T, "start", |e| matches!(e, ManagerEvent::Started { .. }))
+                .1
+                .name()
+                .to_string(),
+        );
+    }
+    assert_eq!(order, vec!["a", "b", "c"]);
+    m.shutdown(T);
+    let stopped: Vec<String> = ev
+        .rx
+        .try_iter()
+        .filter(|e| matches!(e, ManagerEvent::Stopped { .. }))
+        .map(|e| e.name().to_string())
+        .collect();
+    assert_eq!(stopped, vec!["c", "b", "a"]);
+    assert!(m.status().is_empty());
+    assert!(matches!(m.start("a"), Err(ManagerError::ShutDown)));
+
+    let (m2, _ev2) = Events::new();
+    let mut x = spec("x", vec!["true".into()], &dir);
+    x.depends_on = vec!["y".into()];
+    let mut y = spec("y", vec!["true".into()], &dir);
+    y.depends_on = vec!["x".into()];
+    let err = m2.start_all(vec![x, y]).unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: x -> y -> x");
+    assert!(m2.status().is_empty(), "nothing starts from a refused set");
+}
+
+/// A reload restarts only the changed daemon, starts the added one and stops the removed one.
+#[test]
+fn update_touches_only_what_changed() {
+    let dir = TempDir::new("update");
+    let (m, mut ev) = Events::new();
+    let sleeper = |n: &str| spec(n, vec!["sleep".into(), "300".into()], &dir);
+    m.start_all(vec![sleeper("a"), sleeper("b")]).unwrap();
+    let a = pid_of(&ev.must(T, "a", started("a")).1);
+    let b = pid_of(&ev.must(T, "b", started("b")).1);
+    let mut b2 = sleeper("b");
+    b2.env = BTreeMap::from([("MODE".to_string(), "new".to_string())]);
+    let d = m
+        .update(vec![sleeper("a"), b2.clone(), sleeper("c")])
+        .unwrap();
+    assert_eq!(
+        (d.added, d.changed, d.unchanged),
+        (
+            vec!["c".to_string()],
+            vec!["b".to_string()],
+            vec!["a".to_string()]
+        )
+    );
+    ev.must(T, "c", started("c"));
+    let b_new = pid_of(&ev.must(T, "b again", started("b")).1);
+    assert_ne!(b, b_new);
+    assert_eq!(status(&m, "a").pid, Some(a));
+    assert_eq!(
+        ev.count(|e| matches!(e, ManagerEvent::Exited { name, .. } if name == "a")),
+        0
+    );
+    // The kernel fills /proc/<pid>/environ a moment after exec; poll rather than race it.
+    let environ = || fs::read_to_string(format!("/proc/{b_new}/environ")).unwrap_or_default();
+    assert!(poll(T, || environ().split('\0').any(|kv| kv == "MODE=new")));
+
+    let d = m.update(vec![sleeper("a"), b2]).unwrap();
+    assert_eq!(d.removed, vec!["c"]);
+    assert_eq!(
+        m.status()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
+    assert_eq!(status(&m, "a").pid, Some(a));
+}
+
+/// A run longer than stable_after resets the backoff: every restart waits the initial delay.
+#[test]
+fn stable_run_resets_backoff() {
+    let dir = TempDir::new("stable");
+    let (m, mut ev) = Events::new();
+    let mut s = spec("steady", sh("sleep 0.25; exit 1"), &dir);
+    s.stable_after = Duration::from_millis(200);
+    s.startup_grace = Duration::from_millis(100);
+    m.start_all(vec![s]).unwrap();
+    for _ in 0..3 {
+        let (_, e) = ev.must(T, "restart", |e| {
+            matches!(e, ManagerEvent::Restarting { .. })
+        });
+        assert!(
+            matches!(e, ManagerEvent::Restarting { attempt: 1, delay, .. } if delay == Duration::from_millis(50)),
+            "{e:?}"
+        );
+    }
+}
+
+/// Running as another user drops to that user's ids; an unknown user is refused up front.
+#[test]
+fn runs_as_user() {
+    let dir = TempDir::new("user");
+    let (m, mut ev) = Events::new();
+    let mut ghost = spec("ghost", vec!["true".into()], &dir);
+    ghost.user = Some("no-such-user-perfvisor".into());
+    let err = m.start_all(vec![ghost]).unwrap_err().to_string();
+    assert!(
+        err.contains("\"no-such-user-perfvisor\" does not exist"),
+        "{err}"
+    );
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Ok(nobody) = process::lookup_user("nobody") else {
+        return;
+    };
+    if !root {
+        return;
+    }
+    let mut s = spec("dropped", sh("id -u; id -g"), &dir);
+    s.restart = RestartMode::Never;
+    s.user = Some("nobody".into());
+    m.start_all(vec![s]).unwrap();
+    ev.must(T, "exit", |e| {
+        matches!(e, ManagerEvent::Exited { code: Some(0), .. })
+    });
+    let out = dir.path().join("dropped.out.log");
+    let want = format!("{}\n{}\n", nobody.uid, nobody.gid);
+    assert!(poll(T, || fs::read_to_string(&out).is_ok_and(|t| t == want)));
+}
+
+/// The handle can be shared between threads.
+#[test]
+fn manager_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Manager>();
+}
+
+/// A program that cannot be spawned counts as a fast failure and ends fatal.
+#[test]
+fn spawn_failure_goes_fatal() {
+    let dir = TempDir::new("nospawn");
+    let (m, mut ev) = Events::new();
+    let mut s = spec("missing", vec!["/nonexistent/perfvisor-prog".into()], &dir);
+    s.max_fast_failures = 2;
+    m.start_all(vec![s]).unwrap();
+    ev.must(T, "Fatal", |e| matches!(e, ManagerEvent::Fatal { .. }));
+    assert_eq!(
+        ev.count(|e| matches!(e, ManagerEvent::SpawnFailed { .. })),
+        2
+    );
+    assert!(matches!(
+        status(&m, "missing").state,
+        DaemonState::Fatal { retry_at: None, .. }
+    ));
+    // A manual start clears the counters and tries again.
+    m.start("missing").unwrap();
+    ev.must(T, "Fatal again", |e| {
+        matches!(e, ManagerEvent::Fatal { .. })
+    });
+    assert_eq!(
+        ev.count(|e| matches!(e, ManagerEvent::SpawnFailed { .. })),
+        4
+    );
+}
