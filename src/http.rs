@@ -22,6 +22,9 @@
 //! | DELETE | `/api/v1/silences/{id}` | remove one |
 //! | POST | `/api/v1/metrics` | push app metrics `[{"metric", "value", "daemon"?, "kind"?: "gauge"/"counter"/"observation"}]` |
 //! | GET | `/api/v1/query?metric=&daemon=&from=&to=&step=&agg=` | stored history |
+//! | GET | `/api/v1/managed` | managed daemons (standalone binary) |
+//! | POST | `/api/v1/managed/{name}/{start,stop,restart}` | act on one |
+//! | POST | `/api/v1/reload` | reload the config file (only what changed restarts) |
 //! | GET | `/metrics` | Prometheus exposition of every series held, and perfvisor's own health |
 
 use std::fmt::Write as _;
@@ -36,13 +39,43 @@ use serde::{Deserialize, Serialize};
 use crate::{Aggregation, DaemonId, DaemonSpec, MetricKind, Perfvisor, Query, SeriesSelector};
 use perfvisor_actors::types::Source;
 
-/// Where the API listens and the token it requires.
-#[derive(Clone, Debug)]
+/// Reloads the configuration; answers what changed, or why it was refused.
+pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// Where the API listens, the token it requires, and what the standalone binary adds.
+#[derive(Clone)]
 pub struct ApiConfig {
     /// Address to bind (default 127.0.0.1:9465).
     pub listen: SocketAddr,
     /// Bearer token; required for mutating calls, and for every call off loopback.
     pub token: Option<String>,
+    /// The daemon manager of the standalone binary (`/api/v1/managed…`), if any.
+    pub manager: Option<Arc<crate::manager::Manager>>,
+    /// Configuration reload (`POST /api/v1/reload`), if any.
+    pub reload: Option<ReloadHook>,
+}
+
+impl ApiConfig {
+    /// Listen on `listen` with `token`, nothing else.
+    pub fn new(listen: SocketAddr, token: Option<String>) -> Self {
+        ApiConfig {
+            listen,
+            token,
+            manager: None,
+            reload: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("manager", &self.manager.is_some())
+            .field("reload", &self.reload.is_some())
+            .finish()
+    }
 }
 
 /// Why the API could not start.
@@ -104,6 +137,8 @@ struct State {
     pv: Perfvisor,
     token: Option<String>,
     loopback: bool,
+    manager: Option<Arc<crate::manager::Manager>>,
+    reload: Option<ReloadHook>,
 }
 
 /// Starts the API on a thread of its own.
@@ -117,6 +152,8 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
         pv,
         token,
         loopback,
+        manager: config.manager,
+        reload: config.reload,
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let listen = config.listen;
@@ -158,6 +195,12 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
                         .route("/api/v1/silences/{id}", web::delete().to(remove_silence))
                         .route("/api/v1/metrics", web::post().to(push_metrics))
                         .route("/api/v1/query", web::get().to(query))
+                        .route("/api/v1/managed", web::get().to(managed))
+                        .route(
+                            "/api/v1/managed/{name}/{action}",
+                            web::post().to(managed_action),
+                        )
+                        .route("/api/v1/reload", web::post().to(reload))
                         .default_service(web::to(not_found))
                 })
                 .workers(1)
@@ -549,6 +592,75 @@ async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>
         ),
     })?;
     Ok(HttpResponse::Ok().json(results))
+}
+
+async fn managed(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    let m = s.manager.as_ref().ok_or_else(no_manager)?;
+    Ok(HttpResponse::Ok().json(m.status()))
+}
+
+fn no_manager() -> Problem {
+    Problem::not_found("this perfvisor manages no daemons (embedded, or started without a config)")
+}
+
+async fn managed_action(
+    req: HttpRequest,
+    s: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    authorize(&req, &s, true)?;
+    let (name, action) = path.into_inner();
+    let m = s.manager.clone().ok_or_else(no_manager)?;
+    if !m.status().iter().any(|d| d.name == name) {
+        return Err(Problem::not_found(format!("no managed daemon {name:?}")));
+    }
+    let run = {
+        let name = name.clone();
+        move || match action.as_str() {
+            "start" => m.start(&name).map_err(|e| e.to_string()),
+            "stop" => m.stop(&name).map_err(|e| e.to_string()),
+            "restart" => m.restart(&name).map_err(|e| e.to_string()),
+            other => Err(format!("unknown action {other:?}")),
+        }
+    };
+    // Stopping waits for the process group: off the server's thread.
+    match web::block(run).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({"daemon": name, "ok": true}))),
+        Ok(Err(e)) if e.starts_with("unknown action") => {
+            Err(Problem::bad(e, "start, stop or restart"))
+        }
+        Ok(Err(e)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            e,
+            "a daemon in a state that allows it",
+        )),
+        Err(e) => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+            "a working perfvisor",
+        )),
+    }
+}
+
+async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, true)?;
+    let hook = s
+        .reload
+        .clone()
+        .ok_or_else(|| Problem::not_found("this perfvisor was not started from a config file"))?;
+    match web::block(move || hook()).await {
+        Ok(Ok(summary)) => Ok(HttpResponse::Ok().json(serde_json::json!({"reloaded": summary}))),
+        Ok(Err(problems)) => Err(Problem::bad(
+            problems,
+            "a valid config file (see perfvisor check-config)",
+        )),
+        Err(e) => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+            "a working perfvisor",
+        )),
+    }
 }
 
 /// A Prometheus metric name from a perfvisor one: dots and other characters to `_`,

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+pub mod config;
 mod handle;
 pub mod http;
 pub mod manager;

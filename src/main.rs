@@ -1,5 +1,19 @@
-//! The `perfvisor` binary: parses arguments and calls the library.
-fn main() -> std::process::ExitCode {
-    eprintln!("perfvisor: the standalone daemon manager is not built yet; see the README for the embedding example (cargo run --release --example embed).");
-    std::process::ExitCode::from(2)
+//! The `perfvisor` binary: parses the command line (clap) and runs the command. `run` starts
+//! a supervisor from a config file; the other commands talk to a running one over its HTTP API.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::dispatch(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("perfvisor: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
 }

@@ -53,10 +53,7 @@ fn start() -> (support::TestPv, perfvisor::http::ApiServer) {
     let t = support::start(|b| b.judge_interval(Duration::from_millis(300)));
     let server = serve(
         t.pv.clone(),
-        ApiConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: Some(TOKEN.into()),
-        },
+        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN.into())),
     )
     .expect("api starts");
     (t, server)
@@ -190,10 +187,7 @@ fn non_loopback_needs_a_token() {
     let t = support::start(|b| b);
     let err = serve(
         t.pv.clone(),
-        ApiConfig {
-            listen: "0.0.0.0:0".parse().unwrap(),
-            token: None,
-        },
+        ApiConfig::new("0.0.0.0:0".parse().unwrap(), None),
     )
     .unwrap_err();
     assert!(err.to_string().contains("needs a token"), "{err}");

@@ -20,5 +20,7 @@ mod crash;
 mod delivery;
 // The HTTP API: tokens, 400s, external daemons, Prometheus.
 mod http;
+// The perfvisor binary: check-config fixtures, run with managed and attached daemons.
+mod cli;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;

@@ -1,0 +1,387 @@
+//! `perfvisor run`: a supervisor in the foreground, built from a config file through the same
+//! public API a host uses. It starts the embedded engine, launches the managed daemons (and
+//! registers each new pid), attaches to existing processes (pid, pidfile, or a match on the
+//! executable or command line, rescanned every 10 s), serves the HTTP API, reloads on SIGHUP
+//! or `POST /api/v1/reload` (only what changed restarts), and on SIGINT/SIGTERM stops the API,
+//! the daemons (whole process trees) and the engine, in that order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use perfvisor::config::{self, AttachConfig, AttachSelector, Config, DaemonConfig};
+use perfvisor::http::{serve, ApiConfig};
+use perfvisor::manager::{self as mgr, Manager, ManagerEvent};
+use perfvisor::{DaemonControl, DaemonId, Perfvisor};
+
+use super::CliError;
+
+/// How often attached daemons are looked for again.
+const ATTACH_SCAN: Duration = Duration::from_secs(10);
+
+/// Restarts managed daemons for alert actions; attached ones are not ours to restart.
+struct ManagerControl(Arc<Manager>);
+
+impl DaemonControl for ManagerControl {
+    fn restart(&self, daemon: &DaemonId) -> Result<(), String> {
+        if !self.0.status().iter().any(|d| d.name == daemon.as_str()) {
+            return Err(format!(
+                "{daemon} is attached, not managed by perfvisor; its own manager must restart it"
+            ));
+        }
+        self.0.restart(daemon.as_str()).map_err(|e| e.to_string())
+    }
+}
+
+fn token(config: &Config) -> Result<Option<String>, CliError> {
+    match &config.supervisor.token {
+        None => Ok(None),
+        Some(config::TokenSource::Inline(t)) => Ok(Some(t.clone())),
+        Some(config::TokenSource::File(path)) => std::fs::read_to_string(path)
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(|e| {
+                CliError::usage(format!("cannot read token_file {}: {e}", path.display()))
+            }),
+    }
+}
+
+/// The manager's spec of a managed daemon.
+fn managed_spec(d: &DaemonConfig, default_logs: &Path) -> mgr::ManagedSpec {
+    let mut spec = mgr::ManagedSpec::new(
+        d.name.clone(),
+        d.command.clone(),
+        d.logs
+            .dir
+            .clone()
+            .unwrap_or_else(|| default_logs.to_path_buf()),
+    );
+    spec.env = d.env.clone();
+    spec.cwd = d.cwd.clone();
+    spec.user = d.user.clone();
+    spec.restart = match d.restart {
+        config::RestartMode::Always => mgr::RestartMode::Always,
+        config::RestartMode::OnFailure => mgr::RestartMode::OnFailure,
+        config::RestartMode::Never => mgr::RestartMode::Never,
+    };
+    spec.backoff_initial = d.backoff_initial;
+    spec.backoff_max = d.backoff_max;
+    spec.backoff_factor = d.backoff_factor;
+    spec.jitter = d.jitter;
+    spec.stable_after = d.stable_after;
+    spec.startup_grace = d.startup_grace;
+    spec.max_fast_failures = d.max_fast_failures;
+    spec.slow_retry = d.slow_retry;
+    spec.stop_signal = d.stop_signal.number();
+    spec.stop_timeout = d.stop_timeout;
+    spec.depends_on = d.depends_on.clone();
+    spec.logs.max_size = d.logs.max_size;
+    spec.logs.keep = d.logs.keep;
+    spec.checks = d
+        .checks
+        .iter()
+        .map(|c| mgr::CheckSpec {
+            kind: match &c.kind {
+                config::CheckKind::Http { url } => mgr::CheckKind::Http { url: url.clone() },
+                config::CheckKind::Tcp { address } => mgr::CheckKind::Tcp {
+                    address: address.clone(),
+                },
+                config::CheckKind::Command { command } => mgr::CheckKind::Command {
+                    argv: command.clone(),
+                },
+            },
+            interval: c.interval,
+            timeout: c.timeout,
+            failures: c.failures,
+            readiness: c.readiness,
+        })
+        .collect();
+    spec
+}
+
+/// The pid an attach entry points at now, if any.
+fn resolve(attach: &AttachConfig) -> Option<u32> {
+    match &attach.selector {
+        AttachSelector::Pid(pid) => Path::new(&format!("/proc/{pid}")).exists().then_some(*pid),
+        AttachSelector::Pidfile(path) => std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        AttachSelector::MatchExe(pattern) | AttachSelector::MatchCmdline(pattern) => {
+            let by_exe = matches!(attach.selector, AttachSelector::MatchExe(_));
+            let me = std::process::id();
+            let mut found: Vec<u32> = std::fs::read_dir("/proc")
+                .ok()?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != me)
+                .filter(|pid| {
+                    let text = if by_exe {
+                        std::fs::read_link(format!("/proc/{pid}/exe"))
+                            .ok()
+                            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                            .or_else(|| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                    } else {
+                        std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .ok()
+                            .map(|raw| {
+                                raw.split(|&b| b == 0)
+                                    .filter(|a| !a.is_empty())
+                                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                    };
+                    text.is_some_and(|t| pattern.regex().is_match(t.trim()))
+                })
+                .collect();
+            // The oldest matching process is the daemon (children of it match too).
+            found.sort_unstable();
+            found.first().copied()
+        }
+    }
+}
+
+/// Runs a supervisor from `path` until SIGINT or SIGTERM.
+pub fn run(path: &Path) -> Result<(), CliError> {
+    let config = config::load(path).map_err(|e| CliError {
+        message: format!("{} problem(s) in the config:\n{e}", e.problems.len()),
+        code: 2,
+    })?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(supervise(path.to_path_buf(), config))
+}
+
+struct Running {
+    pv: Perfvisor,
+    manager: Arc<Manager>,
+    config: Mutex<Config>,
+    path: PathBuf,
+    default_logs: PathBuf,
+    attached: Mutex<HashMap<String, u32>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Running {
+    /// Looks for every attached daemon and registers new pids.
+    async fn scan(&self) {
+        let entries: Vec<AttachConfig> = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .attached
+            .clone();
+        for a in entries {
+            let Some(pid) = resolve(&a) else { continue };
+            let known = self
+                .attached
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(a.name.clone(), pid);
+            if known != Some(pid) {
+                tracing::info!(daemon = %a.name, pid, "Attached.");
+                if let Err(e) = self.pv.daemon_started(a.spec(pid)).await {
+                    tracing::warn!(daemon = %a.name, error = %e, "Attaching failed.");
+                }
+            }
+        }
+    }
+
+    /// Reloads the config file: applies what changed, says what it did.
+    fn reload(&self) -> Result<String, String> {
+        let new = config::load(&self.path).map_err(|e| e.to_string())?;
+        let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        let diff = config::diff(&current, &new);
+        if diff.is_empty() {
+            return Ok("nothing changed".into());
+        }
+        let specs = new
+            .daemons
+            .iter()
+            .map(|d| managed_spec(d, &self.default_logs))
+            .collect();
+        let managed = self.manager.update(specs).map_err(|e| e.to_string())?;
+        if diff.rules_changed {
+            for rule in new.rules() {
+                let pv = self.pv.clone();
+                self.handle.spawn(async move {
+                    let _ = pv.add_rule(rule).await;
+                });
+            }
+        }
+        let mut summary = format!("{diff:?}; managed daemons: {managed:?}");
+        if !diff.supervisor_changed.is_empty() {
+            summary.push_str(&format!(
+                "; restart perfvisor to apply {}",
+                diff.supervisor_changed.join(", ")
+            ));
+        }
+        tracing::info!(%summary, "Config reloaded.");
+        *current = new;
+        Ok(summary)
+    }
+}
+
+async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
+    let token = token(&config)?;
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let manager = Arc::new(Manager::new(events_tx));
+    let builder = config
+        .apply(Perfvisor::builder())
+        .daemon_control(ManagerControl(Arc::clone(&manager)));
+    let pv = builder
+        .start()
+        .map_err(|e| CliError::usage(format!("cannot start: {e}")))?;
+    for silence in config.silences(super::now_ms()) {
+        if let Err(e) = pv.add_silence(silence).await {
+            tracing::warn!(error = %e, "Silence from the config refused.");
+        }
+    }
+    let default_logs = config
+        .supervisor
+        .database
+        .parent()
+        .map(|p| p.join("logs"))
+        .unwrap_or_else(|| PathBuf::from("logs"));
+    let specs: Vec<mgr::ManagedSpec> = config
+        .daemons
+        .iter()
+        .map(|d| managed_spec(d, &default_logs))
+        .collect();
+    let listen = config.supervisor.listen;
+    let running = Arc::new(Running {
+        pv: pv.clone(),
+        manager: Arc::clone(&manager),
+        config: Mutex::new(config),
+        path,
+        default_logs,
+        attached: Mutex::new(HashMap::new()),
+        handle: tokio::runtime::Handle::current(),
+    });
+
+    // Manager events → watchers and metrics.
+    let events = {
+        let running = Arc::clone(&running);
+        let handle = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("perfvisor-manager-events".into())
+            .spawn(move || {
+                for event in events_rx {
+                    on_event(&running, &handle, event);
+                }
+            })
+            .map_err(|e| CliError::usage(format!("cannot start a thread: {e}")))?
+    };
+    manager
+        .start_all(specs)
+        .map_err(|e| CliError::usage(format!("managed daemons refused: {e}")))?;
+    running.scan().await;
+
+    let reload_target = Arc::clone(&running);
+    let api = serve(
+        pv.clone(),
+        ApiConfig {
+            listen,
+            token,
+            manager: Some(Arc::clone(&manager)),
+            reload: Some(Arc::new(move || reload_target.reload())),
+        },
+    )
+    .map_err(|e| CliError::usage(e.to_string()))?;
+    tracing::info!(address = %api.addr(), "perfvisor is running.");
+    println!(
+        "perfvisor is running; API and dashboard at http://{}",
+        api.addr()
+    );
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut int, mut term) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(h), Ok(i), Ok(t)) => (h, i, t),
+        _ => return Err(CliError::usage("cannot install signal handlers")),
+    };
+    let mut scan = tokio::time::interval(ATTACH_SCAN);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let r = Arc::clone(&running);
+                match tokio::task::spawn_blocking(move || r.reload()).await {
+                    Ok(Ok(summary)) => println!("reloaded: {summary}"),
+                    Ok(Err(problems)) => eprintln!("reload refused:\n{problems}"),
+                    Err(e) => eprintln!("reload failed: {e}"),
+                }
+            }
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = scan.tick() => running.scan().await,
+        }
+    }
+    tracing::info!("Stopping: API, daemons, engine.");
+    api.stop();
+    let m = Arc::clone(&manager);
+    let _ = tokio::task::spawn_blocking(move || m.shutdown(Duration::from_secs(30))).await;
+    let _ = pv.shutdown().await;
+    // The event thread ends with the process: the engine's daemon control may still hold
+    // the manager (and so its event sender) until then.
+    drop(events);
+    Ok(())
+}
+
+/// Turns a manager event into what perfvisor records: new pids become watchers, check
+/// latencies and outcomes become metrics of the daemon.
+fn on_event(running: &Running, handle: &tokio::runtime::Handle, event: ManagerEvent) {
+    match event {
+        ManagerEvent::Started { name, pid } => {
+            let spec = {
+                let config = running
+                    .config
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                config
+                    .daemons
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| d.spec(pid))
+            };
+            if let Some(spec) = spec {
+                let pv = running.pv.clone();
+                handle.spawn(async move {
+                    if let Err(e) = pv.daemon_started(spec).await {
+                        tracing::warn!(error = %e, "Watching a managed daemon failed.");
+                    }
+                });
+            }
+        }
+        ManagerEvent::CheckResult {
+            name,
+            ok,
+            latency,
+            error,
+            ..
+        } => {
+            let rec = running.pv.recorder().for_daemon(name.as_str());
+            rec.observe("check.latency_seconds", latency.as_secs_f64());
+            rec.record("check.ok", if ok { 1.0 } else { 0.0 });
+            if let Some(e) = error {
+                tracing::debug!(daemon = %name, error = %e, "Check failed.");
+            }
+        }
+        ManagerEvent::Fatal { name, reason, .. } => {
+            tracing::error!(daemon = %name, %reason, "Managed daemon given up (fatal).");
+        }
+        other => tracing::debug!(?other, "Manager event."),
+    }
+}

@@ -1,0 +1,339 @@
+//! The config file of the standalone `perfvisor` binary (TOML): supervisor settings,
+//! managed and attached daemons, alert rules, sinks and silences.
+//!
+//! Reading is two stages. The TOML text is parsed into a tree that keeps every key's and
+//! value's place; [`parse`] then walks it, checking every key (unknown keys are errors),
+//! type, range and cross-reference (daemon names, `depends_on`, rule selectors), and
+//! gathers every problem before failing, so one `check-config` run lists them all with
+//! their lines. The result is a typed [`Config`] that maps onto the embedding API
+//! ([`Config::apply`], [`Config::rules`], [`Config::sinks`], [`Config::silences`]) and
+//! plain structs for the daemon manager ([`DaemonConfig`], [`AttachConfig`]). A reload
+//! compares two configs with [`diff`] so only what changed is restarted.
+//!
+//! Durations are written `"250ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"7d"` (units ms, s, m, h,
+//! d, w); sizes `"512B"`, `"10MiB"`, `"2GiB"` (binary, powers of 1024) or `"1GB"`
+//! (decimal, powers of 1000). [`default_config_text`] is the reference: every key with its
+//! default.
+
+mod compile;
+mod diff;
+mod error;
+mod map;
+mod reader;
+mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Retention, SinkConfig, ThresholdRule, TimestampMs};
+
+pub use diff::{diff, ConfigDiff};
+pub use error::{ConfigError, Problem};
+pub use units::{format_duration, format_size, parse_duration};
+
+/// A validated config file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `[supervisor]`: perfvisor's own settings.
+    pub supervisor: SupervisorConfig,
+    /// `[[daemon]]`: daemons perfvisor starts and keeps running, in file order.
+    pub daemons: Vec<DaemonConfig>,
+    /// `[[attach]]`: daemons started by someone else that perfvisor watches.
+    pub attached: Vec<AttachConfig>,
+    /// `[[rule]]`: alert rules, already in the embedding API's form.
+    pub alert_rules: Vec<ThresholdRule>,
+    /// `[[sink]]`: where alerts are delivered, by name.
+    pub alert_sinks: Vec<(String, SinkConfig)>,
+    /// `[[silence]]`: silences created at start-up.
+    pub silence_specs: Vec<SilenceConfig>,
+}
+
+/// `[supervisor]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupervisorConfig {
+    /// `database`: the SQLite history file. Default `"perfvisor.db"`.
+    pub database: PathBuf,
+    /// `probe_interval`: how often each daemon is probed. Default 1 s; 10 ms to 1 h.
+    pub probe_interval: Duration,
+    /// `host_interval`: how often host metrics are sampled. Default 1 s; 10 ms to 1 h.
+    pub host_interval: Duration,
+    /// `judge_interval`: how often daemons are judged. Default 5 s; 100 ms to 1 h.
+    pub judge_interval: Duration,
+    /// `listen`: address of the HTTP API. Default `127.0.0.1:9465`.
+    pub listen: SocketAddr,
+    /// `token` or `token_file`: the API's bearer token. Default none.
+    pub token: Option<TokenSource>,
+    /// `[supervisor.retention]`: how long history is kept.
+    pub retention: Retention,
+    /// `max_database_size`: cap on the database's size, in bytes. Default none; at least
+    /// 1 MiB.
+    pub max_database_size: Option<u64>,
+    /// `default_rules`: whether the built-in alert rules ship. Default true.
+    pub default_rules: bool,
+}
+
+/// Where the API token comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `token = "..."`, in the file itself.
+    Inline(String),
+    /// `token_file = "..."`: read (and trimmed) when the server starts.
+    File(PathBuf),
+}
+
+impl fmt::Debug for TokenSource {
+    // The token itself never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            TokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+/// When a managed daemon is restarted after it exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartMode {
+    /// `"always"`: whatever the exit status.
+    Always,
+    /// `"on-failure"` (default): after a non-zero exit or a signal.
+    OnFailure,
+    /// `"never"`.
+    Never,
+}
+
+/// The signal a managed daemon is asked to stop with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    /// `"TERM"` (default).
+    Term,
+    /// `"INT"`.
+    Int,
+    /// `"QUIT"`.
+    Quit,
+    /// `"HUP"`.
+    Hup,
+    /// `"KILL"`.
+    Kill,
+    /// `"USR1"`.
+    Usr1,
+    /// `"USR2"`.
+    Usr2,
+}
+
+impl StopSignal {
+    /// The signal number, for `kill(2)`.
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Term => libc::SIGTERM,
+            StopSignal::Int => libc::SIGINT,
+            StopSignal::Quit => libc::SIGQUIT,
+            StopSignal::Hup => libc::SIGHUP,
+            StopSignal::Kill => libc::SIGKILL,
+            StopSignal::Usr1 => libc::SIGUSR1,
+            StopSignal::Usr2 => libc::SIGUSR2,
+        }
+    }
+}
+
+/// `[[daemon]]`: a daemon perfvisor starts, restarts with backoff, health-checks and stops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonConfig {
+    /// `name`: unique among daemons and attached daemons; letters, digits, `_`, `.`, `-`.
+    pub name: String,
+    /// `command`: the program and its arguments (run without a shell).
+    pub command: Vec<String>,
+    /// `env`: extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// `cwd`: working directory. Default: perfvisor's.
+    pub cwd: Option<PathBuf>,
+    /// `user`: run as this user. Default: perfvisor's.
+    pub user: Option<String>,
+    /// `project`: the project label of its series.
+    pub project: Option<String>,
+    /// `labels`: extra labels of its series.
+    pub labels: BTreeMap<String, String>,
+    /// `restart`. Default on-failure.
+    pub restart: RestartMode,
+    /// `backoff_initial`: first pause before a restart. Default 1 s.
+    pub backoff_initial: Duration,
+    /// `backoff_max`: longest pause. Default 1 min; at least `backoff_initial`.
+    pub backoff_max: Duration,
+    /// `backoff_factor`: growth of the pause per failure. Default 2.0; 1 to 10.
+    pub backoff_factor: f64,
+    /// `jitter`: ± fraction applied to each pause. Default 0.2; 0 to 1.
+    pub jitter: f64,
+    /// `stable_after`: running this long resets the backoff. Default 1 min.
+    pub stable_after: Duration,
+    /// `startup_grace`: an exit within this counts as a fast failure. Default 5 s.
+    pub startup_grace: Duration,
+    /// `max_fast_failures`: fast failures in a row before giving up (or slowing down).
+    /// Default 5.
+    pub max_fast_failures: u32,
+    /// `slow_retry`: after `max_fast_failures`, retry this often instead of giving up.
+    /// Default none (give up).
+    pub slow_retry: Option<Duration>,
+    /// `stop_signal`. Default TERM.
+    pub stop_signal: StopSignal,
+    /// `stop_timeout`: wait this long after the stop signal before SIGKILL. Default 10 s.
+    pub stop_timeout: Duration,
+    /// `depends_on`: managed daemons that must be started (and ready) first.
+    pub depends_on: Vec<String>,
+    /// `[daemon.logs]`: where its output goes.
+    pub logs: LogsConfig,
+    /// `[[daemon.check]]`: health checks.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// `[daemon.logs]`: the daemon's standard output and error, rotated by size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// `dir`: directory of the log files. Default none (the daemon manager's choice).
+    pub dir: Option<PathBuf>,
+    /// `max_size`: rotate a file at this size. Default 10 MiB; at least 4 KiB.
+    pub max_size: u64,
+    /// `keep`: rotated files kept. Default 5; 0 to 1000.
+    pub keep: u32,
+}
+
+/// What a health check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// `kind = "http"`: a GET of `url` must answer 2xx.
+    Http {
+        /// `url`: an `http://` or `https://` URL.
+        url: String,
+    },
+    /// `kind = "tcp"`: a connection to `address` must succeed.
+    Tcp {
+        /// `address`: `host:port`.
+        address: String,
+    },
+    /// `kind = "command"`: the program must exit 0.
+    Command {
+        /// `command`: program and arguments (no shell).
+        command: Vec<String>,
+    },
+}
+
+/// `[[daemon.check]]`: a health check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// What it does.
+    pub kind: CheckKind,
+    /// `interval`: how often. Default 10 s.
+    pub interval: Duration,
+    /// `timeout`: bound of one attempt. Default 2 s; at most `interval`.
+    pub timeout: Duration,
+    /// `failures`: consecutive failures before the daemon is unhealthy and restarted.
+    /// Default 3.
+    pub failures: u32,
+    /// `readiness`: dependents start only once this check has passed. Default false.
+    pub readiness: bool,
+}
+
+/// A regular expression, compared by its text.
+#[derive(Clone, Debug)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    /// The compiled expression.
+    pub fn regex(&self) -> &regex::Regex {
+        &self.0
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// How an attached daemon's process is found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttachSelector {
+    /// `pid`: this process.
+    Pid(u32),
+    /// `pidfile`: the pid written in this file.
+    Pidfile(PathBuf),
+    /// `match_exe`: processes whose executable name matches.
+    MatchExe(Pattern),
+    /// `match_cmdline`: processes whose command line (arguments joined by spaces) matches.
+    MatchCmdline(Pattern),
+}
+
+/// `[[attach]]`: a daemon perfvisor watches but does not start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttachConfig {
+    /// `name`: unique among daemons and attached daemons.
+    pub name: String,
+    /// Exactly one of `pid`, `pidfile`, `match_exe`, `match_cmdline`.
+    pub selector: AttachSelector,
+    /// `project`: the project label of its series.
+    pub project: Option<String>,
+    /// `labels`: extra labels of its series.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// When a configured silence ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SilenceEnd {
+    /// `ends`: at this time (Unix milliseconds).
+    At(TimestampMs),
+    /// `duration`: this long after it starts.
+    After(Duration),
+}
+
+/// `[[silence]]`: a silence created when the config is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SilenceConfig {
+    /// `id`: unique.
+    pub id: String,
+    /// `matchers`: name → value (a trailing `*` matches a prefix); all must match.
+    pub matchers: BTreeMap<String, String>,
+    /// `starts` (Unix milliseconds). Default: when applied.
+    pub starts: Option<TimestampMs>,
+    /// `ends` or `duration`.
+    pub ends: SilenceEnd,
+    /// `comment`.
+    pub comment: String,
+}
+
+/// Reads and checks a config file.
+pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(e) => Err(ConfigError {
+            file,
+            problems: vec![Problem {
+                path: String::new(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the config file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Checks config text; `file_name` is only used in the error.
+pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
+    compile::compile(text).map_err(|problems| ConfigError {
+        file: file_name.to_owned(),
+        problems,
+    })
+}
+
+/// A commented config with every key and its default (what `perfvisor
+/// print-default-config` prints). It parses to the defaults; its commented-out examples of
+/// every section parse too once uncommented.
+pub fn default_config_text() -> &'static str {
+    include_str!("default.toml")
+}

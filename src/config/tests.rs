@@ -1,0 +1,385 @@
+//! Tests of the config file: every invalid fixture fails with its place and what is
+//! accepted, valid fixtures parse and map onto the embedding API, the default text is
+//! complete, and the reload diff names exactly what changed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::units::{format_duration, format_size, parse_duration, parse_size};
+use super::*;
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Each invalid fixture fails with every fragment of its `.expect` file (key path, line and
+/// column, what is accepted), and there are at least 15 kinds of mistake.
+#[test]
+fn invalid_fixtures_fail_with_place_and_expectation() {
+    let files = fixtures("invalid");
+    assert!(files.len() >= 15, "only {} invalid fixtures", files.len());
+    for path in files {
+        let name = name_of(&path);
+        let text = std::fs::read_to_string(&path).expect("fixture is readable");
+        let expect = std::fs::read_to_string(path.with_extension("expect"))
+            .unwrap_or_else(|e| panic!("{name}: no .expect file: {e}"));
+        let err = match parse(&text, &name) {
+            Ok(_) => panic!("{name} was accepted"),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        let fragments: Vec<&str> = expect
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(
+            fragments.iter().any(|f| f.starts_with(':')
+                && f.split(':')
+                    .nth(1)
+                    .is_some_and(|n| n.parse::<usize>().is_ok())),
+            "{name}.expect names no :LINE:"
+        );
+        for f in fragments {
+            assert!(
+                shown.contains(f),
+                "{name}: {f:?} is not in the error:\n{shown}"
+            );
+        }
+        assert!(
+            shown.lines().all(|l| l.starts_with(&format!("{name}:"))),
+            "{name}: every line names the file:\n{shown}"
+        );
+    }
+}
+
+/// A file with several mistakes reports all of them at once, in file order.
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/several_mistakes.toml"),
+    )
+    .expect("fixture");
+    let err = parse(&text, "f.toml").expect_err("invalid");
+    let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [2, 3, 8, 9, 16], "{err}");
+    let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "supervisor.probe_interval",
+            "supervisor.colour",
+            "daemon[0].jitter",
+            "daemon[0].restart",
+            "rule[0].severity"
+        ]
+    );
+}
+
+/// Valid fixtures parse, and map to builder, rules, sinks and silences the engine accepts.
+#[test]
+fn valid_fixtures_parse_and_map() {
+    let files = fixtures("valid");
+    assert!(files.len() >= 2);
+    for path in files {
+        let name = name_of(&path);
+        let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        for rule in config.rules() {
+            rule.validate()
+                .unwrap_or_else(|e| panic!("{name}: rule {}: {e}", rule.name));
+        }
+        for silence in config.silences(1_700_000_000_000) {
+            silence.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let _builder = config.apply(crate::Perfvisor::builder());
+    }
+}
+
+/// The full fixture's every section lands in the typed config as written.
+#[test]
+fn full_fixture_is_read_as_written() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/full.toml");
+    let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let s = &c.supervisor;
+    assert_eq!(s.probe_interval, Duration::from_millis(500));
+    assert_eq!(s.max_database_size, Some(2 << 30));
+    assert_eq!(s.retention.alerts, Duration::from_secs(5400));
+    assert_eq!(
+        s.token,
+        Some(TokenSource::File("/etc/perfvisor/token".into()))
+    );
+    assert!(!s.default_rules);
+    let names: Vec<&str> = c.daemons.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["db", "api", "worker.1"]);
+    let api = &c.daemons[1];
+    assert_eq!(api.depends_on, ["db"]);
+    assert_eq!(api.checks.len(), 2);
+    assert_eq!(api.checks[0].failures, 2);
+    assert_eq!(api.logs.max_size, 50 << 20);
+    assert_eq!(api.slow_retry, Some(Duration::from_secs(900)));
+    assert_eq!(c.daemons[0].stop_signal.number(), libc::SIGINT);
+    match &c.attached[2].selector {
+        AttachSelector::MatchCmdline(p) => assert!(p.regex().is_match("java -jar legacy.jar")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.attached[3].selector, AttachSelector::Pid(1));
+    let rules = c.rules();
+    assert_eq!(rules.len(), 6);
+    assert_eq!(
+        rules[0].condition,
+        crate::Condition::Threshold {
+            comparison: crate::Comparison::Above,
+            raise: 0.9,
+            clear: 0.8
+        }
+    );
+    assert_eq!(rules[0].flap.map(|f| f.max_flips), Some(4));
+    assert_eq!(
+        rules[2].action,
+        Some(crate::RuleAction::Exec {
+            program: "/usr/local/bin/page".into(),
+            args: vec!["--team".into(), "checkout".into()],
+        })
+    );
+    let sinks = c.sinks();
+    assert_eq!(
+        sinks.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["hook", "am", "pager", "log"]
+    );
+    let silences = c.silences(1_000);
+    assert_eq!(silences[0].starts_ms, 1_893_456_000_000);
+    assert_eq!(silences[0].ends_ms, 1_893_456_000_000 + 3_600_000);
+    assert_eq!(
+        (silences[1].starts_ms, silences[1].ends_ms),
+        (1_000, 1_000 + 7_200_000)
+    );
+}
+
+/// The default text parses to exactly the defaults of an empty file.
+#[test]
+fn default_config_text_is_the_defaults() {
+    let from_text = parse(default_config_text(), "default").unwrap_or_else(|e| panic!("{e}"));
+    let empty = parse("", "empty").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_text, empty);
+    assert_eq!(empty.supervisor.listen.to_string(), "127.0.0.1:9465");
+    assert_eq!(empty.retention(), crate::Retention::default());
+}
+
+/// The default text's commented-out examples parse too once uncommented, and name every key
+/// the sections accept.
+#[test]
+fn default_config_examples_parse() {
+    let uncommented: String = default_config_text()
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if !rest.starts_with(' ') && !rest.is_empty() => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // token and token_file exclude each other; keep the first.
+    let text = uncommented.replace("token_file = \"/etc/perfvisor/token\"\n", "");
+    let c = parse(&text, "examples").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.daemons.len(), 2);
+    assert_eq!(c.attached.len(), 1);
+    assert_eq!(c.rules().len(), 6);
+    assert_eq!(c.sinks().len(), 4);
+    assert_eq!(c.silences(0).len(), 2);
+    let text = default_config_text();
+    for key in super::compile::documented_keys() {
+        let shown = [
+            format!("{key} ="),
+            format!("[{key}]"),
+            format!(".{key}]"),
+            format!("[[{key}]]"),
+            format!(".{key}]]"),
+        ]
+        .iter()
+        .any(|p| text.contains(p.as_str()));
+        assert!(shown, "the default config does not show {key:?}");
+    }
+}
+
+/// Changing one daemon's command changes exactly that daemon; nothing else.
+#[test]
+fn diff_names_only_the_changed_daemon() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/full.toml");
+    let text = std::fs::read_to_string(path).expect("fixture");
+    let old = parse(&text, "old").unwrap_or_else(|e| panic!("{e}"));
+    let new_text = text.replace(
+        "command = [\"/usr/local/bin/worker\"]",
+        "command = [\"/usr/local/bin/worker\", \"--threads\", \"4\"]",
+    );
+    let new = parse(&new_text, "new").unwrap_or_else(|e| panic!("{e}"));
+    let d = diff(&old, &new);
+    assert_eq!(
+        d,
+        ConfigDiff {
+            daemons_changed: vec!["worker.1".into()],
+            ..ConfigDiff::default()
+        }
+    );
+    assert!(diff(&old, &old).is_empty());
+}
+
+/// Added, removed and supervisor changes are each named.
+#[test]
+fn diff_names_added_removed_and_supervisor_keys() {
+    let old = parse(
+        "[supervisor]\nlisten = \"127.0.0.1:1\"\n[[daemon]]\nname = \"a\"\ncommand = [\"x\"]\n[[attach]]\nname = \"n\"\npid = 7\n",
+        "old",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let new = parse(
+        "[supervisor]\nlisten = \"127.0.0.1:2\"\n[supervisor.retention]\nraw = \"1d\"\n[[daemon]]\nname = \"b\"\ncommand = [\"x\"]\n[[attach]]\nname = \"n\"\npid = 8\n[[rule]]\nname = \"r\"\nkind = \"signal\"\nsignal = \"bottleneck.cpu_bound\"\n",
+        "new",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = diff(&old, &new);
+    assert_eq!(d.daemons_added, ["b"]);
+    assert_eq!(d.daemons_removed, ["a"]);
+    assert_eq!(d.attach_changed, ["n"]);
+    assert!(d.rules_changed && !d.sinks_changed && !d.silences_changed);
+    assert_eq!(d.supervisor_changed, ["listen", "retention.raw"]);
+}
+
+/// Durations and sizes read as people write them, and write back the same way.
+#[test]
+fn durations_and_sizes() {
+    for (text, ms) in [
+        ("250ms", 250),
+        ("30s", 30_000),
+        ("5m", 300_000),
+        ("1h30m", 5_400_000),
+        ("7d", 604_800_000),
+        ("1w", 604_800_000),
+        ("0s", 0),
+        ("1h0m5s", 3_605_000),
+    ] {
+        assert_eq!(
+            parse_duration(text),
+            Some(Duration::from_millis(ms)),
+            "{text}"
+        );
+    }
+    for bad in [
+        "",
+        "5",
+        "1.5s",
+        "30m1h",
+        "1h1h",
+        "5 minutes",
+        "-1s",
+        "1y",
+        "99999999999999999999s",
+    ] {
+        assert_eq!(parse_duration(bad), None, "{bad:?}");
+    }
+    assert_eq!(
+        format_duration(Duration::from_millis(5_400_250)),
+        "1h30m250ms"
+    );
+    assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+    for (text, bytes) in [
+        ("512B", 512),
+        ("64KiB", 65_536),
+        ("10MiB", 10 << 20),
+        ("2GiB", 2 << 30),
+        ("1GB", 1_000_000_000),
+        ("3 KB", 3_000),
+        ("1TiB", 1 << 40),
+    ] {
+        assert_eq!(parse_size(text), Some(bytes), "{text}");
+    }
+    for bad in ["", "10", "10mb", "1.5GiB", "GiB", "99999999999TiB"] {
+        assert_eq!(parse_size(bad), None, "{bad:?}");
+    }
+    assert_eq!(format_size(10 << 20), "10MiB");
+    assert_eq!(format_size(1_000), "1000B");
+}
+
+/// The error shows `FILE:LINE:COL: PATH: MESSAGE`, one problem per line, even for a message
+/// that spans lines.
+#[test]
+fn error_display_is_one_line_per_problem() {
+    let err = ConfigError {
+        file: "pv.toml".into(),
+        problems: vec![
+            Problem {
+                path: "daemon[2].restart".into(),
+                line: 12,
+                column: 11,
+                message: "bad\n  value".into(),
+            },
+            Problem {
+                path: String::new(),
+                line: 0,
+                column: 0,
+                message: "cannot read".into(),
+            },
+        ],
+    };
+    assert_eq!(
+        err.to_string(),
+        "pv.toml:12:11: daemon[2].restart: bad value\npv.toml: cannot read"
+    );
+}
+
+/// A missing file is one problem naming the file, without a line.
+#[test]
+fn missing_file_is_reported() {
+    let err = load("/nonexistent/perfvisor.toml").expect_err("no such file");
+    assert_eq!(err.problems.len(), 1);
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/perfvisor.toml: cannot read"),
+        "{err}"
+    );
+}
+
+/// Columns count characters, not bytes, and lines are 1-based.
+#[test]
+fn positions_count_characters() {
+    let err = parse("# é\n[supervisor]\nlisten = \"é\"\n", "f").expect_err("bad listen");
+    assert_eq!((err.problems[0].line, err.problems[0].column), (3, 10));
+}
+
+/// Kind-specific mistakes of rules and sinks are named with the kind that takes the key.
+#[test]
+fn kind_specific_keys() {
+    let err = parse(
+        "[[sink]]\nname = \"l\"\nkind = \"log\"\nurl = \"http://x\"\n[[rule]]\nname = \"r\"\nkind = \"restart_rate\"\ncount = 0\nwindow = \"1m\"\nproject = \"p\"\n",
+        "f",
+    )
+    .expect_err("invalid");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("f:4:1: sink[0].url: url is not accepted with kind = \"log\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("f:8:9: rule[0].count: 0 is out of range"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "f:10:1: rule[0].project: project is not accepted with kind = \"restart_rate\""
+        ),
+        "{shown}"
+    );
+}

@@ -1,0 +1,246 @@
+//! The `perfvisor` binary: `check-config` on every fixture (exit 2 with key, line and what is
+//! accepted), and `run` from a config managing a daemon and attaching to another, driven by
+//! the read and control commands, stopped by SIGTERM with its daemons' process trees.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, ChildGuard};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+}
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind);
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Acceptance 1: each invalid fixture fails `check-config` with exit code 2 and a message
+/// naming the key, the line and what is accepted (the fixture's `.expect` fragments); valid
+/// fixtures pass; the default config passes.
+#[test]
+fn check_config_on_every_fixture() {
+    let invalid = fixtures("invalid");
+    assert!(invalid.len() >= 15, "{} invalid fixtures", invalid.len());
+    for file in invalid {
+        let out = bin().arg("check-config").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        let expect = std::fs::read_to_string(file.with_extension("expect")).unwrap();
+        for fragment in expect
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            assert!(
+                stderr.contains(fragment),
+                "{}: {fragment:?} not in\n{stderr}",
+                file.display()
+            );
+        }
+    }
+    for file in fixtures("valid") {
+        let out = bin().arg("check-config").arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let default = bin().arg("print-default-config").output().unwrap();
+    assert!(default.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, &default.stdout).unwrap();
+    let out = bin().arg("check-config").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A read command with no instance running says so, with exit code 1.
+#[test]
+fn commands_say_when_nothing_runs() {
+    let port = support::free_port();
+    let out = bin()
+        .args(["status", "--address", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no perfvisor is running"), "{stderr}");
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// `run` manages one daemon and attaches to another; `status`, `report`, `stop`, `start` and
+/// `reload` work against it; SIGTERM stops it and its managed daemon's whole process tree.
+#[test]
+fn run_manages_and_attaches_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let attached = support::loadgen(&["--cpu", "0"]);
+    let config = dir.path().join("perfvisor.toml");
+    let text = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+
+[[daemon]]
+name = "worker"
+command = ["/bin/sh", "-c", "{loadgen} --cpu 0 & exec {loadgen} --cpu 0.05"]
+stop_timeout = "2s"
+
+[[attach]]
+name = "outside"
+pid = {pid}
+"#,
+        db = dir.path().join("pv.db").display(),
+        pid = attached.pid()
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut run = ChildGuard(child);
+    let cli = |args: &[&str]| {
+        bin()
+            .args(args)
+            .args(["--address", &address, "--token", "t0ken"])
+            .output()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let status = loop {
+        let out = cli(&["status", "--json"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let names: Vec<&str> = v["daemons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["daemon"].as_str())
+                .collect();
+            if names.contains(&"worker") && names.contains(&"outside") {
+                break v;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let worker_pid = status["managed"][0]["pid"].as_u64().expect("managed pid") as u32;
+    // The shell's background loadgen is the daemon's grandchild... or child; either way it
+    // shares the process group.
+    let group: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.split_whitespace().nth(2).map(str::to_string))
+                })
+                .flatten()
+                .is_some_and(|pgid| pgid == worker_pid.to_string())
+        })
+        .collect();
+    assert!(group.len() >= 2, "worker's process group: {group:?}");
+
+    let started = Instant::now();
+    loop {
+        let out = cli(&["report", "outside"]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("score") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = cli(&["stop", "worker"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        group.iter().all(|&p| !pid_alive(p)),
+        "stop kills the whole tree: {group:?}"
+    );
+    let out = cli(&["start", "worker"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
+    let out = bin()
+        .args(["stop", "worker", "--address", &address])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a mutating call without the token is refused"
+    );
+
+    let out = cli(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new_pid = v["managed"][0]["pid"].as_u64().unwrap_or(0) as u32;
+    // SAFETY: kill with a valid signal number; the pid is our child.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    while run.0.try_wait().unwrap().is_none() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(run.0.try_wait().unwrap().is_some_and(|s| s.success()));
+    assert!(
+        new_pid == 0 || !pid_alive(new_pid),
+        "managed daemon stopped with perfvisor"
+    );
+    assert!(
+        pid_alive(attached.pid()),
+        "an attached daemon is not perfvisor's to stop"
+    );
+}
