@@ -25,6 +25,7 @@
 //! | GET | `/api/v1/managed` | managed daemons (standalone binary) |
 //! | POST | `/api/v1/managed/{name}/{start,stop,restart}` | act on one |
 //! | POST | `/api/v1/reload` | reload the config file (only what changed restarts) |
+//! | GET | `/` | the dashboard (one self-contained page) |
 //! | GET | `/metrics` | Prometheus exposition of every series held, and perfvisor's own health |
 
 use std::fmt::Write as _;
@@ -182,6 +183,7 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
                         .app_data(web::PathConfig::default().error_handler(|err, _| {
                             Problem::bad(format!("bad path: {err}"), "the documented path").into()
                         }))
+                        .route("/", web::get().to(dashboard))
                         .route("/metrics", web::get().to(metrics))
                         .route("/api/v1/status", web::get().to(status))
                         .route("/api/v1/daemons", web::get().to(daemons))
@@ -342,6 +344,18 @@ fn authorize(req: &HttpRequest, state: &State, mutating: bool) -> Result<(), Pro
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The dashboard: one self-contained page (no CDN) that polls the JSON API.
+const DASHBOARD: &str = include_str!("dashboard/index.html");
+
+/// The page holds no data (it asks the API, with the token when one is needed), so it is
+/// served to anyone who can reach the port.
+async fn dashboard() -> Answer {
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"))
+        .body(DASHBOARD))
 }
 
 async fn not_found(req: HttpRequest) -> Answer {

@@ -5,6 +5,7 @@ mod builder;
 pub mod config;
 mod handle;
 pub mod http;
+pub mod loadgen;
 pub mod manager;
 
 pub use builder::{

@@ -3,6 +3,7 @@
 //! running instance at `--address` (default 127.0.0.1:9465) with `--token` for mutating calls.
 
 mod client;
+mod demo;
 mod run;
 
 use std::path::PathBuf;
@@ -112,6 +113,31 @@ enum Command {
     },
     /// Reload the running instance's config file (only what changed restarts).
     Reload,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The load generator the demo and tests use as a daemon (same as `perfvisor-loadgen`).
+    #[command(hide = true)]
+    Loadgen {
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// A supervisor with two demo daemons (a memory leak, a latency regression): prints the
+    /// dashboard address, then the problems as they are detected, alerts and recommendations.
+    Demo {
+        /// Where its API and dashboard listen.
+        #[arg(long, default_value = "127.0.0.1:9465")]
+        listen: String,
+        /// Stop once both problems are detected (exit 0), or after --timeout (exit 1).
+        #[arg(long)]
+        until_detected: bool,
+        /// With --until-detected: how long to wait.
+        #[arg(long, default_value = "2m")]
+        timeout: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +349,32 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Start { daemon } => managed(&client, &daemon, "start"),
         Command::Stop { daemon } => managed(&client, &daemon, "stop"),
         Command::Restart { daemon } => managed(&client, &daemon, "restart"),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "perfvisor",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Loadgen { args } => {
+            let code = perfvisor::loadgen::run(args);
+            if code == std::process::ExitCode::SUCCESS {
+                Ok(())
+            } else {
+                Err(CliError {
+                    message: "loadgen failed".into(),
+                    code: 2,
+                })
+            }
+        }
+        Command::Demo {
+            listen,
+            until_detected,
+            timeout,
+        } => demo::demo(&listen, until_detected, duration("--timeout", &timeout)?),
         Command::Reload => {
             let answer = client.send("POST", "/api/v1/reload", None)?;
             println!("{}", answer["reloaded"].as_str().unwrap_or("reloaded"));

@@ -299,6 +299,7 @@ async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
     )
     .map_err(|e| CliError::usage(e.to_string()))?;
     tracing::info!(address = %api.addr(), "perfvisor is running.");
+    notify_systemd("READY=1\nSTATUS=supervising");
     println!(
         "perfvisor is running; API and dashboard at http://{}",
         api.addr()
@@ -330,6 +331,7 @@ async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
         }
     }
     tracing::info!("Stopping: API, daemons, engine.");
+    notify_systemd("STOPPING=1");
     api.stop();
     let m = Arc::clone(&manager);
     let _ = tokio::task::spawn_blocking(move || m.shutdown(Duration::from_secs(30))).await;
@@ -338,6 +340,29 @@ async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
     // the manager (and so its event sender) until then.
     drop(events);
     Ok(())
+}
+
+/// Tells systemd (`Type=notify` units) about readiness and stopping, when it asked to be
+/// told (`NOTIFY_SOCKET`); nothing otherwise.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        // An abstract socket address.
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        socket.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "Cannot notify systemd.");
+    }
 }
 
 /// Turns a manager event into what perfvisor records: new pids become watchers, check

@@ -11,6 +11,7 @@ use crate::support::{self, wait_for};
 /// percentage points of CPU and ±5 % of resident memory, against /proc read by the test.
 #[tokio::test]
 async fn cpu_and_memory_are_accurate() {
+    let _cores = support::cpu_heavy().await;
     let t = support::start(|b| b.probe_interval(Duration::from_millis(200)));
     let child = support::loadgen(&["--cpu", "0.5", "--hold-mib", "100"]);
     let pid = child.pid();

@@ -244,3 +244,136 @@ pid = {pid}
         "an attached daemon is not perfvisor's to stop"
     );
 }
+
+/// Acceptance 6: `perfvisor demo` shows the leak and the regression detected, alerts fired
+/// and recommendations, within two minutes; its API shows them too.
+#[test]
+fn demo_detects_the_leak_and_the_regression() {
+    let port = support::free_port();
+    let started = Instant::now();
+    let out = bin()
+        .args(["demo", "--until-detected", "--timeout", "2m", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(150));
+    for needle in [
+        "LEAK detected",
+        "REGRESSION detected",
+        "ALERT",
+        "→ Restart the daemon",
+        "→ Cache query results",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
+    }
+    // The regression is detected after the step at 35 s, not before it.
+    let at = stdout
+        .lines()
+        .find(|l| l.contains("REGRESSION detected"))
+        .and_then(|l| {
+            l.trim_start_matches('[')
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap();
+    assert!(at >= 35, "{stdout}");
+}
+
+/// Measurement (issue 6): perfvisor's own CPU and resident memory while it watches 100
+/// attached daemons at 1 s, and the latency of `status`. Run by hand:
+/// `cargo test --release --test integration -- --ignored --nocapture overhead_with_100`.
+#[test]
+#[ignore = "measurement; prints figures"]
+fn overhead_with_100_attached_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let daemons: Vec<ChildGuard> = (0..100)
+        .map(|_| support::loadgen(&["--cpu", "0"]))
+        .collect();
+    let mut config = format!(
+        "[supervisor]\ndatabase = \"{}\"\nprobe_interval = \"1s\"\nlisten = \"{address}\"\n",
+        dir.path().join("pv.db").display()
+    );
+    for (i, d) in daemons.iter().enumerate() {
+        config.push_str(&format!(
+            "\n[[attach]]\nname = \"d{i}\"\npid = {}\n",
+            d.pid()
+        ));
+    }
+    let file = dir.path().join("perfvisor.toml");
+    std::fs::write(&file, config).unwrap();
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = ChildGuard(child);
+    let pid = run.pid();
+    let started = Instant::now();
+    loop {
+        let out = bin()
+            .args(["status", "--json", "--address", &address])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if v["daemons"].as_array().map_or(0, Vec::len) == 100 {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Warm-up, then 60 s of steady state.
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu0 = support::cpu_seconds_of(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let cpu = (support::cpu_seconds_of(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    let rss = support::rss_of(pid) as f64 / 1048576.0;
+    let mut latencies = Vec::new();
+    let client = |path: &str| support::http_get(port, path).unwrap();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, _) = client("/api/v1/status");
+        assert_eq!(status, 200);
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let mut cli_latencies = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert!(bin()
+            .args(["status", "--address", &address])
+            .output()
+            .unwrap()
+            .status
+            .success());
+        cli_latencies.push(t.elapsed());
+    }
+    cli_latencies.sort();
+    println!(
+        "100 attached daemons at 1 s: perfvisor CPU {:.2} % of one core, RSS {rss:.1} MiB; \
+         GET /api/v1/status p50 {:?} max {:?}; `perfvisor status` (100-row table, one report per daemon) p50 {:?} max {:?}",
+        cpu * 100.0,
+        latencies[10],
+        latencies[19],
+        cli_latencies[5],
+        cli_latencies[9]
+    );
+    drop(run);
+    drop(daemons);
+}

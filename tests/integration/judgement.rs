@@ -62,6 +62,7 @@ async fn watch(pv: &Perfvisor, id: &str, child: &ChildGuard) {
 /// A child burning 95 % of a core is CPU-bound, and the first recommendation is about CPU.
 #[tokio::test]
 async fn cpu_burner_is_cpu_bound() {
+    let _cores = support::cpu_heavy().await;
     let t = support::start(fast);
     let child = loadgen(&["--cpu", "0.95"]);
     watch(&t.pv, "burner", &child).await;
@@ -234,6 +235,7 @@ async fn idle_daemon_is_excellent() {
 /// reports on both daemons.
 #[tokio::test]
 async fn two_burners_on_a_full_host_are_host_contention() {
+    let _cores = support::cpu_heavy().await;
     let t = support::start(|b| fast(b).host_interval(Duration::from_millis(100)));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let children: Vec<ChildGuard> = (0..cores.max(2))

@@ -24,3 +24,5 @@ mod http;
 mod cli;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
+// The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.
+mod dashboard;

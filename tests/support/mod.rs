@@ -355,3 +355,11 @@ impl Alertmanager {
         self.child.pid()
     }
 }
+
+/// Serialises the tests that need whole cores (CPU accuracy, CPU-bound, contention): run
+/// side by side on a 2-core machine they would starve each other and measure the contention
+/// they cause instead of what they test.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}

@@ -20,11 +20,12 @@
 //!   (severity 0.9 at 3, 1 from 4: a crash loop comes first).
 //! - **Latency regression**: a latency-like metric (lower is better: `*duration*`,
 //!   `*latency*`, `*_seconds`, `*time*` of the host's app metrics) whose window is degrading
-//!   as a trend, stepped up (level shift of ≥ 20 %), or whose recent p95 is ≥ 1.5× the p95 of
-//!   the window before it.
+//!   as a trend by at least 20 % of its level, stepped up (level shift of ≥ 20 %), or whose
+//!   recent p95 is ≥ 1.5× the p95 of the window before it.
 //! - **Host contention**: the host's CPU is ≥ 90 % busy while two or more daemons are
-//!   CPU-bound or regressing at the same time (judged once for the host, reported on every
-//!   daemon involved).
+//!   CPU-bound, regressing, or each holding a third of a core or more (on a saturated host
+//!   nobody gets all it wants, so "CPU-bound" alone under-reports) at the same time (judged
+//!   once for the host, reported on every daemon involved).
 //!
 //! # Score
 //! 100 points in categories, each with a cap: CPU 20, memory 25, I/O 10, descriptors 10,
@@ -153,6 +154,9 @@ pub struct FilesystemView {
     /// When the trend of `used` reaches `total`, if it rises.
     pub time_to_full: Option<TimeToThreshold>,
 }
+
+/// CPU (fraction of one core) from which a daemon on a saturated host counts as contending.
+pub const CONTENDING_CPU: f64 = 0.33;
 
 /// The kinds of bottleneck perfvisor recognises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -656,7 +660,8 @@ fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
         let mut evidence = Vec::new();
         let mut severity: f64 = 0.0;
         if let Some(t) = &m.trend {
-            if t.class == TrendClass::Degrading {
+            // A latency that drifts by a few percent is noise or load, not a regression.
+            if t.class == TrendClass::Degrading && t.relative_change >= 0.2 {
                 evidence.push(ev(
                     name,
                     t.relative_change,
@@ -811,7 +816,10 @@ pub fn judge(view: &DaemonView, host: &HostView, contention: Option<&Bottleneck>
 }
 
 /// Judges the host: CPU saturation, memory, swap, and contention between daemons.
-pub fn judge_host(host: &HostView, daemons: &[(DaemonId, Vec<Bottleneck>)]) -> HostJudgement {
+pub fn judge_host(
+    host: &HostView,
+    daemons: &[(DaemonId, Vec<Bottleneck>, Option<f64>)],
+) -> HostJudgement {
     let mut deductions = Vec::new();
     let cpu = host.cpu.stats.as_ref().map(|s| s.mean);
     if let Some(c) = cpu.filter(|c| *c >= 0.7) {
@@ -901,17 +909,20 @@ pub fn judge_host(host: &HostView, daemons: &[(DaemonId, Vec<Bottleneck>)]) -> H
             });
         }
     }
+    // Degraded together: CPU-bound or slower, or, on a saturated host where nobody gets
+    // all the CPU it wants, holding a third of a core or more and competing for the cores.
     let involved: Vec<DaemonId> = daemons
         .iter()
-        .filter(|(_, bs)| {
-            bs.iter().any(|b| {
-                matches!(
-                    b.kind,
-                    BottleneckKind::CpuBound | BottleneckKind::LatencyRegression
-                )
-            })
+        .filter(|(_, bs, cpu)| {
+            cpu.is_some_and(|c| c >= CONTENDING_CPU)
+                || bs.iter().any(|b| {
+                    matches!(
+                        b.kind,
+                        BottleneckKind::CpuBound | BottleneckKind::LatencyRegression
+                    )
+                })
         })
-        .map(|(d, _)| d.clone())
+        .map(|(d, _, _)| d.clone())
         .collect();
     let contention = match cpu {
         Some(c) if c >= 0.9 && involved.len() >= 2 => {
@@ -1141,6 +1152,7 @@ mod tests {
                     summary: String::new(),
                     evidence: vec![],
                 }],
+                None,
             )
         };
         let mut host = HostView::default();

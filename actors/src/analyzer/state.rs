@@ -455,9 +455,15 @@ impl AnalyzerState {
             .iter()
             .map(|d| self.daemon_view(d, &host, now))
             .collect();
-        let own: Vec<(DaemonId, Vec<Bottleneck>)> = views
+        let own: Vec<(DaemonId, Vec<Bottleneck>, Option<f64>)> = views
             .iter()
-            .map(|v| (v.daemon.clone(), judge::bottlenecks(v, &host)))
+            .map(|v| {
+                (
+                    v.daemon.clone(),
+                    judge::bottlenecks(v, &host),
+                    v.cpu.stats.as_ref().map(|s| s.mean),
+                )
+            })
             .collect();
         let host_judgement = judge::judge_host(&host, &own);
         let judgements = views

@@ -1,0 +1,201 @@
+//! `perfvisor demo`: a supervisor from a temporary config that launches two small demo
+//! daemons (`perfvisor-loadgen`, shipped with perfvisor): `leaky-cache` leaks memory, and
+//! `slow-search` reports its request latency, which steps up after 35 s. The demo prints the
+//! dashboard address, then the leak and the regression as perfvisor detects them, the alerts
+//! it fires and its recommendations.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::client::Client;
+use super::CliError;
+
+/// Ends the supervisor child (SIGTERM, then SIGKILL) and removes the demo's files.
+struct Cleanup {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill with a valid signal on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let started = Instant::now();
+            while matches!(child.try_wait(), Ok(None))
+                && started.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn first<'a>(report: &'a Value, kind: &str) -> Option<&'a Value> {
+    report["bottlenecks"]
+        .as_array()?
+        .iter()
+        .find(|b| b["kind"] == kind)
+}
+
+/// Runs the demo; with `until_detected` it stops once both problems are detected (exit 0) or
+/// after `timeout` (exit 1).
+pub fn demo(listen: &str, until_detected: bool, timeout: Duration) -> Result<(), CliError> {
+    let me =
+        std::env::current_exe().map_err(|e| CliError::usage(format!("cannot find myself: {e}")))?;
+    // The demo daemons are this very binary in its hidden `loadgen` mode.
+    let dir = std::env::temp_dir().join(format!("perfvisor-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::usage(format!("cannot create {}: {e}", dir.display())))?;
+    let mut cleanup = Cleanup {
+        child: None,
+        dir: dir.clone(),
+    };
+    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    // TOML strings: the path is written with Debug quoting, which escapes like TOML does.
+    let lg = format!("{:?}, \"loadgen\"", me.display().to_string());
+    let config = format!(
+        r#"# perfvisor demo: two small daemons with a problem each.
+[supervisor]
+database = "{db}"
+probe_interval = "500ms"
+judge_interval = "2s"
+listen = "{listen}"
+token = "{token}"
+
+[[daemon]]
+name = "leaky-cache"
+command = [{lg}, "--hold-mib", "20", "--leak-mib-per-sec", "3"]
+stop_timeout = "2s"
+
+[[daemon]]
+name = "slow-search"
+command = [{lg}, "--cpu", "0.05", "--report-latency", "{listen}", "--as", "slow-search", "--token", "{token}", "--latency-ms", "12", "--regress-after", "35", "--regress-latency-ms", "45"]
+stop_timeout = "2s"
+"#,
+        db = dir.join("demo.db").display(),
+    );
+    let config_path = dir.join("perfvisor.toml");
+    std::fs::write(&config_path, config)
+        .map_err(|e| CliError::usage(format!("cannot write the demo config: {e}")))?;
+    let child = Command::new(&me)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::usage(format!("cannot start the supervisor: {e}")))?;
+    cleanup.child = Some(child);
+    println!("perfvisor demo — dashboard and API at http://{listen}/");
+    println!(
+        "  leaky-cache leaks 3 MiB/s; slow-search's latency steps from 12 ms to 45 ms after 35 s."
+    );
+    println!(
+        "  Watching (config in {}, Ctrl-C to stop)…",
+        config_path.display()
+    );
+    let _ = std::io::stdout().flush();
+    let client = Client::new(listen, Some(token));
+    let started = Instant::now();
+    let mut leak = false;
+    let mut regression = false;
+    let mut alerts_seen: Vec<String> = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        if let Some(child) = cleanup.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(CliError::usage(format!(
+                    "the supervisor stopped ({status})"
+                )));
+            }
+        }
+        let t = started.elapsed().as_secs();
+        if !leak {
+            if let Ok(r) = client.get("/api/v1/daemons/leaky-cache/report") {
+                if let Some(b) = first(&r, "memory_leak") {
+                    leak = true;
+                    println!(
+                        "[{t:>3} s] LEAK detected: {}",
+                        b["summary"].as_str().unwrap_or("")
+                    );
+                    print_recommendations(&r, "memory_leak");
+                }
+            }
+        }
+        if !regression {
+            if let Ok(r) = client.get("/api/v1/daemons/slow-search/report") {
+                if let Some(b) = first(&r, "latency_regression") {
+                    regression = true;
+                    println!(
+                        "[{t:>3} s] REGRESSION detected: {}",
+                        b["summary"].as_str().unwrap_or("")
+                    );
+                    for e in b["evidence"].as_array().into_iter().flatten() {
+                        println!("          {}", e["detail"].as_str().unwrap_or(""));
+                    }
+                    print_recommendations(&r, "latency_regression");
+                }
+            }
+        }
+        if let Ok(alerts) = client.get("/api/v1/alerts") {
+            for a in alerts.as_array().into_iter().flatten() {
+                let key = format!("{}/{}", a["rule"], a["daemon"]);
+                if !alerts_seen.contains(&key) {
+                    println!(
+                        "[{t:>3} s] ALERT {} {} on {}: {}",
+                        a["severity"].as_str().unwrap_or("?"),
+                        a["rule"].as_str().unwrap_or("?"),
+                        a["daemon"].as_str().unwrap_or("-"),
+                        a["message"].as_str().unwrap_or("")
+                    );
+                    alerts_seen.push(key);
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if leak && regression && until_detected {
+            println!("Both detected in {t} s.");
+            return Ok(());
+        }
+        if until_detected && started.elapsed() >= timeout {
+            return Err(CliError {
+                message: format!(
+                    "not detected within {timeout:?}: leak {leak}, regression {regression}"
+                ),
+                code: 1,
+            });
+        }
+    }
+}
+
+fn print_recommendations(report: &Value, kind: &str) {
+    for r in report["recommendations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["cause"] == kind)
+        .take(3)
+    {
+        println!(
+            "          → {} (expected: {}){}",
+            r["action"].as_str().unwrap_or(""),
+            r["expected_effect"].as_str().unwrap_or(""),
+            if r["auto_action"].is_null() {
+                ""
+            } else {
+                " [perfvisor can do this]"
+            }
+        );
+    }
+}
