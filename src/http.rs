@@ -396,21 +396,37 @@ pub struct DaemonLine {
 
 async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
     authorize(&req, &s, false)?;
+    // One judgement of all daemons (the host report), not one report per daemon: the list
+    // stays O(daemons) however many there are.
     let status = s.pv.status().await?;
     let firing = s.pv.firing_alerts().await?;
+    let scores =
+        s.pv.host_report()
+            .await?
+            .map(|h| h.daemon_scores)
+            .unwrap_or_default();
+    let latest = s.pv.latest().await?;
+    let last = |daemon: &DaemonId, metric: &str| {
+        latest
+            .iter()
+            .find(|x| {
+                x.series.metric.as_str() == metric
+                    && matches!(&x.series.source, Source::Daemon(d) if d == daemon)
+            })
+            .map(|x| x.value)
+    };
     let mut out = Vec::new();
     for w in status.watchers {
-        let report = s.pv.report(w.daemon.clone()).await?;
-        let metric = |name: &str| report.as_ref().and_then(|r| r.metric(name)).map(|m| m.last);
+        let score = scores.get(&w.daemon).copied();
         out.push(DaemonLine {
             firing_alerts: firing
                 .iter()
                 .filter(|a| a.daemon.as_ref() == Some(&w.daemon))
                 .count(),
-            score: report.as_ref().map(|r| r.score.value),
-            level: report.as_ref().map(|r| r.score.level),
-            cpu: metric(crate::metric_names::PROCESS_CPU_UTILIZATION),
-            rss_bytes: metric(crate::metric_names::PROCESS_MEMORY_RSS),
+            score,
+            level: score.map(crate::Level::of),
+            cpu: last(&w.daemon, crate::metric_names::PROCESS_CPU_UTILIZATION),
+            rss_bytes: last(&w.daemon, crate::metric_names::PROCESS_MEMORY_RSS),
             daemon: w.daemon,
             pid: w.pid,
             probes: w.probes,
