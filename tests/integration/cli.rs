@@ -367,7 +367,7 @@ fn overhead_with_100_attached_daemons() {
     cli_latencies.sort();
     println!(
         "100 attached daemons at 1 s: perfvisor CPU {:.2} % of one core, RSS {rss:.1} MiB; \
-         GET /api/v1/status p50 {:?} max {:?}; `perfvisor status` (100-row table, one report per daemon) p50 {:?} max {:?}",
+         GET /api/v1/status p50 {:?} max {:?}; `perfvisor status` (a 100-row table, a new process each time) p50 {:?} max {:?}",
         cpu * 100.0,
         latencies[10],
         latencies[19],
