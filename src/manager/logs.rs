@@ -34,12 +34,18 @@ impl RotatingLog {
 
     fn open(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
+            // Daemon output may hold secrets: private directories and files.
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
             if let Some(dir) = self.path.parent() {
-                fs::create_dir_all(dir)?;
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
             }
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&self.path)?;
             self.size = f.metadata()?.len();
             self.file = Some(f);
@@ -152,6 +158,19 @@ pub(crate) fn pump(
 mod tests {
     use super::super::tests::TempDir;
     use super::*;
+
+    /// Daemon output may hold secrets: log files are 0600, their directories 0700.
+    #[test]
+    fn log_files_and_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("private");
+        let nested = dir.path().join("logs/deeper");
+        let mut log = RotatingLog::new(nested.join("d.out.log"), 1024, 2);
+        log.write(b"secret output\n").unwrap();
+        let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&nested.join("d.out.log")), 0o600);
+        assert_eq!(mode(&nested), 0o700);
+    }
 
     /// Files are cut at line boundaries, never pass max_size, and only `keep` old files stay.
     #[test]

@@ -377,3 +377,98 @@ fn overhead_with_100_attached_daemons() {
     drop(run);
     drop(daemons);
 }
+
+/// No secret (the API token, a managed daemon's environment values) appears in the log
+/// (even at debug level), in `/metrics` or in the API's answers.
+#[test]
+fn secrets_stay_out_of_logs_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let config = dir.path().join("perfvisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "TOK-1234-SECRET"
+
+[[daemon]]
+name = "keyed"
+command = ["/bin/sh", "-c", "echo started; exec {loadgen} --cpu 0"]
+env = {{ API_KEY = "ENV-5678-SECRET" }}
+stop_timeout = "2s"
+"#,
+            db = dir.path().join("pv.db").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut run = ChildGuard(child);
+    let started = Instant::now();
+    let mut bodies = String::new();
+    loop {
+        if let Ok((200, body)) = support::http_get(port, "/api/v1/daemons") {
+            if body.contains("keyed") {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for path in [
+        "/metrics",
+        "/api/v1/status",
+        "/api/v1/daemons",
+        "/api/v1/managed",
+        "/api/v1/daemons/keyed/report",
+    ] {
+        let (status, body) = support::http_get(port, path).unwrap();
+        assert_eq!(status, 200, "{path}");
+        bodies.push_str(&body);
+    }
+    let out = bin()
+        .args([
+            "reload",
+            "--address",
+            &address,
+            "--token",
+            "TOK-1234-SECRET",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // SAFETY: kill with a valid signal on our child's pid.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
+    let _ = run.0.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("perfvisor is running"),
+        "the log was captured: {logged}"
+    );
+    for secret in ["TOK-1234-SECRET", "ENV-5678-SECRET"] {
+        assert!(!logged.contains(secret), "{secret} in the log");
+        assert!(!bodies.contains(secret), "{secret} in an answer");
+    }
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&dir.path().join("pv.db")), 0o600, "database file");
+    let logs = dir.path().join("logs");
+    assert_eq!(mode(&logs), 0o700, "log directory");
+    assert_eq!(mode(&logs.join("keyed.out.log")), 0o600, "log file");
+}
