@@ -4,7 +4,8 @@
 //!
 //! Bound to 127.0.0.1 by default. Every mutating call (POST, DELETE) needs
 //! `Authorization: Bearer <token>`; bound to any other address, every call does, and a
-//! token is then mandatory. Errors are JSON `{"error": "...", "accepted": "..."}` with
+//! token is then mandatory. Bodies are limited to [`MAX_BODY_BYTES`], pushed metrics to
+//! [`MAX_PUSHED_SERIES`] distinct series. Errors are JSON `{"error": "...", "accepted": "..."}` with
 //! 400 (bad input, malformed JSON, wrong types), 401 (missing or wrong token), 403 (no
 //! token configured for a mutating call), 404 (unknown daemon or silence) or 503
 //! (perfvisor is shutting down) — never a 500 for bad input.
@@ -140,7 +141,16 @@ struct State {
     loopback: bool,
     manager: Option<Arc<crate::manager::Manager>>,
     reload: Option<ReloadHook>,
+    /// Series created by `POST /api/v1/metrics` (daemon, metric), up to [`MAX_PUSHED_SERIES`].
+    pushed: std::sync::Mutex<std::collections::HashSet<(Option<String>, String)>>,
 }
+
+/// Most distinct series (daemon, metric) that pushed metrics may create: a client that
+/// invents names cannot grow perfvisor's memory and history without bound.
+pub const MAX_PUSHED_SERIES: usize = 10_000;
+
+/// Largest JSON body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Starts the API on a thread of its own.
 pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
@@ -155,6 +165,7 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
         loopback,
         manager: config.manager,
         reload: config.reload,
+        pushed: std::sync::Mutex::new(std::collections::HashSet::new()),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let listen = config.listen;
@@ -166,13 +177,17 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
-                        .app_data(web::JsonConfig::default().error_handler(|err, _| {
-                            Problem::bad(
-                                format!("malformed JSON body: {err}"),
-                                "a JSON body as documented for this endpoint",
-                            )
-                            .into()
-                        }))
+                        .app_data(
+                            web::JsonConfig::default()
+                                .limit(MAX_BODY_BYTES)
+                                .error_handler(|err, _| {
+                                    Problem::bad(
+                                        format!("malformed JSON body: {err}"),
+                                        "a JSON body as documented for this endpoint",
+                                    )
+                                    .into()
+                                }),
+                        )
                         .app_data(web::QueryConfig::default().error_handler(|err, _| {
                             Problem::bad(
                                 format!("bad query string: {err}"),
@@ -560,6 +575,28 @@ async fn push_metrics(
                 ));
             }
         }
+    }
+    {
+        let mut known = s
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let new: std::collections::HashSet<(Option<String>, String)> = samples
+            .iter()
+            .map(|p| (p.daemon.clone(), p.metric.clone()))
+            .filter(|k| !known.contains(k))
+            .collect();
+        if known.len() + new.len() > MAX_PUSHED_SERIES {
+            return Err(Problem::bad(
+                format!(
+                    "this push would create {} new series; {} of at most {MAX_PUSHED_SERIES} exist",
+                    new.len(),
+                    known.len()
+                ),
+                "samples of existing series, or fewer distinct metric names (the limit keeps memory bounded)",
+            ));
+        }
+        known.extend(new);
     }
     let base = s.pv.recorder();
     let mut accepted = 0;

@@ -282,3 +282,89 @@ async fn prometheus_scrapes_metrics() {
     server.stop();
     t.pv.shutdown().await.unwrap();
 }
+
+/// Hostile input: an oversized body, deeply nested JSON, invalid UTF-8, out-of-range numbers
+/// and a flood of invented series names all get a 4xx with a message, and the server keeps
+/// answering meanwhile.
+#[tokio::test]
+async fn hostile_input_gets_4xx_and_the_server_keeps_serving() {
+    let (t, server) = start();
+    let addr = server.addr();
+    let huge = format!(
+        r#"[{{"metric": "m", "value": 1, "daemon": "{}"}}]"#,
+        "x".repeat(2 << 20)
+    );
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let cases: Vec<(&str, String)> = vec![
+        ("oversized", huge),
+        ("deep", deep),
+        (
+            "out of range",
+            r#"[{"metric": "m", "value": 1e999}]"#.into(),
+        ),
+        ("NaN", r#"[{"metric": "m", "value": NaN}]"#.into()),
+    ];
+    for (what, body) in &cases {
+        let (status, text) = request(addr, "POST", "/api/v1/metrics", Some(TOKEN), Some(body));
+        assert!(
+            (400..500).contains(&status),
+            "{what}: {status} {}",
+            &text[..text.len().min(200)]
+        );
+    }
+    // Invalid UTF-8 in the body.
+    {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let body: &[u8] = b"[{\"metric\": \"\xff\xfe\", \"value\": 1}]";
+        write!(
+            stream,
+            "POST /api/v1/metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    }
+    // Cardinality: invented names are refused past the limit, existing ones still accepted.
+    let batch = |from: usize, n: usize| {
+        let items: Vec<String> = (from..from + n)
+            .map(|i| format!(r#"{{"metric": "invented.{i}", "value": 1}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let limit = perfvisor::http::MAX_PUSHED_SERIES;
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/api/v1/metrics",
+        Some(TOKEN),
+        Some(&batch(0, limit)),
+    );
+    assert_eq!(status, 202, "{}", &text[..text.len().min(200)]);
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/api/v1/metrics",
+        Some(TOKEN),
+        Some(&batch(limit, 1)),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most"), "{text}");
+    let (status, _) = request(
+        addr,
+        "POST",
+        "/api/v1/metrics",
+        Some(TOKEN),
+        Some(&batch(0, 1)),
+    );
+    assert_eq!(status, 202, "existing series are still accepted");
+    let (status, _) = request(addr, "GET", "/api/v1/status", None, None);
+    assert_eq!(status, 200, "still serving");
+    server.stop();
+    t.pv.shutdown().await.unwrap();
+}
