@@ -905,9 +905,6 @@ async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
         .body(exposition(&samples, &own)))
 }
 
-/// Shared so that tests and the binary can clone the handle.
-pub type SharedPerfvisor = Arc<Perfvisor>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@
 //! `cargo bench -p perfvisor-actors --bench analysis`
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use perfvisor_actors::analyzer::AnalyzerState;
@@ -114,7 +113,6 @@ fn analysis(c: &mut Criterion) {
         |b| b.iter(|| black_box(state.judge_all(black_box(now)))),
     );
     g.finish();
-    let _ = Arc::new(());
 }
 
 fn dispatch(c: &mut Criterion) {

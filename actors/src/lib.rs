@@ -16,6 +16,8 @@ pub mod selfmon;
 pub mod storage;
 pub mod supervisor;
 pub mod telemetry;
+#[cfg(test)]
+mod testdata;
 pub mod types;
 pub mod watcher;
 

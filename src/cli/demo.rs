@@ -14,25 +14,46 @@ use serde_json::Value;
 use super::client::Client;
 use super::CliError;
 
-/// Ends the supervisor child (SIGTERM, then SIGKILL) and removes the demo's files.
+/// How often the demo asks the supervisor what it found.
+const POLL: Duration = Duration::from_secs(2);
+
+/// The supervisor child: a thread waits for it and reports its exit on `exited`.
+struct Supervisor {
+    pid: u32,
+    exited: crossbeam_channel::Receiver<std::process::ExitStatus>,
+}
+
+impl Supervisor {
+    fn watch(mut child: Child) -> Supervisor {
+        let pid = child.id();
+        let (tx, exited) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(status);
+            }
+        });
+        Supervisor { pid, exited }
+    }
+}
+
+/// Ends the supervisor child (SIGTERM, then SIGKILL after 30 s) and removes the demo's files.
 struct Cleanup {
-    child: Option<Child>,
+    child: Option<Supervisor>,
     dir: PathBuf,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill with a valid signal on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let started = Instant::now();
-            while matches!(child.try_wait(), Ok(None))
-                && started.elapsed() < Duration::from_secs(30)
-            {
-                std::thread::sleep(Duration::from_millis(100));
+        if let Some(child) = self.child.take() {
+            // SAFETY: kill with valid signals on our own child's pid, which the waiter thread
+            // has not reaped yet unless `exited` holds its status.
+            if child.exited.try_recv().is_err() {
+                unsafe { libc::kill(child.pid as i32, libc::SIGTERM) };
+                if child.exited.recv_timeout(Duration::from_secs(30)).is_err() {
+                    unsafe { libc::kill(child.pid as i32, libc::SIGKILL) };
+                    let _ = child.exited.recv_timeout(Duration::from_secs(5));
+                }
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -96,7 +117,7 @@ stop_timeout = "2s"
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| CliError::usage(format!("cannot start the supervisor: {e}")))?;
-    cleanup.child = Some(child);
+    cleanup.child = Some(Supervisor::watch(child));
     println!("perfvisor demo — dashboard and API at http://{listen}/");
     println!(
         "  leaky-cache leaks 3 MiB/s; slow-search's latency steps from 12 ms to 45 ms after 35 s."
@@ -112,12 +133,18 @@ stop_timeout = "2s"
     let mut regression = false;
     let mut alerts_seen: Vec<String> = Vec::new();
     loop {
-        std::thread::sleep(Duration::from_secs(2));
-        if let Some(child) = cleanup.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(CliError::usage(format!(
-                    "the supervisor stopped ({status})"
-                )));
+        // Wait one poll interval for the supervisor to exit (reported at once), then look.
+        if let Some(child) = cleanup.child.as_ref() {
+            match child.exited.recv_timeout(POLL) {
+                Ok(status) => {
+                    return Err(CliError::usage(format!(
+                        "the supervisor stopped ({status})"
+                    )))
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(CliError::usage("lost track of the supervisor process"))
+                }
             }
         }
         let t = started.elapsed().as_secs();

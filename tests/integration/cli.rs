@@ -337,11 +337,34 @@ fn overhead_with_100_attached_daemons() {
         assert!(started.elapsed() < Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Warm-up, then 60 s of steady state.
-    std::thread::sleep(Duration::from_secs(10));
+    // The fewest probes any watcher has made so far.
+    let min_probes = || -> u64 {
+        let (_, body) = support::http_get(port, "/api/v1/status").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["watchers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["probes"].as_u64())
+            .min()
+            .unwrap_or(0)
+    };
+    let wait_probes = |at_least: u64| {
+        let started = Instant::now();
+        while min_probes() < at_least {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "probes stalled"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Warm-up: every watcher has probed 10 times; then 60 more probes each (≈ 60 s).
+    wait_probes(10);
+    let base = min_probes();
     let cpu0 = support::cpu_seconds_of(pid);
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(60));
+    wait_probes(base + 60);
     let cpu = (support::cpu_seconds_of(pid) - cpu0) / t0.elapsed().as_secs_f64();
     let rss = support::rss_of(pid) as f64 / 1048576.0;
     let mut latencies = Vec::new();

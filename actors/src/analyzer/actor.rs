@@ -80,7 +80,7 @@ impl Analyzer {
     fn tick(&mut self) {
         let now = self.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
-        let (host, judgements) = self.state.judge_all(now);
+        let (_, judgements) = self.state.judge_all(now);
         let mut current: BTreeMap<(DaemonId, BottleneckKind), (Bottleneck, &Judgement)> =
             BTreeMap::new();
         for (daemon, judgement) in &judgements {
@@ -112,7 +112,6 @@ impl Analyzer {
             self.bottlenecks.insert(key, alert.clone());
             self.send(alert);
         }
-        let _ = host;
         let quiet: Vec<SeriesKey> = self
             .anomalies
             .iter()

@@ -704,8 +704,8 @@ fn kth_abs_deviation(sorted: &[f64], m: f64, k: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testdata::{nab_dir, parse_nab_ts, read_nab_csv};
     use std::collections::HashMap;
-    use std::path::PathBuf;
 
     /// One NAB series with its labelled anomaly windows (epoch ms, both ends inclusive).
     struct NabFile {
@@ -733,48 +733,6 @@ mod tests {
         }
     }
 
-    /// The NAB data directory: next to the workspace, else the shared mount.
-    fn nab_dir() -> PathBuf {
-        let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evaldata/nab");
-        if beside.join("labels.json").is_file() {
-            beside
-        } else {
-            PathBuf::from("/work/shared/evaldata/nab")
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
-    /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` as UTC into epoch milliseconds.
-    fn parse_ts(s: &str) -> Result<i64, String> {
-        let bad = || format!("bad timestamp {s:?} (expected YYYY-MM-DD HH:MM:SS[.ffffff])");
-        let (date, time) = s.trim().split_once(' ').ok_or_else(bad)?;
-        let num = |t: &str| t.parse::<i64>().map_err(|_| bad());
-        let d: Vec<&str> = date.split('-').collect();
-        let (time, frac) = time.split_once('.').unwrap_or((time, ""));
-        let t: Vec<&str> = time.split(':').collect();
-        if d.len() != 3 || t.len() != 3 {
-            return Err(bad());
-        }
-        let millis = if frac.is_empty() {
-            0
-        } else {
-            let digits: String = frac.chars().chain("000".chars()).take(3).collect();
-            num(&digits)?
-        };
-        let days = days_from_civil(num(d[0])?, num(d[1])?, num(d[2])?);
-        Ok(((days * 24 + num(t[0])?) * 60 + num(t[1])?) * 60_000 + num(t[2])? * 1000 + millis)
-    }
-
     /// Loads every file named in `labels.json` with its windows.
     fn load_nab() -> Result<Vec<NabFile>, String> {
         let dir = nab_dir();
@@ -787,26 +745,10 @@ mod tests {
         names.sort();
         let mut files = Vec::new();
         for name in names {
-            let path = dir.join(name);
-            let csv =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut rows = Vec::new();
-            for (n, line) in csv.lines().enumerate().skip(1) {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let (ts, value) = line
-                    .split_once(',')
-                    .ok_or_else(|| format!("{name}:{}: expected timestamp,value", n + 1))?;
-                let value: f64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{name}:{}: bad value {value:?}", n + 1))?;
-                rows.push((parse_ts(ts)?, value));
-            }
+            let rows = read_nab_csv(&dir.join(name))?;
             let mut windows = Vec::new();
             for [start, end] in &labels[name] {
-                windows.push((parse_ts(start)?, parse_ts(end)?));
+                windows.push((parse_nab_ts(start)?, parse_nab_ts(end)?));
             }
             files.push(NabFile {
                 name: name.clone(),

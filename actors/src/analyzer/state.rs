@@ -505,8 +505,7 @@ impl AnalyzerState {
         if series.is_empty() && !self.restarts.contains_key(daemon) {
             return None;
         }
-        let (host, judgements) = self.judge_all(now);
-        let _ = host;
+        let (_, judgements) = self.judge_all(now);
         let judgement = judgements.get(daemon)?.clone();
         let view = self.daemon_view(daemon, &self.host_view(now), now);
         let mut predictions = Vec::new();

@@ -105,28 +105,16 @@ pub fn integrity_check(path: &Path) -> Result<IntegrityReport, StorageError> {
             report.sqlite.push(row?);
         }
     }
-    check_blobs(
-        &conn,
-        "SELECT id, data FROM head",
-        "head row",
-        &mut report,
-        |b| {
+    for (sql, what) in [
+        ("SELECT id, data FROM head", "head row"),
+        ("SELECT id, data FROM chunks", "chunk"),
+    ] {
+        check_blobs(&conn, sql, what, &mut report, |b| {
             codec::decode_chunk(b)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
-        },
-    )?;
-    check_blobs(
-        &conn,
-        "SELECT id, data FROM chunks",
-        "chunk",
-        &mut report,
-        |b| {
-            codec::decode_chunk(b)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )?;
+        })?;
+    }
     check_blobs(
         &conn,
         "SELECT series_id * 1000000 + tier, sketch FROM rollups",

@@ -295,10 +295,9 @@ mod tests {
     //! Exactness against the raw data (generated and NAB), merges of hourly and uneven splits
     //! in every order, counter increase with resets, and NaN handling.
 
-    use super::super::sketch::tests::{
-        assert_quantiles_accurate, generated_series, nab_series, QUANTILES,
-    };
+    use super::super::sketch::tests::{assert_quantiles_accurate, generated_series, QUANTILES};
     use super::*;
+    use crate::testdata::nab_series;
 
     /// Relative tolerance for sums, means and spreads (summation order differs).
     const REL: f64 = 1e-9;

@@ -901,7 +901,7 @@ pub(crate) mod tests {
     //! Accuracy against exact order statistics on generated and NAB data, merging, collapse,
     //! encoding and bad input. Also the data helpers the rollup tests share.
 
-    use std::path::{Path, PathBuf};
+    use crate::testdata::nab_series;
 
     use super::*;
 
@@ -910,9 +910,6 @@ pub(crate) mod tests {
 
     /// The promised relative error.
     const PROMISED: f64 = 0.01;
-
-    /// Seconds per day, for the NAB timestamp parser.
-    const DAY_MS: i64 = 86_400_000;
 
     /// A standard normal deviate (Box–Muller).
     pub(crate) fn normal(rng: &mut fastrand::Rng) -> f64 {
@@ -956,97 +953,6 @@ pub(crate) mod tests {
                     .map(|i| (T0 + 1000 * i as i64, generate(&mut rng, i)))
                     .collect();
                 (*name, samples)
-            })
-            .collect()
-    }
-
-    /// The NAB directory: next to the workspace in the repo, else the absolute path. Panics
-    /// (fails the test) when neither exists.
-    pub(crate) fn nab_dir() -> PathBuf {
-        let candidates = [
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/evaldata/nab"
-            )),
-            PathBuf::from("/work/shared/evaldata/nab"),
-        ];
-        candidates
-            .iter()
-            .find(|dir| dir.is_dir())
-            .cloned()
-            .unwrap_or_else(|| panic!("NAB data not found; looked in {candidates:?}"))
-    }
-
-    /// Every NAB CSV below `dir`, recursively.
-    fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
-        for entry in entries {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                csv_files(&path, out);
-            } else if path.extension().is_some_and(|ext| ext == "csv") {
-                out.push(path);
-            }
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`).
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
-    /// `YYYY-MM-DD HH:MM:SS` (UTC) in ms since the epoch.
-    fn parse_ts(text: &str) -> i64 {
-        let n = |range: std::ops::Range<usize>| -> i64 {
-            text.get(range.clone())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("bad timestamp {text:?} at {range:?}"))
-        };
-        let days = days_from_civil(n(0..4), n(5..7), n(8..10));
-        days * DAY_MS + (n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) * 1000
-    }
-
-    /// Every NAB series as (file name, samples sorted by ts). Fails when there is none.
-    pub(crate) fn nab_series() -> Vec<(String, Vec<(i64, f64)>)> {
-        let dir = nab_dir();
-        let mut files = Vec::new();
-        csv_files(&dir, &mut files);
-        files.sort();
-        assert!(!files.is_empty(), "no NAB CSV files under {dir:?}");
-        files
-            .iter()
-            .map(|path| {
-                let text =
-                    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-                let mut samples: Vec<(i64, f64)> = text
-                    .lines()
-                    .skip(1)
-                    .filter(|line| !line.trim().is_empty())
-                    .map(|line| {
-                        let (ts, value) = line
-                            .split_once(',')
-                            .unwrap_or_else(|| panic!("{path:?}: bad line {line:?}"));
-                        let value = value
-                            .trim()
-                            .parse()
-                            .unwrap_or_else(|e| panic!("{path:?}: bad value {value:?}: {e}"));
-                        (parse_ts(ts.trim()), value)
-                    })
-                    .collect();
-                samples.sort_by_key(|s| s.0);
-                assert!(!samples.is_empty(), "{path:?} has no samples");
-                let name = path
-                    .strip_prefix(&dir)
-                    .unwrap_or(path)
-                    .display()
-                    .to_string();
-                (name, samples)
             })
             .collect()
     }

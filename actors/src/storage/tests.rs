@@ -119,12 +119,13 @@ mod history {
     use std::time::Instant;
 
     use super::*;
-    use crate::storage::sketch::tests::{exact_quantile, generated_series, nab_series};
+    use crate::storage::sketch::tests::{exact_quantile, generated_series};
     use crate::storage::{
         export, integrity_check, Aggregation, ExportFormat, Query, Retention, SeriesSelector,
         StorageConfig, StorageError, StorageFault, StorageHandle, StorageReader, StorageStats,
         Tier, DAY_MS, HOUR_MS,
     };
+    use crate::testdata::nab_series;
     use crate::types::{Clock, ManualClock};
 
     const WAIT: Duration = Duration::from_secs(60);
