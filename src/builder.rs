@@ -17,8 +17,11 @@ pub const DEFAULT_DATABASE: &str = "perfvisor.db";
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Default host-metric interval.
 pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(1);
-/// Default recorder channel capacity, in samples.
-pub const DEFAULT_RECORDER_CAPACITY: usize = 65_536;
+/// Default recorder channel capacity, in samples. The channel is allocated up front (about
+/// 90 bytes a slot, so 1.5 MB here); the intake drains it every millisecond, so this holds
+/// a burst of 16 k samples between drains, and an HTTP push of the largest accepted size
+/// (10 k samples). Hosts with larger bursts raise it with `recorder_capacity`.
+pub const DEFAULT_RECORDER_CAPACITY: usize = 16_384;
 /// Default storage queue capacity, in batches.
 pub const DEFAULT_STORAGE_QUEUE: usize = 4096;
 /// Default analyzer window per series, in samples (10 minutes at 1 s).
@@ -42,6 +45,7 @@ impl Default for PerfvisorBuilder {
                 host_interval: DEFAULT_HOST_INTERVAL,
                 recorder_capacity: DEFAULT_RECORDER_CAPACITY,
                 storage_queue: DEFAULT_STORAGE_QUEUE,
+                max_buffered_samples: perfvisor_actors::storage::DEFAULT_MAX_BUFFERED_SAMPLES,
                 analysis_window: DEFAULT_ANALYSIS_WINDOW,
                 judge_interval: DEFAULT_JUDGE_INTERVAL,
                 singleton_policy: RestartPolicy::new(RestartKind::Permanent),
@@ -85,6 +89,12 @@ impl PerfvisorBuilder {
     /// Capacity of the storage writer's queue, in batches. Default [`DEFAULT_STORAGE_QUEUE`].
     pub fn storage_queue(mut self, n: usize) -> Self {
         self.config.storage_queue = n;
+        self
+    }
+    /// Samples buffered in memory while the disk refuses writes (full, read-only); beyond
+    /// it new samples are dropped and counted. Default 1,000,000 (about 16 MB at most).
+    pub fn max_buffered_samples(mut self, n: usize) -> Self {
+        self.config.max_buffered_samples = n;
         self
     }
     /// Samples kept per series for statistics. Default [`DEFAULT_ANALYSIS_WINDOW`].

@@ -357,8 +357,19 @@ fn authorize(req: &HttpRequest, state: &State, mutating: bool) -> Result<(), Pro
     }
 }
 
+/// Compares a presented token with the configured one without an early exit: every byte
+/// is looked at whatever the first difference, so the time taken does not tell an attacker
+/// how much of a guess was right (only whether its length was). `black_box` keeps the
+/// optimiser from turning the fold back into a short-circuiting comparison.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    diff == 0
 }
 
 /// The dashboard: one self-contained page (no CDN) that polls the JSON API.
@@ -909,6 +920,23 @@ async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
 mod tests {
     use super::*;
     use crate::{Labels, SeriesKey};
+
+    /// The token comparison: equal only for identical bytes; a difference at the first or
+    /// the last byte, or a prefix, is refused alike.
+    #[test]
+    fn token_comparison_is_exact() {
+        let token = b"s3cret-token-0123456789";
+        assert!(constant_time_eq(token, token));
+        let mut first = *token;
+        first[0] ^= 1;
+        let mut last = *token;
+        last[token.len() - 1] ^= 0x80;
+        assert!(!constant_time_eq(&first, token));
+        assert!(!constant_time_eq(&last, token));
+        assert!(!constant_time_eq(&token[..5], token));
+        assert!(!constant_time_eq(b"", token));
+        assert!(constant_time_eq(b"", b""));
+    }
 
     /// Names and labels are made valid for Prometheus; counters get `_total`.
     #[test]

@@ -143,8 +143,8 @@ pub fn storage_alert(
         at_ms: now,
         message: match reason {
             Some(reason) => format!(
-                "perfvisor cannot write its history ({reason}); {} samples are buffered in \
-                 memory, {} dropped so far",
+                "perfvisor cannot write its history as fast as it arrives ({reason}); {} \
+                 samples are buffered in memory, {} dropped so far",
                 storage.buffered_samples, storage.dropped_samples
             ),
             None => "perfvisor writes its history again; the buffered samples are stored".into(),

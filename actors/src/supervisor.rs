@@ -110,6 +110,8 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub const DEFAULT_JITTER: f64 = 0.2;
 /// Default stable period that resets the backoff.
 pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(30);
+/// The storage alert raised for dropped samples resolves after this long without drops.
+const STORAGE_ALERT_QUIET_MS: i64 = 30_000;
 
 impl RestartPolicy {
     /// The default policy with the given kind.
@@ -400,6 +402,8 @@ pub struct EngineConfig {
     pub recorder_capacity: usize,
     /// Capacity of the storage writer's queue, in batches.
     pub storage_queue: usize,
+    /// Samples the storage writer buffers in memory while the disk refuses writes.
+    pub max_buffered_samples: usize,
     /// Samples kept per series in the analyzer's window.
     pub analysis_window: usize,
     /// How often the analyzer judges every daemon and raises or resolves alert candidates.
@@ -492,8 +496,12 @@ pub struct Supervisor {
     desired: BTreeMap<DaemonId, DaemonSpec>,
     watchers: HashMap<DaemonId, WatcherEntry>,
     shutting_down: bool,
-    /// Since when storage writes fail, while the internal alert about it is firing.
+    /// Since when storage writes fail or drop samples, while the internal alert about it
+    /// is firing.
     storage_alert_since: Option<TimestampMs>,
+    /// Storage drops already seen, and when samples were last seen dropped.
+    storage_dropped_seen: u64,
+    storage_dropped_at: Option<TimestampMs>,
     /// Daemons the host is restarting on purpose, until when.
     planned_restarts: HashMap<DaemonId, TimestampMs>,
     /// The alert sinks (the dispatcher delivers to them; status reads them).
@@ -542,6 +550,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     let hook_child = storage_child.clone();
     let mut storage_config = StorageConfig::new(config.database.clone());
     storage_config.queue_capacity = config.storage_queue;
+    storage_config.max_buffered_samples = config.max_buffered_samples;
     storage_config.clock = config.clock.clone();
     storage_config.retention = config.retention;
     storage_config.max_bytes = config.max_database_bytes;
@@ -664,6 +673,8 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             watchers: HashMap::new(),
             shutting_down: false,
             storage_alert_since: None,
+            storage_dropped_seen: 0,
+            storage_dropped_at: None,
             planned_restarts: HashMap::new(),
             sinks: status_sinks,
         }
@@ -770,7 +781,28 @@ impl Supervisor {
         );
         self.collector_child.stats.enqueued();
         self.collector.do_send(SamplesCollected { batch });
-        let alert = match (&storage.write_blocked, self.storage_alert_since) {
+        // Trouble is a write failure, or samples dropped because the queue or the buffer was
+        // full (a disk slower than the ingest). The alert resolves after a quiet period, so
+        // intermittent drops do not make it flap.
+        let newly_dropped = storage
+            .dropped_samples
+            .saturating_sub(self.storage_dropped_seen);
+        self.storage_dropped_seen = storage.dropped_samples;
+        let trouble = storage.write_blocked.clone().or_else(|| {
+            (newly_dropped > 0).then(|| {
+                format!(
+                    "{newly_dropped} samples dropped since the last check: the write queue is \
+                     full, the disk is slower than the samples arrive"
+                )
+            })
+        });
+        if newly_dropped > 0 {
+            self.storage_dropped_at = Some(now);
+        }
+        let quiet = self
+            .storage_dropped_at
+            .is_none_or(|at| now.saturating_sub(at) >= STORAGE_ALERT_QUIET_MS);
+        let alert = match (&trouble, self.storage_alert_since) {
             (Some(reason), None) => {
                 self.storage_alert_since = Some(now);
                 Some(crate::selfmon::storage_alert(
@@ -780,7 +812,7 @@ impl Supervisor {
                     &storage,
                 ))
             }
-            (None, Some(since)) => {
+            (None, Some(since)) if quiet => {
                 self.storage_alert_since = None;
                 Some(crate::selfmon::storage_alert(now, since, None, &storage))
             }

@@ -42,6 +42,10 @@ enum Command {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Test mode: inject panics into random actors at this average rate (per minute),
+        /// to see supervision work under load. Never for production.
+        #[arg(long, hide = true, value_name = "RATE")]
+        chaos_panics_per_minute: Option<f64>,
     },
     /// Check a config file; reports every problem with its line, exit code 2 if any.
     CheckConfig {
@@ -199,7 +203,10 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value)) {
 pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     let client = Client::new(&cli.address, cli.token.clone());
     match cli.command {
-        Command::Run { config } => run::run(&config),
+        Command::Run {
+            config,
+            chaos_panics_per_minute,
+        } => run::run(&config, chaos_panics_per_minute),
         Command::CheckConfig { file } => match perfvisor::config::load(&file) {
             Ok(config) => {
                 println!(

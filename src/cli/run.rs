@@ -13,7 +13,7 @@ use std::time::Duration;
 use perfvisor::config::{self, AttachConfig, AttachSelector, Config, DaemonConfig};
 use perfvisor::http::{serve, ApiConfig};
 use perfvisor::manager::{self as mgr, Manager, ManagerEvent};
-use perfvisor::{DaemonControl, DaemonId, Perfvisor};
+use perfvisor::{ActorKind, DaemonControl, DaemonId, PanicTarget, Perfvisor};
 
 use super::CliError;
 
@@ -99,6 +99,13 @@ fn managed_spec(d: &DaemonConfig, default_logs: &Path) -> mgr::ManagedSpec {
     spec
 }
 
+/// The directory of the managed daemons' state file and FIFOs: `<database>.managed`.
+fn managed_state_dir(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_os_string();
+    name.push(".managed");
+    PathBuf::from(name)
+}
+
 /// The pid an attach entry points at now, if any.
 fn resolve(attach: &AttachConfig) -> Option<u32> {
     match &attach.selector {
@@ -142,8 +149,19 @@ fn resolve(attach: &AttachConfig) -> Option<u32> {
     }
 }
 
-/// Runs a supervisor from `path` until SIGINT or SIGTERM.
-pub fn run(path: &Path) -> Result<(), CliError> {
+/// Most injected panics per minute the chaos mode accepts.
+const MAX_CHAOS_RATE: f64 = 6000.0;
+
+/// Runs a supervisor from `path` until SIGINT or SIGTERM; with `chaos` (panics per minute),
+/// injects panics into random actors meanwhile.
+pub fn run(path: &Path, chaos: Option<f64>) -> Result<(), CliError> {
+    if let Some(rate) = chaos {
+        if !(rate.is_finite() && rate > 0.0 && rate <= MAX_CHAOS_RATE) {
+            return Err(CliError::usage(format!(
+                "--chaos-panics-per-minute {rate}: expected a rate above 0 and at most {MAX_CHAOS_RATE}"
+            )));
+        }
+    }
     let config = config::load(path).map_err(|e| CliError {
         message: format!("{} problem(s) in the config:\n{e}", e.problems.len()),
         code: 2,
@@ -159,7 +177,7 @@ pub fn run(path: &Path) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(supervise(path.to_path_buf(), config))
+    runtime.block_on(supervise(path.to_path_buf(), config, chaos))
 }
 
 struct Running {
@@ -232,10 +250,18 @@ impl Running {
     }
 }
 
-async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
+async fn supervise(path: PathBuf, config: Config, chaos: Option<f64>) -> Result<(), CliError> {
     let token = token(&config)?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let manager = Arc::new(Manager::new(events_tx));
+    // Next to the database: the record of the managed processes and their output FIFOs, so
+    // a perfvisor killed without stopping them re-adopts them instead of starting copies.
+    let state_dir = managed_state_dir(&config.supervisor.database);
+    let manager = Arc::new(Manager::with_state_dir(events_tx, &state_dir).map_err(|e| {
+        CliError::usage(format!(
+            "cannot use {} for the managed daemons' state: {e}",
+            state_dir.display()
+        ))
+    })?);
     let builder = config
         .apply(Perfvisor::builder())
         .daemon_control(ManagerControl(Arc::clone(&manager)));
@@ -314,6 +340,7 @@ async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
         (Ok(h), Ok(i), Ok(t)) => (h, i, t),
         _ => return Err(CliError::usage("cannot install signal handlers")),
     };
+    let chaos = chaos.map(|rate| tokio::spawn(chaos_monkey(pv.clone(), rate)));
     let mut scan = tokio::time::interval(ATTACH_SCAN);
     loop {
         tokio::select! {
@@ -330,6 +357,9 @@ async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
             _ = scan.tick() => running.scan().await,
         }
     }
+    if let Some(chaos) = chaos {
+        chaos.abort();
+    }
     tracing::info!("Stopping: API, daemons, engine.");
     notify_systemd("STOPPING=1");
     api.stop();
@@ -340,6 +370,37 @@ async fn supervise(path: PathBuf, config: Config) -> Result<(), CliError> {
     // the manager (and so its event sender) until then.
     drop(events);
     Ok(())
+}
+
+/// Chaos mode: panics injected into random actors (each kind alike; a watcher is any one),
+/// at exponentially distributed intervals averaging `per_minute`. The seed is logged so a
+/// run can be told apart; every injection is logged with its target.
+async fn chaos_monkey(pv: Perfvisor, per_minute: f64) {
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    tracing::warn!(
+        per_minute,
+        seed,
+        "Chaos mode: injecting panics into random actors."
+    );
+    const TARGETS: [ActorKind; 6] = [
+        ActorKind::Supervisor,
+        ActorKind::Collector,
+        ActorKind::Watcher,
+        ActorKind::Analyzer,
+        ActorKind::StorageWriter,
+        ActorKind::AlertDispatcher,
+    ];
+    loop {
+        // 1 − U is in (0, 1], so the logarithm is finite.
+        let wait = -(1.0 - rng.f64()).ln() * 60.0 / per_minute;
+        tokio::time::sleep(Duration::from_secs_f64(wait.min(3600.0))).await;
+        let target = TARGETS[rng.usize(..TARGETS.len())];
+        match pv.inject_panic(PanicTarget::Kind(target)).await {
+            Ok(hit) => tracing::warn!(?target, hit, "Chaos: panic injected."),
+            Err(e) => tracing::warn!(?target, error = %e, "Chaos: injection failed."),
+        }
+    }
 }
 
 /// Tells systemd (`Type=notify` units) about readiness and stopping, when it asked to be
@@ -369,7 +430,7 @@ fn notify_systemd(state: &str) {
 /// latencies and outcomes become metrics of the daemon.
 fn on_event(running: &Running, handle: &tokio::runtime::Handle, event: ManagerEvent) {
     match event {
-        ManagerEvent::Started { name, pid } => {
+        ManagerEvent::Started { name, pid } | ManagerEvent::Adopted { name, pid } => {
             let spec = {
                 let config = running
                     .config

@@ -5,8 +5,14 @@
 //! thread that reaps the process, and probe results from the check threads. Timers (backoff,
 //! slow retry, end of the start-up grace, dependency polling) are the timeout of the same
 //! `select!`, so one loop decides every transition and nothing races.
+//!
+//! With a state directory (a persistent manager), every process is recorded there when it
+//! starts and forgotten when it ends, its output goes through the daemon's FIFOs, and a
+//! supervisor that inherits a record from a previous run re-adopts the process it names
+//! (see `state.rs`) instead of starting a second copy.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -16,15 +22,34 @@ use crossbeam_channel::{after, never, select, Receiver, Sender};
 use tracing::{debug, error, info, warn};
 
 use super::checks::spawn_check_thread;
-use super::logs::RotatingLog;
+use super::logs::{pump, RotatingLog};
 use super::policy::{Decision, RestartTracker};
-use super::process::{decode, signal_group, spawn, wait_exit_then_kill_group};
+use super::process::{
+    decode, open_fifo, pidfd_open, proc_stat, process_age, signal_group, spawn,
+    wait_exit_then_kill_group, wait_pidfd, Output,
+};
 use super::spec::{DaemonState, DaemonStatus, ExitInfo, ManagedSpec, ManagerEvent};
+use super::state::{
+    fingerprint, invocation_id, locate, pid_reused, still_runs, Record, StateStore,
+};
 
 /// How often a daemon waiting for its dependencies looks at them again.
 const DEPENDENCY_POLL: Duration = Duration::from_millis(20);
 /// How long to wait for the kernel to report a SIGKILLed leader's exit before giving up on it.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How often an adopted process is looked at when the kernel has no pidfds.
+const ADOPTED_POLL: Duration = Duration::from_millis(100);
+
+/// How a process's end is reported to its supervisor.
+#[derive(Debug)]
+pub(crate) enum ExitReport {
+    /// Our child, reaped: its status.
+    Status(ExitStatus),
+    /// An adopted process (not our child): it ended, with a status nobody can know.
+    Unknown,
+    /// The status could not be had.
+    Lost(String),
+}
 
 /// Messages to a daemon's supervisor thread.
 #[derive(Debug)]
@@ -71,12 +96,34 @@ pub(crate) struct Slot {
 pub(crate) struct Shared {
     pub(crate) events: Sender<ManagerEvent>,
     pub(crate) table: Mutex<BTreeMap<String, Slot>>,
+    /// The state directory of a persistent manager.
+    pub(crate) state: Option<Mutex<StateStore>>,
 }
 
 impl Shared {
     /// The table, even if a panicking thread poisoned it (entries stay consistent per field).
     pub(crate) fn table(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn store(&self) -> Option<MutexGuard<'_, StateStore>> {
+        self.state
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Removes `name`'s FIFOs, if persistent (the daemon is no longer managed).
+    pub(crate) fn forget_fifos(&self, name: &str) {
+        if let Some(store) = self.store() {
+            store.remove_fifos(name);
+        }
+    }
+
+    /// Records `name`'s process in the state file (`None`: it has none), if persistent.
+    pub(crate) fn record(&self, name: &str, record: Option<Record>) {
+        if let Some(mut store) = self.store() {
+            store.set(name, record);
+        }
     }
 
     fn emit(&self, event: ManagerEvent) {
@@ -111,7 +158,7 @@ struct Running {
     pid: u32,
     generation: u64,
     started: Instant,
-    exit: Receiver<Result<ExitStatus, String>>,
+    exit: Receiver<ExitReport>,
     /// Dropping it disconnects the check threads' cancel channel, ending them.
     _cancel_checks: Sender<()>,
     check_failures: Vec<u32>,
@@ -144,23 +191,28 @@ pub(crate) struct Supervisor {
     generation: u64,
     out: Arc<Mutex<RotatingLog>>,
     err: Arc<Mutex<RotatingLog>>,
+    /// Read-write ends of the daemon's stdout and stderr FIFOs (persistent managers), held
+    /// for the supervisor's life and duplicated into each process.
+    fifos: Option<(File, File)>,
+    /// The record a previous run left for this daemon: its process is re-adopted.
+    inherited: Option<Record>,
     phase: Phase,
 }
 
+fn log_files(spec: &ManagedSpec) -> (RotatingLog, RotatingLog) {
+    let log = |stream: &str| {
+        RotatingLog::new(
+            spec.logs.dir.join(format!("{}.{stream}.log", spec.name)),
+            spec.logs.max_size,
+            spec.logs.keep,
+        )
+    };
+    (log("out"), log("err"))
+}
+
 fn logs_for(spec: &ManagedSpec) -> (Arc<Mutex<RotatingLog>>, Arc<Mutex<RotatingLog>>) {
-    let path = |stream: &str| spec.logs.dir.join(format!("{}.{stream}.log", spec.name));
-    (
-        Arc::new(Mutex::new(RotatingLog::new(
-            path("out"),
-            spec.logs.max_size,
-            spec.logs.keep,
-        ))),
-        Arc::new(Mutex::new(RotatingLog::new(
-            path("err"),
-            spec.logs.max_size,
-            spec.logs.keep,
-        ))),
-    )
+    let (out, err) = log_files(spec);
+    (Arc::new(Mutex::new(out)), Arc::new(Mutex::new(err)))
 }
 
 /// A fresh table entry in state `Waiting`, and its control channel's receiver.
@@ -187,14 +239,43 @@ pub(crate) fn new_slot(spec: ManagedSpec) -> (Slot, Receiver<Control>, Sender<Co
     (slot, rx, tx)
 }
 
-/// Start the supervisor thread of `spec`, which begins by waiting for its dependencies.
+/// Opens the daemon's FIFOs and starts the threads that copy them into its logs for as long
+/// as the supervisor holds the returned ends.
+fn fifos_for(
+    shared: &Shared,
+    name: &str,
+    out: &Arc<Mutex<RotatingLog>>,
+    err: &Arc<Mutex<RotatingLog>>,
+) -> Option<(File, File)> {
+    let paths = {
+        let store = shared.store()?;
+        (store.fifo(name, "stdout"), store.fifo(name, "stderr"))
+    };
+    let opened = open_fifo(&paths.0).and_then(|o| Ok((o, open_fifo(&paths.1)?)));
+    match opened {
+        Ok(((out_reader, out_keep), (err_reader, err_keep))) => {
+            pump(name, "stdout", out_reader, Arc::clone(out));
+            pump(name, "stderr", err_reader, Arc::clone(err));
+            Some((out_keep, err_keep))
+        }
+        Err(e) => {
+            warn!(daemon = %name, error = %e, "Cannot open the daemon's FIFOs; its output goes through pipes and it will not survive a crash of perfvisor.");
+            None
+        }
+    }
+}
+
+/// Start the supervisor thread of `spec`, which begins by re-adopting the process of
+/// `inherited` if it still runs, else by waiting for its dependencies.
 pub(crate) fn spawn_supervisor(
     spec: ManagedSpec,
     shared: Arc<Shared>,
     control: Receiver<Control>,
     report: Sender<Control>,
+    inherited: Option<Record>,
 ) -> std::io::Result<JoinHandle<()>> {
     let (out, err) = logs_for(&spec);
+    let fifos = fifos_for(&shared, &spec.name, &out, &err);
     let sup = Supervisor {
         name: spec.name.clone(),
         spec,
@@ -205,6 +286,8 @@ pub(crate) fn spawn_supervisor(
         generation: 0,
         out,
         err,
+        fifos,
+        inherited,
         phase: Phase::Waiting,
     };
     thread::Builder::new()
@@ -214,6 +297,9 @@ pub(crate) fn spawn_supervisor(
 
 impl Supervisor {
     fn run(mut self) {
+        if let Some(record) = self.inherited.take() {
+            self.resume(record);
+        }
         loop {
             let now = Instant::now();
             let (exit, deadline) = match &self.phase {
@@ -242,7 +328,7 @@ impl Supervisor {
                     }
                 }
                 recv(exit) -> status => {
-                    let status = status.unwrap_or_else(|_| Err("waiter thread vanished".to_string()));
+                    let status = status.unwrap_or_else(|_| ExitReport::Lost("waiter thread vanished".to_string()));
                     self.on_exit(status);
                 }
                 recv(tick) -> _ => self.on_tick(),
@@ -321,7 +407,10 @@ impl Supervisor {
             Control::Replace { spec } => {
                 self.stop_process(None);
                 if spec.logs != self.spec.logs || spec.name != self.spec.name {
-                    (self.out, self.err) = logs_for(&spec);
+                    // In place: the FIFOs' log threads hold these very logs.
+                    let (out, err) = log_files(&spec);
+                    *self.out.lock().unwrap_or_else(|p| p.into_inner()) = out;
+                    *self.err.lock().unwrap_or_else(|p| p.into_inner()) = err;
                 }
                 self.spec = *spec;
                 self.tracker.reset();
@@ -334,6 +423,9 @@ impl Supervisor {
             }
             Control::Remove { timeout, ack } => {
                 self.stop_process(timeout);
+                if self.fifos.is_some() {
+                    self.shared.forget_fifos(&self.name);
+                }
                 self.phase = Phase::Idle;
                 self.set_state(DaemonState::Stopped);
                 self.shared.emit(ManagerEvent::Stopped {
@@ -357,10 +449,34 @@ impl Supervisor {
 
     fn spawn_process(&mut self) {
         self.generation += 1;
-        let child = match spawn(&self.spec, &self.out, &self.err) {
+        let persistent = self.shared.state.is_some();
+        let fingerprint = fingerprint(&self.spec);
+        let invocation = persistent.then(invocation_id);
+        if let Some(id) = &invocation {
+            // Before the fork: a perfvisor killed before the next write finds the process by
+            // this id in its environment.
+            self.shared.record(
+                &self.name,
+                Some(Record {
+                    pid: None,
+                    start_ticks: None,
+                    invocation: id.clone(),
+                    fingerprint: fingerprint.clone(),
+                }),
+            );
+        }
+        let output = match &self.fifos {
+            Some((out, err)) => Output::Fifos { out, err },
+            None => Output::Pipes {
+                out: &self.out,
+                err: &self.err,
+            },
+        };
+        let child = match spawn(&self.spec, output, invocation.as_deref()) {
             Ok(child) => child,
             Err(e) => {
                 warn!(daemon = %self.name, error = %e, "Cannot spawn daemon.");
+                self.shared.record(&self.name, None);
                 self.shared.emit(ManagerEvent::SpawnFailed {
                     name: self.name.clone(),
                     error: e.to_string(),
@@ -377,6 +493,18 @@ impl Supervisor {
             }
         };
         let pid = child.id();
+        if let Some(id) = invocation {
+            // Our unreaped child: its stat is there even if it has already exited.
+            self.shared.record(
+                &self.name,
+                Some(Record {
+                    pid: Some(pid),
+                    start_ticks: proc_stat(pid).map(|s| s.start_ticks),
+                    invocation: id,
+                    fingerprint,
+                }),
+            );
+        }
         let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
         let waiter = thread::Builder::new()
             .name(format!("reap-{}", self.name))
@@ -386,18 +514,114 @@ impl Supervisor {
                 if let Err(e) = wait_exit_then_kill_group(pid) {
                     warn!(pid, error = %e, "Cannot kill what is left of the process group.");
                 }
-                let _ = exit_tx.send(child.wait().map_err(|e| e.to_string()));
+                let _ = exit_tx.send(match child.wait() {
+                    Ok(status) => ExitReport::Status(status),
+                    Err(e) => ExitReport::Lost(e.to_string()),
+                });
             });
         if let Err(e) = waiter {
             // Without a reaper we could never see the exit: kill the group and count a failure.
             error!(daemon = %self.name, pid, error = %e, "Cannot start reaper thread; killing daemon.");
             let _ = signal_group(pid, libc::SIGKILL);
+            self.shared.record(&self.name, None);
             let decision = self
                 .tracker
                 .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64());
             self.apply(decision, None, Some(libc::SIGKILL));
             return;
         }
+        info!(daemon = %self.name, pid, "Daemon started.");
+        self.begin(pid, exit_rx, Instant::now(), SystemTime::now(), false);
+    }
+
+    /// Takes over the process a previous run recorded, if it still runs: watches it for its
+    /// exit (a pidfd, or /proc when the kernel has none: it is not our child, so it cannot
+    /// be waited for), applies checks and the restart policy to it as to a process of ours.
+    /// A process started from another command, environment, directory or user than the
+    /// spec now says is stopped, and the daemon starts afresh; one that is gone is
+    /// forgotten, and the daemon starts as usual.
+    fn resume(&mut self, record: Record) {
+        let Some((pid, start)) = locate(&record) else {
+            info!(daemon = %self.name, "The process a previous run recorded is gone; starting the daemon.");
+            self.shared.record(&self.name, None);
+            return;
+        };
+        let pidfd = match pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                debug!(daemon = %self.name, pid, error = %e, "No pidfd; the process may just have ended.");
+                None
+            }
+        };
+        // Checked after the pidfd is open: the pidfd then names this very process.
+        if !still_runs(pid, start) {
+            self.shared.record(&self.name, None);
+            return;
+        }
+        let name = self.name.clone();
+        let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
+        let watcher = thread::Builder::new()
+            .name(format!("watch-{}", self.name))
+            .spawn(move || {
+                let waited = pidfd.as_ref().map(wait_pidfd);
+                if !matches!(waited, Some(Ok(()))) {
+                    while still_runs(pid, start) {
+                        thread::sleep(ADOPTED_POLL);
+                    }
+                }
+                // What is left of its group goes with it. While the group has members its id
+                // cannot become another process's pid; a pid already reused means the group
+                // is empty.
+                if !pid_reused(pid, start) {
+                    if let Err(e) = signal_group(pid, libc::SIGKILL) {
+                        warn!(daemon = %name, pid, error = %e, "Cannot kill what is left of the process group.");
+                    }
+                }
+                let _ = exit_tx.send(ExitReport::Unknown);
+            });
+        if let Err(e) = watcher {
+            error!(daemon = %self.name, pid, error = %e, "Cannot watch the re-adopted process; stopping it.");
+            let _ = signal_group(pid, libc::SIGKILL);
+            self.shared.record(&self.name, None);
+            return;
+        }
+        let age = process_age(start).unwrap_or_default();
+        let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let started_at = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or_else(SystemTime::now);
+        self.generation += 1;
+        let current = fingerprint(&self.spec);
+        self.shared.record(
+            &self.name,
+            Some(Record {
+                pid: Some(pid),
+                start_ticks: Some(start),
+                invocation: record.invocation,
+                fingerprint: record.fingerprint.clone(),
+            }),
+        );
+        info!(daemon = %self.name, pid, ?age, "Daemon re-adopted after a restart of perfvisor.");
+        self.begin(pid, exit_rx, started, started_at, true);
+        if record.fingerprint != current {
+            info!(daemon = %self.name, pid, "The daemon's command, environment, directory or user changed while perfvisor was down; restarting it.");
+            self.stop_process(None);
+            self.phase = Phase::Waiting;
+            self.set_state(DaemonState::Waiting {
+                on: self.spec.depends_on.clone(),
+            });
+        }
+    }
+
+    /// The process `pid` (spawned, or adopted) is the current generation from now on.
+    fn begin(
+        &mut self,
+        pid: u32,
+        exit: Receiver<ExitReport>,
+        started: Instant,
+        started_at: SystemTime,
+        adopted: bool,
+    ) {
         let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
         for (index, check) in self.spec.checks.iter().enumerate() {
             spawn_check_thread(
@@ -410,33 +634,34 @@ impl Supervisor {
             );
         }
         let ready = !self.spec.has_readiness();
-        let started = Instant::now();
+        let in_grace = started.elapsed() < self.spec.startup_grace;
         self.phase = Phase::Running(Running {
             pid,
             generation: self.generation,
             started,
-            exit: exit_rx,
+            exit,
             _cancel_checks: cancel_tx,
             check_failures: vec![0; self.spec.checks.len()],
             check_passing: vec![false; self.spec.checks.len()],
-            in_grace: !self.spec.startup_grace.is_zero(),
+            in_grace,
         });
-        let state = if self.spec.startup_grace.is_zero() {
-            DaemonState::Running
-        } else {
+        let state = if in_grace {
             DaemonState::Starting
+        } else {
+            DaemonState::Running
         };
         self.set_status(|s| {
             s.status.state = state;
             s.status.pid = Some(pid);
-            s.status.started_at = Some(SystemTime::now());
+            s.status.started_at = Some(started_at);
             s.status.ready = ready;
             s.up_since = Some(started);
         });
-        info!(daemon = %self.name, pid, "Daemon started.");
-        self.shared.emit(ManagerEvent::Started {
-            name: self.name.clone(),
-            pid,
+        let name = self.name.clone();
+        self.shared.emit(if adopted {
+            ManagerEvent::Adopted { name, pid }
+        } else {
+            ManagerEvent::Started { name, pid }
         });
         if ready {
             self.shared.emit(ManagerEvent::Ready {
@@ -449,12 +674,14 @@ impl Supervisor {
     fn finish(
         &mut self,
         running: Running,
-        status: Result<ExitStatus, String>,
+        status: ExitReport,
     ) -> (Option<i32>, Option<i32>, Duration) {
         let uptime = running.started.elapsed();
+        self.shared.record(&self.name, None);
         let (code, signal) = match status {
-            Ok(s) => decode(s),
-            Err(e) => {
+            ExitReport::Status(s) => decode(s),
+            ExitReport::Unknown => (None, None),
+            ExitReport::Lost(e) => {
                 warn!(daemon = %self.name, pid = running.pid, error = %e, "Lost the daemon's exit status.");
                 (None, None)
             }
@@ -481,7 +708,7 @@ impl Supervisor {
         (code, signal, uptime)
     }
 
-    fn on_exit(&mut self, status: Result<ExitStatus, String>) {
+    fn on_exit(&mut self, status: ExitReport) {
         let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
@@ -552,7 +779,7 @@ impl Supervisor {
                 running
                     .exit
                     .recv_timeout(KILL_WAIT)
-                    .unwrap_or_else(|_| Err("no exit after SIGKILL".to_string()))
+                    .unwrap_or_else(|_| ExitReport::Lost("no exit after SIGKILL".to_string()))
             }
         };
         self.finish(running, status);

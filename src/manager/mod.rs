@@ -28,6 +28,15 @@
 //! into a session or group of its own (`setsid`) escapes this, as under any group-based
 //! supervisor.
 //!
+//! # Surviving a crash of perfvisor
+//! A manager made with [`Manager::with_state_dir`] records every process it starts (pid and
+//! start time) in a state file and gives each daemon FIFOs instead of pipes for its output
+//! (`state.rs`), so a perfvisor killed without stopping its daemons (SIGKILL, OOM killer, a
+//! panic that aborts) leaves them running, with nothing that would make them fail, and the
+//! next one re-adopts them: it watches each one's exit through a pidfd (or `/proc`), applies
+//! checks and restart policy, and never starts a second copy. [`Manager::new`] keeps nothing
+//! on disk: its daemons are orphaned if its process dies without shutting it down.
+//!
 //! # Start order
 //! `depends_on` orders start-up: a daemon waits until each dependency has a process and, if
 //! that dependency has readiness checks, is ready or past its `startup_grace`. Shutdown goes
@@ -41,6 +50,7 @@ mod policy;
 mod process;
 mod runtime;
 mod spec;
+mod state;
 #[cfg(test)]
 mod tests;
 

@@ -1,15 +1,28 @@
 //! Operating-system edge of the manager: user lookup, spawning a daemon in its own process
-//! group with its output piped to the log threads, and signalling the whole group. Every
-//! `unsafe` block of the manager lives here, each a single libc call.
+//! group with its output piped (or sent through its FIFO) to the log threads, signalling the
+//! whole group, and what `/proc` and pidfds tell about a process that is not our child.
+//! Every `unsafe` block of the manager lives here, each a single libc call.
 
 use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::logs::{pump, RotatingLog};
 use super::spec::ManagedSpec;
+use super::state::INVOCATION_ENV;
+
+/// Capacity asked for each daemon FIFO: output a daemon can write while perfvisor is down
+/// before its writes block (the kernel caps it at `/proc/sys/fs/pipe-max-size`, 1 MiB by
+/// default).
+const FIFO_CAPACITY: i32 = 1 << 20;
 
 /// Numeric ids of a user account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +74,24 @@ pub(crate) fn lookup_user(name: &str) -> Result<UserIds, String> {
     }
 }
 
+/// Where a spawned daemon's stdout and stderr go.
+pub(crate) enum Output<'a> {
+    /// A new pipe per stream, pumped into these logs by threads that end with the process.
+    Pipes {
+        out: &'a Arc<Mutex<RotatingLog>>,
+        err: &'a Arc<Mutex<RotatingLog>>,
+    },
+    /// The daemon's FIFOs (their read-write ends, duplicated), pumped by long-lived threads.
+    Fifos { out: &'a File, err: &'a File },
+}
+
 /// Spawn `spec.command` in a new process group (pgid = pid), stdin from /dev/null, stdout and
-/// stderr pumped into the given logs. Environment: perfvisor's own plus `spec.env`.
+/// stderr to `output`. Environment: perfvisor's own plus `spec.env`, plus the invocation id
+/// when one is given.
 pub(crate) fn spawn(
     spec: &ManagedSpec,
-    out: &Arc<Mutex<RotatingLog>>,
-    err: &Arc<Mutex<RotatingLog>>,
+    output: Output<'_>,
+    invocation: Option<&str>,
 ) -> io::Result<Child> {
     let (program, args) = spec
         .command
@@ -76,9 +101,16 @@ pub(crate) fn spawn(
     cmd.args(args)
         .envs(&spec.env)
         .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
+    match output {
+        Output::Pipes { .. } => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+        Output::Fifos { out, err } => cmd
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(err.try_clone()?)),
+    };
+    if let Some(id) = invocation {
+        cmd.env(INVOCATION_ENV, id);
+    }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
@@ -88,13 +120,154 @@ pub(crate) fn spawn(
         cmd.uid(ids.uid).gid(ids.gid);
     }
     let mut child = cmd.spawn()?;
-    if let Some(stdout) = child.stdout.take() {
-        pump(&spec.name, "stdout", stdout, Arc::clone(out));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        pump(&spec.name, "stderr", stderr, Arc::clone(err));
+    if let Output::Pipes { out, err } = output {
+        if let Some(stdout) = child.stdout.take() {
+            pump(&spec.name, "stdout", stdout, Arc::clone(out));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            pump(&spec.name, "stderr", stderr, Arc::clone(err));
+        }
     }
     Ok(child)
+}
+
+/// Opens the FIFO at `path` (made first, mode 0600, if missing or not a FIFO of ours) for
+/// perfvisor: a blocking read end for its log thread, and a read-write end that perfvisor
+/// holds and duplicates as each child's stdout or stderr. Holding a read end, a child never
+/// gets SIGPIPE when perfvisor dies: its output waits in the FIFO (up to its capacity, then
+/// its writes block) until the next perfvisor opens it again. The log thread sees end of
+/// file once perfvisor drops its read-write end and no process holds the FIFO any more.
+pub(crate) fn open_fifo(path: &Path) -> io::Result<(File, File)> {
+    match fs::symlink_metadata(path) {
+        // SAFETY: geteuid has no preconditions.
+        Ok(m) if m.file_type().is_fifo() && m.uid() == unsafe { libc::geteuid() } => {}
+        Ok(_) => {
+            fs::remove_file(path)?;
+            make_fifo(path)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => make_fifo(path)?,
+        Err(e) => return Err(e),
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    // Non-blocking so that opening does not wait for a writer; blocking again below.
+    let reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let keep = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let fd = reader.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_GETFL/F_SETFL only read and set its flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Best effort: more room for output written while perfvisor is down.
+    // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int.
+    let _ = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, FIFO_CAPACITY) };
+    Ok((reader, keep))
+}
+
+fn make_fifo(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// State letter (`R`, `S`, `Z`, …).
+    pub(crate) state: char,
+    /// Process group.
+    pub(crate) pgid: u32,
+    /// Start time in clock ticks after boot: with the pid, an identity no other process has.
+    pub(crate) start_ticks: u64,
+}
+
+impl ProcStat {
+    /// Exited, not yet reaped (or being reaped).
+    pub(crate) fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when there is no such process.
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 3 (state), 5 (pgrp) and 22 (starttime) of proc(5), counted from 3 here.
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// How long ago a process that started `start_ticks` after boot started.
+pub(crate) fn process_age(start_ticks: u64) -> Option<Duration> {
+    let uptime: f64 = fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let age = uptime - start_ticks as f64 / hz as f64;
+    Some(Duration::from_secs_f64(age.max(0.0)))
+}
+
+/// A pidfd of `pid` (Linux 5.3 and later): it becomes readable when the process exits, even
+/// though the process is not our child. `Ok(None)` when the kernel has no `pidfd_open`.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<Option<OwnedFd>> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec).
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let fd = i32::try_from(rc).map_err(|_| io::Error::other("descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Blocks until the process of `pidfd` has exited.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `p` is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut p, 1, -1) };
+        if rc > 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if rc < 0 && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Send `signal` to every process of group `pgid`; `Ok(false)` when the group is gone.

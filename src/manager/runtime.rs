@@ -2,8 +2,9 @@
 //! each request into a message to the daemon's supervisor thread.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -12,6 +13,7 @@ use tracing::warn;
 use super::daemon::{new_slot, spawn_supervisor, Control, Shared};
 use super::plan::{diff, start_order, validate};
 use super::spec::{DaemonStatus, ManagedSpec, ManagerDiff, ManagerError, ManagerEvent};
+use super::state::{stop_leftover, Record, StateStore};
 
 /// Slack on top of a daemon's stop timeout for SIGKILL and reaping.
 const STOP_SLACK: Duration = Duration::from_secs(6);
@@ -25,18 +27,49 @@ pub const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Manager {
     shared: Arc<Shared>,
     shut_down: AtomicBool,
+    /// Records a previous run left in the state directory and no daemon has claimed yet.
+    inherited: Mutex<Option<BTreeMap<String, Record>>>,
 }
 
 impl Manager {
-    /// A manager with no daemons, reporting to `events`.
+    /// A manager with no daemons, reporting to `events`. Its daemons' output goes through
+    /// pipes and nothing is kept on disk: if the process holding it dies without shutting
+    /// it down, its daemons are orphaned (use [`Manager::with_state_dir`] to avoid that).
     pub fn new(events: Sender<ManagerEvent>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 events,
                 table: Default::default(),
+                state: None,
             }),
             shut_down: AtomicBool::new(false),
+            inherited: Mutex::new(None),
         }
+    }
+
+    /// A manager that survives its own crash: it records each process it starts in
+    /// `dir/state.json` and sends the daemons' output through FIFOs in `dir` (created mode
+    /// 0700 if missing), so the processes outlive a perfvisor killed without shutting down.
+    /// The first [`Manager::start_all`] afterwards re-adopts each declared daemon whose
+    /// recorded process still runs (same pid and start time; [`ManagerEvent::Adopted`])
+    /// instead of starting a second copy, restarts one whose command, environment, working
+    /// directory or user changed meanwhile, and stops the recorded processes of daemons it
+    /// does not declare. An adopted process's exit status cannot be known (it is not our
+    /// child): its exit counts as a failure for the restart policy.
+    pub fn with_state_dir(
+        events: Sender<ManagerEvent>,
+        dir: impl AsRef<Path>,
+    ) -> std::io::Result<Self> {
+        let (store, previous) = StateStore::open(dir.as_ref())?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                events,
+                table: Default::default(),
+                state: Some(Mutex::new(store)),
+            }),
+            shut_down: AtomicBool::new(false),
+            inherited: Mutex::new(Some(previous)),
+        })
     }
 
     fn live(&self) -> Result<(), ManagerError> {
@@ -53,6 +86,7 @@ impl Manager {
     pub fn start_all(&self, specs: Vec<ManagedSpec>) -> Result<(), ManagerError> {
         self.live()?;
         validate_fields(&specs)?;
+        self.stop_leftovers(&specs);
         let mut table = self.shared.table();
         if let Some(s) = specs.iter().find(|s| table.contains_key(&s.name)) {
             return Err(ManagerError::AlreadyManaged {
@@ -72,10 +106,40 @@ impl Manager {
         Ok(())
     }
 
+    /// Once, before the first daemons start: the processes a previous run recorded for
+    /// daemons `specs` does not declare are stopped (they would otherwise be orphans).
+    fn stop_leftovers(&self, specs: &[ManagedSpec]) {
+        let leftovers: Vec<(String, Record)> = {
+            let mut inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(map) = inherited.as_mut() else {
+                return;
+            };
+            let gone: Vec<String> = map
+                .keys()
+                .filter(|n| !specs.iter().any(|s| &s.name == *n))
+                .cloned()
+                .collect();
+            gone.into_iter()
+                .filter_map(|n| map.remove_entry(&n))
+                .collect()
+        };
+        for (name, record) in leftovers {
+            stop_leftover(&name, &record);
+            self.shared.record(&name, None);
+            self.shared.forget_fifos(&name);
+        }
+    }
+
     fn add(&self, table: &mut BTreeMap<String, super::daemon::Slot>, spec: ManagedSpec) {
         let name = spec.name.clone();
+        let inherited = self
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|m| m.remove(&name));
         let (mut slot, rx, tx) = new_slot(spec.clone());
-        match spawn_supervisor(spec, Arc::clone(&self.shared), rx, tx) {
+        match spawn_supervisor(spec, Arc::clone(&self.shared), rx, tx, inherited) {
             Ok(handle) => slot.thread = Some(handle),
             Err(e) => {
                 warn!(daemon = %name, error = %e, "Cannot start the supervisor thread; daemon stays down.")
@@ -133,6 +197,7 @@ impl Manager {
     pub fn update(&self, specs: Vec<ManagedSpec>) -> Result<ManagerDiff, ManagerError> {
         self.live()?;
         let order = validate(&specs)?;
+        self.stop_leftovers(&specs);
         let old: BTreeMap<String, ManagedSpec> = self
             .shared
             .table()

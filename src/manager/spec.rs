@@ -251,6 +251,14 @@ pub enum ManagerEvent {
         /// Pid, also the process-group id.
         pid: u32,
     },
+    /// A process a previous run of a persistent manager started, still running, was taken
+    /// over instead of starting a second copy ([`Manager::with_state_dir`](super::Manager::with_state_dir)).
+    Adopted {
+        /// Daemon name.
+        name: String,
+        /// Pid, also the process-group id.
+        pid: u32,
+    },
     /// Spawning failed (missing program, bad working directory, …); counts as a fast failure.
     SpawnFailed {
         /// Daemon name.
@@ -317,6 +325,7 @@ impl ManagerEvent {
     pub fn name(&self) -> &str {
         match self {
             Self::Started { name, .. }
+            | Self::Adopted { name, .. }
             | Self::SpawnFailed { name, .. }
             | Self::Exited { name, .. }
             | Self::Restarting { name, .. }

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
 
@@ -369,6 +369,28 @@ fn logs_are_written_and_rotated() {
     }
 }
 
+/// The command is executed directly: shell syntax in its arguments reaches the program as
+/// plain text, and nothing it would have done in a shell happens.
+#[test]
+fn commands_run_without_a_shell() {
+    let dir = TempDir::new("noshell");
+    let marker = dir.path().join("pwned");
+    let (m, mut ev) = Events::new();
+    let hostile = format!("$HOME; touch {} `id` $(id) | cat && true", marker.display());
+    let mut s = spec("literal", vec!["/bin/echo".into(), hostile.clone()], &dir);
+    s.restart = RestartMode::Never;
+    m.start_all(vec![s]).unwrap();
+    ev.must(T, "exit", |e| matches!(e, ManagerEvent::Exited { .. }));
+    let out = dir.path().join("literal.out.log");
+    assert!(
+        poll(T, || fs::read_to_string(&out)
+            .is_ok_and(|t| t == format!("{hostile}\n"))),
+        "echo printed {:?}",
+        fs::read_to_string(&out)
+    );
+    assert!(!marker.exists(), "a shell ran the argument");
+}
+
 /// A liveness check failing `failures` times restarts the daemon; an HTTP check's result and
 /// latency are reported.
 #[test]
@@ -662,4 +684,175 @@ fn spawn_failure_goes_fatal() {
         ev.count(|e| matches!(e, ManagerEvent::SpawnFailed { .. })),
         4
     );
+}
+
+/// A persistent manager takes over what a previous run left in its state directory: a
+/// recorded process that still runs is adopted (same pid, its FIFO output keeps reaching
+/// the log, its exit is seen and restarts it by policy); one recorded only by invocation id
+/// (killed between fork and record) is found by its environment; one started from another
+/// command is restarted; one that is gone is started afresh; one whose daemon is no longer
+/// declared is stopped. Nothing is started twice.
+#[test]
+fn adopts_what_a_previous_run_left() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Stdio};
+
+    use super::process::{open_fifo, proc_stat as stat};
+    use super::state::{fingerprint, Record, StateStore, INVOCATION_ENV};
+
+    let dir = TempDir::new("adopt");
+    let state = dir.path().join("pv.db.managed");
+    let specs: Vec<ManagedSpec> = [
+        ("keep", "while :; do echo tick; sleep 0.05; done"),
+        ("early", "sleep 30"),
+        ("changed", "sleep 30"),
+        ("gone", "sleep 30"),
+    ]
+    .iter()
+    .map(|(n, script)| spec(n, sh(script), &dir))
+    .collect();
+    let leftover = spec("leftover", sh("sleep 31"), &dir);
+
+    // The previous run: processes as a persistent manager starts them, then it dies.
+    let mut children: BTreeMap<&str, Child> = BTreeMap::new();
+    {
+        let (mut store, _) = StateStore::open(&state).unwrap();
+        for s in specs.iter().chain([&leftover]) {
+            let id = format!("inv-{}", s.name);
+            let mut cmd = Command::new(&s.command[0]);
+            cmd.args(&s.command[1..])
+                .process_group(0)
+                .env(INVOCATION_ENV, &id)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null());
+            let fifo =
+                (s.name == "keep").then(|| open_fifo(&store.fifo("keep", "stdout")).unwrap());
+            match &fifo {
+                Some((_, rw)) => cmd.stdout(Stdio::from(rw.try_clone().unwrap())),
+                None => cmd.stdout(Stdio::null()),
+            };
+            let child = cmd.spawn().unwrap();
+            let pid = child.id();
+            let mut print = fingerprint(s);
+            if s.name == "changed" {
+                print = "0000000000000000".into();
+            }
+            let early = s.name == "early";
+            store.set(
+                &s.name,
+                Some(Record {
+                    pid: (!early).then_some(pid),
+                    start_ticks: (!early).then(|| stat(pid).unwrap().start_ticks),
+                    invocation: id,
+                    fingerprint: print,
+                }),
+            );
+            children.insert(s.name.as_str(), child);
+        }
+        let gone = children.get_mut("gone").unwrap();
+        gone.kill().unwrap();
+        gone.wait().unwrap();
+    }
+    let old: BTreeMap<&str, u32> = children.iter().map(|(n, c)| (*n, c.id())).collect();
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let m = Manager::with_state_dir(tx, &state).unwrap();
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+        taken: Vec::new(),
+    };
+    let t0 = SystemTime::now();
+    m.start_all(specs.clone()).unwrap();
+    // The undeclared daemon was stopped before start_all returned.
+    let left = children.get_mut("leftover").unwrap();
+    assert!(
+        poll(T, || left.try_wait().unwrap().is_some()),
+        "leftover still runs"
+    );
+    let adopted = |name: &'static str| move |e: &ManagerEvent| matches!(e, ManagerEvent::Adopted { name: n, .. } if n == name);
+    for name in ["keep", "early"] {
+        let (_, e) = ev.must(T, name, adopted(name));
+        assert_eq!(
+            e,
+            ManagerEvent::Adopted {
+                name: name.into(),
+                pid: old[name]
+            }
+        );
+        let st = status(&m, name);
+        assert_eq!(st.pid, Some(old[name]));
+        assert!(
+            st.started_at.unwrap() <= t0,
+            "adopted with its own start time"
+        );
+    }
+    // Another command: adopted, stopped, started anew.
+    ev.must(T, "changed adopted", adopted("changed"));
+    ev.must(
+        T,
+        "changed exit",
+        |e| matches!(e, ManagerEvent::Exited { name, .. } if name == "changed"),
+    );
+    let changed = pid_of(&ev.must(T, "changed start", started("changed")).1);
+    assert_ne!(changed, old["changed"]);
+    assert!(children
+        .get_mut("changed")
+        .unwrap()
+        .try_wait()
+        .unwrap()
+        .is_some());
+    let gone = pid_of(&ev.must(T, "gone start", started("gone")).1);
+    assert_ne!(gone, old["gone"]);
+    assert_eq!(ev.count(started("keep")) + ev.count(started("early")), 0);
+
+    // The adopted daemon's output, written before and after the takeover, reaches its log.
+    let log = dir.path().join("keep.out.log");
+    let ticks = || fs::read_to_string(&log).unwrap_or_default().lines().count();
+    assert!(poll(T, || ticks() > 5), "no output from the adopted daemon");
+    let n = ticks();
+    assert!(poll(T, || ticks() > n + 3), "output stopped");
+
+    // Its exit (not our child: no status) is seen, counts as a failure, restarts it.
+    let keep = children.get_mut("keep").unwrap();
+    keep.kill().unwrap();
+    keep.wait().unwrap();
+    ev.must(T, "keep exit", |e| {
+        matches!(e, ManagerEvent::Exited { name, code: None, signal: None, .. } if name == "keep")
+    });
+    let again = pid_of(&ev.must(T, "keep restart", started("keep")).1);
+    assert_ne!(again, old["keep"]);
+    assert!(
+        poll(T, || ticks() > n + 10),
+        "the restarted daemon's output"
+    );
+
+    // The state file names the current processes only.
+    let text = fs::read_to_string(state.join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let recorded: BTreeMap<String, u64> = v["daemons"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, r)| (k.clone(), r["pid"].as_u64().unwrap()))
+        .collect();
+    let expected: BTreeMap<String, u64> = ["keep", "early", "changed", "gone"]
+        .iter()
+        .map(|n| (n.to_string(), u64::from(status(&m, n).pid.unwrap())))
+        .collect();
+    assert_eq!(recorded, expected);
+
+    m.shutdown(T);
+    let early = children.get_mut("early").unwrap();
+    assert!(
+        poll(T, || early.try_wait().unwrap().is_some()),
+        "adopted daemon outlived shutdown"
+    );
+    let text = fs::read_to_string(state.join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["daemons"], serde_json::json!({}), "{text}");
+    for c in children.values_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

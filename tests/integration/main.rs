@@ -16,6 +16,12 @@ mod recording;
 mod alerting;
 // History survives SIGKILL of the writing process at random moments.
 mod crash;
+// SIGKILL of the perfvisor binary under load: history, alerts and managed daemons survive.
+mod binary_crash;
+// Random panics in random actors for a minute under load: serving, restarts, accounting.
+mod chaos;
+// A real full disk (tmpfs) and a slow one under load: bounded, counted, alerted, recovered.
+mod disk;
 // Alert state across restarts, Alertmanager, dead webhooks, restart actions.
 mod delivery;
 // The HTTP API: tokens, 400s, external daemons, Prometheus.

@@ -30,7 +30,8 @@ async fn full_channel_drops_and_counts() {
 /// in the SQLite file.
 #[tokio::test]
 async fn shutdown_stores_every_accepted_sample() {
-    let t = support::start(|b| b);
+    // 40,000 samples in a tight loop: a channel that holds them all, so none is refused.
+    let t = support::start(|b| b.recorder_capacity(65_536));
     let rec = t.pv.recorder();
     let n = 20_000;
     for i in 0..n {

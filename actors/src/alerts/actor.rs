@@ -42,7 +42,7 @@ pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
 pub const CALLBACK_QUEUE: usize = 1024;
 
 /// How often timers (absence, `clear_for`, repeats, flap windows, silences) are checked.
-pub const TICK: Duration = Duration::from_millis(200);
+pub const TICK: Duration = Duration::from_millis(500);
 
 /// How often the engine's state is written back even without notifications.
 const PERSIST_EVERY_MS: i64 = 5_000;

@@ -87,6 +87,7 @@
 //! The rationale of each is on its constructor ([`high_cpu_rule`] and the others).
 #![deny(missing_docs)]
 
+use crate::types::FastMap;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -918,7 +919,7 @@ pub struct RuleEngine {
     rules: Vec<ThresholdRule>,
     /// Sample-fed rules by metric.
     by_metric: HashMap<String, Vec<usize>>,
-    states: HashMap<SeriesKey, Vec<Tracked>>,
+    states: FastMap<SeriesKey, Vec<Tracked>>,
 }
 
 impl RuleEngine {
@@ -928,7 +929,7 @@ impl RuleEngine {
         let mut e = RuleEngine {
             rules,
             by_metric: HashMap::new(),
-            states: HashMap::new(),
+            states: FastMap::default(),
         };
         e.index();
         e
@@ -1288,7 +1289,7 @@ struct Cx<'a> {
 
 /// Runs `f` on the state of rule `rule` for `series`, creating it when `create`.
 fn with_slot(
-    states: &mut HashMap<SeriesKey, Vec<Tracked>>,
+    states: &mut FastMap<SeriesKey, Vec<Tracked>>,
     series: &SeriesKey,
     rule: usize,
     create: bool,

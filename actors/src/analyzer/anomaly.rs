@@ -63,9 +63,9 @@
 //! Non-finite values are ignored (score 0, not anomalous) and counted.
 //!
 //! **Cost.** Memory per series is fixed at construction:
-//! `size_of::<AnomalyDetector>() + 16 · window` bytes, 16 656 bytes with the default window
-//! of 1024 ([`AnomalyDetector::memory_bytes`]). An update is two binary searches, one
-//! `memmove` of at most `8 · window` bytes and three quantile reads: about 120 ns in a
+//! `size_of::<AnomalyDetector>() + 8 · window` bytes, 8 464 bytes with the default window
+//! of 1024 ([`AnomalyDetector::memory_bytes`]): the window is kept in `f32`. An update is
+//! two binary searches, one `memmove` of at most `4 · window` bytes and three quantile reads: about 120 ns in a
 //! release build (the ignored test `anomaly_cost` measures it); a confirmed level shift
 //! adds one O(window · log window) re-sort.
 //!
@@ -359,11 +359,14 @@ pub struct AnomalyDetector {
     tail_z: f64,
     /// Per-sample decay of the held scales once the window is full.
     full_decay: f64,
-    /// Values in arrival order; once full, `ring[head]` is the oldest.
-    ring: Vec<f64>,
+    /// Values in arrival order; once full, `ring[head]` is the oldest. Kept as `f32`
+    /// (7 significant digits, far finer than any baseline or scale judged from them), which
+    /// halves the detector's memory: with a dozen series per daemon it is most of what
+    /// perfvisor keeps per watched daemon.
+    ring: Vec<f32>,
     head: usize,
     /// The same values, ascending.
-    sorted: Vec<f64>,
+    sorted: Vec<f32>,
     /// Peak-held scales (0 until the warm-up ends).
     held_above: f64,
     held_below: f64,
@@ -410,10 +413,10 @@ impl AnomalyDetector {
     }
 
     /// Bytes this detector occupies, heap included; constant over its life
-    /// (`size_of::<AnomalyDetector>() + 16 · window`).
+    /// (`size_of::<AnomalyDetector>() + 8 · window`).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + (self.ring.capacity() + self.sorted.capacity()) * std::mem::size_of::<f64>()
+            + (self.ring.capacity() + self.sorted.capacity()) * std::mem::size_of::<f32>()
     }
 
     /// The current baseline, `None` before the first finite sample.
@@ -582,6 +585,7 @@ impl AnomalyDetector {
     /// Adds a finite value, evicting the oldest when the window is full. The sorted copy is
     /// updated with one `memmove` of the values between the evicted and the new position.
     fn push(&mut self, value: f64) {
+        let value = to_stored(value);
         if self.ring.len() < self.config.window {
             self.ring.push(value);
             let at = self.sorted.partition_point(|&v| v < value);
@@ -613,7 +617,7 @@ impl AnomalyDetector {
     /// Re-learns the baseline at a confirmed new level: the samples flagged in `bits` stay as
     /// they are, every other value in the window moves by (their median − `old_level`).
     fn relearn(&mut self, bits: u64, old_level: f64) {
-        let mut kept = [(0usize, 0.0f64); MAX_SHIFT_WINDOW];
+        let mut kept = [(0usize, 0.0f32); MAX_SHIFT_WINDOW];
         let mut n = 0;
         for back in 0..self.config.shift_window.min(self.ring.len()) {
             if bits & (1 << back) != 0 {
@@ -627,22 +631,27 @@ impl AnomalyDetector {
         }
         let mut values = [0.0f64; MAX_SHIFT_WINDOW];
         for (slot, &(_, v)) in values.iter_mut().zip(&kept[..n]) {
-            *slot = v;
+            *slot = f64::from(v);
         }
         let values = &mut values[..n];
         values.sort_unstable_by(f64::total_cmp);
         let delta = quantile(values, 0.5) - old_level;
         for v in &mut self.ring {
-            // Clamped so that a translation near the range of f64 cannot make infinities.
-            *v = (*v + delta).clamp(f64::MIN, f64::MAX);
+            // Clamped so that a translation near the range cannot make infinities.
+            *v = to_stored(f64::from(*v) + delta);
         }
         for &(i, v) in &kept[..n] {
             self.ring[i] = v;
         }
         self.sorted.clear();
         self.sorted.extend_from_slice(&self.ring);
-        self.sorted.sort_unstable_by(f64::total_cmp);
+        self.sorted.sort_unstable_by(f32::total_cmp);
     }
+}
+
+/// A finite value as stored in the window: rounded to `f32`, clamped into its range.
+fn to_stored(value: f64) -> f32 {
+    value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
 }
 
 /// Per-sample factor that halves a value every `half_life` samples (0 for no memory).
@@ -664,26 +673,27 @@ fn low_bits(n: usize) -> u64 {
 }
 
 /// Linearly interpolated quantile (R's type 7) of a non-empty ascending slice.
-fn quantile(sorted: &[f64], p: f64) -> f64 {
+fn quantile<T: Copy + Into<f64>>(sorted: &[T], p: f64) -> f64 {
     let n = sorted.len();
     if n == 1 {
-        return sorted[0];
+        return sorted[0].into();
     }
     let h = (n - 1) as f64 * p.clamp(0.0, 1.0);
     let lo = (h.floor() as usize).min(n - 1);
     let hi = (lo + 1).min(n - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+    let (a, b): (f64, f64) = (sorted[lo].into(), sorted[hi].into());
+    a + (h - lo as f64) * (b - a)
 }
 
 /// The k-th smallest (0-based) of `|v − m|` over an ascending slice, in O(log n): the
 /// deviations form two ascending runs (below `m`, read backwards, and from `m` up), and the
 /// k-th smallest of two sorted runs is found by binary search on how many come from the first.
-fn kth_abs_deviation(sorted: &[f64], m: f64, k: usize) -> f64 {
-    let split = sorted.partition_point(|&v| v < m);
+fn kth_abs_deviation(sorted: &[f32], m: f64, k: usize) -> f64 {
+    let split = sorted.partition_point(|&v| f64::from(v) < m);
     let (below, above) = sorted.split_at(split);
     let (na, nb) = (below.len(), above.len());
-    let a = |i: usize| m - below[na - 1 - i];
-    let b = |j: usize| above[j] - m;
+    let a = |i: usize| m - f64::from(below[na - 1 - i]);
+    let b = |j: usize| f64::from(above[j]) - m;
     let need = (k + 1).min(na + nb);
     let (mut lo, mut hi) = (need.saturating_sub(nb), need.min(na));
     while lo < hi {
@@ -840,10 +850,10 @@ mod tests {
     fn kth_abs_deviation_matches_brute_force() {
         let mut rng = fastrand::Rng::with_seed(7);
         for n in 1..60 {
-            let mut v: Vec<f64> = (0..n).map(|_| (rng.f64() * 20.0).round() - 10.0).collect();
-            v.sort_unstable_by(f64::total_cmp);
-            for m in [quantile(&v, 0.5), v[0] - 1.0, 3.5] {
-                let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+            let mut v: Vec<f32> = (0..n).map(|_| (rng.f32() * 20.0).round() - 10.0).collect();
+            v.sort_unstable_by(f32::total_cmp);
+            for m in [quantile(&v, 0.5), f64::from(v[0]) - 1.0, 3.5] {
+                let mut dev: Vec<f64> = v.iter().map(|&x| (f64::from(x) - m).abs()).collect();
                 dev.sort_unstable_by(f64::total_cmp);
                 for (k, want) in dev.iter().enumerate() {
                     assert_eq!(kth_abs_deviation(&v, m, k), *want, "n={n} m={m} k={k}");
@@ -1049,9 +1059,9 @@ mod tests {
         assert_eq!(detector.memory_bytes(), at_start);
         assert_eq!(
             at_start,
-            std::mem::size_of::<AnomalyDetector>() + 16 * DEFAULT_WINDOW
+            std::mem::size_of::<AnomalyDetector>() + 8 * DEFAULT_WINDOW
         );
-        assert!(at_start < 17_000, "{at_start} bytes");
+        assert!(at_start < 9_000, "{at_start} bytes");
         assert!(detector.counters().level_shifts >= 19);
     }
 

@@ -10,6 +10,7 @@
 //!
 //! [`AnalyzerState::memory_bytes`] adds these up for the live series.
 
+use crate::types::FastMap;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -126,18 +127,44 @@ struct SeriesState {
     minute: Minute,
     /// The previous counter value, to feed rates to the detector and the long window.
     previous: Option<(TimestampMs, f64)>,
-    detector: AnomalyDetector,
+    /// `None` for light series ([`is_light`]): they keep their last samples only.
+    detector: Option<AnomalyDetector>,
     last_anomaly: Option<AnomalyEvent>,
 }
 
+/// Series the analyzer keeps only the last samples of, without a baseline or a long window:
+/// the process counters whose rates the watcher already sends as gauges (analysing both
+/// would double the memory and raise every anomaly twice), values that are constant or
+/// ramps by nature (uptime, state, descriptor limit), and the two the judgement does not
+/// read (virtual size, threads; stored and queryable like every series). Of the 13 series
+/// of a watched daemon, 5 keep full windows: CPU, resident memory, read and write rates,
+/// descriptors.
+pub(crate) fn is_light(metric: &str) -> bool {
+    matches!(
+        metric,
+        names::PROCESS_CPU_TIME
+            | names::PROCESS_DISK_READ
+            | names::PROCESS_DISK_WRITE
+            | names::PROCESS_UPTIME
+            | names::PROCESS_STATE
+            | names::PROCESS_FD_LIMIT
+            | names::PROCESS_MEMORY_VIRTUAL
+            | names::PROCESS_THREADS
+    )
+}
+
+/// Samples a light series keeps (two, so a counter still shows its latest rate).
+const LIGHT_CAPACITY: usize = 2;
+
 impl SeriesState {
-    fn new(kind: MetricKind, capacity: usize) -> Self {
+    fn new(kind: MetricKind, capacity: usize, metric: &str) -> Self {
+        let light = is_light(metric);
         SeriesState {
-            window: SeriesWindow::new(kind, capacity),
+            window: SeriesWindow::new(kind, if light { LIGHT_CAPACITY } else { capacity }),
             long: VecDeque::new(),
             minute: Minute::default(),
             previous: None,
-            detector: AnomalyDetector::new(AnomalyConfig::default()),
+            detector: (!light).then(|| AnomalyDetector::new(AnomalyConfig::default())),
             last_anomaly: None,
         }
     }
@@ -146,6 +173,7 @@ impl SeriesState {
     /// flags a spike.
     fn push(&mut self, ts: TimestampMs, value: f64) -> Option<AnomalyEvent> {
         self.window.push(ts, value);
+        self.detector.as_ref()?;
         // Counters are judged by their rate.
         let observed = match self.window.kind() {
             MetricKind::Gauge => Some(value),
@@ -173,7 +201,7 @@ impl SeriesState {
         }
         self.minute.sum += observed;
         self.minute.count += 1;
-        let verdict = self.detector.update(ts, observed);
+        let verdict = self.detector.as_mut()?.update(ts, observed);
         let kind = verdict.kind.filter(|_| verdict.anomalous)?;
         let event = AnomalyEvent {
             at_ms: ts,
@@ -247,7 +275,10 @@ impl SeriesState {
         std::mem::size_of::<Self>()
             + self.window.len() * 16
             + self.long.capacity() * 16
-            + self.detector.memory_bytes()
+            + self
+                .detector
+                .as_ref()
+                .map_or(0, AnomalyDetector::memory_bytes)
     }
 }
 
@@ -268,7 +299,10 @@ fn is_latency(metric: &str) -> bool {
 pub struct AnalyzerState {
     capacity: usize,
     rule: TrendRule,
-    series: HashMap<SeriesKey, SeriesState>,
+    series: FastMap<SeriesKey, SeriesState>,
+    /// The keys of `series` by source, so a daemon's view reads its own dozen series
+    /// instead of scanning every series of every daemon.
+    by_source: FastMap<Source, Vec<SeriesKey>>,
     restarts: HashMap<DaemonId, VecDeque<TimestampMs>>,
 }
 
@@ -278,9 +312,33 @@ impl AnalyzerState {
         AnalyzerState {
             capacity,
             rule: TrendRule::default(),
-            series: HashMap::new(),
+            series: FastMap::default(),
+            by_source: FastMap::default(),
             restarts: HashMap::new(),
         }
+    }
+
+    /// Rebuilds `by_source` after series were dropped.
+    fn reindex(&mut self) {
+        self.by_source.clear();
+        for k in self.series.keys() {
+            self.by_source
+                .entry(k.source.clone())
+                .or_default()
+                .push(k.clone());
+        }
+    }
+
+    /// The series of one source.
+    fn of_source<'a>(
+        &'a self,
+        source: &Source,
+    ) -> impl Iterator<Item = (&'a SeriesKey, &'a SeriesState)> + 'a {
+        self.by_source
+            .get(source)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.series.get_key_value(k))
     }
 
     /// Takes a batch; returns the anomalies it contained.
@@ -289,10 +347,15 @@ impl AnalyzerState {
         for s in &batch.samples {
             let state = match self.series.get_mut(&s.series) {
                 Some(state) => state,
-                None => self
-                    .series
-                    .entry(s.series.clone())
-                    .or_insert_with(|| SeriesState::new(s.kind, self.capacity)),
+                None => {
+                    self.by_source
+                        .entry(s.series.source.clone())
+                        .or_default()
+                        .push(s.series.clone());
+                    self.series.entry(s.series.clone()).or_insert_with(|| {
+                        SeriesState::new(s.kind, self.capacity, s.series.metric.as_str())
+                    })
+                }
             };
             if let Some(event) = state.push(s.ts_ms, s.value) {
                 anomalies.push((s.series.clone(), event));
@@ -317,6 +380,7 @@ impl AnalyzerState {
     pub fn forget(&mut self, daemon: &DaemonId) {
         let source = Source::Daemon(daemon.clone());
         self.series.retain(|k, _| k.source != source);
+        self.by_source.remove(&source);
         self.restarts.remove(daemon);
     }
 
@@ -329,7 +393,11 @@ impl AnalyzerState {
             .retain(|_, s| s.window.points().back().is_some_and(|p| p.0 >= before));
         self.restarts
             .retain(|_, times| times.back().is_some_and(|&t| t >= before));
-        n - self.series.len()
+        let dropped = n - self.series.len();
+        if dropped > 0 {
+            self.reindex();
+        }
+        dropped
     }
 
     /// The daemons with series.
@@ -349,9 +417,8 @@ impl AnalyzerState {
     }
 
     fn find(&self, source: &Source, metric: &str) -> Option<(&SeriesKey, &SeriesState)> {
-        self.series
-            .iter()
-            .find(|(k, _)| k.source == *source && k.metric.as_str() == metric)
+        self.of_source(source)
+            .find(|(k, _)| k.metric.as_str() == metric)
     }
 
     fn metric_view(&self, source: &Source, metric: &str) -> MetricView {
@@ -419,15 +486,16 @@ impl AnalyzerState {
         let mut view = DaemonView::new(daemon.clone(), now);
         view.cpu = mv(names::PROCESS_CPU_UTILIZATION);
         view.rss = mv(names::PROCESS_MEMORY_RSS);
-        view.disk_read = mv(names::PROCESS_DISK_READ);
-        view.disk_write = mv(names::PROCESS_DISK_WRITE);
+        // The watcher's rate gauges (the counters themselves are light series).
+        view.disk_read = mv(names::PROCESS_DISK_READ_RATE);
+        view.disk_write = mv(names::PROCESS_DISK_WRITE_RATE);
         view.fds = mv(names::PROCESS_OPEN_FDS);
         view.fd_limit = self.last(&source, names::PROCESS_FD_LIMIT);
         view.restarts_recent = self.restarts.get(daemon).map_or(0, |t| {
             t.iter().filter(|&&ts| ts > now - RESTART_PERIOD_MS).count() as u32
         });
-        for (k, s) in &self.series {
-            if k.source == source && is_latency(k.metric.as_str()) {
+        for (k, s) in self.of_source(&source) {
+            if is_latency(k.metric.as_str()) {
                 view.latency
                     .insert(k.metric.as_str().to_string(), s.view(k, &self.rule));
             }
@@ -479,9 +547,7 @@ impl AnalyzerState {
 
     fn series_reports(&self, source: &Source) -> Vec<SeriesReport> {
         let mut out: Vec<SeriesReport> = self
-            .series
-            .iter()
-            .filter(|(k, _)| k.source == *source)
+            .of_source(source)
             .filter_map(|(k, s)| {
                 let view = s.view(k, &self.rule);
                 Some(SeriesReport {

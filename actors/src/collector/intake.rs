@@ -1,9 +1,10 @@
 //! The recorder intake: a thread that takes raw samples out of the recorder channel and
 //! hands them to the collector in batches.
 //!
-//! It blocks on the channel while idle (no CPU), then drains everything available and
-//! pauses for a millisecond before waiting again. The pause batches bursts and keeps the
-//! receiver off the channel's wait list under load, so `record()` rarely has to wake it.
+//! It blocks on the channel while idle (no CPU and no wake-ups: it waits for readiness, not
+//! on a timer), then drains everything available and pauses for a millisecond before
+//! waiting again. The pause batches bursts and keeps the receiver off the channel's wait
+//! list under load, so `record()` rarely has to wake it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::Addr;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::Collector;
 use crate::messages::AppSamplesReceived;
@@ -20,8 +21,6 @@ use crate::telemetry::{ActorStats, RecorderStats};
 
 /// Most samples handed over in one message.
 pub const MAX_INTAKE_BATCH: usize = 4096;
-/// Longest wait on the channel before the thread checks for stop or lets a flush through.
-pub const RECV_SLICE: Duration = Duration::from_millis(20);
 /// Pause after each hand-over while samples keep coming.
 pub const INTAKE_PAUSE: Duration = Duration::from_millis(1);
 
@@ -29,6 +28,8 @@ pub const INTAKE_PAUSE: Duration = Duration::from_millis(1);
 #[derive(Debug)]
 pub struct IntakeHandle {
     stop: Arc<AtomicBool>,
+    /// Dropped (or sent to) to wake the thread when it should stop.
+    wake: Mutex<Option<Sender<()>>>,
     inflight: Arc<Mutex<()>>,
     join: Mutex<Option<JoinHandle<()>>>,
 }
@@ -45,6 +46,8 @@ impl IntakeHandle {
     /// Stops the thread after it has handed over what it holds, and waits for it.
     pub fn stop_and_join(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Dropping the sender makes the thread's wait return at once.
+        drop(self.wake.lock().ok().and_then(|mut w| w.take()));
         let handle = self.join.lock().ok().and_then(|mut j| j.take());
         if let Some(h) = handle {
             let _ = h.join();
@@ -63,13 +66,25 @@ pub fn spawn(
     let flag = stop.clone();
     let inflight = Arc::new(Mutex::new(()));
     let lock = inflight.clone();
+    let (wake, woken) = crossbeam_channel::bounded::<()>(1);
     let join = std::thread::Builder::new()
         .name("perfvisor-intake".into())
-        .spawn(move || run(rx, collector, collector_stats, recorder_stats, flag, lock))
+        .spawn(move || {
+            run(
+                rx,
+                woken,
+                collector,
+                collector_stats,
+                recorder_stats,
+                flag,
+                lock,
+            )
+        })
         .map_err(|e| tracing::error!(error = %e, "Cannot start the recorder intake thread; the collector drains on its own timer."))
         .ok();
     IntakeHandle {
         stop,
+        wake: Mutex::new(Some(wake)),
         inflight,
         join: Mutex::new(join),
     }
@@ -77,6 +92,7 @@ pub fn spawn(
 
 fn run(
     rx: Receiver<RawSample>,
+    woken: Receiver<()>,
     collector: Addr<Collector>,
     collector_stats: Arc<ActorStats>,
     recorder_stats: Arc<RecorderStats>,
@@ -87,27 +103,42 @@ fn run(
         if stop.load(Ordering::SeqCst) {
             return;
         }
+        // Waits, without holding the in-flight lock (a flush may take it meanwhile), until
+        // a sample is there, the channel is closed, or the handle asks the thread to stop.
+        {
+            let mut select = Select::new();
+            let samples = select.recv(&rx);
+            select.recv(&woken);
+            if select.ready() != samples {
+                // Asked to stop, or the handle is gone: nothing is held, so just end.
+                return;
+            }
+        }
         {
             // Held while a sample is out of the channel but not yet with the collector.
             let _held = inflight.lock().unwrap_or_else(|p| p.into_inner());
-            let first = match rx.recv_timeout(RECV_SLICE) {
-                Ok(s) => s,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
             let mut batch = Vec::with_capacity(64);
-            batch.push(first);
+            let mut closed = false;
             while batch.len() < MAX_INTAKE_BATCH {
                 match rx.try_recv() {
                     Ok(s) => batch.push(s),
-                    Err(_) => break,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
             }
-            recorder_stats
-                .drained
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            collector_stats.enqueued();
-            collector.do_send(AppSamplesReceived { samples: batch });
+            if !batch.is_empty() {
+                recorder_stats
+                    .drained
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                collector_stats.enqueued();
+                collector.do_send(AppSamplesReceived { samples: batch });
+            }
+            if closed {
+                return;
+            }
         }
         std::thread::sleep(INTAKE_PAUSE);
     }

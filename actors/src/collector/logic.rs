@@ -1,6 +1,7 @@
 //! Turning raw recorder samples into series samples: source, labels, counter totals and
 //! profile-operation names. Plain logic, no actix.
 
+use crate::types::FastMap;
 use std::collections::HashMap;
 
 use crate::metric_names as m;
@@ -17,7 +18,7 @@ pub const MAX_APP_SERIES: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct AppSampleResolver {
     labels: HashMap<DaemonId, Labels>,
-    totals: HashMap<SeriesKey, f64>,
+    totals: FastMap<SeriesKey, f64>,
 }
 
 impl AppSampleResolver {

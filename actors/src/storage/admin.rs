@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::maintenance::{self, MaintenanceSettings};
 use super::query::{Query, SeriesSelector};
 use super::sketch::DdSketch;
-use super::{codec, schema, StorageConfig, StorageError, StorageReader, StorageStats};
+use super::{codec, headlog, schema, StorageConfig, StorageError, StorageReader, StorageStats};
 use crate::types::TimestampMs;
 
 /// Compacts every head row of the file at `config.path` (closed window or not), builds the
@@ -93,8 +93,8 @@ impl IntegrityReport {
     }
 }
 
-/// Checks the file read-only: SQLite's own integrity check, then every head row, chunk and
-/// rollup sketch is decoded.
+/// Checks the file read-only: SQLite's own integrity check, then every head row, chunk,
+/// rollup sketch and head log row is decoded.
 pub fn integrity_check(path: &Path) -> Result<IntegrityReport, StorageError> {
     let conn = schema::open_reader(path)?;
     let mut report = IntegrityReport::default();
@@ -121,6 +121,13 @@ pub fn integrity_check(path: &Path) -> Result<IntegrityReport, StorageError> {
         "rollup (series × 1e6 + tier)",
         &mut report,
         |b| DdSketch::decode(b).map(|_| ()).map_err(|e| e.to_string()),
+    )?;
+    check_blobs(
+        &conn,
+        "SELECT id, data FROM head_log",
+        "head log row",
+        &mut report,
+        |b| headlog::for_each(b, |_, s| s.for_each(drop)).map_err(|e| e.to_string()),
     )?;
     Ok(report)
 }

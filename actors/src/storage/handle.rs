@@ -556,12 +556,12 @@ mod tests {
         match &err {
             StorageError::TooNew {
                 found, supported, ..
-            } => assert_eq!((*found, *supported), (99, 3)),
+            } => assert_eq!((*found, *supported), (99, 4)),
             other => panic!("expected TooNew, got {other}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains("99") && message.contains("up to 3"),
+            message.contains("99") && message.contains("up to 4"),
             "{message}"
         );
         assert!(matches!(
@@ -589,7 +589,7 @@ mod tests {
         snapshot.execute_batch("BEGIN").unwrap();
         let count_in_snapshot = || -> i64 {
             snapshot
-                .query_row("SELECT coalesce(sum(count), 0) FROM head", [], |r| r.get(0))
+                .query_row("SELECT (SELECT coalesce(sum(count), 0) FROM head) + (SELECT coalesce(sum(count), 0) FROM head_log)", [], |r| r.get(0))
                 .unwrap()
         };
         assert_eq!(count_in_snapshot(), 100);

@@ -141,6 +141,10 @@ pub(super) fn run_to_completion(
     now_ms: i64,
     stats: &StorageStats,
 ) -> rusqlite::Result<bool> {
+    // Everything flushed is compacted, including what is still in the head log.
+    let tx = conn.unchecked_transaction()?;
+    super::headlog::fold(&tx)?;
+    tx.commit()?;
     for unit in UNITS {
         while unit(conn, settings, now_ms, stats, true)? {}
     }

@@ -8,7 +8,8 @@
 //! handled. Readers open their own read-only connections and, thanks to WAL, never wait for
 //! the writer.
 //!
-//! History layout: recent samples are head rows (flushed at least every second); closed
+//! History layout: recent samples are head log rows (flushed at least every second, folded
+//! into per-series head rows every half minute); closed
 //! hour windows are compacted into compressed chunks and hourly rollups; days into daily
 //! rollups; each tier has its retention. Queries read all of it as one.
 //!
@@ -16,6 +17,7 @@
 //! - `error`: everything that can go wrong, as one [`StorageError`].
 //! - `schema`: file identity (`application_id`), pragmas and migrations.
 //! - `codec`: the chunk and head-row encodings.
+//! - `headlog`: one row per flush with every series' samples, folded into head rows.
 //! - `sketch`, `rollup`: the mergeable quantile sketch and the rollup accumulator.
 //! - `writer`: the thread's loop, buffers, failure handling and counters.
 //! - `maintenance`: compaction, rollups, retention and the size cap in bounded steps.
@@ -28,6 +30,7 @@ mod codec;
 mod config;
 mod error;
 mod handle;
+mod headlog;
 mod maintenance;
 mod query;
 mod reader;

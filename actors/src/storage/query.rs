@@ -34,7 +34,7 @@ use super::maintenance::{
     read_rollup, ROLLUP_COLUMNS, ROLLUP_COLUMNS_NO_SKETCH, TIER_DAILY, TIER_HOURLY,
 };
 use super::rollup::Rollup;
-use super::{codec, StorageError};
+use super::{codec, headlog, StorageError};
 use crate::types::{MetricKind, SeriesKey, Source, TimestampMs};
 
 /// Which series a query reads: every condition given must hold.
@@ -390,6 +390,7 @@ pub(super) fn raw_samples(
                 .map_err(|e| corrupt(conn, format!("head row {id}: {e}")))?;
             out.extend(decoded.into_iter().filter(|&(ts, _)| ts >= from && ts < to));
         }
+        out.extend(headlog::samples_of(conn, series, from, to)?);
     }
     // Chunks of one window can overlap (late samples), and head rows follow chunks.
     out.sort_by_key(|&(ts, _)| ts);
@@ -442,9 +443,11 @@ impl Coverage {
         let chunk: Option<i64> = conn
             .prepare_cached("SELECT min(start_ms) FROM chunks WHERE series_id = ?1")?
             .query_row([series], |r| r.get(0))?;
-        let head: Option<i64> = conn
+        let head_rows: Option<i64> = conn
             .prepare_cached("SELECT min(min_ts) FROM head WHERE series_id = ?1")?
             .query_row([series], |r| r.get(0))?;
+        let logged = headlog::samples_of(conn, series, i64::MIN, i64::MAX)?;
+        let head = logged.iter().map(|&(ts, _)| ts).chain(head_rows).min();
         let bucket = |tier: i64| -> Result<Option<i64>, StorageError> {
             Ok(conn
                 .prepare_cached(
@@ -751,6 +754,12 @@ fn accumulate_rollups(
             head.extend(decoded);
         }
     }
+    head.extend(headlog::samples_of(
+        conn,
+        series,
+        window_floor(b.from),
+        b.to,
+    )?);
     head.sort_by_key(|&(ts, _)| ts);
     for acc in accs.iter_mut() {
         if acc.from_rollups {

@@ -35,7 +35,7 @@ pub struct StorageSummary {
     pub series: u64,
     /// Head rows (flushed, not yet compacted) and the samples in them.
     pub head_rows: u64,
-    /// Samples in head rows.
+    /// Samples not yet compacted: in head rows and in the head log.
     pub head_samples: u64,
     /// Compressed chunks and the samples in them.
     pub chunks: u64,
@@ -124,10 +124,11 @@ impl StorageReader {
         }
     }
 
-    /// How many raw samples are stored (head rows and chunks), all series together.
+    /// How many raw samples are stored (head log, head rows and chunks), all series together.
     pub fn sample_count(&self) -> Result<u64, StorageError> {
         let n: i64 = self.conn.prepare_cached(
-            "SELECT (SELECT coalesce(sum(count), 0) FROM head) + (SELECT coalesce(sum(count), 0) FROM chunks)",
+            "SELECT (SELECT coalesce(sum(count), 0) FROM head) + (SELECT coalesce(sum(count), 0) FROM head_log) \
+             + (SELECT coalesce(sum(count), 0) FROM chunks)",
         )?
         .query_row([], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -142,7 +143,8 @@ impl StorageReader {
         Ok(StorageSummary {
             series: one("SELECT count(*) FROM series")?,
             head_rows: one("SELECT count(*) FROM head")?,
-            head_samples: one("SELECT coalesce(sum(count), 0) FROM head")?,
+            head_samples: one("SELECT (SELECT coalesce(sum(count), 0) FROM head) \
+                 + (SELECT coalesce(sum(count), 0) FROM head_log)")?,
             chunks: one("SELECT count(*) FROM chunks")?,
             chunk_samples: one("SELECT coalesce(sum(count), 0) FROM chunks")?,
             chunk_bytes: one("SELECT coalesce(sum(length(data)), 0) FROM chunks")?,

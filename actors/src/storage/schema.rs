@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: SCHEMA_V3,
         convert: None,
     },
+    Migration {
+        version: 4,
+        sql: SCHEMA_V4,
+        convert: None,
+    },
 ];
 
 /// Version 1: one row per sample, plus events and alerts.
@@ -195,6 +200,19 @@ CREATE TABLE actions (
 );
 CREATE INDEX actions_by_time ON actions (ts_ms);
 CREATE INDEX actions_by_daemon_time ON actions (daemon, ts_ms);
+";
+
+/// Version 4: the head log (`headlog`). Each flush appends one row with every series' new
+/// samples (`min_ts`/`max_ts`/`count` over all of them); the writer folds the rows into
+/// head rows every half minute. Small (tens of rows), so it has no index.
+const SCHEMA_V4: &str = "
+CREATE TABLE head_log (
+    id     INTEGER PRIMARY KEY,
+    min_ts INTEGER NOT NULL,
+    max_ts INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    data   BLOB NOT NULL
+);
 ";
 
 /// Moves version 1's sample rows into head rows (one per series and hour window), so the

@@ -596,7 +596,7 @@ mod history {
             .unwrap();
         assert_eq!(
             applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-            vec![1, 2, 3]
+            vec![1, 2, 3, 4]
         );
         assert!(applied[1].1.starts_with("perfvisor "), "{applied:?}");
         handle.compact_now(WAIT).unwrap();

@@ -2,12 +2,13 @@
 //! and how it survives a panic or a disk that refuses writes.
 //!
 //! Accepted samples, events and alerts go into memory first. The buffers are committed in
-//! one transaction ("a flush") as head rows (one row per series and hour window, samples
-//! packed in a raw blob) whenever the queue runs dry, every `flush_interval` (1 s) at the
-//! latest, when they hold [`FLUSH_SAMPLES`] samples, or when a flush is asked for. So a
-//! crash loses at most one flush interval, an idle writer commits at once, and a busy one
-//! writes few, large rows. Between flushes the writer runs bounded maintenance steps
-//! (compaction, rollups, retention: `maintenance`).
+//! one transaction ("a flush") — all samples as one head log row (`headlog`), folded into
+//! per-series head rows every half minute — when the queue has been quiet for half the
+//! `flush_interval`, every `flush_interval` (1 s) at the latest, when they hold
+//! [`FLUSH_SAMPLES`] samples, or when a flush is asked for. So a crash loses at most one
+//! flush interval, and many watchers probing at their own moments make a couple of commits a
+//! second, each one row. Between flushes the writer runs bounded maintenance steps (folding
+//! the log, compaction, rollups, retention: `maintenance`).
 //!
 //! **Write failures** (disk full, read-only file) are not crashes: the transaction is rolled
 //! back, the buffers are kept, the writer marks itself *blocked* (with the reason, visible in
@@ -20,8 +21,8 @@
 //! failure to the supervisor's [`FailureHook`], waits the backoff it returns, and reopens the
 //! connection. The channel is not writer state, so nothing queued is lost.
 
+use crate::types::FastMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,7 +34,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::config::HOUR_MS;
 use super::maintenance::{self, MaintenanceSettings};
-use super::{codec, schema};
+use super::{codec, headlog, schema};
 use super::{StorageConfig, StorageError};
 use crate::types::{
     ActionRecord, Alert, AlertState, Clock, LifecycleEvent, MetricBatch, MetricKind, SeriesKey,
@@ -81,7 +82,10 @@ pub enum StorageFault {
     /// The file is read-only: `PRAGMA query_only` makes every write fail with
     /// `SQLITE_READONLY`.
     ReadOnly,
-    /// Space and write access are back.
+    /// A slow disk: every commit takes this much longer (the writer sleeps before it), as
+    /// when `fsync` waits on a saturated or failing device.
+    Slow(Duration),
+    /// Space, write access and speed are back.
     Clear,
 }
 
@@ -181,6 +185,10 @@ pub const FLUSH_SAMPLES: usize = 200_000;
 
 /// Most events or alerts held in memory while writes fail.
 const MAX_BUFFERED_RECORDS: usize = 10_000;
+/// How long the writer waits after emptying its queue before it listens again.
+const WRITER_PAUSE: Duration = Duration::from_millis(5);
+/// Flush intervals between maintenance steps when the last one left no backlog.
+const IDLE_MAINTENANCE_EVERY: u32 = 5;
 
 /// First and longest wait between two flush attempts while writes fail.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -194,6 +202,8 @@ const MIN_REOPEN_RETRY: Duration = Duration::from_millis(50);
 pub(super) const INSERT_HEAD: &str =
     "INSERT INTO head (series_id, window_ms, min_ts, max_ts, count, data) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_LOG: &str =
+    "INSERT INTO head_log (min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4)";
 const SELECT_SERIES: &str =
     "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
 const INSERT_SERIES: &str =
@@ -263,7 +273,7 @@ struct SeriesBuffer {
 /// from the config), so a panic elsewhere does not lose it.
 #[derive(Debug, Default)]
 pub(super) struct Buffers {
-    series: HashMap<SeriesKey, SeriesBuffer>,
+    series: FastMap<SeriesKey, SeriesBuffer>,
     events: Vec<LifecycleEvent>,
     /// Alerts with their JSON, encoded when accepted so an unencodable one is refused early.
     alerts: Vec<(Alert, String)>,
@@ -374,7 +384,7 @@ pub(super) struct WriterState {
     /// Series ids already in the database, so flushes do not SELECT. Cleared whenever a
     /// transaction is rolled back, since a rolled-back insert may have put an id here that no
     /// longer exists.
-    series_ids: HashMap<SeriesKey, i64>,
+    series_ids: FastMap<SeriesKey, i64>,
 }
 
 impl WriterState {
@@ -383,7 +393,7 @@ impl WriterState {
         Ok(WriterState {
             path: path.to_path_buf(),
             conn: schema::open_writer(path)?,
-            series_ids: HashMap::new(),
+            series_ids: FastMap::default(),
         })
     }
 
@@ -414,21 +424,29 @@ impl WriterState {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut flushed = Flushed::default();
         {
-            let mut insert = tx.prepare_cached(INSERT_HEAD)?;
+            // Every series' new samples go into one head log row (`headlog`), folded into
+            // per-series head rows later: one insert per flush however many series there are.
+            let mut groups: Vec<(i64, &[(i64, f64)])> = Vec::with_capacity(buffers.series.len());
+            let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
             for (key, buffer) in buffers.series.iter_mut() {
                 if buffer.samples.is_empty() {
                     continue;
                 }
                 let id = series_id(&tx, series_ids, key, buffer.kind)?;
-                // Usually already in order, which makes this sort linear.
-                buffer.samples.sort_by_key(|&(ts, _)| ts);
-                for run in buffer
-                    .samples
-                    .chunk_by(|a, b| window_of(a.0) == window_of(b.0))
-                {
-                    insert_head(&mut insert, id, window_of(run[0].0), run)?;
+                for &(ts, _) in &buffer.samples {
+                    min_ts = min_ts.min(ts);
+                    max_ts = max_ts.max(ts);
                 }
                 flushed.samples += buffer.samples.len() as u64;
+                groups.push((id, &buffer.samples));
+            }
+            if flushed.samples > 0 {
+                tx.prepare_cached(INSERT_LOG)?.execute(params![
+                    min_ts,
+                    max_ts,
+                    flushed.samples as i64,
+                    headlog::encode(groups.into_iter()),
+                ])?;
             }
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
             for event in &buffers.events {
@@ -486,7 +504,7 @@ impl WriterState {
 /// The id of a series, from the cache or else from the database (inserting it if new).
 fn series_id(
     conn: &Connection,
-    series_ids: &mut HashMap<SeriesKey, i64>,
+    series_ids: &mut FastMap<SeriesKey, i64>,
     key: &SeriesKey,
     kind: MetricKind,
 ) -> rusqlite::Result<i64> {
@@ -521,6 +539,7 @@ fn apply_fault(conn: &Connection, fault: StorageFault) -> rusqlite::Result<()> {
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
         StorageFault::ReadOnly => conn.pragma_update(None, "query_only", true)?,
+        StorageFault::Slow(_) => {}
         StorageFault::Clear => {
             conn.pragma_update(None, "query_only", false)?;
             // SQLite's default maximum (4294967294 pages).
@@ -558,6 +577,11 @@ pub(super) struct WriterThread {
     maintenance_behind: bool,
     /// When the last maintenance step ended.
     last_maintenance_end: Instant,
+    /// Samples in the head log on disk; `None` until counted after (re)opening the file.
+    log_samples: Option<u64>,
+    /// When the log was last folded; `None` after (re)opening, so a log left by a crash is
+    /// folded at the first maintenance step.
+    last_fold: Option<Instant>,
 }
 
 /// Why the loop must restart the writer state.
@@ -585,6 +609,8 @@ impl WriterThread {
             fault: None,
             maintenance_behind: false,
             last_maintenance_end: Instant::now(),
+            log_samples: None,
+            last_fold: None,
         }
     }
 
@@ -604,7 +630,11 @@ impl WriterThread {
                 Err(Restart(failure)) => {
                     state.close();
                     match self.restart(failure) {
-                        Some(fresh) => state = fresh,
+                        Some(fresh) => {
+                            state = fresh;
+                            self.log_samples = None;
+                            self.last_fold = None;
+                        }
                         None => {
                             self.discard_queued();
                             return;
@@ -626,20 +656,29 @@ impl WriterThread {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return Ok(false),
         };
+        let mut drained = false;
         if let Some(first) = first {
             self.accept(state, first)?;
+            drained = true;
             for _ in 1..self.config.max_batch_commands {
                 match self.commands.try_recv() {
                     Ok(command) => self.accept(state, command)?,
                     Err(_) => break,
                 }
             }
+            drained &= self.commands.is_empty();
         }
         if self.flush_due() {
             self.try_flush(state)?;
         }
         if self.maintenance_due() {
             self.maintain(state)?;
+        }
+        // Having emptied the queue, wait a moment before listening again: the rest of a
+        // burst (every watcher probes on the same tick) lands in the queue meanwhile and is
+        // taken in one go, instead of each batch waking the thread on its own.
+        if drained && self.buffers.acks.is_empty() {
+            std::thread::sleep(WRITER_PAUSE);
         }
         Ok(true)
     }
@@ -650,9 +689,7 @@ impl WriterThread {
         let deadline = match self.health {
             Health::Blocked { retry_at, .. } => retry_at,
             Health::Writing => match self.buffers.oldest {
-                Some(oldest) => self
-                    .next_maintenance
-                    .min(oldest + self.config.flush_interval),
+                Some(oldest) => self.next_maintenance.min(oldest + self.linger()),
                 None => self.next_maintenance,
             },
         };
@@ -782,14 +819,69 @@ impl WriterThread {
         match self.health {
             Health::Blocked { retry_at, .. } => Instant::now() >= retry_at,
             Health::Writing => {
-                self.commands.is_empty()
-                    || !self.buffers.acks.is_empty()
+                let age = self.buffers.oldest.map(|t| t.elapsed());
+                !self.buffers.acks.is_empty()
                     || self.buffers.samples >= FLUSH_SAMPLES
-                    || self
-                        .buffers
-                        .oldest
-                        .is_some_and(|t| t.elapsed() >= self.config.flush_interval)
+                    || age.is_some_and(|age| age >= self.config.flush_interval)
+                    || (self.commands.is_empty() && age.is_some_and(|age| age >= self.linger()))
             }
+        }
+    }
+
+    /// How long accepted data waits for more before a quiet queue commits it: half the
+    /// flush interval, so a hundred watchers probing at their own moments make two commits
+    /// a second instead of a hundred, and a crash still loses at most one flush interval.
+    fn linger(&self) -> Duration {
+        self.config.flush_interval / 2
+    }
+
+    /// Whether the head log should be folded into head rows now.
+    fn fold_due(&mut self, state: &WriterState, force: bool) -> bool {
+        if self.log_samples.is_none() {
+            match headlog::sample_count(&state.conn) {
+                Ok(n) => self.log_samples = Some(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Counting the head log failed.");
+                    return false;
+                }
+            }
+        }
+        self.log_samples.is_some_and(|n| n > 0)
+            && (force
+                || self
+                    .last_fold
+                    .is_none_or(|t| t.elapsed() >= headlog::FOLD_INTERVAL)
+                || self.log_samples.is_some_and(|n| n >= headlog::FOLD_SAMPLES))
+    }
+
+    /// Folds the head log into head rows in one transaction. `Ok(false)` when the disk
+    /// refused (the writer is then blocked; the log is intact and folded later).
+    fn fold_log(&mut self, state: &mut WriterState) -> Result<bool, Restart> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> rusqlite::Result<u64> {
+            let tx = state
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let moved = headlog::fold(&tx)?;
+            tx.commit()?;
+            Ok(moved)
+        }));
+        match outcome {
+            Ok(Ok(_)) => {
+                self.log_samples = Some(0);
+                self.last_fold = Some(Instant::now());
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(path = %self.config.path.display(), error = %e, "Folding the head log failed.");
+                self.block(&e);
+                Ok(false)
+            }
+            // The log is on disk and untouched (rolled back): nothing is lost.
+            Err(payload) => Err(Restart(StorageFailure {
+                reason: panic_message(&*payload),
+                lost_commands: 0,
+                lost_samples: 0,
+            })),
         }
     }
 
@@ -800,9 +892,15 @@ impl WriterThread {
             ack_all(std::mem::take(&mut self.buffers.acks));
             return Ok(true);
         }
+        if let Some(StorageFault::Slow(delay)) = self.fault {
+            std::thread::sleep(delay);
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| state.flush(&mut self.buffers)));
         match outcome {
             Ok(Ok(flushed)) => {
+                if let Some(n) = &mut self.log_samples {
+                    *n += flushed.samples;
+                }
                 count(&self.stats.commits, 1);
                 count(&self.stats.stored_samples, flushed.samples);
                 count(&self.stats.stored_events, flushed.events);
@@ -882,6 +980,10 @@ impl WriterThread {
             return Ok(());
         }
         let force = !self.compact_acks.is_empty();
+        if self.fold_due(state, force) && !self.fold_log(state)? {
+            self.compact_acks.clear();
+            return Ok(());
+        }
         let settings = MaintenanceSettings::from_config(&self.config);
         let now_ms = self.clock().now_ms();
         let started = Instant::now();
@@ -914,10 +1016,12 @@ impl WriterThread {
             Ok(Ok(more)) => {
                 self.maintenance_behind = more;
                 ack_all(std::mem::take(&mut self.compact_acks));
+                // Without a backlog there is little to do: closed hours, days and retention
+                // change slowly, so an idle writer looks every few flush intervals.
                 self.next_maintenance = if more {
                     Instant::now()
                 } else {
-                    Instant::now() + self.config.flush_interval
+                    Instant::now() + self.config.flush_interval * IDLE_MAINTENANCE_EVERY
                 };
                 Ok(())
             }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -123,6 +123,33 @@ impl Watcher {
             self.restart.fail(ctx, &reason);
         }
     }
+
+    /// Schedules the next probe at the next multiple of the interval since a process-wide
+    /// epoch, so all watchers with the same interval probe in the same timer wake-up (one
+    /// thread wake and one burst of messages per interval instead of one per watcher), and
+    /// a late tick does not shift the ones after it.
+    fn schedule_next(&mut self, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        let delay = until_next_boundary(Instant::now(), self.interval);
+        self.tick = Some(ctx.run_later(delay, |act, ctx| {
+            act.tick = None;
+            act.tick(ctx);
+            act.schedule_next(ctx);
+        }));
+    }
+}
+
+/// Time from `now` to the next multiple of `interval` counted from the first call in this
+/// process (monotonic, so wall-clock steps do not matter). Never zero: a tick that lands
+/// exactly on a boundary waits for the next one.
+fn until_next_boundary(now: Instant, interval: Duration) -> Duration {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let period = interval.as_nanos().max(1);
+    let phase = now.saturating_duration_since(epoch).as_nanos() % period;
+    Duration::from_nanos((period - phase).min(u128::from(u64::MAX)) as u64)
 }
 
 impl Actor for Watcher {
@@ -130,9 +157,9 @@ impl Actor for Watcher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
-        // First probe right away (it yields no CPU rate), then every interval.
+        // First probe right away (it yields no CPU rate), then on every interval boundary.
         ctx.run_later(Duration::ZERO, |act, ctx| act.tick(ctx));
-        self.tick = Some(ctx.run_interval(self.interval, |act, ctx| act.tick(ctx)));
+        self.schedule_next(ctx);
     }
 }
 

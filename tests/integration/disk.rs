@@ -1,0 +1,283 @@
+//! Full and slow disks under load. The full disk is real: a 32 MiB tmpfs (mounted by the
+//! test, which needs root) filled up to ENOSPC while 200 series are recorded. The slow disk
+//! is the writer's `StorageFault::Slow` (every commit 300 ms late; this machine has no
+//! device-mapper to make a slow block device). Either way the backlog stays bounded, what
+//! cannot be kept is counted, the storage alert fires, and recovery needs nobody.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perfvisor::{AlertState, Perfvisor, StorageFault};
+
+use crate::support;
+
+/// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts it, or says why not.
+    fn mount(size: &str) -> Result<Tmpfs, String> {
+        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = parent.path().join("small-disk");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Tmpfs {
+            dir,
+            _parent: parent,
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Fills the file system of `dir` with a file until writes fail with ENOSPC.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // Whatever is left (less than a block) goes too.
+    for _ in 0..64 {
+        if f.write(&block[..1024]).is_err() {
+            break;
+        }
+    }
+    path
+}
+
+/// Records 200 series (one sample each, every 20 ms: 10,000 samples a second) until stopped; counts what the
+/// recorder accepted.
+fn load(
+    pv: &Perfvisor,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    let rec = pv.recorder().for_daemon("app");
+    std::thread::spawn(move || {
+        let names: Vec<perfvisor::MetricName> = (0..200)
+            .map(|i| perfvisor::MetricName::from(format!("disk.load.s{i}")))
+            .collect();
+        let mut v = 0.0;
+        while !stop.load(Ordering::Relaxed) {
+            for name in &names {
+                if rec.record(name.clone(), v) {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            v += 1.0;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+/// Waits for the storage alert to reach `state`.
+fn storage_alert(
+    rx: &std::sync::mpsc::Receiver<perfvisor::Alert>,
+    state: AlertState,
+    within: Duration,
+) -> perfvisor::Alert {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let alert = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {state:?} storage alert within {within:?}"));
+        if alert.state == state {
+            return alert;
+        }
+    }
+}
+
+fn stored(db: &Path) -> u64 {
+    (0..200)
+        .map(|i| support::stored_count(db, &format!("disk.load.s{i}")))
+        .sum()
+}
+
+#[tokio::test]
+async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
+    let disk = match Tmpfs::mount("32m") {
+        Ok(d) => d,
+        Err(why) => {
+            assert!(
+                !support::external_required(),
+                "cannot mount a small tmpfs (needs root): {why}"
+            );
+            eprintln!("skipped: cannot mount a small tmpfs (needs root): {why}");
+            return;
+        }
+    };
+    let db = disk.dir.join("perfvisor.db");
+    const BOUND: usize = 50_000;
+    let pv = Perfvisor::builder()
+        .database(&db)
+        .probe_interval(Duration::from_millis(200))
+        .host_interval(Duration::from_millis(200))
+        .max_buffered_samples(BOUND)
+        .start()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pv.on_alert(move |a| {
+        if a.rule == perfvisor::STORAGE_FAILING_RULE {
+            let _ = tx.send(a.clone());
+        }
+    })
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let loader = load(&pv, stop.clone(), accepted.clone());
+    // Let the WAL grow to its working size first, then take the rest of the space.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let filler = fill(&disk.dir);
+
+    let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(30));
+    println!("fired: {}", fired.message);
+    // Keep loading until the bound is reached and drops are counted.
+    let started = Instant::now();
+    let mut peak = 0;
+    loop {
+        let s = pv.status().await.unwrap();
+        assert!(
+            s.storage.write_blocked.is_some(),
+            "unblocked on a full disk: {s:?}"
+        );
+        peak = peak.max(s.storage.buffered_samples);
+        assert!(
+            s.storage.buffered_samples as usize <= BOUND,
+            "buffer {} over its bound {BOUND}",
+            s.storage.buffered_samples
+        );
+        if s.storage.dropped_samples > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never reached the bound: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Space comes back; nobody intervenes.
+    std::fs::remove_file(&filler).unwrap();
+    let resolved = storage_alert(&rx, AlertState::Resolved, Duration::from_secs(90));
+    println!("resolved: {}", resolved.message);
+    stop.store(true, Ordering::Relaxed);
+    loader.join().unwrap();
+    pv.flush().await.unwrap();
+    let s = pv.status().await.unwrap();
+    assert_eq!(s.storage.write_blocked, None);
+    let accepted = accepted.load(Ordering::Relaxed);
+    let dropped = s.storage.dropped_samples + s.recorder.dropped;
+    pv.shutdown().await.unwrap();
+    let stored = stored(&db);
+    println!(
+        "full disk: peak buffer {peak} (bound {BOUND}), accepted {accepted}, stored {stored}, \
+         counted dropped {dropped}"
+    );
+    // Drops are counted over all series (host and self metrics too), so every accepted
+    // sample of the load is stored or among them.
+    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
+    assert!(
+        stored + dropped >= accepted,
+        "stored {stored} + counted drops {dropped} < accepted {accepted}"
+    );
+    assert!(perfvisor_actors::storage::integrity_check(&db)
+        .unwrap()
+        .is_ok());
+}
+
+#[tokio::test]
+async fn slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+    const QUEUE: usize = 8;
+    let pv = Perfvisor::builder()
+        .database(&db)
+        .probe_interval(Duration::from_millis(200))
+        .host_interval(Duration::from_millis(200))
+        .storage_queue(QUEUE)
+        .start()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pv.on_alert(move |a| {
+        if a.rule == perfvisor::STORAGE_FAILING_RULE {
+            let _ = tx.send(a.clone());
+        }
+    })
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let loader = load(&pv, stop.clone(), accepted.clone());
+    pv.inject_storage_fault(StorageFault::Slow(Duration::from_millis(300)))
+        .unwrap();
+    let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(30));
+    println!("fired: {}", fired.message);
+    assert!(fired.message.contains("dropped"), "{}", fired.message);
+    let mut peak = 0;
+    for _ in 0..20 {
+        let s = pv.status().await.unwrap();
+        peak = peak.max(s.storage.backlog);
+        assert!(
+            s.storage.backlog as usize <= QUEUE,
+            "queue {} over {QUEUE}",
+            s.storage.backlog
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pv.inject_storage_fault(StorageFault::Clear).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    loader.join().unwrap();
+    // Quiet for 30 s after the last drop, then resolved by itself.
+    let resolved = storage_alert(&rx, AlertState::Resolved, Duration::from_secs(90));
+    println!("resolved: {}", resolved.message);
+    pv.flush().await.unwrap();
+    let s = pv.status().await.unwrap();
+    let accepted = accepted.load(Ordering::Relaxed);
+    let dropped = s.storage.dropped_samples + s.recorder.dropped;
+    assert!(
+        dropped > 0,
+        "a 300 ms commit under this load must overflow the queue"
+    );
+    pv.shutdown().await.unwrap();
+    let stored = stored(&db);
+    println!(
+        "slow disk: peak queue {peak} (bound {QUEUE}), accepted {accepted}, stored {stored}, \
+         counted dropped {dropped}"
+    );
+    // Drops are counted over all series (host and self metrics too), so every accepted
+    // sample of the load is stored or among them.
+    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
+    assert!(
+        stored + dropped >= accepted,
+        "stored {stored} + counted drops {dropped} < accepted {accepted}"
+    );
+}
