@@ -39,6 +39,24 @@ struct Inner {
     done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
+/// Why [`Perfvisor::daemon_started`] refuses a spec (also run on API bodies by
+/// [`crate::http::check_body`]).
+pub(crate) fn check_spec(spec: &DaemonSpec) -> Result<(), Error> {
+    if spec.id.as_str().trim().is_empty() {
+        return Err(Error::InvalidDaemon {
+            id: spec.id.to_string(),
+            problem: "the id is empty; give a non-empty name such as \"indexer-1\"".into(),
+        });
+    }
+    if spec.pid == 0 {
+        return Err(Error::InvalidDaemon {
+            id: spec.id.to_string(),
+            problem: "pid 0 is not a process; give the daemon's pid (1 or more)".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Perfvisor {
     /// A builder with every setting at its default.
     pub fn builder() -> PerfvisorBuilder {
@@ -90,18 +108,7 @@ impl Perfvisor {
     /// for it. Announcing the same id with a new pid replaces its watcher.
     pub async fn daemon_started(&self, spec: DaemonSpec) -> Result<(), Error> {
         self.check_running()?;
-        if spec.id.as_str().trim().is_empty() {
-            return Err(Error::InvalidDaemon {
-                id: spec.id.to_string(),
-                problem: "the id is empty; give a non-empty name such as \"indexer-1\"".into(),
-            });
-        }
-        if spec.pid == 0 {
-            return Err(Error::InvalidDaemon {
-                id: spec.id.to_string(),
-                problem: "pid 0 is not a process; give the daemon's pid (1 or more)".into(),
-            });
-        }
+        check_spec(&spec)?;
         self.inner
             .parts
             .supervisor

@@ -474,14 +474,22 @@ struct Register {
     labels: std::collections::BTreeMap<String, String>,
 }
 
+impl Register {
+    /// The spec the body asks for ([`Perfvisor::daemon_started`] checks it).
+    fn spec(self) -> DaemonSpec {
+        let mut spec = DaemonSpec::new(self.id.as_str(), self.pid);
+        spec.project = self.project;
+        spec.labels = self.labels;
+        spec
+    }
+}
+
 async fn register(req: HttpRequest, s: web::Data<State>, body: web::Json<Register>) -> Answer {
     authorize(&req, &s, true)?;
-    let body = body.into_inner();
-    let mut spec = DaemonSpec::new(body.id.as_str(), body.pid);
-    spec.project = body.project;
-    spec.labels = body.labels;
+    let spec = body.into_inner().spec();
+    let id = spec.id.to_string();
     s.pv.daemon_started(spec).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({"registered": body.id})))
+    Ok(HttpResponse::Created().json(serde_json::json!({"registered": id})))
 }
 
 async fn unregister(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
@@ -565,6 +573,33 @@ async fn push_metrics(
 ) -> Answer {
     authorize(&req, &s, true)?;
     let samples = body.into_inner();
+    check_pushed(&samples)?;
+    admit_series(
+        &mut s
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        &samples,
+    )?;
+    let base = s.pv.recorder();
+    let mut accepted = 0;
+    for p in samples {
+        let rec = match &p.daemon {
+            Some(d) => base.for_daemon(d.as_str()),
+            None => base.clone(),
+        };
+        let ok = match p.kind.as_deref() {
+            Some("counter") => rec.increment(p.metric, p.value),
+            Some("observation") => rec.observe(p.metric, p.value),
+            _ => rec.record(p.metric, p.value),
+        };
+        accepted += usize::from(ok);
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"accepted": accepted})))
+}
+
+/// Refuses a push with an empty metric name, a value that is not finite, or an unknown kind.
+fn check_pushed(samples: &[Pushed]) -> Result<(), Problem> {
     for (i, p) in samples.iter().enumerate() {
         if p.metric.trim().is_empty() {
             return Err(Problem::bad(
@@ -587,43 +622,32 @@ async fn push_metrics(
             }
         }
     }
-    {
-        let mut known = s
-            .pushed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let new: std::collections::HashSet<(Option<String>, String)> = samples
-            .iter()
-            .map(|p| (p.daemon.clone(), p.metric.clone()))
-            .filter(|k| !known.contains(k))
-            .collect();
-        if known.len() + new.len() > MAX_PUSHED_SERIES {
-            return Err(Problem::bad(
-                format!(
-                    "this push would create {} new series; {} of at most {MAX_PUSHED_SERIES} exist",
-                    new.len(),
-                    known.len()
-                ),
-                "samples of existing series, or fewer distinct metric names (the limit keeps memory bounded)",
-            ));
-        }
-        known.extend(new);
+    Ok(())
+}
+
+/// Adds the push's new series to `known` (the series pushed so far), or refuses the whole
+/// push when that would exceed [`MAX_PUSHED_SERIES`].
+fn admit_series(
+    known: &mut std::collections::HashSet<(Option<String>, String)>,
+    samples: &[Pushed],
+) -> Result<(), Problem> {
+    let new: std::collections::HashSet<(Option<String>, String)> = samples
+        .iter()
+        .map(|p| (p.daemon.clone(), p.metric.clone()))
+        .filter(|k| !known.contains(k))
+        .collect();
+    if known.len() + new.len() > MAX_PUSHED_SERIES {
+        return Err(Problem::bad(
+            format!(
+                "this push would create {} new series; {} of at most {MAX_PUSHED_SERIES} exist",
+                new.len(),
+                known.len()
+            ),
+            "samples of existing series, or fewer distinct metric names (the limit keeps memory bounded)",
+        ));
     }
-    let base = s.pv.recorder();
-    let mut accepted = 0;
-    for p in samples {
-        let rec = match &p.daemon {
-            Some(d) => base.for_daemon(d.as_str()),
-            None => base.clone(),
-        };
-        let ok = match p.kind.as_deref() {
-            Some("counter") => rec.increment(p.metric, p.value),
-            Some("observation") => rec.observe(p.metric, p.value),
-            _ => rec.record(p.metric, p.value),
-        };
-        accepted += usize::from(ok);
-    }
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"accepted": accepted})))
+    known.extend(new);
+    Ok(())
 }
 
 /// Parameters of `GET /api/v1/query`.
@@ -640,7 +664,21 @@ struct QueryParams {
 
 async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>) -> Answer {
     authorize(&req, &s, false)?;
-    let q = q.into_inner();
+    let query = build_query(q.into_inner())?;
+    let reader = s.pv.reader()?;
+    let results = reader.query(&query).map_err(|e| match e {
+        crate::StorageError::InvalidQuery { .. } => Problem::bad(e.to_string(), "see the message"),
+        other => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            other.to_string(),
+            "a readable database",
+        ),
+    })?;
+    Ok(HttpResponse::Ok().json(results))
+}
+
+/// The query the parameters ask for (the reader validates it: [`Query::validate`]).
+fn build_query(q: QueryParams) -> Result<Query, Problem> {
     let mut selector = SeriesSelector::all();
     if let Some(m) = q.metric {
         selector = selector.metric(m);
@@ -660,16 +698,57 @@ async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>
     if let Some(step) = q.step {
         query = query.step_ms(step);
     }
-    let reader = s.pv.reader()?;
-    let results = reader.query(&query).map_err(|e| match e {
-        crate::StorageError::InvalidQuery { .. } => Problem::bad(e.to_string(), "see the message"),
-        other => Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            other.to_string(),
-            "a readable database",
-        ),
-    })?;
-    Ok(HttpResponse::Ok().json(results))
+    Ok(query)
+}
+
+/// A JSON body [`check_body`] reads.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// `POST /api/v1/daemons`.
+    Register,
+    /// `POST /api/v1/silences`.
+    Silence,
+    /// `POST /api/v1/metrics`.
+    Metrics,
+}
+
+/// Reads a body as its handler does, without a running perfvisor: the size limit and
+/// `serde_json` (what `web::Json` runs), then the handler's and the engine's checks (the
+/// daemon spec's, [`crate::Silence::validate`], the pushed samples' checks and series
+/// limit, from no series yet). `Ok` when the handler would act
+/// on it; the error is the message the client would get. For the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn check_body(kind: Body, bytes: &[u8]) -> Result<(), String> {
+    fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON body: {e}"))
+    }
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(format!("body over {MAX_BODY_BYTES} bytes"));
+    }
+    let checked = match kind {
+        Body::Register => {
+            crate::handle::check_spec(&json::<Register>(bytes)?.spec()).map_err(Problem::from)
+        }
+        Body::Silence => json::<crate::Silence>(bytes)?
+            .validate()
+            .map_err(|e| Problem::from(crate::Error::Silence(e))),
+        Body::Metrics => {
+            let samples = json::<Vec<Pushed>>(bytes)?;
+            check_pushed(&samples).and_then(|()| admit_series(&mut Default::default(), &samples))
+        }
+    };
+    checked.map_err(|p| p.error)
+}
+
+/// Reads a `GET /api/v1/query` query string as its handler does (what `web::Query` runs,
+/// then the handler's own parsing); the storage reader then runs [`Query::validate`]. For
+/// the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn query_from_string(query_string: &str) -> Result<Query, String> {
+    let params = web::Query::<QueryParams>::from_query(query_string)
+        .map_err(|e| format!("bad query string: {e}"))?;
+    build_query(params.into_inner()).map_err(|p| p.error)
 }
 
 async fn managed(req: HttpRequest, s: web::Data<State>) -> Answer {
@@ -936,6 +1015,48 @@ mod tests {
         assert!(!constant_time_eq(&token[..5], token));
         assert!(!constant_time_eq(b"", token));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    /// `check_body` and `query_from_string` (the fuzz targets' entries) accept and refuse
+    /// what the handlers do, with the handlers' messages.
+    #[test]
+    fn body_and_query_checks_are_the_handlers() {
+        assert_eq!(
+            check_body(Body::Register, br#"{"id": "x", "pid": 1}"#),
+            Ok(())
+        );
+        let silence = br#"{"id":"s","matchers":[{"name":"daemon","value":"x"}],"starts_ms":0,"ends_ms":1,"created_by":"t","comment":""}"#;
+        assert_eq!(check_body(Body::Silence, silence), Ok(()));
+        assert_eq!(
+            check_body(Body::Metrics, br#"[{"metric": "m", "value": 1}]"#),
+            Ok(())
+        );
+        for (kind, body, message) in [
+            (Body::Register, &br#"{"id": "x", "pid": 0}"#[..], "pid 0"),
+            (Body::Register, br#"{"id": " ", "pid": 1}"#, "the id is empty"),
+            (Body::Register, b"{not json", "malformed JSON body"),
+            (Body::Silence, br#"{"id":"s","matchers":[],"starts_ms":0,"ends_ms":1,"created_by":"t","comment":""}"#, "no matcher"),
+            (Body::Metrics, br#"[{"metric": "m", "value": 1, "kind": "histogram"}]"#, "kind"),
+            (Body::Metrics, br#"[{"metric": " ", "value": 1}]"#, "empty metric name"),
+        ] {
+            let err = check_body(kind, body).unwrap_err();
+            assert!(err.contains(message), "{kind:?}: {err}");
+        }
+        let q = query_from_string("metric=m&from=0&to=7200000&step=3600000&agg=avg,p99").unwrap();
+        assert_eq!(
+            q.aggregations,
+            [Aggregation::Avg, Aggregation::Quantile(0.99)]
+        );
+        assert_eq!(
+            (q.from_ms, q.to_ms, q.step_ms),
+            (0, 7_200_000, Some(3_600_000))
+        );
+        assert!(query_from_string("from=x&to=2")
+            .unwrap_err()
+            .contains("bad query string"));
+        assert!(query_from_string("from=0&to=2&agg=p200")
+            .unwrap_err()
+            .contains("p200"));
     }
 
     /// Names and labels are made valid for Prometheus; counters get `_total`.

@@ -180,6 +180,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `d` in milliseconds, saturated to `i64::MAX`: `parse_duration` accepts up to `u64::MAX` ms,
+/// so a time computed from it must saturate instead of overflowing.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn duration(flag: &str, text: &str) -> Result<Duration, CliError> {
     perfvisor::config::parse_duration(text).ok_or_else(|| {
         CliError::usage(format!(
@@ -278,7 +284,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
             json,
         } => {
             let to = now_ms() + 1;
-            let from = to - duration("--since", &since)?.as_millis() as i64;
+            let from = to.saturating_sub(millis(duration("--since", &since)?));
             let mut path = format!("/api/v1/query?metric={metric}&from={from}&to={to}");
             if let Some(d) = daemon {
                 path.push_str(&format!("&daemon={d}"));
@@ -340,7 +346,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
                 let id = id.unwrap_or_else(|| format!("cli-{now}"));
                 let body = json!({
                     "id": id, "matchers": parsed, "starts_ms": now,
-                    "ends_ms": now + duration("--for", &d)?.as_millis() as i64,
+                    "ends_ms": now.saturating_add(millis(duration("--for", &d)?)),
                     "created_by": "cli", "comment": comment,
                 });
                 client.send("POST", "/api/v1/silences", Some(&body))?;
@@ -394,4 +400,28 @@ fn managed(client: &Client, daemon: &str, action: &str) -> Result<(), CliError> 
     client.send("POST", &format!("/api/v1/managed/{daemon}/{action}"), None)?;
     println!("{daemon}: {action} done");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest durations the parser accepts (up to `u64::MAX` ms) saturate: `query
+    /// --since 9223372036854775808ms` and `silence add --for` of as much used to overflow
+    /// (a panic in debug builds, a wrapped time in release).
+    #[test]
+    fn huge_durations_saturate() {
+        let now: i64 = 1_700_000_000_000;
+        for text in [
+            "9223372036854775807ms",
+            "9223372036854775808ms",
+            "18446744073709551615ms",
+        ] {
+            let d = duration("--since", text).unwrap_or_else(|e| panic!("{}", e.message));
+            assert_eq!(millis(d), i64::MAX, "{text}");
+            assert_eq!(now.saturating_sub(millis(d)), now - i64::MAX, "{text}");
+            assert_eq!(now.saturating_add(millis(d)), i64::MAX, "{text}");
+        }
+        assert_eq!(millis(duration("--for", "1h30m").unwrap()), 5_400_000);
+    }
 }

@@ -700,6 +700,83 @@ mod tests {
         assert!(msg(&over).contains("over u64::MAX"));
     }
 
+    /// Writes the seed corpora of the fuzz targets `chunk_decoder` (blobs of both formats,
+    /// written by the real encoders) and `chunk_roundtrip` (samples as 16-byte little-endian
+    /// `(i64, f64 bits)` pairs) under `fuzz/corpus/`. Run by hand:
+    /// `cargo test -p perfvisor-actors --lib write_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes the fuzz seed corpora; run by hand"]
+    fn write_fuzz_seeds() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let mut rng = fastrand::Rng::with_seed(0xf022);
+        let specials: Vec<(i64, f64)> = SPECIALS
+            .iter()
+            .enumerate()
+            .map(|(i, &bits)| (1_700_000_000_000 + 1000 * i as i64, f64::from_bits(bits)))
+            .collect();
+        let jittered = |rng: &mut fastrand::Rng, n: usize, step: f64| -> Vec<(i64, f64)> {
+            let mut level = 50.0;
+            jittered_ts(rng, n)
+                .into_iter()
+                .map(|t| {
+                    level += (rng.f64() - 0.5) * step;
+                    (t, (level * 100.0_f64).round() / 100.0)
+                })
+                .collect()
+        };
+        let series: Vec<(&str, Vec<(i64, f64)>)> = vec![
+            ("empty", vec![]),
+            ("one", vec![(1_700_000_000_123, 12.34)]),
+            ("three", jittered(&mut rng, 3, 1.0)),
+            ("specials", specials),
+            ("gauge_60", jittered(&mut rng, 60, 2.0)),
+            (
+                "counter_60",
+                (0..60).map(|i| (i * 1000, (i * i) as f64)).collect(),
+            ),
+            (
+                "pages_120",
+                (0..120)
+                    .map(|i| {
+                        (
+                            1_700_000_000_000 + i * 1000,
+                            ((25_000 + i / 7) * 4096) as f64,
+                        )
+                    })
+                    .collect(),
+            ),
+            (
+                "extreme_ts",
+                [i64::MIN, i64::MIN, -5, 0, 0, 1, i64::MAX]
+                    .iter()
+                    .map(|&t| (t, t as f64))
+                    .collect(),
+            ),
+            (
+                "repeated_ts_200",
+                (0..200).map(|i| (-1000 + i / 3, 1.5)).collect(),
+            ),
+        ];
+        let decoder = root.join("chunk_decoder");
+        let roundtrip = root.join("chunk_roundtrip");
+        std::fs::create_dir_all(&decoder).unwrap();
+        std::fs::create_dir_all(&roundtrip).unwrap();
+        for (name, samples) in &series {
+            let pco = encode_chunk(samples);
+            let tag = if pco[0] == FORMAT_PCO { "pco" } else { "raw" };
+            std::fs::write(decoder.join(format!("{name}.{tag}")), &pco).unwrap();
+            if tag == "pco" {
+                let head = &samples[..samples.len().min(4)];
+                std::fs::write(decoder.join(format!("{name}_head.raw")), encode_raw(head)).unwrap();
+            }
+            let pairs: Vec<u8> = samples
+                .iter()
+                .flat_map(|&(t, v)| t.to_le_bytes().into_iter().chain(v.to_bits().to_le_bytes()))
+                .collect();
+            std::fs::write(roundtrip.join(format!("{name}.bin")), pairs).unwrap();
+        }
+    }
+
     #[test]
     fn varint_round_trips_and_length_matches() {
         for v in [0, 1, 127, 128, 3600, 16_384, u64::from(u32::MAX), u64::MAX] {

@@ -29,6 +29,8 @@ mod admin;
 mod codec;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod headlog;
 mod maintenance;

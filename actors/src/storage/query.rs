@@ -271,8 +271,12 @@ impl Query {
                     accepted: "a positive number of milliseconds",
                 });
             }
-            let buckets = ceil_div(self.to_ms - self.from_ms, step);
-            if buckets > MAX_BUCKETS {
+            // The range may be wider than i64::MAX ms: count in u64.
+            let buckets = self
+                .to_ms
+                .abs_diff(self.from_ms)
+                .div_ceil(step.unsigned_abs());
+            if buckets > MAX_BUCKETS.unsigned_abs() {
                 return Err(StorageError::InvalidQuery {
                     field: "step_ms",
                     value: format!("{step} ({buckets} buckets)"),
@@ -407,11 +411,6 @@ fn blob<'r>(
     row.get_ref(1)?
         .as_blob()
         .map_err(|e| corrupt(conn, format!("{what} {id}: {e}")))
-}
-
-/// `a / b` rounded up, for `a ≥ 0` and `b > 0`.
-fn ceil_div(a: i64, b: i64) -> i64 {
-    a / b + i64::from(a % b != 0)
 }
 
 fn window_floor(ts: i64) -> i64 {
@@ -577,20 +576,21 @@ impl BucketAcc {
     }
 }
 
-/// Geometry of the query buckets.
+/// Geometry of the query buckets. Offsets from `from` are u64: a range may be wider than
+/// `i64::MAX` ms.
 struct Buckets {
     from: i64,
     to: i64,
-    step: i64,
+    step: u64,
     n: usize,
 }
 
 impl Buckets {
+    /// For a validated query (`to > from`, a positive step giving at most [`MAX_BUCKETS`]).
     fn of(query: &Query) -> Buckets {
-        let step = query
-            .step_ms
-            .unwrap_or(query.to_ms.saturating_sub(query.from_ms));
-        let n = ceil_div(query.to_ms.saturating_sub(query.from_ms), step).max(1) as usize;
+        let span = query.to_ms.abs_diff(query.from_ms);
+        let step = query.step_ms.map_or(span, i64::unsigned_abs).max(1);
+        let n = span.div_ceil(step).max(1) as usize;
         Buckets {
             from: query.from_ms,
             to: query.to_ms,
@@ -603,17 +603,29 @@ impl Buckets {
         if ts < self.from || ts >= self.to {
             return None;
         }
-        Some((ts.saturating_sub(self.from) / self.step) as usize)
+        Some((ts.abs_diff(self.from) / self.step) as usize)
     }
 
     fn start(&self, i: usize) -> i64 {
         self.from
-            .saturating_add((i as i64).saturating_mul(self.step))
+            .saturating_add_unsigned((i as u64).saturating_mul(self.step))
     }
 
     fn end(&self, i: usize) -> i64 {
-        self.start(i).saturating_add(self.step).min(self.to)
+        self.start(i)
+            .saturating_add_unsigned(self.step)
+            .min(self.to)
     }
+}
+
+/// The number of buckets [`Buckets::of`] gives a query (for the fuzz targets).
+pub(super) fn bucket_count(query: &Query) -> usize {
+    Buckets::of(query).n
+}
+
+/// The bucket [`Buckets::index`] gives `ts` in a query (for the fuzz targets).
+pub(super) fn bucket_index(query: &Query, ts: i64) -> Option<usize> {
+    Buckets::of(query).index(ts)
 }
 
 /// Adds raw samples, split by bucket, as per-bucket rollups (keeping the values for exact

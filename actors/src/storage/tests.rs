@@ -767,6 +767,57 @@ mod history {
         handle.shutdown(WAIT).unwrap();
     }
 
+    /// Ranges wider than `i64::MAX` ms (found by the `query` fuzz target: `from=-1&
+    /// to=9223372036854775807&agg=last` put a sample in bucket 1 of 1, an index out of
+    /// bounds) answer like any other; a step over such a range counts its buckets without
+    /// overflowing (it used to overflow, or in release wrap and pass validation with 10^15
+    /// buckets to allocate).
+    #[test]
+    fn queries_over_the_whole_timeline() {
+        let (_dir, path) = temp_db();
+        let (handle, _) = spawn(at(&path, &ManualClock::new(T0)));
+        let k = key("cpu");
+        assert!(handle.store(series_batch(
+            &k,
+            MetricKind::Gauge,
+            &one_hz(T0, 10, |i| i as f64)
+        )));
+        handle.flush(WAIT).unwrap();
+        let reader = StorageReader::open(&path).unwrap();
+        let all = SeriesSelector::exact(&k);
+        // With a step of 2^62 ms: the buckets' counts.
+        let cases = [
+            (-1, i64::MAX, vec![10.0, 0.0]),
+            (i64::MIN, i64::MAX, vec![0.0, 0.0, 10.0, 0.0]),
+            (i64::MIN, T0 + 10_000, vec![0.0, 0.0, 10.0]),
+        ];
+        for (from, to, counts) in cases {
+            let q = Query::new(all.clone(), from, to)
+                .aggregate(Aggregation::Count)
+                .aggregate(Aggregation::Last);
+            let r = reader.query(&q).unwrap();
+            assert_eq!(r[0].buckets.len(), 1, "{from}..{to}");
+            assert_eq!(r[0].buckets[0].values, vec![Some(10.0), Some(9.0)]);
+            let r = reader.query(&q.step_ms(1 << 62)).unwrap();
+            let got: Vec<f64> = r[0].buckets.iter().map(|b| b.values[0].unwrap()).collect();
+            assert_eq!(got, counts, "{from}..{to}");
+        }
+        let err = reader
+            .query(
+                &Query::new(
+                    all.clone(),
+                    -9_000_000_000_000_000_000,
+                    9_000_000_000_000_000_000,
+                )
+                .step_ms(1000)
+                .aggregate(Aggregation::Avg),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("18000000000000000 buckets"), "{err}");
+        handle.shutdown(WAIT).unwrap();
+    }
+
     /// With a size cap the oldest chunks go first, and the file stays near the cap while
     /// newer history keeps arriving.
     #[test]
