@@ -154,8 +154,16 @@ async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let loader = load(&pv, stop.clone(), accepted.clone());
-    // Let the WAL grow to its working size first, then take the rest of the space.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let some history be written first (the WAL grows to its working size), then take
+    // the rest of the space.
+    let started = Instant::now();
+    while pv.status().await.unwrap().storage.stored_samples < 20_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing stored before the disk fills"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let filler = fill(&disk.dir);
 
     let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(30));

@@ -187,6 +187,8 @@ pub const FLUSH_SAMPLES: usize = 200_000;
 const MAX_BUFFERED_RECORDS: usize = 10_000;
 /// How long the writer waits after emptying its queue before it listens again.
 const WRITER_PAUSE: Duration = Duration::from_millis(5);
+/// How often a maintenance step counts the compaction backlog while it is behind.
+const BACKLOG_PUBLISH_EVERY: Duration = Duration::from_secs(5);
 /// Flush intervals between maintenance steps when the last one left no backlog.
 const IDLE_MAINTENANCE_EVERY: u32 = 5;
 
@@ -577,6 +579,8 @@ pub(super) struct WriterThread {
     maintenance_behind: bool,
     /// When the last maintenance step ended.
     last_maintenance_end: Instant,
+    /// When the compaction backlog was last counted (`maintenance::step`).
+    backlog_published: Option<Instant>,
     /// Samples in the head log on disk; `None` until counted after (re)opening the file.
     log_samples: Option<u64>,
     /// When the log was last folded; `None` after (re)opening, so a log left by a crash is
@@ -611,6 +615,7 @@ impl WriterThread {
             last_maintenance_end: Instant::now(),
             log_samples: None,
             last_fold: None,
+            backlog_published: None,
         }
     }
 
@@ -999,11 +1004,17 @@ impl WriterThread {
             base
         };
         let stats = Arc::clone(&self.stats);
+        let publish = self
+            .backlog_published
+            .is_none_or(|t| t.elapsed() >= BACKLOG_PUBLISH_EVERY);
+        if publish {
+            self.backlog_published = Some(Instant::now());
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if force {
                 maintenance::run_to_completion(&state.conn, &settings, now_ms, &stats)
             } else {
-                maintenance::step(&state.conn, &settings, now_ms, &stats, budget)
+                maintenance::step(&state.conn, &settings, now_ms, &stats, budget, publish)
             }
         }));
         self.last_maintenance_end = Instant::now();
