@@ -823,16 +823,7 @@ async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
 /// A Prometheus metric name from a perfvisor one: dots and other characters to `_`,
 /// counters end in `_total`, gauges do not end in `_count`.
 pub fn prometheus_name(metric: &str, kind: MetricKind) -> String {
-    let mut name: String = metric
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut name = underscored(metric);
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }
@@ -849,6 +840,19 @@ pub fn prometheus_name(metric: &str, kind: MetricKind) -> String {
     name
 }
 
+/// `text` with every character outside `[A-Za-z0-9_]` replaced by `_`.
+fn underscored(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -857,16 +861,7 @@ fn escape_label(value: &str) -> String {
 }
 
 fn label_name(key: &str) -> String {
-    let mut n: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut n = underscored(key);
     if n.starts_with(|c: char| c.is_ascii_digit()) || n.starts_with("__") {
         n.insert(0, 'l');
     }

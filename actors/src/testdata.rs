@@ -74,16 +74,17 @@ pub(crate) fn read_nab_csv(path: &Path) -> Result<Vec<(i64, f64)>, String> {
 }
 
 /// Every NAB CSV below `dir`, recursively.
-fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
+fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{dir:?}: {e}"))?;
     for entry in entries {
-        let path = entry.expect("dir entry").path();
+        let path = entry.map_err(|e| format!("{dir:?}: {e}"))?.path();
         if path.is_dir() {
-            csv_files(&path, out);
+            csv_files(&path, out)?;
         } else if path.extension().is_some_and(|ext| ext == "csv") {
             out.push(path);
         }
     }
+    Ok(())
 }
 
 /// Every NAB series as (path below the NAB directory, samples sorted by time). Fails when
@@ -91,7 +92,7 @@ fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) {
 pub(crate) fn nab_series() -> Vec<(String, Vec<(i64, f64)>)> {
     let dir = nab_dir();
     let mut files = Vec::new();
-    csv_files(&dir, &mut files);
+    csv_files(&dir, &mut files).unwrap_or_else(|e| panic!("reading the NAB data: {e}"));
     files.sort();
     assert!(!files.is_empty(), "no NAB CSV files under {dir:?}");
     files

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use perfvisor::{AlertState, Perfvisor, StorageFault};
+use perfvisor::{AlertState, Perfvisor, PerfvisorBuilder, StorageFault};
 
 use crate::support;
 
@@ -97,6 +97,27 @@ fn load(
     })
 }
 
+/// perfvisor on `db` (tuned by `tune`), and the storage alerts it raises.
+async fn start(
+    db: &Path,
+    tune: impl FnOnce(PerfvisorBuilder) -> PerfvisorBuilder,
+) -> (Perfvisor, std::sync::mpsc::Receiver<perfvisor::Alert>) {
+    let builder = Perfvisor::builder()
+        .database(db)
+        .probe_interval(Duration::from_millis(200))
+        .host_interval(Duration::from_millis(200));
+    let pv = tune(builder).start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pv.on_alert(move |a| {
+        if a.rule == perfvisor::STORAGE_FAILING_RULE {
+            let _ = tx.send(a.clone());
+        }
+    })
+    .await
+    .unwrap();
+    (pv, rx)
+}
+
 /// Waits for the storage alert to reach `state`.
 fn storage_alert(
     rx: &std::sync::mpsc::Receiver<perfvisor::Alert>,
@@ -136,21 +157,7 @@ async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
     };
     let db = disk.dir.join("perfvisor.db");
     const BOUND: usize = 50_000;
-    let pv = Perfvisor::builder()
-        .database(&db)
-        .probe_interval(Duration::from_millis(200))
-        .host_interval(Duration::from_millis(200))
-        .max_buffered_samples(BOUND)
-        .start()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    pv.on_alert(move |a| {
-        if a.rule == perfvisor::STORAGE_FAILING_RULE {
-            let _ = tx.send(a.clone());
-        }
-    })
-    .await
-    .unwrap();
+    let (pv, rx) = start(&db, |b| b.max_buffered_samples(BOUND)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let loader = load(&pv, stop.clone(), accepted.clone());
@@ -227,21 +234,7 @@ async fn slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perfvisor.db");
     const QUEUE: usize = 8;
-    let pv = Perfvisor::builder()
-        .database(&db)
-        .probe_interval(Duration::from_millis(200))
-        .host_interval(Duration::from_millis(200))
-        .storage_queue(QUEUE)
-        .start()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    pv.on_alert(move |a| {
-        if a.rule == perfvisor::STORAGE_FAILING_RULE {
-            let _ = tx.send(a.clone());
-        }
-    })
-    .await
-    .unwrap();
+    let (pv, rx) = start(&db, |b| b.storage_queue(QUEUE)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let loader = load(&pv, stop.clone(), accepted.clone());

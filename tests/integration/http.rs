@@ -13,7 +13,7 @@ use crate::support::{self, http_get, ChildGuard};
 
 const TOKEN: &str = "s3cret-token";
 
-/// A raw HTTP/1.1 request; returns (status, body).
+/// A raw HTTP/1.1 request to the API; returns (status, body).
 fn request(
     addr: SocketAddr,
     method: &str,
@@ -21,32 +21,7 @@ fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    support::http_request(addr.port(), method, path, token, body).expect("request")
 }
 
 fn start() -> (support::TestPv, perfvisor::http::ApiServer) {

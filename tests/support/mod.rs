@@ -231,12 +231,41 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP/1.1 GET to 127.0.0.1; returns (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, "GET", path, None, None)
+}
+
+/// A plain HTTP/1.1 POST of a JSON body to 127.0.0.1 with a bearer token.
+pub fn http_post(port: u16, path: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, "POST", path, Some(token), Some(body))
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 (`Connection: close`), with an optional bearer token
+/// and JSON body; returns (status, body), a chunked body decoded.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or("")
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -257,31 +286,6 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
                 body.to_string()
             }
         })
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A plain HTTP/1.1 POST of a JSON body to 127.0.0.1 with a bearer token.
-pub fn http_post(port: u16, path: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
 }
