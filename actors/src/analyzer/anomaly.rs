@@ -649,6 +649,109 @@ impl AnomalyDetector {
     }
 }
 
+/// An [`AnomalyDetector`] that holds no window while its series has only ever had one value.
+///
+/// Many series are flat for long stretches: the disk rates and descriptor count of an idle
+/// daemon, a limit, a queue that stays empty. A detector's window is `8 · window` bytes (8 KB
+/// by default) whatever the values, and a flat series can never be anomalous (every
+/// deviation is 0). So a flat series keeps its value and a count; the first different value
+/// builds the detector and replays the flat run into it first. A detector fed the same
+/// value over and over reaches a fixed point once its window is full of it (its held scales
+/// are 0 and stay 0), so at most [`LazyDetector::replay_limit`] samples are replayed; the
+/// test `lazy_detector_matches_the_eager_one` checks that the verdicts are the eager
+/// detector's, sample for sample. Counters ([`AnomalyDetector::counters`]) are not kept
+/// while flat.
+#[derive(Clone, Debug)]
+pub struct LazyDetector {
+    config: AnomalyConfig,
+    state: LazyState,
+}
+
+#[derive(Clone, Debug)]
+enum LazyState {
+    /// No finite sample yet.
+    Empty,
+    /// `count` samples, all exactly `value`; the latest at `last_ts`.
+    Flat {
+        value: f64,
+        count: u64,
+        last_ts: i64,
+    },
+    /// The series has varied: a full detector.
+    Active(Box<AnomalyDetector>),
+}
+
+impl LazyDetector {
+    /// A detector with `config` (clamped as by [`AnomalyDetector::new`]).
+    pub fn new(config: AnomalyConfig) -> Self {
+        Self {
+            config: config.clamped(),
+            state: LazyState::Empty,
+        }
+    }
+
+    /// Flat samples replayed at most when the series first varies: enough to fill the
+    /// window twice over past the warm-up, after which more of the same changes nothing.
+    pub fn replay_limit(&self) -> u64 {
+        (2 * self.config.window + self.config.warmup) as u64
+    }
+
+    /// Judges one sample. `None` while the series is flat (never anomalous); otherwise the
+    /// verdict the eager detector would give.
+    pub fn update(&mut self, ts_ms: i64, value: f64) -> Option<Verdict> {
+        let limit = self.replay_limit();
+        match &mut self.state {
+            LazyState::Active(d) => Some(d.update(ts_ms, value)),
+            // Ignored by the detector too (not anomalous, no state change).
+            _ if !value.is_finite() => None,
+            LazyState::Empty => {
+                self.state = LazyState::Flat {
+                    value,
+                    count: 1,
+                    last_ts: ts_ms,
+                };
+                None
+            }
+            LazyState::Flat {
+                value: flat,
+                count,
+                last_ts,
+            } if *flat == value => {
+                *count += 1;
+                *last_ts = ts_ms;
+                None
+            }
+            LazyState::Flat {
+                value: flat,
+                count,
+                last_ts,
+            } => {
+                let mut detector = AnomalyDetector::new(self.config.clone());
+                for _ in 0..(*count).min(limit) {
+                    detector.update(*last_ts, *flat);
+                }
+                let verdict = detector.update(ts_ms, value);
+                self.state = LazyState::Active(Box::new(detector));
+                Some(verdict)
+            }
+        }
+    }
+
+    /// True once the series has varied and the full detector is built.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, LazyState::Active(_))
+    }
+
+    /// Bytes held: the struct, plus the full detector once built.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + match &self.state {
+                LazyState::Active(d) => d.memory_bytes(),
+                _ => 0,
+            }
+    }
+}
+
 /// A finite value as stored in the window: rounded to `f32`, clamped into its range.
 fn to_stored(value: f64) -> f32 {
     value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
@@ -825,6 +928,66 @@ mod tests {
     }
 
     /// Samples of N(mean, sd) from a seeded generator (Box–Muller).
+    /// The lazy detector gives the eager detector's verdicts, sample for sample: nothing
+    /// anomalous while flat (the eager one agrees), then exactly the same verdicts once the
+    /// series varies, however long the flat run was (past the replay limit too).
+    #[test]
+    fn lazy_detector_matches_the_eager_one() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut cases: Vec<Vec<f64>> = Vec::new();
+        for flat_len in [
+            0usize, 1, 10, 63, 64, 65, 1023, 1024, 1025, 2200, 3000, 20_000,
+        ] {
+            for flat in [0.0, 5.0, -1.5e9] {
+                let mut v = vec![flat; flat_len];
+                // Then noise, a spike, a level shift, and flat again.
+                v.extend((0..400).map(|_| gaussian(&mut rng, flat + 1.0, 0.5)));
+                v.push(flat + 1_000.0);
+                v.extend((0..400).map(|_| gaussian(&mut rng, flat + 40.0, 0.5)));
+                v.extend(std::iter::repeat_n(flat + 40.0, 300));
+                cases.push(v);
+            }
+        }
+        // A CPU rate of an idle process: mostly 0, now and then one tick; a NaN while flat
+        // and one after (ignored by both).
+        cases.push(
+            (0..5000)
+                .map(|i| match i {
+                    700 | 4000 => f64::NAN,
+                    _ if i % 97 == 0 && i > 2500 => 0.01,
+                    _ => 0.0,
+                })
+                .collect(),
+        );
+        let mut activated = 0;
+        for (c, values) in cases.iter().enumerate() {
+            let mut eager = AnomalyDetector::new(AnomalyConfig::default());
+            let mut lazy = LazyDetector::new(AnomalyConfig::default());
+            for (i, &v) in values.iter().enumerate() {
+                let ts = 1_000 * i as i64;
+                let e = eager.update(ts, v);
+                match lazy.update(ts, v) {
+                    Some(l) => assert_eq!(l, e, "case {c}, sample {i}: verdicts differ"),
+                    None => assert!(!e.anomalous, "case {c}, sample {i}: flat but anomalous"),
+                }
+            }
+            activated += usize::from(lazy.is_active());
+            assert!(
+                lazy.memory_bytes() <= eager.memory_bytes() + std::mem::size_of::<LazyDetector>()
+            );
+        }
+        assert_eq!(activated, cases.len(), "every case varies at some point");
+        let mut flat = LazyDetector::new(AnomalyConfig::default());
+        for i in 0..5000 {
+            assert_eq!(flat.update(i, 3.0), None);
+        }
+        assert!(
+            flat.memory_bytes() < 200,
+            "{} bytes while flat",
+            flat.memory_bytes()
+        );
+    }
+
     fn gaussian(rng: &mut fastrand::Rng, mean: f64, sd: f64) -> f64 {
         let u = rng.f64().max(f64::MIN_POSITIVE);
         let v = rng.f64();

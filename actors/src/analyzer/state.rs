@@ -3,9 +3,13 @@
 //! restarts; and the reports and alert candidates built from them. Plain logic, no actix.
 //!
 //! # Memory per series
-//! - short window: `window` raw samples (default 600) × 16 bytes = 9.6 KB;
-//! - long window: up to [`LONG_POINTS`] per-minute means (6 h) × 16 bytes = 5.8 KB;
-//! - anomaly detector: its bounded ring (see `anomaly::AnomalyDetector::memory_bytes`);
+//! - short window: `window` raw samples (default 600) × 8 bytes = 4.8 KB (see
+//!   [`SeriesWindow`]: `u32` time offsets, `f32` values or counter increases);
+//! - long window: up to [`LONG_POINTS`] per-minute means (6 h) × 8 bytes = 2.9 KB (an `i32`
+//!   minute number and an `f32` mean), grown as it fills, to exactly that;
+//! - anomaly detector: its bounded ring (see `anomaly::AnomalyDetector::memory_bytes`),
+//!   built only once the series varies (`anomaly::LazyDetector`): a flat series holds a
+//!   value and a count;
 //! - bookkeeping (key, last anomaly, minute accumulator): a few hundred bytes.
 //!
 //! [`AnalyzerState::memory_bytes`] adds these up for the live series.
@@ -15,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::anomaly::{AnomalyConfig, AnomalyDetector, AnomalyKind};
+use super::anomaly::{AnomalyConfig, AnomalyKind, LazyDetector};
 use super::judge::{
     self, AnomalyEvent, Bottleneck, DaemonView, FilesystemView, HostJudgement, HostView, Judgement,
     MetricView, Recommendation, Score,
@@ -123,12 +127,14 @@ struct Minute {
 #[derive(Debug)]
 struct SeriesState {
     window: SeriesWindow,
-    long: VecDeque<(TimestampMs, f64)>,
+    /// Per-minute means: the minute's number since the epoch and the mean.
+    long: VecDeque<(i32, f32)>,
     minute: Minute,
     /// The previous counter value, to feed rates to the detector and the long window.
     previous: Option<(TimestampMs, f64)>,
-    /// `None` for light series ([`is_light`]): they keep their last samples only.
-    detector: Option<AnomalyDetector>,
+    /// `None` for light series ([`is_light`]): they keep their last samples only. Lazy: a
+    /// series that has only ever had one value holds no detector window.
+    detector: Option<LazyDetector>,
     last_anomaly: Option<AnomalyEvent>,
 }
 
@@ -164,7 +170,7 @@ impl SeriesState {
             long: VecDeque::new(),
             minute: Minute::default(),
             previous: None,
-            detector: (!light).then(|| AnomalyDetector::new(AnomalyConfig::default())),
+            detector: (!light).then(|| LazyDetector::new(AnomalyConfig::default())),
             last_anomaly: None,
         }
     }
@@ -192,8 +198,15 @@ impl SeriesState {
             let mean = self.minute.sum / f64::from(self.minute.count);
             if self.long.len() == LONG_POINTS {
                 self.long.pop_front();
+            } else if self.long.len() == self.long.capacity() {
+                // Grow to exactly LONG_POINTS, not to the next power of two (512).
+                let grown = (self.long.capacity() * 2).clamp(16, LONG_POINTS);
+                self.long.reserve_exact(grown - self.long.len());
             }
-            self.long.push_back((self.minute.start_ms + 30_000, mean));
+            // Minutes since the epoch fit an i32 for ±4 000 years; others are not kept.
+            if let Ok(minute) = i32::try_from(self.minute.start_ms.div_euclid(60_000)) {
+                self.long.push_back((minute, mean as f32));
+            }
             self.minute = Minute::default();
         }
         if self.minute.count == 0 {
@@ -201,7 +214,7 @@ impl SeriesState {
         }
         self.minute.sum += observed;
         self.minute.count += 1;
-        let verdict = self.detector.as_mut()?.update(ts, observed);
+        let verdict = self.detector.as_mut()?.update(ts, observed)?;
         let kind = verdict.kind.filter(|_| verdict.anomalous)?;
         let event = AnomalyEvent {
             at_ms: ts,
@@ -218,26 +231,18 @@ impl SeriesState {
     /// window once it spans 30 minutes.
     fn trend_points(&self) -> Vec<(TimestampMs, f64)> {
         if let (Some(first), Some(last)) = (self.long.front(), self.long.back()) {
-            if last.0 - first.0 >= LONG_TREND_MIN_SPAN_MS {
-                return self.long.iter().copied().collect();
+            if (i64::from(last.0) - i64::from(first.0)) * 60_000 >= LONG_TREND_MIN_SPAN_MS {
+                // Each mean stands at the middle of its minute.
+                return self
+                    .long
+                    .iter()
+                    .map(|&(minute, mean)| (i64::from(minute) * 60_000 + 30_000, f64::from(mean)))
+                    .collect();
             }
         }
         match self.window.kind() {
-            MetricKind::Gauge => self.window.points().iter().copied().collect(),
-            MetricKind::Counter => {
-                let mut out = Vec::with_capacity(self.window.len());
-                let mut prev: Option<(TimestampMs, f64)> = None;
-                for &(t, v) in self.window.points() {
-                    if let Some((pt, pv)) = prev {
-                        let dt = (t - pt) as f64 / 1000.0;
-                        if dt > 0.0 && v >= pv {
-                            out.push((t, (v - pv) / dt));
-                        }
-                    }
-                    prev = Some((t, v));
-                }
-                out
-            }
+            MetricKind::Gauge => self.window.points().collect(),
+            MetricKind::Counter => self.window.rates(),
         }
     }
 
@@ -246,10 +251,10 @@ impl SeriesState {
         let points = self.trend_points();
         let trend = trend::fit(&points)
             .map(|fit| trend::classify(&fit, 0, trend::polarity_of(key.metric.as_str()), rule));
-        let window_start = self.window.points().front().map_or(i64::MIN, |p| p.0);
+        let window_start = self.window.first_ts().unwrap_or(i64::MIN);
         let p95_before_after = {
             let values: Vec<f64> = match self.window.kind() {
-                MetricKind::Gauge => self.window.points().iter().map(|p| p.1).collect(),
+                MetricKind::Gauge => self.window.gauge_values(),
                 MetricKind::Counter => points.iter().map(|p| p.1).collect(),
             };
             let half = values.len() / 2;
@@ -273,12 +278,9 @@ impl SeriesState {
 
     fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.window.len() * 16
-            + self.long.capacity() * 16
-            + self
-                .detector
-                .as_ref()
-                .map_or(0, AnomalyDetector::memory_bytes)
+            + self.window.memory_bytes()
+            + self.long.capacity() * std::mem::size_of::<(i32, f32)>()
+            + self.detector.as_ref().map_or(0, LazyDetector::memory_bytes)
     }
 }
 
@@ -390,7 +392,7 @@ impl AnalyzerState {
     pub fn expire(&mut self, before: TimestampMs) -> usize {
         let n = self.series.len();
         self.series
-            .retain(|_, s| s.window.points().back().is_some_and(|p| p.0 >= before));
+            .retain(|_, s| s.window.last().is_some_and(|p| p.0 >= before));
         self.restarts
             .retain(|_, times| times.back().is_some_and(|&t| t >= before));
         let dropped = n - self.series.len();
@@ -429,7 +431,7 @@ impl AnalyzerState {
 
     fn last(&self, source: &Source, metric: &str) -> Option<f64> {
         self.find(source, metric)
-            .and_then(|(_, s)| s.window.points().back().map(|p| p.1))
+            .and_then(|(_, s)| s.window.last().map(|p| p.1))
     }
 
     /// What the judgement of the host reads.
@@ -451,8 +453,8 @@ impl AnalyzerState {
                         && t.metric.as_str() == names::SYSTEM_FILESYSTEM_TOTAL
                         && t.labels.get("mountpoint") == Some(mount)
                 })
-                .and_then(|(_, t)| t.window.points().back().map(|p| p.1));
-            let (Some(total), Some(used)) = (total, s.window.points().back().map(|p| p.1)) else {
+                .and_then(|(_, t)| t.window.last().map(|p| p.1));
+            let (Some(total), Some(used)) = (total, s.window.last().map(|p| p.1)) else {
                 continue;
             };
             let view = s.view(k, &self.rule);
@@ -638,15 +640,12 @@ impl AnalyzerState {
             .series
             .iter()
             .filter_map(|(k, s)| {
-                s.window
-                    .points()
-                    .back()
-                    .map(|&(ts_ms, value)| crate::types::Sample {
-                        series: k.clone(),
-                        kind: s.window.kind(),
-                        ts_ms,
-                        value,
-                    })
+                s.window.last().map(|(ts_ms, value)| crate::types::Sample {
+                    series: k.clone(),
+                    kind: s.window.kind(),
+                    ts_ms,
+                    value,
+                })
             })
             .collect();
         out.sort_by(|a, b| a.series.cmp(&b.series));

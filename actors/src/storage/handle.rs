@@ -15,7 +15,7 @@ use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
 };
 
-use super::writer::{count, WriterState, WriterThread};
+use super::writer::{count, AlertStateChange, WriterState, WriterThread};
 use super::{FailureHook, StorageCommand, StorageConfig, StorageError, StorageFault, StorageStats};
 use crate::types::{ActionRecord, Alert, LifecycleEvent, MetricBatch, TimestampMs};
 
@@ -107,7 +107,7 @@ impl StorageHandle {
     /// Queues a lifecycle event without blocking; `false` (and counted in `dropped_events`)
     /// when the queue is full or closed.
     pub fn record_event(&self, event: LifecycleEvent) -> bool {
-        let accepted = self.try_send(StorageCommand::Event(event));
+        let accepted = self.try_send(StorageCommand::Event(Box::new(event)));
         if !accepted {
             count(&self.shared.stats.dropped_events, 1);
         }
@@ -117,7 +117,7 @@ impl StorageHandle {
     /// Queues an alert without blocking; `false` (and counted in `dropped_alerts`) when the
     /// queue is full or closed.
     pub fn record_alert(&self, alert: Alert) -> bool {
-        let accepted = self.try_send(StorageCommand::Alert(alert));
+        let accepted = self.try_send(StorageCommand::Alert(Box::new(alert)));
         if !accepted {
             count(&self.shared.stats.dropped_alerts, 1);
         }
@@ -127,13 +127,17 @@ impl StorageHandle {
     /// Sets (`Some`) or deletes (`None`) a persisted alert-engine state, without blocking;
     /// `false` when the queue is full or closed.
     pub fn save_alert_state(&self, key: String, json: Option<String>, ts_ms: TimestampMs) -> bool {
-        self.try_send(StorageCommand::AlertState { key, json, ts_ms })
+        self.try_send(StorageCommand::AlertState(Box::new(AlertStateChange {
+            key,
+            json,
+            ts_ms,
+        })))
     }
 
     /// Records an action taken because of an alert, without blocking; `false` when the
     /// queue is full or closed.
     pub fn record_action(&self, action: ActionRecord) -> bool {
-        self.try_send(StorageCommand::Action(action))
+        self.try_send(StorageCommand::Action(Box::new(action)))
     }
 
     /// Makes the database refuse writes (or stop refusing): fault injection to exercise the

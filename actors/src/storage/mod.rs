@@ -58,5 +58,6 @@ pub use maintenance::MAX_CHUNK_SAMPLES;
 pub use query::{Aggregation, Bucket, Query, SeriesResult, SeriesSelector, Tier, MAX_BUCKETS};
 pub use reader::{StorageReader, StorageSummary};
 pub use writer::{
-    FailureHook, StorageCommand, StorageFailure, StorageFault, StorageStats, FLUSH_SAMPLES,
+    AlertStateChange, FailureHook, StorageCommand, StorageFailure, StorageFault, StorageStats,
+    FLUSH_SAMPLES,
 };

@@ -46,21 +46,15 @@ use crate::types::{
 pub enum StorageCommand {
     /// Store every sample of the batch.
     Store(Arc<MetricBatch>),
-    /// Record a daemon lifecycle event.
-    Event(LifecycleEvent),
+    /// Record a daemon lifecycle event. The rare, large commands are boxed: the bounded
+    /// queue holds a slot of the largest variant for each of its 4 096 places.
+    Event(Box<LifecycleEvent>),
     /// Record an alert notification.
-    Alert(Alert),
+    Alert(Box<Alert>),
     /// Set (or, with `json: None`, delete) one persisted alert-engine state.
-    AlertState {
-        /// The state's key (rule and series, or a silence id).
-        key: String,
-        /// The engine's JSON for it; `None` deletes it.
-        json: Option<String>,
-        /// When it changed.
-        ts_ms: TimestampMs,
-    },
+    AlertState(Box<AlertStateChange>),
     /// Record an action taken because of an alert.
-    Action(ActionRecord),
+    Action(Box<ActionRecord>),
     /// Acknowledge on this sender once everything accepted before this command is committed.
     /// The sender is dropped without a message when that could not be committed.
     Flush(Sender<()>),
@@ -71,6 +65,17 @@ pub enum StorageCommand {
     Fault(StorageFault),
     /// Panic inside the writer's handler (fault injection for tests and chaos mode).
     InjectPanic,
+}
+
+/// One persisted alert-engine state change, as queued for the writer.
+#[derive(Debug)]
+pub struct AlertStateChange {
+    /// The state's key (rule and series, or a silence id).
+    pub key: String,
+    /// The engine's JSON for it; `None` deletes it.
+    pub json: Option<String>,
+    /// When it changed.
+    pub ts_ms: TimestampMs,
 }
 
 /// Write failures the writer can be made to meet on purpose, to test how it copes.
@@ -745,11 +750,12 @@ impl WriterThread {
                 if self.buffers.events.len() >= MAX_BUFFERED_RECORDS {
                     count(&self.stats.dropped_events, 1);
                 } else {
-                    self.buffers.events.push(event);
+                    self.buffers.events.push(*event);
                     self.buffers.touch();
                 }
             }
-            StorageCommand::AlertState { key, json, ts_ms } => {
+            StorageCommand::AlertState(change) => {
+                let AlertStateChange { key, json, ts_ms } = *change;
                 if self.buffers.alert_states.len() >= MAX_BUFFERED_RECORDS {
                     count(&self.stats.write_errors, 1);
                     tracing::warn!(key, "Alert state not buffered: the buffer is full.");
@@ -762,7 +768,7 @@ impl WriterThread {
                 if self.buffers.actions.len() >= MAX_BUFFERED_RECORDS {
                     count(&self.stats.write_errors, 1);
                 } else {
-                    self.buffers.actions.push(action);
+                    self.buffers.actions.push(*action);
                     self.buffers.touch();
                 }
             }
@@ -771,7 +777,7 @@ impl WriterThread {
                     count(&self.stats.dropped_alerts, 1);
                 }
                 Ok(json) => {
-                    self.buffers.alerts.push((alert, json));
+                    self.buffers.alerts.push((*alert, json));
                     self.buffers.touch();
                 }
                 Err(e) => {
@@ -1173,5 +1179,21 @@ impl WriterThread {
 fn ack_all(acks: Vec<Sender<()>>) {
     for ack in acks {
         let _ = ack.try_send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue preallocates a slot of the largest command for each of its places (4 096
+    /// by default): keep the rare, large commands boxed so a slot stays a few words.
+    #[test]
+    fn a_queued_command_is_a_few_words() {
+        let size = std::mem::size_of::<StorageCommand>();
+        assert!(
+            size <= 24,
+            "StorageCommand is {size} bytes; box the large variant"
+        );
     }
 }

@@ -363,6 +363,12 @@ mod procfs {
 
     /// Large enough for every file read here (`limits`, the largest, is about 1.4 KiB).
     const BUF_LEN: usize = 4096;
+
+    thread_local! {
+        /// The one buffer every probe on this thread reads its files into, so a probe
+        /// allocates nothing and a thousand watchers do not keep a thousand buffers.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; BUF_LEN]);
+    }
     /// What the kernel appends to `/proc/PID/exe` once the binary was replaced on disk.
     const DELETED: &[u8] = b" (deleted)";
 
@@ -718,10 +724,6 @@ mod procfs {
         limits: Option<File>,
         fd_dir: Option<File>,
         btime: u64,
-        /// Reused for every file, so a probe allocates nothing.
-        buf: Vec<u8>,
-        /// Reused for the `exe` link.
-        link_buf: Vec<u8>,
         /// Text mapping at the last exe check; a change means the process exec'd.
         code_range: (u64, u64),
         probes: u64,
@@ -771,8 +773,6 @@ mod procfs {
                 limits,
                 fd_dir,
                 btime,
-                buf,
-                link_buf,
                 code_range: fields.code_range,
                 probes: 0,
                 fd_limit: None,
@@ -784,11 +784,15 @@ mod procfs {
         }
 
         pub(crate) fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
+            SCRATCH.with_borrow_mut(|buf| self.probe_with(buf))
+        }
+
+        fn probe_with(&mut self, buf: &mut Vec<u8>) -> Result<ProcSnapshot, ProbeError> {
             let pid = self.identity.pid;
             let consts = sys_consts();
 
             let fields = {
-                let text = read_required(pid, &self.stat, &mut self.buf, STAT)?;
+                let text = read_required(pid, &self.stat, buf, STAT)?;
                 parse_stat(text).ok_or_else(|| ProbeError::Io {
                     pid,
                     what: STAT,
@@ -808,12 +812,12 @@ mod procfs {
             // moved, and an exec of the same binary is accepted as the same daemon. A zombie
             // has no text (0) and no exe left to compare.
             if state != ProcState::Zombie && fields.code_range != self.code_range {
-                self.check_exe(fields.start_time)?;
+                self.check_exe(fields.start_time, buf)?;
                 self.code_range = fields.code_range;
             }
 
             let (size, resident) = {
-                let text = read_required(pid, &self.statm, &mut self.buf, STATM)?;
+                let text = read_required(pid, &self.statm, buf, STATM)?;
                 parse_statm(text).ok_or_else(|| ProbeError::Io {
                     pid,
                     what: STATM,
@@ -821,22 +825,21 @@ mod procfs {
                 })?
             };
 
-            let (read_bytes, write_bytes) =
-                match read_optional(pid, self.io.as_ref(), &mut self.buf, IO)? {
-                    None => (None, None),
-                    Some(text) => {
-                        let (r, w) = parse_io(text).ok_or_else(|| ProbeError::Io {
-                            pid,
-                            what: IO,
-                            source: invalid("no read_bytes/write_bytes in /proc/PID/io"),
-                        })?;
-                        (Some(r), Some(w))
-                    }
-                };
+            let (read_bytes, write_bytes) = match read_optional(pid, self.io.as_ref(), buf, IO)? {
+                None => (None, None),
+                Some(text) => {
+                    let (r, w) = parse_io(text).ok_or_else(|| ProbeError::Io {
+                        pid,
+                        what: IO,
+                        source: invalid("no read_bytes/write_bytes in /proc/PID/io"),
+                    })?;
+                    (Some(r), Some(w))
+                }
+            };
 
             let open_fds = match &self.fd_dir {
                 None => None,
-                Some(fd_dir) => match count_fds(fd_dir, &mut self.buf) {
+                Some(fd_dir) => match count_fds(fd_dir, buf) {
                     Ok(n) => Some(n),
                     Err(e) if is_eacces(&e) => None,
                     Err(e) => return Err(classify(pid, FD, e)),
@@ -844,15 +847,14 @@ mod procfs {
             };
 
             if self.probes.is_multiple_of(FD_LIMIT_EVERY) {
-                self.fd_limit =
-                    match read_optional(pid, self.limits.as_ref(), &mut self.buf, LIMITS)? {
-                        None => None,
-                        Some(text) => parse_fd_limit(text).map_err(|()| ProbeError::Io {
-                            pid,
-                            what: LIMITS,
-                            source: invalid("no `Max open files` line in /proc/PID/limits"),
-                        })?,
-                    };
+                self.fd_limit = match read_optional(pid, self.limits.as_ref(), buf, LIMITS)? {
+                    None => None,
+                    Some(text) => parse_fd_limit(text).map_err(|()| ProbeError::Io {
+                        pid,
+                        what: LIMITS,
+                        source: invalid("no `Max open files` line in /proc/PID/limits"),
+                    })?,
+                };
             }
             self.probes += 1;
 
@@ -871,11 +873,11 @@ mod procfs {
             })
         }
 
-        fn check_exe(&mut self, start_time: u64) -> Result<(), ProbeError> {
+        fn check_exe(&mut self, start_time: u64, buf: &mut Vec<u8>) -> Result<(), ProbeError> {
             let Some(expected) = &self.identity.exe else {
                 return Ok(());
             };
-            match read_exe(&self.dir, &mut self.link_buf) {
+            match read_exe(&self.dir, buf) {
                 Ok(found) if found == expected.as_os_str().as_bytes() => Ok(()),
                 Ok(found) => {
                     let found = PathBuf::from(OsStr::from_bytes(found));
