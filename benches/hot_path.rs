@@ -55,6 +55,18 @@ fn bare(c: &mut Criterion) {
             }
         })
     });
+    // The recorder's channel: a list channel bounded by a length check (memory only for
+    // what waits) instead of a preallocated array; side by side with the array above.
+    let (ltx, lrx) = crossbeam_channel::unbounded::<u64>();
+    g.bench_function("crossbeam_list_len_check_send", |b| {
+        b.iter(|| {
+            if ltx.len() < 60_000 {
+                let _ = ltx.send(1);
+            } else {
+                while lrx.try_recv().is_ok() {}
+            }
+        })
+    });
     g.finish();
     stop.store(true, Ordering::Relaxed);
     let _ = drain.join();
