@@ -1,8 +1,11 @@
-//! Full and slow disks under load. The full disk is real: a 32 MiB tmpfs (mounted by the
-//! test, which needs root) filled up to ENOSPC while 200 series are recorded. The slow disk
-//! is the writer's `StorageFault::Slow` (every commit 300 ms late; this machine has no
-//! device-mapper to make a slow block device). Either way the backlog stays bounded, what
-//! cannot be kept is counted, the storage alert fires, and recovery needs nobody.
+//! Full and slow disks under load, both real. The full disk is a 32 MiB tmpfs (mounted by
+//! the test, which needs root) filled up to ENOSPC while 200 series are recorded. The slow
+//! disk is an ext4 file system on a loop device whose backing file is an NBD export made
+//! slow by nbdkit's rate filter (`nbdfuse` + `nbdkit --filter=rate memory`, Debian's
+//! `nbdkit` and `nbdfuse`; this machine has no device-mapper `delay` target), throttled and
+//! released while perfvisor writes to it; the writer's `StorageFault::Slow` covers the same
+//! path without root. Either way the backlog stays bounded, what cannot be kept is
+//! counted, the storage alert fires, and recovery needs nobody.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +49,133 @@ impl Drop for Tmpfs {
             .arg("-l")
             .arg(&self.dir)
             .status();
+    }
+}
+
+/// A real slow disk: ext4 on a loop device backed by an NBD export (nbdkit's in-memory
+/// disk behind its rate filter) that `nbdfuse` shows as a file. Writing a rate in bits per
+/// second to `rate` throttles every write and flush that reaches the device within a
+/// second; everything is torn down (unthrottled first) when dropped.
+struct SlowDisk {
+    dir: PathBuf,
+    rate: PathBuf,
+    fuse: PathBuf,
+    loop_dev: Option<String>,
+    nbdfuse: Option<std::process::Child>,
+    _parent: tempfile::TempDir,
+}
+
+/// As fast as the device goes (no throttle).
+const UNTHROTTLED: &str = "100G";
+
+impl SlowDisk {
+    /// Sets it up, or says why not.
+    fn mount() -> Result<SlowDisk, String> {
+        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let fuse = parent.path().join("fuse");
+        let dir = parent.path().join("slow-disk");
+        let rate = parent.path().join("rate");
+        for d in [&fuse, &dir] {
+            std::fs::create_dir(d).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&rate, UNTHROTTLED).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new("nbdfuse")
+            .arg(fuse.join("disk"))
+            .args([
+                "--command",
+                "nbdkit",
+                "-s",
+                "--filter=rate",
+                "memory",
+                "64M",
+            ])
+            .arg(format!("rate={UNTHROTTLED}"))
+            .arg(format!("rate-file={}", rate.display()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nbdfuse (Debian's nbdfuse and nbdkit): {e}"))?;
+        let mut disk = SlowDisk {
+            dir,
+            rate,
+            fuse,
+            loop_dev: None,
+            nbdfuse: Some(child),
+            _parent: parent,
+        };
+        let image = disk.fuse.join("disk");
+        let started = Instant::now();
+        while std::fs::metadata(&image).map_or(0, |m| m.len()) < 64 << 20 {
+            if let Some(status) = disk
+                .nbdfuse
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("nbdfuse exited: {status} (is /dev/fuse there?)"));
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(format!("{} did not appear", image.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let run = |cmd: &mut std::process::Command| -> Result<String, String> {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let dev = run(std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image))?;
+        disk.loop_dev = Some(dev.clone());
+        run(std::process::Command::new("mkfs.ext4").args(["-q", &dev]))?;
+        run(std::process::Command::new("mount").arg(&dev).arg(&disk.dir))?;
+        Ok(disk)
+    }
+
+    /// Limits the device to `rate` (bits per second, nbdkit's syntax: "1M"); nbdkit
+    /// re-reads the file every second.
+    fn throttle(&self, rate: &str) {
+        std::fs::write(&self.rate, rate).unwrap();
+    }
+}
+
+impl Drop for SlowDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.rate, UNTHROTTLED);
+        let quiet = |cmd: &mut std::process::Command| {
+            let _ = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        quiet(std::process::Command::new("umount").arg(&self.dir));
+        quiet(
+            std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.dir),
+        );
+        if let Some(dev) = &self.loop_dev {
+            quiet(std::process::Command::new("losetup").args(["-d", dev]));
+        }
+        quiet(
+            std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.fuse),
+        );
+        if let Some(mut child) = self.nbdfuse.take() {
+            // SAFETY: plain kill(2) of the child this test started, by its pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -281,4 +411,79 @@ async fn slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
         stored + dropped >= accepted,
         "stored {stored} + counted drops {dropped} < accepted {accepted}"
     );
+}
+
+#[tokio::test]
+async fn real_slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
+    let disk = match SlowDisk::mount() {
+        Ok(d) => d,
+        Err(why) => {
+            assert!(
+                !support::external_required(),
+                "cannot set up a slow disk (needs root, /dev/fuse, nbdkit, nbdfuse): {why}"
+            );
+            eprintln!("skipped: cannot set up a slow disk: {why}");
+            return;
+        }
+    };
+    let db = disk.dir.join("perfvisor.db");
+    const QUEUE: usize = 8;
+    let (pv, rx) = start(&db, |b| b.storage_queue(QUEUE)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let loader = load(&pv, stop.clone(), accepted.clone());
+    // Some history at full speed first, then 1 Mbit/s (125 kB/s): a second of this load
+    // takes longer than a second to commit. (Much slower, and the requests already queued
+    // at that rate outlast the test once the throttle is lifted.)
+    let started = Instant::now();
+    while pv.status().await.unwrap().storage.stored_samples < 20_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing stored before the throttle"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    disk.throttle("1M");
+    let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(60));
+    println!("fired: {}", fired.message);
+    assert!(fired.message.contains("dropped"), "{}", fired.message);
+    let mut peak = 0;
+    for _ in 0..20 {
+        let s = pv.status().await.unwrap();
+        peak = peak.max(s.storage.backlog);
+        assert!(
+            s.storage.backlog as usize <= QUEUE,
+            "queue {} over {QUEUE}",
+            s.storage.backlog
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The disk is fast again; nobody intervenes.
+    disk.throttle(UNTHROTTLED);
+    stop.store(true, Ordering::Relaxed);
+    loader.join().unwrap();
+    let resolved = storage_alert(&rx, AlertState::Resolved, Duration::from_secs(120));
+    println!("resolved: {}", resolved.message);
+    pv.flush().await.unwrap();
+    let s = pv.status().await.unwrap();
+    let accepted = accepted.load(Ordering::Relaxed);
+    let dropped = s.storage.dropped_samples + s.recorder.dropped;
+    assert!(
+        dropped > 0,
+        "a 125 kB/s disk under this load must overflow the queue"
+    );
+    pv.shutdown().await.unwrap();
+    let stored = stored(&db);
+    println!(
+        "real slow disk: peak queue {peak} (bound {QUEUE}), accepted {accepted}, stored \
+         {stored}, counted dropped {dropped}"
+    );
+    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
+    assert!(
+        stored + dropped >= accepted,
+        "stored {stored} + counted drops {dropped} < accepted {accepted}"
+    );
+    assert!(perfvisor_actors::storage::integrity_check(&db)
+        .unwrap()
+        .is_ok());
 }
