@@ -1978,8 +1978,11 @@ fn soak(minutes: u64, opts: &Opts) -> Result<(), String> {
     let mut rss = Vec::new();
     let mut cpu0 = read_pstat(pid).map_or(0, |p| p.ticks);
     let mut t0 = Instant::now();
-    println!("| min | RSS MiB | CPU % (last 30 s) | storage queue | buffered | collected | stored | dropped | pushed |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| min | RSS MiB | CPU % (last 30 s) | storage queue | buffered | collected | stored | \
+         dropped | pushed | compaction backlog (series windows) | compacted |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     while Instant::now() < end {
         sleep_until((Instant::now() + Duration::from_secs(30)).min(end));
         if !mon.proc().running() {
@@ -1993,14 +1996,16 @@ fn soak(minutes: u64, opts: &Opts) -> Result<(), String> {
         rss.push((at, kib as f64 / 1024.0));
         let v = status()?;
         println!(
-            "| {at:.1} | {:.1} | {cpu:.2} | {} | {} | {} | {} | {} | {} |",
+            "| {at:.1} | {:.1} | {cpu:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
             kib as f64 / 1024.0,
             v["storage"]["backlog"],
             v["storage"]["buffered_samples"],
             v["samples_collected"],
             v["storage"]["stored_samples"],
             v["storage"]["dropped_samples"],
-            pushed.load(std::sync::atomic::Ordering::Relaxed)
+            pushed.load(std::sync::atomic::Ordering::Relaxed),
+            v["storage"]["compaction_backlog"],
+            v["storage"]["compacted_samples"],
         );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -158,7 +158,8 @@ pub fn counter_rates(points: impl IntoIterator<Item = (TimestampMs, f64)>) -> Ve
 /// is 4.8 KB instead of the 9.6 KB of `(i64, f64)` pairs.
 ///
 /// Samples are kept in arrival order. One that lies more than 49 days from the others
-/// cannot share their base: the window then starts again from it.
+/// cannot share their base: the window then starts again from it. A gauge value beyond
+/// `f32`'s range (±3.4 · 10³⁸) is kept as ±∞.
 #[derive(Clone, Debug)]
 pub struct SeriesWindow {
     kind: MetricKind,
