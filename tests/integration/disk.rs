@@ -272,6 +272,44 @@ fn stored(db: &Path) -> u64 {
         .sum()
 }
 
+/// Waits until `n` samples are in the file (the WAL has grown to its working size).
+async fn wait_stored(pv: &Perfvisor, n: u64, before: &str) {
+    let started = Instant::now();
+    while pv.status().await.unwrap().storage.stored_samples < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing stored before {before}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads the write queue 20 times over 2 s, asserting it stays within `bound`; its peak.
+async fn watch_queue(pv: &Perfvisor, bound: usize) -> u64 {
+    let mut peak = 0;
+    for _ in 0..20 {
+        let s = pv.status().await.unwrap();
+        peak = peak.max(s.storage.backlog);
+        assert!(
+            s.storage.backlog as usize <= bound,
+            "queue {} over {bound}",
+            s.storage.backlog
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    peak
+}
+
+/// Drops are counted over all series (host and self metrics too), so every accepted
+/// sample of the load is stored or among them.
+fn assert_accounted(accepted: u64, stored: u64, dropped: u64) {
+    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
+    assert!(
+        stored + dropped >= accepted,
+        "stored {stored} + counted drops {dropped} < accepted {accepted}"
+    );
+}
+
 #[tokio::test]
 async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
     let disk = match Tmpfs::mount("32m") {
@@ -291,16 +329,8 @@ async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let loader = load(&pv, stop.clone(), accepted.clone());
-    // Let some history be written first (the WAL grows to its working size), then take
-    // the rest of the space.
-    let started = Instant::now();
-    while pv.status().await.unwrap().storage.stored_samples < 20_000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "nothing stored before the disk fills"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Let some history be written first, then take the rest of the space.
+    wait_stored(&pv, 20_000, "the disk fills").await;
     let filler = fill(&disk.dir);
 
     let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(30));
@@ -347,13 +377,7 @@ async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
         "full disk: peak buffer {peak} (bound {BOUND}), accepted {accepted}, stored {stored}, \
          counted dropped {dropped}"
     );
-    // Drops are counted over all series (host and self metrics too), so every accepted
-    // sample of the load is stored or among them.
-    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
-    assert!(
-        stored + dropped >= accepted,
-        "stored {stored} + counted drops {dropped} < accepted {accepted}"
-    );
+    assert_accounted(accepted, stored, dropped);
     assert!(perfvisor_actors::storage::integrity_check(&db)
         .unwrap()
         .is_ok());
@@ -373,17 +397,7 @@ async fn slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
     let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(30));
     println!("fired: {}", fired.message);
     assert!(fired.message.contains("dropped"), "{}", fired.message);
-    let mut peak = 0;
-    for _ in 0..20 {
-        let s = pv.status().await.unwrap();
-        peak = peak.max(s.storage.backlog);
-        assert!(
-            s.storage.backlog as usize <= QUEUE,
-            "queue {} over {QUEUE}",
-            s.storage.backlog
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let peak = watch_queue(&pv, QUEUE).await;
     pv.inject_storage_fault(StorageFault::Clear).unwrap();
     stop.store(true, Ordering::Relaxed);
     loader.join().unwrap();
@@ -404,13 +418,7 @@ async fn slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
         "slow disk: peak queue {peak} (bound {QUEUE}), accepted {accepted}, stored {stored}, \
          counted dropped {dropped}"
     );
-    // Drops are counted over all series (host and self metrics too), so every accepted
-    // sample of the load is stored or among them.
-    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
-    assert!(
-        stored + dropped >= accepted,
-        "stored {stored} + counted drops {dropped} < accepted {accepted}"
-    );
+    assert_accounted(accepted, stored, dropped);
 }
 
 #[tokio::test]
@@ -435,29 +443,12 @@ async fn real_slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
     // Some history at full speed first, then 1 Mbit/s (125 kB/s): a second of this load
     // takes longer than a second to commit. (Much slower, and the requests already queued
     // at that rate outlast the test once the throttle is lifted.)
-    let started = Instant::now();
-    while pv.status().await.unwrap().storage.stored_samples < 20_000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "nothing stored before the throttle"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_stored(&pv, 20_000, "the throttle").await;
     disk.throttle("1M");
     let fired = storage_alert(&rx, AlertState::Firing, Duration::from_secs(60));
     println!("fired: {}", fired.message);
     assert!(fired.message.contains("dropped"), "{}", fired.message);
-    let mut peak = 0;
-    for _ in 0..20 {
-        let s = pv.status().await.unwrap();
-        peak = peak.max(s.storage.backlog);
-        assert!(
-            s.storage.backlog as usize <= QUEUE,
-            "queue {} over {QUEUE}",
-            s.storage.backlog
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let peak = watch_queue(&pv, QUEUE).await;
     // The disk is fast again; nobody intervenes.
     disk.throttle(UNTHROTTLED);
     stop.store(true, Ordering::Relaxed);
@@ -478,11 +469,7 @@ async fn real_slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
         "real slow disk: peak queue {peak} (bound {QUEUE}), accepted {accepted}, stored \
          {stored}, counted dropped {dropped}"
     );
-    assert!(stored <= accepted, "stored {stored} > accepted {accepted}");
-    assert!(
-        stored + dropped >= accepted,
-        "stored {stored} + counted drops {dropped} < accepted {accepted}"
-    );
+    assert_accounted(accepted, stored, dropped);
     assert!(perfvisor_actors::storage::integrity_check(&db)
         .unwrap()
         .is_ok());
