@@ -17,16 +17,13 @@ set -euo pipefail
 rustc=$1
 shift
 
+# Ours: every package under the repository (perfvisor, perfvisor-actors, the fuzz targets);
+# cargo names the package being built in CARGO_MANIFEST_DIR.
+root=$(cd "$(dirname "$0")/.." && pwd)
 own=false
-prev=
-for arg in "$@"; do
-    if [ "$prev" = --crate-name ]; then
-        case $arg in
-        perfvisor | perfvisor_actors | config | http_bodies | query | chunk_decoder | chunk_roundtrip) own=true ;;
-        esac
-    fi
-    prev=$arg
-done
+case ${CARGO_MANIFEST_DIR:-} in
+"$root" | "$root"/*) own=true ;;
+esac
 
 if $own; then
     exec "$rustc" "$@"
