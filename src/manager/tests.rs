@@ -697,7 +697,7 @@ fn adopts_what_a_previous_run_left() {
     use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
 
-    use super::process::{open_fifo, proc_stat as stat};
+    use super::process::{open_fifo, proc_stat as stat, process_age};
     use super::state::{fingerprint, Record, StateStore, INVOCATION_ENV};
 
     let dir = TempDir::new("adopt");
@@ -754,6 +754,15 @@ fn adopts_what_a_previous_run_left() {
         gone.wait().unwrap();
     }
     let old: BTreeMap<&str, u32> = children.iter().map(|(n, c)| (*n, c.id())).collect();
+    // An adopted daemon's start time comes from its start in clock ticks (10 ms here), so it
+    // can read up to a tick or two late. Adopt only once every daemon is far older than that,
+    // or a start time taken at adoption could not be told from the daemon's own.
+    assert!(
+        poll(T, || old.iter().all(|(n, &pid)| *n == "gone"
+            || process_age(stat(pid).unwrap().start_ticks)
+                .is_some_and(|age| age >= Duration::from_millis(200)))),
+        "the old daemons never grew 200 ms old"
+    );
 
     let (tx, rx) = crossbeam_channel::unbounded();
     let m = Manager::with_state_dir(tx, &state).unwrap();
@@ -783,8 +792,8 @@ fn adopts_what_a_previous_run_left() {
         let st = status(&m, name);
         assert_eq!(st.pid, Some(old[name]));
         assert!(
-            st.started_at.unwrap() <= t0,
-            "adopted with its own start time"
+            st.started_at.unwrap() + Duration::from_millis(100) <= t0,
+            "adopted with its own start time, not the adoption's"
         );
     }
     // Another command: adopted, stopped, started anew.
