@@ -2,10 +2,11 @@
 # Where a fuzz target's new coverage lands: runs one target with libFuzzer's `-print_pcs=1`,
 # stamps every line of its output with the time, and when it ends (its `-max_total_time`, or
 # Ctrl-C) says, per component (perfvisor's own code, each dependency, the standard
-# library), how many new PCs it found and when it found the last, then lists the new PCs
-# in perfvisor's own code. A target that still finds edges after hours can so be told
-# apart: still exploring our code, or a dependency's parser (the `regex` crate behind
-# `match_cmdline`, pco behind the chunk decoder).
+# library), how many new PCs it found and when it found the last, how many of perfvisor's
+# sit on lines of its source (not standard-library code inlined into its functions), then
+# lists the new PCs in perfvisor's own code. A target that still finds edges after hours
+# can so be told apart: still exploring our code, or a dependency's parser (the `regex`
+# crate behind `match_cmdline`, pco behind the chunk decoder).
 #
 #   fuzz/new-pcs.sh TARGET [libFuzzer arguments: corpus directories, -max_total_time=…]
 #   fuzz/new-pcs.sh --report LOG      # the summary again, from a finished run's log
@@ -58,15 +59,21 @@ report() {
                 }
             }
             inner = frame[1]
+            # "own" when the innermost frame is a line of our source, not code of
+            # another crate or of the standard library inlined into one of our functions.
+            own = index(inner, root) == 1 ? "own" : "inlined"
             sub(root, "", loc); sub(root, "", inner)
             if (n > 2) loc = loc " (innermost: " frame[0] " @ " inner ")"
-            print comp "\t" fn " @ " loc
+            print comp "\t" fn " @ " loc "\t" own
         }
         END { if (n) emit() }' >"$log.sym"
     paste <(cut -f1 "$log.pcs") "$log.sym" >"$log.where"
     echo "new PCs by component (count, last found at):"
     awk -F'\t' '{ n[$2]++; last[$2] = $1 } END { for (c in n) printf "  %-32s %5d  %s\n", c, n[c], last[c] }' \
         "$log.where" | sort
+    awk -F'\t' '$4 == "own" { n++; last = $1 } END {
+        if (n) printf "  of these, on lines of perfvisor'"'"'s source (not inlined from elsewhere): %d, last at %s\n", n, last
+        else print "  none on lines of perfvisor'"'"'s source (all inlined from elsewhere or in other crates)" }' "$log.where"
     echo "in perfvisor's own code:"
     awk -F'\t' '$2 == "perfvisor" || $2 ~ /^std, for perfvisor/ { print "  " $1 "  " $3 }' "$log.where" | cut -c1-200
 }
