@@ -59,9 +59,9 @@ report() {
                 }
             }
             inner = frame[1]
-            # "own" when the innermost frame is a line of our source, not code of
-            # another crate or of the standard library inlined into one of our functions.
-            own = index(inner, root) == 1 ? "own" : "inlined"
+            # "own" when the innermost frame is a line of our source; "other" for code of
+            # another crate or of the standard library, inlined into our functions or not.
+            own = index(inner, root) == 1 ? "own" : "other"
             sub(root, "", loc); sub(root, "", inner)
             if (n > 2) loc = loc " (innermost: " frame[0] " @ " inner ")"
             print comp "\t" fn " @ " loc "\t" own

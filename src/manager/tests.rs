@@ -755,12 +755,12 @@ fn adopts_what_a_previous_run_left() {
     }
     let old: BTreeMap<&str, u32> = children.iter().map(|(n, c)| (*n, c.id())).collect();
     // An adopted daemon's start time comes from its start in clock ticks (10 ms here), so it
-    // can read up to a tick or two late. Adopt only once every daemon is far older than that,
-    // or a start time taken at adoption could not be told from the daemon's own.
+    // can read up to a tick or two late. Adopt only once every daemon still running is far
+    // older than that, or a start time taken at adoption could not be told from its own.
     assert!(
-        poll(T, || old.iter().all(|(n, &pid)| *n == "gone"
-            || process_age(stat(pid).unwrap().start_ticks)
-                .is_some_and(|age| age >= Duration::from_millis(200)))),
+        poll(T, || old.values().all(|&pid| stat(pid).is_none_or(|s| {
+            process_age(s.start_ticks).is_some_and(|age| age >= Duration::from_millis(200))
+        }))),
         "the old daemons never grew 200 ms old"
     );
 
