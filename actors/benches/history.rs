@@ -8,7 +8,7 @@
 //!   while it works, stamped 1 s apart with the real overshoot of each sleep as millisecond
 //!   jitter: real CPU time, RSS, I/O counters, descriptors and threads, exactly as a watcher
 //!   records them (`process.cpu.time_seconds` etc.).
-//! - *NAB*: the eight real series of ../shared/evaldata/nab.
+//! - *NAB*: the eight real series vendored at testdata/nab.
 //! - *Modelled daemons*: 10 daemons × 10 watcher metrics = 100 series, with the shapes of
 //!   the real ones (CPU ticks / 100 as a counter, utilisation as a noisy ratio, RSS in whole
 //!   pages with steps, I/O counters in 4 KiB bursts, constant limits), 1 Hz with ms jitter.
@@ -194,10 +194,7 @@ fn real_process_series(n: usize) -> Vec<Series> {
 
 /// The NAB series (timestamps parsed as UTC).
 fn nab_series() -> Vec<Series> {
-    let root = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/evaldata/nab"
-    ));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/nab"));
     let mut out = Vec::new();
     for sub in ["realKnownCause", "realAWSCloudwatch"] {
         let Ok(dir) = std::fs::read_dir(root.join(sub)) else {

@@ -1,23 +1,17 @@
-//! Test data shared by the engine's unit tests: the NAB series of `../shared/evaldata/nab`
-//! (found next to the workspace, else at /work/shared), their timestamps, and their CSVs.
+//! Test data shared by the engine's unit tests: the NAB series vendored in the repository at
+//! `testdata/nab` (see its README for where they come from), their timestamps, and their CSVs.
 
 use std::path::{Path, PathBuf};
 
-/// The NAB directory: next to the workspace in the repo, else the absolute path. Panics
-/// (fails the test) when neither exists.
+/// The NAB directory of the repository (`testdata/nab`). Panics (fails the test) when it
+/// is missing, which means the checkout is incomplete.
 pub(crate) fn nab_dir() -> PathBuf {
-    let candidates = [
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/evaldata/nab"
-        )),
-        PathBuf::from("/work/shared/evaldata/nab"),
-    ];
-    candidates
-        .iter()
-        .find(|dir| dir.join("labels.json").is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("NAB data not found; looked in {candidates:?}"))
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/nab"));
+    assert!(
+        dir.join("labels.json").is_file(),
+        "NAB data not found at {dir:?}: the repository's testdata/nab is missing"
+    );
+    dir
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).

@@ -1,7 +1,7 @@
 //! The dashboard at `/`, loaded in a real headless Chromium (Debian package `chromium`):
 //! the daemon list shows a watched daemon with its pid and CPU, and charts are drawn from
 //! `/api/v1/query` (CPU and a host application metric). A screenshot is saved to
-//! `target/dashboard-screenshot.png` for CI to keep as an artifact.
+//! `dashboard-screenshot.png` in the target directory for CI to keep as an artifact.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -213,7 +213,11 @@ async fn dashboard_in_headless_chromium() {
     );
 
     // The screenshot CI keeps.
-    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshot.png");
+    // Into the target directory in use (CI builds a clone with its target directory set).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let shot = target.join("dashboard-screenshot.png");
     std::fs::create_dir_all(shot.parent().unwrap()).expect("target dir");
     let _ = std::fs::remove_file(&shot);
     {

@@ -204,7 +204,7 @@ fn carry_out(job: &Job, control: Option<&dyn DaemonControl>, timeout: Duration) 
         }
         (RuleAction::RestartDaemon, Some(_), None) => {
             record.outcome = "refused".into();
-            Err("no daemon control is registered (embed: Perfvisor::set_daemon_control)".into())
+            Err("no daemon control is registered (embed: PerfvisorBuilder::daemon_control)".into())
         }
         (RuleAction::Exec { program, args }, _, _) => run(program, args, &job.alert, timeout),
     };
