@@ -831,32 +831,36 @@ impl Supervisor {
             .is_some_and(|&until| self.now() < until)
     }
 
-    /// Stores a lifecycle event and tells the analyzer and the alert dispatcher, unless it is
-    /// part of a planned restart (then it is stored, marked, and counts against nothing).
+    /// Stores a lifecycle event and tells the analyzer and the alert dispatcher. A stop, and
+    /// an exit or restart within a planned restart, is marked intended: the analyzer starts
+    /// the new process's trends afresh but counts it against nothing, and no rule sees a
+    /// crash in it.
     fn record_event(&self, daemon: &DaemonId, pid: u32, kind: LifecycleKind, detail: String) {
-        let planned = matches!(kind, LifecycleKind::Restarted | LifecycleKind::Exited)
-            && self.planned(daemon);
+        let intended = match kind {
+            LifecycleKind::Stopped => true,
+            LifecycleKind::Restarted | LifecycleKind::Exited => self.planned(daemon),
+            LifecycleKind::Started => false,
+        };
         let event = LifecycleEvent {
             daemon: daemon.clone(),
             pid,
             ts_ms: self.now(),
             kind,
-            detail: if planned {
-                format!("planned restart; {detail}")
-            } else {
-                detail
+            detail: match (intended, kind) {
+                (false, _) => detail,
+                (true, LifecycleKind::Stopped) => format!("{INTENDED_PREFIX}{detail}"),
+                (true, _) => format!("{INTENDED_PREFIX}planned restart; {detail}"),
             },
+            intended,
         };
-        if !planned {
-            self.analyzer_child.stats.enqueued();
-            self.analyzer.do_send(DaemonLifecycle {
-                event: event.clone(),
-            });
-            self.dispatcher_child.stats.enqueued();
-            self.dispatcher.do_send(DaemonLifecycle {
-                event: event.clone(),
-            });
-        }
+        self.analyzer_child.stats.enqueued();
+        self.analyzer.do_send(DaemonLifecycle {
+            event: event.clone(),
+        });
+        self.dispatcher_child.stats.enqueued();
+        self.dispatcher.do_send(DaemonLifecycle {
+            event: event.clone(),
+        });
         self.storage.record_event(event);
     }
 

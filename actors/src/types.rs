@@ -497,9 +497,18 @@ pub struct LifecycleEvent {
     pub ts_ms: TimestampMs,
     /// What happened.
     pub kind: LifecycleKind,
-    /// Free text (exit reason, what the probe saw).
+    /// Free text (exit reason, what the probe saw). An intended event's detail starts
+    /// with [`INTENDED_PREFIX`], which is how the flag survives in history.
     pub detail: String,
+    /// Done on purpose: a stop, or an exit or restart within a restart the host or the
+    /// operator announced (CLI, API, config reload, an alert action). Intended events are
+    /// context, never failure: they count against no restart rule or stability score.
+    #[serde(default)]
+    pub intended: bool,
 }
+
+/// How the detail of an intended lifecycle event starts.
+pub const INTENDED_PREFIX: &str = "on purpose: ";
 
 /// A source of "now". Logic takes `now` as an argument; actors read it from a `Clock` so
 /// that tests can drive time by hand.

@@ -24,7 +24,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use super::action::{ActionLimits, ActionRunner, DaemonControl};
 use super::rules::{
-    default_rules, group, GroupBy, Notification, PersistedState, RuleEngine, ThresholdRule,
+    effective_rules, group, GroupBy, Notification, PersistedState, RuleEngine, ThresholdRule,
 };
 use super::silence::{Silence, Silences};
 use super::sinks::Sink;
@@ -57,18 +57,6 @@ const COOLDOWN_MEMORY_MS: i64 = 24 * 3_600_000;
 const STATE_PREFIX: &str = "rule:";
 const SILENCE_PREFIX: &str = "silence:";
 
-/// The bottleneck kinds the analyzer raises candidates for; each gets a signal rule.
-const BOTTLENECK_SIGNALS: [&str; 8] = [
-    "cpu_bound",
-    "memory_pressure",
-    "memory_leak",
-    "io_bound",
-    "descriptor_exhaustion",
-    "restart_instability",
-    "latency_regression",
-    "host_contention",
-];
-
 /// What the dispatcher is built from (its spec: a restart rebuilds everything else).
 #[derive(Clone)]
 pub struct DispatcherConfig {
@@ -96,25 +84,6 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("action_limits", &self.action_limits)
             .finish()
     }
-}
-
-/// The signal rules perfvisor ships for the analyzer's bottleneck candidates that no rule
-/// in `rules` follows yet (so one candidate never makes two notifications). Each is named
-/// after its candidate.
-fn bottleneck_rules(rules: &[ThresholdRule]) -> Vec<ThresholdRule> {
-    let followed: Vec<&str> = rules
-        .iter()
-        .filter_map(|r| match &r.condition {
-            super::rules::Condition::Signal { name } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    BOTTLENECK_SIGNALS
-        .iter()
-        .map(|kind| format!("bottleneck.{kind}"))
-        .filter(|name| !followed.contains(&name.as_str()))
-        .map(|name| ThresholdRule::signal(name.clone(), name))
-        .collect()
 }
 
 /// Evaluates rules and delivers alerts.
@@ -164,17 +133,8 @@ impl AlertDispatcher {
 
     /// Rebuilds every piece of state from the spec and the database.
     fn rebuild(&mut self) {
-        let mut rules = Vec::new();
-        if self.config.default_rules {
-            rules.extend(default_rules());
-        }
-        rules.extend(self.config.rules.iter().cloned());
-        if self.config.default_rules {
-            let extra = bottleneck_rules(&rules);
-            rules.extend(extra);
-        }
         let mut engine = RuleEngine::new(Vec::new());
-        for rule in rules {
+        for rule in effective_rules(&self.config.rules, self.config.default_rules) {
             engine.add(rule);
         }
         self.rules = engine;

@@ -12,10 +12,10 @@ mod sinks;
 pub use action::{ActionLimits, DaemonControl};
 pub use actor::{AlertCallback, AlertDispatcher, DispatcherConfig, CALLBACK_QUEUE, TICK};
 pub use rules::{
-    crash_loop_rule, daemon_down_rule, default_rules, descriptors_near_limit_rule, group,
-    high_cpu_rule, memory_growth_rule, validate_rules, Comparison, Condition, FlapDamping, GroupBy,
-    Level, Notification, PersistedState, RuleAction, RuleEngine, RuleError, RuleProblem, RuleState,
-    Selector, SourceKind, ThresholdRule,
+    crash_loop_rule, daemon_down_rule, default_rules, descriptors_near_limit_rule, effective_rules,
+    group, high_cpu_rule, memory_growth_rule, validate_rules, Comparison, Condition, FlapDamping,
+    GroupBy, Level, Notification, PersistedState, RuleAction, RuleEngine, RuleError, RuleProblem,
+    RuleState, Selector, SourceKind, ThresholdRule,
 };
 pub use silence::{Matcher, Silence, SilenceError, Silences};
 pub use sinks::{Sink, SinkConfig, SinkError, SinkSettings, SinkStats, SinkStatus};

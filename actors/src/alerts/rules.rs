@@ -1044,6 +1044,8 @@ impl RuleEngine {
         let t = event.ts_ms.min(now);
         let RuleEngine { rules, states, .. } = self;
         match event.kind {
+            // Restarts and exits done on purpose count against no restart rule.
+            LifecycleKind::Restarted | LifecycleKind::Exited if event.intended => {}
             LifecycleKind::Restarted | LifecycleKind::Exited => {
                 let series = SeriesKey::new(
                     Source::Daemon(event.daemon.clone()),
@@ -1874,6 +1876,57 @@ pub fn default_rules() -> Vec<ThresholdRule> {
     ]
 }
 
+/// The bottleneck kinds the analyzer raises candidates for; each gets a signal rule.
+pub const BOTTLENECK_SIGNALS: [&str; 8] = [
+    "cpu_bound",
+    "memory_pressure",
+    "memory_leak",
+    "io_bound",
+    "descriptor_exhaustion",
+    "restart_instability",
+    "latency_regression",
+    "host_contention",
+];
+
+/// The signal rules perfvisor ships for the analyzer's bottleneck candidates that no rule
+/// in `rules` follows yet (so one candidate never makes two notifications). Each is named
+/// after its candidate.
+fn bottleneck_rules(rules: &[ThresholdRule]) -> Vec<ThresholdRule> {
+    let followed: Vec<&str> = rules
+        .iter()
+        .filter_map(|r| match &r.condition {
+            Condition::Signal { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    BOTTLENECK_SIGNALS
+        .iter()
+        .map(|kind| format!("bottleneck.{kind}"))
+        .filter(|name| !followed.contains(&name.as_str()))
+        .map(|name| ThresholdRule::signal(name.clone(), name))
+        .collect()
+}
+
+/// The rules the engine runs: with `defaults`, the [`default_rules`] (a user rule of the
+/// same name replaces one), the user's rules, and a signal rule for every bottleneck kind no
+/// rule follows yet; without, the user's rules alone. The live dispatcher and
+/// `perfvisor replay` both build their engine from this.
+pub fn effective_rules(user: &[ThresholdRule], defaults: bool) -> Vec<ThresholdRule> {
+    let mut rules: Vec<ThresholdRule> = Vec::new();
+    if defaults {
+        rules.extend(default_rules());
+    }
+    for rule in user {
+        rules.retain(|r| r.name != rule.name);
+        rules.push(rule.clone());
+    }
+    if defaults {
+        let extra = bottleneck_rules(&rules);
+        rules.extend(extra);
+    }
+    rules
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1924,6 +1977,7 @@ mod tests {
             ts_ms: t,
             kind,
             detail: String::new(),
+            intended: false,
         }
     }
 

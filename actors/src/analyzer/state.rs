@@ -366,10 +366,12 @@ impl AnalyzerState {
         anomalies
     }
 
-    /// Notes a lifecycle event (restarts and unexpected exits count against stability;
-    /// a stop forgets nothing, so a report after the stop still explains it).
+    /// Notes a lifecycle event (restarts and unexpected exits count against stability,
+    /// intended ones do not; a stop forgets nothing, so a report after the stop still
+    /// explains it).
     pub fn lifecycle(&mut self, event: &LifecycleEvent) {
-        if matches!(event.kind, LifecycleKind::Restarted | LifecycleKind::Exited) {
+        if !event.intended && matches!(event.kind, LifecycleKind::Restarted | LifecycleKind::Exited)
+        {
             let times = self.restarts.entry(event.daemon.clone()).or_default();
             times.push_back(event.ts_ms);
             while times.len() > 64 {
@@ -792,6 +794,7 @@ mod tests {
                 ts_ms: now - 60_000,
                 kind: LifecycleKind::Restarted,
                 detail: String::new(),
+                intended: false,
             });
         }
         let report = state.report(&DaemonId::new("d"), now).expect("report");

@@ -646,6 +646,7 @@ mod tests {
             ts_ms,
             kind,
             detail: format!("{} at {ts_ms}", kind.as_str()),
+            intended: false,
         }
     }
 }

@@ -291,6 +291,7 @@ fn decode_event(row: &Row<'_>) -> Result<Result<LifecycleEvent, String>, rusqlit
         pid,
         ts_ms,
         kind,
+        intended: detail.starts_with(crate::types::INTENDED_PREFIX),
         detail,
     }))
 }

@@ -369,6 +369,7 @@ mod history {
                 ts_ms: T0 + day * DAY_MS,
                 kind: crate::types::LifecycleKind::Started,
                 detail: String::new(),
+                intended: false,
             };
             assert!(handle.record_event(event.clone()));
             event.ts_ms += 1;
