@@ -1067,10 +1067,16 @@ impl Handler<DaemonStarted> for Supervisor {
                 _ => LifecycleKind::Started,
             };
             if previous.as_ref() != Some(&spec) {
+                let new_process = previous.as_ref().is_none_or(|old| old.pid != spec.pid);
                 let detail = previous
                     .map(|old| format!("previous pid {}", old.pid))
                     .unwrap_or_default();
                 self.record_event(&spec.id, spec.pid, kind, detail);
+                if new_process {
+                    // The planned restart is done once its new process runs: a crash of
+                    // that process is a crash.
+                    self.planned_restarts.remove(&spec.id);
+                }
             }
             self.collector.do_send(RegisterDaemon { spec });
             self.apply_diff(ctx);

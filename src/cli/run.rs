@@ -465,6 +465,27 @@ fn on_event(running: &Running, handle: &tokio::runtime::Handle, event: ManagerEv
                 tracing::debug!(daemon = %name, error = %e, "Check failed.");
             }
         }
+        ManagerEvent::Stopping {
+            name,
+            pid,
+            intent,
+            expected,
+        } => {
+            // Waited for here, before the next event, so that the engine knows the exit
+            // that follows is intended before the watcher can see it: a stop retires the
+            // watcher (no `daemon_down`), a restart opens a planned-restart window (its exit
+            // and the new start count as no crash).
+            tracing::info!(daemon = %name, pid, "Daemon {}.", intent.as_str());
+            let pv = running.pv.clone();
+            let told = if intent.restarts() {
+                handle.block_on(pv.daemon_restarting(name.as_str(), expected))
+            } else {
+                handle.block_on(pv.daemon_stopped(name.as_str()))
+            };
+            if let Err(e) = told {
+                tracing::warn!(daemon = %name, error = %e, "Could not tell the engine about an intended stop.");
+            }
+        }
         ManagerEvent::Fatal { name, reason, .. } => {
             tracing::error!(daemon = %name, %reason, "Managed daemon given up (fatal).");
         }

@@ -28,7 +28,7 @@ use super::process::{
     decode, open_fifo, pidfd_open, proc_stat, process_age, signal_group, spawn,
     wait_exit_then_kill_group, wait_pidfd, Output,
 };
-use super::spec::{DaemonState, DaemonStatus, ExitInfo, ManagedSpec, ManagerEvent};
+use super::spec::{DaemonState, DaemonStatus, ExitInfo, ManagedSpec, ManagerEvent, StopIntent};
 use super::state::{
     fingerprint, invocation_id, locate, pid_reused, still_runs, Record, StateStore,
 };
@@ -37,6 +37,9 @@ use super::state::{
 const DEPENDENCY_POLL: Duration = Duration::from_millis(20);
 /// How long to wait for the kernel to report a SIGKILLed leader's exit before giving up on it.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Added to the stop timeout and start-up grace of an intended restart: how long its exit
+/// and the new process's start count as intended rather than as failures.
+const INTENDED_RESTART_MARGIN: Duration = Duration::from_secs(10);
 /// How often an adopted process is looked at when the kernel has no pidfds.
 const ADOPTED_POLL: Duration = Duration::from_millis(100);
 
@@ -389,6 +392,7 @@ impl Supervisor {
                 Phase::Waiting | Phase::Running(_) => {}
             },
             Control::Stop { timeout, ack } => {
+                self.announce_stop(StopIntent::Stop);
                 self.stop_process(timeout);
                 self.phase = Phase::Idle;
                 self.set_state(DaemonState::Stopped);
@@ -399,12 +403,14 @@ impl Supervisor {
                 let _ = ack.send(());
             }
             Control::Restart => {
+                self.announce_stop(StopIntent::Restart);
                 self.stop_process(None);
                 self.tracker.reset();
                 self.set_status(|s| s.status.restarts = s.status.restarts.saturating_add(1));
                 self.spawn_process();
             }
             Control::Replace { spec } => {
+                self.announce_stop(StopIntent::Reload);
                 self.stop_process(None);
                 if spec.logs != self.spec.logs || spec.name != self.spec.name {
                     // In place: the FIFOs' log threads hold these very logs.
@@ -422,6 +428,7 @@ impl Supervisor {
                 info!(daemon = %self.name, "Daemon spec changed; restarting.");
             }
             Control::Remove { timeout, ack } => {
+                self.announce_stop(StopIntent::Remove);
                 self.stop_process(timeout);
                 if self.fifos.is_some() {
                     self.shared.forget_fifos(&self.name);
@@ -756,6 +763,24 @@ impl Supervisor {
                 });
             }
         }
+    }
+
+    /// Says that the running process, if any, is about to be stopped on purpose.
+    fn announce_stop(&self, intent: StopIntent) {
+        let Phase::Running(running) = &self.phase else {
+            return;
+        };
+        let expected = if intent.restarts() {
+            self.spec.stop_timeout + self.spec.startup_grace + INTENDED_RESTART_MARGIN
+        } else {
+            Duration::ZERO
+        };
+        self.shared.emit(ManagerEvent::Stopping {
+            name: self.name.clone(),
+            pid: running.pid,
+            intent,
+            expected,
+        });
     }
 
     /// Stop the running process, if any: stop signal to the group, SIGKILL after the timeout.

@@ -318,6 +318,52 @@ pub enum ManagerEvent {
         /// Daemon name.
         name: String,
     },
+    /// A running process is about to be stopped on purpose (a stop, restart, reload or
+    /// removal asked through the CLI, the API, a config reload or an alert action). Sent
+    /// before the stop signal, so whoever watches the process can tell the exit that follows
+    /// from a crash.
+    Stopping {
+        /// Daemon name.
+        name: String,
+        /// Pid of the process being stopped.
+        pid: u32,
+        /// Why.
+        intent: StopIntent,
+        /// How long until a replacement should be running (restart and reload; zero for a
+        /// stop): the stop timeout, the start-up grace and a margin.
+        expected: Duration,
+    },
+}
+
+/// Why a managed process is stopped on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopIntent {
+    /// `perfvisor stop` (or the API): it stays stopped.
+    Stop,
+    /// `perfvisor restart`, the API or an alert action: a new process follows.
+    Restart,
+    /// A config reload changed its settings: a new process follows.
+    Reload,
+    /// A config reload removed it: it stays stopped.
+    Remove,
+}
+
+impl StopIntent {
+    /// In words, for logs and lifecycle history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopIntent::Stop => "stopped by the operator",
+            StopIntent::Restart => "restarted by the operator",
+            StopIntent::Reload => "restarted by a config reload",
+            StopIntent::Remove => "removed by a config reload",
+        }
+    }
+
+    /// True when a new process follows.
+    pub fn restarts(self) -> bool {
+        matches!(self, StopIntent::Restart | StopIntent::Reload)
+    }
 }
 
 impl ManagerEvent {
@@ -332,7 +378,8 @@ impl ManagerEvent {
             | Self::Fatal { name, .. }
             | Self::CheckResult { name, .. }
             | Self::Ready { name }
-            | Self::Stopped { name } => name,
+            | Self::Stopped { name }
+            | Self::Stopping { name, .. } => name,
         }
     }
 }

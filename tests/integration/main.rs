@@ -28,6 +28,8 @@ mod delivery;
 mod http;
 // The perfvisor binary: check-config fixtures, run with managed and attached daemons.
 mod cli;
+// Operator stops, restarts and reloads through the binary page nobody; a crash still counts.
+mod intent;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
 // The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.

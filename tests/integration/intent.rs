@@ -1,0 +1,181 @@
+//! Operator intent through the real binary: stops, starts, restarts and reloads done through
+//! perfvisor page nobody (no crash loop, no daemon down) and cost no stability, while a real
+//! crash of the same daemon still counts.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use perfvisor::StorageReader;
+
+use crate::support::{self, ChildGuard};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+}
+
+/// The config: one managed worker, a `daemon_down` tightened to 2 s so that a stop that
+/// still looked like a death would page within the test, and an exec sink that appends every
+/// notification it is handed to `delivered` (what a person would receive).
+fn config(dir: &Path, address: &str, delivered: &Path, marker: &str) -> String {
+    format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+judge_interval = "1s"
+listen = "{address}"
+token = "t0ken"
+
+[[daemon]]
+name = "worker"
+command = ["{loadgen}", "--cpu", "0"]
+env = {{ MARKER = "{marker}" }}
+stop_timeout = "2s"
+startup_grace = "1s"
+
+[[rule]]
+name = "daemon_down"
+kind = "absent"
+metric = "process.uptime_seconds"
+after = "2s"
+severity = "critical"
+
+[[sink]]
+name = "pager"
+kind = "exec"
+command = ["/bin/sh", "-c", "cat >> '{delivered}'; echo >> '{delivered}'"]
+"#,
+        db = dir.join("pv.db").display(),
+        loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen"),
+        delivered = delivered.display(),
+    )
+}
+
+/// Stop, start, three restarts and a reload that restarts the worker, then a final stop held
+/// past `daemon_down`'s 2 s: nothing is delivered, no alert fires, the report counts no
+/// restart, and every exit in the lifecycle history is marked intended. Then a SIGKILL from
+/// outside is a crash: an unintended exit, counted.
+#[test]
+fn operator_actions_page_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let delivered = dir.path().join("delivered.jsonl");
+    let path = dir.path().join("perfvisor.toml");
+    std::fs::write(&path, config(dir.path(), &address, &delivered, "one")).unwrap();
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut run = ChildGuard(child);
+    let cli = |args: &[&str]| -> Output {
+        bin()
+            .args(args)
+            .args(["--address", &address, "--token", "t0ken"])
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The worker's pid once it is watched (its report exists) and differs from `not`.
+    let watched_pid = |not: u32| -> u32 {
+        let started = Instant::now();
+        loop {
+            let out = cli(&["status", "--json"]);
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let pid = v["managed"][0]["pid"].as_u64().unwrap_or(0) as u32;
+                if pid != 0 && pid != not && cli(&["report", "worker"]).status.success() {
+                    return pid;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "worker not watched with a new pid: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut pid = watched_pid(0);
+    ok(&["stop", "worker"]);
+    ok(&["start", "worker"]);
+    pid = watched_pid(pid);
+    for _ in 0..3 {
+        ok(&["restart", "worker"]);
+        pid = watched_pid(pid);
+    }
+    std::fs::write(&path, config(dir.path(), &address, &delivered, "two")).unwrap();
+    ok(&["reload"]);
+    pid = watched_pid(pid);
+    // Long enough for the judgement (every 1 s) and the restart rules to see the six exits.
+    std::thread::sleep(Duration::from_secs(3));
+    let report: serde_json::Value =
+        serde_json::from_slice(&cli(&["report", "worker", "--json"]).stdout).unwrap();
+    assert_eq!(report["restarts_recent"], 0, "{report}");
+    ok(&["stop", "worker"]);
+    // Past daemon_down's 2 s and a few probes and judgements.
+    std::thread::sleep(Duration::from_secs(4));
+    let alerts = cli(&["alerts", "--json"]);
+    let firing: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    assert_eq!(firing.as_array().map(Vec::len), Some(0), "{firing}");
+    let sent = std::fs::read_to_string(&delivered).unwrap_or_default();
+    assert!(sent.trim().is_empty(), "delivered: {sent}");
+
+    let db = dir.path().join("pv.db");
+    let events = StorageReader::open(&db)
+        .unwrap()
+        .events(None, 0, i64::MAX)
+        .unwrap();
+    // Two stops, three restarts and the reload: each an exit, a restart or a stop.
+    let exits: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind.as_str() != "started")
+        .collect();
+    assert!(exits.len() >= 6, "{events:#?}");
+    assert!(exits.iter().all(|e| e.intended), "{events:#?}");
+
+    // A crash is still a crash: kill the restarted worker from outside.
+    ok(&["start", "worker"]);
+    pid = watched_pid(pid);
+    // SAFETY: kill with a valid signal number on a pid this test's perfvisor started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let started = Instant::now();
+    loop {
+        let events = StorageReader::open(&db)
+            .unwrap()
+            .events(None, 0, i64::MAX)
+            .unwrap();
+        if events
+            .iter()
+            .any(|e| e.kind.as_str() == "exited" && !e.intended && e.pid == pid)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the crash is not recorded as an unintended exit: {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill with a valid signal number; the pid is our child.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    while run.0.try_wait().unwrap().is_none() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "run ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
