@@ -65,6 +65,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Perfvisor,
+    /// Another perfvisor binary (`PERFVISOR_BASELINE_BIN`), e.g. a build of an earlier
+    /// commit, measured side by side with this one in the same run.
+    PerfvisorBaseline,
     Pidstat,
     ProcessExporter,
     Monit,
@@ -83,6 +86,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Perfvisor => "perfvisor",
+            Kind::PerfvisorBaseline => "perfvisor-baseline",
             Kind::Pidstat => "pidstat",
             Kind::ProcessExporter => "process-exporter",
             Kind::Monit => "monit",
@@ -92,6 +96,7 @@ impl Kind {
 
     fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == s).or(match s {
+            "perfvisor-baseline" => Some(Kind::PerfvisorBaseline),
             "prometheus-process-exporter" | "exporter" => Some(Kind::ProcessExporter),
             _ => None,
         })
@@ -112,6 +117,8 @@ struct Opts {
 
 const USAGE: &str = "cargo bench --bench overhead -- [--n 10,100,1000] [--seconds 60] \
                      [--warmup 10] [--monitors perfvisor,pidstat,process-exporter,monit,floor]\n\
+                     (--monitors perfvisor,perfvisor-baseline with PERFVISOR_BASELINE_BIN=PATH \
+                     compares two builds)\n\
                      cargo bench --bench overhead -- --soak MINUTES --n 1000 [--push-series 7000]";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -670,6 +677,10 @@ fn not_started() -> ! {
 // --- perfvisor -------------------------------------------------------------------------
 
 struct PerfvisorMon {
+    /// The binary to run.
+    bin: String,
+    /// Names its database and config in the shared directory.
+    tag: &'static str,
     proc: Option<Proc>,
     port: u16,
     log: PathBuf,
@@ -709,7 +720,7 @@ impl Monitor for PerfvisorMon {
         let addr = format!("127.0.0.1:{}", self.port);
         let mut config = format!(
             "[supervisor]\ndatabase = \"{}\"\nprobe_interval = \"1s\"\nlisten = \"{addr}\"\n",
-            ctx.dir.join("perfvisor.db").display()
+            ctx.dir.join(format!("{}.db", self.tag)).display()
         );
         if let Some(token) = &self.token {
             config.push_str(&format!("token = \"{token}\"\n"));
@@ -717,10 +728,10 @@ impl Monitor for PerfvisorMon {
         for (i, pid) in ctx.pids.iter().enumerate() {
             config.push_str(&format!("\n[[attach]]\nname = \"d{i}\"\npid = {pid}\n"));
         }
-        let file = ctx.dir.join("perfvisor.toml");
+        let file = ctx.dir.join(format!("{}.toml", self.tag));
         fs::write(&file, config).map_err(|e| e.to_string())?;
         let log = File::create(&self.log).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(PERFVISOR);
+        let mut cmd = Command::new(&self.bin);
         cmd.args(["run", "--config"])
             .arg(&file)
             .env("RUST_LOG", "warn")
@@ -1515,6 +1526,17 @@ fn make_monitor(kind: Kind, dir: &Path) -> Result<Box<dyn Monitor>, String> {
     let log = dir.join(format!("{}.log", kind.name()));
     Ok(match kind {
         Kind::Perfvisor => Box::new(PerfvisorMon {
+            bin: PERFVISOR.to_string(),
+            tag: "perfvisor",
+            proc: None,
+            port: free_port()?,
+            log,
+            token: None,
+        }),
+        Kind::PerfvisorBaseline => Box::new(PerfvisorMon {
+            bin: std::env::var("PERFVISOR_BASELINE_BIN")
+                .map_err(|_| "PERFVISOR_BASELINE_BIN (the baseline perfvisor binary)")?,
+            tag: "perfvisor-baseline",
             proc: None,
             port: free_port()?,
             log,
@@ -1900,6 +1922,8 @@ fn soak(minutes: u64, opts: &Opts) -> Result<(), String> {
     let mut targets = Targets::start(n, &tag)?;
     let token = format!("soak-{}", std::process::id());
     let mut mon = PerfvisorMon {
+        bin: PERFVISOR.to_string(),
+        tag: "perfvisor",
         proc: None,
         port: free_port()?,
         log: dir.path().join("perfvisor.log"),
