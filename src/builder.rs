@@ -9,7 +9,7 @@ use perfvisor_actors::storage::Retention;
 use perfvisor_actors::supervisor::{EngineConfig, RestartKind, RestartPolicy};
 use perfvisor_actors::types::{Clock, SystemClock};
 
-use crate::{Error, Perfvisor};
+use crate::{DatabaseLock, Error, Perfvisor};
 
 /// Default database file, relative to the working directory.
 pub const DEFAULT_DATABASE: &str = "perfvisor.db";
@@ -34,6 +34,8 @@ pub const DEFAULT_JUDGE_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct PerfvisorBuilder {
     config: EngineConfig,
+    /// A lock on the database taken by the caller; `start` takes one when this is `None`.
+    lock: Option<Arc<DatabaseLock>>,
 }
 
 impl Default for PerfvisorBuilder {
@@ -59,6 +61,7 @@ impl Default for PerfvisorBuilder {
                 daemon_control: None,
                 action_limits: ActionLimits::default(),
             },
+            lock: None,
         }
     }
 }
@@ -165,8 +168,31 @@ impl PerfvisorBuilder {
         self.config.clock = Arc::new(clock);
         self
     }
-    /// Starts perfvisor on threads of its own and returns its handle.
+    /// The database's single-instance lock, when the caller took it before writing anything
+    /// next to the database (as the `perfvisor` binary does). Without it, `start` takes the
+    /// lock itself. A lock on another database is refused by `start`.
+    pub fn database_lock(mut self, lock: DatabaseLock) -> Self {
+        self.lock = Some(Arc::new(lock));
+        self
+    }
+    /// Starts perfvisor on threads of its own and returns its handle. Takes the database's
+    /// lock first ([`DatabaseLock`]): a second perfvisor on a database in use is refused with
+    /// [`Error::DatabaseInUse`], before anything is written.
     pub fn start(self) -> Result<Perfvisor, Error> {
-        Perfvisor::start(self.config)
+        let lock = match self.lock {
+            Some(lock) if lock.database() == self.config.database => lock,
+            Some(lock) => {
+                return Err(Error::InvalidSetting(format!(
+                    "the database lock given is for {}, not for the database {}",
+                    lock.database().display(),
+                    self.config.database.display()
+                )))
+            }
+            None => Arc::new(DatabaseLock::acquire(
+                &self.config.database,
+                &crate::lock::default_holder(),
+            )?),
+        };
+        Perfvisor::start(self.config, lock)
     }
 }

@@ -35,6 +35,9 @@ struct Inner {
     parts: EngineParts,
     system: actix::System,
     database: PathBuf,
+    /// One perfvisor per database: held until `shutdown()` has stored everything (or the
+    /// last handle is dropped).
+    lock: Mutex<Option<Arc<crate::DatabaseLock>>>,
     stopped: AtomicBool,
     done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
@@ -63,7 +66,10 @@ impl Perfvisor {
         PerfvisorBuilder::default()
     }
 
-    pub(crate) fn start(config: EngineConfig) -> Result<Perfvisor, Error> {
+    pub(crate) fn start(
+        config: EngineConfig,
+        lock: Arc<crate::DatabaseLock>,
+    ) -> Result<Perfvisor, Error> {
         let database = config.database.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -90,6 +96,7 @@ impl Perfvisor {
                 parts,
                 system,
                 database,
+                lock: Mutex::new(Some(lock)),
                 stopped: AtomicBool::new(false),
                 done: Mutex::new(Some(done_rx)),
             }),
@@ -364,6 +371,8 @@ impl Perfvisor {
         if let Some(done) = done {
             let _ = done.await;
         }
+        // Everything is stored: another perfvisor may use the database now.
+        self.inner.lock.lock().ok().and_then(|mut l| l.take());
         result.map_err(|_| Error::NotRunning)
     }
 }

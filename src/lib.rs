@@ -6,6 +6,7 @@ pub mod config;
 mod handle;
 pub mod http;
 pub mod loadgen;
+mod lock;
 pub mod manager;
 
 pub use builder::{
@@ -14,6 +15,7 @@ pub use builder::{
     DEFAULT_STORAGE_QUEUE,
 };
 pub use handle::Perfvisor;
+pub use lock::{lock_path, DatabaseLock};
 
 pub use perfvisor_actors::alerts::{
     default_rules, ActionLimits, Comparison, Condition, DaemonControl, FlapDamping, Matcher,
@@ -67,7 +69,35 @@ pub enum Error {
         /// What is wrong and what would be accepted.
         problem: String,
     },
+    /// A builder setting contradicts another (the words say which).
+    #[error("{0}")]
+    InvalidSetting(String),
     /// The system thread could not be started.
     #[error("cannot start perfvisor's system thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// Another perfvisor holds the database ([`DatabaseLock`]).
+    #[error(
+        "the history database {} is in use by another perfvisor ({holder}); stop that one, \
+         or give this one another database",
+        database.display()
+    )]
+    DatabaseInUse {
+        /// The database.
+        database: std::path::PathBuf,
+        /// What the holder recorded of itself (its pid, and the binary's listen address).
+        holder: String,
+    },
+    /// The database's lock file could not be created or locked.
+    #[error(
+        "cannot take the lock {} of the history database: {source} (the database's \
+         directory must exist and be writable)",
+        path.display()
+    )]
+    DatabaseLock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }

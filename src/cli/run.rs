@@ -13,7 +13,7 @@ use std::time::Duration;
 use perfvisor::config::{self, AttachConfig, AttachSelector, Config, DaemonConfig};
 use perfvisor::http::{serve, ApiConfig};
 use perfvisor::manager::{self as mgr, Manager, ManagerEvent};
-use perfvisor::{ActorKind, DaemonControl, DaemonId, PanicTarget, Perfvisor};
+use perfvisor::{ActorKind, DaemonControl, DaemonId, DatabaseLock, PanicTarget, Perfvisor};
 
 use super::CliError;
 
@@ -252,6 +252,17 @@ impl Running {
 
 async fn supervise(path: PathBuf, config: Config, chaos: Option<f64>) -> Result<(), CliError> {
     let token = token(&config)?;
+    // Before anything is written next to the database: a second instance on it would
+    // re-adopt this one's daemons and interleave its history.
+    let lock = DatabaseLock::acquire(
+        &config.supervisor.database,
+        &format!(
+            "pid {}, listening on {}",
+            std::process::id(),
+            config.supervisor.listen
+        ),
+    )
+    .map_err(|e| CliError::usage(e.to_string()))?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     // Next to the database: the record of the managed processes and their output FIFOs, so
     // a perfvisor killed without stopping them re-adopts them instead of starting copies.
@@ -264,7 +275,8 @@ async fn supervise(path: PathBuf, config: Config, chaos: Option<f64>) -> Result<
     })?);
     let builder = config
         .apply(Perfvisor::builder())
-        .daemon_control(ManagerControl(Arc::clone(&manager)));
+        .daemon_control(ManagerControl(Arc::clone(&manager)))
+        .database_lock(lock);
     let pv = builder
         .start()
         .map_err(|e| CliError::usage(format!("cannot start: {e}")))?;

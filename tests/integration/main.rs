@@ -30,6 +30,8 @@ mod http;
 mod cli;
 // Operator stops, restarts and reloads through the binary page nobody; a crash still counts.
 mod intent;
+// One perfvisor per database: a second engine or binary is refused, the first untouched.
+mod single_instance;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
 // The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.
