@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
-use perfvisor_actors::alerts::{AlertCallback, Silence, ThresholdRule};
+use perfvisor_actors::alerts::{
+    AlertCallback, AlertingChange, RuleInfo, Silence, SinkConfig, ThresholdRule,
+};
 use perfvisor_actors::analyzer::{DaemonReport, HostReport};
 use perfvisor_actors::messages::*;
 use perfvisor_actors::recorder::Recorder;
 use perfvisor_actors::storage::{StorageFault, StorageReader};
 use perfvisor_actors::supervisor::{start_engine, EngineConfig, EngineParts};
 use perfvisor_actors::telemetry::Status;
-use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec, Sample};
+use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec, Sample, Source};
 
 use crate::{Error, PerfvisorBuilder};
 
@@ -169,6 +171,54 @@ impl Perfvisor {
             .send(AddRule { rule })
             .await
             .map_err(|_| Error::NotRunning)
+    }
+
+    /// Every rule perfvisor runs, enabled or not: built-ins, the config's and the host's,
+    /// each with its origin and its settings in words.
+    pub async fn rules(&self) -> Result<Vec<RuleInfo>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(GetRules)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Anomaly candidates seen per source (a daemon, the host, perfvisor) over the last
+    /// hour; sources with none are left out.
+    pub async fn anomaly_rates(&self) -> Result<Vec<(Source, u64)>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(GetAnomalyRates)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Replaces the config file's alerting (a reload): `rules` replace the config rules
+    /// whole (a removed rule's firing alert is resolved, unchanged rules keep their state);
+    /// `sinks`, when given, are rebuilt; `silences`, when given, replace the silences made
+    /// with `created_by = "config"`. Rules the host added and other silences are kept.
+    pub async fn replace_config_alerting(
+        &self,
+        rules: Vec<ThresholdRule>,
+        sinks: Option<Vec<(String, SinkConfig)>>,
+        silences: Option<Vec<Silence>>,
+    ) -> Result<AlertingChange, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .supervisor
+            .send(ReplaceAlerting {
+                rules,
+                sinks,
+                silences,
+            })
+            .await
+            .map_err(|_| Error::NotRunning)?
+            .map_err(Error::Alerting)
     }
 
     /// The alerts firing now.

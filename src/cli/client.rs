@@ -148,6 +148,9 @@ pub fn print_status(daemons: &Value, status: &Value) {
             .map(|r| format!(", WRITES FAILING: {r}"))
             .unwrap_or_default()
     );
+    for reason in status["health_reasons"].as_array().into_iter().flatten() {
+        println!("  degraded: {}", reason.as_str().unwrap_or("?"));
+    }
     println!(
         "{:<20} {:>8} {:>8} {:>8} {:>7} {:>12} {:>6} {:<10} {:>6}",
         "DAEMON", "PID", "PROBES", "RESTARTS", "CPU", "MEMORY", "SCORE", "LEVEL", "ALERTS"
@@ -252,13 +255,64 @@ pub fn print_alerts(alerts: &Value) {
         println!("No alert is firing.");
     }
     for a in list {
+        let since = a["since_ms"]
+            .as_i64()
+            .map_or_else(|| "?".into(), perfvisor_actors::alerts::rfc3339);
         println!(
             "{:<9} {:<28} {:<16} since {} — {}",
             a["severity"].as_str().unwrap_or("?"),
             a["rule"].as_str().unwrap_or("?"),
             a["daemon"].as_str().unwrap_or("-"),
-            a["since_ms"],
+            since,
             a["message"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// The `rules` table: every rule, enabled or not, with what it watches and where it comes
+/// from.
+pub fn print_rules(rules: &Value) {
+    let list = rules.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("No rule is defined.");
+        return;
+    }
+    let width = |key: &str, min: usize| {
+        list.iter()
+            .map(|r| r[key].as_str().map_or(0, |s| s.chars().count()))
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let (wn, wk, ww, wt) = (
+        width("name", 4),
+        width("kind", 4),
+        width("watches", 7),
+        width("timing", 6),
+    );
+    println!(
+        "{:<wn$}  {:<wk$}  {:<ww$}  {:<wt$}  {:<8}  {:<8}  ENABLED",
+        "NAME", "KIND", "WATCHES", "TIMING", "SEVERITY", "ORIGIN"
+    );
+    for r in list {
+        let origin = match r["origin"].as_str() {
+            Some("built_in") => "built-in",
+            Some(o) => o,
+            None => "?",
+        };
+        println!(
+            "{:<wn$}  {:<wk$}  {:<ww$}  {:<wt$}  {:<8}  {:<8}  {}",
+            r["name"].as_str().unwrap_or("?"),
+            r["kind"].as_str().unwrap_or("?"),
+            r["watches"].as_str().unwrap_or("?"),
+            r["timing"].as_str().unwrap_or("?"),
+            r["severity"].as_str().unwrap_or("?"),
+            origin,
+            if r["enabled"].as_bool().unwrap_or(true) {
+                "yes"
+            } else {
+                "no"
+            }
         );
     }
 }

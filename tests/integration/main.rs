@@ -28,6 +28,8 @@ mod delivery;
 mod http;
 // The perfvisor binary: check-config fixtures, run with managed and attached daemons.
 mod cli;
+// Rules users see (`perfvisor rules`) and a reload that removes rules.
+mod reload_rules;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
 // The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.

@@ -8,12 +8,19 @@
 //! timeout (`sinks`). Notifications produced by one evaluation are grouped by rule for the
 //! sinks (one payload per group); actors and closures get each alert at once.
 //!
-//! Candidates from the analyzer (`bottleneck.*`) go through the engine's signal rules, so
-//! they get `for`, cooldown, repeat and flap damping like any rule; every bottleneck kind has
-//! a signal rule named after it. Anomaly candidates (`anomaly.*`) and perfvisor's internal
-//! alerts are delivered as they come.
+//! Every alert goes through the one rule engine. Candidates from the analyzer
+//! (`bottleneck.<kind>`, `anomaly.<metric>`) and from the supervisor
+//! (`perfvisor.storage_failing`, `perfvisor.degraded`) feed its signal rules, so they get
+//! `for`, cooldown, repeat, flap damping, silences and persistence like any rule, are in the
+//! firing set (`GET /api/v1/alerts`, the minute re-send to Alertmanager), and a candidate no
+//! enabled rule follows is not delivered at all. By default no rule follows anomalies (the
+//! built-in `app_anomaly` ships disabled): they inform reports and the per-source anomaly
+//! rate, they do not page.
+//!
+//! A reload replaces the config's rules, sinks and silences ([`ReplaceRules`]): states of
+//! unchanged rules are kept, a removed or changed rule's firing alert is resolved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +31,8 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use super::action::{ActionLimits, ActionRunner, DaemonControl};
 use super::rules::{
-    effective_rules, group, GroupBy, Notification, PersistedState, RuleEngine, ThresholdRule,
+    effective_rules, group, listed_rules, perfvisor_rules, GroupBy, Notification, PersistedState,
+    RuleEngine, RulesChange, ThresholdRule,
 };
 use super::silence::{Silence, Silences};
 use super::sinks::Sink;
@@ -33,7 +41,7 @@ use crate::panic_guard::guard;
 use crate::storage::{StorageHandle, StorageReader};
 use crate::supervisor::{ChildHandle, Restartable};
 use crate::telemetry::EngineStats;
-use crate::types::{Alert, AlertState, SharedClock, TimestampMs};
+use crate::types::{Alert, AlertState, SharedClock, Source, TimestampMs};
 
 /// A closure subscribed to alerts.
 pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -53,6 +61,16 @@ const ALERTMANAGER_RESEND_MS: i64 = 60_000;
 /// A state that notified within this long is kept (so a restart keeps its cooldown).
 const COOLDOWN_MEMORY_MS: i64 = 24 * 3_600_000;
 
+/// Window of the per-source anomaly rate.
+const ANOMALY_RATE_WINDOW_MS: i64 = 3_600_000;
+
+/// Anomaly candidates remembered per source at most (bounds memory under a flood; the rate
+/// then reads as at least this).
+const ANOMALY_RATE_CAP: usize = 10_000;
+
+/// `created_by` of silences that come from the config file (replaced on reload).
+pub const CONFIG_SILENCE: &str = "config";
+
 /// Key prefixes in the `alert_state` table.
 const STATE_PREFIX: &str = "rule:";
 const SILENCE_PREFIX: &str = "silence:";
@@ -60,8 +78,10 @@ const SILENCE_PREFIX: &str = "silence:";
 /// What the dispatcher is built from (its spec: a restart rebuilds everything else).
 #[derive(Clone)]
 pub struct DispatcherConfig {
-    /// Rules given by the host and config.
+    /// Rules given by the host.
     pub rules: Vec<ThresholdRule>,
+    /// Rules from the config file (replaced whole by a reload).
+    pub config_rules: Vec<ThresholdRule>,
     /// Ship the default rules (and a signal rule per bottleneck kind).
     pub default_rules: bool,
     /// Sinks, by name.
@@ -78,6 +98,7 @@ impl std::fmt::Debug for DispatcherConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DispatcherConfig")
             .field("rules", &self.rules.len())
+            .field("config_rules", &self.config_rules.len())
             .field("default_rules", &self.default_rules)
             .field("sinks", &self.sinks.len())
             .field("control", &self.control.is_some())
@@ -102,6 +123,56 @@ pub struct AlertDispatcher {
     last_persist_ms: TimestampMs,
     last_resend_ms: TimestampMs,
     restored: bool,
+    /// Times of recent anomaly candidates, per source (the anomaly rate in `/metrics`).
+    anomalies: BTreeMap<Source, VecDeque<TimestampMs>>,
+}
+
+/// What a [`ReplaceRules`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertingChange {
+    /// Rules added, removed and changed (built-ins a config rule replaces or switches off
+    /// count as changed).
+    pub rules: RulesChange,
+    /// The sinks now, by name, when they were rebuilt.
+    pub sinks: Option<Vec<String>>,
+    /// The config's silences now, by id, when they were replaced.
+    pub silences: Option<Vec<String>>,
+}
+
+impl AlertingChange {
+    /// The change in words: `rules: removed api_cpu; changed disk_low`, `sinks rebuilt:
+    /// hook`, `silences replaced: maint`; empty when nothing changed.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let r = &self.rules;
+        let mut rules = Vec::new();
+        for (word, names) in [
+            ("added", &r.added),
+            ("removed", &r.removed),
+            ("changed", &r.changed),
+        ] {
+            if !names.is_empty() {
+                rules.push(format!("{word} {}", names.join(", ")));
+            }
+        }
+        if !rules.is_empty() {
+            parts.push(format!("rules: {}", rules.join("; ")));
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        if let Some(s) = &self.sinks {
+            parts.push(format!("sinks rebuilt: {}", list(s)));
+        }
+        if let Some(s) = &self.silences {
+            parts.push(format!("config silences replaced: {}", list(s)));
+        }
+        parts.join("; ")
+    }
 }
 
 impl AlertDispatcher {
@@ -126,6 +197,7 @@ impl AlertDispatcher {
             last_persist_ms: 0,
             last_resend_ms: 0,
             restored: false,
+            anomalies: BTreeMap::new(),
         };
         d.rebuild();
         d
@@ -133,11 +205,7 @@ impl AlertDispatcher {
 
     /// Rebuilds every piece of state from the spec and the database.
     fn rebuild(&mut self) {
-        let mut engine = RuleEngine::new(Vec::new());
-        for rule in effective_rules(&self.config.rules, self.config.default_rules) {
-            engine.add(rule);
-        }
-        self.rules = engine;
+        self.rules = RuleEngine::new(self.effective());
         self.silences = Silences::default();
         self.persisted.clear();
         self.restored = false;
@@ -157,6 +225,108 @@ impl AlertDispatcher {
 
     fn now(&self) -> TimestampMs {
         self.config.clock.now_ms()
+    }
+
+    /// The rule set from the spec: host rules, then config rules, over the built-ins.
+    fn effective(&self) -> Vec<ThresholdRule> {
+        let user: Vec<ThresholdRule> = self
+            .config
+            .rules
+            .iter()
+            .chain(&self.config.config_rules)
+            .cloned()
+            .collect();
+        effective_rules(&user, self.config.default_rules)
+    }
+
+    /// Tells `status()` which of perfvisor's own rules fire (perfvisor is degraded while one
+    /// does). A user's rule on a perfvisor series is the user's business, not health.
+    fn publish_own(&self) {
+        let names: Vec<String> = perfvisor_rules().into_iter().map(|r| r.name).collect();
+        let own: Vec<String> = self
+            .rules
+            .firing()
+            .into_iter()
+            .filter(|a| names.contains(&a.rule))
+            .map(|a| a.message)
+            .collect();
+        if let Ok(mut slot) = self.engine_stats.own_alerts.lock() {
+            if *slot != own {
+                *slot = own;
+            }
+        }
+    }
+
+    /// Counts an anomaly candidate for the per-source rate.
+    fn count_anomaly(&mut self, alert: &Alert, now: TimestampMs) {
+        if !alert.rule.starts_with("anomaly.") || alert.state != AlertState::Firing {
+            return;
+        }
+        let times = self
+            .anomalies
+            .entry(alert.series.source.clone())
+            .or_default();
+        times.push_back(now);
+        if times.len() > ANOMALY_RATE_CAP {
+            times.pop_front();
+        }
+        self.prune_anomalies(now);
+    }
+
+    /// Forgets anomalies older than the window, and sources with none left (the label set
+    /// stays bounded by the sources seen within the hour).
+    fn prune_anomalies(&mut self, now: TimestampMs) {
+        for times in self.anomalies.values_mut() {
+            while times
+                .front()
+                .is_some_and(|&t| now.saturating_sub(t) >= ANOMALY_RATE_WINDOW_MS)
+            {
+                times.pop_front();
+            }
+        }
+        self.anomalies.retain(|_, t| !t.is_empty());
+    }
+
+    /// Swaps the config's rules (and sinks, silences); see [`ReplaceRules`].
+    fn replace(&mut self, msg: ReplaceRules) -> AlertingChange {
+        self.restore();
+        let now = self.now();
+        self.config.config_rules = msg.rules;
+        let (out, rules) = self.rules.replace(self.effective(), now);
+        let mut change = AlertingChange {
+            rules,
+            ..AlertingChange::default()
+        };
+        if let Some(sinks) = msg.sinks {
+            change.sinks = Some(sinks.iter().map(|s| s.name().to_string()).collect());
+            self.config.sinks = sinks;
+        }
+        if let Some(silences) = msg.silences {
+            let old: Vec<String> = self
+                .silences
+                .all()
+                .iter()
+                .filter(|s| s.created_by == CONFIG_SILENCE)
+                .map(|s| s.id.clone())
+                .collect();
+            for id in old {
+                self.silences.remove(&id);
+            }
+            let mut ids = Vec::new();
+            for silence in silences {
+                let id = silence.id.clone();
+                match self.silences.add(silence) {
+                    Ok(()) => ids.push(id),
+                    Err(e) => tracing::warn!(silence = %id, error = %e, "Config silence refused."),
+                }
+            }
+            change.silences = Some(ids);
+        }
+        // The resolutions go out after the swap, to the new sinks.
+        self.handle_notifications(out);
+        self.persist(now);
+        self.publish_own();
+        change
     }
 
     /// Loads the engine states and silences the database holds (once per start).
@@ -195,6 +365,7 @@ impl AlertDispatcher {
         }
         let n = engine_states.len();
         self.rules.restore(engine_states, now);
+        self.publish_own();
         if n > 0 {
             tracing::info!(
                 states = n,
@@ -304,6 +475,7 @@ impl AlertDispatcher {
             }
         }
         self.persist(now);
+        self.publish_own();
     }
 
     /// Hands one alert to actors and closures, and to history.
@@ -354,29 +526,13 @@ impl AlertDispatcher {
         }
     }
 
-    /// Candidates and internal alerts.
-    fn raise(&mut self, alert: Alert) {
+    /// Candidates (the analyzer's and perfvisor's own): all through the signal rules.
+    fn raise(&mut self, candidate: Alert) {
         self.restore();
-        if alert.rule.starts_with("bottleneck.") {
-            let now = self.now();
-            let out = self.rules.signal(&alert, now);
-            self.handle_notifications(out);
-            return;
-        }
         let now = self.now();
-        if let Some(id) = self.silences.silenced_by(&alert, now) {
-            let mut alert = alert;
-            alert.message = format!("[silenced by {id}] {}", alert.message);
-            self.storage.record_alert(alert);
-            return;
-        }
-        self.deliver_now(&alert);
-        if !self.config.sinks.is_empty() {
-            let alerts: Arc<[Alert]> = Arc::from(vec![alert]);
-            for sink in &self.config.sinks {
-                sink.send(Arc::clone(&alerts));
-            }
-        }
+        self.count_anomaly(&candidate, now);
+        let out = self.rules.signal(&candidate, now);
+        self.handle_notifications(out);
     }
 
     fn tick(&mut self) {
@@ -488,6 +644,45 @@ impl Handler<AddRule> for AlertDispatcher {
         self.config.rules.retain(|r| r.name != msg.rule.name);
         self.config.rules.push(msg.rule.clone());
         self.rules.add(msg.rule);
+    }
+}
+
+impl Handler<ReplaceRules> for AlertDispatcher {
+    type Result = MessageResult<ReplaceRules>;
+    fn handle(&mut self, msg: ReplaceRules, ctx: &mut Self::Context) -> Self::Result {
+        self.restart.child.stats.dequeued();
+        match guard(|| self.replace(msg)) {
+            Ok(change) => MessageResult(change),
+            Err(reason) => {
+                self.restart.fail(ctx, &reason);
+                MessageResult(AlertingChange::default())
+            }
+        }
+    }
+}
+
+impl Handler<GetRules> for AlertDispatcher {
+    type Result = MessageResult<GetRules>;
+    fn handle(&mut self, _: GetRules, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(listed_rules(
+            &self.config.rules,
+            &self.config.config_rules,
+            self.config.default_rules,
+        ))
+    }
+}
+
+impl Handler<GetAnomalyRates> for AlertDispatcher {
+    type Result = MessageResult<GetAnomalyRates>;
+    fn handle(&mut self, _: GetAnomalyRates, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        self.prune_anomalies(now);
+        MessageResult(
+            self.anomalies
+                .iter()
+                .map(|(source, t)| (source.clone(), t.len() as u64))
+                .collect(),
+        )
     }
 }
 
