@@ -141,3 +141,53 @@ fn removed_rule_stops_firing_after_reload() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A rule removed from the config while perfvisor was down: its firing alert, restored
+/// from the database, is resolved at the next start with a message saying why, not left
+/// firing forever.
+#[tokio::test]
+async fn firing_alert_of_a_rule_removed_while_down_resolves_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+    let builder = || {
+        perfvisor::Perfvisor::builder()
+            .database(&db)
+            .host_interval(Duration::from_millis(500))
+            .default_rules(false)
+    };
+    let slow = perfvisor::ThresholdRule::above("slow_search", "search.latency_seconds", 0.5);
+    let pv = builder().config_rules(vec![slow]).start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pv.on_alert(move |a| {
+        let _ = tx.send(a.clone());
+    })
+    .await
+    .unwrap();
+    pv.recorder()
+        .for_daemon("searcher")
+        .observe("search.latency_seconds", 0.9);
+    let fired = rx.recv_timeout(Duration::from_secs(30)).expect("fires");
+    assert_eq!(fired.state, perfvisor::AlertState::Firing);
+    pv.shutdown().await.unwrap();
+
+    let pv = builder().start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pv.on_alert(move |a| {
+        let _ = tx.send(a.clone());
+    })
+    .await
+    .unwrap();
+    assert!(pv.firing_alerts().await.unwrap().is_empty());
+    let resolved = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("resolution of the orphaned alert");
+    assert_eq!(resolved.rule, "slow_search");
+    assert_eq!(resolved.state, perfvisor::AlertState::Resolved);
+    assert!(
+        resolved.message.contains("the rule was removed"),
+        "{}",
+        resolved.message
+    );
+    assert_eq!(resolved.since_ms, fired.since_ms);
+    pv.shutdown().await.unwrap();
+}

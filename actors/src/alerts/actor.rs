@@ -20,7 +20,7 @@
 //! A reload replaces the config's rules, sinks and silences ([`ReplaceRules`]): states of
 //! unchanged rules are kept, a removed or changed rule's firing alert is resolved.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,7 @@ use actix::prelude::*;
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::action::{ActionLimits, ActionRunner, DaemonControl};
+use super::rate::AnomalyRates;
 use super::rules::{
     effective_rules, group, listed_rules, perfvisor_rules, GroupBy, Notification, PersistedState,
     RuleEngine, RulesChange, ThresholdRule,
@@ -41,7 +42,7 @@ use crate::panic_guard::guard;
 use crate::storage::{StorageHandle, StorageReader};
 use crate::supervisor::{ChildHandle, Restartable};
 use crate::telemetry::EngineStats;
-use crate::types::{Alert, AlertState, SharedClock, Source, TimestampMs};
+use crate::types::{Alert, AlertState, SharedClock, TimestampMs};
 
 /// A closure subscribed to alerts.
 pub type AlertCallback = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -60,13 +61,6 @@ const ALERTMANAGER_RESEND_MS: i64 = 60_000;
 
 /// A state that notified within this long is kept (so a restart keeps its cooldown).
 const COOLDOWN_MEMORY_MS: i64 = 24 * 3_600_000;
-
-/// Window of the per-source anomaly rate.
-const ANOMALY_RATE_WINDOW_MS: i64 = 3_600_000;
-
-/// Anomaly candidates remembered per source at most (bounds memory under a flood; the rate
-/// then reads as at least this).
-const ANOMALY_RATE_CAP: usize = 10_000;
 
 /// `created_by` of silences that come from the config file (replaced on reload).
 pub const CONFIG_SILENCE: &str = "config";
@@ -123,8 +117,8 @@ pub struct AlertDispatcher {
     last_persist_ms: TimestampMs,
     last_resend_ms: TimestampMs,
     restored: bool,
-    /// Times of recent anomaly candidates, per source (the anomaly rate in `/metrics`).
-    anomalies: BTreeMap<Source, VecDeque<TimestampMs>>,
+    /// Recent anomaly candidates per source (the anomaly rate in `/metrics`).
+    anomalies: AnomalyRates,
 }
 
 /// What a [`ReplaceRules`] changed.
@@ -197,7 +191,7 @@ impl AlertDispatcher {
             last_persist_ms: 0,
             last_resend_ms: 0,
             restored: false,
-            anomalies: BTreeMap::new(),
+            anomalies: AnomalyRates::default(),
         };
         d.rebuild();
         d
@@ -259,32 +253,9 @@ impl AlertDispatcher {
 
     /// Counts an anomaly candidate for the per-source rate.
     fn count_anomaly(&mut self, alert: &Alert, now: TimestampMs) {
-        if !alert.rule.starts_with("anomaly.") || alert.state != AlertState::Firing {
-            return;
+        if alert.rule.starts_with("anomaly.") && alert.state == AlertState::Firing {
+            self.anomalies.record(&alert.series.source, now);
         }
-        let times = self
-            .anomalies
-            .entry(alert.series.source.clone())
-            .or_default();
-        times.push_back(now);
-        if times.len() > ANOMALY_RATE_CAP {
-            times.pop_front();
-        }
-        self.prune_anomalies(now);
-    }
-
-    /// Forgets anomalies older than the window, and sources with none left (the label set
-    /// stays bounded by the sources seen within the hour).
-    fn prune_anomalies(&mut self, now: TimestampMs) {
-        for times in self.anomalies.values_mut() {
-            while times
-                .front()
-                .is_some_and(|&t| now.saturating_sub(t) >= ANOMALY_RATE_WINDOW_MS)
-            {
-                times.pop_front();
-            }
-        }
-        self.anomalies.retain(|_, t| !t.is_empty());
     }
 
     /// Swaps the config's rules (and sinks, silences); see [`ReplaceRules`].
@@ -363,8 +334,35 @@ impl AlertDispatcher {
             }
             self.persisted.insert(key, json);
         }
+        // A firing alert whose rule was removed or switched off while perfvisor was down is
+        // resolved now, as a reload would have done; the engine drops its state.
+        let orphans: Vec<Notification> = engine_states
+            .iter()
+            .filter(|p| p.announced)
+            .filter_map(|p| {
+                let why = match self.rules.rules().iter().find(|r| r.name == p.rule) {
+                    None => "the rule was removed",
+                    Some(r) if !r.enabled => "the rule was switched off",
+                    Some(_) => return None,
+                };
+                let mut alert = p.last_alert.clone()?;
+                if alert.state != AlertState::Firing {
+                    return None;
+                }
+                alert.state = AlertState::Resolved;
+                alert.at_ms = now;
+                alert.message = format!("{} resolved: {why}", alert.rule);
+                Some(Notification {
+                    alert,
+                    repeat: false,
+                    flapping: false,
+                    action: None,
+                })
+            })
+            .collect();
         let n = engine_states.len();
         self.rules.restore(engine_states, now);
+        self.handle_notifications(orphans);
         self.publish_own();
         if n > 0 {
             tracing::info!(
@@ -676,13 +674,7 @@ impl Handler<GetAnomalyRates> for AlertDispatcher {
     type Result = MessageResult<GetAnomalyRates>;
     fn handle(&mut self, _: GetAnomalyRates, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
-        self.prune_anomalies(now);
-        MessageResult(
-            self.anomalies
-                .iter()
-                .map(|(source, t)| (source.clone(), t.len() as u64))
-                .collect(),
-        )
+        MessageResult(self.anomalies.counts(now))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod action;
 mod actor;
+mod rate;
 mod rules;
 mod silence;
 mod sinks;
@@ -14,6 +15,7 @@ pub use actor::{
     AlertCallback, AlertDispatcher, AlertingChange, DispatcherConfig, CALLBACK_QUEUE,
     CONFIG_SILENCE, TICK,
 };
+pub use rate::{AnomalyRates, ANOMALY_RATE_CAP, ANOMALY_RATE_WINDOW_MS};
 pub use rules::{
     app_anomaly_rule, builtin_rules, crash_loop_rule, daemon_down_rule, default_rules,
     degraded_rule, descriptors_near_limit_rule, effective_rules, follows, group, high_cpu_rule,

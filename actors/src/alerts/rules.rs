@@ -1358,14 +1358,14 @@ impl RuleEngine {
 
     /// Restores states saved by [`RuleEngine::snapshot`]: a firing alert stays firing with
     /// its original `since_ms` and is not announced again; states of rules that no longer
-    /// exist are dropped; absence timers restart at `now` (the engine was not listening
+    /// exist or are disabled are dropped; absence timers restart at `now` (the engine was not listening
     /// while it was down); the repeat schedule resumes at its next boundary after `now`.
     pub fn restore(&mut self, states: Vec<PersistedState>, now: TimestampMs) {
         for p in states {
             let Some(i) = self.rules.iter().position(|r| r.name == p.rule) else {
                 continue;
             };
-            let Some(rule) = self.rules.get(i) else {
+            let Some(rule) = self.rules.get(i).filter(|r| r.enabled) else {
                 continue;
             };
             let mut t = Tracked::new(i);
