@@ -272,10 +272,15 @@ pub fn print_alerts(alerts: &Value) {
 /// The `rules` table: every rule, enabled or not, with what it watches and where it comes
 /// from.
 pub fn print_rules(rules: &Value) {
+    print!("{}", render_rules(rules));
+}
+
+/// The text of the `rules` table (pinned by a golden test).
+pub fn render_rules(rules: &Value) -> String {
+    use std::fmt::Write as _;
     let list = rules.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!("No rule is defined.");
-        return;
+        return "No rule is defined.\n".into();
     }
     let width = |key: &str, min: usize| {
         list.iter()
@@ -290,7 +295,9 @@ pub fn print_rules(rules: &Value) {
         width("watches", 7),
         width("timing", 6),
     );
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<wn$}  {:<wk$}  {:<ww$}  {:<wt$}  {:<8}  {:<8}  ENABLED",
         "NAME", "KIND", "WATCHES", "TIMING", "SEVERITY", "ORIGIN"
     );
@@ -300,7 +307,8 @@ pub fn print_rules(rules: &Value) {
             Some(o) => o,
             None => "?",
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{:<wn$}  {:<wk$}  {:<ww$}  {:<wt$}  {:<8}  {:<8}  {}",
             r["name"].as_str().unwrap_or("?"),
             r["kind"].as_str().unwrap_or("?"),
@@ -313,6 +321,37 @@ pub fn print_rules(rules: &Value) {
             } else {
                 "no"
             }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `rules` table of the built-ins, one switched off by the config and one rule of
+    /// the host, matches `tests/golden/rules.txt` (rewrite it with UPDATE_GOLDEN=1).
+    #[test]
+    fn rules_table_is_pinned() {
+        use perfvisor_actors::alerts::{high_cpu_rule, listed_rules, ThresholdRule};
+        let host = [
+            ThresholdRule::above("slow_search", "search.latency_seconds", 0.5)
+                .clear_at(0.3)
+                .for_project("shop"),
+        ];
+        let config = [high_cpu_rule().enabled(false)];
+        let json = serde_json::to_value(listed_rules(&host, &config, true)).unwrap();
+        let text = render_rules(&json);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/rules.txt");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            text, expected,
+            "rerun with UPDATE_GOLDEN=1 if the change is intended"
         );
     }
 }

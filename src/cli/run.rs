@@ -538,3 +538,44 @@ fn on_event(running: &Running, handle: &tokio::runtime::Handle, event: ManagerEv
         other => tracing::debug!(?other, "Manager event."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reload answer is words naming what changed, never a Debug rendering.
+    #[test]
+    fn reload_summary_is_words() {
+        let diff = config::ConfigDiff {
+            rules_changed: true,
+            supervisor_changed: vec!["listen".into()],
+            ..Default::default()
+        };
+        let managed = mgr::ManagerDiff {
+            changed: vec!["api".into()],
+            ..Default::default()
+        };
+        let alerting = perfvisor::AlertingChange {
+            rules: perfvisor::RulesChange {
+                added: vec![],
+                removed: vec!["api_cpu".into()],
+                changed: vec!["disk_low".into()],
+            },
+            sinks: Some(vec!["hook".into()]),
+            silences: None,
+        };
+        assert_eq!(
+            reload_summary(&diff, &managed, Some(&alerting)),
+            "daemons: restarted api; rules: removed api_cpu; changed disk_low; \
+             sinks rebuilt: hook; restart perfvisor to apply listen"
+        );
+        assert_eq!(
+            reload_summary(
+                &config::ConfigDiff::default(),
+                &mgr::ManagerDiff::default(),
+                None
+            ),
+            "nothing changed"
+        );
+    }
+}
