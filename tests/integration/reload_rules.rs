@@ -18,6 +18,11 @@ fn always(name: &str) -> String {
     )
 }
 
+/// A config silence that matches nothing here.
+fn silence(id: &str) -> String {
+    format!("[[silence]]\nid = \"{id}\"\nmatchers = {{ rule = \"nothing_{id}\" }}\nduration = \"1h\"\n\n")
+}
+
 fn firing_rules(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .into_iter()
@@ -41,7 +46,12 @@ fn removed_rule_stops_firing_after_reload() {
     );
     std::fs::write(
         &config,
-        format!("{head}{}{}", always("api_cpu"), always("kept")),
+        format!(
+            "{head}{}{}{}",
+            always("api_cpu"),
+            always("kept"),
+            silence("old")
+        ),
     )
     .unwrap();
     let child = bin()
@@ -77,8 +87,9 @@ fn removed_rule_stops_firing_after_reload() {
     std::fs::write(
         &config,
         format!(
-            "{head}{}[[rule]]\nname = \"high_cpu\"\nenabled = false\n",
-            always("kept")
+            "{head}{}{}[[rule]]\nname = \"high_cpu\"\nenabled = false\n",
+            always("kept"),
+            silence("new")
         ),
     )
     .unwrap();
@@ -91,6 +102,7 @@ fn removed_rule_stops_firing_after_reload() {
     );
     assert!(said.contains("removed api_cpu"), "{said}");
     assert!(said.contains("changed high_cpu"), "{said}");
+    assert!(said.contains("config silences replaced: new"), "{said}");
     assert!(
         !said.contains("ConfigDiff") && !said.contains('{'),
         "no Debug rendering: {said}"
@@ -106,6 +118,16 @@ fn removed_rule_stops_firing_after_reload() {
         assert!(rules.contains(&"kept".into()), "{rules:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
+
+    let out = cli(&["silence", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["new"], "the config's silences are replaced");
 
     let out = cli(&["rules", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
