@@ -53,6 +53,7 @@ impl Default for PerfvisorBuilder {
                 singleton_policy: RestartPolicy::new(RestartKind::Permanent),
                 watcher_policy: RestartPolicy::new(RestartKind::Transient),
                 rules: Vec::new(),
+                config_rules: Vec::new(),
                 clock: Arc::new(SystemClock),
                 retention: Retention::default(),
                 max_database_bytes: None,
@@ -126,6 +127,13 @@ impl PerfvisorBuilder {
     /// Adds an alert rule. Default: none.
     pub fn rule(mut self, rule: ThresholdRule) -> Self {
         self.config.rules.push(rule);
+        self
+    }
+    /// The alert rules of a config file: listed with origin `config` by `rules()`, and
+    /// replaced whole by [`Perfvisor::replace_config_alerting`] (a reload). A rule named like
+    /// a built-in replaces it. Default: none.
+    pub fn config_rules(mut self, rules: Vec<ThresholdRule>) -> Self {
+        self.config.config_rules = rules;
         self
     }
     /// How long each tier of history is kept. Default: raw samples 7 days, hourly rollups

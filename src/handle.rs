@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
-use perfvisor_actors::alerts::{AlertCallback, Silence, ThresholdRule};
+use perfvisor_actors::alerts::{
+    AlertCallback, AlertingChange, RuleInfo, Silence, SinkConfig, ThresholdRule,
+};
 use perfvisor_actors::analyzer::{DaemonReport, HostReport};
 use perfvisor_actors::messages::*;
 use perfvisor_actors::recorder::Recorder;
 use perfvisor_actors::storage::{StorageFault, StorageReader};
 use perfvisor_actors::supervisor::{start_engine, EngineConfig, EngineParts};
 use perfvisor_actors::telemetry::Status;
-use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec, Sample};
+use perfvisor_actors::types::{Alert, DaemonId, DaemonSpec, Sample, Source};
 
 use crate::{Error, PerfvisorBuilder};
 
@@ -178,6 +180,54 @@ impl Perfvisor {
             .map_err(|_| Error::NotRunning)
     }
 
+    /// Every rule perfvisor runs, enabled or not: built-ins, the config's and the host's,
+    /// each with its origin and its settings in words.
+    pub async fn rules(&self) -> Result<Vec<RuleInfo>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(GetRules)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Anomaly candidates seen per source (a daemon, the host, perfvisor) over the last
+    /// hour; sources with none are left out.
+    pub async fn anomaly_rates(&self) -> Result<Vec<(Source, u64)>, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .dispatcher
+            .send(GetAnomalyRates)
+            .await
+            .map_err(|_| Error::NotRunning)
+    }
+
+    /// Replaces the config file's alerting (a reload): `rules` replace the config rules
+    /// whole (a removed rule's firing alert is resolved, unchanged rules keep their state);
+    /// `sinks`, when given, are rebuilt; `silences`, when given, replace the silences made
+    /// with `created_by = "config"`. Rules the host added and other silences are kept.
+    pub async fn replace_config_alerting(
+        &self,
+        rules: Vec<ThresholdRule>,
+        sinks: Option<Vec<(String, SinkConfig)>>,
+        silences: Option<Vec<Silence>>,
+    ) -> Result<AlertingChange, Error> {
+        self.check_running()?;
+        self.inner
+            .parts
+            .supervisor
+            .send(ReplaceAlerting {
+                rules,
+                sinks,
+                silences,
+            })
+            .await
+            .map_err(|_| Error::NotRunning)?
+            .map_err(Error::Alerting)
+    }
+
     /// The alerts firing now.
     pub async fn firing_alerts(&self) -> Result<Vec<Alert>, Error> {
         self.check_running()?;
@@ -294,9 +344,10 @@ impl Perfvisor {
         Ok(())
     }
 
-    /// The host restarts or redeploys a daemon on purpose: for `expected`, its exits and
-    /// restarts count against nothing (no crash-loop alert, no restart instability) and its
-    /// alerts are silenced.
+    /// The host restarts or redeploys a daemon on purpose: until its new process is
+    /// announced (at most `expected`), its exit and restart are recorded as intended and
+    /// count against nothing (no crash-loop alert, no `daemon_down`, no restart instability).
+    /// Its alerts are not silenced: a resolution still reaches subscribers.
     pub async fn daemon_restarting(
         &self,
         id: impl Into<DaemonId>,

@@ -27,6 +27,7 @@
 //! | POST | `/api/v1/managed/{name}/{start,stop,restart}` | act on one |
 //! | POST | `/api/v1/reload` | reload the config file (only what changed restarts) |
 //! | GET | `/` | the dashboard (one self-contained page) |
+//! | GET | `/api/v1/rules` | every alert rule (built-in, config, host; enabled or not) in words |
 //! | GET | `/metrics` | Prometheus exposition of every series held, and perfvisor's own health |
 
 use std::fmt::Write as _;
@@ -207,6 +208,7 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
                         .route("/api/v1/daemons/{id}/report", web::get().to(report))
                         .route("/api/v1/host", web::get().to(host))
                         .route("/api/v1/alerts", web::get().to(alerts))
+                        .route("/api/v1/rules", web::get().to(rules))
                         .route("/api/v1/silences", web::get().to(silences))
                         .route("/api/v1/silences", web::post().to(add_silence))
                         .route("/api/v1/silences/{id}", web::delete().to(remove_silence))
@@ -529,6 +531,11 @@ async fn alerts(req: HttpRequest, s: web::Data<State>) -> Answer {
     Ok(HttpResponse::Ok().json(s.pv.firing_alerts().await?))
 }
 
+async fn rules(req: HttpRequest, s: web::Data<State>) -> Answer {
+    authorize(&req, &s, false)?;
+    Ok(HttpResponse::Ok().json(s.pv.rules().await?))
+}
+
 async fn silences(req: HttpRequest, s: web::Data<State>) -> Answer {
     authorize(&req, &s, false)?;
     Ok(HttpResponse::Ok().json(s.pv.silences().await?))
@@ -820,6 +827,9 @@ async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
     }
 }
 
+/// The per-source anomaly rate in `/metrics` (`perfvisor_anomalies_last_hour`).
+pub const ANOMALIES_LAST_HOUR: &str = "perfvisor.anomalies_last_hour";
+
 /// A Prometheus metric name from a perfvisor one: dots and other characters to `_`,
 /// counters end in `_total`, gauges do not end in `_count`.
 pub fn prometheus_name(metric: &str, kind: MetricKind) -> String {
@@ -955,8 +965,21 @@ fn own_process() -> Vec<(String, MetricKind, f64)> {
 
 async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
     authorize(&req, &s, false)?;
-    let samples = s.pv.latest().await?;
+    let mut samples = s.pv.latest().await?;
     let status = s.pv.status().await?;
+    // Anomaly candidates per source over the last hour: how restless each daemon and the
+    // host are, without paging anyone. One series per source seen within the hour.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for (source, count) in s.pv.anomaly_rates().await? {
+        samples.push(crate::Sample {
+            series: crate::SeriesKey::new(source, ANOMALIES_LAST_HOUR, crate::Labels::empty()),
+            kind: MetricKind::Gauge,
+            ts_ms: now,
+            value: count as f64,
+        });
+    }
     let mut own = own_process();
     own.push((
         "perfvisor.actor.restarts".into(),

@@ -18,9 +18,10 @@ pub use handle::Perfvisor;
 pub use lock::{lock_path, DatabaseLock};
 
 pub use perfvisor_actors::alerts::{
-    default_rules, ActionLimits, Comparison, Condition, DaemonControl, FlapDamping, Matcher,
-    RuleAction, RuleError, Selector, Silence, SilenceError, SinkConfig, SinkSettings, SinkStatus,
-    SourceKind, ThresholdRule,
+    builtin_rules, default_rules, ActionLimits, AlertingChange, Comparison, Condition,
+    DaemonControl, FlapDamping, Matcher, RuleAction, RuleError, RuleInfo, RuleOrigin, RulesChange,
+    Selector, Silence, SilenceError, SinkConfig, SinkSettings, SinkStatus, SourceKind,
+    ThresholdRule, APP_ANOMALY_ENABLED,
 };
 pub use perfvisor_actors::analyzer::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, DaemonReport, Deduction,
@@ -100,4 +101,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// New alerting settings were refused (a sink that does not start); the running ones
+    /// are kept.
+    #[error("alerting settings refused: {0}")]
+    Alerting(String),
 }

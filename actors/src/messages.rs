@@ -147,8 +147,9 @@ pub struct GetReport {
     pub daemon: DaemonId,
 }
 
-/// The host restarts or redeploys a daemon on purpose: for `expected`, its exits and
-/// restarts count against nothing and its alerts are silenced.
+/// The host restarts or redeploys a daemon on purpose: until its new process runs (at most
+/// `expected`), its exit and restart are intended lifecycle events, which count against
+/// nothing; its alerts are not silenced, so a resolution still reaches subscribers.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct DaemonRestarting {
@@ -188,13 +189,51 @@ pub struct EvaluateRules {
     pub batch: Arc<MetricBatch>,
 }
 
-/// An alert raised by perfvisor itself (degraded, storage trouble), delivered as is.
+/// A candidate for the rule engine: the analyzer's (`bottleneck.<kind>`,
+/// `anomaly.<metric>`) or perfvisor's own (`perfvisor.storage_failing`,
+/// `perfvisor.degraded`). Firing raises, resolved clears, for every signal rule that follows
+/// its name; a candidate no enabled rule follows makes no notification.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct RaiseAlert {
-    /// The alert.
+    /// The candidate.
     pub alert: Alert,
 }
+
+/// Replaces the rules, sinks and silences that came from the config file (a reload). Rules
+/// the host added and silences made through the API are kept.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<crate::alerts::AlertingChange, String>")]
+pub struct ReplaceAlerting {
+    /// The config's rules, whole.
+    pub rules: Vec<ThresholdRule>,
+    /// The config's sinks, when they changed (rebuilt, the old ones drain and stop).
+    pub sinks: Option<Vec<(String, crate::alerts::SinkConfig)>>,
+    /// The config's silences, when they changed.
+    pub silences: Option<Vec<crate::alerts::Silence>>,
+}
+
+/// [`ReplaceAlerting`] as the supervisor hands it to the dispatcher, sinks already started.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "crate::alerts::AlertingChange")]
+pub struct ReplaceRules {
+    /// The config's rules, whole.
+    pub rules: Vec<ThresholdRule>,
+    /// The new sinks, if they changed.
+    pub sinks: Option<Vec<Arc<crate::alerts::Sink>>>,
+    /// The config's silences, if they changed.
+    pub silences: Option<Vec<crate::alerts::Silence>>,
+}
+
+/// Asks for every rule (enabled or not) with its origin and settings in words.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<crate::alerts::RuleInfo>")]
+pub struct GetRules;
+
+/// Asks for the anomaly candidates seen per source over the last hour.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<(crate::types::Source, u64)>")]
+pub struct GetAnomalyRates;
 
 /// Adds a threshold rule.
 #[derive(Debug, Clone, Message)]

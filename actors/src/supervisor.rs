@@ -412,8 +412,10 @@ pub struct EngineConfig {
     pub singleton_policy: RestartPolicy,
     /// Policy of the watchers (transient).
     pub watcher_policy: RestartPolicy,
-    /// Alert rules to start with.
+    /// Alert rules to start with (the host's).
     pub rules: Vec<ThresholdRule>,
+    /// Alert rules from a config file: listed as such, replaced whole by a reload.
+    pub config_rules: Vec<ThresholdRule>,
     /// Source of time.
     pub clock: SharedClock,
     /// Ship the default alert rules (high CPU, memory growth, descriptors near the limit,
@@ -499,6 +501,9 @@ pub struct Supervisor {
     /// Since when storage writes fail or drop samples, while the internal alert about it
     /// is firing.
     storage_alert_since: Option<TimestampMs>,
+    /// Whether the storage candidate was sent once since start: a firing alert restored
+    /// from the database is resolved by the first check that finds storage fine.
+    storage_alert_synced: bool,
     /// Storage drops already seen, and when samples were last seen dropped.
     storage_dropped_seen: u64,
     storage_dropped_at: Option<TimestampMs>,
@@ -580,6 +585,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     let status_sinks = sinks.clone();
     let dispatcher_config = DispatcherConfig {
         rules: config.rules.clone(),
+        config_rules: config.config_rules.clone(),
         default_rules: config.default_rules,
         sinks,
         control: config.daemon_control.clone(),
@@ -673,6 +679,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             watchers: HashMap::new(),
             shutting_down: false,
             storage_alert_since: None,
+            storage_alert_synced: false,
             storage_dropped_seen: 0,
             storage_dropped_at: None,
             planned_restarts: HashMap::new(),
@@ -741,6 +748,16 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
+        // A degraded alert restored from the database belongs to an earlier run: only a
+        // restart of perfvisor clears the degraded state, and this is one.
+        if !self.engine.degraded.load(Ordering::Relaxed) {
+            let now = self.now();
+            let mut alert = self.degraded_candidate(now, String::new(), 0.0);
+            alert.state = AlertState::Resolved;
+            alert.message = "perfvisor was restarted; no actor is over its restart budget".into();
+            self.dispatcher_child.stats.enqueued();
+            self.dispatcher.do_send(RaiseAlert { alert });
+        }
         ctx.run_interval(self.config.host_interval, |act, ctx| {
             if act.shutting_down {
                 return;
@@ -816,9 +833,15 @@ impl Supervisor {
                 self.storage_alert_since = None;
                 Some(crate::selfmon::storage_alert(now, since, None, &storage))
             }
+            (None, None) if !self.storage_alert_synced => {
+                Some(crate::selfmon::storage_alert(now, now, None, &storage))
+            }
             _ => None,
         };
-        if let Some(alert) = alert {
+        self.storage_alert_synced = true;
+        if let Some(mut alert) = alert {
+            // A candidate for the `perfvisor_storage_failing` rule, not an alert by itself.
+            alert.rule = crate::alerts::STORAGE_FAILING_SIGNAL.into();
             self.dispatcher_child.stats.enqueued();
             self.dispatcher.do_send(RaiseAlert { alert });
         }
@@ -958,12 +981,25 @@ impl Supervisor {
             .collect();
         watchers.sort_by(|a, b| a.daemon.cmp(&b.daemon));
         let st = &self.storage_stats;
+        // perfvisor's own firing alerts (storage failing, degraded) say why it is degraded.
+        let mut health_reasons = self
+            .engine
+            .own_alerts
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        if degraded && health_reasons.is_empty() {
+            health_reasons.push(
+                "an actor failed more often than its restart budget allows (see actors)".into(),
+            );
+        }
         Status {
-            health: if degraded {
+            health: if degraded || !health_reasons.is_empty() {
                 Health::Degraded
             } else {
                 Health::Healthy
             },
+            health_reasons,
             started_at_ms: self.started_at_ms,
             actors,
             watchers,
@@ -988,37 +1024,46 @@ impl Supervisor {
         let first = !self.engine.degraded.swap(true, Ordering::Relaxed);
         tracing::error!(actor = %msg.name, reason = %msg.reason, "Restart budget exceeded; perfvisor is degraded.");
         let now = self.now();
-        let alert = Alert {
-            rule: "perfvisor_degraded".into(),
-            series: SeriesKey::new(
-                Source::Perfvisor,
-                crate::metric_names::PERFVISOR_ACTOR_RESTARTS,
-                Labels::from_pairs([("actor", msg.name.as_str())]),
-            ),
-            daemon: None,
-            project: None,
-            severity: Severity::Critical,
-            state: AlertState::Firing,
-            value: self.restart_count_of(&msg.name) as f64,
-            threshold: f64::from(self.config.singleton_policy.max_restarts),
-            since_ms: now,
-            at_ms: now,
-            message: format!(
+        let message = format!(
                 "perfvisor's {} actor failed more than {} times within {:?} (latest: {}); perfvisor is degraded{}",
                 msg.name,
                 self.config.singleton_policy.max_restarts,
                 self.config.singleton_policy.period,
                 msg.reason,
                 if first { "" } else { " (again)" }
+            );
+        let value = self.restart_count_of(&msg.name) as f64;
+        let alert = self.degraded_candidate(now, message, value);
+        self.dispatcher_child.stats.enqueued();
+        self.dispatcher.do_send(RaiseAlert { alert });
+    }
+
+    /// The candidate for the `perfvisor_degraded` rule. One series for the whole of
+    /// perfvisor (the failing actor is named in the message), so a restart can resolve it
+    /// without knowing which actor it was.
+    fn degraded_candidate(&self, now: TimestampMs, message: String, value: f64) -> Alert {
+        Alert {
+            rule: crate::alerts::DEGRADED_SIGNAL.into(),
+            series: SeriesKey::new(
+                Source::Perfvisor,
+                crate::metric_names::PERFVISOR_ACTOR_RESTARTS,
+                Labels::empty(),
             ),
+            daemon: None,
+            project: None,
+            severity: Severity::Critical,
+            state: AlertState::Firing,
+            value,
+            threshold: f64::from(self.config.singleton_policy.max_restarts),
+            since_ms: now,
+            at_ms: now,
+            message,
             recommendations: vec![
                 "Read perfvisor's log for the failing actor's panic messages and report them as a bug.".into(),
                 "Restart perfvisor to clear the degraded state once the cause is fixed.".into(),
             ],
             auto_actionable: false,
-        };
-        self.dispatcher_child.stats.enqueued();
-        self.dispatcher.do_send(RaiseAlert { alert });
+        }
     }
 
     fn restart_count_of(&self, name: &str) -> u64 {
@@ -1091,9 +1136,7 @@ impl Handler<DaemonRestarting> for Supervisor {
             let now = self.now();
             let until = now.saturating_add(msg.expected.as_millis() as i64);
             self.planned_restarts.retain(|_, &mut t| t > now);
-            self.planned_restarts.insert(msg.id.clone(), until);
-            self.dispatcher_child.stats.enqueued();
-            self.dispatcher.do_send(msg);
+            self.planned_restarts.insert(msg.id, until);
         })
     }
 }
@@ -1146,6 +1189,7 @@ impl Handler<GetStatus> for Supervisor {
                 self.restart.fail(ctx, &reason);
                 Status {
                     health: Health::Degraded,
+                    health_reasons: vec![format!("building the status failed: {reason}")],
                     started_at_ms: self.started_at_ms,
                     actors: Vec::new(),
                     watchers: Vec::new(),
@@ -1163,6 +1207,39 @@ impl Handler<GetStatus> for Supervisor {
             }
         };
         MessageResult(status)
+    }
+}
+
+impl Handler<ReplaceAlerting> for Supervisor {
+    type Result = ResponseFuture<Result<crate::alerts::AlertingChange, String>>;
+    fn handle(&mut self, msg: ReplaceAlerting, _ctx: &mut Self::Context) -> Self::Result {
+        // Every new sink starts before any old one is let go: a refused sink refuses the
+        // whole reload and the running sinks stay as they are.
+        let sinks = match msg.sinks {
+            None => None,
+            Some(configs) => {
+                let mut sinks = Vec::with_capacity(configs.len());
+                for (name, config) in configs {
+                    match Sink::spawn(name.clone(), config, SinkSettings::default()) {
+                        Ok(sink) => sinks.push(Arc::new(sink)),
+                        Err(e) => return Box::pin(async move { Err(format!("sink {name}: {e}")) }),
+                    }
+                }
+                self.sinks = sinks.clone();
+                Some(sinks)
+            }
+        };
+        self.dispatcher_child.stats.enqueued();
+        let answer = self.dispatcher.send(ReplaceRules {
+            rules: msg.rules,
+            sinks,
+            silences: msg.silences,
+        });
+        Box::pin(async move {
+            answer
+                .await
+                .map_err(|e| format!("the alert dispatcher did not answer: {e}"))
+        })
     }
 }
 

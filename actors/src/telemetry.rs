@@ -131,6 +131,9 @@ pub struct EngineStats {
     pub alert_delivery_failures: AtomicU64,
     /// Probe errors other than "daemon gone".
     pub probe_errors: AtomicU64,
+    /// Messages of perfvisor's own alerts firing now (written by the alert dispatcher);
+    /// perfvisor is degraded while there is one.
+    pub own_alerts: std::sync::Mutex<Vec<String>>,
 }
 
 /// One actor in `status()`.
@@ -160,7 +163,8 @@ pub struct ActorStatus {
 pub enum Health {
     /// Every actor within its restart budget.
     Healthy,
-    /// A child exceeded `max_restarts` within `period`; a critical internal alert was raised.
+    /// A child exceeded `max_restarts` within `period`, or one of perfvisor's own alerts
+    /// fires (storage failing...); `Status::health_reasons` says which.
     Degraded,
 }
 
@@ -220,6 +224,9 @@ pub struct StorageStatus {
 pub struct Status {
     /// Healthy or degraded.
     pub health: Health,
+    /// Why it is degraded (one line per cause); empty when healthy.
+    #[serde(default)]
+    pub health_reasons: Vec<String>,
     /// When perfvisor started.
     pub started_at_ms: TimestampMs,
     /// The singleton actors, in start order.

@@ -148,6 +148,9 @@ pub fn print_status(daemons: &Value, status: &Value) {
             .map(|r| format!(", WRITES FAILING: {r}"))
             .unwrap_or_default()
     );
+    for reason in status["health_reasons"].as_array().into_iter().flatten() {
+        println!("  degraded: {}", reason.as_str().unwrap_or("?"));
+    }
     println!(
         "{:<20} {:>8} {:>8} {:>8} {:>7} {:>12} {:>6} {:<10} {:>6}",
         "DAEMON", "PID", "PROBES", "RESTARTS", "CPU", "MEMORY", "SCORE", "LEVEL", "ALERTS"
@@ -252,13 +255,103 @@ pub fn print_alerts(alerts: &Value) {
         println!("No alert is firing.");
     }
     for a in list {
+        let since = a["since_ms"]
+            .as_i64()
+            .map_or_else(|| "?".into(), perfvisor_actors::alerts::rfc3339);
         println!(
             "{:<9} {:<28} {:<16} since {} — {}",
             a["severity"].as_str().unwrap_or("?"),
             a["rule"].as_str().unwrap_or("?"),
             a["daemon"].as_str().unwrap_or("-"),
-            a["since_ms"],
+            since,
             a["message"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// The `rules` table: every rule, enabled or not, with what it watches and where it comes
+/// from.
+pub fn print_rules(rules: &Value) {
+    print!("{}", render_rules(rules));
+}
+
+/// The text of the `rules` table (pinned by a golden test).
+pub fn render_rules(rules: &Value) -> String {
+    use std::fmt::Write as _;
+    let list = rules.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "No rule is defined.\n".into();
+    }
+    let width = |key: &str, min: usize| {
+        list.iter()
+            .map(|r| r[key].as_str().map_or(0, |s| s.chars().count()))
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let (wn, wk, ww, wt) = (
+        width("name", 4),
+        width("kind", 4),
+        width("watches", 7),
+        width("timing", 6),
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<wn$}  {:<wk$}  {:<ww$}  {:<wt$}  {:<8}  {:<8}  ENABLED",
+        "NAME", "KIND", "WATCHES", "TIMING", "SEVERITY", "ORIGIN"
+    );
+    for r in list {
+        let origin = match r["origin"].as_str() {
+            Some("built_in") => "built-in",
+            Some(o) => o,
+            None => "?",
+        };
+        let _ = writeln!(
+            out,
+            "{:<wn$}  {:<wk$}  {:<ww$}  {:<wt$}  {:<8}  {:<8}  {}",
+            r["name"].as_str().unwrap_or("?"),
+            r["kind"].as_str().unwrap_or("?"),
+            r["watches"].as_str().unwrap_or("?"),
+            r["timing"].as_str().unwrap_or("?"),
+            r["severity"].as_str().unwrap_or("?"),
+            origin,
+            if r["enabled"].as_bool().unwrap_or(true) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `rules` table of the built-ins, one switched off by the config and one rule of
+    /// the host, matches `tests/golden/rules.txt` (rewrite it with UPDATE_GOLDEN=1).
+    #[test]
+    fn rules_table_is_pinned() {
+        use perfvisor_actors::alerts::{high_cpu_rule, listed_rules, ThresholdRule};
+        let host = [
+            ThresholdRule::above("slow_search", "search.latency_seconds", 0.5)
+                .clear_at(0.3)
+                .for_project("shop"),
+        ];
+        let config = [high_cpu_rule().enabled(false)];
+        let json = serde_json::to_value(listed_rules(&host, &config, true)).unwrap();
+        let text = render_rules(&json);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/rules.txt");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            text, expected,
+            "rerun with UPDATE_GOLDEN=1 if the change is intended"
         );
     }
 }

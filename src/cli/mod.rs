@@ -74,6 +74,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Alert rules, built-in ones included: what each watches, timing, severity, origin
+    /// (built-in, config, host), enabled.
+    Rules {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stored history of a metric.
     Query {
         /// The metric (e.g. process.memory.usage_bytes).
@@ -273,6 +280,11 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Alerts { json } => {
             let alerts = client.get("/api/v1/alerts")?;
             print(json, &alerts, client::print_alerts);
+            Ok(())
+        }
+        Command::Rules { json } => {
+            let rules = client.get("/api/v1/rules")?;
+            print(json, &rules, client::print_rules);
             Ok(())
         }
         Command::Query {

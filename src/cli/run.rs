@@ -17,6 +17,9 @@ use perfvisor::{ActorKind, DaemonControl, DaemonId, DatabaseLock, PanicTarget, P
 
 use super::CliError;
 
+/// How long a reload waits for the engine to swap rules, sinks and silences.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often attached daemons are looked for again.
 const ATTACH_SCAN: Duration = Duration::from_secs(10);
 
@@ -215,7 +218,8 @@ impl Running {
         }
     }
 
-    /// Reloads the config file: applies what changed, says what it did.
+    /// Reloads the config file: applies what changed, says what it did. Alerting goes
+    /// first: a sink that does not start refuses the reload before any daemon is touched.
     fn reload(&self) -> Result<String, String> {
         let new = config::load(&self.path).map_err(|e| e.to_string())?;
         let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
@@ -223,30 +227,93 @@ impl Running {
         if diff.is_empty() {
             return Ok("nothing changed".into());
         }
+        let alerting = if diff.rules_changed || diff.sinks_changed || diff.silences_changed {
+            let pv = self.pv.clone();
+            let (rules, sinks, silences) = (
+                new.rules(),
+                diff.sinks_changed.then(|| new.sinks()),
+                diff.silences_changed.then(|| new.silences(super::now_ms())),
+            );
+            let replace = async move { pv.replace_config_alerting(rules, sinks, silences).await };
+            // Run on the runtime and wait here: this is a blocking thread, of this runtime or
+            // of the HTTP server's.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.handle.spawn(async move {
+                let _ = tx.send(replace.await);
+            });
+            let answer = rx.recv_timeout(RELOAD_TIMEOUT).map_err(|_| {
+                "the engine did not apply the alerting settings in time".to_string()
+            })?;
+            Some(answer.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let specs = new
             .daemons
             .iter()
             .map(|d| managed_spec(d, &self.default_logs))
             .collect();
         let managed = self.manager.update(specs).map_err(|e| e.to_string())?;
-        if diff.rules_changed {
-            for rule in new.rules() {
-                let pv = self.pv.clone();
-                self.handle.spawn(async move {
-                    let _ = pv.add_rule(rule).await;
-                });
-            }
-        }
-        let mut summary = format!("{diff:?}; managed daemons: {managed:?}");
-        if !diff.supervisor_changed.is_empty() {
-            summary.push_str(&format!(
-                "; restart perfvisor to apply {}",
-                diff.supervisor_changed.join(", ")
-            ));
-        }
+        let summary = reload_summary(&diff, &managed, alerting.as_ref());
         tracing::info!(%summary, "Config reloaded.");
         *current = new;
         Ok(summary)
+    }
+}
+
+/// What a reload did, in words: `daemons: restarted api; rules: removed api_cpu; changed
+/// disk_low`.
+fn reload_summary(
+    diff: &config::ConfigDiff,
+    managed: &mgr::ManagerDiff,
+    alerting: Option<&perfvisor::AlertingChange>,
+) -> String {
+    let mut parts = Vec::new();
+    let mut group = |what: &str, lists: [(&str, &Vec<String>); 3]| {
+        let said: Vec<String> = lists
+            .iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(word, names)| format!("{word} {}", names.join(", ")))
+            .collect();
+        if !said.is_empty() {
+            parts.push(format!("{what}: {}", said.join("; ")));
+        }
+    };
+    group(
+        "daemons",
+        [
+            ("started", &managed.added),
+            ("stopped", &managed.removed),
+            ("restarted", &managed.changed),
+        ],
+    );
+    group(
+        "attached",
+        [
+            ("added", &diff.attach_added),
+            ("removed", &diff.attach_removed),
+            ("changed", &diff.attach_changed),
+        ],
+    );
+    if let Some(change) = alerting {
+        let said = change.describe();
+        if said.is_empty() {
+            // The file changed (order, comments in values) but the running rules did not.
+            parts.push("rules: no change in effect".into());
+        } else {
+            parts.push(said);
+        }
+    }
+    if !diff.supervisor_changed.is_empty() {
+        parts.push(format!(
+            "restart perfvisor to apply {}",
+            diff.supervisor_changed.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        "nothing changed".into()
+    } else {
+        parts.join("; ")
     }
 }
 
@@ -502,5 +569,46 @@ fn on_event(running: &Running, handle: &tokio::runtime::Handle, event: ManagerEv
             tracing::error!(daemon = %name, %reason, "Managed daemon given up (fatal).");
         }
         other => tracing::debug!(?other, "Manager event."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reload answer is words naming what changed, never a Debug rendering.
+    #[test]
+    fn reload_summary_is_words() {
+        let diff = config::ConfigDiff {
+            rules_changed: true,
+            supervisor_changed: vec!["listen".into()],
+            ..Default::default()
+        };
+        let managed = mgr::ManagerDiff {
+            changed: vec!["api".into()],
+            ..Default::default()
+        };
+        let alerting = perfvisor::AlertingChange {
+            rules: perfvisor::RulesChange {
+                added: vec![],
+                removed: vec!["api_cpu".into()],
+                changed: vec!["disk_low".into()],
+            },
+            sinks: Some(vec!["hook".into()]),
+            silences: None,
+        };
+        assert_eq!(
+            reload_summary(&diff, &managed, Some(&alerting)),
+            "daemons: restarted api; rules: removed api_cpu; changed disk_low; \
+             sinks rebuilt: hook; restart perfvisor to apply listen"
+        );
+        assert_eq!(
+            reload_summary(
+                &config::ConfigDiff::default(),
+                &mgr::ManagerDiff::default(),
+                None
+            ),
+            "nothing changed"
+        );
     }
 }

@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 use toml::value::{Datetime, Offset};
 
 use super::error::Problem;
-use super::reader::{quoted_list, show, type_name, Ctx, Table};
+use super::reader::{distance, quoted_list, show, type_name, Ctx, Table};
 use super::{
     AttachConfig, AttachSelector, CheckConfig, CheckKind, Config, DaemonConfig, LogsConfig,
     Pattern, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig, TokenSource,
@@ -114,6 +114,7 @@ const RULE_KEYS: &[&str] = &[
     "severity",
     "recommend",
     "action",
+    "enabled",
 ];
 const RULE_KINDS: &[&str] = &["threshold", "rate", "absent", "restart_rate", "signal"];
 /// Keys that only some kinds of rule take, with those kinds.
@@ -902,6 +903,35 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
 fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<ThresholdRule> {
     let before = ctx.problems.len();
     let name = t.required(ctx, "name", "a rule name");
+    let builtins = crate::builtin_rules();
+    let builtin = name
+        .as_deref()
+        .and_then(|n| builtins.iter().find(|b| b.name == n));
+    let enabled = t.bool(ctx, "enabled");
+    if let (Some(n), Some(false), None) = (&name, enabled, builtin) {
+        let hint = builtins
+            .iter()
+            .map(|b| (distance(n, &b.name), b.name.as_str()))
+            .filter(|(d, _)| *d <= 3)
+            .min()
+            .map(|(_, b)| format!(" (did you mean {b:?}?)"))
+            .unwrap_or_default();
+        let names: Vec<&str> = builtins.iter().map(|b| b.name.as_str()).collect();
+        t.bad(
+            ctx,
+            "enabled",
+            format!(
+                "enabled = false switches off a built-in rule, and no built-in is named \
+                 {n:?}{hint}; expected one of: {} (or delete the rule)",
+                quoted_list(&names)
+            ),
+        );
+    }
+    // A built-in named without a kind is tuned, not replaced: it keeps every setting the
+    // entry does not give.
+    if let (Some(b), false) = (builtin, t.has("kind")) {
+        return tuned_builtin(ctx, t, b.clone(), enabled);
+    }
     if !t.has("kind") {
         t.missing(ctx, "kind", &format!("one of {}", quoted_list(RULE_KINDS)));
     }
@@ -978,6 +1008,7 @@ fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Thres
     }
     rule.recommendations = recommend.into_iter().map(|(s, _)| s).collect();
     rule.action = action;
+    rule.enabled = enabled.unwrap_or(true);
     // The engine's own check is the last word; anything it refuses that was not reported
     // above is reported here.
     if ctx.problems.len() == before {
@@ -992,6 +1023,101 @@ fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Thres
                     ),
                 );
             }
+        }
+    }
+    Some(rule)
+}
+
+/// A built-in rule with the settings this `[[rule]]` gives (`enabled`, timing, severity,
+/// recommendations, action, selector); keys that need a kind are refused.
+fn tuned_builtin(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    mut rule: ThresholdRule,
+    enabled: Option<bool>,
+) -> Option<ThresholdRule> {
+    for key in [
+        "metric", "above", "below", "clear", "window", "after", "count", "signal",
+    ] {
+        if t.has(key) {
+            t.bad(
+                ctx,
+                key,
+                format!(
+                    "{key} changes what the built-in rule {:?} watches; expected kind = ... \
+                     with every setting to replace it, or only enabled, timing, severity, \
+                     recommend, action and selector keys to tune it",
+                    rule.name
+                ),
+            );
+        }
+    }
+    if let Some(on) = enabled {
+        rule.enabled = on;
+    }
+    if let Some(d) = t.duration(ctx, "for", Duration::ZERO, LONG) {
+        rule.for_duration = d;
+    }
+    if let Some(d) = t.duration(ctx, "clear_for", Duration::ZERO, LONG) {
+        rule.clear_for = d;
+    }
+    if let Some(d) = t.duration(ctx, "cooldown", Duration::ZERO, LONG) {
+        rule.cooldown = d;
+    }
+    if let Some(d) = t.duration(ctx, "repeat", SECOND, LONG) {
+        rule.repeat_interval = Some(d);
+    }
+    let flap_max = t.integer(ctx, "flap_max", 1, 10_000);
+    let flap_window = t.duration(ctx, "flap_window", SECOND, LONG);
+    if let (Some(n), Some(w)) = (flap_max, flap_window) {
+        rule = rule.flap_damping(n as u32, w);
+    } else if t.has("flap_max") != t.has("flap_window") {
+        t.bad(
+            ctx,
+            "flap_max",
+            "flap_max and flap_window go together; expected both or neither",
+        );
+    }
+    if let Some(s) = t.choice(ctx, "severity", &["info", "warning", "critical"]) {
+        rule.severity = match s.as_str() {
+            "info" => Severity::Info,
+            "critical" => Severity::Critical,
+            _ => Severity::Warning,
+        };
+    }
+    if let Some(r) = t.strings(ctx, "recommend", "an array of recommendation texts") {
+        rule.recommendations = r.into_iter().map(|(s, _)| s).collect();
+    }
+    if let Some(a) = action(ctx, t) {
+        rule.action = Some(a);
+    }
+    if let Some(p) = t.nonempty(ctx, "project", "a project name") {
+        rule.selector.project = Some(p);
+    }
+    if let Some(l) = t.string_map(ctx, "labels") {
+        rule.selector.labels = l.into_iter().collect();
+    }
+    if t.has("daemon") || t.has("host") {
+        t.bad(
+            ctx,
+            if t.has("daemon") { "daemon" } else { "host" },
+            format!(
+                "the source of the built-in rule {:?} is fixed; expected kind = ... with \
+                 every setting to make a rule of your own",
+                rule.name
+            ),
+        );
+    }
+    if let Err(e) = rule.validate() {
+        for p in e.problems {
+            ctx.report(
+                &t.path,
+                &t.span,
+                format!(
+                    "{} = {} is not accepted; expected {}",
+                    p.field, p.value, p.expected
+                ),
+            );
         }
     }
     Some(rule)

@@ -41,7 +41,7 @@ impl Config {
                         .collect(),
                     starts_ms,
                     ends_ms,
-                    created_by: "config".into(),
+                    created_by: perfvisor_actors::alerts::CONFIG_SILENCE.into(),
                     comment: s.comment.clone(),
                 }
             })
@@ -53,8 +53,9 @@ impl Config {
         self.supervisor.retention
     }
 
-    /// Sets the builder's database, intervals, retention, size cap, default rules, and adds
-    /// the rules and sinks. Daemons, the API server and silences are the binary's to handle.
+    /// Sets the builder's database, intervals, retention, size cap, default rules, the config
+    /// rules ([`PerfvisorBuilder::config_rules`]) and sinks. Daemons, the API server and
+    /// silences are the binary's to handle.
     pub fn apply(&self, builder: PerfvisorBuilder) -> PerfvisorBuilder {
         let s = &self.supervisor;
         let mut b = builder
@@ -65,9 +66,7 @@ impl Config {
             .retention(s.retention)
             .max_database_bytes(s.max_database_size)
             .default_rules(s.default_rules);
-        for rule in self.rules() {
-            b = b.rule(rule);
-        }
+        b = b.config_rules(self.rules());
         for (name, sink) in self.sinks() {
             b = b.sink(name, sink);
         }

@@ -77,7 +77,7 @@ pub(super) fn quoted_list(words: &[&str]) -> String {
 }
 
 /// Edit distance, to suggest a key for a misspelt one.
-fn distance(a: &str, b: &str) -> usize {
+pub(super) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -197,7 +197,7 @@ fn default_config_examples_parse() {
     let c = parse(&text, "examples").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.daemons.len(), 2);
     assert_eq!(c.attached.len(), 1);
-    assert_eq!(c.rules().len(), 6);
+    assert_eq!(c.rules().len(), 8);
     assert_eq!(c.sinks().len(), 4);
     assert_eq!(c.silences(0).len(), 2);
     let text = default_config_text();
@@ -382,4 +382,51 @@ fn kind_specific_keys() {
         ),
         "{shown}"
     );
+}
+
+/// `enabled = false` on a built-in's name switches that built-in off and keeps the rest of
+/// it; a built-in named without a kind is tuned; `enabled = true` on `app_anomaly` switches
+/// it on.
+#[test]
+fn enabled_switches_builtins_off_and_on() {
+    let c = parse(
+        "[[rule]]\nname = \"high_cpu\"\nenabled = false\n\
+         [[rule]]\nname = \"app_anomaly\"\nenabled = true\ncooldown = \"1h\"\n",
+        "f",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rules = c.rules();
+    assert_eq!(
+        rules[0],
+        perfvisor_actors::alerts::high_cpu_rule().enabled(false)
+    );
+    assert!(rules[1].enabled);
+    assert_eq!(rules[1].cooldown, std::time::Duration::from_secs(3600));
+    assert_eq!(
+        rules[1].condition,
+        perfvisor_actors::alerts::app_anomaly_rule().condition
+    );
+    // A rule of one's own may say enabled = true, or false with a kind (kept, listed off).
+    let own = parse(
+        "[[rule]]\nname = \"mine\"\nkind = \"signal\"\nsignal = \"anomaly.*\"\nhost = true\nenabled = true\n",
+        "f",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(own.rules()[0].enabled);
+}
+
+/// `enabled = false` on a name no built-in has is refused, with the closest built-in and
+/// the list of them.
+#[test]
+fn enabled_false_needs_a_builtin_name() {
+    let err = parse("[[rule]]\nname = \"hihg_cpu\"\nenabled = false\n", "f")
+        .expect_err("no such built-in");
+    let shown = err.to_string();
+    assert!(shown.contains("rule[0].enabled"), "{shown}");
+    assert!(shown.contains("did you mean \"high_cpu\"?"), "{shown}");
+    assert!(shown.contains("\"daemon_down\""), "{shown}");
+    // Tuning keys that change what a built-in watches are refused.
+    let err =
+        parse("[[rule]]\nname = \"high_cpu\"\nabove = 0.5\n", "f").expect_err("above needs a kind");
+    assert!(err.to_string().contains("rule[0].above"), "{err}");
 }

@@ -84,6 +84,24 @@ async fn storage_failure_raises_and_resolves_an_alert() {
     assert!(fired.message.contains("cannot write"), "{}", fired.message);
     let status = t.pv.status().await.unwrap();
     assert!(status.storage.write_blocked.is_some(), "{status:?}");
+    // One pipeline: the alert is in the firing set (API, Alertmanager re-sends) and makes
+    // perfvisor degraded, saying why.
+    let firing = t.pv.firing_alerts().await.unwrap();
+    assert!(
+        firing
+            .iter()
+            .any(|a| a.rule == perfvisor::STORAGE_FAILING_RULE),
+        "{firing:?}"
+    );
+    assert_eq!(status.health, perfvisor::Health::Degraded);
+    assert!(
+        status
+            .health_reasons
+            .iter()
+            .any(|r| r.contains("cannot write")),
+        "{:?}",
+        status.health_reasons
+    );
     assert!(
         t.pv.flush().await.is_err(),
         "a flush cannot succeed while writes fail"
@@ -99,6 +117,8 @@ async fn storage_failure_raises_and_resolves_an_alert() {
     let status = t.pv.status().await.unwrap();
     assert_eq!(status.storage.write_blocked, None);
     assert_eq!(status.storage.buffered_samples, 0);
+    assert_eq!(status.health, perfvisor::Health::Healthy, "{status:?}");
+    assert!(t.pv.firing_alerts().await.unwrap().is_empty());
     let reader = t.pv.reader().unwrap();
     let latency = perfvisor::SeriesSelector::all().metric("request.latency_seconds");
     let stored = reader

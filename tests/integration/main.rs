@@ -32,6 +32,8 @@ mod cli;
 mod intent;
 // One perfvisor per database: a second engine or binary is refused, the first untouched.
 mod single_instance;
+// Rules users see (`perfvisor rules`) and a reload that removes rules.
+mod reload_rules;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
 // The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.

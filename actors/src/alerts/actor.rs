@@ -8,10 +8,17 @@
 //! timeout (`sinks`). Notifications produced by one evaluation are grouped by rule for the
 //! sinks (one payload per group); actors and closures get each alert at once.
 //!
-//! Candidates from the analyzer (`bottleneck.*`) go through the engine's signal rules, so
-//! they get `for`, cooldown, repeat and flap damping like any rule; every bottleneck kind has
-//! a signal rule named after it. Anomaly candidates (`anomaly.*`) and perfvisor's internal
-//! alerts are delivered as they come.
+//! Every alert goes through the one rule engine. Candidates from the analyzer
+//! (`bottleneck.<kind>`, `anomaly.<metric>`) and from the supervisor
+//! (`perfvisor.storage_failing`, `perfvisor.degraded`) feed its signal rules, so they get
+//! `for`, cooldown, repeat, flap damping, silences and persistence like any rule, are in the
+//! firing set (`GET /api/v1/alerts`, the minute re-send to Alertmanager), and a candidate no
+//! enabled rule follows is not delivered at all. By default no rule follows anomalies (the
+//! built-in `app_anomaly` ships disabled): they inform reports and the per-source anomaly
+//! rate, they do not page.
+//!
+//! A reload replaces the config's rules, sinks and silences ([`ReplaceRules`]): states of
+//! unchanged rules are kept, a removed or changed rule's firing alert is resolved.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -23,8 +30,10 @@ use actix::prelude::*;
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::action::{ActionLimits, ActionRunner, DaemonControl};
+use super::rate::AnomalyRates;
 use super::rules::{
-    effective_rules, group, GroupBy, Notification, PersistedState, RuleEngine, ThresholdRule,
+    effective_rules, group, listed_rules, perfvisor_rules, GroupBy, Notification, PersistedState,
+    RuleEngine, RulesChange, ThresholdRule,
 };
 use super::silence::{Silence, Silences};
 use super::sinks::Sink;
@@ -53,6 +62,9 @@ const ALERTMANAGER_RESEND_MS: i64 = 60_000;
 /// A state that notified within this long is kept (so a restart keeps its cooldown).
 const COOLDOWN_MEMORY_MS: i64 = 24 * 3_600_000;
 
+/// `created_by` of silences that come from the config file (replaced on reload).
+pub const CONFIG_SILENCE: &str = "config";
+
 /// Key prefixes in the `alert_state` table.
 const STATE_PREFIX: &str = "rule:";
 const SILENCE_PREFIX: &str = "silence:";
@@ -60,8 +72,10 @@ const SILENCE_PREFIX: &str = "silence:";
 /// What the dispatcher is built from (its spec: a restart rebuilds everything else).
 #[derive(Clone)]
 pub struct DispatcherConfig {
-    /// Rules given by the host and config.
+    /// Rules given by the host.
     pub rules: Vec<ThresholdRule>,
+    /// Rules from the config file (replaced whole by a reload).
+    pub config_rules: Vec<ThresholdRule>,
     /// Ship the default rules (and a signal rule per bottleneck kind).
     pub default_rules: bool,
     /// Sinks, by name.
@@ -78,6 +92,7 @@ impl std::fmt::Debug for DispatcherConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DispatcherConfig")
             .field("rules", &self.rules.len())
+            .field("config_rules", &self.config_rules.len())
             .field("default_rules", &self.default_rules)
             .field("sinks", &self.sinks.len())
             .field("control", &self.control.is_some())
@@ -102,6 +117,56 @@ pub struct AlertDispatcher {
     last_persist_ms: TimestampMs,
     last_resend_ms: TimestampMs,
     restored: bool,
+    /// Recent anomaly candidates per source (the anomaly rate in `/metrics`).
+    anomalies: AnomalyRates,
+}
+
+/// What a [`ReplaceRules`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertingChange {
+    /// Rules added, removed and changed (built-ins a config rule replaces or switches off
+    /// count as changed).
+    pub rules: RulesChange,
+    /// The sinks now, by name, when they were rebuilt.
+    pub sinks: Option<Vec<String>>,
+    /// The config's silences now, by id, when they were replaced.
+    pub silences: Option<Vec<String>>,
+}
+
+impl AlertingChange {
+    /// The change in words: `rules: removed api_cpu; changed disk_low`, `sinks rebuilt:
+    /// hook`, `silences replaced: maint`; empty when nothing changed.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let r = &self.rules;
+        let mut rules = Vec::new();
+        for (word, names) in [
+            ("added", &r.added),
+            ("removed", &r.removed),
+            ("changed", &r.changed),
+        ] {
+            if !names.is_empty() {
+                rules.push(format!("{word} {}", names.join(", ")));
+            }
+        }
+        if !rules.is_empty() {
+            parts.push(format!("rules: {}", rules.join("; ")));
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        if let Some(s) = &self.sinks {
+            parts.push(format!("sinks rebuilt: {}", list(s)));
+        }
+        if let Some(s) = &self.silences {
+            parts.push(format!("config silences replaced: {}", list(s)));
+        }
+        parts.join("; ")
+    }
 }
 
 impl AlertDispatcher {
@@ -126,6 +191,7 @@ impl AlertDispatcher {
             last_persist_ms: 0,
             last_resend_ms: 0,
             restored: false,
+            anomalies: AnomalyRates::default(),
         };
         d.rebuild();
         d
@@ -133,11 +199,7 @@ impl AlertDispatcher {
 
     /// Rebuilds every piece of state from the spec and the database.
     fn rebuild(&mut self) {
-        let mut engine = RuleEngine::new(Vec::new());
-        for rule in effective_rules(&self.config.rules, self.config.default_rules) {
-            engine.add(rule);
-        }
-        self.rules = engine;
+        self.rules = RuleEngine::new(self.effective());
         self.silences = Silences::default();
         self.persisted.clear();
         self.restored = false;
@@ -157,6 +219,85 @@ impl AlertDispatcher {
 
     fn now(&self) -> TimestampMs {
         self.config.clock.now_ms()
+    }
+
+    /// The rule set from the spec: host rules, then config rules, over the built-ins.
+    fn effective(&self) -> Vec<ThresholdRule> {
+        let user: Vec<ThresholdRule> = self
+            .config
+            .rules
+            .iter()
+            .chain(&self.config.config_rules)
+            .cloned()
+            .collect();
+        effective_rules(&user, self.config.default_rules)
+    }
+
+    /// Tells `status()` which of perfvisor's own rules fire (perfvisor is degraded while one
+    /// does). A user's rule on a perfvisor series is the user's business, not health.
+    fn publish_own(&self) {
+        let names: Vec<String> = perfvisor_rules().into_iter().map(|r| r.name).collect();
+        let own: Vec<String> = self
+            .rules
+            .firing()
+            .into_iter()
+            .filter(|a| names.contains(&a.rule))
+            .map(|a| a.message)
+            .collect();
+        if let Ok(mut slot) = self.engine_stats.own_alerts.lock() {
+            if *slot != own {
+                *slot = own;
+            }
+        }
+    }
+
+    /// Counts an anomaly candidate for the per-source rate.
+    fn count_anomaly(&mut self, alert: &Alert, now: TimestampMs) {
+        if alert.rule.starts_with("anomaly.") && alert.state == AlertState::Firing {
+            self.anomalies.record(&alert.series.source, now);
+        }
+    }
+
+    /// Swaps the config's rules (and sinks, silences); see [`ReplaceRules`].
+    fn replace(&mut self, msg: ReplaceRules) -> AlertingChange {
+        self.restore();
+        let now = self.now();
+        self.config.config_rules = msg.rules;
+        let (out, rules) = self.rules.replace(self.effective(), now);
+        let mut change = AlertingChange {
+            rules,
+            ..AlertingChange::default()
+        };
+        if let Some(sinks) = msg.sinks {
+            change.sinks = Some(sinks.iter().map(|s| s.name().to_string()).collect());
+            self.config.sinks = sinks;
+        }
+        if let Some(silences) = msg.silences {
+            let old: Vec<String> = self
+                .silences
+                .all()
+                .iter()
+                .filter(|s| s.created_by == CONFIG_SILENCE)
+                .map(|s| s.id.clone())
+                .collect();
+            for id in old {
+                self.silences.remove(&id);
+            }
+            let mut ids = Vec::new();
+            for silence in silences {
+                let id = silence.id.clone();
+                match self.silences.add(silence) {
+                    Ok(()) => ids.push(id),
+                    Err(e) => tracing::warn!(silence = %id, error = %e, "Config silence refused."),
+                }
+            }
+            change.silences = Some(ids);
+        }
+        // The resolutions go out after the swap, to the new sinks.
+        self.handle_notifications(out);
+        self.persist(now);
+        self.publish_own();
+        change
     }
 
     /// Loads the engine states and silences the database holds (once per start).
@@ -193,8 +334,36 @@ impl AlertDispatcher {
             }
             self.persisted.insert(key, json);
         }
+        // A firing alert whose rule was removed or switched off while perfvisor was down is
+        // resolved now, as a reload would have done; the engine drops its state.
+        let orphans: Vec<Notification> = engine_states
+            .iter()
+            .filter(|p| p.announced)
+            .filter_map(|p| {
+                let why = match self.rules.rules().iter().find(|r| r.name == p.rule) {
+                    None => "the rule was removed",
+                    Some(r) if !r.enabled => "the rule was switched off",
+                    Some(_) => return None,
+                };
+                let mut alert = p.last_alert.clone()?;
+                if alert.state != AlertState::Firing {
+                    return None;
+                }
+                alert.state = AlertState::Resolved;
+                alert.at_ms = now;
+                alert.message = format!("{} resolved: {why}", alert.rule);
+                Some(Notification {
+                    alert,
+                    repeat: false,
+                    flapping: false,
+                    action: None,
+                })
+            })
+            .collect();
         let n = engine_states.len();
         self.rules.restore(engine_states, now);
+        self.handle_notifications(orphans);
+        self.publish_own();
         if n > 0 {
             tracing::info!(
                 states = n,
@@ -304,6 +473,7 @@ impl AlertDispatcher {
             }
         }
         self.persist(now);
+        self.publish_own();
     }
 
     /// Hands one alert to actors and closures, and to history.
@@ -354,29 +524,13 @@ impl AlertDispatcher {
         }
     }
 
-    /// Candidates and internal alerts.
-    fn raise(&mut self, alert: Alert) {
+    /// Candidates (the analyzer's and perfvisor's own): all through the signal rules.
+    fn raise(&mut self, candidate: Alert) {
         self.restore();
-        if alert.rule.starts_with("bottleneck.") {
-            let now = self.now();
-            let out = self.rules.signal(&alert, now);
-            self.handle_notifications(out);
-            return;
-        }
         let now = self.now();
-        if let Some(id) = self.silences.silenced_by(&alert, now) {
-            let mut alert = alert;
-            alert.message = format!("[silenced by {id}] {}", alert.message);
-            self.storage.record_alert(alert);
-            return;
-        }
-        self.deliver_now(&alert);
-        if !self.config.sinks.is_empty() {
-            let alerts: Arc<[Alert]> = Arc::from(vec![alert]);
-            for sink in &self.config.sinks {
-                sink.send(Arc::clone(&alerts));
-            }
-        }
+        self.count_anomaly(&candidate, now);
+        let out = self.rules.signal(&candidate, now);
+        self.handle_notifications(out);
     }
 
     fn tick(&mut self) {
@@ -457,37 +611,45 @@ impl Handler<DaemonLifecycle> for AlertDispatcher {
     }
 }
 
-impl Handler<DaemonRestarting> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: DaemonRestarting, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        let result = guard(|| {
-            let now = self.now();
-            let silence = Silence {
-                id: format!("planned-restart:{}", msg.id),
-                matchers: vec![super::silence::Matcher::new("daemon", msg.id.as_str())],
-                starts_ms: now,
-                ends_ms: now.saturating_add(msg.expected.as_millis() as i64),
-                created_by: "perfvisor: planned restart".into(),
-                comment: format!("the host restarts {} on purpose", msg.id),
-            };
-            if let Err(e) = self.silences.add(silence) {
-                tracing::warn!(error = %e, "Planned-restart silence refused.");
-            }
-            self.persist(now);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
-    }
-}
-
 impl Handler<AddRule> for AlertDispatcher {
     type Result = ();
     fn handle(&mut self, msg: AddRule, _ctx: &mut Self::Context) {
         self.config.rules.retain(|r| r.name != msg.rule.name);
         self.config.rules.push(msg.rule.clone());
         self.rules.add(msg.rule);
+    }
+}
+
+impl Handler<ReplaceRules> for AlertDispatcher {
+    type Result = MessageResult<ReplaceRules>;
+    fn handle(&mut self, msg: ReplaceRules, ctx: &mut Self::Context) -> Self::Result {
+        self.restart.child.stats.dequeued();
+        match guard(|| self.replace(msg)) {
+            Ok(change) => MessageResult(change),
+            Err(reason) => {
+                self.restart.fail(ctx, &reason);
+                MessageResult(AlertingChange::default())
+            }
+        }
+    }
+}
+
+impl Handler<GetRules> for AlertDispatcher {
+    type Result = MessageResult<GetRules>;
+    fn handle(&mut self, _: GetRules, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(listed_rules(
+            &self.config.rules,
+            &self.config.config_rules,
+            self.config.default_rules,
+        ))
+    }
+}
+
+impl Handler<GetAnomalyRates> for AlertDispatcher {
+    type Result = MessageResult<GetAnomalyRates>;
+    fn handle(&mut self, _: GetAnomalyRates, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        MessageResult(self.anomalies.counts(now))
     }
 }
 

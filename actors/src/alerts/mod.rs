@@ -5,17 +5,24 @@
 
 mod action;
 mod actor;
+mod rate;
 mod rules;
 mod silence;
 mod sinks;
 
 pub use action::{ActionLimits, DaemonControl};
-pub use actor::{AlertCallback, AlertDispatcher, DispatcherConfig, CALLBACK_QUEUE, TICK};
+pub use actor::{
+    AlertCallback, AlertDispatcher, AlertingChange, DispatcherConfig, CALLBACK_QUEUE,
+    CONFIG_SILENCE, TICK,
+};
+pub use rate::{AnomalyRates, ANOMALY_RATE_CAP, ANOMALY_RATE_WINDOW_MS};
 pub use rules::{
-    crash_loop_rule, daemon_down_rule, default_rules, descriptors_near_limit_rule, effective_rules,
-    group, high_cpu_rule, memory_growth_rule, validate_rules, Comparison, Condition, FlapDamping,
-    GroupBy, Level, Notification, PersistedState, RuleAction, RuleEngine, RuleError, RuleProblem,
-    RuleState, Selector, SourceKind, ThresholdRule,
+    app_anomaly_rule, builtin_rules, crash_loop_rule, daemon_down_rule, default_rules,
+    degraded_rule, descriptors_near_limit_rule, effective_rules, follows, group, high_cpu_rule,
+    listed_rules, memory_growth_rule, perfvisor_rules, storage_failing_rule, validate_rules,
+    Comparison, Condition, FlapDamping, GroupBy, Level, Notification, PersistedState, RuleAction,
+    RuleEngine, RuleError, RuleInfo, RuleOrigin, RuleProblem, RuleState, RulesChange, Selector,
+    SourceKind, ThresholdRule, APP_ANOMALY_ENABLED, DEGRADED_SIGNAL, STORAGE_FAILING_SIGNAL,
 };
 pub use silence::{Matcher, Silence, SilenceError, Silences};
-pub use sinks::{Sink, SinkConfig, SinkError, SinkSettings, SinkStats, SinkStatus};
+pub use sinks::{rfc3339, Sink, SinkConfig, SinkError, SinkSettings, SinkStats, SinkStatus};

@@ -23,13 +23,22 @@
 //!   event) is forgotten, resolving its absence alerts.
 //! - **restart rate** — at least `count` `Restarted`/`Exited` lifecycle events of a daemon
 //!   within `window` (inclusive). Its series is `daemon:<id>/lifecycle.restarts`.
-//! - **signal** — follows the analyzer's candidates named `name` (`bottleneck.<kind>`,
-//!   `anomaly.<metric>`): a firing candidate raises, a resolved one clears, so trend,
-//!   time-to-threshold and anomaly-score verdicts get the same treatment as any rule.
+//! - **signal** — follows the candidates named `name` (`bottleneck.<kind>`,
+//!   `anomaly.<metric>`, `perfvisor.storage_failing`), or every candidate with a prefix when
+//!   `name` is `prefix.*` (`anomaly.*`): a firing candidate raises, a resolved one clears, so
+//!   trend, time-to-threshold and anomaly verdicts and perfvisor's own trouble get the same
+//!   treatment as any rule. The selector applies to the candidate's series (its metric,
+//!   source, labels) and project. This is the only way a candidate becomes an alert: one
+//!   that no enabled rule follows makes no notification.
 //!
-//! Selectors: exact metric, one daemon (or all), project (the `project` label), labels (all
-//! pairs must match), source kind (host, perfvisor, any daemon). A host rule is a rule with
-//! [`SourceKind::Host`].
+//! Selectors: exact metric, metric prefixes to leave out, one daemon (or all), project (the
+//! `project` label), labels (all pairs must match), source kind (host, perfvisor, any
+//! daemon). A host rule is a rule with [`SourceKind::Host`]. A disabled rule
+//! (`enabled = false`) is kept and listed but never evaluated.
+//!
+//! [`RuleEngine::replace`] swaps the whole set (a reload): unchanged rules keep their
+//! states; a removed, changed or switched-off rule's announced firing alert is resolved with
+//! a message saying why, and its states dropped.
 //!
 //! # State machine, per (rule, series)
 //!
@@ -83,6 +92,14 @@
 //! | `descriptors_near_limit` | signal `bottleneck.descriptor_exhaustion` | cooldown 30 min | critical |
 //! | `crash_loop` | ≥ 3 restarts or exits within 10 min | cooldown 30 min | critical |
 //! | `daemon_down` | no `process.uptime_seconds` for 30 s | — | critical |
+//! | `app_anomaly` (disabled, [`APP_ANOMALY_ENABLED`]) | signal `anomaly.*` on daemons, not `process.`/`system.`/`perfvisor.` metrics | cooldown 30 min | warning |
+//!
+//! perfvisor's own rules ([`perfvisor_rules`], shipped even without the defaults):
+//! `perfvisor_storage_failing` (signal `perfvisor.storage_failing`) and `perfvisor_degraded`
+//! (signal `perfvisor.degraded`), both critical. [`effective_rules`] adds a
+//! `bottleneck.<kind>` signal rule for every bottleneck kind no rule follows. No built-in rule
+//! follows anomalies of host, process or perfvisor series: those move for many harmless
+//! reasons and stay in reports.
 //!
 //! The rationale of each is on its constructor ([`high_cpu_rule`] and the others).
 #![deny(missing_docs)]
@@ -174,9 +191,11 @@ pub enum Condition {
         /// Window they are counted in (> 0).
         window: Duration,
     },
-    /// Follows analyzer candidates whose rule name is `name`.
+    /// Follows candidates whose rule name is `name`, or starts with `prefix.` when `name`
+    /// is `prefix.*`.
     Signal {
-        /// The candidate rule name (`bottleneck.memory_leak`, `anomaly.<metric>`).
+        /// The candidate rule name (`bottleneck.memory_leak`, `anomaly.<metric>`,
+        /// `perfvisor.storage_failing`), or a prefix pattern (`anomaly.*`).
         name: String,
     },
 }
@@ -230,6 +249,10 @@ pub struct Selector {
     pub labels: Vec<(String, String)>,
     /// Only series from this kind of source.
     pub source: Option<SourceKind>,
+    /// Only series whose metric starts with none of these (`process.`, `system.`): how the
+    /// built-in `app_anomaly` keeps to a daemon's own app metrics.
+    #[serde(default)]
+    pub exclude_metric_prefixes: Vec<String>,
 }
 
 impl Selector {
@@ -248,6 +271,13 @@ impl Selector {
         project: Option<&str>,
     ) -> bool {
         if self.metric.as_deref().is_some_and(|m| m != metric) {
+            return false;
+        }
+        if self
+            .exclude_metric_prefixes
+            .iter()
+            .any(|p| metric.starts_with(p.as_str()))
+        {
             return false;
         }
         if self
@@ -273,6 +303,7 @@ impl Selector {
     /// Restart-rate rules see daemons only (lifecycle events carry no labels).
     fn matches_daemon(&self, daemon: &DaemonId) -> bool {
         self.metric.is_none()
+            && self.exclude_metric_prefixes.is_empty()
             && self.project.is_none()
             && self.labels.is_empty()
             && self.source.is_none_or(|k| k == SourceKind::Daemon)
@@ -339,6 +370,14 @@ pub struct ThresholdRule {
     /// What the dispatcher may do when it fires. Default none.
     #[serde(default)]
     pub action: Option<RuleAction>,
+    /// A disabled rule is listed but never evaluated (how a built-in is switched off).
+    /// Default true.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
 }
 
 impl ThresholdRule {
@@ -357,6 +396,7 @@ impl ThresholdRule {
             severity: Severity::Warning,
             recommendations: Vec::new(),
             action: None,
+            enabled: true,
         }
     }
     /// Fires when `metric` is above `threshold` (clear level = `threshold` until
@@ -518,10 +558,20 @@ impl ThresholdRule {
         self.action = Some(action);
         self
     }
+    /// Switches the rule on or off (off: listed, never evaluated).
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+    /// Leaves out series whose metric starts with `prefix`.
+    pub fn excluding_metrics(mut self, prefix: impl Into<String>) -> Self {
+        self.selector.exclude_metric_prefixes.push(prefix.into());
+        self
+    }
     /// True when the rule watches samples of `series` (selector match, sample-fed
     /// conditions only).
     pub fn matches(&self, series: &SeriesKey) -> bool {
-        self.condition.uses_samples() && self.selector.matches(series)
+        self.enabled && self.condition.uses_samples() && self.selector.matches(series)
     }
 
     /// Checks every setting; the error lists every problem with the field, the value and
@@ -614,11 +664,16 @@ impl ThresholdRule {
             }
         }
         if let Condition::Signal { name } = &self.condition {
-            if name.trim().is_empty() {
+            let pattern_ok = match name.find('*') {
+                None => true,
+                Some(i) => i + 1 == name.len() && name.len() > 2 && name.ends_with(".*"),
+            };
+            if name.trim().is_empty() || !pattern_ok {
                 bad(
                     "signal",
                     format!("{name:?}"),
-                    "a candidate name such as bottleneck.memory_leak".into(),
+                    "a candidate name such as bottleneck.memory_leak, or a prefix ending in                      `.*` such as anomaly.*"
+                        .into(),
                 );
             }
         }
@@ -920,6 +975,10 @@ pub struct RuleEngine {
     /// Sample-fed rules by metric.
     by_metric: HashMap<String, Vec<usize>>,
     states: FastMap<SeriesKey, Vec<Tracked>>,
+    /// The latest intended stop or restart of each daemon: samples it took before that
+    /// moment (still in flight when the event came) feed no absence rule, so the old
+    /// process's last samples cannot start a `daemon_down` timer after the stop.
+    intended_at: HashMap<DaemonId, TimestampMs>,
 }
 
 impl RuleEngine {
@@ -927,6 +986,7 @@ impl RuleEngine {
     /// rule never panics, it just may never fire).
     pub fn new(rules: Vec<ThresholdRule>) -> Self {
         let mut e = RuleEngine {
+            intended_at: HashMap::new(),
             rules,
             by_metric: HashMap::new(),
             states: FastMap::default(),
@@ -938,7 +998,7 @@ impl RuleEngine {
     fn index(&mut self) {
         self.by_metric.clear();
         for (i, r) in self.rules.iter().enumerate() {
-            if let (true, Some(m)) = (r.condition.uses_samples(), &r.selector.metric) {
+            if let (true, Some(m)) = (r.enabled && r.condition.uses_samples(), &r.selector.metric) {
                 self.by_metric.entry(m.clone()).or_default().push(i);
             }
         }
@@ -962,6 +1022,68 @@ impl RuleEngine {
     /// The rules.
     pub fn rules(&self) -> &[ThresholdRule] {
         &self.rules
+    }
+
+    /// Replaces the whole rule set. States of unchanged rules are kept; states of removed
+    /// and changed rules are dropped, and an alert of theirs that subscribers were told is
+    /// firing is resolved, with a message saying the rule was removed, switched off or
+    /// changed (so no one is left with an alert nothing will ever resolve).
+    pub fn replace(
+        &mut self,
+        rules: Vec<ThresholdRule>,
+        now: TimestampMs,
+    ) -> (Vec<Notification>, RulesChange) {
+        let mut change = RulesChange::default();
+        // Old index → new index, for rules kept as they were.
+        let mut kept: HashMap<usize, usize> = HashMap::new();
+        let mut gone: HashMap<usize, &'static str> = HashMap::new();
+        for (i, old) in self.rules.iter().enumerate() {
+            match rules.iter().position(|r| r.name == old.name) {
+                None => {
+                    change.removed.push(old.name.clone());
+                    gone.insert(i, "the rule was removed");
+                }
+                Some(j) if rules[j] == *old => {
+                    kept.insert(i, j);
+                }
+                Some(j) => {
+                    change.changed.push(old.name.clone());
+                    let why = if rules[j].enabled {
+                        "the rule was changed and is evaluated afresh"
+                    } else {
+                        "the rule was switched off"
+                    };
+                    gone.insert(i, why);
+                }
+            }
+        }
+        change.added = rules
+            .iter()
+            .filter(|r| !self.rules.iter().any(|o| o.name == r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        let mut out = Vec::new();
+        for (series, v) in self.states.iter_mut() {
+            v.retain_mut(|tr| {
+                if let Some(&j) = kept.get(&tr.rule) {
+                    tr.rule = j;
+                    return true;
+                }
+                if let (Some(why), Some(rule)) = (gone.get(&tr.rule), self.rules.get(tr.rule)) {
+                    if tr.announced && tr.is_firing() {
+                        let mut a = build_alert(rule, series, tr, AlertState::Resolved, now);
+                        a.message = format!("{} resolved: {why}", rule.name);
+                        out.push(notification(rule, a, false, tr.flapping));
+                    }
+                }
+                false
+            });
+        }
+        self.states.retain(|_, v| !v.is_empty());
+        self.rules = rules;
+        self.index();
+        out.sort_by(|a, b| (&a.alert.rule, &a.alert.series).cmp(&(&b.alert.rule, &b.alert.series)));
+        (out, change)
     }
 
     fn tracked(&self, rule: &str, series: &SeriesKey) -> Option<&Tracked> {
@@ -988,6 +1110,7 @@ impl RuleEngine {
             rules,
             by_metric,
             states,
+            intended_at,
         } = self;
         for s in &batch.samples {
             if !s.value.is_finite() {
@@ -996,6 +1119,11 @@ impl RuleEngine {
             let Some(indices) = by_metric.get(s.series.metric.as_str()) else {
                 continue;
             };
+            let before_intent = !intended_at.is_empty()
+                && match &s.series.source {
+                    Source::Daemon(d) => intended_at.get(d).is_some_and(|&at| s.ts_ms <= at),
+                    _ => false,
+                };
             let t = s.ts_ms.min(now);
             // One map lookup per sample; a state is created only when a rule needs one.
             let slots = match states.get_mut(&s.series) {
@@ -1014,7 +1142,9 @@ impl RuleEngine {
             };
             for &i in indices {
                 let Some(rule) = rules.get(i) else { continue };
-                if !rule.selector.matches(&s.series) {
+                if !rule.selector.matches(&s.series)
+                    || (before_intent && matches!(rule.condition, Condition::Absence { .. }))
+                {
                     continue;
                 }
                 let tr = match slots.iter().position(|t| t.rule == i) {
@@ -1037,15 +1167,34 @@ impl RuleEngine {
         out
     }
 
-    /// Feeds a lifecycle event: restarts and exits count for restart-rate rules; a stop
-    /// (the host's decision) forgets the daemon's absence states, resolving announced ones.
+    /// Feeds a lifecycle event: unintended restarts and exits count for restart-rate rules;
+    /// a stop, and an intended exit or restart, forget the daemon's absence states (resolving
+    /// announced ones): the old process's silence is no outage, and the new process's first
+    /// sample starts a fresh timer.
     pub fn lifecycle(&mut self, event: &LifecycleEvent, now: TimestampMs) -> Vec<Notification> {
         let mut out = Vec::new();
         let t = event.ts_ms.min(now);
-        let RuleEngine { rules, states, .. } = self;
+        let RuleEngine {
+            rules,
+            states,
+            intended_at,
+            ..
+        } = self;
+        if event.intended {
+            intended_at.insert(event.daemon.clone(), event.ts_ms);
+            // Bounded: only the last hour's intents can still have samples in flight.
+            intended_at.retain(|_, at| *at >= event.ts_ms - 3_600_000);
+        }
         match event.kind {
-            // Restarts and exits done on purpose count against no restart rule.
-            LifecycleKind::Restarted | LifecycleKind::Exited if event.intended => {}
+            LifecycleKind::Restarted | LifecycleKind::Exited | LifecycleKind::Stopped
+                if event.intended =>
+            {
+                let why = match event.kind {
+                    LifecycleKind::Stopped => "was stopped by the host",
+                    _ => "is being restarted on purpose",
+                };
+                forget_absence(rules, states, &event.daemon, why, now, &mut out);
+            }
             LifecycleKind::Restarted | LifecycleKind::Exited => {
                 let series = SeriesKey::new(
                     Source::Daemon(event.daemon.clone()),
@@ -1056,7 +1205,7 @@ impl RuleEngine {
                     let Condition::RestartRate { count, window } = &rule.condition else {
                         continue;
                     };
-                    if !rule.selector.matches_daemon(&event.daemon) {
+                    if !rule.enabled || !rule.selector.matches_daemon(&event.daemon) {
                         continue;
                     }
                     let cx = Cx {
@@ -1080,27 +1229,14 @@ impl RuleEngine {
                 }
             }
             LifecycleKind::Stopped => {
-                let source = Source::Daemon(event.daemon.clone());
-                for (series, v) in states.iter_mut().filter(|(k, _)| k.source == source) {
-                    v.retain(|tr| {
-                        let Some(rule) = rules.get(tr.rule) else {
-                            return false;
-                        };
-                        if !matches!(rule.condition, Condition::Absence { .. }) {
-                            return true;
-                        }
-                        if tr.announced && tr.is_firing() {
-                            let mut a = build_alert(rule, series, tr, AlertState::Resolved, now);
-                            a.message = format!(
-                                "{} resolved: daemon {} was stopped by the host",
-                                rule.name, event.daemon
-                            );
-                            out.push(notification(rule, a, false, tr.flapping));
-                        }
-                        false
-                    });
-                }
-                states.retain(|_, v| !v.is_empty());
+                forget_absence(
+                    rules,
+                    states,
+                    &event.daemon,
+                    "was stopped by the host",
+                    now,
+                    &mut out,
+                );
             }
             LifecycleKind::Started => {}
         }
@@ -1117,7 +1253,8 @@ impl RuleEngine {
             let Condition::Signal { name } = &rule.condition else {
                 continue;
             };
-            if *name != candidate.rule
+            if !rule.enabled
+                || !follows(name, &candidate.rule)
                 || !rule.selector.matches_parts(
                     &series.source,
                     series.metric.as_str(),
@@ -1240,14 +1377,14 @@ impl RuleEngine {
 
     /// Restores states saved by [`RuleEngine::snapshot`]: a firing alert stays firing with
     /// its original `since_ms` and is not announced again; states of rules that no longer
-    /// exist are dropped; absence timers restart at `now` (the engine was not listening
+    /// exist or are disabled are dropped; absence timers restart at `now` (the engine was not listening
     /// while it was down); the repeat schedule resumes at its next boundary after `now`.
     pub fn restore(&mut self, states: Vec<PersistedState>, now: TimestampMs) {
         for p in states {
             let Some(i) = self.rules.iter().position(|r| r.name == p.rule) else {
                 continue;
             };
-            let Some(rule) = self.rules.get(i) else {
+            let Some(rule) = self.rules.get(i).filter(|r| r.enabled) else {
                 continue;
             };
             let mut t = Tracked::new(i);
@@ -1282,11 +1419,69 @@ impl RuleEngine {
     }
 }
 
+/// True when a signal rule following `signal` takes the candidate named `candidate`:
+/// the same name, or for `prefix.*` any name that starts with `prefix.`.
+pub fn follows(signal: &str, candidate: &str) -> bool {
+    match signal.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('.') => candidate.starts_with(prefix),
+        _ => signal == candidate,
+    }
+}
+
+/// What [`RuleEngine::replace`] changed, by rule name (in the new set's order; removed ones
+/// in the old set's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesChange {
+    /// Rules only in the new set.
+    pub added: Vec<String>,
+    /// Rules only in the old set: their states are dropped, their firing alerts resolved.
+    pub removed: Vec<String>,
+    /// Rules in both whose settings differ: evaluated afresh, their firing alerts resolved.
+    pub changed: Vec<String>,
+}
+
+impl RulesChange {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 /// The rule and series a state belongs to, and the time notifications are stamped with.
 struct Cx<'a> {
     rule: &'a ThresholdRule,
     series: &'a SeriesKey,
     now: TimestampMs,
+}
+
+/// Forgets the absence states of `daemon`'s series, resolving the announced ones with a
+/// message saying it `why`.
+fn forget_absence(
+    rules: &[ThresholdRule],
+    states: &mut FastMap<SeriesKey, Vec<Tracked>>,
+    daemon: &DaemonId,
+    why: &str,
+    now: TimestampMs,
+    out: &mut Vec<Notification>,
+) {
+    let source = Source::Daemon(daemon.clone());
+    for (series, v) in states.iter_mut().filter(|(k, _)| k.source == source) {
+        v.retain(|tr| {
+            let Some(rule) = rules.get(tr.rule) else {
+                return false;
+            };
+            if !matches!(rule.condition, Condition::Absence { .. }) {
+                return true;
+            }
+            if tr.announced && tr.is_firing() {
+                let mut a = build_alert(rule, series, tr, AlertState::Resolved, now);
+                a.message = format!("{} resolved: daemon {daemon} {why}", rule.name);
+                out.push(notification(rule, a, false, tr.flapping));
+            }
+            false
+        });
+    }
+    states.retain(|_, v| !v.is_empty());
 }
 
 /// Runs `f` on the state of rule `rule` for `series`, creating it when `create`.
@@ -1865,7 +2060,69 @@ pub fn daemon_down_rule() -> ThresholdRule {
     )
 }
 
-/// The rules perfvisor ships (see the table in the module documentation).
+/// Whether the built-in `app_anomaly` rule ships enabled. Off until its precision on
+/// labelled data is measured: an anomaly is a statistical surprise, not a failure, and
+/// paging on every surprise is what made anomaly alerts noise. Flip this one constant to
+/// ship it on; users switch it on with `[[rule]] name = "app_anomaly" enabled = true`.
+pub const APP_ANOMALY_ENABLED: bool = false;
+
+/// Candidate name the supervisor raises while storage writes fail.
+pub const STORAGE_FAILING_SIGNAL: &str = "perfvisor.storage_failing";
+/// Candidate name the supervisor raises when an actor exceeds its restart budget.
+pub const DEGRADED_SIGNAL: &str = "perfvisor.degraded";
+
+/// `app_anomaly`: an anomaly (level shift, spike) on a daemon's own app metrics, against
+/// its learned baseline. Shipped disabled ([`APP_ANOMALY_ENABLED`]).
+///
+/// Rationale: app metrics (latency, queue depth, errors) are what users feel; process
+/// (`process.*`), host (`system.*`) and perfvisor series move for many harmless reasons, so
+/// no built-in rule follows their anomalies: they stay in reports. A 30-minute cooldown per
+/// series keeps a restless metric to two notifications an hour.
+pub fn app_anomaly_rule() -> ThresholdRule {
+    ThresholdRule::signal("app_anomaly", "anomaly.*")
+        .on_source(SourceKind::Daemon)
+        .excluding_metrics("process.")
+        .excluding_metrics("system.")
+        .excluding_metrics("perfvisor.")
+        .cooldown(Duration::from_secs(30 * 60))
+        .severity(Severity::Warning)
+        .enabled(APP_ANOMALY_ENABLED)
+        .recommend(
+            "Compare the metric with the daemon's recent deployments, load and \
+             dependencies; tune or switch off app_anomaly if the change is expected.",
+        )
+}
+
+/// `perfvisor_storage_failing`: perfvisor cannot write its history (disk full, read-only
+/// file, a disk slower than the samples arrive).
+///
+/// Rationale: history that is not written is lost at the next restart, and the alert state
+/// with it; critical, and it stays firing (re-sent to Alertmanager) until writes succeed
+/// again. The supervisor already waits for a quiet period before resolving, so no timing
+/// here.
+pub fn storage_failing_rule() -> ThresholdRule {
+    ThresholdRule::signal(crate::selfmon::STORAGE_FAILING_RULE, STORAGE_FAILING_SIGNAL)
+        .on_source(SourceKind::Perfvisor)
+        .severity(Severity::Critical)
+}
+
+/// `perfvisor_degraded`: one of perfvisor's actors failed more often than its restart
+/// budget allows.
+///
+/// Rationale: perfvisor is then watching less than it says; critical, and it stays firing
+/// until perfvisor is restarted (the degraded state is cleared only by a restart).
+pub fn degraded_rule() -> ThresholdRule {
+    ThresholdRule::signal("perfvisor_degraded", DEGRADED_SIGNAL)
+        .on_source(SourceKind::Perfvisor)
+        .severity(Severity::Critical)
+        .recommend(
+            "Read perfvisor's log for the failing actor's panic messages and report them \
+             as a bug; restart perfvisor once the cause is fixed.",
+        )
+}
+
+/// The rules perfvisor ships (see the table in the module documentation), `app_anomaly`
+/// among them, disabled.
 pub fn default_rules() -> Vec<ThresholdRule> {
     vec![
         high_cpu_rule(),
@@ -1873,7 +2130,24 @@ pub fn default_rules() -> Vec<ThresholdRule> {
         descriptors_near_limit_rule(),
         crash_loop_rule(),
         daemon_down_rule(),
+        app_anomaly_rule(),
     ]
+}
+
+/// The rules about perfvisor itself. They ship even without the default rules: before
+/// they were rules, these alerts were always delivered. A user switches one off by name.
+pub fn perfvisor_rules() -> Vec<ThresholdRule> {
+    vec![storage_failing_rule(), degraded_rule()]
+}
+
+/// Every built-in rule by name: the default rules, perfvisor's own, and the signal rule of
+/// each bottleneck kind.
+pub fn builtin_rules() -> Vec<ThresholdRule> {
+    let mut rules = default_rules();
+    rules.extend(perfvisor_rules());
+    let extra = bottleneck_rules(&rules);
+    rules.extend(extra);
+    rules
 }
 
 /// The bottleneck kinds the analyzer raises candidates for; each gets a signal rule.
@@ -1908,14 +2182,17 @@ fn bottleneck_rules(rules: &[ThresholdRule]) -> Vec<ThresholdRule> {
 }
 
 /// The rules the engine runs: with `defaults`, the [`default_rules`] (a user rule of the
-/// same name replaces one), the user's rules, and a signal rule for every bottleneck kind no
-/// rule follows yet; without, the user's rules alone. The live dispatcher and
+/// same name replaces one), perfvisor's own rules ([`perfvisor_rules`], also without
+/// `defaults`), the user's rules, and with `defaults` a signal rule for every bottleneck kind
+/// no rule follows yet. Disabled rules are in the list (so they can be shown) and never
+/// evaluated. The live dispatcher and
 /// `perfvisor replay` both build their engine from this.
 pub fn effective_rules(user: &[ThresholdRule], defaults: bool) -> Vec<ThresholdRule> {
     let mut rules: Vec<ThresholdRule> = Vec::new();
     if defaults {
         rules.extend(default_rules());
     }
+    rules.extend(perfvisor_rules());
     for rule in user {
         rules.retain(|r| r.name != rule.name);
         rules.push(rule.clone());
@@ -1925,6 +2202,193 @@ pub fn effective_rules(user: &[ThresholdRule], defaults: bool) -> Vec<ThresholdR
         rules.extend(extra);
     }
     rules
+}
+
+/// Where a rule in the running set comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOrigin {
+    /// Shipped with perfvisor ([`builtin_rules`]), as shipped.
+    BuiltIn,
+    /// From the config file (a rule named like a built-in replaces it).
+    Config,
+    /// Added by the embedding host.
+    Host,
+}
+
+impl RuleOrigin {
+    /// `built-in`, `config`, `host`.
+    pub fn word(self) -> &'static str {
+        match self {
+            RuleOrigin::BuiltIn => "built-in",
+            RuleOrigin::Config => "config",
+            RuleOrigin::Host => "host",
+        }
+    }
+}
+
+/// One rule as `perfvisor rules` and `GET /api/v1/rules` show it: the rule itself and its
+/// settings in words.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleInfo {
+    /// The rule's name.
+    pub name: String,
+    /// `threshold`, `rate`, `absent`, `restart_rate` or `signal`.
+    pub kind: String,
+    /// What it watches, in words (condition and selector).
+    pub watches: String,
+    /// Its timing in words (`for 5 min, cooldown 15 min`), or `—`.
+    pub timing: String,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Where it comes from.
+    pub origin: RuleOrigin,
+    /// False when switched off.
+    pub enabled: bool,
+    /// The rule.
+    pub rule: ThresholdRule,
+}
+
+impl RuleInfo {
+    /// The description of `rule`.
+    pub fn of(rule: &ThresholdRule, origin: RuleOrigin) -> RuleInfo {
+        let (kind, what) = match &rule.condition {
+            Condition::Threshold {
+                comparison,
+                raise,
+                clear,
+            } => (
+                "threshold",
+                if clear == raise {
+                    format!("{} {}", comparison.word(), num(*raise))
+                } else {
+                    format!(
+                        "{} {} (clears {} {})",
+                        comparison.word(),
+                        num(*raise),
+                        comparison.clear_word(),
+                        num(*clear)
+                    )
+                },
+            ),
+            Condition::RateOfChange {
+                comparison,
+                raise,
+                window,
+                ..
+            } => (
+                "rate",
+                format!(
+                    "change {} {}/s over {}",
+                    comparison.word(),
+                    num(*raise),
+                    human(*window)
+                ),
+            ),
+            Condition::Absence { after } => ("absent", format!("no sample for {}", human(*after))),
+            Condition::RestartRate { count, window } => (
+                "restart_rate",
+                format!("{count} restarts or exits within {}", human(*window)),
+            ),
+            Condition::Signal { name } => ("signal", format!("signal {name}")),
+        };
+        let s = &rule.selector;
+        let mut scope = Vec::new();
+        if let Some(m) = &s.metric {
+            scope.push(m.clone());
+        }
+        if let Some(k) = s.source {
+            scope.push(
+                match k {
+                    SourceKind::Host => "host",
+                    SourceKind::Perfvisor => "perfvisor",
+                    SourceKind::Daemon => "daemons",
+                }
+                .to_string(),
+            );
+        }
+        if let Some(d) = &s.daemon {
+            scope.push(format!("daemon {d}"));
+        }
+        if let Some(p) = &s.project {
+            scope.push(format!("project {p}"));
+        }
+        for (k, v) in &s.labels {
+            scope.push(format!("{k}={v}"));
+        }
+        if !s.exclude_metric_prefixes.is_empty() {
+            scope.push(format!(
+                "not {}",
+                s.exclude_metric_prefixes
+                    .iter()
+                    .map(|p| format!("{p}*"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let watches = if scope.is_empty() {
+            what
+        } else {
+            format!("{what} on {}", scope.join(", "))
+        };
+        let mut timing = Vec::new();
+        for (word, d) in [
+            ("for", rule.for_duration),
+            ("clear_for", rule.clear_for),
+            ("cooldown", rule.cooldown),
+        ] {
+            if !d.is_zero() {
+                timing.push(format!("{word} {}", human(d)));
+            }
+        }
+        if let Some(d) = rule.repeat_interval {
+            timing.push(format!("repeat {}", human(d)));
+        }
+        if let Some(f) = rule.flap {
+            timing.push(format!(
+                "flap {} changes in {}",
+                f.max_flips,
+                human(f.window)
+            ));
+        }
+        RuleInfo {
+            name: rule.name.clone(),
+            kind: kind.into(),
+            watches,
+            timing: if timing.is_empty() {
+                "—".into()
+            } else {
+                timing.join(", ")
+            },
+            severity: rule.severity,
+            origin,
+            enabled: rule.enabled,
+            rule: rule.clone(),
+        }
+    }
+}
+
+/// The running rule set with origins: [`effective_rules`] of the host's and the config's
+/// rules, each tagged with where it comes from.
+pub fn listed_rules(
+    host: &[ThresholdRule],
+    config: &[ThresholdRule],
+    defaults: bool,
+) -> Vec<RuleInfo> {
+    let user: Vec<ThresholdRule> = host.iter().chain(config).cloned().collect();
+    effective_rules(&user, defaults)
+        .iter()
+        .map(|r| {
+            let origin = if config.iter().any(|c| c.name == r.name) {
+                RuleOrigin::Config
+            } else if host.iter().any(|h| h.name == r.name) {
+                RuleOrigin::Host
+            } else {
+                RuleOrigin::BuiltIn
+            };
+            RuleInfo::of(r, origin)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -2229,6 +2693,49 @@ mod tests {
         assert!(s[0].alert.message.contains("stopped by the host"));
         assert!(e.tick(1_000_000).is_empty());
         assert!(e.snapshot().is_empty());
+    }
+
+    /// Intended stops and restarts are context: a stop's in-flight samples (taken before the
+    /// stop) start no `daemon_down` timer, an intended restart forgets the absence timer and
+    /// counts for no crash loop, and the new process's first sample starts a fresh timer.
+    #[test]
+    fn intended_stops_and_restarts_page_nothing() {
+        let up = key("d1", names::PROCESS_UPTIME);
+        let mut e = RuleEngine::new(vec![daemon_down_rule(), crash_loop_rule()]);
+        let intended = |t, kind| LifecycleEvent {
+            intended: true,
+            ..event("d1", t, kind)
+        };
+        assert!(at(&mut e, &up, 1_000, 1.0).is_empty());
+        assert!(e
+            .lifecycle(&intended(2_000, LifecycleKind::Stopped), 2_000)
+            .is_empty());
+        // A sample the watcher took before the stop arrives after it.
+        assert!(at(&mut e, &up, 1_900, 1.9).is_empty());
+        assert!(e.tick(100_000).is_empty(), "no daemon_down after a stop");
+        // Started again, then restarted on purpose five times: no crash loop, no down.
+        assert!(at(&mut e, &up, 200_000, 0.1).is_empty());
+        for k in 0..5 {
+            let t = 201_000 + k * 40_000;
+            for kind in [LifecycleKind::Exited, LifecycleKind::Restarted] {
+                assert!(e.lifecycle(&intended(t, kind), t).is_empty());
+            }
+            // The new process's first sample comes 35 s later (a slow start).
+            assert!(e.tick(t + 34_000).is_empty());
+            assert!(at(&mut e, &up, t + 35_000, 0.1).is_empty());
+        }
+        assert!(e.tick(400_000).is_empty());
+        // The restarted process then vanishes: that is an outage.
+        let f = e.tick(500_000);
+        assert_eq!(states(&f), vec![AlertState::Firing]);
+        assert_eq!(f[0].alert.rule, "daemon_down");
+        // And unintended exits still make a crash loop.
+        let mut e = RuleEngine::new(vec![crash_loop_rule()]);
+        let mut last = Vec::new();
+        for t in [1_000, 2_000, 3_000] {
+            last = e.lifecycle(&event("d1", t, LifecycleKind::Exited), t);
+        }
+        assert_eq!(states(&last), vec![AlertState::Firing]);
     }
 
     /// Acceptance 3c: restart rate fires on the n-th restart within the window (inclusive),
@@ -2573,8 +3080,9 @@ mod tests {
     fn default_rules_are_valid() {
         let rules = default_rules();
         assert_eq!(validate_rules(&rules), Ok(()));
-        assert_eq!(rules.len(), 5);
+        assert_eq!(rules.len(), 6);
         assert!(rules.iter().all(|r| !r.recommendations.is_empty()));
+        assert_eq!(validate_rules(&builtin_rules()), Ok(()));
         // high_cpu: 5 minutes at 0.95 fire, hovering at 0.85 does not resolve.
         let mut e = RuleEngine::new(rules);
         assert!(at(&mut e, &cpu(), 0, 0.95).is_empty());
@@ -2702,5 +3210,242 @@ mod tests {
                 tick_ns / rounds as u128 / 1000,
             );
         }
+    }
+
+    fn anomaly(source: Source, metric: &str, state: AlertState, t: i64) -> Alert {
+        let series = SeriesKey::new(
+            source,
+            metric.to_string(),
+            Labels::from_pairs([("project", "ws1")]),
+        );
+        Alert {
+            rule: format!("anomaly.{metric}"),
+            daemon: series.source.daemon().cloned(),
+            project: Some("ws1".into()),
+            series,
+            severity: Severity::Warning,
+            state,
+            value: 0.95,
+            threshold: 0.92,
+            since_ms: t,
+            at_ms: t,
+            message: format!("{metric}: LevelShiftUp to 0.95 from a baseline of 0.92"),
+            recommendations: Vec::new(),
+            auto_actionable: false,
+        }
+    }
+
+    fn own(signal: &str, state: AlertState, t: i64) -> Alert {
+        Alert {
+            rule: signal.into(),
+            series: SeriesKey::new(
+                Source::Perfvisor,
+                names::PERFVISOR_STORAGE_BLOCKED,
+                Labels::empty(),
+            ),
+            daemon: None,
+            project: None,
+            severity: Severity::Critical,
+            state,
+            value: 42.0,
+            threshold: 0.0,
+            since_ms: t,
+            at_ms: t,
+            message: "perfvisor cannot write its history (disk full)".into(),
+            recommendations: Vec::new(),
+            auto_actionable: false,
+        }
+    }
+
+    /// A signal ending in `.*` follows every candidate with that prefix, and only those;
+    /// a `*` anywhere else is refused by validation.
+    #[test]
+    fn prefix_signals_follow_every_candidate_with_the_prefix() {
+        assert!(follows("anomaly.*", "anomaly.app.latency_seconds"));
+        assert!(follows("anomaly.*", "anomaly.system.cpu.load_average.15m"));
+        assert!(!follows("anomaly.*", "anomalyx"));
+        assert!(!follows("anomaly.*", "bottleneck.cpu_bound"));
+        assert!(follows("bottleneck.cpu_bound", "bottleneck.cpu_bound"));
+        assert!(!follows("bottleneck.cpu", "bottleneck.cpu_bound"));
+        assert!(ThresholdRule::signal("a", "anomaly.*").validate().is_ok());
+        for bad in ["*", "anomaly*", "anomaly.*.x", ".*"] {
+            assert!(
+                ThresholdRule::signal("a", bad).validate().is_err(),
+                "{bad} accepted"
+            );
+        }
+        // Selectors apply to the candidate's series: metric, daemon, project labels.
+        let mut e = RuleEngine::new(vec![ThresholdRule::signal("lat", "anomaly.*")
+            .metric("app.latency_seconds")
+            .for_project("ws1")]);
+        let d = || Source::Daemon("d1".into());
+        assert!(e
+            .signal(&anomaly(d(), "app.queue", AlertState::Firing, 0), 0)
+            .is_empty());
+        let f = e.signal(
+            &anomaly(d(), "app.latency_seconds", AlertState::Firing, 0),
+            0,
+        );
+        assert_eq!(states(&f), vec![AlertState::Firing]);
+        assert_eq!(f[0].alert.rule, "lat");
+    }
+
+    /// The issue's noise: with the default rules, an anomaly on a host series, a perfvisor
+    /// series or a process series raises nothing (app_anomaly ships disabled, and would not
+    /// take those series anyway).
+    #[test]
+    fn host_and_process_anomalies_raise_nothing_with_defaults() {
+        let mut e = RuleEngine::new(effective_rules(&[], true));
+        for (source, metric) in [
+            (Source::Host, "system.cpu.load_average.15m"),
+            (
+                Source::Perfvisor,
+                "perfvisor.storage.maintenance.time_seconds",
+            ),
+            (Source::Daemon("d1".into()), "process.cpu.utilization_ratio"),
+            (Source::Daemon("d1".into()), "app.latency_seconds"),
+        ] {
+            assert!(e
+                .signal(&anomaly(source.clone(), metric, AlertState::Firing, 0), 0)
+                .is_empty());
+        }
+        assert!(e.firing().is_empty());
+        // Switched on, app_anomaly takes a daemon's app metric and nothing else.
+        let mut e = RuleEngine::new(effective_rules(&[app_anomaly_rule().enabled(true)], true));
+        let d = || Source::Daemon("d1".into());
+        assert!(e
+            .signal(
+                &anomaly(d(), "process.cpu.utilization_ratio", AlertState::Firing, 0),
+                0
+            )
+            .is_empty());
+        assert!(e
+            .signal(
+                &anomaly(
+                    Source::Host,
+                    "system.cpu.load_average.15m",
+                    AlertState::Firing,
+                    0
+                ),
+                0
+            )
+            .is_empty());
+        let f = e.signal(
+            &anomaly(d(), "app.latency_seconds", AlertState::Firing, 0),
+            0,
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].alert.rule, "app_anomaly");
+    }
+
+    /// A user rule following `anomaly.*` on the host fires for a host anomaly, is in the
+    /// firing set, and resolves when the candidate does.
+    #[test]
+    fn user_host_anomaly_rule_fires_and_resolves() {
+        let rule = ThresholdRule::signal("host_anomaly", "anomaly.*").on_host();
+        let mut e = RuleEngine::new(effective_rules(&[rule], true));
+        let m = "system.cpu.load_average.15m";
+        let f = e.signal(&anomaly(Source::Host, m, AlertState::Firing, 1000), 1000);
+        assert_eq!(states(&f), vec![AlertState::Firing]);
+        assert_eq!(f[0].alert.rule, "host_anomaly");
+        assert!(f[0].alert.message.contains("LevelShiftUp"));
+        assert_eq!(e.firing().len(), 1);
+        let r = e.signal(&anomaly(Source::Host, m, AlertState::Resolved, 9000), 9000);
+        assert_eq!(states(&r), vec![AlertState::Resolved]);
+        assert!(e.firing().is_empty());
+    }
+
+    /// perfvisor's storage candidate goes through its built-in rule even without the
+    /// default rules: in `firing()` while it fires, resolved when storage recovers.
+    #[test]
+    fn storage_failing_signal_is_in_the_firing_set_and_resolves() {
+        let mut e = RuleEngine::new(effective_rules(&[], false));
+        let f = e.signal(&own(STORAGE_FAILING_SIGNAL, AlertState::Firing, 0), 0);
+        assert_eq!(states(&f), vec![AlertState::Firing]);
+        let firing = e.firing();
+        assert_eq!(firing.len(), 1);
+        assert_eq!(firing[0].rule, "perfvisor_storage_failing");
+        assert_eq!(firing[0].severity, Severity::Critical);
+        assert!(firing[0].message.contains("disk full"));
+        let r = e.signal(
+            &own(STORAGE_FAILING_SIGNAL, AlertState::Resolved, 5000),
+            5000,
+        );
+        assert_eq!(states(&r), vec![AlertState::Resolved]);
+        assert!(e.firing().is_empty());
+        // The degraded candidate likewise.
+        let f = e.signal(&own(DEGRADED_SIGNAL, AlertState::Firing, 6000), 6000);
+        assert_eq!(f[0].alert.rule, "perfvisor_degraded");
+    }
+
+    /// Replacing the rule set: a removed rule's firing alert resolves with a message saying
+    /// so and its state is gone; an unchanged rule keeps its state (no new notification);
+    /// a changed rule starts afresh.
+    #[test]
+    fn replacing_rules_drops_removed_and_keeps_unchanged() {
+        let api = ThresholdRule::above("api_cpu", M, 0.5);
+        let keep = ThresholdRule::above("keep", M, 0.5);
+        let disk = ThresholdRule::above("disk_low", M, 0.5);
+        let mut e = RuleEngine::new(vec![api.clone(), keep.clone(), disk.clone()]);
+        assert_eq!(at(&mut e, &cpu(), 0, 0.9).len(), 3);
+        let (out, change) = e.replace(
+            vec![keep.clone(), disk.clone().severity(Severity::Critical)],
+            1000,
+        );
+        assert_eq!(change.removed, vec!["api_cpu".to_string()]);
+        assert_eq!(change.changed, vec!["disk_low".to_string()]);
+        assert!(change.added.is_empty());
+        assert_eq!(out.len(), 2);
+        let removed = out.iter().find(|n| n.alert.rule == "api_cpu").unwrap();
+        assert_eq!(removed.alert.state, AlertState::Resolved);
+        assert!(removed.alert.message.contains("rule was removed"));
+        assert_eq!(e.state("api_cpu", &cpu()), RuleState::Inactive);
+        assert!(matches!(e.state("keep", &cpu()), RuleState::Firing { .. }));
+        let firing: Vec<String> = e.firing().into_iter().map(|a| a.rule).collect();
+        assert_eq!(firing, vec!["keep".to_string()]);
+        // The removed rule no longer fires; the kept one stays quiet (already announced);
+        // the changed one fires afresh.
+        let next = at(&mut e, &cpu(), 2000, 0.9);
+        let rules: Vec<&str> = next.iter().map(|n| n.alert.rule.as_str()).collect();
+        assert_eq!(rules, vec!["disk_low"]);
+        // Replacing with the same set changes nothing.
+        let same = e.rules().to_vec();
+        let (out, change) = e.replace(same, 3000);
+        assert!(out.is_empty() && change.is_empty());
+    }
+
+    /// `enabled = false` on a built-in (a user rule of the same name) takes it out of the
+    /// evaluation but keeps it listed; its bottleneck signal gets no stand-in rule.
+    #[test]
+    fn disabled_builtin_is_listed_but_never_evaluated() {
+        let off = high_cpu_rule().enabled(false);
+        let leak_off = memory_growth_rule().enabled(false);
+        let rules = effective_rules(&[off, leak_off], true);
+        assert!(rules.iter().any(|r| r.name == "high_cpu" && !r.enabled));
+        assert!(!rules.iter().any(|r| r.name == "bottleneck.memory_leak"));
+        let mut e = RuleEngine::new(rules);
+        assert!(at(&mut e, &cpu(), 0, 0.95).is_empty());
+        assert!(at(&mut e, &cpu(), 10 * MIN, 0.95).is_empty());
+        assert!(e
+            .signal(
+                &candidate("bottleneck.memory_leak", "d1", AlertState::Firing, 0),
+                0
+            )
+            .is_empty());
+        let listed = listed_rules(&[], &[high_cpu_rule().enabled(false)], true);
+        let cpu_info = listed.iter().find(|r| r.name == "high_cpu").unwrap();
+        assert_eq!(
+            (cpu_info.origin, cpu_info.enabled),
+            (RuleOrigin::Config, false)
+        );
+        assert_eq!(cpu_info.timing, "for 5 min, cooldown 15 min");
+        let app = listed.iter().find(|r| r.name == "app_anomaly").unwrap();
+        assert_eq!(
+            (app.origin, app.enabled),
+            (RuleOrigin::BuiltIn, APP_ANOMALY_ENABLED)
+        );
+        assert!(listed
+            .iter()
+            .any(|r| r.name == "perfvisor_storage_failing" && r.origin == RuleOrigin::BuiltIn));
     }
 }

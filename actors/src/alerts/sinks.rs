@@ -1220,7 +1220,7 @@ fn label_name(name: &str) -> String {
 }
 
 /// RFC 3339 in UTC with milliseconds, `2024-05-01T12:00:00.000Z`.
-fn rfc3339(ms: TimestampMs) -> String {
+pub fn rfc3339(ms: TimestampMs) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
