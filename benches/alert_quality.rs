@@ -1226,12 +1226,12 @@ fn report(env: &Env, instances: &[Instance], log: &[String], ended_s: f64) -> Re
                     firing.len()
                 );
                 println!(
-                    "  {:>6}  {:<24} {:<10} {:<9} message",
+                    "  {:>6}  {:<40} {:<10} {:<9} message",
                     "at", "rule", "daemon", "severity"
                 );
                 for a in &firing {
                     println!(
-                        "  {:>6}  {:<24} {:<10} {:<9} {}",
+                        "  {:>6}  {:<40} {:<10} {:<9} {}",
                         clock(a.at_s),
                         a.rule,
                         a.daemon.as_deref().unwrap_or("-"),
@@ -1272,12 +1272,12 @@ fn report(env: &Env, instances: &[Instance], log: &[String], ended_s: f64) -> Re
                     firing.len()
                 );
                 println!(
-                    "  {:<16} {:>6} {:<8} {:<32} {:>8}  {:<22} verdict",
+                    "  {:<16} {:>6} {:<8} {:<38} {:>8}  {:<22} verdict",
                     "fault", "start", "alerted", "first rule", "after s", "acceptance"
                 );
                 for r in &results {
                     println!(
-                        "  {:<16} {:>6} {:<8} {:<32} {:>8}  {:<22} {}",
+                        "  {:<16} {:>6} {:<8} {:<38} {:>8}  {:<22} {}",
                         r.fault,
                         clock(r.start_s),
                         if r.alerted { "yes" } else { "no" },
@@ -1338,7 +1338,7 @@ fn report(env: &Env, instances: &[Instance], log: &[String], ended_s: f64) -> Re
                     println!("  alerts on no fault daemon (host, perfvisor itself):");
                     for a in &others {
                         println!(
-                            "    {:>6}  {:<24} {:<10} {}",
+                            "    {:>6}  {:<40} {:<10} {}",
                             clock(a.at_s),
                             a.rule,
                             a.daemon.as_deref().unwrap_or("-"),
