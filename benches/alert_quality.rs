@@ -210,10 +210,13 @@ impl Drop for Proc {
     }
 }
 
-/// Kills, by pid, every process whose command line names `marker` (this run's directory):
-/// the managed daemons a perfvisor left behind (it does so on purpose when it is killed).
-fn kill_stragglers(marker: &str) -> usize {
+/// Kills, by pid, what this run's managed daemons left behind (perfvisor leaves them running
+/// on purpose when it is killed): the processes whose command line names `marker` (this run's
+/// directory) and that are one of ours, the load generator or one of our start scripts
+/// under a shell, so that a `tail -f` of a log in that directory is left alone.
+fn kill_stragglers(marker: &str, loadgen: &Path) -> usize {
     let me = std::process::id();
+    let loadgen = loadgen.display().to_string();
     let mut killed = 0;
     let Ok(entries) = fs::read_dir("/proc") else {
         return 0;
@@ -232,7 +235,15 @@ fn kill_stragglers(marker: &str) -> usize {
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        if String::from_utf8_lossy(&cmdline).contains(marker) {
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let ours = argv.first().is_some_and(|a| *a == loadgen)
+            || argv
+                .get(1)
+                .is_some_and(|a| a.starts_with(marker) && a.ends_with(".sh"));
+        if ours && argv.iter().any(|a| a.contains(marker)) {
             // SAFETY: plain syscall; the pid was just read and names this run's directory.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             killed += 1;
@@ -1005,17 +1016,17 @@ fn run(opts: &Opts) -> Result<(), String> {
     let mut log = match result {
         Ok(log) => log,
         Err(e) => {
-            shut_down(&mut instances, &marker);
+            shut_down(&mut instances, &marker, &env.loadgen);
             return Err(e);
         }
     };
     let ended_s = env.t0.elapsed().as_secs_f64();
-    log.extend(shut_down(&mut instances, &marker));
+    log.extend(shut_down(&mut instances, &marker, &env.loadgen));
     report(&env, &instances, &log, ended_s)
 }
 
 /// Stops every instance (SIGTERM: it stops its daemons), the targets, and any straggler.
-fn shut_down(instances: &mut [Instance], marker: &str) -> Vec<String> {
+fn shut_down(instances: &mut [Instance], marker: &str, loadgen: &Path) -> Vec<String> {
     let mut log = Vec::new();
     for i in instances.iter_mut() {
         if let Some(mut p) = i.perfvisor.take() {
@@ -1023,7 +1034,7 @@ fn shut_down(instances: &mut [Instance], marker: &str) -> Vec<String> {
         }
         i.targets.clear();
     }
-    let killed = kill_stragglers(marker);
+    let killed = kill_stragglers(marker, loadgen);
     if killed > 0 {
         log.push(format!("killed {killed} leftover process(es) of this run"));
     }
@@ -1216,6 +1227,13 @@ fn report(env: &Env, instances: &[Instance], log: &[String], ended_s: f64) -> Re
         let inbox = i.inbox.lock().map(|v| v.clone()).unwrap_or_default();
         let firing: Vec<&Received> = inbox.iter().filter(|a| a.state == "firing").collect();
         let resolved = inbox.len() - firing.len();
+        if let Some(exited) = &i.exited {
+            println!();
+            println!(
+                "WARNING: {exited}; the {} set's figures stop there",
+                i.set.name()
+            );
+        }
         match i.set {
             Set::Quiet => {
                 let per_hour = firing.len() as f64 / hours;
