@@ -48,7 +48,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +66,8 @@ const LATENCY_STEP: f64 = 3.0;
 
 /// Set by SIGINT/SIGTERM: the main loop ends the run early (and still cleans up).
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Numbers the CLI calls' output files.
+static CLI_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -819,7 +821,10 @@ fn shell_quote(s: &str) -> String {
 
 /// Runs a perfvisor CLI command against an instance; returns its status and output.
 fn run_cli(env: &Env, instance: &Instance, args: &[String]) -> String {
-    let out = instance.dir.join(format!("cli-{}.out", unix_secs()));
+    let out = instance.dir.join(format!(
+        "cli-{}.out",
+        CLI_CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
     let Ok(file) = fs::File::create(&out) else {
         return format!("cannot create {}", out.display());
     };
