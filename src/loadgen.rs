@@ -5,12 +5,32 @@
 //! given time or when killed.
 //!
 //! ```text
-//! perfvisor-loadgen [--cpu FRACTION] [--hold-mib N] [--leak-mib-per-sec X]
+//! perfvisor-loadgen [--cpu FRACTION] [--burst-cpu-secs B --burst-every E] [--hold-mib N]
+//!                   [--leak-mib-per-sec X | --leak-mib-per-min X]
+//!                   [--warmup-mib N --warmup-secs S] [--sawtooth-mib N --sawtooth-period S]
 //!                   [--write-mib-per-sec X [--write-dir DIR]] [--open-fds N] [--fd-limit N]
+//!                   [--fd-leak-per-sec X] [--start-after SECS] [--stop-after SECS]
 //!                   [--report-latency HOST:PORT --as ID [--token T] [--latency-ms A]
 //!                    [--regress-after SECS --regress-latency-ms B]]
-//!                   [--exit-after SECS]
+//!                   [--http HOST:PORT] [--exit-after SECS [--exit-code N]]
 //! ```
+//!
+//! Every behaviour is a function of the time since start, so a run is reproducible:
+//! - `--burst-cpu-secs B --burst-every E`: a full core for the first B s of every E s, idle
+//!   the rest (mean B/E of a core); adds to `--cpu`.
+//! - `--warmup-mib N --warmup-secs S`: a cache warming up: N MiB allocated and touched
+//!   evenly over S s, then held flat.
+//! - `--sawtooth-mib N --sawtooth-period S`: a garbage-collected heap: grows evenly to N MiB
+//!   over S s, is freed at once, and grows again.
+//! - `--leak-mib-per-min X` is `--leak-mib-per-sec X/60` (fractions are fine either way).
+//! - `--fd-leak-per-sec X`: opens descriptors on `/dev/null` at X per second and never closes
+//!   them; at the limit (see `--fd-limit`) it keeps what it has and says so once on stderr.
+//! - `--start-after S` delays the CPU load, the leaks and the writes (not `--hold-mib`, the
+//!   warm-up or the sawtooth) by S s, `--stop-after T` ends them T s after they began: a fault
+//!   with a known start and end while the process itself lives on.
+//! - `--http HOST:PORT` answers every HTTP request with `200 ok` (a health endpoint).
+//! - `--exit-code N` is the status of the `--exit-after` exit (default 0), so a managed
+//!   daemon with `restart = "always"` and a short `--exit-after` is a crash loop.
 //!
 //! `--report-latency` makes it a service that reports its own request latency to a running
 //! perfvisor (`POST /api/v1/metrics` as daemon `--as`, ten times a second, `A` ms ± 10 %),
@@ -25,6 +45,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+#[derive(Debug)]
 struct Args {
     cpu: f64,
     hold_mib: usize,
@@ -40,6 +61,31 @@ struct Args {
     latency_ms: f64,
     regress_after: Option<Duration>,
     regress_latency_ms: f64,
+    burst_cpu_secs: f64,
+    burst_every: f64,
+    warmup_mib: usize,
+    warmup_secs: f64,
+    sawtooth_mib: usize,
+    sawtooth_period: f64,
+    fd_leak_per_sec: f64,
+    start_after: Duration,
+    stop_after: Option<Duration>,
+    http: Option<String>,
+    exit_code: u8,
+}
+
+/// Parses a non-negative, finite number of `what` for `flag`.
+fn non_negative(flag: &str, v: &str, what: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .ok_or_else(|| format!("{flag} {v}: expected {what} ≥ 0"))
+}
+
+/// Parses a whole number of MiB for `flag`.
+fn whole_mib(flag: &str, v: &str) -> Result<usize, String> {
+    v.parse()
+        .map_err(|_| format!("{flag} {v}: expected a whole number of MiB"))
 }
 
 fn parse(argv: Vec<String>) -> Result<Args, String> {
@@ -58,6 +104,17 @@ fn parse(argv: Vec<String>) -> Result<Args, String> {
         latency_ms: 10.0,
         regress_after: None,
         regress_latency_ms: 40.0,
+        burst_cpu_secs: 0.0,
+        burst_every: 0.0,
+        warmup_mib: 0,
+        warmup_secs: 0.0,
+        sawtooth_mib: 0,
+        sawtooth_period: 0.0,
+        fd_leak_per_sec: 0.0,
+        start_after: Duration::ZERO,
+        stop_after: None,
+        http: None,
+        exit_code: 0,
     };
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
@@ -150,14 +207,71 @@ fn parse(argv: Vec<String>) -> Result<Args, String> {
                         .ok_or_else(|| format!("--fd-limit {v}: expected a whole number ≥ 16"))?,
                 );
             }
+            "--leak-mib-per-min" => {
+                let v = value("MiB per minute")?;
+                args.leak_mib_per_sec = non_negative(&flag, &v, "MiB per minute")? / 60.0;
+            }
+            "--burst-cpu-secs" => {
+                let v = value("seconds of a full core per burst")?;
+                args.burst_cpu_secs = non_negative(&flag, &v, "seconds")?;
+            }
+            "--burst-every" => {
+                let v = value("seconds between burst starts")?;
+                args.burst_every = non_negative(&flag, &v, "seconds")?;
+            }
+            "--warmup-mib" => args.warmup_mib = whole_mib(&flag, &value("MiB to warm up")?)?,
+            "--warmup-secs" => {
+                let v = value("seconds of warm-up")?;
+                args.warmup_secs = non_negative(&flag, &v, "seconds")?;
+            }
+            "--sawtooth-mib" => args.sawtooth_mib = whole_mib(&flag, &value("peak MiB")?)?,
+            "--sawtooth-period" => {
+                let v = value("seconds per tooth")?;
+                args.sawtooth_period = non_negative(&flag, &v, "seconds")?;
+            }
+            "--fd-leak-per-sec" => {
+                let v = value("descriptors per second")?;
+                args.fd_leak_per_sec = non_negative(&flag, &v, "descriptors per second")?;
+            }
+            "--start-after" => {
+                let v = value("seconds")?;
+                args.start_after = Duration::from_secs_f64(non_negative(&flag, &v, "seconds")?);
+            }
+            "--stop-after" => {
+                let v = value("seconds")?;
+                args.stop_after =
+                    Some(Duration::from_secs_f64(non_negative(&flag, &v, "seconds")?));
+            }
+            "--http" => args.http = Some(value("HOST:PORT to answer HTTP on")?),
+            "--exit-code" => {
+                let v = value("exit status, 0 to 255")?;
+                args.exit_code = v
+                    .parse()
+                    .map_err(|_| format!("--exit-code {v}: expected a whole number 0 to 255"))?;
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; accepted: --cpu, --hold-mib, --leak-mib-per-sec, \
-                     --write-mib-per-sec, --write-dir, --open-fds, --fd-limit, --report-latency, \
-                     --as, --token, --latency-ms, --regress-after, --regress-latency-ms, --exit-after"
+                    "unknown argument {other:?}; accepted: --cpu, --burst-cpu-secs, --burst-every, \
+                     --hold-mib, --leak-mib-per-sec, --leak-mib-per-min, --warmup-mib, \
+                     --warmup-secs, --sawtooth-mib, --sawtooth-period, --write-mib-per-sec, \
+                     --write-dir, --open-fds, --fd-limit, --fd-leak-per-sec, --start-after, \
+                     --stop-after, --report-latency, --as, --token, --latency-ms, \
+                     --regress-after, --regress-latency-ms, --http, --exit-after, --exit-code"
                 ))
             }
         }
+    }
+    if (args.burst_cpu_secs > 0.0) != (args.burst_every > 0.0)
+        || args.burst_cpu_secs > args.burst_every
+    {
+        return Err(format!(
+            "--burst-cpu-secs {} --burst-every {}: give both, with the burst no longer than \
+             the period",
+            args.burst_cpu_secs, args.burst_every
+        ));
+    }
+    if args.sawtooth_mib > 0 && args.sawtooth_period <= 0.0 {
+        return Err("--sawtooth-mib needs --sawtooth-period > 0".into());
     }
     Ok(args)
 }
@@ -313,17 +427,29 @@ pub fn run(argv: Vec<String>) -> ExitCode {
         None
     };
     let mut write_debt = 0.0f64;
+    if let Some(addr) = &args.http {
+        if let Err(e) = serve_http(addr) {
+            eprintln!("perfvisor-loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let held = touched(args.hold_mib);
     let mut leaked: Vec<Vec<u8>> = Vec::new();
+    let mut warmed: Vec<Vec<u8>> = Vec::new();
+    let mut heap: Vec<Mapped> = Vec::new();
     let start = Instant::now();
     let mut next_report = Duration::ZERO;
     let mut noise: u64 = u64::from(std::process::id());
     // 10 ms steps while there is work to pace; an idle target (nothing to burn, leak, write
-    // or report, no exit time to keep) wakes only once a second, so a thousand of them cost next to nothing and
-    // do not disturb what an overhead measurement sees.
+    // or report, no exit time to keep) wakes only once a second, so a thousand of them cost
+    // next to nothing and do not disturb what an overhead measurement sees.
     let idle = args.cpu <= 0.0
+        && args.burst_every <= 0.0
         && args.leak_mib_per_sec <= 0.0
         && args.write_mib_per_sec <= 0.0
+        && args.fd_leak_per_sec <= 0.0
+        && args.warmup_mib == 0
+        && args.sawtooth_mib == 0
         && args.report_to.is_none()
         && args.exit_after.is_none();
     let period = if idle {
@@ -332,48 +458,102 @@ pub fn run(argv: Vec<String>) -> ExitCode {
         Duration::from_millis(10)
     };
     let mut leak_debt = 0.0f64;
-    loop {
+    let mut fd_debt = 0.0f64;
+    let mut fds_full = false;
+    // CPU time already used when the load began, plus what bursts burned: the steady `--cpu`
+    // target is paced against the rest.
+    let mut cpu_base: Option<f64> = None;
+    let exit = loop {
         let tick = Instant::now();
+        let elapsed = start.elapsed();
         if let Some(limit) = args.exit_after {
-            if start.elapsed() >= limit {
-                break;
+            if elapsed >= limit {
+                break ExitCode::from(args.exit_code);
             }
         }
-        // Burn until this process's CPU time reaches `cpu` × wall time, so that the target
-        // holds on average even when the machine is contended (a plain duty cycle would
-        // fall short whenever the scheduler takes the core away).
-        if args.cpu > 0.0 {
-            let due = start.elapsed().as_secs_f64() * args.cpu;
-            let mut x = 0u64;
-            while own_cpu_seconds() < due && tick.elapsed() < period {
-                for _ in 0..10_000 {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        // Time since the load (CPU, leaks, writes) began, while it lasts.
+        let load = elapsed
+            .checked_sub(args.start_after)
+            .filter(|t| args.stop_after.is_none_or(|stop| *t < stop));
+        if let Some(t) = load {
+            let base = *cpu_base.get_or_insert_with(own_cpu_seconds);
+            let t = t.as_secs_f64();
+            let bursting = args.burst_every > 0.0 && t % args.burst_every < args.burst_cpu_secs;
+            if bursting {
+                let before = own_cpu_seconds();
+                burn_until(|| tick.elapsed() >= period);
+                cpu_base = Some(base + own_cpu_seconds() - before);
+            } else if args.cpu > 0.0 {
+                // Burn until this process's CPU time reaches `cpu` × load time, so that the
+                // target holds on average even when the machine is contended (a plain duty
+                // cycle would fall short whenever the scheduler takes the core away).
+                let due = base + t * args.cpu;
+                burn_until(|| own_cpu_seconds() >= due || tick.elapsed() >= period);
+            }
+            if args.leak_mib_per_sec > 0.0 {
+                leak_debt += args.leak_mib_per_sec * period.as_secs_f64() * 1024.0;
+                let kib = leak_debt.floor() as usize;
+                if kib >= 64 {
+                    // vec![1; n] writes every byte, so the leak is resident at once.
+                    leaked.push(vec![1u8; kib * 1024]);
+                    leak_debt -= kib as f64;
+                }
+            }
+            if args.fd_leak_per_sec > 0.0 && !fds_full {
+                fd_debt += args.fd_leak_per_sec * period.as_secs_f64();
+                while fd_debt >= 1.0 {
+                    fd_debt -= 1.0;
+                    match std::fs::File::open("/dev/null") {
+                        Ok(f) => open.push(f),
+                        Err(e) => {
+                            eprintln!(
+                                "perfvisor-loadgen: descriptor leak stopped at {} leaked: {e}",
+                                open.len()
+                            );
+                            fds_full = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(scratch) = scratch.as_mut() {
+                write_debt += args.write_mib_per_sec * period.as_secs_f64() * 1024.0;
+                let kib = write_debt.floor() as usize;
+                if kib >= 64 {
+                    scratch.write_kib(kib);
+                    write_debt -= kib as f64;
                 }
             }
         }
-        if args.leak_mib_per_sec > 0.0 {
-            leak_debt += args.leak_mib_per_sec * period.as_secs_f64() * 1024.0;
-            let kib = leak_debt.floor() as usize;
-            if kib >= 64 {
-                // vec![1; n] writes every byte, so the leak is resident at once.
-                leaked.push(vec![1u8; kib * 1024]);
-                leak_debt -= kib as f64;
+        let secs = elapsed.as_secs_f64();
+        if args.warmup_mib > 0 {
+            let due = if args.warmup_secs > 0.0 {
+                (args.warmup_mib as f64 * secs / args.warmup_secs).min(args.warmup_mib as f64)
+            } else {
+                args.warmup_mib as f64
+            };
+            while (warmed.len() as f64) + 1.0 <= due {
+                warmed.push(touched(1));
             }
         }
-        if let Some(scratch) = scratch.as_mut() {
-            write_debt += args.write_mib_per_sec * period.as_secs_f64() * 1024.0;
-            let kib = write_debt.floor() as usize;
-            if kib >= 64 {
-                scratch.write_kib(kib);
-                write_debt -= kib as f64;
+        if args.sawtooth_mib > 0 {
+            let phase = secs % args.sawtooth_period / args.sawtooth_period;
+            let due = (args.sawtooth_mib as f64 * phase) as usize;
+            if heap.len() > due {
+                // The collection: everything goes back to the kernel at once.
+                heap.clear();
+            }
+            while heap.len() < due {
+                match Mapped::touched(1 << 20) {
+                    Some(m) => heap.push(m),
+                    None => break,
+                }
             }
         }
         if let Some(to) = &args.report_to {
-            if start.elapsed() >= next_report {
+            if elapsed >= next_report {
                 next_report += Duration::from_millis(100);
-                let regressed = args
-                    .regress_after
-                    .is_some_and(|after| start.elapsed() >= after);
+                let regressed = args.regress_after.is_some_and(|after| elapsed >= after);
                 let base = if regressed {
                     args.regress_latency_ms
                 } else {
@@ -395,7 +575,149 @@ pub fn run(argv: Vec<String>) -> ExitCode {
         if let Some(rest) = period.checked_sub(tick.elapsed()) {
             std::thread::sleep(rest);
         }
+    };
+    std::hint::black_box((&held, &leaked, &warmed, &open));
+    exit
+}
+
+/// Spins until `done` says so.
+fn burn_until(mut done: impl FnMut() -> bool) {
+    let mut x = 0u64;
+    while !done() {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
     }
-    std::hint::black_box((&held, &leaked, &open));
-    ExitCode::SUCCESS
+}
+
+/// Anonymous memory mapped, touched, and unmapped on drop: freeing it returns it to the
+/// kernel at once, which the allocator does not promise (glibc keeps freed heap memory), so
+/// the sawtooth's drops are real drops in resident memory.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn touched(len: usize) -> Option<Mapped> {
+        // SAFETY: a fresh private anonymous mapping; no existing memory is referred to.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        for i in (0..len).step_by(4096) {
+            // SAFETY: `i < len`, inside the mapping just made writable.
+            unsafe { ptr.cast::<u8>().add(i).write_volatile(1) };
+        }
+        Some(Mapped { ptr, len })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `touched`, unmapped only here.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// Answers every HTTP request on `addr` with `200 ok`, on a thread of its own, for the rest
+/// of the process's life: a health endpoint for checks.
+fn serve_http(addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("--http {addr}: cannot bind: {e}"))?;
+    std::thread::Builder::new()
+        .name("loadgen-http".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                // One request per connection: read the head, answer, close.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+                      Connection: close\r\n\r\nok\n",
+                );
+            }
+        })
+        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<Args, String> {
+        parse(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Ensures a leak given per minute is the same leak per second, fractions included.
+    #[test]
+    fn leak_per_minute_is_a_sixtieth_per_second() {
+        let a = args(&["--leak-mib-per-min", "1"]).unwrap();
+        assert!((a.leak_mib_per_sec - 1.0 / 60.0).abs() < 1e-12);
+        let a = args(&["--leak-mib-per-sec", "0.0166"]).unwrap();
+        assert!((a.leak_mib_per_sec - 0.0166).abs() < 1e-12);
+    }
+
+    /// Ensures bursts need both flags and fit in their period, and a sawtooth needs a period.
+    #[test]
+    fn bursts_and_sawtooth_are_checked_whole() {
+        assert!(args(&["--burst-cpu-secs", "6"]).is_err());
+        assert!(args(&["--burst-cpu-secs", "6", "--burst-every", "5"]).is_err());
+        assert!(args(&["--burst-cpu-secs", "6", "--burst-every", "30"]).is_ok());
+        assert!(args(&["--sawtooth-mib", "64"]).is_err());
+        assert!(args(&["--sawtooth-mib", "64", "--sawtooth-period", "60"]).is_ok());
+    }
+
+    /// Ensures the fault window flags, the exit code and the old flags parse together.
+    #[test]
+    fn fault_window_exit_code_and_old_flags_parse() {
+        let a = args(&[
+            "--cpu",
+            "1",
+            "--start-after",
+            "60",
+            "--stop-after",
+            "300",
+            "--exit-after",
+            "3",
+            "--exit-code",
+            "1",
+            "--fd-leak-per-sec",
+            "0.5",
+            "--fd-limit",
+            "1024",
+            "--hold-mib",
+            "4",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        assert_eq!(a.start_after, Duration::from_secs(60));
+        assert_eq!(a.stop_after, Some(Duration::from_secs(300)));
+        assert_eq!(a.exit_code, 1);
+        assert_eq!(a.fd_limit, Some(1024));
+        assert!(args(&["--exit-code", "256"]).is_err());
+        assert!(args(&["--no-such-flag"])
+            .unwrap_err()
+            .contains("--fd-leak-per-sec"));
+    }
 }
