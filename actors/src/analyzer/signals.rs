@@ -176,10 +176,19 @@ impl Signals {
     pub fn observe(&mut self, batch: &MetricBatch) {
         let mut labelled: Option<&Source> = None;
         for s in &batch.samples {
-            let pace = self.pace.entry(s.series.clone()).or_insert(Pace {
-                last_ms: s.ts_ms,
-                interval_ms: None,
-            });
+            // Look up before inserting: `entry` would clone the key for every sample.
+            if !self.pace.contains_key(&s.series) {
+                self.pace.insert(
+                    s.series.clone(),
+                    Pace {
+                        last_ms: s.ts_ms,
+                        interval_ms: None,
+                    },
+                );
+            }
+            let Some(pace) = self.pace.get_mut(&s.series) else {
+                continue;
+            };
             let dt = (s.ts_ms - pace.last_ms) as f64;
             if dt > 0.0 {
                 // Smoothed over about 16 samples, so a gap or a burst moves it little.

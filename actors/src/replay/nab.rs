@@ -24,10 +24,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::parse_csv;
 use super::{replay, ReplayConfig, ReplaySeries};
 use crate::alerts::{effective_rules, ThresholdRule};
 use crate::analyzer::signals::AlertPolicy;
-use crate::testdata::{nab_dir, parse_nab_ts, read_nab_csv};
+use crate::testdata::{nab_dir, parse_nab_ts};
 use crate::types::{AlertState, DaemonId, Labels, MetricKind, SeriesKey, Source, TimestampMs};
 
 const A_TP: f64 = 1.0;
@@ -73,7 +74,10 @@ fn load() -> Vec<NabFile> {
     names
         .into_iter()
         .map(|name| {
-            let mut rows = read_nab_csv(&dir.join(name)).expect("NAB csv");
+            // The parser `perfvisor replay` uses.
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).expect("NAB csv");
+            let mut rows = parse_csv(name, &text).expect("NAB csv parses");
             rows.sort_by_key(|r| r.0);
             let windows = labels[name]
                 .iter()
