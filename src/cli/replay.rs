@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use perfvisor_actors::alerts::{effective_rules, Condition, ThresholdRule};
+use perfvisor_actors::alerts::{effective_rules, RuleEngine, ThresholdRule};
 use perfvisor_actors::replay::{
     parse_csv, parse_timestamp, replay, ReplayConfig, ReplayOutcome, ReplaySeries,
 };
 use perfvisor_actors::storage::StorageReader;
 use perfvisor_actors::types::{
-    Alert, AlertState, DaemonId, Labels, MetricKind, SeriesKey, Source, TimestampMs,
+    Alert, AlertState, DaemonId, Labels, MetricKind, SeriesKey, Severity, Source, TimestampMs,
 };
 use serde_json::json;
 
@@ -184,15 +184,41 @@ fn rules(
     if !args.rules_only {
         for s in series {
             let signal = format!("anomaly.{}", s.key.metric.as_str());
-            let followed = rules
-                .iter()
-                .any(|r| matches!(&r.condition, Condition::Signal { name } if *name == signal));
-            if !followed {
+            if !followed(&rules, &signal, &s.key) {
                 rules.push(ThresholdRule::signal(signal.clone(), signal));
             }
         }
     }
     Ok((rules, judge))
+}
+
+/// Whether some rule in `rules` notifies an anomaly candidate `signal` on `series`. Asked
+/// of a scratch engine rather than read from the rules' fields, so whatever decides it
+/// (exact names, `anomaly.*` prefixes, selectors, rules switched off) is the engine's.
+fn followed(rules: &[ThresholdRule], signal: &str, series: &SeriesKey) -> bool {
+    let mut engine = RuleEngine::new(rules.to_vec());
+    let probe = Alert {
+        rule: signal.to_string(),
+        series: series.clone(),
+        daemon: match &series.source {
+            Source::Daemon(d) => Some(d.clone()),
+            _ => None,
+        },
+        project: series.labels.get("project").map(str::to_string),
+        severity: Severity::Warning,
+        state: AlertState::Firing,
+        value: 1.0,
+        threshold: 0.0,
+        since_ms: 0,
+        at_ms: 0,
+        message: String::new(),
+        recommendations: Vec::new(),
+        auto_actionable: false,
+    };
+    // Far later, so a rule with a `for` duration counts too.
+    let mut sent = engine.signal(&probe, 0);
+    sent.extend(engine.tick(1 << 50));
+    sent.iter().any(|n| n.alert.state == AlertState::Firing)
 }
 
 /// Runs `perfvisor replay`.

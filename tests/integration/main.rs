@@ -28,9 +28,9 @@ mod delivery;
 mod http;
 // The perfvisor binary: check-config fixtures, run with managed and attached daemons.
 mod cli;
-// `perfvisor replay`: CSV and database ranges through the analyzer and rules, offline.
-mod replay;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
 // The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.
 mod dashboard;
+// `perfvisor replay`: CSV and database ranges through the analyzer and rules, offline.
+mod replay;

@@ -206,3 +206,55 @@ fn replays_a_range_of_a_real_database() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no samples of daemon \"nobody\""));
 }
+
+/// With `--config`, the config's rules run: a project-scoped rule following the series'
+/// anomalies fires for `--project ws1` (and replay adds no second rule for them); with
+/// another project it does not match, and replay's own `anomaly.<metric>` rule does.
+#[test]
+fn config_rules_with_project_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("depth.csv");
+    let t0 = 1_767_225_600_i64;
+    let mut text = String::new();
+    for i in 0..700 {
+        let level = if i < 500 { 10.0 } else { 20.0 };
+        text.push_str(&format!("{},{}\n", t0 + i * 60, level + noise(i)));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let config = dir.path().join("perfvisor.toml");
+    std::fs::write(
+        &config,
+        "[[rule]]\nname = \"ws1_depth\"\nkind = \"signal\"\nsignal = \"anomaly.app.depth\"\n\
+         project = \"ws1\"\nseverity = \"critical\"\n",
+    )
+    .unwrap();
+    let run = |project: &str| {
+        let out = bin()
+            .args(["replay", "--json", "--project", project, "--config"])
+            .arg(&config)
+            .arg(&csv)
+            .output()
+            .unwrap();
+        json_of(&out)
+    };
+    let v = run("ws1");
+    let rules: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(rules.contains(&"ws1_depth"), "{rules:?}");
+    assert!(!rules.contains(&"anomaly.app.depth"), "{rules:?}");
+    let fired = anomaly_alerts(&v, "ws1_depth");
+    assert_eq!(
+        fired.first().map(|a| a.0.as_str()),
+        Some("firing"),
+        "{}",
+        v["alerts"]
+    );
+
+    let v = run("ws2");
+    assert!(anomaly_alerts(&v, "ws1_depth").is_empty());
+    assert!(!anomaly_alerts(&v, "anomaly.app.depth").is_empty());
+}
