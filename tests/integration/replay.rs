@@ -258,3 +258,40 @@ fn config_rules_with_project_scope() {
     assert!(anomaly_alerts(&v, "ws1_depth").is_empty());
     assert!(!anomaly_alerts(&v, "anomaly.app.depth").is_empty());
 }
+
+/// The human output of a replay (a level shift CSV, in UTC) matches
+/// `tests/golden/replay.txt`, the run time masked (rewrite it with UPDATE_GOLDEN=1).
+#[test]
+fn human_output_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("queue_depth.csv");
+    let t0 = 1_767_225_600_i64;
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..700 {
+        let level = if i < 500 { 10.0 } else { 20.0 };
+        text.push_str(&format!("{},{}\n", t0 + i * 60, level + noise(i)));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = bin()
+        .args(["replay", "--daemon", "queue"])
+        .arg(&csv)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    // The run time varies: "in 0.01 s (70000 samples/s)." becomes "in <time>.".
+    if let (Some(a), Some(b)) = (text.find(", in "), text.find(" samples/s).")) {
+        text.replace_range(a + 5..b + " samples/s)".len(), "<time>");
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/replay.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        text, expected,
+        "rerun with UPDATE_GOLDEN=1 if the change is intended"
+    );
+}
