@@ -12,6 +12,7 @@ pub mod messages;
 pub mod metric_names;
 pub mod panic_guard;
 pub mod recorder;
+pub mod replay;
 pub mod selfmon;
 pub mod storage;
 pub mod supervisor;

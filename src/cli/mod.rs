@@ -1,9 +1,10 @@
 //! The command line: every subcommand, its flags, and what it does. Read commands accept
-//! `--json`; commands other than `run`, `check-config` and `print-default-config` talk to the
+//! `--json`; commands other than `run`, `replay`, `check-config` and `print-default-config` talk to the
 //! running instance at `--address` (default 127.0.0.1:9465) with `--token` for mutating calls.
 
 mod client;
 mod demo;
+mod replay;
 mod run;
 
 use std::path::PathBuf;
@@ -124,6 +125,10 @@ enum Command {
     },
     /// Reload the running instance's config file (only what changed restarts).
     Reload,
+    /// Replay recorded series (CSV files, or a range of a perfvisor database) through the
+    /// analyzer and alert rules on a simulated clock: the alerts that would have fired, and
+    /// the reports. Offline; no running instance needed.
+    Replay(replay::ReplayArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -374,6 +379,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Start { daemon } => managed(&client, &daemon, "start"),
         Command::Stop { daemon } => managed(&client, &daemon, "stop"),
         Command::Restart { daemon } => managed(&client, &daemon, "restart"),
+        Command::Replay(args) => replay::run(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -38,3 +38,5 @@ mod reload_rules;
 mod judgement;
 // The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.
 mod dashboard;
+// `perfvisor replay`: CSV and database ranges through the analyzer and rules, offline.
+mod replay;

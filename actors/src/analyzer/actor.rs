@@ -1,36 +1,24 @@
 //! The analyzer actor: thin handlers over [`AnalyzerState`], a judgement tick, and the
 //! alert candidates it hands to the dispatcher.
 //!
-//! Every `judge_interval` the analyzer judges the host and every daemon. A bottleneck that
-//! appears raises a firing alert `bottleneck.<kind>` for its daemon (critical from severity
-//! 0.8, else warning) carrying the summary, the top recommendations and whether perfvisor
-//! could act itself; one that disappears resolves it. Alert-worthy anomalies (level shifts,
-//! extreme spikes) raise `anomaly.<metric>` warnings, resolved after five minutes without
-//! another one on that series. Threshold rules still go to the dispatcher per batch.
+//! Every `judge_interval` the analyzer judges the host and every daemon; the candidates
+//! (bottlenecks appearing and disappearing, alert-worthy anomalies and their resolution)
+//! come from [`Signals`], plain logic shared with `perfvisor replay`. Threshold rules still
+//! go to the dispatcher per batch.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::judge::{Bottleneck, BottleneckKind, Judgement};
-use super::state::{alert_worthy, AnalyzerState, DaemonReport, HostReport};
+use super::signals::{AlertPolicy, Signals, EXPIRE_AFTER_MS};
+use super::state::{AnalyzerState, DaemonReport, HostReport};
 use crate::alerts::AlertDispatcher;
 use crate::messages::*;
-use crate::metric_names as names;
 use crate::panic_guard::guard;
 use crate::supervisor::{ChildHandle, Restartable};
 use crate::telemetry::ActorStats;
-use crate::types::{
-    Alert, AlertState, DaemonId, Labels, SeriesKey, Severity, SharedClock, Source, TimestampMs,
-};
-
-/// Series without a sample for this long are forgotten (bounded memory under churn).
-const EXPIRE_AFTER_MS: i64 = 60 * 60_000;
-
-/// How long an anomaly alert stays firing without another anomaly on its series.
-const ANOMALY_QUIET_MS: i64 = 5 * 60_000;
+use crate::types::{Alert, SharedClock};
 
 /// Keeps per-series state, answers reports, judges daemons, raises alert candidates.
 pub struct Analyzer {
@@ -41,10 +29,8 @@ pub struct Analyzer {
     window: usize,
     judge_interval: Duration,
     state: AnalyzerState,
-    /// Firing bottleneck alerts, by daemon and kind.
-    bottlenecks: BTreeMap<(DaemonId, BottleneckKind), Alert>,
-    /// Firing anomaly alerts, by series, with the time of the latest anomaly.
-    anomalies: HashMap<SeriesKey, (TimestampMs, Alert)>,
+    /// Firing candidates, kept across restarts so they resolve when their cause is gone.
+    signals: Signals,
 }
 
 impl Analyzer {
@@ -66,8 +52,7 @@ impl Analyzer {
             window,
             judge_interval,
             state: AnalyzerState::new(window),
-            bottlenecks: BTreeMap::new(),
-            anomalies: HashMap::new(),
+            signals: Signals::new(AlertPolicy::default()),
         }
     }
 
@@ -80,145 +65,24 @@ impl Analyzer {
     fn tick(&mut self) {
         let now = self.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
+        self.signals.expire(now - EXPIRE_AFTER_MS);
         let (_, judgements) = self.state.judge_all(now);
-        let mut current: BTreeMap<(DaemonId, BottleneckKind), (Bottleneck, &Judgement)> =
-            BTreeMap::new();
-        for (daemon, judgement) in &judgements {
-            for b in &judgement.bottlenecks {
-                current
-                    .entry((daemon.clone(), b.kind))
-                    .or_insert_with(|| (b.clone(), judgement));
-            }
-        }
-        let gone: Vec<(DaemonId, BottleneckKind)> = self
-            .bottlenecks
-            .keys()
-            .filter(|k| !current.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(mut alert) = self.bottlenecks.remove(&key) {
-                alert.state = AlertState::Resolved;
-                alert.at_ms = now;
-                alert.message = format!("resolved: {}", alert.message);
-                self.send(alert);
-            }
-        }
-        for (key, (b, judgement)) in current {
-            if self.bottlenecks.contains_key(&key) {
-                continue;
-            }
-            let alert = bottleneck_alert(&key.0, &b, judgement, now);
-            self.bottlenecks.insert(key, alert.clone());
+        for alert in self.signals.judged(&judgements, now) {
             self.send(alert);
-        }
-        let quiet: Vec<SeriesKey> = self
-            .anomalies
-            .iter()
-            .filter(|(_, (last, _))| now - *last >= ANOMALY_QUIET_MS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in quiet {
-            if let Some((_, mut alert)) = self.anomalies.remove(&key) {
-                alert.state = AlertState::Resolved;
-                alert.at_ms = now;
-                self.send(alert);
-            }
         }
     }
 
     fn on_batch(&mut self, msg: AnalyzeBatch) {
+        self.signals.observe(&msg.batch);
         let anomalies = self.state.add(&msg.batch);
-        for (series, event) in anomalies {
-            if !alert_worthy(&event) {
-                continue;
-            }
-            match self.anomalies.get_mut(&series) {
-                Some((last, _)) => *last = event.at_ms,
-                None => {
-                    let alert = Alert {
-                        rule: format!("anomaly.{}", series.metric.as_str()),
-                        daemon: match &series.source {
-                            Source::Daemon(d) => Some(d.clone()),
-                            _ => None,
-                        },
-                        project: series.labels.get("project").map(str::to_string),
-                        severity: Severity::Warning,
-                        state: AlertState::Firing,
-                        value: event.value,
-                        threshold: event.baseline,
-                        since_ms: event.at_ms,
-                        at_ms: event.at_ms,
-                        message: format!(
-                            "{} of {}: {:?} to {:.4} from a baseline of {:.4} (robust score {:.1})",
-                            series.metric.as_str(),
-                            series.source.as_text(),
-                            event.kind,
-                            event.value,
-                            event.baseline,
-                            event.score
-                        ),
-                        recommendations: Vec::new(),
-                        auto_actionable: false,
-                        series: series.clone(),
-                    };
-                    self.anomalies.insert(series, (event.at_ms, alert.clone()));
-                    self.send(alert);
-                }
-            }
+        for alert in self.signals.anomalies(anomalies) {
+            self.send(alert);
         }
         self.dispatcher_stats.enqueued();
         self.dispatcher.do_send(EvaluateRules {
             now_ms: self.clock.now_ms(),
             batch: msg.batch,
         });
-    }
-}
-
-/// The series an alert about a bottleneck points at.
-fn bottleneck_metric(kind: BottleneckKind) -> &'static str {
-    match kind {
-        BottleneckKind::CpuBound | BottleneckKind::HostContention => names::PROCESS_CPU_UTILIZATION,
-        BottleneckKind::MemoryPressure | BottleneckKind::MemoryLeak => names::PROCESS_MEMORY_RSS,
-        BottleneckKind::IoBound => names::PROCESS_DISK_WRITE,
-        BottleneckKind::DescriptorExhaustion => names::PROCESS_OPEN_FDS,
-        BottleneckKind::RestartInstability => "lifecycle.restarts",
-        BottleneckKind::LatencyRegression => "app.latency",
-    }
-}
-
-fn bottleneck_alert(daemon: &DaemonId, b: &Bottleneck, j: &Judgement, now: TimestampMs) -> Alert {
-    let recs: Vec<_> = j
-        .recommendations
-        .iter()
-        .filter(|r| r.cause == b.kind)
-        .collect();
-    let metric = b
-        .evidence
-        .first()
-        .map(|e| e.metric.clone())
-        .unwrap_or_else(|| bottleneck_metric(b.kind).to_string());
-    Alert {
-        rule: format!("bottleneck.{}", b.kind.as_str()),
-        series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, Labels::empty()),
-        daemon: Some(daemon.clone()),
-        project: None,
-        severity: if b.severity >= 0.8 {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        state: AlertState::Firing,
-        value: b.evidence.first().map_or(b.severity, |e| e.observed),
-        threshold: b.evidence.first().map_or(0.0, |e| e.reference),
-        since_ms: now,
-        at_ms: now,
-        message: format!(
-            "{} (score {:.0}, {:?})",
-            b.summary, j.score.value, j.score.level
-        ),
-        recommendations: recs.iter().take(3).map(|r| r.action.clone()).collect(),
-        auto_actionable: recs.iter().any(|r| r.auto_action.is_some()),
     }
 }
 

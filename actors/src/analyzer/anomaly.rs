@@ -94,9 +94,11 @@ pub const MAX_SHIFT_WINDOW: usize = 64;
 pub const DEFAULT_WINDOW: usize = 1024;
 /// Default [`AnomalyConfig::warmup`]: 64 samples before any verdict can be anomalous.
 pub const DEFAULT_WARMUP: usize = 64;
-/// Default [`AnomalyConfig::threshold`]: a score of 4 (4 σ for Gaussian noise, one sample in
-/// 16 000 by chance).
-pub const DEFAULT_THRESHOLD: f64 = 4.0;
+/// Default [`AnomalyConfig::threshold`]: a score of 3.5 (3.5 σ for Gaussian noise, one sample
+/// in 2 100 by chance). Which anomalies alert is decided after the detector, by the
+/// analyzer's `signals::AlertPolicy` from the series' pace, so the detector reports what is
+/// unusual and the policy keeps false alerts per day bounded.
+pub const DEFAULT_THRESHOLD: f64 = 3.5;
 /// Default [`AnomalyConfig::tail_quantile`]: the 0.99 and 0.01 quantiles give the scales.
 pub const DEFAULT_TAIL_QUANTILE: f64 = 0.99;
 /// Default [`AnomalyConfig::tail_memory`]: a side's scale halves at most every 4096 samples
@@ -1110,22 +1112,33 @@ mod tests {
         assert!(verdicts[1505..].iter().filter(|v| v.anomalous).count() <= 1);
     }
 
-    /// Ensures a slow linear trend raises (almost) no anomaly over its course.
+    /// Ensures a slow linear trend raises few anomalies over its course: at most about twice
+    /// the same noise without the trend (the median lags the trend by 0.5 σ, so the upper
+    /// tail is reached more often; at 3.5 σ Gaussian noise alone gives about 9 in 20 000
+    /// samples), and no level shift.
     #[test]
     fn slow_trend_raises_almost_nothing() {
-        let mut rng = fastrand::Rng::with_seed(6);
         let n = 20_000;
-        // 20 σ over the run: 0.5 σ of lag for a 1024-sample window.
-        let values: Vec<f64> = (0..n)
-            .map(|i| gaussian(&mut rng, 50.0 + 20.0 * i as f64 / n as f64, 1.0))
-            .collect();
-        let mut detector = AnomalyDetector::new(AnomalyConfig::default());
-        let anomalies = run(&mut detector, &values)
-            .iter()
-            .filter(|v| v.anomalous)
-            .count();
-        assert!(anomalies <= 5, "{anomalies} anomalies over a slow trend");
-        assert_eq!(detector.counters().level_shifts, 0);
+        let count = |slope: f64| {
+            let mut rng = fastrand::Rng::with_seed(6);
+            // 20 σ over the run: 0.5 σ of lag for a 1024-sample window.
+            let values: Vec<f64> = (0..n)
+                .map(|i| gaussian(&mut rng, 50.0 + slope * i as f64 / n as f64, 1.0))
+                .collect();
+            let mut detector = AnomalyDetector::new(AnomalyConfig::default());
+            let anomalies = run(&mut detector, &values)
+                .iter()
+                .filter(|v| v.anomalous)
+                .count();
+            (anomalies, detector.counters().level_shifts)
+        };
+        let (noise, _) = count(0.0);
+        let (trend, shifts) = count(20.0);
+        assert!(
+            trend <= 2 * noise + 5,
+            "{trend} anomalies over a slow trend, {noise} over the noise alone"
+        );
+        assert_eq!(shifts, 0);
     }
 
     /// Ensures a constant series with one different value scores finitely (no division by
@@ -1307,9 +1320,9 @@ mod tests {
     }
 
     /// Acceptance floor of [`nab_evaluation`]: windows detected out of 16.
-    const NAB_MIN_DETECTED: usize = 9;
+    const NAB_MIN_DETECTED: usize = 12;
     /// Acceptance ceiling of [`nab_evaluation`]: false positives over the 8 files.
-    const NAB_MAX_FALSE_POSITIVES: usize = 3;
+    const NAB_MAX_FALSE_POSITIVES: usize = 9;
 
     /// Measures the cost of an update and the memory of a series (run in release:
     /// `cargo test --release -p perfvisor-actors --lib -- --ignored --nocapture anomaly_cost`).

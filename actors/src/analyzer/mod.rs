@@ -6,12 +6,14 @@
 //! - `trend`: least-squares trends with significance and effect size, time-to-threshold.
 //! - `anomaly`: robust learned baselines and anomaly scores.
 //! - `judge`: bottlenecks, score and recommendations from what the analyzer knows.
+//! - `signals`: the alert candidates made from anomalies and judgements.
 //! - `state`: what is kept per series and daemon, and the reports built from it.
 //! - `actor`: the actix actor.
 
 mod actor;
 pub mod anomaly;
 pub mod judge;
+pub mod signals;
 mod state;
 mod stats;
 pub mod trend;
@@ -21,6 +23,7 @@ pub use judge::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, Deduction, Evidence,
     HostJudgement, Judgement, Level, Recommendation, Score,
 };
+pub use signals::{AlertPolicy, Signals};
 pub use state::{AnalyzerState, DaemonReport, HostReport, Prediction, SeriesReport};
 pub use stats::{counter_rates, SeriesWindow, WindowStats};
 pub use trend::{Trend, TrendClass};

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::anomaly::{AnomalyConfig, AnomalyKind, LazyDetector};
+use super::anomaly::{AnomalyConfig, LazyDetector};
 use super::judge::{
     self, AnomalyEvent, Bottleneck, DaemonView, FilesystemView, HostJudgement, HostView, Judgement,
     MetricView, Recommendation, Score,
@@ -670,14 +670,9 @@ impl AnalyzerState {
     }
 }
 
-/// Whether an anomaly is worth an alert: a sustained level shift, or a spike far outside
-/// the baseline.
-pub fn alert_worthy(event: &AnomalyEvent) -> bool {
-    match event.kind {
-        AnomalyKind::LevelShiftUp | AnomalyKind::LevelShiftDown => true,
-        AnomalyKind::Spike => event.score >= 12.0,
-    }
-}
+// Moved to `signals`, where the candidates are made; kept in scope for the tests below.
+#[cfg(test)]
+use super::{anomaly::AnomalyKind, signals::alert_worthy};
 
 #[cfg(test)]
 mod tests {
