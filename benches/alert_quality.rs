@@ -635,12 +635,15 @@ fn start_instance(
                      interval = \"5s\"\ntimeout = \"2s\"\n"
                 ),
             ));
+            // It spends a second preparing before the `exec`, as real ones do (environment
+            // files, directories, waiting for a lock): long enough for perfvisor to probe the
+            // shell first, so the exec's change of executable is always exercised, not by race.
             let script = dir.join("start-scripted.sh");
             write_script(
                 &script,
                 &format!(
                     "#!/bin/sh\n# A start script: prepares, then hands its pid to the program.\n\
-                     cd {}\nexec {} --cpu 0.02 --hold-mib 16 --write-dir {}\n",
+                     cd {}\nmkdir -p state\nsleep 1\nexec {} --cpu 0.02 --hold-mib 16 --write-dir {}\n",
                     shell_quote(&dir.display().to_string()),
                     shell_quote(&env.loadgen.display().to_string()),
                     shell_quote(&env.run_dir.display().to_string()),
