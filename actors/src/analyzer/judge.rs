@@ -1499,6 +1499,46 @@ mod tests {
         );
     }
 
+    /// A file system predicted full within 10 minutes makes the host Critical, within the
+    /// hour Poor; the urgency deduction holds the prediction and the breakdown adds up.
+    #[test]
+    fn filling_disk_is_urgent() {
+        let now = 1_000_000;
+        let cfg = JudgeConfig::default();
+        for (minutes, score) in [(5, 39.9), (30, 59.9), (90, 95.0)] {
+            let mut host = HostView {
+                now_ms: now,
+                ..HostView::default()
+            };
+            let eta_ms = now + minutes * 60_000;
+            host.filesystems.push(FilesystemView {
+                mountpoint: "/var".into(),
+                used: 95.0,
+                total: 100.0,
+                time_to_full: Some(TimeToThreshold {
+                    threshold: 100.0,
+                    eta_ms,
+                    earliest_ms: eta_ms - 60_000,
+                    latest_ms: Some(eta_ms + 60_000),
+                    confidence: 0.95,
+                }),
+            });
+            let j = judge_host(&host, &[], &cfg);
+            assert_eq!(j.score.value, score, "{minutes} min: {:?}", j.score);
+            let lost: f64 = j.score.breakdown.iter().map(|d| d.points).sum();
+            assert!((100.0 - lost - j.score.value).abs() < 1e-9);
+            let urgency = j
+                .score
+                .breakdown
+                .iter()
+                .find(|d| d.category == Category::Urgency);
+            assert_eq!(urgency.is_some(), minutes <= 60, "{:?}", j.score);
+            if let Some(u) = urgency {
+                assert_eq!(u.evidence[0].observed, minutes as f64);
+            }
+        }
+    }
+
     /// The leak recommendation is auto-actionable (restart), the others are not.
     #[test]
     fn only_the_leak_restart_is_auto_actionable() {

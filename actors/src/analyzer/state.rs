@@ -1372,7 +1372,7 @@ mod tests {
     fn restart_resets_the_trend() {
         let truth = 3.0 * MIB / 60.0; // per second
         let restart = T0 + 600_000;
-        for told in [true, false] {
+        for (told, intended) in [(true, false), (true, true), (false, false)] {
             let mut sim = Sim::new(7);
             // Old process: 10 minutes of leak from 100 MiB, ends at 130 MiB.
             for t in 0..600i64 {
@@ -1386,7 +1386,7 @@ mod tests {
                     ts_ms: restart,
                     kind: LifecycleKind::Restarted,
                     detail: String::new(),
-                    intended: false,
+                    intended,
                 });
             }
             // New process, same leak from 40 MiB (a fresh heap): joined with the old one,
@@ -1411,6 +1411,8 @@ mod tests {
             let slope = leak.evidence[0].observed;
             assert!((slope - 3.0).abs() <= 0.3, "told {told}: {slope} MiB/min");
             let report = sim.state.report(&DaemonId::new("d"), now).unwrap();
+            // An intended restart starts the series afresh too, but is no instability.
+            assert_eq!(report.restarts_recent, u32::from(told && !intended));
             assert_eq!(report.instance_since_ms, Some(restart), "told {told}");
             assert_eq!(report.trend_from_ms, Some(restart + 30_000), "told {told}");
             let rss = report
@@ -1450,6 +1452,18 @@ mod tests {
         }
         let at = found.expect("a full core is CPU-bound");
         assert!(at <= 120, "found {at} s after the core filled");
+        // A daemon at a full core from its start: found once 80 % of 90 s is covered.
+        let mut sim = Sim::new(12);
+        let mut found = None;
+        for t in 0..300i64 {
+            let ts = T0 + t * 1000;
+            sim.feed(ts, T0, &[(names::PROCESS_CPU_UTILIZATION, 0.98)]);
+            if t % 5 == 0 && find(&sim.judgement(ts), BottleneckKind::CpuBound).is_some() {
+                found.get_or_insert(t);
+            }
+        }
+        let at = found.expect("a full core from the start is CPU-bound");
+        assert!((72..=120).contains(&at), "found {at} s after the start");
     }
 
     /// Latency: a health check going from 1 to 8 ms is no regression (7 ms is below the
