@@ -590,8 +590,14 @@ impl AnalyzerState {
         ) {
             match self.instances.get_mut(&event.daemon) {
                 Some(i) if i.pid == Some(event.pid) => {}
-                // Uptime already showed this process (started around the event or later).
-                Some(i) if i.pid.is_none() && i.started_ms + SAME_START_MS >= event.ts_ms => {
+                // Uptime already showed this process: it started around the event or later,
+                // or the host announces (`Started`) a process perfvisor was already reading;
+                // a process that is really new shows in its uptime and is caught there.
+                Some(i)
+                    if i.pid.is_none()
+                        && (event.kind == LifecycleKind::Started
+                            || i.started_ms + SAME_START_MS >= event.ts_ms) =>
+                {
                     i.pid = Some(event.pid);
                 }
                 _ => self.new_instance(&event.daemon, Some(event.pid), event.ts_ms),
@@ -1424,6 +1430,40 @@ mod tests {
             let fit = &rss.trend.as_ref().unwrap().fit;
             assert!(fit.t0_ms >= restart + 30_000, "told {told}");
         }
+    }
+
+    /// A start announced for a process whose series are already read (its uptime known)
+    /// keeps them; the next restart under a new pid starts them afresh.
+    #[test]
+    fn announcing_a_known_process_keeps_its_series() {
+        let mut sim = Sim::new(13);
+        let started = T0 - 3_600_000;
+        for t in 0..300i64 {
+            sim.feed(
+                T0 + t * 1000,
+                started,
+                &[(names::PROCESS_MEMORY_RSS, 100.0 * MIB)],
+            );
+        }
+        let event = |pid, ts_ms, kind| LifecycleEvent {
+            daemon: DaemonId::new("d"),
+            pid,
+            ts_ms,
+            kind,
+            detail: String::new(),
+            intended: false,
+        };
+        sim.state
+            .lifecycle(&event(7, T0 + 300_000, LifecycleKind::Started));
+        let d = DaemonId::new("d");
+        let report = sim.state.report(&d, T0 + 300_000).unwrap();
+        assert_eq!(report.instance_since_ms, Some(started));
+        assert_eq!(report.metric(names::PROCESS_MEMORY_RSS).unwrap().count, 300);
+        sim.state
+            .lifecycle(&event(8, T0 + 301_000, LifecycleKind::Restarted));
+        let report = sim.state.report(&d, T0 + 301_000).unwrap();
+        assert_eq!(report.instance_since_ms, Some(T0 + 301_000));
+        assert!(report.metric(names::PROCESS_MEMORY_RSS).is_none());
     }
 
     /// CPU: a bursty worker (full core 2 s in every 10, 20 % on average, p95 100 %) is never
