@@ -1432,6 +1432,58 @@ mod tests {
         }
     }
 
+    /// Shortened spans work on fast probes (what a test or demo at 10 probes a second
+    /// would set): 100 samples at 100 ms, a 20 MiB/s leak and a 95 % CPU burner are found
+    /// within seconds, a warm-up is not a leak.
+    #[test]
+    fn short_spans_for_fast_probes() {
+        let cfg = JudgeConfig {
+            cpu_sustain_ms: 3_000,
+            min_trend_span_ms: 3_000,
+            startup_grace_ms: 1_000,
+            ..JudgeConfig::default()
+        };
+        let mut state = AnalyzerState::with_config(100, cfg);
+        let d = DaemonId::new("d");
+        let (mut leak, mut cpu, mut warm_leak) = (None, None, false);
+        for i in 0..300i64 {
+            let ts = T0 + i * 100;
+            let t = i as f64 / 10.0;
+            let samples = [
+                (names::PROCESS_UPTIME, (t as i64) as f64),
+                (names::PROCESS_MEMORY_RSS, 50.0 * MIB + 20.0 * MIB * t),
+                (names::PROCESS_CPU_UTILIZATION, 0.95),
+            ];
+            state.add(&MetricBatch {
+                samples: samples
+                    .iter()
+                    .map(|(m, v)| sample(daemon("d"), m, Labels::empty(), ts, *v))
+                    .chain([sample(
+                        daemon("w"),
+                        names::PROCESS_MEMORY_RSS,
+                        Labels::empty(),
+                        ts,
+                        50.0 * MIB + 10.0 * MIB * t.min(1.5),
+                    )])
+                    .collect(),
+            });
+            if i % 3 == 0 {
+                let (_, all) = state.judge_all(ts);
+                let j = &all[&d];
+                if find(j, BottleneckKind::MemoryLeak).is_some() {
+                    leak.get_or_insert(t);
+                }
+                if find(j, BottleneckKind::CpuBound).is_some() {
+                    cpu.get_or_insert(t);
+                }
+                warm_leak |= find(&all[&DaemonId::new("w")], BottleneckKind::MemoryLeak).is_some();
+            }
+        }
+        assert!(leak.is_some_and(|t| t <= 5.0), "{leak:?}");
+        assert!(cpu.is_some_and(|t| t <= 3.5), "{cpu:?}");
+        assert!(!warm_leak);
+    }
+
     /// A start announced for a process whose series are already read (its uptime known)
     /// keeps them; the next restart under a new pid starts them afresh.
     #[test]
