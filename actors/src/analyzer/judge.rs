@@ -9,8 +9,8 @@
 //! - trend-based findings (memory leak, descriptor trend, latency trend and step) and every
 //!   predicted exhaustion rest on a trend spanning at least `min_trend_span_ms` [2 min];
 //! - a daemon's process series (`process.*`) belong to one process: a start or restart
-//!   under a new pid (a lifecycle event, intended or not, or a later start read from
-//!   `process.uptime_seconds`) starts them afresh, and their trends leave out the first
+//!   under a new pid (a lifecycle event, intended or not, or a
+//!   `process.uptime_seconds` that went down) starts them afresh, and their trends leave out the first
 //!   `startup_grace_ms` [30 s] of the process (start-up allocation is not a leak). App
 //!   metrics keep their history across restarts.
 //!

@@ -5,7 +5,7 @@
 //! # One process at a time
 //! A daemon's process series (`process.*`) describe one process: when a start or restart
 //! under a pid the state did not know arrives (intended or not), or `process.uptime_seconds`
-//! shows a process that started later than the known one, those series start afresh
+//! goes down to a start later than the known one, those series start afresh
 //! (window, per-minute means, anomaly baseline), and late samples from before the new
 //! process are dropped. Otherwise the memory of the old and the new process joins into one
 //! line whose slope belongs to neither. App metrics keep their history. Trends of process
@@ -410,6 +410,8 @@ struct Instance {
     /// When the process started: from `process.uptime_seconds` when known, else when the
     /// lifecycle event was stamped.
     started_ms: TimestampMs,
+    /// The latest uptime read, seconds.
+    last_uptime_s: Option<f64>,
 }
 
 /// Whether an app metric is latency-like (lower is better, a duration).
@@ -531,11 +533,14 @@ impl AnalyzerState {
         anomalies
     }
 
-    /// Notes a process start read from `process.uptime_seconds`: a start later than the
-    /// known one is a new process (its series start afresh); an earlier one refines when the
-    /// known process started (a lifecycle event is stamped when it was noticed).
+    /// Notes a process start read from `process.uptime_seconds`: an uptime that went down
+    /// to a start later than the known one is a new process (its series start afresh); an
+    /// earlier start refines when the known process started (a lifecycle event is stamped
+    /// when it was noticed). Only a decrease counts, so a source whose uptime is stuck
+    /// (its start drifting later with every sample) does not reset the series each time.
     fn observe_uptime(&mut self, daemon: &DaemonId, ts: TimestampMs, uptime_s: f64) {
-        let started = ts - (uptime_s.max(0.0) * 1000.0) as i64;
+        let uptime_s = uptime_s.max(0.0);
+        let started = ts - (uptime_s * 1000.0) as i64;
         match self.instances.get_mut(daemon) {
             None => {
                 self.instances.insert(
@@ -544,15 +549,25 @@ impl AnalyzerState {
                         pid: None,
                         since_ms: started,
                         started_ms: started,
+                        last_uptime_s: Some(uptime_s),
                     },
                 );
             }
             // Samples from before the instance are the previous process's.
             Some(i) if ts < i.since_ms => {}
-            Some(i) if started > i.started_ms + SAME_START_MS => {
+            Some(i)
+                if started > i.started_ms + SAME_START_MS
+                    && i.last_uptime_s.is_some_and(|last| uptime_s < last) =>
+            {
                 self.new_instance(daemon, None, started);
+                if let Some(i) = self.instances.get_mut(daemon) {
+                    i.last_uptime_s = Some(uptime_s);
+                }
             }
-            Some(i) => i.started_ms = i.started_ms.min(started),
+            Some(i) => {
+                i.started_ms = i.started_ms.min(started);
+                i.last_uptime_s = Some(uptime_s);
+            }
         }
     }
 
@@ -565,6 +580,7 @@ impl AnalyzerState {
                 pid,
                 since_ms: since,
                 started_ms: since,
+                last_uptime_s: None,
             },
         );
         let source = Source::Daemon(daemon.clone());
@@ -1482,6 +1498,31 @@ mod tests {
         assert!(leak.is_some_and(|t| t <= 5.0), "{leak:?}");
         assert!(cpu.is_some_and(|t| t <= 3.5), "{cpu:?}");
         assert!(!warm_leak);
+    }
+
+    /// An uptime that is stuck (the start it implies drifts later every sample) is not a
+    /// restart: only an uptime that goes down is.
+    #[test]
+    fn stuck_uptime_is_no_restart() {
+        let mut state = AnalyzerState::new(600);
+        for i in 0..300i64 {
+            let ts = T0 + i * 1000;
+            state.add(&MetricBatch {
+                samples: vec![
+                    sample(daemon("d"), names::PROCESS_UPTIME, Labels::empty(), ts, 0.0),
+                    sample(
+                        daemon("d"),
+                        names::PROCESS_MEMORY_RSS,
+                        Labels::empty(),
+                        ts,
+                        1e8,
+                    ),
+                ],
+            });
+        }
+        let report = state.report(&DaemonId::new("d"), T0 + 300_000).unwrap();
+        assert_eq!(report.instance_since_ms, Some(T0));
+        assert_eq!(report.metric(names::PROCESS_MEMORY_RSS).unwrap().count, 300);
     }
 
     /// A start announced for a process whose series are already read (its uptime known)
