@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perfvisor_actors::alerts::{ActionLimits, DaemonControl, SinkConfig, ThresholdRule};
+use perfvisor_actors::analyzer::JudgeConfig;
 use perfvisor_actors::storage::Retention;
 use perfvisor_actors::supervisor::{EngineConfig, RestartKind, RestartPolicy};
 use perfvisor_actors::types::{Clock, SystemClock};
@@ -50,6 +51,7 @@ impl Default for PerfvisorBuilder {
                 max_buffered_samples: perfvisor_actors::storage::DEFAULT_MAX_BUFFERED_SAMPLES,
                 analysis_window: DEFAULT_ANALYSIS_WINDOW,
                 judge_interval: DEFAULT_JUDGE_INTERVAL,
+                judge: JudgeConfig::default(),
                 singleton_policy: RestartPolicy::new(RestartKind::Permanent),
                 watcher_policy: RestartPolicy::new(RestartKind::Transient),
                 rules: Vec::new(),
@@ -104,6 +106,13 @@ impl PerfvisorBuilder {
     /// Samples kept per series for statistics. Default [`DEFAULT_ANALYSIS_WINDOW`].
     pub fn analysis_window(mut self, n: usize) -> Self {
         self.config.analysis_window = n;
+        self
+    }
+    /// The judgement's thresholds: how much evidence each finding needs (spans, start-up
+    /// grace, floors) and how near an exhaustion sets the level. Default
+    /// [`JudgeConfig::default`]; `start()` refuses values [`JudgeConfig::problems`] names.
+    pub fn judge_config(mut self, judge: JudgeConfig) -> Self {
+        self.config.judge = judge;
         self
     }
     /// How often every daemon is judged (score, bottlenecks, recommendations) and
@@ -187,6 +196,13 @@ impl PerfvisorBuilder {
     /// lock first ([`DatabaseLock`]): a second perfvisor on a database in use is refused with
     /// [`Error::DatabaseInUse`], before anything is written.
     pub fn start(self) -> Result<Perfvisor, Error> {
+        let problems = self.config.judge.problems();
+        if !problems.is_empty() {
+            return Err(Error::InvalidSetting(format!(
+                "judge_config: {}",
+                problems.join("; ")
+            )));
+        }
         let lock = match self.lock {
             Some(lock) if lock.database() == self.config.database => lock,
             Some(lock) => {

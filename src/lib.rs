@@ -25,8 +25,8 @@ pub use perfvisor_actors::alerts::{
 };
 pub use perfvisor_actors::analyzer::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, DaemonReport, Deduction,
-    Evidence, HostJudgement, HostReport, Level, Prediction, Recommendation, Score, SeriesReport,
-    Trend, TrendClass, WindowStats,
+    Evidence, HostJudgement, HostReport, JudgeConfig, Level, Prediction, RecentStats,
+    Recommendation, Score, SeriesReport, Trend, TrendClass, WindowStats,
 };
 pub use perfvisor_actors::messages::PanicTarget;
 pub use perfvisor_actors::metric_names;

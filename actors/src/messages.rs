@@ -43,6 +43,20 @@ pub struct WatcherRetired {
     pub reason: String,
 }
 
+/// A watcher's probe saw its daemon's process `exec` another program; the watcher carries on.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DaemonExeced {
+    /// Which daemon.
+    pub id: DaemonId,
+    /// Its pid (unchanged by the exec).
+    pub pid: u32,
+    /// The program before, when known, and now.
+    pub from: Option<std::path::PathBuf>,
+    /// The program now.
+    pub to: std::path::PathBuf,
+}
+
 /// A child failed (a caught panic or an unrecoverable error) and is restarting.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]

@@ -45,6 +45,8 @@ pub struct ReplayConfig {
     pub window: usize,
     /// When anomalies become candidates.
     pub policy: AlertPolicy,
+    /// The judgement's thresholds (the live defaults unless a config says otherwise).
+    pub judge: crate::analyzer::JudgeConfig,
 }
 
 impl ReplayConfig {
@@ -55,6 +57,7 @@ impl ReplayConfig {
             judge_interval: Duration::from_secs(5),
             window: 600,
             policy: AlertPolicy::default(),
+            judge: crate::analyzer::JudgeConfig::default(),
         }
     }
 }
@@ -86,7 +89,7 @@ pub fn replay(series: &[ReplaySeries], config: &ReplayConfig) -> ReplayOutcome {
     let interval = i64::try_from(config.judge_interval.as_millis())
         .unwrap_or(i64::MAX)
         .max(1);
-    let mut state = AnalyzerState::new(config.window);
+    let mut state = AnalyzerState::with_config(config.window, config.judge.clone());
     let mut signals = Signals::new(config.policy.clone());
     let mut engine = RuleEngine::new(config.rules.clone());
     let mut out = ReplayOutcome {

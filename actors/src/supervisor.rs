@@ -408,6 +408,8 @@ pub struct EngineConfig {
     pub analysis_window: usize,
     /// How often the analyzer judges every daemon and raises or resolves alert candidates.
     pub judge_interval: Duration,
+    /// The judgement's thresholds (evidence spans, floors, urgency horizons).
+    pub judge: crate::analyzer::JudgeConfig,
     /// Policy of the singleton actors (permanent).
     pub singleton_policy: RestartPolicy,
     /// Policy of the watchers (transient).
@@ -602,15 +604,18 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         actix::Supervisor::start(move |_| AlertDispatcher::new(child, storage, dconfig, engine))
     };
     let analyzer = {
-        let (child, d, dchild, clock, window, every) = (
+        let (child, d, dchild, clock, window, every, judge) = (
             analyzer_child.clone(),
             dispatcher.clone(),
             dispatcher_child.stats.clone(),
             clock.clone(),
             config.analysis_window,
             config.judge_interval,
+            config.judge.clone(),
         );
-        actix::Supervisor::start(move |_| Analyzer::new(child, d, dchild, clock, window, every))
+        actix::Supervisor::start(move |_| {
+            Analyzer::new(child, d, dchild, clock, window, every, judge.clone())
+        })
     };
     let recorder_stats = Arc::new(RecorderStats::default());
     let (recorder, receiver) = recorder::channel(
@@ -862,7 +867,7 @@ impl Supervisor {
         let intended = match kind {
             LifecycleKind::Stopped => true,
             LifecycleKind::Restarted | LifecycleKind::Exited => self.planned(daemon),
-            LifecycleKind::Started => false,
+            LifecycleKind::Started | LifecycleKind::Exec => false,
         };
         let event = LifecycleEvent {
             daemon: daemon.clone(),
@@ -1168,6 +1173,27 @@ impl Handler<WatcherRetired> for Supervisor {
                 self.record_event(&msg.id, msg.pid, LifecycleKind::Exited, msg.reason);
             }
             self.apply_diff(ctx);
+        })
+    }
+}
+
+impl Handler<DaemonExeced> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: DaemonExeced, ctx: &mut Self::Context) {
+        guarded!(self, ctx, (), {
+            // Only for the process the host announced: an exec is no death.
+            if self.desired.get(&msg.id).is_some_and(|s| s.pid == msg.pid) {
+                let from = msg.from.map_or_else(
+                    || "an unknown program".to_string(),
+                    |p| p.display().to_string(),
+                );
+                self.record_event(
+                    &msg.id,
+                    msg.pid,
+                    LifecycleKind::Exec,
+                    format!("exec: {from} → {}", msg.to.display()),
+                );
+            }
         })
     }
 }

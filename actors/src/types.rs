@@ -462,6 +462,10 @@ pub enum LifecycleKind {
     Exited,
     /// The daemon came back under a new pid.
     Restarted,
+    /// The daemon's process replaced its program (`exec`: same pid and start time, another
+    /// executable), as a start script or a version shim does. The same daemon carries on;
+    /// its process trends start afresh.
+    Exec,
 }
 
 impl LifecycleKind {
@@ -472,6 +476,7 @@ impl LifecycleKind {
             LifecycleKind::Stopped => "stopped",
             LifecycleKind::Exited => "exited",
             LifecycleKind::Restarted => "restarted",
+            LifecycleKind::Exec => "exec",
         }
     }
     /// Parses [`LifecycleKind::as_str`].
@@ -481,6 +486,7 @@ impl LifecycleKind {
             "stopped" => LifecycleKind::Stopped,
             "exited" => LifecycleKind::Exited,
             "restarted" => LifecycleKind::Restarted,
+            "exec" => LifecycleKind::Exec,
             _ => return None,
         })
     }

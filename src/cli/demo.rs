@@ -91,6 +91,12 @@ judge_interval = "2s"
 listen = "{listen}"
 token = "{token}"
 
+# The demo is short: evidence spans shortened from the defaults (2 min of trend, 30 s of
+# start-up grace) so the leak is judged within about a minute and a half.
+[judgement]
+min_trend_span = "60s"
+startup_grace = "10s"
+
 [[daemon]]
 name = "leaky-cache"
 command = [{lg}, "--hold-mib", "20", "--leak-mib-per-sec", "3"]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use perfvisor_actors::alerts::{effective_rules, RuleEngine, ThresholdRule};
+use perfvisor_actors::analyzer::JudgeConfig;
 use perfvisor_actors::replay::{
     parse_csv, parse_timestamp, replay, ReplayConfig, ReplayOutcome, ReplaySeries,
 };
@@ -163,12 +164,12 @@ fn db_series(args: &ReplayArgs, path: &Path) -> Result<Vec<ReplaySeries>, CliErr
     Ok(out)
 }
 
-/// The replay's rules and judge interval.
+/// The replay's rules, judge interval and judgement thresholds.
 fn rules(
     args: &ReplayArgs,
     series: &[ReplaySeries],
-) -> Result<(Vec<ThresholdRule>, Duration), CliError> {
-    let (user, defaults, judge) = match &args.config {
+) -> Result<(Vec<ThresholdRule>, Duration, JudgeConfig), CliError> {
+    let (user, defaults, judge, thresholds) = match &args.config {
         Some(path) => {
             let config = perfvisor::config::load(path)
                 .map_err(|e| CliError::usage(format!("{} problem(s):\n{e}", e.problems.len())))?;
@@ -176,9 +177,15 @@ fn rules(
                 config.rules(),
                 config.supervisor.default_rules,
                 config.supervisor.judge_interval,
+                config.judgement.clone(),
             )
         }
-        None => (Vec::new(), true, Duration::from_secs(5)),
+        None => (
+            Vec::new(),
+            true,
+            Duration::from_secs(5),
+            JudgeConfig::default(),
+        ),
     };
     let mut rules = effective_rules(&user, defaults);
     if !args.rules_only {
@@ -189,7 +196,7 @@ fn rules(
             }
         }
     }
-    Ok((rules, judge))
+    Ok((rules, judge, thresholds))
 }
 
 /// Whether some rule in `rules` notifies an anomaly candidate `signal` on `series`. Asked
@@ -227,9 +234,10 @@ pub fn run(args: &ReplayArgs) -> Result<(), CliError> {
         Some(path) => db_series(args, path)?,
         None => csv_series(args)?,
     };
-    let (rules, judge_interval) = rules(args, &series)?;
+    let (rules, judge_interval, judge) = rules(args, &series)?;
     let mut config = ReplayConfig::new(rules);
     config.judge_interval = judge_interval;
+    config.judge = judge;
     let started = Instant::now();
     let outcome = replay(&series, &config);
     let elapsed = started.elapsed();

@@ -1,6 +1,7 @@
 //! From config text to a [`Config`]: every section read and checked, cross-references
 //! (unique names, `depends_on`, rule selectors) resolved, and every problem gathered.
 
+use perfvisor_actors::analyzer::JudgeConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -32,7 +33,30 @@ pub(super) const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest timeout a sink accepts.
 const MAX_SINK_TIMEOUT: Duration = Duration::from_secs(300);
 
-const TOP_KEYS: &[&str] = &["supervisor", "daemon", "attach", "rule", "sink", "silence"];
+const TOP_KEYS: &[&str] = &[
+    "supervisor",
+    "judgement",
+    "daemon",
+    "attach",
+    "rule",
+    "sink",
+    "silence",
+];
+const JUDGEMENT_KEYS: &[&str] = &[
+    "cpu_bound",
+    "cpu_sustain",
+    "leak_floor",
+    "min_trend_span",
+    "startup_grace",
+    "latency_min_increase",
+    "latency_min_ratio",
+    "latency_p95_ratio",
+    "io_bound",
+    "descriptor_share",
+    "descriptor_horizon",
+    "urgency_poor",
+    "urgency_critical",
+];
 const SUPERVISOR_KEYS: &[&str] = &[
     "database",
     "probe_interval",
@@ -207,6 +231,8 @@ pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
 
     let supervisor_table = root.table(&mut ctx, "supervisor", SUPERVISOR_KEYS);
     let supervisor = supervisor(&mut ctx, supervisor_table);
+    let judgement_table = root.table(&mut ctx, "judgement", JUDGEMENT_KEYS);
+    let judgement = judgement(&mut ctx, judgement_table);
     let daemon_tables = root.tables(&mut ctx, "daemon", DAEMON_KEYS);
     let mut daemons = Vec::new();
     let mut depends: Vec<Vec<(String, Range<usize>)>> = Vec::new();
@@ -271,6 +297,7 @@ pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
     if problems.is_empty() {
         Ok(Config {
             supervisor,
+            judgement,
             daemons,
             attached,
             alert_rules: rules,
@@ -328,6 +355,63 @@ fn unique(
     } else {
         seen.insert(value.to_owned(), t.path.clone());
     }
+}
+
+/// `[judgement]`: the thresholds of the judgement, as people write them (durations, sizes
+/// per minute or second, ratios); what is not given keeps [`JudgeConfig`]'s default.
+fn judgement(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> JudgeConfig {
+    let mut j = JudgeConfig::default();
+    let Some(t) = t else {
+        return j;
+    };
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if let Some(v) = t.ranged(ctx, "cpu_bound", 0.05, 1024.0) {
+        j.cpu_bound_floor = v;
+    }
+    if let Some(d) = t.duration(ctx, "cpu_sustain", Duration::from_secs(1), HOUR) {
+        j.cpu_sustain_ms = ms(d);
+    }
+    if let Some(b) = t.size(ctx, "leak_floor", 1) {
+        j.leak_floor_bytes_per_min = b as f64;
+    }
+    if let Some(d) = t.duration(ctx, "min_trend_span", Duration::from_secs(1), 6 * HOUR) {
+        j.min_trend_span_ms = ms(d);
+    }
+    if let Some(d) = t.duration(ctx, "startup_grace", Duration::ZERO, HOUR) {
+        j.startup_grace_ms = ms(d);
+    }
+    if let Some(d) = t.duration(ctx, "latency_min_increase", Duration::ZERO, HOUR) {
+        j.latency_min_increase_s = d.as_secs_f64();
+    }
+    if let Some(v) = t.ranged(ctx, "latency_min_ratio", 1.0, 1000.0) {
+        j.latency_min_ratio = v;
+    }
+    if let Some(v) = t.ranged(ctx, "latency_p95_ratio", 1.0, 1000.0) {
+        j.latency_p95_ratio = v;
+    }
+    if let Some(b) = t.size(ctx, "io_bound", 1) {
+        j.io_bound_bytes_per_s = b as f64;
+    }
+    if let Some(v) = t.ranged(ctx, "descriptor_share", 0.05, 1.0) {
+        j.descriptor_share = v;
+    }
+    if let Some(d) = t.duration(ctx, "descriptor_horizon", Duration::from_secs(1), LONG) {
+        j.descriptor_horizon_ms = ms(d);
+    }
+    if let Some(d) = t.duration(ctx, "urgency_poor", Duration::ZERO, LONG) {
+        j.urgency_poor_ms = ms(d);
+    }
+    if let Some(d) = t.duration(ctx, "urgency_critical", Duration::ZERO, LONG) {
+        j.urgency_critical_ms = ms(d);
+    }
+    if j.urgency_critical_ms > j.urgency_poor_ms {
+        t.bad(
+            ctx,
+            "urgency_critical",
+            "is longer than urgency_poor; expected urgency_critical at most urgency_poor",
+        );
+    }
+    j
 }
 
 fn supervisor(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> SupervisorConfig {

@@ -63,6 +63,7 @@ impl Config {
             .probe_interval(s.probe_interval)
             .host_interval(s.host_interval)
             .judge_interval(s.judge_interval)
+            .judge_config(self.judgement.clone())
             .retention(s.retention)
             .max_database_bytes(s.max_database_size)
             .default_rules(s.default_rules);

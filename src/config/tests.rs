@@ -430,3 +430,29 @@ fn enabled_false_needs_a_builtin_name() {
         parse("[[rule]]\nname = \"high_cpu\"\nabove = 0.5\n", "f").expect_err("above needs a kind");
     assert!(err.to_string().contains("rule[0].above"), "{err}");
 }
+
+/// `[judgement]` takes durations, sizes and ratios as people write them into the engine's
+/// `JudgeConfig`; a bad value names the key, the line and what is accepted.
+#[test]
+fn judgement_section_compiles_and_names_bad_values() {
+    let text = "[judgement]\ncpu_sustain = \"2m\"\nleak_floor = \"4MiB\"\n\
+                latency_min_increase = \"50ms\"\nurgency_critical = \"5m\"\n";
+    let config = parse(text, "judgement").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.judgement.cpu_sustain_ms, 120_000);
+    assert_eq!(
+        config.judgement.leak_floor_bytes_per_min,
+        4.0 * 1024.0 * 1024.0
+    );
+    assert!((config.judgement.latency_min_increase_s - 0.05).abs() < 1e-12);
+    assert_eq!(config.judgement.urgency_critical_ms, 300_000);
+    assert_eq!(config.judgement.min_trend_span_ms, 120_000, "default kept");
+
+    let err = parse(
+        "[judgement]\ncpu_bound = 2000\nurgency_critical = \"2h\"\n",
+        "bad",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("bad:2:") && err.contains("cpu_bound"), "{err}");
+    assert!(err.contains("urgency_critical"), "{err}");
+}

@@ -245,6 +245,7 @@ async fn confirmed_leak_restarts_the_daemon_once() {
         .action(RuleAction::RestartDaemon);
     let pv = builder(&db)
         .judge_interval(Duration::from_millis(300))
+        .judge_config(crate::support::fast_judgement())
         .analysis_window(100)
         .rule(rule)
         .daemon_control(TestControl(tx))

@@ -15,6 +15,7 @@ fn fast(b: perfvisor::PerfvisorBuilder) -> perfvisor::PerfvisorBuilder {
     b.probe_interval(Duration::from_millis(100))
         .judge_interval(Duration::from_millis(300))
         .analysis_window(100)
+        .judge_config(support::fast_judgement())
 }
 
 /// Waits until the daemon's report shows `kind`, then checks the report is coherent.

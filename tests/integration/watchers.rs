@@ -105,3 +105,59 @@ async fn zombie_counts_as_exited() {
         .unwrap();
     assert_eq!(events.last().map(|e| e.kind), Some(LifecycleKind::Exited));
 }
+
+/// A start script that `exec`s the real program (`sh -c '…; exec perfvisor-loadgen …'`) is
+/// one daemon: the watcher follows the exec instead of retiring, the exec is an event in
+/// the lifecycle history, and nothing records an exit or fires `daemon_down`.
+#[tokio::test]
+async fn exec_in_a_start_script_keeps_its_watcher() {
+    let t = support::start(|b| b.probe_interval(Duration::from_millis(100)));
+    let script = format!(
+        "sleep 0.5; exec {} --cpu 0",
+        env!("CARGO_BIN_EXE_perfvisor-loadgen")
+    );
+    let child = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let child = support::ChildGuard(child);
+    let pid = child.pid();
+    t.pv.daemon_started(DaemonSpec::new("scripted", pid))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the exec recorded", || async {
+        t.pv.flush().await.unwrap();
+        t.pv.reader()
+            .unwrap()
+            .events(None, 0, i64::MAX)
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == LifecycleKind::Exec && e.pid == pid)
+    })
+    .await;
+    // Probes go on after the exec, for the same pid.
+    let before = t.pv.status().await.unwrap();
+    let probes = |s: &perfvisor::Status| {
+        s.watchers
+            .iter()
+            .find(|w| w.daemon.as_str() == "scripted" && w.pid == pid)
+            .map_or(0, |w| w.probes)
+    };
+    let seen = probes(&before);
+    assert!(seen > 0, "{:?}", before.watchers);
+    wait_for(Duration::from_secs(5), "probing after the exec", || async {
+        probes(&t.pv.status().await.unwrap()) > seen + 3
+    })
+    .await;
+    let events = t.pv.reader().unwrap().events(None, 0, i64::MAX).unwrap();
+    assert!(
+        !events.iter().any(|e| e.kind == LifecycleKind::Exited),
+        "{events:#?}"
+    );
+    let exec = events
+        .iter()
+        .find(|e| e.kind == LifecycleKind::Exec)
+        .expect("exec event");
+    assert!(exec.detail.contains("perfvisor-loadgen"), "{}", exec.detail);
+    assert!(t.pv.firing_alerts().await.unwrap().is_empty());
+}

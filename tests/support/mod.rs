@@ -35,14 +35,27 @@ pub fn quiet_panics() {
     });
 }
 
-/// Starts perfvisor with fast intervals on a fresh database; `tune` adjusts the builder.
+/// The evidence spans scaled to 100 ms probes (the defaults are for 1 s probes: 90 s of
+/// saturation, 2 min of trend, 30 s of start-up grace).
+pub fn fast_judgement() -> perfvisor::JudgeConfig {
+    perfvisor::JudgeConfig {
+        cpu_sustain_ms: 3_000,
+        min_trend_span_ms: 3_000,
+        startup_grace_ms: 1_000,
+        ..Default::default()
+    }
+}
+
+/// Starts perfvisor with fast intervals (and evidence spans to match) on a fresh database;
+/// `tune` adjusts the builder.
 pub fn start(tune: impl FnOnce(PerfvisorBuilder) -> PerfvisorBuilder) -> TestPv {
     quiet_panics();
     let dir = tempfile::tempdir().expect("temp dir");
     let builder = Perfvisor::builder()
         .database(dir.path().join("perfvisor.db"))
         .probe_interval(Duration::from_millis(100))
-        .host_interval(Duration::from_millis(500));
+        .host_interval(Duration::from_millis(500))
+        .judge_config(fast_judgement());
     let pv = tune(builder).start().expect("perfvisor starts");
     TestPv { pv, dir }
 }

@@ -1238,7 +1238,7 @@ impl RuleEngine {
                     &mut out,
                 );
             }
-            LifecycleKind::Started => {}
+            LifecycleKind::Started | LifecycleKind::Exec => {}
         }
         out
     }

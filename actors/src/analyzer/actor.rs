@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::config::JudgeConfig;
 use super::signals::{AlertPolicy, Signals, EXPIRE_AFTER_MS};
 use super::state::{AnalyzerState, DaemonReport, HostReport};
 use crate::alerts::AlertDispatcher;
@@ -28,6 +29,8 @@ pub struct Analyzer {
     clock: SharedClock,
     window: usize,
     judge_interval: Duration,
+    /// The judgement's thresholds (kept to rebuild the state after a restart).
+    judge: JudgeConfig,
     state: AnalyzerState,
     /// Firing candidates, kept across restarts so they resolve when their cause is gone.
     signals: Signals,
@@ -35,7 +38,7 @@ pub struct Analyzer {
 
 impl Analyzer {
     /// An analyzer with windows of `window` samples per series, judging every
-    /// `judge_interval`.
+    /// `judge_interval` with the thresholds of `judge`.
     pub fn new(
         child: Arc<ChildHandle>,
         dispatcher: Addr<AlertDispatcher>,
@@ -43,6 +46,7 @@ impl Analyzer {
         clock: SharedClock,
         window: usize,
         judge_interval: Duration,
+        judge: JudgeConfig,
     ) -> Self {
         Analyzer {
             restart: Restartable::new(child),
@@ -51,7 +55,8 @@ impl Analyzer {
             clock,
             window,
             judge_interval,
-            state: AnalyzerState::new(window),
+            state: AnalyzerState::with_config(window, judge.clone()),
+            judge,
             signals: Signals::new(AlertPolicy::default()),
         }
     }
@@ -102,7 +107,7 @@ impl actix::Supervised for Analyzer {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         // State may be half-updated after a panic: start afresh. Firing alerts are kept so
         // they resolve when their cause is gone.
-        self.state = AnalyzerState::new(self.window);
+        self.state = AnalyzerState::with_config(self.window, self.judge.clone());
     }
 }
 

@@ -2,26 +2,54 @@
 //! 0–100 score with a breakdown of every lost point, and concrete recommendations. Plain
 //! functions over a [`DaemonView`] (what the analyzer knows about a daemon right now).
 //!
+//! # Evidence before judgement
+//! Every threshold below is a field of [`JudgeConfig`] (defaults in brackets). A rule speaks
+//! only on the evidence it needs, so bursts, warm-ups, sawtooths and start-ups are not
+//! paged as bottlenecks:
+//! - trend-based findings (memory leak, descriptor trend, latency trend and step) and every
+//!   predicted exhaustion rest on a trend spanning at least `min_trend_span_ms` [2 min];
+//! - a daemon's process series (`process.*`) belong to one process: a start or restart
+//!   under a new pid (a lifecycle event, intended or not, or a
+//!   `process.uptime_seconds` that went down) starts them afresh, and their trends leave out the first
+//!   `startup_grace_ms` [30 s] of the process (start-up allocation is not a leak). App
+//!   metrics keep their history across restarts.
+//!
 //! # Bottleneck rules
-//! Each rule reads the analyzer's short window (statistics), the trend of the long window,
-//! and anomaly events; every finding carries the numbers it rests on. Severity is in
-//! `(0, 1]` and scales the points lost.
-//! - **CPU-bound**: mean CPU ≥ 70 % of one core, or p95 ≥ 85 % (a single-threaded daemon is
-//!   saturated at one core). Severity grows from 0.5 at the floor to 1 at a full core.
+//! Each rule reads the analyzer's short window (statistics), the trend, and anomaly
+//! events; every finding carries the numbers it rests on. Severity is in `(0, 1]` and
+//! scales the points lost.
+//! - **CPU-bound**: the median CPU over the last `cpu_sustain_ms` [90 s] is at least
+//!   `cpu_bound_floor` [70 % of one core], with samples covering `cpu_sustain_coverage`
+//!   [80 %] of that span. Not the p95 (a bursty worker has a full-core p95 without being
+//!   saturated), nor the window mean (ten minutes at 1 Hz: a saturated daemon would be
+//!   found five minutes late). Severity grows from 0.5 at the floor to 1 at a full core.
 //! - **Memory leak**: RSS rising as a trend (significant and past the effect-size floor,
-//!   see `trend`) by at least 1 MiB per minute. The time until RSS reaches the host's memory
-//!   (with its confidence bound) is part of the evidence.
+//!   see `trend`) by at least `leak_floor_bytes_per_min` [1 MiB/min], over the minimum
+//!   span, *and* its lower envelope rising: the fitted window is split into
+//!   `leak_segments` [4] equal spans of time and each one's minimum must exceed the
+//!   previous one's by `leak_envelope_share` [0.25] of the line's rise per segment. A
+//!   warm-up followed by a flat level, a GC sawtooth, or a sawtooth whose peaks grow while
+//!   its floor stays fails it; a leak raises the floor. When the whole window fails, its
+//!   recent half, then quarter, is tried (a leak that began after a flat stretch), if it
+//!   spans the minimum and rises by `leak_breakout` [2] times the range the memory kept
+//!   before it. The time until RSS reaches the host's memory (with its confidence bound)
+//!   is part of the evidence.
 //! - **Memory pressure**: the host has under 10 % of its memory available and the daemon
 //!   holds at least 10 % of it, or the daemon holds over 50 % of it.
-//! - **I/O-bound**: disk reads + writes average at least 32 MiB/s over the window.
-//! - **Descriptor exhaustion**: open descriptors ≥ 80 % of the soft limit, or a rising trend
-//!   predicted to reach the limit within an hour.
-//! - **Restart instability**: 3 or more restarts or unexpected exits in the last 10 minutes
-//!   (severity 0.9 at 3, 1 from 4: a crash loop comes first).
+//! - **I/O-bound**: disk reads + writes average at least `io_bound_bytes_per_s`
+//!   [32 MiB/s] over the window.
+//! - **Descriptor exhaustion**: open descriptors ≥ `descriptor_share` [80 %] of the soft
+//!   limit (immediately), or a rising trend over the minimum span predicted to reach the
+//!   limit within `descriptor_horizon_ms` [1 h].
+//! - **Restart instability**: 3 or more unintended restarts or unexpected exits in the
+//!   last 10 minutes (severity 0.9 at 3, 1 from 4: a crash loop comes first).
 //! - **Latency regression**: a latency-like metric (lower is better: `*duration*`,
-//!   `*latency*`, `*_seconds`, `*time*` of the host's app metrics) whose window is degrading
-//!   as a trend by at least 20 % of its level, stepped up (level shift of ≥ 20 %), or whose
-//!   recent p95 is ≥ 1.5× the p95 of the window before it.
+//!   `*latency*`, `*_seconds`, `*time*` of the host's app metrics) that is degrading as a
+//!   trend by at least 20 % of its level (`latency_min_ratio` [1.2]), stepped up by ×1.2,
+//!   shifted up by ×1.2 (anomaly), or whose recent p95 is `latency_p95_ratio` [1.5]× the
+//!   p95 before it. Every route also needs an absolute increase of
+//!   `latency_min_increase_s` [20 ms] (1 → 8 ms is not a regression); the trend and step
+//!   routes need the minimum span.
 //! - **Host contention**: the host's CPU is ≥ 90 % busy while two or more daemons are
 //!   CPU-bound, regressing, or each holding a third of a core or more (on a saturated host
 //!   nobody gets all it wants, so "CPU-bound" alone under-reports) at the same time (judged
@@ -30,16 +58,21 @@
 //! # Score
 //! 100 points in categories, each with a cap: CPU 20, memory 25, I/O 10, descriptors 10,
 //! stability 20, latency 15. A bottleneck costs `cap × severity` in its category (the
-//! category's cap at most); smaller warnings (e.g. CPU above 50 %) cost less. Every lost
-//! point is a [`Deduction`] with the evidence; `score = 100 − Σ points` exactly (points are
-//! rounded to tenths first). Levels: Excellent ≥ 90, Good ≥ 75, Average ≥ 60, Poor ≥ 40,
-//! else Critical.
+//! category's cap at most); smaller warnings (e.g. CPU above 50 %) cost less. A predicted
+//! exhaustion is urgent whatever the rest looks like: memory reaching the host's memory
+//! (only while the leak rule holds), descriptors reaching their limit, or (for the host) a
+//! file system filling, within `urgency_poor_ms` [1 h] caps the score at 59.9 (Poor),
+//! within `urgency_critical_ms` [10 min] at 39.9 (Critical), by one [`Category::Urgency`]
+//! deduction (cap 100) holding the prediction. Every lost point is a [`Deduction`] with the
+//! evidence; `score = 100 − Σ points` exactly (points are rounded to tenths first).
+//! Levels: Excellent ≥ 90, Good ≥ 75, Average ≥ 60, Poor ≥ 40, else Critical.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::anomaly::AnomalyKind;
+use super::config::JudgeConfig;
 use super::stats::WindowStats;
 use super::trend::{Direction, TimeToThreshold, Trend, TrendClass};
 use crate::types::{DaemonId, TimestampMs};
@@ -57,6 +90,30 @@ pub struct MetricView {
     pub anomaly: Option<AnomalyEvent>,
     /// p95 of the older half of the short window and of the newer half (for regressions).
     pub p95_before_after: Option<(f64, f64)>,
+    /// Statistics of the most recent samples (the last [`JudgeConfig::cpu_sustain_ms`]),
+    /// for rules that need a sustained level rather than a window average.
+    #[serde(default)]
+    pub recent: Option<RecentStats>,
+    /// The lower envelope of the points the trend was fitted to: the minimum of each of
+    /// [`JudgeConfig::leak_segments`] equal spans of time, oldest first (empty without a
+    /// trend). A leak raises every minimum; a warm-up or a sawtooth does not.
+    #[serde(default)]
+    pub envelope: Vec<f64>,
+}
+
+/// Statistics of the most recent stretch of a series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecentStats {
+    /// The stretch asked for, ms.
+    pub period_ms: i64,
+    /// From the earliest to the latest sample within it, ms.
+    pub span_ms: i64,
+    /// Samples within it.
+    pub count: usize,
+    /// Their median.
+    pub median: f64,
+    /// Their mean.
+    pub mean: f64,
 }
 
 /// An anomaly seen on a series.
@@ -249,6 +306,11 @@ pub enum Category {
     Stability,
     /// Latency of the daemon's operations (15 points).
     Latency,
+    /// A predicted exhaustion within the hour: takes the score down to Poor (within
+    /// [`JudgeConfig::urgency_poor_ms`]) or Critical (within
+    /// [`JudgeConfig::urgency_critical_ms`]), whatever the other categories lost (100
+    /// points).
+    Urgency,
 }
 
 impl Category {
@@ -261,6 +323,7 @@ impl Category {
             Category::Descriptors => 10.0,
             Category::Stability => 20.0,
             Category::Latency => 15.0,
+            Category::Urgency => 100.0,
         }
     }
 }
@@ -294,14 +357,19 @@ pub enum Level {
     Excellent,
 }
 
+/// The lowest score of the level Average.
+const AVERAGE_FLOOR: f64 = 60.0;
+/// The lowest score of the level Poor.
+const POOR_FLOOR: f64 = 40.0;
+
 impl Level {
     /// The level of a score.
     pub fn of(score: f64) -> Level {
         match score {
             s if s >= 90.0 => Level::Excellent,
             s if s >= 75.0 => Level::Good,
-            s if s >= 60.0 => Level::Average,
-            s if s >= 40.0 => Level::Poor,
+            s if s >= AVERAGE_FLOOR => Level::Average,
+            s if s >= POOR_FLOOR => Level::Poor,
             _ => Level::Critical,
         }
     }
@@ -402,21 +470,21 @@ fn pct(x: f64) -> String {
 }
 
 /// Finds the daemon's own bottlenecks (host contention is added by [`judge_host`]).
-pub fn bottlenecks(view: &DaemonView, host: &HostView) -> Vec<Bottleneck> {
+pub fn bottlenecks(view: &DaemonView, host: &HostView, cfg: &JudgeConfig) -> Vec<Bottleneck> {
     let mut out = Vec::new();
-    if let Some(b) = cpu_bound(view) {
+    if let Some(b) = cpu_bound(view, cfg) {
         out.push(b);
     }
-    if let Some(b) = memory_leak(view) {
+    if let Some(b) = memory_leak(view, cfg) {
         out.push(b);
     }
     if let Some(b) = memory_pressure(view, host) {
         out.push(b);
     }
-    if let Some(b) = io_bound(view) {
+    if let Some(b) = io_bound(view, cfg) {
         out.push(b);
     }
-    if let Some(b) = descriptors(view) {
+    if let Some(b) = descriptors(view, cfg) {
         out.push(b);
     }
     if view.restarts_recent >= 3 {
@@ -440,65 +508,131 @@ pub fn bottlenecks(view: &DaemonView, host: &HostView) -> Vec<Bottleneck> {
             )],
         });
     }
-    out.extend(latency_regressions(view));
+    out.extend(latency_regressions(view, cfg));
     out.sort_by(|a, b| b.severity.total_cmp(&a.severity));
     out
 }
 
-fn cpu_bound(view: &DaemonView) -> Option<Bottleneck> {
-    let s = view.cpu.stats.as_ref()?;
-    if s.count < 3 || (s.mean < 0.7 && s.p95 < 0.85) {
-        return None;
+/// The recent CPU level when it is sustained: enough of the last `cpu_sustain_ms` covered by
+/// samples, and their median at the floor. The median, not the p95 or the window mean: a
+/// bursty worker has a high p95 without being saturated, and a ten-minute mean notices a
+/// saturated daemon five minutes late.
+fn sustained_cpu<'a>(view: &'a DaemonView, cfg: &JudgeConfig) -> Option<&'a RecentStats> {
+    let r = view.cpu.recent.as_ref()?;
+    let needed = cfg.cpu_sustain_ms as f64 * cfg.cpu_sustain_coverage;
+    (r.count >= 3 && r.span_ms as f64 >= needed && r.median >= cfg.cpu_bound_floor).then_some(r)
+}
+
+fn cpu_bound(view: &DaemonView, cfg: &JudgeConfig) -> Option<Bottleneck> {
+    let r = sustained_cpu(view, cfg)?;
+    let floor = cfg.cpu_bound_floor;
+    let severity = (0.5 + (r.median - floor) / (1.0_f64 - floor).max(0.05) * 0.5).clamp(0.5, 1.0);
+    let secs = r.span_ms as f64 / 1000.0;
+    let mut evidence = vec![ev(
+        "process.cpu.utilization_ratio",
+        r.median,
+        floor,
+        format!(
+            "median {} of one core over the last {secs:.0} s ({} samples, mean {}; CPU-bound \
+             from {} sustained for {:.0} s)",
+            pct(r.median),
+            r.count,
+            pct(r.mean),
+            pct(floor),
+            cfg.cpu_sustain_ms as f64 / 1000.0
+        ),
+    )];
+    if let Some(s) = &view.cpu.stats {
+        evidence.push(ev(
+            "process.cpu.utilization_ratio",
+            s.p95,
+            floor,
+            format!(
+                "window: mean {}, p95 {} over {} samples",
+                pct(s.mean),
+                pct(s.p95),
+                s.count
+            ),
+        ));
     }
-    let severity = (0.5 + (s.mean.max(s.p95 * 0.9) - 0.7) / 0.3 * 0.5).clamp(0.5, 1.0);
     Some(Bottleneck {
         kind: BottleneckKind::CpuBound,
         severity,
         summary: format!(
-            "{} is CPU-bound: it uses {} of a core on average (p95 {})",
+            "{} is CPU-bound: it has used {} of a core (median) for the last {secs:.0} s",
             view.daemon,
-            pct(s.mean),
-            pct(s.p95)
+            pct(r.median)
         ),
-        evidence: vec![
-            ev(
-                "process.cpu.utilization_ratio",
-                s.mean,
-                0.7,
-                format!(
-                    "mean {} of one core over {} samples (CPU-bound from 70 %)",
-                    pct(s.mean),
-                    s.count
-                ),
-            ),
-            ev(
-                "process.cpu.utilization_ratio",
-                s.p95,
-                0.85,
-                format!("p95 {} of one core (CPU-bound from 85 %)", pct(s.p95)),
-            ),
-        ],
+        evidence,
     })
 }
 
-fn memory_leak(view: &DaemonView) -> Option<Bottleneck> {
-    let trend = view.rss.trend.as_ref()?;
-    let per_min = trend.fit.slope_per_s * 60.0;
-    if trend.direction != Direction::Rising || per_min < MIB {
+/// The least rise between consecutive minima of the envelope, and the rise the line
+/// predicts per segment; `None` when the envelope has fewer than two segments.
+fn envelope_rise(trend: &Trend, envelope: &[f64]) -> Option<(f64, f64)> {
+    if envelope.len() < 2 {
         return None;
     }
-    let mut evidence = vec![ev(
-        "process.memory.usage_bytes",
-        per_min / MIB,
-        1.0,
-        format!(
-            "RSS grows {:.1} MiB/min (p = {:.2e}, {:.1} σ over the window, R² {:.2}); a leak from 1 MiB/min",
+    let per_segment =
+        trend.fit.slope_per_s * trend.fit.span_ms as f64 / 1000.0 / envelope.len() as f64;
+    let least = envelope
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    Some((least, per_segment))
+}
+
+/// Whether resident memory `m` has the shape of a leak: a rising trend of at least the leak
+/// floor over at least the minimum span, whose lower envelope rises segment after segment.
+/// Returns the least rise of the envelope and the line's rise per segment.
+pub(crate) fn leak_shape(m: &MetricView, cfg: &JudgeConfig) -> Option<(f64, f64)> {
+    let trend = m.trend.as_ref()?;
+    let per_min = trend.fit.slope_per_s * 60.0;
+    if trend.direction != Direction::Rising
+        || per_min < cfg.leak_floor_bytes_per_min
+        || trend.fit.span_ms < cfg.min_trend_span_ms
+    {
+        return None;
+    }
+    // A significant line is not enough: a warm-up then a flat level, or a sawtooth whose
+    // peaks grow, fits one too. A leak raises the floor the memory returns to.
+    let (least, per_segment) = envelope_rise(trend, &m.envelope)?;
+    (least >= cfg.leak_envelope_share * per_segment).then_some((least, per_segment))
+}
+
+fn memory_leak(view: &DaemonView, cfg: &JudgeConfig) -> Option<Bottleneck> {
+    let (least, per_segment) = leak_shape(&view.rss, cfg)?;
+    let trend = view.rss.trend.as_ref()?;
+    let per_min = trend.fit.slope_per_s * 60.0;
+    let floor_mib = cfg.leak_floor_bytes_per_min / MIB;
+    let mut evidence = vec![
+        ev(
+            "process.memory.usage_bytes",
             per_min / MIB,
-            trend.fit.p_value,
-            trend.effect_sd,
-            trend.fit.r_squared
+            floor_mib,
+            format!(
+                "RSS grows {:.1} MiB/min over {:.1} min (p = {:.2e}, {:.1} σ over the window, \
+                 R² {:.2}); a leak from {floor_mib} MiB/min",
+                per_min / MIB,
+                trend.fit.span_ms as f64 / 60_000.0,
+                trend.fit.p_value,
+                trend.effect_sd,
+                trend.fit.r_squared
+            ),
         ),
-    )];
+        ev(
+            "process.memory.usage_bytes",
+            least / MIB,
+            cfg.leak_envelope_share * per_segment / MIB,
+            format!(
+                "the lowest RSS of each of {} segments rises every time, by {:.1} MiB at \
+                 least ({:.1} MiB needed)",
+                view.rss.envelope.len(),
+                least / MIB,
+                cfg.leak_envelope_share * per_segment / MIB
+            ),
+        ),
+    ];
     let mut severity = (0.5 + (per_min / MIB).log10().max(0.0) * 0.25).min(1.0);
     if let Some(t) = &view.rss_time_to_limit {
         let hours = (t.eta_ms - view.now_ms) as f64 / 3.6e6;
@@ -576,11 +710,11 @@ fn memory_pressure(view: &DaemonView, host: &HostView) -> Option<Bottleneck> {
     })
 }
 
-fn io_bound(view: &DaemonView) -> Option<Bottleneck> {
+fn io_bound(view: &DaemonView, cfg: &JudgeConfig) -> Option<Bottleneck> {
     let read = view.disk_read.stats.as_ref().map_or(0.0, |s| s.mean);
     let write = view.disk_write.stats.as_ref().map_or(0.0, |s| s.mean);
     let total = read + write;
-    let floor = 32.0 * MIB;
+    let floor = cfg.io_bound_bytes_per_s;
     if total < floor {
         return None;
     }
@@ -598,32 +732,35 @@ fn io_bound(view: &DaemonView) -> Option<Bottleneck> {
             ev(
                 "process.disk.write_bytes",
                 write / MIB,
-                32.0,
+                floor / MIB,
                 format!("writes {:.1} MiB/s on average", write / MIB),
             ),
             ev(
                 "process.disk.read_bytes",
                 read / MIB,
-                32.0,
+                floor / MIB,
                 format!(
-                    "reads {:.1} MiB/s on average (I/O-bound from 32 MiB/s together)",
-                    read / MIB
+                    "reads {:.1} MiB/s on average (I/O-bound from {:.0} MiB/s together)",
+                    read / MIB,
+                    floor / MIB
                 ),
             ),
         ],
     })
 }
 
-fn descriptors(view: &DaemonView) -> Option<Bottleneck> {
+fn descriptors(view: &DaemonView, cfg: &JudgeConfig) -> Option<Bottleneck> {
     let open = view.fds.stats.as_ref()?.last;
     let limit = view.fd_limit.filter(|l| *l > 0.0)?;
     let share = open / limit;
+    let horizon_min = cfg.descriptor_horizon_ms as f64 / 60_000.0;
+    // `fds_time_to_limit` is only predicted from a trend spanning `min_trend_span_ms`.
     let soon = view
         .fds_time_to_limit
         .as_ref()
         .map(|t| (t.eta_ms - view.now_ms) as f64 / 60_000.0)
-        .filter(|m| *m < 60.0);
-    if share < 0.8 && soon.is_none() {
+        .filter(|m| *m < horizon_min);
+    if share < cfg.descriptor_share && soon.is_none() {
         return None;
     }
     let mut evidence = vec![ev(
@@ -631,21 +768,26 @@ fn descriptors(view: &DaemonView) -> Option<Bottleneck> {
         open,
         limit,
         format!(
-            "{open:.0} of {limit:.0} descriptors open ({}; exhaustion from 80 %)",
-            pct(share)
+            "{open:.0} of {limit:.0} descriptors open ({}; exhaustion from {})",
+            pct(share),
+            pct(cfg.descriptor_share)
         ),
     )];
     if let Some(minutes) = soon {
         evidence.push(ev(
             "process.open_file_descriptor.count",
             minutes,
-            60.0,
-            format!("the trend reaches the limit in about {minutes:.0} min"),
+            horizon_min,
+            format!("the trend reaches the limit in about {minutes:.1} min"),
         ));
+    }
+    let mut severity = ((share - 0.6) / 0.4).clamp(0.5, 1.0);
+    if soon.is_some_and(|m| m * 60_000.0 < cfg.urgency_critical_ms as f64) {
+        severity = 1.0;
     }
     Some(Bottleneck {
         kind: BottleneckKind::DescriptorExhaustion,
-        severity: ((share - 0.6) / 0.4).clamp(0.5, 1.0),
+        severity,
         summary: format!(
             "{} has {open:.0} of its {limit:.0} file descriptors open",
             view.daemon
@@ -654,21 +796,34 @@ fn descriptors(view: &DaemonView) -> Option<Bottleneck> {
     })
 }
 
-fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
+fn latency_regressions(view: &DaemonView, cfg: &JudgeConfig) -> Vec<Bottleneck> {
     let mut out = Vec::new();
     for (name, m) in &view.latency {
+        // Every route needs an absolute increase as well as a relative one: a fast
+        // operation that gets a few times slower is still fast.
+        let unit = JudgeConfig::latency_unit_s(name);
+        let min_increase = cfg.latency_min_increase_s / unit;
+        let ms = |x: f64| x * unit * 1000.0;
         let mut evidence = Vec::new();
         let mut severity: f64 = 0.0;
-        if let Some(t) = &m.trend {
+        if let Some(t) = m
+            .trend
+            .as_ref()
+            .filter(|t| t.fit.span_ms >= cfg.min_trend_span_ms)
+        {
             // A latency that drifts by a few percent is noise or load, not a regression.
-            if t.class == TrendClass::Degrading && t.relative_change >= 0.2 {
+            if t.class == TrendClass::Degrading
+                && t.relative_change >= cfg.latency_min_ratio - 1.0
+                && t.change_over_window >= min_increase
+            {
                 evidence.push(ev(
                     name,
                     t.relative_change,
-                    0.0,
+                    cfg.latency_min_ratio - 1.0,
                     format!(
-                        "trend: {:+.1} % over the window (p = {:.2e})",
+                        "trend: {:+.1} % ({:+.1} ms) over the window (p = {:.2e})",
                         t.relative_change * 100.0 * t.fit.slope_per_s.signum(),
+                        ms(t.change_over_window),
                         t.fit.p_value
                     ),
                 ));
@@ -676,14 +831,18 @@ fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
             }
             if let Some(step) = &t.step {
                 let ratio = step.after_mean / step.before_mean;
-                if step.before_mean > 0.0 && ratio >= 1.2 {
+                if step.before_mean > 0.0
+                    && ratio >= cfg.latency_min_ratio
+                    && step.after_mean - step.before_mean >= min_increase
+                {
                     evidence.push(ev(
                         name,
                         ratio,
-                        1.2,
+                        cfg.latency_min_ratio,
                         format!(
-                            "stepped up from {:.4} to {:.4} (×{ratio:.2})",
-                            step.before_mean, step.after_mean
+                            "stepped up from {:.1} to {:.1} ms (×{ratio:.2})",
+                            ms(step.before_mean),
+                            ms(step.after_mean)
                         ),
                     ));
                     severity = severity.max((0.4 + (ratio - 1.0) * 0.3).min(1.0));
@@ -691,13 +850,18 @@ fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
             }
         }
         if let Some((before, after)) = m.p95_before_after {
-            if before > 0.0 && after / before >= 1.5 {
+            if before > 0.0
+                && after / before >= cfg.latency_p95_ratio
+                && after - before >= min_increase
+            {
                 evidence.push(ev(
                     name,
                     after / before,
-                    1.5,
+                    cfg.latency_p95_ratio,
                     format!(
-                        "p95 {after:.4} now against {before:.4} before (×{:.2})",
+                        "p95 {:.1} ms now against {:.1} ms before (×{:.2})",
+                        ms(after),
+                        ms(before),
                         after / before
                     ),
                 ));
@@ -707,15 +871,17 @@ fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
         if let Some(a) = &m.anomaly {
             if a.kind == AnomalyKind::LevelShiftUp
                 && a.baseline > 0.0
-                && a.value / a.baseline >= 1.2
+                && a.value / a.baseline >= cfg.latency_min_ratio
+                && a.value - a.baseline >= min_increase
             {
                 evidence.push(ev(
                     name,
                     a.value / a.baseline,
-                    1.2,
+                    cfg.latency_min_ratio,
                     format!(
-                        "level shift up to {:.4} from a baseline of {:.4}",
-                        a.value, a.baseline
+                        "level shift up to {:.1} ms from a baseline of {:.1} ms",
+                        ms(a.value),
+                        ms(a.baseline)
                     ),
                 ));
                 severity = severity.max(0.5);
@@ -734,13 +900,17 @@ fn latency_regressions(view: &DaemonView) -> Vec<Bottleneck> {
 }
 
 /// Smaller warnings that cost points without being bottlenecks.
-fn warnings(view: &DaemonView) -> Vec<Deduction> {
+fn warnings(view: &DaemonView, cfg: &JudgeConfig) -> Vec<Deduction> {
     let mut out = Vec::new();
     if let Some(s) = &view.cpu.stats {
-        if s.count >= 3 && s.mean >= 0.5 && s.mean < 0.7 && s.p95 < 0.85 {
+        let floor = cfg.cpu_bound_floor;
+        // Five-sevenths of the floor (50 % for the default 70 %) is where headroom starts
+        // to shrink.
+        let warn = floor * 5.0 / 7.0;
+        if s.count >= 3 && s.mean >= warn && sustained_cpu(view, cfg).is_none() {
             out.push(Deduction {
                 category: Category::Cpu,
-                points: (s.mean - 0.5) / 0.2 * 6.0,
+                points: ((s.mean - warn) / (floor - warn) * 6.0).min(6.0),
                 reason: format!(
                     "CPU at {} of a core on average: headroom is shrinking",
                     pct(s.mean)
@@ -748,18 +918,20 @@ fn warnings(view: &DaemonView) -> Vec<Deduction> {
                 evidence: vec![ev(
                     "process.cpu.utilization_ratio",
                     s.mean,
-                    0.5,
-                    format!("mean {} (warning from 50 %)", pct(s.mean)),
+                    warn,
+                    format!("mean {} (warning from {})", pct(s.mean), pct(warn)),
                 )],
             });
         }
     }
     if let (Some(s), Some(limit)) = (&view.fds.stats, view.fd_limit.filter(|l| *l > 0.0)) {
         let share = s.last / limit;
-        if (0.5..0.8).contains(&share) {
+        let top = cfg.descriptor_share;
+        let warn = top * 5.0 / 8.0;
+        if share >= warn && share < top {
             out.push(Deduction {
                 category: Category::Descriptors,
-                points: (share - 0.5) / 0.3 * 4.0,
+                points: (share - warn) / (top - warn) * 4.0,
                 reason: format!("{} of the descriptor limit in use", pct(share)),
                 evidence: vec![ev(
                     "process.open_file_descriptor.count",
@@ -789,10 +961,73 @@ fn warnings(view: &DaemonView) -> Vec<Deduction> {
     out
 }
 
+/// The most urgent predicted exhaustion: the score it caps the level at, and the evidence.
+struct Urgency {
+    cap: f64,
+    reason: String,
+    evidence: Evidence,
+}
+
+/// The urgency of a predicted exhaustion `eta_ms` at `now`, of `metric` reaching `what`.
+fn urgency_of(
+    metric: &str,
+    what: &str,
+    eta_ms: TimestampMs,
+    now: TimestampMs,
+    cfg: &JudgeConfig,
+) -> Option<Urgency> {
+    let left = eta_ms - now;
+    let (cap, level, horizon) = if left <= cfg.urgency_critical_ms {
+        (POOR_FLOOR - 0.1, "Critical", cfg.urgency_critical_ms)
+    } else if left <= cfg.urgency_poor_ms {
+        (AVERAGE_FLOOR - 0.1, "Poor", cfg.urgency_poor_ms)
+    } else {
+        return None;
+    };
+    let minutes = left.max(0) as f64 / 60_000.0;
+    let horizon_min = horizon as f64 / 60_000.0;
+    Some(Urgency {
+        cap,
+        reason: format!(
+            "{what} in about {minutes:.1} min: {level} until somebody acts (within {horizon_min:.0} min)"
+        ),
+        evidence: ev(
+            metric,
+            minutes,
+            horizon_min,
+            format!("{what} predicted in {minutes:.1} min ({level} within {horizon_min:.0} min)"),
+        ),
+    })
+}
+
+/// Adds the urgency deduction that takes the score down to the most urgent cap, if the
+/// score is above it; the breakdown still adds up exactly.
+fn apply_urgency(mut deductions: Vec<Deduction>, urgent: Vec<Urgency>) -> Score {
+    let score = Score::from_deductions(deductions.clone());
+    let Some(worst) = urgent.into_iter().min_by(|a, b| a.cap.total_cmp(&b.cap)) else {
+        return score;
+    };
+    if score.value <= worst.cap {
+        return score;
+    }
+    deductions.push(Deduction {
+        category: Category::Urgency,
+        points: score.value - worst.cap,
+        reason: worst.reason,
+        evidence: vec![worst.evidence],
+    });
+    Score::from_deductions(deductions)
+}
+
 /// Judges a daemon: its bottlenecks (plus host contention when it is involved), score and
 /// recommendations.
-pub fn judge(view: &DaemonView, host: &HostView, contention: Option<&Bottleneck>) -> Judgement {
-    let mut found = bottlenecks(view, host);
+pub fn judge(
+    view: &DaemonView,
+    host: &HostView,
+    contention: Option<&Bottleneck>,
+    cfg: &JudgeConfig,
+) -> Judgement {
+    let mut found = bottlenecks(view, host, cfg);
     if let Some(c) = contention {
         found.push(c.clone());
         found.sort_by(|a, b| b.severity.total_cmp(&a.severity));
@@ -806,21 +1041,44 @@ pub fn judge(view: &DaemonView, host: &HostView, contention: Option<&Bottleneck>
             evidence: b.evidence.clone(),
         })
         .collect();
-    deductions.extend(warnings(view));
+    deductions.extend(warnings(view, cfg));
+    let mut urgent = Vec::new();
+    // Memory only when the leak rule holds: a rising line through a sawtooth's upswing
+    // predicts an exhaustion that will not come.
+    let leaking = found.iter().any(|b| b.kind == BottleneckKind::MemoryLeak);
+    if let Some(t) = view.rss_time_to_limit.as_ref().filter(|_| leaking) {
+        urgent.extend(urgency_of(
+            "process.memory.usage_bytes",
+            "memory reaches the host's memory",
+            t.eta_ms,
+            view.now_ms,
+            cfg,
+        ));
+    }
+    if let Some(t) = &view.fds_time_to_limit {
+        urgent.extend(urgency_of(
+            "process.open_file_descriptor.count",
+            "open descriptors reach their limit",
+            t.eta_ms,
+            view.now_ms,
+            cfg,
+        ));
+    }
     let recommendations = found.iter().flat_map(|b| recommend(b, view)).collect();
     Judgement {
-        score: Score::from_deductions(deductions),
+        score: apply_urgency(deductions, urgent),
         bottlenecks: found,
         recommendations,
     }
 }
-
 /// Judges the host: CPU saturation, memory, swap, and contention between daemons.
 pub fn judge_host(
     host: &HostView,
     daemons: &[(DaemonId, Vec<Bottleneck>, Option<f64>)],
+    cfg: &JudgeConfig,
 ) -> HostJudgement {
     let mut deductions = Vec::new();
+    let mut urgent = Vec::new();
     let cpu = host.cpu.stats.as_ref().map(|s| s.mean);
     if let Some(c) = cpu.filter(|c| *c >= 0.7) {
         deductions.push(Deduction {
@@ -873,6 +1131,15 @@ pub fn judge_host(
             .as_ref()
             .map(|t| (t.eta_ms - host.now_ms) as f64 / 3.6e6);
         let filling = hours.filter(|h| *h < 24.0);
+        if let Some(t) = &fs.time_to_full {
+            urgent.extend(urgency_of(
+                "system.filesystem.usage_bytes",
+                &format!("{} fills up", fs.mountpoint),
+                t.eta_ms,
+                host.now_ms,
+                cfg,
+            ));
+        }
         if share >= 0.9 || filling.is_some() {
             let mut evidence = vec![ev(
                 "system.filesystem.usage_bytes",
@@ -962,7 +1229,7 @@ pub fn judge_host(
         _ => None,
     };
     HostJudgement {
-        score: Score::from_deductions(deductions),
+        score: apply_urgency(deductions, urgent),
         contended_daemons: if contention.is_some() {
             involved
         } else {
@@ -1061,6 +1328,17 @@ mod tests {
         }
     }
 
+    /// 90 s of samples at 1 Hz with this median.
+    fn recent(median: f64) -> RecentStats {
+        RecentStats {
+            period_ms: 90_000,
+            span_ms: 89_000,
+            count: 90,
+            median,
+            mean: median,
+        }
+    }
+
     fn view() -> DaemonView {
         DaemonView::new(DaemonId::new("d"), 1_000_000)
     }
@@ -1070,7 +1348,7 @@ mod tests {
     fn healthy_daemon_is_excellent() {
         let mut v = view();
         v.cpu.stats = Some(stats(0.1, 0.2, 0.1));
-        let j = judge(&v, &HostView::default(), None);
+        let j = judge(&v, &HostView::default(), None, &JudgeConfig::default());
         assert_eq!(j.score.value, 100.0);
         assert_eq!(j.score.level, Level::Excellent);
         assert!(j.score.breakdown.is_empty() && j.bottlenecks.is_empty());
@@ -1082,6 +1360,7 @@ mod tests {
     fn breakdown_adds_up_to_the_score() {
         let mut v = view();
         v.cpu.stats = Some(stats(0.99, 1.0, 1.0));
+        v.cpu.recent = Some(recent(0.99));
         v.restarts_recent = 9;
         v.fds.stats = Some(stats(1000.0, 1000.0, 1000.0));
         v.fd_limit = Some(1024.0);
@@ -1093,7 +1372,7 @@ mod tests {
             summary: "x".into(),
             evidence: vec![],
         };
-        let j = judge(&v, &host, Some(&contention));
+        let j = judge(&v, &host, Some(&contention), &JudgeConfig::default());
         let lost: f64 = j.score.breakdown.iter().map(|d| d.points).sum();
         assert!((100.0 - lost - j.score.value).abs() < 1e-9, "{j:?}");
         for c in [
@@ -1157,16 +1436,28 @@ mod tests {
         };
         let mut host = HostView::default();
         host.cpu.stats = Some(stats(0.97, 1.0, 1.0));
-        let j = judge_host(&host, &[cpu_bound("a"), cpu_bound("b")]);
+        let j = judge_host(
+            &host,
+            &[cpu_bound("a"), cpu_bound("b")],
+            &JudgeConfig::default(),
+        );
         assert!(j.contention.is_some());
         assert_eq!(j.contended_daemons.len(), 2);
         let lost: f64 = j.score.breakdown.iter().map(|d| d.points).sum();
         assert!((100.0 - lost - j.score.value).abs() < 1e-9);
-        assert!(judge_host(&host, &[cpu_bound("a")]).contention.is_none());
+        assert!(
+            judge_host(&host, &[cpu_bound("a")], &JudgeConfig::default())
+                .contention
+                .is_none()
+        );
         host.cpu.stats = Some(stats(0.5, 0.6, 0.5));
-        assert!(judge_host(&host, &[cpu_bound("a"), cpu_bound("b")])
-            .contention
-            .is_none());
+        assert!(judge_host(
+            &host,
+            &[cpu_bound("a"), cpu_bound("b")],
+            &JudgeConfig::default()
+        )
+        .contention
+        .is_none());
     }
 
     /// A file system that fills within a day, or is 90 % full, costs the host points with
@@ -1190,16 +1481,62 @@ mod tests {
                 confidence: 0.95,
             }),
         });
-        let j = judge_host(&host, &[]);
+        let j = judge_host(&host, &[], &JudgeConfig::default());
         assert_eq!(j.score.value, 95.0, "{j:?}");
         assert!(
             j.score.breakdown[0].evidence[1].detail.contains("2.0 h"),
             "{j:?}"
         );
         host.filesystems[0].time_to_full = None;
-        assert_eq!(judge_host(&host, &[]).score.value, 100.0);
+        assert_eq!(
+            judge_host(&host, &[], &JudgeConfig::default()).score.value,
+            100.0
+        );
         host.filesystems[0].used = 98.0;
-        assert_eq!(judge_host(&host, &[]).score.value, 90.0);
+        assert_eq!(
+            judge_host(&host, &[], &JudgeConfig::default()).score.value,
+            90.0
+        );
+    }
+
+    /// A file system predicted full within 10 minutes makes the host Critical, within the
+    /// hour Poor; the urgency deduction holds the prediction and the breakdown adds up.
+    #[test]
+    fn filling_disk_is_urgent() {
+        let now = 1_000_000;
+        let cfg = JudgeConfig::default();
+        for (minutes, score) in [(5, 39.9), (30, 59.9), (90, 95.0)] {
+            let mut host = HostView {
+                now_ms: now,
+                ..HostView::default()
+            };
+            let eta_ms = now + minutes * 60_000;
+            host.filesystems.push(FilesystemView {
+                mountpoint: "/var".into(),
+                used: 95.0,
+                total: 100.0,
+                time_to_full: Some(TimeToThreshold {
+                    threshold: 100.0,
+                    eta_ms,
+                    earliest_ms: eta_ms - 60_000,
+                    latest_ms: Some(eta_ms + 60_000),
+                    confidence: 0.95,
+                }),
+            });
+            let j = judge_host(&host, &[], &cfg);
+            assert_eq!(j.score.value, score, "{minutes} min: {:?}", j.score);
+            let lost: f64 = j.score.breakdown.iter().map(|d| d.points).sum();
+            assert!((100.0 - lost - j.score.value).abs() < 1e-9);
+            let urgency = j
+                .score
+                .breakdown
+                .iter()
+                .find(|d| d.category == Category::Urgency);
+            assert_eq!(urgency.is_some(), minutes <= 60, "{:?}", j.score);
+            if let Some(u) = urgency {
+                assert_eq!(u.evidence[0].observed, minutes as f64);
+            }
+        }
     }
 
     /// The leak recommendation is auto-actionable (restart), the others are not.

@@ -5,6 +5,7 @@
 //! - `stats`: window statistics (numpy-linear percentiles) and counter rates.
 //! - `trend`: least-squares trends with significance and effect size, time-to-threshold.
 //! - `anomaly`: robust learned baselines and anomaly scores.
+//! - `config`: the judgement's thresholds ([`JudgeConfig`]) and their defaults.
 //! - `judge`: bottlenecks, score and recommendations from what the analyzer knows.
 //! - `signals`: the alert candidates made from anomalies and judgements.
 //! - `state`: what is kept per series and daemon, and the reports built from it.
@@ -12,6 +13,7 @@
 
 mod actor;
 pub mod anomaly;
+mod config;
 pub mod judge;
 pub mod signals;
 mod state;
@@ -19,9 +21,10 @@ mod stats;
 pub mod trend;
 
 pub use actor::Analyzer;
+pub use config::JudgeConfig;
 pub use judge::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, Deduction, Evidence,
-    HostJudgement, Judgement, Level, Recommendation, Score,
+    HostJudgement, Judgement, Level, RecentStats, Recommendation, Score,
 };
 pub use signals::{AlertPolicy, Signals};
 pub use state::{AnalyzerState, DaemonReport, HostReport, Prediction, SeriesReport};

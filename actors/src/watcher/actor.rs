@@ -91,6 +91,15 @@ impl Watcher {
         };
         match result {
             Ok(snap) => {
+                if let Some(exec) = self.probe.as_mut().and_then(ProcessProbe::take_exec) {
+                    tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, to = %exec.to.display(), "Daemon exec'd another program; still watching it.");
+                    self.supervisor.do_send(DaemonExeced {
+                        id: self.spec.id.clone(),
+                        pid: self.spec.pid,
+                        from: exec.from,
+                        to: exec.to,
+                    });
+                }
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 let now = self.clock.now_ms();
                 let samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);

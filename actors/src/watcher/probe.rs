@@ -33,6 +33,15 @@ pub struct ProcessIdentity {
     pub exe: Option<PathBuf>,
 }
 
+/// An `exec` seen by a probe: the same process (pid and start time) now runs another program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// The executable before, when it was known.
+    pub from: Option<PathBuf>,
+    /// The executable now.
+    pub to: PathBuf,
+}
+
 impl ProcessIdentity {
     /// One line for [`ProbeError::IdentityChanged`].
     fn describe(start_time_ticks: u64, exe: Option<&Path>) -> String {
@@ -213,6 +222,11 @@ impl ProcessProbe {
     pub fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
         self.inner.probe()
     }
+
+    /// The `exec` the last probes saw, if any (taken once): the identity already follows it.
+    pub fn take_exec(&mut self) -> Option<Exec> {
+        self.inner.exec.take()
+    }
 }
 
 /// Open-read-close variant used only to compare costs in the benchmark (same output, reopens
@@ -226,14 +240,16 @@ pub fn probe_once(pid: u32) -> Result<ProcSnapshot, ProbeError> {
 ///
 /// Weaker than the Linux backend: CPU time is only available as a total (reported as user
 /// time), the start time has one-second resolution, storage bytes read as 0 rather than
-/// `None` when unreadable, an `exec` is not detected, and the thread count is 1 where sysinfo
-/// does not list threads (everywhere but Linux).
+/// `None` when unreadable, an `exec` is seen only where sysinfo refreshes the executable, and
+/// the thread count is 1 where sysinfo does not list threads (everywhere but Linux).
 pub struct SysinfoProbe {
     system: System,
     pid: Pid,
     identity: ProcessIdentity,
     probes: u64,
     fd_limit: Option<u64>,
+    /// An exec seen and not yet taken.
+    exec: Option<Exec>,
 }
 
 impl std::fmt::Debug for SysinfoProbe {
@@ -269,6 +285,7 @@ impl SysinfoProbe {
             identity,
             probes: 0,
             fd_limit: None,
+            exec: None,
         })
     }
 
@@ -288,11 +305,17 @@ impl SysinfoProbe {
             .ok_or(ProbeError::Gone { pid })?;
         // sysinfo replaces its entry (exe included) when the start time changes, so a reused
         // pid shows here; an exec keeps the entry and its cached exe, so it does not.
-        let exe_differs = match (&self.identity.exe, process.exe()) {
-            (Some(expected), Some(found)) => expected != found,
-            _ => false,
-        };
-        if process.start_time() != self.identity.start_time_ticks || exe_differs {
+        if let (Some(expected), Some(found)) = (&self.identity.exe, process.exe()) {
+            if expected != found && process.start_time() == self.identity.start_time_ticks {
+                // Same process, another program: an exec, which the watcher follows.
+                let from = self.identity.exe.replace(found.to_path_buf());
+                self.exec = Some(Exec {
+                    from,
+                    to: found.to_path_buf(),
+                });
+            }
+        }
+        if process.start_time() != self.identity.start_time_ticks {
             return Err(ProbeError::IdentityChanged {
                 pid,
                 expected: ProcessIdentity::describe(
@@ -728,6 +751,8 @@ mod procfs {
         code_range: (u64, u64),
         probes: u64,
         fd_limit: Option<u64>,
+        /// An exec seen and not yet taken.
+        pub(crate) exec: Option<super::Exec>,
     }
 
     impl ProcfsProbe {
@@ -776,6 +801,7 @@ mod procfs {
                 code_range: fields.code_range,
                 probes: 0,
                 fd_limit: None,
+                exec: None,
             })
         }
 
@@ -873,7 +899,10 @@ mod procfs {
             })
         }
 
-        fn check_exe(&mut self, start_time: u64, buf: &mut Vec<u8>) -> Result<(), ProbeError> {
+        /// Same pid and start time with another executable is an exec: the same process,
+        /// now running another program. The identity follows it and the exec is kept for
+        /// [`ProcessProbe::take_exec`]; the watcher carries on.
+        fn check_exe(&mut self, _start_time: u64, buf: &mut Vec<u8>) -> Result<(), ProbeError> {
             let Some(expected) = &self.identity.exe else {
                 return Ok(());
             };
@@ -881,7 +910,9 @@ mod procfs {
                 Ok(found) if found == expected.as_os_str().as_bytes() => Ok(()),
                 Ok(found) => {
                     let found = PathBuf::from(OsStr::from_bytes(found));
-                    Err(self.identity_changed(start_time, Some(found)))
+                    let from = self.identity.exe.replace(found.clone());
+                    self.exec = Some(super::Exec { from, to: found });
+                    Ok(())
                 }
                 // Refused now (e.g. the daemon became non-dumpable): cannot compare.
                 Err(e) if is_eacces(&e) => Ok(()),
@@ -1111,27 +1142,37 @@ mod tests {
         assert!(kept.fd_limit.is_some());
     }
 
-    /// An exec under the same pid is reported as an identity change, not as the same daemon.
+    /// An exec under the same pid (same start time) is the same process running another
+    /// program: probing carries on, the identity follows the new executable, and the exec is
+    /// reported once.
     #[cfg(target_os = "linux")]
     #[test]
-    fn exec_is_an_identity_change() {
+    fn exec_is_followed_and_reported() {
         use std::io::Write;
         let mut child = Reaped::spawn("sh", &["-c", "read line; exec sleep 30"]);
         let mut probe = ProcessProbe::open(child.pid()).expect("open child");
         probe.probe().expect("probe before exec");
+        assert_eq!(probe.take_exec(), None);
         let stdin = child.0.stdin.as_mut().expect("piped stdin");
         stdin.write_all(b"go\n").expect("release the child");
         stdin.flush().expect("flush");
-        let err = poll_until(Duration::from_secs(10), || probe.probe().err())
-            .expect("exec detected within 10 s");
-        let ProbeError::IdentityChanged {
-            expected, found, ..
-        } = &err
-        else {
-            panic!("expected IdentityChanged, got {err:?}");
-        };
-        assert!(found.ends_with("sleep"), "{expected} -> {found}");
-        assert!(err.to_string().contains(&child.pid().to_string()), "{err}");
+        let exec = poll_until(Duration::from_secs(10), || {
+            probe.probe().expect("an exec is no error");
+            probe.take_exec()
+        })
+        .expect("exec seen within 10 s");
+        assert!(exec.to.ends_with("sleep"), "{exec:?}");
+        assert!(
+            exec.from.as_ref().is_some_and(|f| !f.ends_with("sleep")),
+            "{exec:?}"
+        );
+        assert!(probe
+            .identity()
+            .exe
+            .as_ref()
+            .is_some_and(|e| e.ends_with("sleep")));
+        probe.probe().expect("still the same process");
+        assert_eq!(probe.take_exec(), None, "reported once");
     }
 
     /// An exec of the same binary (same exe, new text mapping) is still the same daemon.
@@ -1157,15 +1198,23 @@ mod tests {
         .expect("child re-execs sh within 10 s");
         // Probed until the new sh waits on its `read`: no identity error on the way.
         settled(&mut probe);
-        // The second exec, into another binary, is caught.
+        assert_eq!(
+            probe.take_exec(),
+            None,
+            "the same binary is no exec to report"
+        );
+        // The second exec, into another binary, is seen.
         let stdin = child.0.stdin.as_mut().expect("piped stdin");
         stdin
             .write_all(b"twice\n")
             .expect("release the child again");
         stdin.flush().expect("flush");
-        let err = poll_until(Duration::from_secs(10), || probe.probe().err())
-            .expect("exec detected within 10 s");
-        assert!(matches!(err, ProbeError::IdentityChanged { .. }), "{err:?}");
+        let exec = poll_until(Duration::from_secs(10), || {
+            probe.probe().expect("an exec is no error");
+            probe.take_exec()
+        })
+        .expect("exec seen within 10 s");
+        assert!(exec.to.ends_with("sleep"), "{exec:?}");
     }
 
     /// Counting through `stat` of the fd directory, through `getdents64` and through
