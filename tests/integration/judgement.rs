@@ -175,7 +175,13 @@ async fn crash_loop_is_restart_instability() {
 /// the level shift raises an anomaly alert.
 #[tokio::test]
 async fn latency_step_is_a_regression() {
-    let t = support::start(fast);
+    // Anomalies of app metrics page only where a rule asks (app_anomaly ships off).
+    let t = support::start(|b| {
+        fast(b).rule(perfvisor::ThresholdRule::signal(
+            "anomaly.search.latency_seconds",
+            "anomaly.search.latency_seconds",
+        ))
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     t.pv.on_alert(move |a| {
         if a.rule == "anomaly.search.latency_seconds" {
@@ -187,10 +193,11 @@ async fn latency_step_is_a_regression() {
     let child = support::watched_idle_daemon(&t.pv, "search").await;
     let rec = t.pv.recorder().for_daemon("search");
     let mut rng = fastrand::Rng::with_seed(3);
+    // 45 ms apart: the last 100 samples (the window) span 4.5 s, past the minimum span (3 s).
     for i in 0..220 {
         let base = if i < 150 { 0.010 } else { 0.040 };
         rec.observe("search.latency_seconds", base * (0.9 + 0.2 * rng.f64()));
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(45)).await;
     }
     let report = expect_bottleneck(&t.pv, "search", BottleneckKind::LatencyRegression).await;
     assert_eq!(
