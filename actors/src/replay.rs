@@ -201,17 +201,6 @@ pub enum CsvError {
     },
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Epoch numbers below this are seconds, above it milliseconds (1e11 s is the year 5138;
 /// 1e11 ms is 1973).
 const SECONDS_BELOW: f64 = 1e11;
@@ -256,7 +245,7 @@ pub fn parse_timestamp(text: &str) -> Option<TimestampMs> {
         let digits: String = frac.chars().chain("000".chars()).take(3).collect();
         num(&digits)?
     };
-    Some(((days_from_civil(y, mo, day) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + millis)
+    Some(((crate::types::days_from_civil(y, mo, day) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + millis)
 }
 
 /// Parses a CSV of `timestamp,value` lines (`file` names it in errors). A first line that

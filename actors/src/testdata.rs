@@ -14,57 +14,17 @@ pub(crate) fn nab_dir() -> PathBuf {
     dir
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` as UTC into epoch milliseconds.
+/// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` as UTC into epoch milliseconds (replay's parser).
 pub(crate) fn parse_nab_ts(s: &str) -> Result<i64, String> {
-    let bad = || format!("bad timestamp {s:?} (expected YYYY-MM-DD HH:MM:SS[.ffffff])");
-    let (date, time) = s.trim().split_once(' ').ok_or_else(bad)?;
-    let num = |t: &str| t.parse::<i64>().map_err(|_| bad());
-    let d: Vec<&str> = date.split('-').collect();
-    let (time, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<&str> = time.split(':').collect();
-    if d.len() != 3 || t.len() != 3 {
-        return Err(bad());
-    }
-    let millis = if frac.is_empty() {
-        0
-    } else {
-        let digits: String = frac.chars().chain("000".chars()).take(3).collect();
-        num(&digits)?
-    };
-    let days = days_from_civil(num(d[0])?, num(d[1])?, num(d[2])?);
-    Ok(((days * 24 + num(t[0])?) * 60 + num(t[1])?) * 60_000 + num(t[2])? * 1000 + millis)
+    crate::replay::parse_timestamp(s)
+        .ok_or_else(|| format!("bad timestamp {s:?} (expected YYYY-MM-DD HH:MM:SS[.ffffff])"))
 }
 
-/// The rows of one NAB CSV (`timestamp,value` with a header), in file order.
+/// The rows of one NAB CSV (`timestamp,value` with a header), in file order (replay's
+/// parser).
 pub(crate) fn read_nab_csv(path: &Path) -> Result<Vec<(i64, f64)>, String> {
     let csv = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = path.display();
-    let mut rows = Vec::new();
-    for (n, line) in csv.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (ts, value) = line
-            .split_once(',')
-            .ok_or_else(|| format!("{name}:{}: expected timestamp,value", n + 1))?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}:{}: bad value {value:?}", n + 1))?;
-        rows.push((parse_nab_ts(ts)?, value));
-    }
-    Ok(rows)
+    crate::replay::parse_csv(&path.display().to_string(), &csv).map_err(|e| e.to_string())
 }
 
 /// Every NAB CSV below `dir`, recursively.
