@@ -245,7 +245,11 @@ pub fn parse_timestamp(text: &str) -> Option<TimestampMs> {
         let digits: String = frac.chars().chain("000".chars()).take(3).collect();
         num(&digits)?
     };
-    Some(((crate::types::days_from_civil(y, mo, day) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + millis)
+    Some(
+        ((crate::types::days_from_civil(y, mo, day) * 24 + h) * 60 + mi) * 60_000
+            + sec * 1000
+            + millis,
+    )
 }
 
 /// Parses a CSV of `timestamp,value` lines (`file` names it in errors). A first line that

@@ -24,7 +24,7 @@
 //!   saturated), nor the window mean (ten minutes at 1 Hz: a saturated daemon would be
 //!   found five minutes late). Severity grows from 0.5 at the floor to 1 at a full core.
 //! - **Memory leak**: RSS rising as a trend (significant and past the effect-size floor,
-//!   see `trend`) by at least `leak_floor_bytes_per_min` [1 MiB/min], over the minimum
+//!   see `trend`) by at least `leak_floor_bytes_per_min` [0.9 MiB/min], over the minimum
 //!   span, *and* its lower envelope rising: the fitted window is split into
 //!   `leak_segments` [4] equal spans of time and each one's minimum must exceed the
 //!   previous one's by `leak_envelope_share` [0.25] of the line's rise per segment. A
