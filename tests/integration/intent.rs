@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use perfvisor::StorageReader;
 
-use crate::support::{self, ChildGuard};
+use crate::support::{self, ChildGuard, RunGuard};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_perfvisor"))
@@ -72,7 +72,7 @@ fn operator_actions_page_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut run = ChildGuard(child);
+    let mut run = RunGuard(ChildGuard(child));
     let cli = |args: &[&str]| -> Output {
         bin()
             .args(args)
@@ -171,7 +171,7 @@ fn operator_actions_page_nothing() {
     // SAFETY: kill with a valid signal number; the pid is our child.
     unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
     let stopped = Instant::now();
-    while run.0.try_wait().unwrap().is_none() {
+    while run.0 .0.try_wait().unwrap().is_none() {
         assert!(
             stopped.elapsed() < Duration::from_secs(30),
             "run ignored SIGTERM"

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use perfvisor::{Error, Perfvisor};
 
-use crate::support::{self, ChildGuard};
+use crate::support::{self, ChildGuard, RunGuard};
 
 /// An embedding host that starts a second engine on a database in use gets
 /// `Error::DatabaseInUse` naming the holder; after the first shuts down, the database is
@@ -66,7 +66,7 @@ fn second_run_on_the_same_database_is_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut first = ChildGuard(child);
+    let mut first = RunGuard(ChildGuard(child));
     let managed_pid = || -> u32 {
         let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
             .args(["status", "--json", "--address", &address])
@@ -113,7 +113,7 @@ fn second_run_on_the_same_database_is_refused() {
     // SAFETY: kill with a valid signal number; the pid is our child.
     unsafe { libc::kill(first.pid() as i32, libc::SIGTERM) };
     let stopped = Instant::now();
-    while first.0.try_wait().unwrap().is_none() {
+    while first.0 .0.try_wait().unwrap().is_none() {
         assert!(
             stopped.elapsed() < Duration::from_secs(30),
             "run ignored SIGTERM"

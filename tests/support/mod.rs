@@ -80,6 +80,31 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A running `perfvisor run` that is asked to stop (SIGTERM, which stops its managed
+/// daemons) when dropped, and SIGKILLed only if it has not exited within 15 s, so a failing
+/// test leaves none of its managed daemons behind.
+pub struct RunGuard(pub ChildGuard);
+
+impl RunGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        // SAFETY: kill with a valid signal number on our own child's pid.
+        unsafe { libc::kill(self.0.pid() as i32, libc::SIGTERM) };
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(15) {
+            if self.0 .0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Starts the shipped load generator with these arguments.
 pub fn loadgen(args: &[&str]) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_perfvisor-loadgen"))
