@@ -1096,20 +1096,26 @@ fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Thres
     // The engine's own check is the last word; anything it refuses that was not reported
     // above is reported here.
     if ctx.problems.len() == before {
-        if let Err(e) = rule.validate() {
-            for p in e.problems {
-                ctx.report(
-                    &t.path,
-                    &t.span,
-                    format!(
-                        "{} = {} is not accepted; expected {}",
-                        p.field, p.value, p.expected
-                    ),
-                );
-            }
-        }
+        report_rule_problems(ctx, t, &rule);
     }
     Some(rule)
+}
+
+/// Reports what the engine's own check ([`ThresholdRule::validate`]) refuses in `rule`, at
+/// the rule's table.
+fn report_rule_problems(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, rule: &ThresholdRule) {
+    if let Err(e) = rule.validate() {
+        for p in e.problems {
+            ctx.report(
+                &t.path,
+                &t.span,
+                format!(
+                    "{} = {} is not accepted; expected {}",
+                    p.field, p.value, p.expected
+                ),
+            );
+        }
+    }
 }
 
 /// A built-in rule with the settings this `[[rule]]` gives (`enabled`, timing, severity,
@@ -1192,18 +1198,7 @@ fn tuned_builtin(
             ),
         );
     }
-    if let Err(e) = rule.validate() {
-        for p in e.problems {
-            ctx.report(
-                &t.path,
-                &t.span,
-                format!(
-                    "{} = {} is not accepted; expected {}",
-                    p.field, p.value, p.expected
-                ),
-            );
-        }
-    }
+    report_rule_problems(ctx, t, &rule);
     Some(rule)
 }
 
