@@ -122,7 +122,8 @@ pub fn replay(series: &[ReplaySeries], config: &ReplayConfig) -> ReplayOutcome {
         };
         let batch_now = now_batch.last().map_or(first, |s| s.0);
         signals.observe(&batch);
-        for candidate in signals.anomalies(state.add(&batch)) {
+        let found = state.add(&batch);
+        for candidate in signals.anomalies(found, &state) {
             let at = candidate.at_ms;
             out.notifications
                 .extend(engine.signal(&candidate, at).into_iter().map(|n| n.alert));
@@ -136,7 +137,6 @@ pub fn replay(series: &[ReplaySeries], config: &ReplayConfig) -> ReplayOutcome {
         );
         // The judgement at the interval's end, as the live analyzer's timer would.
         state.expire(end - EXPIRE_AFTER_MS);
-        signals.expire(end - EXPIRE_AFTER_MS);
         let (_, judgements) = state.judge_all(end);
         for candidate in signals.judged(&judgements, end) {
             out.notifications

@@ -70,7 +70,6 @@ impl Analyzer {
     fn tick(&mut self) {
         let now = self.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
-        self.signals.expire(now - EXPIRE_AFTER_MS);
         let (_, judgements) = self.state.judge_all(now);
         for alert in self.signals.judged(&judgements, now) {
             self.send(alert);
@@ -80,7 +79,7 @@ impl Analyzer {
     fn on_batch(&mut self, msg: AnalyzeBatch) {
         self.signals.observe(&msg.batch);
         let anomalies = self.state.add(&msg.batch);
-        for alert in self.signals.anomalies(anomalies) {
+        for alert in self.signals.anomalies(anomalies, &self.state) {
             self.send(alert);
         }
         self.dispatcher_stats.enqueued();

@@ -23,10 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::anomaly::AnomalyKind;
 use super::judge::{AnomalyEvent, Bottleneck, BottleneckKind, Judgement};
+use super::state::AnalyzerState;
 use crate::metric_names as names;
 use crate::types::{
-    Alert, AlertState, DaemonId, FastMap, Labels, MetricBatch, SeriesKey, Severity, Source,
-    TimestampMs,
+    Alert, AlertState, DaemonId, Labels, MetricBatch, SeriesKey, Severity, Source, TimestampMs,
 };
 
 /// Series without a sample for this long are forgotten (bounded memory under churn).
@@ -130,17 +130,12 @@ pub fn alert_worthy(event: &AnomalyEvent) -> bool {
     AlertPolicy::default().worthy(event, None)
 }
 
-/// A series' pace: its latest sample and a smoothed interval between samples.
-#[derive(Clone, Copy, Debug)]
-struct Pace {
-    last_ms: TimestampMs,
-    interval_ms: Option<f64>,
-}
-
-/// A firing anomaly alert and the time of its series' latest anomaly.
+/// A firing anomaly alert, the time of its series' latest anomaly and the series' pace
+/// then.
 #[derive(Clone, Debug)]
 struct FiringAnomaly {
     last_ms: TimestampMs,
+    interval_ms: Option<f64>,
     alert: Alert,
 }
 
@@ -152,7 +147,6 @@ pub struct Signals {
     bottlenecks: BTreeMap<(DaemonId, BottleneckKind), Alert>,
     /// Firing anomaly alerts, by series.
     anomalies: HashMap<SeriesKey, FiringAnomaly>,
-    pace: FastMap<SeriesKey, Pace>,
     /// A daemon's labels (those of its series), for its bottleneck candidates.
     labels: HashMap<DaemonId, Labels>,
 }
@@ -171,30 +165,11 @@ impl Signals {
         &self.policy
     }
 
-    /// Notes the pace of every series and the labels of every daemon in `batch`. Call
-    /// before [`Signals::anomalies`] with the same batch.
+    /// Notes the labels of every daemon in `batch`. Call before [`Signals::anomalies`]
+    /// with the same batch.
     pub fn observe(&mut self, batch: &MetricBatch) {
         let mut labelled: Option<&Source> = None;
         for s in &batch.samples {
-            // Look up before inserting: `entry` would clone the key for every sample.
-            if !self.pace.contains_key(&s.series) {
-                self.pace.insert(
-                    s.series.clone(),
-                    Pace {
-                        last_ms: s.ts_ms,
-                        interval_ms: None,
-                    },
-                );
-            }
-            let Some(pace) = self.pace.get_mut(&s.series) else {
-                continue;
-            };
-            let dt = (s.ts_ms - pace.last_ms) as f64;
-            if dt > 0.0 {
-                // Smoothed over about 16 samples, so a gap or a burst moves it little.
-                pace.interval_ms = Some(pace.interval_ms.map_or(dt, |i| i + (dt - i) / 16.0));
-                pace.last_ms = s.ts_ms;
-            }
             // Batches come grouped by daemon: look up each daemon once per run.
             if let Source::Daemon(d) = &s.series.source {
                 if labelled != Some(&s.series.source) && !s.series.labels.is_empty() {
@@ -215,28 +190,33 @@ impl Signals {
         }
     }
 
-    fn interval(&self, series: &SeriesKey) -> Option<f64> {
-        self.pace.get(series).and_then(|p| p.interval_ms)
-    }
-
     /// The firing candidates for the anomalies [`AnalyzerState::add`] found in a batch.
     ///
     /// [`AnalyzerState::add`]: super::AnalyzerState::add
-    pub fn anomalies(&mut self, found: Vec<(SeriesKey, AnomalyEvent)>) -> Vec<Alert> {
+    /// The series' pace is `state`'s (the one that found them).
+    pub fn anomalies(
+        &mut self,
+        found: Vec<(SeriesKey, AnomalyEvent)>,
+        state: &AnalyzerState,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
         for (series, event) in found {
-            let interval = self.interval(&series);
+            let interval = state.interval_ms(&series);
             if !self.policy.worthy(&event, interval) {
                 continue;
             }
             match self.anomalies.get_mut(&series) {
-                Some(firing) => firing.last_ms = event.at_ms,
+                Some(firing) => {
+                    firing.last_ms = event.at_ms;
+                    firing.interval_ms = interval;
+                }
                 None => {
                     let alert = anomaly_alert(&series, &event);
                     self.anomalies.insert(
                         series,
                         FiringAnomaly {
                             last_ms: event.at_ms,
+                            interval_ms: interval,
                             alert: alert.clone(),
                         },
                     );
@@ -291,7 +271,7 @@ impl Signals {
         let mut quiet: Vec<SeriesKey> = self
             .anomalies
             .iter()
-            .filter(|(k, f)| now - f.last_ms >= self.policy.quiet_for(self.interval(k)))
+            .filter(|(_, f)| now - f.last_ms >= self.policy.quiet_for(f.interval_ms))
             .map(|(k, _)| k.clone())
             .collect();
         quiet.sort();
@@ -303,12 +283,6 @@ impl Signals {
             }
         }
         out
-    }
-
-    /// Forgets the pace of series without a sample since `before` (their firing alerts
-    /// stay, so they resolve).
-    pub fn expire(&mut self, before: TimestampMs) {
-        self.pace.retain(|_, p| p.last_ms >= before);
     }
 }
 
@@ -481,7 +455,7 @@ mod tests {
     #[test]
     fn scenario_candidates_carry_project() {
         use crate::alerts::{RuleEngine, ThresholdRule};
-        use crate::analyzer::AnalyzerState;
+
         let labels = Labels::from_pairs([("project", "ws1")]);
         let mut state = AnalyzerState::new(600);
         let mut signals = Signals::new(AlertPolicy::default());
@@ -489,7 +463,8 @@ mod tests {
         for i in 0..600 {
             let batch = scenario_batch(i, &labels);
             signals.observe(&batch);
-            candidates.extend(signals.anomalies(state.add(&batch)));
+            let found = state.add(&batch);
+            candidates.extend(signals.anomalies(found, &state));
             if i % 5 == 4 {
                 let now = T0 + i * 1000;
                 candidates.extend(signals.judged(&state.judge_all(now).1, now));

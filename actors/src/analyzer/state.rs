@@ -161,6 +161,9 @@ struct SeriesState {
     /// series that has only ever had one value holds no detector window.
     detector: Option<LazyDetector>,
     last_anomaly: Option<AnomalyEvent>,
+    /// The series' pace: the interval between its samples, smoothed over about 16 of them
+    /// (so a gap or a burst moves it little); the anomaly alert policy scales with it.
+    interval_ms: Option<f64>,
 }
 
 /// A daemon's process-level series (`process.*`): those of one process instance, started
@@ -203,12 +206,19 @@ impl SeriesState {
             previous: None,
             detector: (!light).then(|| LazyDetector::new(AnomalyConfig::default())),
             last_anomaly: None,
+            interval_ms: None,
         }
     }
 
     /// Adds a sample; returns an anomaly event when the detector confirms a level shift or
     /// flags a spike.
     fn push(&mut self, ts: TimestampMs, value: f64) -> Option<AnomalyEvent> {
+        if let Some((last, _)) = self.window.last() {
+            let dt = (ts - last) as f64;
+            if dt > 0.0 {
+                self.interval_ms = Some(self.interval_ms.map_or(dt, |i| i + (dt - i) / 16.0));
+            }
+        }
         self.window.push(ts, value);
         self.detector.as_ref()?;
         // Counters are judged by their rate.
@@ -286,15 +296,16 @@ impl SeriesState {
         points
     }
 
-    /// The trend of `points` and its lower envelope.
+    /// The trend of `points` and, when `with_envelope`, its lower envelope.
     fn trend_of(
         key: &SeriesKey,
         points: &[(TimestampMs, f64)],
         ctx: &ViewContext<'_>,
+        with_envelope: bool,
     ) -> (Option<Trend>, Vec<f64>) {
         let trend = trend::fit(points)
             .map(|fit| trend::classify(&fit, 0, trend::polarity_of(key.metric.as_str()), ctx.rule));
-        let envelope = if trend.is_some() {
+        let envelope = if with_envelope && trend.is_some() {
             lower_envelope(points, ctx.cfg.leak_segments.max(2))
         } else {
             Vec::new()
@@ -302,13 +313,20 @@ impl SeriesState {
         (trend, envelope)
     }
 
+    /// The view of this series. What only one reader uses is computed for its series only
+    /// (see [`Wants`]): the judgement runs over every series every few seconds.
     fn view(&self, key: &SeriesKey, ctx: &ViewContext<'_>) -> MetricView {
+        let wants = Wants::of(key.metric.as_str());
         let stats = self.window.stats();
         let points = self.trend_points_from(ctx.trend_from);
-        let (trend, envelope) = Self::trend_of(key, &points, ctx);
-        let recent = self.recent(ctx.now, ctx.cfg.cpu_sustain_ms);
+        let (trend, envelope) = Self::trend_of(key, &points, ctx, wants.envelope);
+        let recent = if wants.recent {
+            self.recent(ctx.now, ctx.cfg.cpu_sustain_ms)
+        } else {
+            None
+        };
         let window_start = self.window.first_ts().unwrap_or(i64::MIN);
-        let p95_before_after = {
+        let p95_before_after = if wants.halves {
             let values: Vec<f64> = match self.window.kind() {
                 MetricKind::Gauge => self.window.gauge_values(),
                 MetricKind::Counter => points.iter().map(|p| p.1).collect(),
@@ -320,6 +338,8 @@ impl SeriesState {
             } else {
                 None
             }
+        } else {
+            None
         };
         MetricView {
             stats,
@@ -363,6 +383,27 @@ impl SeriesState {
             + self.window.memory_bytes()
             + self.long.capacity() * std::mem::size_of::<(i32, f32)>()
             + self.detector.as_ref().map_or(0, LazyDetector::memory_bytes)
+    }
+}
+
+/// The parts of a [`MetricView`] that only some series' readers use.
+#[derive(Clone, Copy, Debug)]
+struct Wants {
+    /// The recent-window statistics: the CPU-bound test reads the daemon's CPU only.
+    recent: bool,
+    /// The lower envelope: the leak test reads resident memory only.
+    envelope: bool,
+    /// The p95 of each half of the window: the latency-regression test reads app latencies.
+    halves: bool,
+}
+
+impl Wants {
+    fn of(metric: &str) -> Wants {
+        Wants {
+            recent: metric == names::PROCESS_CPU_UTILIZATION,
+            envelope: metric == names::PROCESS_MEMORY_RSS,
+            halves: is_latency(metric),
+        }
     }
 }
 
@@ -506,10 +547,20 @@ impl AnalyzerState {
             }
         }
         let mut anomalies = Vec::new();
+        // Batches come grouped by daemon: look up each daemon's instance once per run.
+        let mut instance: Option<(&Source, Option<TimestampMs>)> = None;
         for s in &batch.samples {
             if let Source::Daemon(d) = &s.series.source {
+                let since = match instance {
+                    Some((source, since)) if source == &s.series.source => since,
+                    _ => {
+                        let since = self.instances.get(d).map(|i| i.since_ms);
+                        instance = Some((&s.series.source, since));
+                        since
+                    }
+                };
                 // A late sample of the previous process must not join the new one's series.
-                let before_instance = self.instances.get(d).is_some_and(|i| s.ts_ms < i.since_ms);
+                let before_instance = since.is_some_and(|since| s.ts_ms < since);
                 if before_instance && is_process_metric(s.series.metric.as_str()) {
                     continue;
                 }
@@ -531,6 +582,11 @@ impl AnalyzerState {
             }
         }
         anomalies
+    }
+
+    /// The smoothed interval between the samples of `series`, when it has had two.
+    pub fn interval_ms(&self, series: &SeriesKey) -> Option<f64> {
+        self.series.get(series).and_then(|s| s.interval_ms)
     }
 
     /// Notes a process start read from `process.uptime_seconds`: an uptime that went down
@@ -754,7 +810,7 @@ impl AnalyzerState {
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
                     (lo.min(p.1), hi.max(p.1))
                 });
-            let (trend, envelope) = SeriesState::trend_of(key, &recent, &ctx);
+            let (trend, envelope) = SeriesState::trend_of(key, &recent, &ctx, true);
             let rise = trend
                 .as_ref()
                 .map_or(0.0, |t| t.fit.slope_per_s * t.fit.span_ms as f64 / 1000.0);
