@@ -165,10 +165,14 @@ pub fn run(path: &Path, chaos: Option<f64>) -> Result<(), CliError> {
             )));
         }
     }
-    let config = config::load(path).map_err(|e| CliError {
+    let loaded = config::read(path).map_err(|e| CliError {
         message: format!("{} problem(s) in the config:\n{e}", e.problems.len()),
         code: 2,
     })?;
+    if !loaded.warnings.is_empty() {
+        eprintln!("{}", loaded.render_warnings(&loaded.warnings));
+    }
+    let config = loaded.config;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

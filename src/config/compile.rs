@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue};
 use toml::value::{Datetime, Offset};
 
 use super::error::Problem;
+use super::metrics;
 use super::reader::{distance, quoted_list, show, type_name, Ctx, Table};
 use super::{
     AttachConfig, AttachSelector, CheckConfig, CheckKind, Config, DaemonConfig, LogsConfig,
@@ -202,9 +203,26 @@ struct Names {
     rule_daemons: Vec<(String, String, Range<usize>)>,
 }
 
+/// What reading a document gives: the config or every problem, and in both cases the
+/// warnings.
+pub(super) struct Compiled {
+    /// The config, or every problem, in file order.
+    pub(super) config: Result<Config, Vec<Problem>>,
+    /// Accepted but worth a look, in file order.
+    pub(super) warnings: Vec<Problem>,
+}
+
 /// Reads and checks the whole document.
-pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
+pub(super) fn compile(text: &str) -> Compiled {
     let mut ctx = Ctx::new(text);
+    let config = compile_into(&mut ctx, text);
+    let mut warnings = ctx.warnings;
+    warnings.sort_by_key(|p| (p.line, p.column));
+    warnings.dedup();
+    Compiled { config, warnings }
+}
+
+fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -223,37 +241,37 @@ pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
                     e.message().trim()
                 ),
             );
-            return Err(ctx.problems);
+            return Err(std::mem::take(&mut ctx.problems));
         }
     };
-    let root = Table::new(&mut ctx, String::new(), 0..0, doc.get_ref(), TOP_KEYS);
+    let root = Table::new(ctx, String::new(), 0..0, doc.get_ref(), TOP_KEYS);
     let mut names = Names::default();
 
-    let supervisor_table = root.table(&mut ctx, "supervisor", SUPERVISOR_KEYS);
-    let supervisor = supervisor(&mut ctx, supervisor_table);
-    let judgement_table = root.table(&mut ctx, "judgement", JUDGEMENT_KEYS);
-    let judgement = judgement(&mut ctx, judgement_table);
-    let daemon_tables = root.tables(&mut ctx, "daemon", DAEMON_KEYS);
+    let supervisor_table = root.table(ctx, "supervisor", SUPERVISOR_KEYS);
+    let supervisor = supervisor(ctx, supervisor_table);
+    let judgement_table = root.table(ctx, "judgement", JUDGEMENT_KEYS);
+    let judgement = judgement(ctx, judgement_table);
+    let daemon_tables = root.tables(ctx, "daemon", DAEMON_KEYS);
     let mut daemons = Vec::new();
     let mut depends: Vec<Vec<(String, Range<usize>)>> = Vec::new();
     for t in &daemon_tables {
-        let (d, deps) = daemon(&mut ctx, t, &mut names);
+        let (d, deps) = daemon(ctx, t, &mut names);
         daemons.push(d);
         depends.push(deps);
     }
     let mut attached = Vec::new();
-    for t in root.tables(&mut ctx, "attach", ATTACH_KEYS) {
-        if let Some(a) = attach(&mut ctx, &t, &mut names) {
+    for t in root.tables(ctx, "attach", ATTACH_KEYS) {
+        if let Some(a) = attach(ctx, &t, &mut names) {
             attached.push(a);
         }
     }
-    check_dependencies(&mut ctx, &daemon_tables, &daemons, &depends, &names);
+    check_dependencies(ctx, &daemon_tables, &daemons, &depends, &names);
 
     let mut rules = Vec::new();
     let mut rule_names = BTreeMap::new();
-    for t in root.tables(&mut ctx, "rule", RULE_KEYS) {
-        if let Some(r) = rule(&mut ctx, &t, &mut names) {
-            unique(&mut ctx, &t, "name", &r.name, &mut rule_names, "rule");
+    for t in root.tables(ctx, "rule", RULE_KEYS) {
+        if let Some(r) = rule(ctx, &t, &mut names) {
+            unique(ctx, &t, "name", &r.name, &mut rule_names, "rule");
             rules.push(r);
         }
     }
@@ -277,23 +295,23 @@ pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
 
     let mut sinks = Vec::new();
     let mut sink_names = BTreeMap::new();
-    for t in root.tables(&mut ctx, "sink", SINK_KEYS) {
-        if let Some((name, s)) = sink(&mut ctx, &t) {
-            unique(&mut ctx, &t, "name", &name, &mut sink_names, "sink");
+    for t in root.tables(ctx, "sink", SINK_KEYS) {
+        if let Some((name, s)) = sink(ctx, &t) {
+            unique(ctx, &t, "name", &name, &mut sink_names, "sink");
             sinks.push((name, s));
         }
     }
 
     let mut silences = Vec::new();
     let mut silence_ids = BTreeMap::new();
-    for t in root.tables(&mut ctx, "silence", SILENCE_KEYS) {
-        if let Some(s) = silence(&mut ctx, &t) {
-            unique(&mut ctx, &t, "id", &s.id, &mut silence_ids, "silence");
+    for t in root.tables(ctx, "silence", SILENCE_KEYS) {
+        if let Some(s) = silence(ctx, &t) {
+            unique(ctx, &t, "id", &s.id, &mut silence_ids, "silence");
             silences.push(s);
         }
     }
 
-    let mut problems = ctx.problems;
+    let mut problems = std::mem::take(&mut ctx.problems);
     if problems.is_empty() {
         Ok(Config {
             supervisor,
@@ -1069,7 +1087,10 @@ fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Thres
         .unwrap_or_default();
     let action = action(ctx, t);
 
-    let condition = condition(ctx, t, kind.as_deref()?, metric.is_some());
+    if let Some(m) = &metric {
+        metrics::check_name(ctx, t, m);
+    }
+    let condition = condition(ctx, t, kind.as_deref()?, metric.as_deref());
     let mut rule = ThresholdRule::new(name.clone()?, condition?);
     rule.selector.metric = metric;
     if let Some(d) = daemon {
@@ -1207,9 +1228,9 @@ fn condition(
     ctx: &mut Ctx<'_>,
     t: &Table<'_, '_>,
     kind: &str,
-    has_metric: bool,
+    metric: Option<&str>,
 ) -> Option<Condition> {
-    if matches!(kind, "threshold" | "rate" | "absent") && !has_metric && !t.has("metric") {
+    if matches!(kind, "threshold" | "rate" | "absent") && metric.is_none() && !t.has("metric") {
         t.missing(
             ctx,
             "metric",
@@ -1223,9 +1244,10 @@ fn condition(
             } else {
                 ""
             };
-            let above = t.number(ctx, "above", &format!("a number{unit}"));
-            let below = t.number(ctx, "below", &format!("a number{unit}"));
-            let clear = t.number(ctx, "clear", "a number");
+            let rate = kind == "rate";
+            let above = metrics::threshold(ctx, t, "above", metric, rate);
+            let below = metrics::threshold(ctx, t, "below", metric, rate);
+            let clear = metrics::threshold(ctx, t, "clear", metric, rate);
             let window = if kind == "rate" {
                 if !t.has("window") {
                     t.missing(

@@ -10,6 +10,13 @@
 //! plain structs for the daemon manager ([`DaemonConfig`], [`AttachConfig`]). A reload
 //! compares two configs with [`diff`] so only what changed is restarted.
 //!
+//! A [`Loaded`] config (from [`read`]) also carries warnings (a rule's metric that
+//! perfvisor does not produce, with the closest name it does).
+//!
+//! A rule's threshold is written in its metric's unit: on `*_ratio` metrics 0 to 1, on
+//! `*_bytes` a size (`"16MiB"`, `"1.5 GiB"`) or a number of bytes, on `*_seconds` a
+//! duration (`"250ms"`) or a number of seconds.
+//!
 //! Durations are written `"250ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"7d"` (units ms, s, m, h,
 //! d, w); sizes `"512B"`, `"10MiB"`, `"2GiB"` (binary, powers of 1024) or `"1GB"`
 //! (decimal, powers of 1000). [`default_config_text`] is the reference: every key with its
@@ -19,6 +26,7 @@ mod compile;
 mod diff;
 mod error;
 mod map;
+mod metrics;
 mod reader;
 mod units;
 
@@ -307,12 +315,32 @@ pub struct SilenceConfig {
     pub comment: String,
 }
 
-/// Reads and checks a config file.
-pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+/// A config file that passed every check of its text, with its warnings.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: Config,
+    /// The file name problems refer to.
+    pub file: String,
+    /// Accepted but worth a look (a rule's metric perfvisor does not produce), in file
+    /// order.
+    pub warnings: Vec<Problem>,
+}
+
+impl Loaded {
+    /// `warnings` (e.g. [`Loaded::warnings`]), one per line as `FILE:LINE:COL: PATH:
+    /// warning: MESSAGE`; empty when there is none.
+    pub fn render_warnings(&self, warnings: &[Problem]) -> String {
+        error::render(&self.file, warnings, "warning: ")
+    }
+}
+
+/// Reads and checks a config file; the error carries the warnings too.
+pub fn read(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
     let path = path.as_ref();
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &file),
+        Ok(text) => read_text(&text, &file),
         Err(e) => Err(ConfigError {
             file,
             problems: vec![Problem {
@@ -321,16 +349,36 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
                 column: 0,
                 message: format!("cannot read the config file: {e}"),
             }],
+            warnings: Vec::new(),
         }),
     }
 }
 
+/// Checks config text; `file_name` is only used in problems.
+pub fn read_text(text: &str, file_name: &str) -> Result<Loaded, ConfigError> {
+    let compiled = compile::compile(text);
+    match compiled.config {
+        Ok(config) => Ok(Loaded {
+            config,
+            file: file_name.to_owned(),
+            warnings: compiled.warnings,
+        }),
+        Err(problems) => Err(ConfigError {
+            file: file_name.to_owned(),
+            problems,
+            warnings: compiled.warnings,
+        }),
+    }
+}
+
+/// Reads and checks a config file (see [`read`] for the warnings too).
+pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    read(path).map(|l| l.config)
+}
+
 /// Checks config text; `file_name` is only used in the error.
 pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
-    compile::compile(text).map_err(|problems| ConfigError {
-        file: file_name.to_owned(),
-        problems,
-    })
+    read_text(text, file_name).map(|l| l.config)
 }
 
 /// A commented config with every key and its default (what `perfvisor

@@ -17,6 +17,8 @@ use super::units::{parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
 pub(super) struct Ctx<'s> {
     locator: Locator<'s>,
     pub(super) problems: Vec<Problem>,
+    /// What is accepted but deserves a look.
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl<'s> Ctx<'s> {
@@ -24,18 +26,30 @@ impl<'s> Ctx<'s> {
         Ctx {
             locator: Locator::new(text),
             problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn problem(&self, path: &str, span: &Range<usize>, message: String) -> Problem {
+        let (line, column) = self.locator.position(span);
+        Problem {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
         }
     }
 
     /// Records a problem at `span`.
     pub(super) fn report(&mut self, path: &str, span: &Range<usize>, message: impl Into<String>) {
-        let (line, column) = self.locator.position(span);
-        self.problems.push(Problem {
-            path: path.to_owned(),
-            line,
-            column,
-            message: message.into(),
-        });
+        let p = self.problem(path, span, message.into());
+        self.problems.push(p);
+    }
+
+    /// Records a warning at `span`: accepted, but worth a look.
+    pub(super) fn warn(&mut self, path: &str, span: &Range<usize>, message: impl Into<String>) {
+        let p = self.problem(path, span, message.into());
+        self.warnings.push(p);
     }
 }
 

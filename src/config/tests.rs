@@ -333,6 +333,7 @@ fn error_display_is_one_line_per_problem() {
                 message: "cannot read".into(),
             },
         ],
+        warnings: vec![],
     };
     assert_eq!(
         err.to_string(),
@@ -455,4 +456,169 @@ fn judgement_section_compiles_and_names_bad_values() {
     .to_string();
     assert!(err.contains("bad:2:") && err.contains("cpu_bound"), "{err}");
     assert!(err.contains("urgency_critical"), "{err}");
+}
+
+/// The rule at line 5 of a config on `metric` with `threshold` (a TOML `key = value` line).
+fn rule_text(metric: &str, threshold: &str) -> String {
+    format!("[[rule]]\nname = \"r\"\nkind = \"threshold\"\nmetric = \"{metric}\"\n{threshold}\n")
+}
+
+fn raise_of(text: &str) -> f64 {
+    let config = parse(text, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+    match config.alert_rules[0].condition {
+        crate::Condition::Threshold { raise, .. } => raise,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+/// A misspelt metric is accepted (an application could push it) with a warning at its line
+/// naming the closest metric perfvisor produces; known names and profile-guard names are not
+/// warned about, and a name of the app's own gets a warning without a suggestion.
+#[test]
+fn unknown_metric_warns_with_the_closest_name() {
+    let typo = rule_text("process.cpu.utilisation_ratio", "above = 0.9");
+    let loaded = read_text(&typo, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let text = loaded.render_warnings(&loaded.warnings);
+    assert!(
+        text.starts_with("pv.toml:4:10: rule[0].metric: warning: perfvisor produces no metric \"process.cpu.utilisation_ratio\"; did you mean \"process.cpu.utilization_ratio\"?"),
+        "{text}"
+    );
+    // Words in another order, or a part missing, still find it.
+    assert_eq!(
+        metrics::suggest("process.cpu.utilization"),
+        Some("process.cpu.utilization_ratio")
+    );
+    assert_eq!(
+        metrics::suggest("process.memory.rss_bytes"),
+        Some("process.memory.usage_bytes")
+    );
+    assert_eq!(metrics::suggest("search.queue_depth"), None);
+    for known in [
+        "process.cpu.utilization_ratio",
+        "system.filesystem.usage_bytes",
+        "check.latency_seconds",
+        "app.operation.checkout.duration_seconds",
+    ] {
+        let loaded = read_text(&rule_text(known, "above = 0.5"), "pv.toml").unwrap();
+        assert!(loaded.warnings.is_empty(), "{known}: {:?}", loaded.warnings);
+    }
+    let app = read_text(&rule_text("search.queue_depth", "above = 50"), "pv.toml").unwrap();
+    assert!(
+        app.render_warnings(&app.warnings)
+            .contains("the rule sees it only if an application pushes it"),
+        "{}",
+        app.render_warnings(&app.warnings)
+    );
+    // Warnings travel with errors too.
+    let both = format!("{typo}severity = \"urgent\"\n");
+    let err = parse(&both, "pv.toml").unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.warnings.len(), 1);
+    assert!(err
+        .to_string()
+        .contains("warning: perfvisor produces no metric"));
+}
+
+/// A ratio threshold outside 0–1 is refused naming the value and the likely meant one;
+/// rates of ratios are not bounded; the per-core CPU ratio goes up to the machine's cores.
+#[test]
+fn ratio_thresholds_are_zero_to_one() {
+    let err = parse(
+        &rule_text("system.cpu.utilization_ratio", "above = 90"),
+        "pv.toml",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("pv.toml:5:9: rule[0].above: above = 90 is out of range for \"system.cpu.utilization_ratio\": ratios are 0–1; did you mean 0.9?"),
+        "{text}"
+    );
+    let err = parse(
+        &rule_text("process.cpu.utilization_ratio", "above = 9000"),
+        "pv.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ratios are 0–1 (this one is per core"),
+        "{err}"
+    );
+    let err = parse(&rule_text("disk.busy_ratio", "below = -1"), "pv.toml").unwrap_err();
+    assert!(
+        err.to_string().contains("expected a number from 0 to 1"),
+        "{err}"
+    );
+    let err = parse(
+        &rule_text("system.cpu.utilization_ratio", "above = 0.9\nclear = 80"),
+        "pv.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("rule[0].clear: clear = 80"),
+        "{err}"
+    );
+    assert_eq!(
+        raise_of(&rule_text("system.cpu.utilization_ratio", "above = 0.9")),
+        0.9
+    );
+    assert_eq!(
+        raise_of(&rule_text("process.cpu.utilization_ratio", "above = 1")),
+        1.0
+    );
+    let rate = "[[rule]]\nname = \"r\"\nkind = \"rate\"\nmetric = \"system.cpu.utilization_ratio\"\nabove = 5\nwindow = \"1m\"\n";
+    parse(rate, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Thresholds of `*_bytes` metrics take sizes, of `*_seconds` metrics durations, both as
+/// people write them; other metrics refuse them, saying which metrics take them.
+#[test]
+fn thresholds_in_the_metric_unit() {
+    let bytes = "process.memory.usage_bytes";
+    assert_eq!(
+        raise_of(&rule_text(bytes, "above = \"16MiB\"")),
+        16_777_216.0
+    );
+    assert_eq!(
+        raise_of(&rule_text(bytes, "above = \"1.5 GiB\"")),
+        1_610_612_736.0
+    );
+    assert_eq!(raise_of(&rule_text(bytes, "above = \"512KiB\"")), 524_288.0);
+    assert_eq!(raise_of(&rule_text(bytes, "above = 1024")), 1024.0);
+    assert_eq!(
+        raise_of(&rule_text(
+            "process.disk.write_bytes_per_second",
+            "above = \"10MB\""
+        )),
+        10_000_000.0
+    );
+    assert_eq!(
+        raise_of(&rule_text("check.latency_seconds", "above = \"250ms\"")),
+        0.25
+    );
+    assert_eq!(
+        raise_of(&rule_text(
+            "app.operation.q.duration_seconds",
+            "above = \"2s\""
+        )),
+        2.0
+    );
+    let err = parse(&rule_text(bytes, "above = \"16 mebibytes\""), "pv.toml").unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "\"16 mebibytes\" is not a size; expected a number of bytes or a size such as"
+        ),
+        "{err}"
+    );
+    let err = parse(
+        &rule_text("process.thread.count", "above = \"16MiB\""),
+        "pv.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("pv.toml:5:9: rule[0].above: \"16MiB\" is a size, but \"process.thread.count\" is not measured in bytes or seconds (sizes go with *_bytes metrics, durations with *_seconds metrics); expected a number"),
+        "{err}"
+    );
+    let err = parse(&rule_text(bytes, "above = \"2s\""), "pv.toml").unwrap_err();
+    assert!(err.to_string().contains("\"2s\" is not a size"), "{err}");
 }
