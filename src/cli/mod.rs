@@ -49,11 +49,15 @@ enum Command {
         #[arg(long, hide = true, value_name = "RATE")]
         chaos_panics_per_minute: Option<f64>,
     },
-    /// Check a config file; reports every problem with its line, exit code 2 if any.
-    /// Warnings (a metric perfvisor does not produce) leave the exit code 0.
+    /// Check a config file and what it needs of this machine (programs, directories, users,
+    /// the database, the API address); reports every problem with its line, exit code 2 if
+    /// any. Warnings (a metric perfvisor does not produce) leave the exit code 0.
     CheckConfig {
         /// The TOML config file.
         file: PathBuf,
+        /// Check the file only, not this machine: for a config meant for another host.
+        #[arg(long)]
+        skip_host_checks: bool,
     },
     /// Print a commented config with every key and its default.
     PrintDefaultConfig,
@@ -227,7 +231,10 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
             config,
             chaos_panics_per_minute,
         } => run::run(&config, chaos_panics_per_minute),
-        Command::CheckConfig { file } => check_config::check_config(&file),
+        Command::CheckConfig {
+            file,
+            skip_host_checks,
+        } => check_config::check_config(&file, !skip_host_checks),
         Command::PrintDefaultConfig => {
             print!("{}", perfvisor::config::default_config_text());
             Ok(())

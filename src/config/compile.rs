@@ -16,7 +16,7 @@ use toml::value::{Datetime, Offset};
 
 use super::error::Problem;
 use super::metrics;
-use super::reader::{distance, quoted_list, show, type_name, Ctx, Table};
+use super::reader::{distance, quoted_list, show, type_name, Ctx, Places, Table};
 use super::{
     AttachConfig, AttachSelector, CheckConfig, CheckKind, Config, DaemonConfig, LogsConfig,
     Pattern, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig, TokenSource,
@@ -204,12 +204,14 @@ struct Names {
 }
 
 /// What reading a document gives: the config or every problem, and in both cases the
-/// warnings.
+/// warnings and the places of the keys the checks against the machine report on.
 pub(super) struct Compiled {
     /// The config, or every problem, in file order.
     pub(super) config: Result<Config, Vec<Problem>>,
     /// Accepted but worth a look, in file order.
     pub(super) warnings: Vec<Problem>,
+    /// Where the keys the machine checks name are.
+    pub(super) places: Places,
 }
 
 /// Reads and checks the whole document.
@@ -219,7 +221,11 @@ pub(super) fn compile(text: &str) -> Compiled {
     let mut warnings = ctx.warnings;
     warnings.sort_by_key(|p| (p.line, p.column));
     warnings.dedup();
-    Compiled { config, warnings }
+    Compiled {
+        config,
+        warnings,
+        places: ctx.places,
+    }
 }
 
 fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
@@ -448,6 +454,9 @@ fn supervisor(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> SupervisorConfig {
     let Some(t) = t else {
         return s;
     };
+    for key in ["database", "listen", "token_file"] {
+        t.remember(ctx, key);
+    }
     if let Some(p) = t.path(ctx, "database") {
         s.database = p;
     }
@@ -571,6 +580,9 @@ fn daemon(
 ) -> (DaemonConfig, Vec<(String, Range<usize>)>) {
     let name = daemon_name(ctx, t, names);
     names.managed.insert(name.clone());
+    for key in ["command", "cwd", "user"] {
+        t.remember(ctx, key);
+    }
     if !t.has("command") {
         t.missing(
             ctx,

@@ -11,7 +11,9 @@
 //! compares two configs with [`diff`] so only what changed is restarted.
 //!
 //! A [`Loaded`] config (from [`read`]) also carries warnings (a rule's metric that
-//! perfvisor does not produce, with the closest name it does).
+//! perfvisor does not produce, with the closest name it does) and can be checked against
+//! this machine ([`Loaded::check_machine`]: programs, directories, users, the database, the
+//! API address) before anything is started.
 //!
 //! A rule's threshold is written in its metric's unit: on `*_ratio` metrics 0 to 1, on
 //! `*_bytes` a size (`"16MiB"`, `"1.5 GiB"`) or a number of bytes, on `*_seconds` a
@@ -28,6 +30,7 @@ mod error;
 mod map;
 mod metrics;
 mod reader;
+mod system;
 mod units;
 
 #[cfg(test)]
@@ -315,7 +318,8 @@ pub struct SilenceConfig {
     pub comment: String,
 }
 
-/// A config file that passed every check of its text, with its warnings.
+/// A config file that passed every check of its text, with its warnings and the places of
+/// its keys, ready to be checked against this machine.
 #[derive(Clone, Debug)]
 pub struct Loaded {
     /// The validated config.
@@ -325,11 +329,61 @@ pub struct Loaded {
     /// Accepted but worth a look (a rule's metric perfvisor does not produce), in file
     /// order.
     pub warnings: Vec<Problem>,
+    places: reader::Places,
+}
+
+/// Which checks against the machine [`Loaded::check_machine`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineCheck {
+    /// All of them (`check-config`).
+    All,
+    /// All but the API address: what `perfvisor run` checks before it writes anything.
+    BeforeLock,
+    /// Only that the API address can be listened on: what `perfvisor run` checks once it
+    /// holds the database lock (a second perfvisor on the same database is told who holds
+    /// it, not that the port is taken).
+    Listen,
 }
 
 impl Loaded {
-    /// `warnings` (e.g. [`Loaded::warnings`]), one per line as `FILE:LINE:COL: PATH:
-    /// warning: MESSAGE`; empty when there is none.
+    /// Checks what the config needs of this machine, without starting or creating
+    /// anything: each managed daemon's program is an executable file (a path, a path
+    /// relative to its `cwd`, or a name on its `PATH`), its `cwd` is a directory and its
+    /// `user` exists; the database's directory exists and is writable, and the database is
+    /// not a directory and, if present, a SQLite file; `token_file` is readable; the API
+    /// address is free. Every problem names the key's line.
+    ///
+    /// The answer is the warnings: with [`MachineCheck::All`], an address held by the
+    /// perfvisor running on this same database (what a check before `perfvisor reload`
+    /// finds) is a warning, not a problem.
+    pub fn check_machine(&self, which: MachineCheck) -> Result<Vec<Problem>, ConfigError> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        if which != MachineCheck::Listen {
+            problems.extend(system::machine(&self.config, &self.places));
+        }
+        if which != MachineCheck::BeforeLock {
+            match system::listen(&self.config, &self.places) {
+                system::Listen::Free => {}
+                // At `run` this process holds the lock: a holder found is not another one.
+                system::Listen::Ours(p) if which == MachineCheck::All => warnings.push(p),
+                system::Listen::Ours(p) | system::Listen::Refused(p) => problems.push(p),
+            }
+        }
+        if problems.is_empty() {
+            return Ok(warnings);
+        }
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError {
+            file: self.file.clone(),
+            problems,
+            warnings,
+        })
+    }
+
+    /// `warnings` (these of the text, [`Loaded::warnings`], or those of
+    /// [`Loaded::check_machine`]), one per line as `FILE:LINE:COL: PATH: warning: MESSAGE`;
+    /// empty when there is none.
     pub fn render_warnings(&self, warnings: &[Problem]) -> String {
         error::render(&self.file, warnings, "warning: ")
     }
@@ -362,6 +416,7 @@ pub fn read_text(text: &str, file_name: &str) -> Result<Loaded, ConfigError> {
             config,
             file: file_name.to_owned(),
             warnings: compiled.warnings,
+            places: compiled.places,
         }),
         Err(problems) => Err(ConfigError {
             file: file_name.to_owned(),
@@ -371,7 +426,8 @@ pub fn read_text(text: &str, file_name: &str) -> Result<Loaded, ConfigError> {
     }
 }
 
-/// Reads and checks a config file (see [`read`] for the warnings too).
+/// Reads and checks a config file (its text only: see [`read`] for the warnings and the
+/// checks against the machine).
 pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
     read(path).map(|l| l.config)
 }

@@ -622,3 +622,203 @@ fn thresholds_in_the_metric_unit() {
     let err = parse(&rule_text(bytes, "above = \"2s\""), "pv.toml").unwrap_err();
     assert!(err.to_string().contains("\"2s\" is not a size"), "{err}");
 }
+
+/// A config whose managed daemon, database and address are described by `parts`, checked
+/// against this machine: the problems' text, empty when there is none.
+fn machine_problems(text: &str, which: MachineCheck) -> String {
+    let loaded = read_text(text, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+    match loaded.check_machine(which) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn machine_config(db: &Path, listen: &str, daemon: &str) -> String {
+    format!(
+        "[supervisor]\ndatabase = \"{}\"\nlisten = \"{listen}\"\n\n[[daemon]]\nname = \"api\"\n{daemon}\n",
+        db.display()
+    )
+}
+
+/// A config this machine can run passes: a program on PATH, an executable relative to cwd,
+/// an existing user, a database directory, an existing SQLite database, a free port.
+#[test]
+fn machine_checks_pass_a_runnable_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pv.db");
+    let daemon = format!(
+        "command = [\"sh\", \"-c\", \"true\"]\ncwd = \"{}\"\nuser = \"root\"",
+        dir.path().display()
+    );
+    let text = machine_config(&db, "127.0.0.1:0", &daemon);
+    assert_eq!(machine_problems(&text, MachineCheck::All), "");
+    // An existing database file, and an empty one, are fine.
+    std::fs::write(&db, b"").unwrap();
+    assert_eq!(machine_problems(&text, MachineCheck::All), "");
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.extend([0u8; 84]);
+    std::fs::write(&db, sqlite).unwrap();
+    assert_eq!(machine_problems(&text, MachineCheck::All), "");
+    // A program relative to cwd.
+    use std::os::unix::fs::PermissionsExt;
+    let app = dir.path().join("app");
+    std::fs::write(&app, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let relative = format!("command = [\"./app\"]\ncwd = \"{}\"", dir.path().display());
+    assert_eq!(
+        machine_problems(
+            &machine_config(&db, "127.0.0.1:0", &relative),
+            MachineCheck::All
+        ),
+        ""
+    );
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = machine_problems(
+        &machine_config(&db, "127.0.0.1:0", &relative),
+        MachineCheck::All,
+    );
+    assert!(text.contains("pv.toml:7:11: daemon[0].command: "), "{text}");
+    assert!(text.contains("is not executable (mode 644)"), "{text}");
+}
+
+/// Each thing a managed daemon needs that this machine lacks is a problem at its key's line:
+/// a missing program (by path and by name), a missing cwd, a missing user.
+#[test]
+fn machine_checks_name_what_a_daemon_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pv.db");
+    let missing = dir.path().join("nope");
+    let cases = [
+        (
+            format!("command = [\"{}\"]", missing.display()),
+            "pv.toml:7:11: daemon[0].command: program ",
+            "does not exist; expected an executable file",
+        ),
+        (
+            "command = [\"no-such-program-perfvisor\"]".to_owned(),
+            "pv.toml:7:11: daemon[0].command: program \"no-such-program-perfvisor\" is not found on PATH",
+            "expected an executable file",
+        ),
+        (
+            format!(
+                "command = [\"/bin/sh\"]\ncwd = \"{}\"",
+                missing.display()
+            ),
+            "pv.toml:8:7: daemon[0].cwd: directory ",
+            "does not exist; expected the daemon's working directory",
+        ),
+        (
+            "command = [\"/bin/sh\"]\nuser = \"no-such-user-perfvisor\"".to_owned(),
+            "pv.toml:8:8: daemon[0].user: user \"no-such-user-perfvisor\" does not exist",
+            "",
+        ),
+    ];
+    for (daemon, place, what) in cases {
+        let text = machine_problems(
+            &machine_config(&db, "127.0.0.1:0", &daemon),
+            MachineCheck::All,
+        );
+        assert!(text.contains(place), "{daemon}: {text}");
+        assert!(text.contains(what), "{daemon}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+}
+
+/// The database must be creatable or a SQLite file: a missing directory (not created), a
+/// directory as database and a file of something else are problems at `database`'s line.
+#[test]
+fn machine_checks_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = "command = [\"/bin/sh\"]";
+    let missing_dir = dir.path().join("missing").join("pv.db");
+    let text = machine_problems(
+        &machine_config(&missing_dir, "127.0.0.1:0", daemon),
+        MachineCheck::All,
+    );
+    assert!(
+        text.contains(&format!(
+            "pv.toml:2:12: supervisor.database: the database's directory {} does not exist (perfvisor does not create it)",
+            dir.path().join("missing").display()
+        )),
+        "{text}"
+    );
+    assert!(!dir.path().join("missing").exists());
+    let text = machine_problems(
+        &machine_config(dir.path(), "127.0.0.1:0", daemon),
+        MachineCheck::All,
+    );
+    assert!(
+        text.contains("pv.toml:2:12: supervisor.database: database ")
+            && text.contains("is a directory; expected the path of a SQLite file"),
+        "{text}"
+    );
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a database, but long enough to have a header").unwrap();
+    let text = machine_problems(
+        &machine_config(&notes, "127.0.0.1:0", daemon),
+        MachineCheck::All,
+    );
+    assert!(
+        text.contains("pv.toml:2:12: supervisor.database: ")
+            && text.contains("is not a SQLite database"),
+        "{text}"
+    );
+}
+
+/// An address in use is a problem at `listen`'s line, saying it may be a running perfvisor;
+/// `BeforeLock` leaves it out, `Listen` checks only it.
+#[test]
+fn machine_checks_the_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let text = machine_config(
+        &dir.path().join("pv.db"),
+        &listen,
+        "command = [\"/bin/sh\"]",
+    );
+    let all = machine_problems(&text, MachineCheck::All);
+    assert!(
+        all.contains(&format!(
+            "pv.toml:3:10: supervisor.listen: {listen} is already in use, perhaps by a perfvisor already running"
+        )),
+        "{all}"
+    );
+    assert_eq!(machine_problems(&text, MachineCheck::BeforeLock), "");
+    assert_eq!(machine_problems(&text, MachineCheck::Listen), all);
+}
+
+/// An address held by the live perfvisor running on this very database (as its lock file
+/// says) is only a warning for `check-config` (a check before a reload), but a problem at
+/// `run`, and any other holder's pid or address is a problem.
+#[test]
+fn address_of_the_running_perfvisor_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pv.db");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let text = machine_config(&db, &listen, "command = [\"/bin/sh\"]");
+    let loaded = read_text(&text, "pv.toml").unwrap();
+    let lock = crate::lock_path(&db);
+    // The test runner's parent stands for the running perfvisor: alive, and not this process.
+    let running = std::os::unix::process::parent_id();
+    std::fs::write(&lock, format!("pid {running}, listening on {listen}\n")).unwrap();
+    let warnings = loaded
+        .check_machine(MachineCheck::All)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = loaded.render_warnings(&warnings);
+    assert!(
+        shown.contains("pv.toml:3:10: supervisor.listen: warning: ")
+            && shown.contains("in use by the perfvisor running on this database")
+            && shown.contains("fine for `perfvisor reload`"),
+        "{shown}"
+    );
+    assert!(loaded.check_machine(MachineCheck::Listen).is_err());
+    // Another address, a pid that is gone, or this very process is someone else.
+    std::fs::write(&lock, "pid 1, listening on 127.0.0.1:1\n").unwrap();
+    assert!(loaded.check_machine(MachineCheck::All).is_err());
+    for pid in [u32::MAX, std::process::id()] {
+        std::fs::write(&lock, format!("pid {pid}, listening on {listen}\n")).unwrap();
+        assert!(loaded.check_machine(MachineCheck::All).is_err());
+    }
+}

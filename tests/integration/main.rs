@@ -28,7 +28,7 @@ mod delivery;
 mod http;
 // The perfvisor binary: check-config fixtures, run with managed and attached daemons.
 mod cli;
-// check-config on configs that cannot work: metric names, thresholds in the wrong unit.
+// check-config and run on configs that cannot work: wrong metric units, what the machine lacks.
 mod check_config;
 // Operator stops, restarts and reloads through the binary page nobody; a crash still counts.
 mod intent;
