@@ -726,6 +726,7 @@ fn kind_keys(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, kind: &str, table: &[(&str, &
 }
 
 fn check(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<CheckConfig> {
+    t.remember(ctx, "command");
     let kinds = ["http", "tcp", "command"];
     if !t.has("kind") {
         t.missing(ctx, "kind", &format!("one of {}", quoted_list(&kinds)));
@@ -1016,6 +1017,7 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
 
 fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<ThresholdRule> {
     let before = ctx.problems.len();
+    t.remember(ctx, "action");
     let name = t.required(ctx, "name", "a rule name");
     let builtins = crate::builtin_rules();
     let builtin = name
@@ -1415,6 +1417,7 @@ fn action(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RuleAction> {
 }
 
 fn sink(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<(String, SinkConfig)> {
+    t.remember(ctx, "command");
     let name = t.required(ctx, "name", "a sink name");
     if !t.has("kind") {
         t.missing(ctx, "kind", &format!("one of {}", quoted_list(SINK_KINDS)));

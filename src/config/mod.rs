@@ -349,7 +349,8 @@ impl Loaded {
     /// Checks what the config needs of this machine, without starting or creating
     /// anything: each managed daemon's program is an executable file (a path, a path
     /// relative to its `cwd`, or a name on its `PATH`), its `cwd` is a directory and its
-    /// `user` exists; the database's directory exists and is writable, and the database is
+    /// `user` exists; so are the programs of command checks, `exec` sinks and `exec`
+    /// actions; the database's directory exists and is writable, and the database is
     /// not a directory and, if present, a SQLite file; `token_file` is readable; the API
     /// address is free. Every problem names the key's line.
     ///

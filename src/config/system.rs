@@ -1,6 +1,7 @@
 //! The checks of a config against the machine it is to run on, made without starting or
 //! creating anything: each managed daemon's program is an executable file (a path, or a
-//! name found on `PATH`), its `cwd` is a directory and its `user` exists; the history
+//! name found on `PATH`), its `cwd` is a directory and its `user` exists; so are the
+//! programs of command health checks, `exec` sinks and rule `exec` actions; the history
 //! database's directory exists and is writable, and the database is not a directory and,
 //! if present, a SQLite file; `token_file` is readable; the API's address can be listened
 //! on. Each problem names the key's place in the file.
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::Problem;
 use super::reader::Places;
-use super::{Config, TokenSource};
+use super::{CheckKind, Config, TokenSource};
+use crate::{RuleAction, SinkConfig};
 
 /// The first bytes of every SQLite 3 database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -74,6 +76,36 @@ pub(super) fn machine(config: &Config, places: &Places) -> Vec<Problem> {
                 out.push(problem(places, &key("user"), why));
             }
         }
+        // Health checks run from perfvisor's directory with its PATH.
+        for (j, c) in d.checks.iter().enumerate() {
+            if let CheckKind::Command { command } = &c.kind {
+                out.extend(program_problem(
+                    places,
+                    &key(&format!("check[{j}].command")),
+                    command.first(),
+                ));
+            }
+        }
+    }
+    // So do alert sinks and rule actions.
+    for (k, (_, sink)) in config.alert_sinks.iter().enumerate() {
+        if let SinkConfig::Exec { program, .. } = sink {
+            let program = program.to_string_lossy().into_owned();
+            out.extend(program_problem(
+                places,
+                &format!("sink[{k}].command"),
+                Some(&program),
+            ));
+        }
+    }
+    for (r, rule) in config.alert_rules.iter().enumerate() {
+        if let Some(RuleAction::Exec { program, .. }) = &rule.action {
+            out.extend(program_problem(
+                places,
+                &format!("rule[{r}].action"),
+                Some(program),
+            ));
+        }
     }
     out.extend(
         database(&config.supervisor.database)
@@ -104,6 +136,17 @@ pub(super) enum Listen {
     Ours(Problem),
     /// It cannot be listened on.
     Refused(Problem),
+}
+
+/// A problem at `path` when `program` (run from perfvisor's directory with its `PATH`) is
+/// not an executable file.
+fn program_problem(places: &Places, path: &str, program: Option<&String>) -> Option<Problem> {
+    let why = find_program(program?, None, None).err()?;
+    Some(problem(
+        places,
+        path,
+        format!("{why}; expected {PROGRAM_FORMS}"),
+    ))
 }
 
 /// The API address: can it be listened on now?

@@ -822,3 +822,37 @@ fn address_of_the_running_perfvisor_is_a_warning() {
         assert!(loaded.check_machine(MachineCheck::All).is_err());
     }
 }
+
+/// The programs perfvisor runs besides the daemons — command health checks, exec sinks,
+/// exec rule actions — must exist too, each reported at its key's line.
+#[test]
+fn machine_checks_the_other_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[daemon.check]]\nkind = \"command\"\ncommand = [\"/no/check\"]\n\n\
+         [[sink]]\nname = \"page\"\nkind = \"exec\"\ncommand = [\"no-such-pager-perfvisor\"]\n\n\
+         [[rule]]\nname = \"high_cpu\"\naction = {{ exec = [\"/no/action\"] }}\n",
+        machine_config(
+            &dir.path().join("pv.db"),
+            "127.0.0.1:0",
+            "command = [\"sh\"]"
+        )
+    );
+    let shown = machine_problems(&text, MachineCheck::All);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(
+        lines[0].starts_with(
+            "pv.toml:11:11: daemon[0].check[0].command: program /no/check does not exist"
+        ),
+        "{shown}"
+    );
+    assert!(
+        lines[1].starts_with("pv.toml:16:11: sink[0].command: program \"no-such-pager-perfvisor\" is not found on PATH"),
+        "{shown}"
+    );
+    assert!(
+        lines[2].starts_with("pv.toml:20:10: rule[0].action: program /no/action does not exist"),
+        "{shown}"
+    );
+}
