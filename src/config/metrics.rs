@@ -64,8 +64,13 @@ fn words(name: &str) -> Vec<&str> {
     name.split(['.', '_']).filter(|w| !w.is_empty()).collect()
 }
 
+/// Words that only say the unit: shared, they say nothing about what is measured.
+const UNIT_WORDS: &[&str] = &["bytes", "seconds", "ratio", "count", "per", "second"];
+
 /// The produced metric `metric` was most likely meant to be: a name a few edits away (a
-/// misspelling), or else one sharing most of its words (a missing or swapped part).
+/// misspelling), or else one sharing most of its words, its first among them (a missing or
+/// swapped part). An application's own name (`api.latency_seconds`) shares too little
+/// with any of them to get a suggestion.
 pub(super) fn suggest(metric: &str) -> Option<&'static str> {
     let candidates = || names::ALL.iter().chain(BINARY_METRICS).copied();
     let limit = (metric.chars().count() / 6).max(2);
@@ -77,12 +82,16 @@ pub(super) fn suggest(metric: &str) -> Option<&'static str> {
         return Some(c);
     }
     let mine = words(metric);
+    let first = mine.first()?;
     candidates()
         .filter_map(|c| {
             let theirs = words(c);
-            let shared = mine.iter().filter(|w| theirs.contains(w)).count();
-            (shared >= 2 && shared * 3 >= mine.len().max(theirs.len()) * 2)
-                .then(|| (std::cmp::Reverse(shared), distance(metric, c), c))
+            let shared: Vec<&&str> = mine.iter().filter(|w| theirs.contains(w)).collect();
+            let meaningful = shared.iter().filter(|w| !UNIT_WORDS.contains(w)).count();
+            (theirs.contains(first)
+                && meaningful >= 2
+                && shared.len() * 3 >= mine.len().max(theirs.len()) * 2)
+                .then(|| (std::cmp::Reverse(shared.len()), distance(metric, c), c))
         })
         .min()
         .map(|(_, _, c)| c)

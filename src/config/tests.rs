@@ -493,7 +493,18 @@ fn unknown_metric_warns_with_the_closest_name() {
         metrics::suggest("process.memory.rss_bytes"),
         Some("process.memory.usage_bytes")
     );
-    assert_eq!(metrics::suggest("search.queue_depth"), None);
+    assert_eq!(
+        metrics::suggest("cpu.utilization_ratio").map(|s| s.ends_with(".cpu.utilization_ratio")),
+        Some(true)
+    );
+    // An application's own names are not taken for perfvisor's.
+    for own in [
+        "search.queue_depth",
+        "api.latency_seconds",
+        "search.memory.usage_bytes",
+    ] {
+        assert_eq!(metrics::suggest(own), None, "{own}");
+    }
     for known in [
         "process.cpu.utilization_ratio",
         "system.filesystem.usage_bytes",
