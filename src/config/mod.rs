@@ -53,7 +53,8 @@ pub use units::{format_duration, format_size, parse_duration};
 pub struct Config {
     /// `[supervisor]`: perfvisor's own settings.
     pub supervisor: SupervisorConfig,
-    /// `[judgement]`: how much evidence each finding needs (defaults: [`JudgeConfig`]).
+    /// `[judgement]`: how much evidence each finding needs (defaults:
+    /// [`JudgeConfig`](perfvisor_actors::analyzer::JudgeConfig)).
     pub judgement: perfvisor_actors::analyzer::JudgeConfig,
     /// `[[daemon]]`: daemons perfvisor starts and keeps running, in file order.
     pub daemons: Vec<DaemonConfig>,
