@@ -355,14 +355,21 @@ impl Loaded {
     /// not a directory and, if present, a SQLite file; `token_file` is readable; the API
     /// address is free. Every problem names the key's line.
     ///
-    /// The answer is the warnings: with [`MachineCheck::All`], an address held by the
-    /// perfvisor running on this same database (what a check before `perfvisor reload`
-    /// finds) is a warning, not a problem.
+    /// The answer is the warnings. With [`MachineCheck::All`] (`check-config`, perhaps run
+    /// by another user than perfvisor) these are warnings, not problems: an address held by
+    /// the perfvisor running on this same database (what a check before `perfvisor reload`
+    /// finds), and a `user` this process could not start a daemon as (that needs root).
     pub fn check_machine(&self, which: MachineCheck) -> Result<Vec<Problem>, ConfigError> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         if which != MachineCheck::Listen {
-            problems.extend(system::machine(&self.config, &self.places));
+            let running = which == MachineCheck::BeforeLock;
+            problems.extend(system::machine(
+                &self.config,
+                &self.places,
+                running,
+                &mut warnings,
+            ));
         }
         if which != MachineCheck::BeforeLock {
             match system::listen(&self.config, &self.places) {

@@ -1,6 +1,8 @@
 //! The checks of a config against the machine it is to run on, made without starting or
 //! creating anything: each managed daemon's program is an executable file (a path, or a
-//! name found on `PATH`), its `cwd` is a directory and its `user` exists; so are the
+//! name found on `PATH`), its `cwd` is a directory and its `user` exists and can be
+//! switched to (at `run`; `check-config` may be run by someone else, so it only warns); so
+//! are the
 //! programs of command health checks, `exec` sinks and rule `exec` actions; the history
 //! database's directory exists and is writable, and the database is not a directory and,
 //! if present, a SQLite file; `token_file` is readable; the API's address can be listened
@@ -40,9 +42,19 @@ fn problem(places: &Places, path: &str, message: String) -> Problem {
     }
 }
 
-/// Everything but the API address.
-pub(super) fn machine(config: &Config, places: &Places) -> Vec<Problem> {
+/// Everything but the API address. A `user` this process could not switch to is a problem
+/// when `running` (this process is the perfvisor), else a warning (`check-config` may be
+/// run by another user than the one that runs perfvisor).
+pub(super) fn machine(
+    config: &Config,
+    places: &Places,
+    running: bool,
+    warnings: &mut Vec<Problem>,
+) -> Vec<Problem> {
     let mut out = Vec::new();
+    let me = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| identity(&s));
     for (i, d) in config.daemons.iter().enumerate() {
         let key = |k: &str| format!("daemon[{i}].{k}");
         let mut cwd_ok = true;
@@ -72,8 +84,31 @@ pub(super) fn machine(config: &Config, places: &Places) -> Vec<Problem> {
             }
         }
         if let Some(user) = &d.user {
-            if let Err(why) = crate::manager::lookup_user(user) {
-                out.push(problem(places, &key("user"), why));
+            match crate::manager::lookup_user(user) {
+                Err(why) => out.push(problem(places, &key("user"), why)),
+                Ok(ids) => match me {
+                    Some(me) if !me.may_run_as(ids.uid, ids.gid) => {
+                        let why = format!(
+                            "perfvisor running as uid {} could not start the daemon as user \
+                             {user:?} (uid {}): that needs root, or CAP_SETUID and CAP_SETGID",
+                            me.uid, ids.uid
+                        );
+                        if running {
+                            out.push(problem(
+                                places,
+                                &key("user"),
+                                format!("{why}; expected perfvisor run as root, or no user"),
+                            ));
+                        } else {
+                            warnings.push(problem(
+                                places,
+                                &key("user"),
+                                format!("{why}; fine if `perfvisor run` runs as root"),
+                            ));
+                        }
+                    }
+                    _ => {}
+                },
             }
         }
         // Health checks run from perfvisor's directory with its PATH.
@@ -136,6 +171,44 @@ pub(super) enum Listen {
     Ours(Problem),
     /// It cannot be listened on.
     Refused(Problem),
+}
+
+/// Who a process is: its effective uid and gid, and whether it may switch to other ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Identity {
+    uid: u32,
+    gid: u32,
+    /// Holds CAP_SETUID and CAP_SETGID (root normally does).
+    can_switch: bool,
+}
+
+impl Identity {
+    /// Whether a child of this process can run as `uid`/`gid` (std's `Command::uid` and
+    /// `gid` call setgid and setuid, which need the capabilities unless the ids are ours).
+    pub(super) fn may_run_as(self, uid: u32, gid: u32) -> bool {
+        self.can_switch || (self.uid == uid && self.gid == gid)
+    }
+}
+
+/// Who this process is, from the text of `/proc/self/status`.
+pub(super) fn identity(status: &str) -> Option<Identity> {
+    const CAP_SETGID: u32 = 6;
+    const CAP_SETUID: u32 = 7;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::split_whitespace)
+    };
+    let uid = field("Uid:")?.nth(1)?.parse().ok()?;
+    let gid = field("Gid:")?.nth(1)?.parse().ok()?;
+    let caps = u64::from_str_radix(field("CapEff:")?.next()?, 16).ok()?;
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    Some(Identity {
+        uid,
+        gid,
+        can_switch: has(CAP_SETUID) && has(CAP_SETGID),
+    })
 }
 
 /// A problem at `path` when `program` (run from perfvisor's directory with its `PATH`) is

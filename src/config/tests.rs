@@ -867,3 +867,25 @@ fn machine_checks_the_other_programs() {
         "{shown}"
     );
 }
+
+/// Starting a daemon as another user needs CAP_SETUID and CAP_SETGID (root has them) unless
+/// the ids are perfvisor's own; the identity is read from `/proc/self/status`.
+#[test]
+fn switching_user_needs_the_capabilities() {
+    let status = |uid: u32, caps: &str| {
+        format!("Name:\tperfvisor\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t100\t100\t100\t100\nCapEff:\t{caps}\n")
+    };
+    let root = system::identity(&status(0, "000001ffffffffff")).unwrap();
+    assert!(root.may_run_as(26, 26));
+    let plain = system::identity(&status(1000, "0000000000000000")).unwrap();
+    assert!(!plain.may_run_as(26, 26));
+    assert!(plain.may_run_as(1000, 100));
+    let setid_only = system::identity(&status(1000, "00000000000000c0")).unwrap();
+    assert!(setid_only.may_run_as(26, 26));
+    let setuid_only = system::identity(&status(1000, "0000000000000080")).unwrap();
+    assert!(!setuid_only.may_run_as(26, 26));
+    assert!(system::identity("Name:\tx\n").is_none());
+    // This process's own status reads.
+    let me = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(system::identity(&me).is_some());
+}
