@@ -2,11 +2,10 @@
 //! creating anything: each managed daemon's program is an executable file (a path, or a
 //! name found on `PATH`), its `cwd` is a directory and its `user` exists and can be
 //! switched to (at `run`; `check-config` may be run by someone else, so it only warns); so
-//! are the
-//! programs of command health checks, `exec` sinks and rule `exec` actions; the history
-//! database's directory exists and is writable, and the database is not a directory and,
-//! if present, a SQLite file; `token_file` is readable; the API's address can be listened
-//! on. Each problem names the key's place in the file.
+//! are the programs of command health checks, `exec` sinks and rule `exec` actions; the
+//! history database's directory exists and is writable, and the database is not a
+//! directory and, if present, a SQLite file; `token_file` is readable; the API's address
+//! can be listened on. Each problem names the key's place in the file.
 //!
 //! `check-config` runs them all. `perfvisor run` runs them before it writes anything (the
 //! database, its WAL, the `.managed` directory and FIFOs), so a start that cannot work fails
