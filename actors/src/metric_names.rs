@@ -96,6 +96,51 @@ pub const PERFVISOR_STORAGE_MAINTENANCE_TIME: &str = "perfvisor.storage.maintena
 /// Restarts of perfvisor's own actors, all kinds. Counter.
 pub const PERFVISOR_ACTOR_RESTARTS: &str = "perfvisor.actor.restarts";
 
+/// Every fixed metric name above, for checking names written in a config. The profile
+/// guard's `app.operation.<name>.duration_seconds` names are a pattern, not listed.
+pub const ALL: &[&str] = &[
+    PROCESS_CPU_TIME,
+    PROCESS_CPU_UTILIZATION,
+    PROCESS_MEMORY_RSS,
+    PROCESS_MEMORY_VIRTUAL,
+    PROCESS_DISK_READ,
+    PROCESS_DISK_WRITE,
+    PROCESS_DISK_READ_RATE,
+    PROCESS_DISK_WRITE_RATE,
+    PROCESS_THREADS,
+    PROCESS_OPEN_FDS,
+    PROCESS_FD_LIMIT,
+    PROCESS_UPTIME,
+    PROCESS_STATE,
+    SYSTEM_CPU_UTILIZATION,
+    SYSTEM_CPU_COUNT,
+    SYSTEM_MEMORY_USED,
+    SYSTEM_MEMORY_TOTAL,
+    SYSTEM_MEMORY_AVAILABLE,
+    SYSTEM_SWAP_USED,
+    SYSTEM_LOAD_1M,
+    SYSTEM_LOAD_5M,
+    SYSTEM_LOAD_15M,
+    SYSTEM_DISK_READ,
+    SYSTEM_DISK_WRITE,
+    SYSTEM_FILESYSTEM_USED,
+    SYSTEM_FILESYSTEM_TOTAL,
+    SYSTEM_NETWORK_RECEIVE,
+    SYSTEM_NETWORK_TRANSMIT,
+    PERFVISOR_RECORDER_DROPPED,
+    PERFVISOR_STORAGE_QUEUE,
+    PERFVISOR_STORAGE_BUFFERED,
+    PERFVISOR_STORAGE_STORED,
+    PERFVISOR_STORAGE_DROPPED,
+    PERFVISOR_STORAGE_WRITE_ERRORS,
+    PERFVISOR_STORAGE_BLOCKED,
+    PERFVISOR_STORAGE_COMPACTION_BACKLOG,
+    PERFVISOR_STORAGE_COMPACTED,
+    PERFVISOR_STORAGE_RETENTION_DELETED,
+    PERFVISOR_STORAGE_MAINTENANCE_TIME,
+    PERFVISOR_ACTOR_RESTARTS,
+];
+
 /// The metric name a `profile("name")` guard records its duration under.
 pub fn operation_duration(name: &str) -> String {
     format!("{APP_OPERATION_PREFIX}{name}{APP_OPERATION_DURATION_SUFFIX}")

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use perfvisor::config::{self, AttachConfig, AttachSelector, Config, DaemonConfig};
+use perfvisor::config::{self, AttachConfig, AttachSelector, Config, DaemonConfig, MachineCheck};
 use perfvisor::http::{serve, ApiConfig};
 use perfvisor::manager::{self as mgr, Manager, ManagerEvent};
 use perfvisor::{ActorKind, DaemonControl, DaemonId, DatabaseLock, PanicTarget, Perfvisor};
@@ -165,10 +165,15 @@ pub fn run(path: &Path, chaos: Option<f64>) -> Result<(), CliError> {
             )));
         }
     }
-    let config = config::load(path).map_err(|e| CliError {
-        message: format!("{} problem(s) in the config:\n{e}", e.problems.len()),
-        code: 2,
-    })?;
+    // The text, then what it needs of this machine, before anything is written: a start
+    // that cannot work names the line and leaves no database, WAL or state behind.
+    let loaded = config::read(path).map_err(config_failed)?;
+    if !loaded.warnings.is_empty() {
+        eprintln!("{}", loaded.render_warnings(&loaded.warnings));
+    }
+    loaded
+        .check_machine(MachineCheck::BeforeLock)
+        .map_err(config_failed)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -180,7 +185,15 @@ pub fn run(path: &Path, chaos: Option<f64>) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(supervise(path.to_path_buf(), config, chaos))
+    runtime.block_on(supervise(path.to_path_buf(), loaded, chaos))
+}
+
+/// Problems of the config (its text or what it needs of this machine): exit code 2.
+fn config_failed(e: config::ConfigError) -> CliError {
+    CliError {
+        message: format!("{} problem(s) in the config:\n{e}", e.problems.len()),
+        code: 2,
+    }
 }
 
 struct Running {
@@ -317,19 +330,37 @@ fn reload_summary(
     }
 }
 
-async fn supervise(path: PathBuf, config: Config, chaos: Option<f64>) -> Result<(), CliError> {
-    let token = token(&config)?;
+async fn supervise(
+    path: PathBuf,
+    loaded: config::Loaded,
+    chaos: Option<f64>,
+) -> Result<(), CliError> {
+    let token = token(&loaded.config)?;
     // Before anything is written next to the database: a second instance on it would
     // re-adopt this one's daemons and interleave its history.
+    let database = &loaded.config.supervisor.database;
+    let lock_file = perfvisor::lock_path(database);
+    let lock_existed = lock_file.exists();
     let lock = DatabaseLock::acquire(
-        &config.supervisor.database,
+        database,
         &format!(
             "pid {}, listening on {}",
             std::process::id(),
-            config.supervisor.listen
+            loaded.config.supervisor.listen
         ),
     )
     .map_err(|e| CliError::usage(e.to_string()))?;
+    // The address only now: a second perfvisor on this database has been told above which
+    // process holds it; a port taken by anything else is this config's problem.
+    if let Err(e) = loaded.check_machine(MachineCheck::Listen) {
+        if !lock_existed {
+            // Removed while still held, so no other instance can lock the old file meanwhile.
+            let _ = std::fs::remove_file(&lock_file);
+        }
+        drop(lock);
+        return Err(config_failed(e));
+    }
+    let config = loaded.config;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     // Next to the database: the record of the managed processes and their output FIFOs, so
     // a perfvisor killed without stopping them re-adopts them instead of starting copies.

@@ -15,7 +15,8 @@ use toml::de::{DeTable, DeValue};
 use toml::value::{Datetime, Offset};
 
 use super::error::Problem;
-use super::reader::{distance, quoted_list, show, type_name, Ctx, Table};
+use super::metrics;
+use super::reader::{distance, quoted_list, show, type_name, Ctx, Places, Table};
 use super::{
     AttachConfig, AttachSelector, CheckConfig, CheckKind, Config, DaemonConfig, LogsConfig,
     Pattern, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig, TokenSource,
@@ -202,9 +203,32 @@ struct Names {
     rule_daemons: Vec<(String, String, Range<usize>)>,
 }
 
+/// What reading a document gives: the config or every problem, and in both cases the
+/// warnings and the places of the keys the checks against the machine report on.
+pub(super) struct Compiled {
+    /// The config, or every problem, in file order.
+    pub(super) config: Result<Config, Vec<Problem>>,
+    /// Accepted but worth a look, in file order.
+    pub(super) warnings: Vec<Problem>,
+    /// Where the keys the machine checks name are.
+    pub(super) places: Places,
+}
+
 /// Reads and checks the whole document.
-pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
+pub(super) fn compile(text: &str) -> Compiled {
     let mut ctx = Ctx::new(text);
+    let config = compile_into(&mut ctx, text);
+    let mut warnings = ctx.warnings;
+    warnings.sort_by_key(|p| (p.line, p.column));
+    warnings.dedup();
+    Compiled {
+        config,
+        warnings,
+        places: ctx.places,
+    }
+}
+
+fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -223,37 +247,37 @@ pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
                     e.message().trim()
                 ),
             );
-            return Err(ctx.problems);
+            return Err(std::mem::take(&mut ctx.problems));
         }
     };
-    let root = Table::new(&mut ctx, String::new(), 0..0, doc.get_ref(), TOP_KEYS);
+    let root = Table::new(ctx, String::new(), 0..0, doc.get_ref(), TOP_KEYS);
     let mut names = Names::default();
 
-    let supervisor_table = root.table(&mut ctx, "supervisor", SUPERVISOR_KEYS);
-    let supervisor = supervisor(&mut ctx, supervisor_table);
-    let judgement_table = root.table(&mut ctx, "judgement", JUDGEMENT_KEYS);
-    let judgement = judgement(&mut ctx, judgement_table);
-    let daemon_tables = root.tables(&mut ctx, "daemon", DAEMON_KEYS);
+    let supervisor_table = root.table(ctx, "supervisor", SUPERVISOR_KEYS);
+    let supervisor = supervisor(ctx, supervisor_table);
+    let judgement_table = root.table(ctx, "judgement", JUDGEMENT_KEYS);
+    let judgement = judgement(ctx, judgement_table);
+    let daemon_tables = root.tables(ctx, "daemon", DAEMON_KEYS);
     let mut daemons = Vec::new();
     let mut depends: Vec<Vec<(String, Range<usize>)>> = Vec::new();
     for t in &daemon_tables {
-        let (d, deps) = daemon(&mut ctx, t, &mut names);
+        let (d, deps) = daemon(ctx, t, &mut names);
         daemons.push(d);
         depends.push(deps);
     }
     let mut attached = Vec::new();
-    for t in root.tables(&mut ctx, "attach", ATTACH_KEYS) {
-        if let Some(a) = attach(&mut ctx, &t, &mut names) {
+    for t in root.tables(ctx, "attach", ATTACH_KEYS) {
+        if let Some(a) = attach(ctx, &t, &mut names) {
             attached.push(a);
         }
     }
-    check_dependencies(&mut ctx, &daemon_tables, &daemons, &depends, &names);
+    check_dependencies(ctx, &daemon_tables, &daemons, &depends, &names);
 
     let mut rules = Vec::new();
     let mut rule_names = BTreeMap::new();
-    for t in root.tables(&mut ctx, "rule", RULE_KEYS) {
-        if let Some(r) = rule(&mut ctx, &t, &mut names) {
-            unique(&mut ctx, &t, "name", &r.name, &mut rule_names, "rule");
+    for t in root.tables(ctx, "rule", RULE_KEYS) {
+        if let Some(r) = rule(ctx, &t, &mut names) {
+            unique(ctx, &t, "name", &r.name, &mut rule_names, "rule");
             rules.push(r);
         }
     }
@@ -277,23 +301,23 @@ pub(super) fn compile(text: &str) -> Result<Config, Vec<Problem>> {
 
     let mut sinks = Vec::new();
     let mut sink_names = BTreeMap::new();
-    for t in root.tables(&mut ctx, "sink", SINK_KEYS) {
-        if let Some((name, s)) = sink(&mut ctx, &t) {
-            unique(&mut ctx, &t, "name", &name, &mut sink_names, "sink");
+    for t in root.tables(ctx, "sink", SINK_KEYS) {
+        if let Some((name, s)) = sink(ctx, &t) {
+            unique(ctx, &t, "name", &name, &mut sink_names, "sink");
             sinks.push((name, s));
         }
     }
 
     let mut silences = Vec::new();
     let mut silence_ids = BTreeMap::new();
-    for t in root.tables(&mut ctx, "silence", SILENCE_KEYS) {
-        if let Some(s) = silence(&mut ctx, &t) {
-            unique(&mut ctx, &t, "id", &s.id, &mut silence_ids, "silence");
+    for t in root.tables(ctx, "silence", SILENCE_KEYS) {
+        if let Some(s) = silence(ctx, &t) {
+            unique(ctx, &t, "id", &s.id, &mut silence_ids, "silence");
             silences.push(s);
         }
     }
 
-    let mut problems = ctx.problems;
+    let mut problems = std::mem::take(&mut ctx.problems);
     if problems.is_empty() {
         Ok(Config {
             supervisor,
@@ -430,6 +454,9 @@ fn supervisor(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> SupervisorConfig {
     let Some(t) = t else {
         return s;
     };
+    for key in ["database", "listen", "token_file"] {
+        t.remember(ctx, key);
+    }
     if let Some(p) = t.path(ctx, "database") {
         s.database = p;
     }
@@ -553,6 +580,9 @@ fn daemon(
 ) -> (DaemonConfig, Vec<(String, Range<usize>)>) {
     let name = daemon_name(ctx, t, names);
     names.managed.insert(name.clone());
+    for key in ["command", "cwd", "user"] {
+        t.remember(ctx, key);
+    }
     if !t.has("command") {
         t.missing(
             ctx,
@@ -696,6 +726,7 @@ fn kind_keys(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, kind: &str, table: &[(&str, &
 }
 
 fn check(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<CheckConfig> {
+    t.remember(ctx, "command");
     let kinds = ["http", "tcp", "command"];
     if !t.has("kind") {
         t.missing(ctx, "kind", &format!("one of {}", quoted_list(&kinds)));
@@ -986,6 +1017,7 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
 
 fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<ThresholdRule> {
     let before = ctx.problems.len();
+    t.remember(ctx, "action");
     let name = t.required(ctx, "name", "a rule name");
     let builtins = crate::builtin_rules();
     let builtin = name
@@ -1069,7 +1101,10 @@ fn rule(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Thres
         .unwrap_or_default();
     let action = action(ctx, t);
 
-    let condition = condition(ctx, t, kind.as_deref()?, metric.is_some());
+    if let Some(m) = &metric {
+        metrics::check_name(ctx, t, m);
+    }
+    let condition = condition(ctx, t, kind.as_deref()?, metric.as_deref());
     let mut rule = ThresholdRule::new(name.clone()?, condition?);
     rule.selector.metric = metric;
     if let Some(d) = daemon {
@@ -1207,9 +1242,9 @@ fn condition(
     ctx: &mut Ctx<'_>,
     t: &Table<'_, '_>,
     kind: &str,
-    has_metric: bool,
+    metric: Option<&str>,
 ) -> Option<Condition> {
-    if matches!(kind, "threshold" | "rate" | "absent") && !has_metric && !t.has("metric") {
+    if matches!(kind, "threshold" | "rate" | "absent") && metric.is_none() && !t.has("metric") {
         t.missing(
             ctx,
             "metric",
@@ -1223,9 +1258,10 @@ fn condition(
             } else {
                 ""
             };
-            let above = t.number(ctx, "above", &format!("a number{unit}"));
-            let below = t.number(ctx, "below", &format!("a number{unit}"));
-            let clear = t.number(ctx, "clear", "a number");
+            let rate = kind == "rate";
+            let above = metrics::threshold(ctx, t, "above", metric, rate);
+            let below = metrics::threshold(ctx, t, "below", metric, rate);
+            let clear = metrics::threshold(ctx, t, "clear", metric, rate);
             let window = if kind == "rate" {
                 if !t.has("window") {
                     t.missing(
@@ -1381,6 +1417,7 @@ fn action(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RuleAction> {
 }
 
 fn sink(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<(String, SinkConfig)> {
+    t.remember(ctx, "command");
     let name = t.required(ctx, "name", "a sink name");
     if !t.has("kind") {
         t.missing(ctx, "kind", &format!("one of {}", quoted_list(SINK_KINDS)));

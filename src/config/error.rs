@@ -19,17 +19,33 @@ pub struct Problem {
 }
 
 /// Everything wrong with a config file. Displays one problem per line as
-/// `FILE:LINE:COL: PATH: MESSAGE`.
+/// `FILE:LINE:COL: PATH: MESSAGE`, then the warnings as `FILE:LINE:COL: PATH: warning:
+/// MESSAGE`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(.file, .problems))]
+#[error("{}", render_all(.file, .problems, .warnings))]
 pub struct ConfigError {
     /// The file name the problems refer to (as given to [`super::parse`] or [`super::load`]).
     pub file: String,
     /// Every problem found, in file order.
     pub problems: Vec<Problem>,
+    /// What was accepted but deserves a look (a metric name perfvisor does not produce), in
+    /// file order; never a reason to refuse the file.
+    pub warnings: Vec<Problem>,
 }
 
-fn render(file: &str, problems: &[Problem]) -> String {
+fn render_all(file: &str, problems: &[Problem], warnings: &[Problem]) -> String {
+    let mut out = render(file, problems, "");
+    if !warnings.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&render(file, warnings, "warning: "));
+    }
+    out
+}
+
+/// One line per problem, `FILE:LINE:COL: PATH: {tag}MESSAGE`.
+pub(super) fn render(file: &str, problems: &[Problem], tag: &str) -> String {
     let mut out = String::new();
     for (i, p) in problems.iter().enumerate() {
         if i > 0 {
@@ -43,6 +59,7 @@ fn render(file: &str, problems: &[Problem]) -> String {
         if !p.path.is_empty() {
             let _ = write!(out, "{}: ", p.path);
         }
+        out.push_str(tag);
         // One problem per line, whatever the message (regex errors span several lines).
         let mut words = p.message.split_whitespace();
         if let Some(first) = words.next() {

@@ -10,6 +10,15 @@
 //! plain structs for the daemon manager ([`DaemonConfig`], [`AttachConfig`]). A reload
 //! compares two configs with [`diff`] so only what changed is restarted.
 //!
+//! A [`Loaded`] config (from [`read`]) also carries warnings (a rule's metric that
+//! perfvisor does not produce, with the closest name it does) and can be checked against
+//! this machine ([`Loaded::check_machine`]: programs, directories, users, the database, the
+//! API address) before anything is started.
+//!
+//! A rule's threshold is written in its metric's unit: on `*_ratio` metrics 0 to 1, on
+//! `*_bytes` a size (`"16MiB"`, `"1.5 GiB"`) or a number of bytes, on `*_seconds` a
+//! duration (`"250ms"`) or a number of seconds.
+//!
 //! Durations are written `"250ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"7d"` (units ms, s, m, h,
 //! d, w); sizes `"512B"`, `"10MiB"`, `"2GiB"` (binary, powers of 1024) or `"1GB"`
 //! (decimal, powers of 1000). [`default_config_text`] is the reference: every key with its
@@ -19,7 +28,9 @@ mod compile;
 mod diff;
 mod error;
 mod map;
+mod metrics;
 mod reader;
+mod system;
 mod units;
 
 #[cfg(test)]
@@ -42,7 +53,8 @@ pub use units::{format_duration, format_size, parse_duration};
 pub struct Config {
     /// `[supervisor]`: perfvisor's own settings.
     pub supervisor: SupervisorConfig,
-    /// `[judgement]`: how much evidence each finding needs (defaults: [`JudgeConfig`]).
+    /// `[judgement]`: how much evidence each finding needs (defaults:
+    /// [`JudgeConfig`](perfvisor_actors::analyzer::JudgeConfig)).
     pub judgement: perfvisor_actors::analyzer::JudgeConfig,
     /// `[[daemon]]`: daemons perfvisor starts and keeps running, in file order.
     pub daemons: Vec<DaemonConfig>,
@@ -307,12 +319,91 @@ pub struct SilenceConfig {
     pub comment: String,
 }
 
-/// Reads and checks a config file.
-pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+/// A config file that passed every check of its text, with its warnings and the places of
+/// its keys, ready to be checked against this machine.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: Config,
+    /// The file name problems refer to.
+    pub file: String,
+    /// Accepted but worth a look (a rule's metric perfvisor does not produce), in file
+    /// order.
+    pub warnings: Vec<Problem>,
+    places: reader::Places,
+}
+
+/// Which checks against the machine [`Loaded::check_machine`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineCheck {
+    /// All of them (`check-config`).
+    All,
+    /// All but the API address: what `perfvisor run` checks before it writes anything.
+    BeforeLock,
+    /// Only that the API address can be listened on: what `perfvisor run` checks once it
+    /// holds the database lock (a second perfvisor on the same database is told who holds
+    /// it, not that the port is taken).
+    Listen,
+}
+
+impl Loaded {
+    /// Checks what the config needs of this machine, without starting or creating
+    /// anything: each managed daemon's program is an executable file (a path, a path
+    /// relative to its `cwd`, or a name on its `PATH`), its `cwd` is a directory and its
+    /// `user` exists; so are the programs of command checks, `exec` sinks and `exec`
+    /// actions; the database's directory exists and is writable, and the database is
+    /// not a directory and, if present, a SQLite file; `token_file` is readable; the API
+    /// address is free. Every problem names the key's line.
+    ///
+    /// The answer is the warnings. With [`MachineCheck::All`] (`check-config`, perhaps run
+    /// by another user than perfvisor) these are warnings, not problems: an address held by
+    /// the perfvisor running on this same database (what a check before `perfvisor reload`
+    /// finds), and a `user` this process could not start a daemon as (that needs root).
+    pub fn check_machine(&self, which: MachineCheck) -> Result<Vec<Problem>, ConfigError> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        if which != MachineCheck::Listen {
+            let running = which == MachineCheck::BeforeLock;
+            problems.extend(system::machine(
+                &self.config,
+                &self.places,
+                running,
+                &mut warnings,
+            ));
+        }
+        if which != MachineCheck::BeforeLock {
+            match system::listen(&self.config, &self.places) {
+                system::Listen::Free => {}
+                // At `run` this process holds the lock: a holder found is not another one.
+                system::Listen::Ours(p) if which == MachineCheck::All => warnings.push(p),
+                system::Listen::Ours(p) | system::Listen::Refused(p) => problems.push(p),
+            }
+        }
+        if problems.is_empty() {
+            return Ok(warnings);
+        }
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError {
+            file: self.file.clone(),
+            problems,
+            warnings,
+        })
+    }
+
+    /// `warnings` (these of the text, [`Loaded::warnings`], or those of
+    /// [`Loaded::check_machine`]), one per line as `FILE:LINE:COL: PATH: warning: MESSAGE`;
+    /// empty when there is none.
+    pub fn render_warnings(&self, warnings: &[Problem]) -> String {
+        error::render(&self.file, warnings, "warning: ")
+    }
+}
+
+/// Reads and checks a config file; the error carries the warnings too.
+pub fn read(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
     let path = path.as_ref();
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &file),
+        Ok(text) => read_text(&text, &file),
         Err(e) => Err(ConfigError {
             file,
             problems: vec![Problem {
@@ -321,16 +412,38 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
                 column: 0,
                 message: format!("cannot read the config file: {e}"),
             }],
+            warnings: Vec::new(),
         }),
     }
 }
 
+/// Checks config text; `file_name` is only used in problems.
+pub fn read_text(text: &str, file_name: &str) -> Result<Loaded, ConfigError> {
+    let compiled = compile::compile(text);
+    match compiled.config {
+        Ok(config) => Ok(Loaded {
+            config,
+            file: file_name.to_owned(),
+            warnings: compiled.warnings,
+            places: compiled.places,
+        }),
+        Err(problems) => Err(ConfigError {
+            file: file_name.to_owned(),
+            problems,
+            warnings: compiled.warnings,
+        }),
+    }
+}
+
+/// Reads and checks a config file (its text only: see [`read`] for the warnings and the
+/// checks against the machine).
+pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    read(path).map(|l| l.config)
+}
+
 /// Checks config text; `file_name` is only used in the error.
 pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
-    compile::compile(text).map_err(|problems| ConfigError {
-        file: file_name.to_owned(),
-        problems,
-    })
+    read_text(text, file_name).map(|l| l.config)
 }
 
 /// A commented config with every key and its default (what `perfvisor

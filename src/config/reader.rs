@@ -17,25 +17,52 @@ use super::units::{parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
 pub(super) struct Ctx<'s> {
     locator: Locator<'s>,
     pub(super) problems: Vec<Problem>,
+    /// What is accepted but deserves a look.
+    pub(super) warnings: Vec<Problem>,
+    /// Places of the keys the checks against the machine report on, by key path.
+    pub(super) places: Places,
 }
+
+/// Where keys are in the text (line, column), by key path (`daemon[0].cwd`), for problems
+/// found after the text is read (the checks against the machine).
+pub(super) type Places = BTreeMap<String, (usize, usize)>;
 
 impl<'s> Ctx<'s> {
     pub(super) fn new(text: &'s str) -> Self {
         Ctx {
             locator: Locator::new(text),
             problems: Vec::new(),
+            warnings: Vec::new(),
+            places: Places::new(),
+        }
+    }
+
+    fn problem(&self, path: &str, span: &Range<usize>, message: String) -> Problem {
+        let (line, column) = self.locator.position(span);
+        Problem {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
         }
     }
 
     /// Records a problem at `span`.
     pub(super) fn report(&mut self, path: &str, span: &Range<usize>, message: impl Into<String>) {
-        let (line, column) = self.locator.position(span);
-        self.problems.push(Problem {
-            path: path.to_owned(),
-            line,
-            column,
-            message: message.into(),
-        });
+        let p = self.problem(path, span, message.into());
+        self.problems.push(p);
+    }
+
+    /// Records a warning at `span`: accepted, but worth a look.
+    pub(super) fn warn(&mut self, path: &str, span: &Range<usize>, message: impl Into<String>) {
+        let p = self.problem(path, span, message.into());
+        self.warnings.push(p);
+    }
+
+    /// Remembers where `path` is (`span`), for problems found later.
+    pub(super) fn place(&mut self, path: &str, span: &Range<usize>) {
+        let at = self.locator.position(span);
+        self.places.insert(path.to_owned(), at);
     }
 }
 
@@ -156,6 +183,15 @@ impl<'a, 'i> Table<'a, 'i> {
         self.table
             .get_key_value(key)
             .map_or_else(|| self.span.clone(), |(k, _)| k.span())
+    }
+
+    /// Remembers where `key` is (its value, or the table when it is absent), for problems
+    /// found after the text is read.
+    pub(super) fn remember(&self, ctx: &mut Ctx<'_>, key: &str) {
+        let span = self
+            .get(key)
+            .map_or_else(|| self.span.clone(), |v| v.span());
+        ctx.place(&self.key_path(key), &span);
     }
 
     /// True when `key` is present.

@@ -333,6 +333,7 @@ fn error_display_is_one_line_per_problem() {
                 message: "cannot read".into(),
             },
         ],
+        warnings: vec![],
     };
     assert_eq!(
         err.to_string(),
@@ -455,4 +456,436 @@ fn judgement_section_compiles_and_names_bad_values() {
     .to_string();
     assert!(err.contains("bad:2:") && err.contains("cpu_bound"), "{err}");
     assert!(err.contains("urgency_critical"), "{err}");
+}
+
+/// The rule at line 5 of a config on `metric` with `threshold` (a TOML `key = value` line).
+fn rule_text(metric: &str, threshold: &str) -> String {
+    format!("[[rule]]\nname = \"r\"\nkind = \"threshold\"\nmetric = \"{metric}\"\n{threshold}\n")
+}
+
+fn raise_of(text: &str) -> f64 {
+    let config = parse(text, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+    match config.alert_rules[0].condition {
+        crate::Condition::Threshold { raise, .. } => raise,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+/// A misspelt metric is accepted (an application could push it) with a warning at its line
+/// naming the closest metric perfvisor produces; known names and profile-guard names are not
+/// warned about, and a name of the app's own gets a warning without a suggestion.
+#[test]
+fn unknown_metric_warns_with_the_closest_name() {
+    let typo = rule_text("process.cpu.utilisation_ratio", "above = 0.9");
+    let loaded = read_text(&typo, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let text = loaded.render_warnings(&loaded.warnings);
+    assert!(
+        text.starts_with("pv.toml:4:10: rule[0].metric: warning: perfvisor produces no metric \"process.cpu.utilisation_ratio\"; did you mean \"process.cpu.utilization_ratio\"?"),
+        "{text}"
+    );
+    // Words in another order, or a part missing, still find it.
+    assert_eq!(
+        metrics::suggest("process.cpu.utilization"),
+        Some("process.cpu.utilization_ratio")
+    );
+    assert_eq!(
+        metrics::suggest("process.memory.rss_bytes"),
+        Some("process.memory.usage_bytes")
+    );
+    assert_eq!(
+        metrics::suggest("cpu.utilization_ratio").map(|s| s.ends_with(".cpu.utilization_ratio")),
+        Some(true)
+    );
+    // An application's own names are not taken for perfvisor's.
+    for own in [
+        "search.queue_depth",
+        "api.latency_seconds",
+        "search.memory.usage_bytes",
+    ] {
+        assert_eq!(metrics::suggest(own), None, "{own}");
+    }
+    for known in [
+        "process.cpu.utilization_ratio",
+        "system.filesystem.usage_bytes",
+        "check.latency_seconds",
+        "app.operation.checkout.duration_seconds",
+    ] {
+        let loaded = read_text(&rule_text(known, "above = 0.5"), "pv.toml").unwrap();
+        assert!(loaded.warnings.is_empty(), "{known}: {:?}", loaded.warnings);
+    }
+    let app = read_text(&rule_text("search.queue_depth", "above = 50"), "pv.toml").unwrap();
+    assert!(
+        app.render_warnings(&app.warnings)
+            .contains("the rule sees it only if an application pushes it"),
+        "{}",
+        app.render_warnings(&app.warnings)
+    );
+    // Warnings travel with errors too.
+    let both = format!("{typo}severity = \"urgent\"\n");
+    let err = parse(&both, "pv.toml").unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.warnings.len(), 1);
+    assert!(err
+        .to_string()
+        .contains("warning: perfvisor produces no metric"));
+}
+
+/// A ratio threshold outside 0–1 is refused naming the value and the likely meant one;
+/// rates of ratios are not bounded; the per-core CPU ratio goes up to the machine's cores.
+#[test]
+fn ratio_thresholds_are_zero_to_one() {
+    let err = parse(
+        &rule_text("system.cpu.utilization_ratio", "above = 90"),
+        "pv.toml",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("pv.toml:5:9: rule[0].above: above = 90 is out of range for \"system.cpu.utilization_ratio\": ratios are 0–1; did you mean 0.9?"),
+        "{text}"
+    );
+    let err = parse(
+        &rule_text("process.cpu.utilization_ratio", "above = 9000"),
+        "pv.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ratios are 0–1 (this one is per core"),
+        "{err}"
+    );
+    let err = parse(&rule_text("disk.busy_ratio", "below = -1"), "pv.toml").unwrap_err();
+    assert!(
+        err.to_string().contains("expected a number from 0 to 1"),
+        "{err}"
+    );
+    let err = parse(
+        &rule_text("system.cpu.utilization_ratio", "above = 0.9\nclear = 80"),
+        "pv.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("rule[0].clear: clear = 80"),
+        "{err}"
+    );
+    assert_eq!(
+        raise_of(&rule_text("system.cpu.utilization_ratio", "above = 0.9")),
+        0.9
+    );
+    assert_eq!(
+        raise_of(&rule_text("process.cpu.utilization_ratio", "above = 1")),
+        1.0
+    );
+    let rate = "[[rule]]\nname = \"r\"\nkind = \"rate\"\nmetric = \"system.cpu.utilization_ratio\"\nabove = 5\nwindow = \"1m\"\n";
+    parse(rate, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Thresholds of `*_bytes` metrics take sizes, of `*_seconds` metrics durations, both as
+/// people write them; other metrics refuse them, saying which metrics take them.
+#[test]
+fn thresholds_in_the_metric_unit() {
+    let bytes = "process.memory.usage_bytes";
+    assert_eq!(
+        raise_of(&rule_text(bytes, "above = \"16MiB\"")),
+        16_777_216.0
+    );
+    assert_eq!(
+        raise_of(&rule_text(bytes, "above = \"1.5 GiB\"")),
+        1_610_612_736.0
+    );
+    assert_eq!(raise_of(&rule_text(bytes, "above = \"512KiB\"")), 524_288.0);
+    assert_eq!(raise_of(&rule_text(bytes, "above = 1024")), 1024.0);
+    assert_eq!(
+        raise_of(&rule_text(
+            "process.disk.write_bytes_per_second",
+            "above = \"10MB\""
+        )),
+        10_000_000.0
+    );
+    assert_eq!(
+        raise_of(&rule_text("check.latency_seconds", "above = \"250ms\"")),
+        0.25
+    );
+    assert_eq!(
+        raise_of(&rule_text(
+            "app.operation.q.duration_seconds",
+            "above = \"2s\""
+        )),
+        2.0
+    );
+    let err = parse(&rule_text(bytes, "above = \"16 mebibytes\""), "pv.toml").unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "\"16 mebibytes\" is not a size; expected a number of bytes or a size such as"
+        ),
+        "{err}"
+    );
+    let err = parse(
+        &rule_text("process.thread.count", "above = \"16MiB\""),
+        "pv.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("pv.toml:5:9: rule[0].above: \"16MiB\" is a size, but \"process.thread.count\" is not measured in bytes or seconds (sizes go with *_bytes metrics, durations with *_seconds metrics); expected a number"),
+        "{err}"
+    );
+    let err = parse(&rule_text(bytes, "above = \"2s\""), "pv.toml").unwrap_err();
+    assert!(err.to_string().contains("\"2s\" is not a size"), "{err}");
+}
+
+/// A config whose managed daemon, database and address are described by `parts`, checked
+/// against this machine: the problems' text, empty when there is none.
+fn machine_problems(text: &str, which: MachineCheck) -> String {
+    let loaded = read_text(text, "pv.toml").unwrap_or_else(|e| panic!("{e}"));
+    match loaded.check_machine(which) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn machine_config(db: &Path, listen: &str, daemon: &str) -> String {
+    format!(
+        "[supervisor]\ndatabase = \"{}\"\nlisten = \"{listen}\"\n\n[[daemon]]\nname = \"api\"\n{daemon}\n",
+        db.display()
+    )
+}
+
+/// A config this machine can run passes: a program on PATH, an executable relative to cwd,
+/// an existing user, a database directory, an existing SQLite database, a free port.
+#[test]
+fn machine_checks_pass_a_runnable_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pv.db");
+    let daemon = format!(
+        "command = [\"sh\", \"-c\", \"true\"]\ncwd = \"{}\"\nuser = \"root\"",
+        dir.path().display()
+    );
+    let text = machine_config(&db, "127.0.0.1:0", &daemon);
+    assert_eq!(machine_problems(&text, MachineCheck::All), "");
+    // An existing database file, and an empty one, are fine.
+    std::fs::write(&db, b"").unwrap();
+    assert_eq!(machine_problems(&text, MachineCheck::All), "");
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.extend([0u8; 84]);
+    std::fs::write(&db, sqlite).unwrap();
+    assert_eq!(machine_problems(&text, MachineCheck::All), "");
+    // A program relative to cwd.
+    use std::os::unix::fs::PermissionsExt;
+    let app = dir.path().join("app");
+    std::fs::write(&app, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let relative = format!("command = [\"./app\"]\ncwd = \"{}\"", dir.path().display());
+    assert_eq!(
+        machine_problems(
+            &machine_config(&db, "127.0.0.1:0", &relative),
+            MachineCheck::All
+        ),
+        ""
+    );
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = machine_problems(
+        &machine_config(&db, "127.0.0.1:0", &relative),
+        MachineCheck::All,
+    );
+    assert!(text.contains("pv.toml:7:11: daemon[0].command: "), "{text}");
+    assert!(text.contains("is not executable (mode 644)"), "{text}");
+}
+
+/// Each thing a managed daemon needs that this machine lacks is a problem at its key's line:
+/// a missing program (by path and by name), a missing cwd, a missing user.
+#[test]
+fn machine_checks_name_what_a_daemon_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pv.db");
+    let missing = dir.path().join("nope");
+    let cases = [
+        (
+            format!("command = [\"{}\"]", missing.display()),
+            "pv.toml:7:11: daemon[0].command: program ",
+            "does not exist; expected an executable file",
+        ),
+        (
+            "command = [\"no-such-program-perfvisor\"]".to_owned(),
+            "pv.toml:7:11: daemon[0].command: program \"no-such-program-perfvisor\" is not found on PATH",
+            "expected an executable file",
+        ),
+        (
+            format!(
+                "command = [\"/bin/sh\"]\ncwd = \"{}\"",
+                missing.display()
+            ),
+            "pv.toml:8:7: daemon[0].cwd: directory ",
+            "does not exist; expected the daemon's working directory",
+        ),
+        (
+            "command = [\"/bin/sh\"]\nuser = \"no-such-user-perfvisor\"".to_owned(),
+            "pv.toml:8:8: daemon[0].user: user \"no-such-user-perfvisor\" does not exist",
+            "",
+        ),
+    ];
+    for (daemon, place, what) in cases {
+        let text = machine_problems(
+            &machine_config(&db, "127.0.0.1:0", &daemon),
+            MachineCheck::All,
+        );
+        assert!(text.contains(place), "{daemon}: {text}");
+        assert!(text.contains(what), "{daemon}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+}
+
+/// The database must be creatable or a SQLite file: a missing directory (not created), a
+/// directory as database and a file of something else are problems at `database`'s line.
+#[test]
+fn machine_checks_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = "command = [\"/bin/sh\"]";
+    let missing_dir = dir.path().join("missing").join("pv.db");
+    let text = machine_problems(
+        &machine_config(&missing_dir, "127.0.0.1:0", daemon),
+        MachineCheck::All,
+    );
+    assert!(
+        text.contains(&format!(
+            "pv.toml:2:12: supervisor.database: the database's directory {} does not exist (perfvisor does not create it)",
+            dir.path().join("missing").display()
+        )),
+        "{text}"
+    );
+    assert!(!dir.path().join("missing").exists());
+    let text = machine_problems(
+        &machine_config(dir.path(), "127.0.0.1:0", daemon),
+        MachineCheck::All,
+    );
+    assert!(
+        text.contains("pv.toml:2:12: supervisor.database: database ")
+            && text.contains("is a directory; expected the path of a SQLite file"),
+        "{text}"
+    );
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a database, but long enough to have a header").unwrap();
+    let text = machine_problems(
+        &machine_config(&notes, "127.0.0.1:0", daemon),
+        MachineCheck::All,
+    );
+    assert!(
+        text.contains("pv.toml:2:12: supervisor.database: ")
+            && text.contains("is not a SQLite database"),
+        "{text}"
+    );
+}
+
+/// An address in use is a problem at `listen`'s line, saying it may be a running perfvisor;
+/// `BeforeLock` leaves it out, `Listen` checks only it.
+#[test]
+fn machine_checks_the_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let text = machine_config(
+        &dir.path().join("pv.db"),
+        &listen,
+        "command = [\"/bin/sh\"]",
+    );
+    let all = machine_problems(&text, MachineCheck::All);
+    assert!(
+        all.contains(&format!(
+            "pv.toml:3:10: supervisor.listen: {listen} is already in use, perhaps by a perfvisor already running"
+        )),
+        "{all}"
+    );
+    assert_eq!(machine_problems(&text, MachineCheck::BeforeLock), "");
+    assert_eq!(machine_problems(&text, MachineCheck::Listen), all);
+}
+
+/// An address held by the live perfvisor running on this very database (as its lock file
+/// says) is only a warning for `check-config` (a check before a reload), but a problem at
+/// `run`, and any other holder's pid or address is a problem.
+#[test]
+fn address_of_the_running_perfvisor_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pv.db");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let text = machine_config(&db, &listen, "command = [\"/bin/sh\"]");
+    let loaded = read_text(&text, "pv.toml").unwrap();
+    let lock = crate::lock_path(&db);
+    // The test runner's parent stands for the running perfvisor: alive, and not this process.
+    let running = std::os::unix::process::parent_id();
+    std::fs::write(&lock, format!("pid {running}, listening on {listen}\n")).unwrap();
+    let warnings = loaded
+        .check_machine(MachineCheck::All)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = loaded.render_warnings(&warnings);
+    assert!(
+        shown.contains("pv.toml:3:10: supervisor.listen: warning: ")
+            && shown.contains("in use by the perfvisor running on this database")
+            && shown.contains("fine for `perfvisor reload`"),
+        "{shown}"
+    );
+    assert!(loaded.check_machine(MachineCheck::Listen).is_err());
+    // Another address, a pid that is gone, or this very process is someone else.
+    std::fs::write(&lock, "pid 1, listening on 127.0.0.1:1\n").unwrap();
+    assert!(loaded.check_machine(MachineCheck::All).is_err());
+    for pid in [u32::MAX, std::process::id()] {
+        std::fs::write(&lock, format!("pid {pid}, listening on {listen}\n")).unwrap();
+        assert!(loaded.check_machine(MachineCheck::All).is_err());
+    }
+}
+
+/// The programs perfvisor runs besides the daemons — command health checks, exec sinks,
+/// exec rule actions — must exist too, each reported at its key's line.
+#[test]
+fn machine_checks_the_other_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[daemon.check]]\nkind = \"command\"\ncommand = [\"/no/check\"]\n\n\
+         [[sink]]\nname = \"page\"\nkind = \"exec\"\ncommand = [\"no-such-pager-perfvisor\"]\n\n\
+         [[rule]]\nname = \"high_cpu\"\naction = {{ exec = [\"/no/action\"] }}\n",
+        machine_config(
+            &dir.path().join("pv.db"),
+            "127.0.0.1:0",
+            "command = [\"sh\"]"
+        )
+    );
+    let shown = machine_problems(&text, MachineCheck::All);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(
+        lines[0].starts_with(
+            "pv.toml:11:11: daemon[0].check[0].command: program /no/check does not exist"
+        ),
+        "{shown}"
+    );
+    assert!(
+        lines[1].starts_with("pv.toml:16:11: sink[0].command: program \"no-such-pager-perfvisor\" is not found on PATH"),
+        "{shown}"
+    );
+    assert!(
+        lines[2].starts_with("pv.toml:20:10: rule[0].action: program /no/action does not exist"),
+        "{shown}"
+    );
+}
+
+/// Starting a daemon as another user needs CAP_SETUID and CAP_SETGID (root has them) unless
+/// the ids are perfvisor's own; the identity is read from `/proc/self/status`.
+#[test]
+fn switching_user_needs_the_capabilities() {
+    let status = |uid: u32, caps: &str| {
+        format!("Name:\tperfvisor\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t100\t100\t100\t100\nCapEff:\t{caps}\n")
+    };
+    let root = system::identity(&status(0, "000001ffffffffff")).unwrap();
+    assert!(root.may_run_as(26, 26));
+    let plain = system::identity(&status(1000, "0000000000000000")).unwrap();
+    assert!(!plain.may_run_as(26, 26));
+    assert!(plain.may_run_as(1000, 100));
+    let setid_only = system::identity(&status(1000, "00000000000000c0")).unwrap();
+    assert!(setid_only.may_run_as(26, 26));
+    let setuid_only = system::identity(&status(1000, "0000000000000080")).unwrap();
+    assert!(!setuid_only.may_run_as(26, 26));
+    assert!(system::identity("Name:\tx\n").is_none());
+    // This process's own status reads.
+    let me = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(system::identity(&me).is_some());
 }

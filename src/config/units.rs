@@ -3,7 +3,8 @@
 //! Duration units: `ms`, `s`, `m`, `h`, `d`, `w`, combinable largest first (`"1h30m"`).
 //! Size units: `B`; decimal `KB`, `MB`, `GB`, `TB` (powers of 1000); binary `KiB`, `MiB`,
 //! `GiB`, `TiB` (powers of 1024). Both take whole numbers only, so the value written is
-//! exactly the value used.
+//! exactly the value used; only a rule's threshold on a `*_bytes` metric, a level rather
+//! than an allocation, also takes a fraction (`"1.5GiB"`).
 
 use std::time::Duration;
 
@@ -96,6 +97,24 @@ pub(super) fn parse_size(text: &str) -> Option<u64> {
     let unit = text[digits..].trim_start();
     let (_, factor) = SIZE_UNITS.iter().find(|(u, _)| *u == unit)?;
     number.checked_mul(*factor)
+}
+
+/// Parses a size that may have a fraction (`"1.5 GiB"`, `"16MiB"`), for rule thresholds;
+/// `None` when it is not a size.
+pub(super) fn parse_size_value(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let digits = text
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
+    let number = &text[..digits];
+    if !number.starts_with(|c: char| c.is_ascii_digit()) || number.ends_with('.') {
+        return None;
+    }
+    let number: f64 = number.parse().ok()?;
+    let unit = text[digits..].trim_start();
+    let (_, factor) = SIZE_UNITS.iter().find(|(u, _)| *u == unit)?;
+    Some(number * *factor as f64)
 }
 
 /// Writes a size with the largest binary unit that divides it exactly (`"10MiB"`, `"1000B"`).

@@ -54,6 +54,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+// The config's machine checks look users up the way a spawn does.
+pub(crate) use process::lookup_user;
 pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
 pub use spec::{
     CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec, ManagerDiff,

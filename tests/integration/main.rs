@@ -28,6 +28,8 @@ mod delivery;
 mod http;
 // The perfvisor binary: check-config fixtures, run with managed and attached daemons.
 mod cli;
+// check-config and run on configs that cannot work: wrong metric units, what the machine lacks.
+mod check_config;
 // Operator stops, restarts and reloads through the binary page nobody; a crash still counts.
 mod intent;
 // One perfvisor per database: a second engine or binary is refused, the first untouched.
