@@ -54,10 +54,11 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use logs::{log_path, rotated_path};
 pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
 pub use spec::{
-    CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec, ManagerDiff,
-    ManagerError, ManagerEvent, RestartMode, StopIntent, DEFAULT_BACKOFF_FACTOR,
+    describe_exit, CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec,
+    ManagerDiff, ManagerError, ManagerEvent, RestartMode, StopIntent, DEFAULT_BACKOFF_FACTOR,
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_JITTER, DEFAULT_LOG_KEEP,
     DEFAULT_LOG_MAX_SIZE, DEFAULT_MAX_FAST_FAILURES, DEFAULT_STABLE_AFTER, DEFAULT_STARTUP_GRACE,
     DEFAULT_STOP_TIMEOUT,
