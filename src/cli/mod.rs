@@ -694,4 +694,28 @@ mod tests {
         }
         assert_eq!(millis(duration("--for", "1h30m").unwrap()), 5_400_000);
     }
+
+    /// A `listen` on every interface is reached on loopback; others as they are.
+    #[test]
+    fn listen_addresses_are_reached_on_loopback() {
+        let at = |s: &str| connect_address(s.parse().unwrap());
+        assert_eq!(at("0.0.0.0:29500"), "127.0.0.1:29500");
+        assert_eq!(at("[::]:29500"), "[::1]:29500");
+        assert_eq!(at("10.1.2.3:9465"), "10.1.2.3:9465");
+    }
+
+    /// A matcher key no alert carries is refused with the nearest accepted one; labels
+    /// recorded on series are accepted; a severity must be one.
+    #[test]
+    fn silence_keys_are_checked() {
+        let labels = vec!["shard".to_string()];
+        let e = check_matcher("deamon", "worker", &labels).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.contains("did you mean daemon?"), "{}", e.message);
+        assert!(e.message.contains("(shard)"), "{}", e.message);
+        assert!(check_matcher("daemon", "worker", &labels).is_ok());
+        assert!(check_matcher("shard", "eu-1", &labels).is_ok());
+        assert!(check_matcher("severity", "critical", &labels).is_ok());
+        assert!(check_matcher("severity", "high", &labels).is_err());
+    }
 }

@@ -766,6 +766,15 @@ fn logs_silences_and_queries_speak_to_people() {
         "{list}"
     );
     assert_for_people(&list);
+    // Times are local: TZ is respected (a POSIX rule, so no zoneinfo file is needed).
+    let out = bin()
+        .args(["silence", "list", "--config"])
+        .arg(&pv.config)
+        .env("TZ", "IST-5:30")
+        .output()
+        .unwrap();
+    let list = text(&out).0;
+    assert!(list.contains(" IST (in 1 h)"), "{list}");
 
     pv.wait_for(
         &[
