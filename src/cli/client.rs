@@ -243,6 +243,7 @@ mod tests {
         let config = [high_cpu_rule().enabled(false)];
         let json = serde_json::to_value(listed_rules(&host, &config, true)).unwrap();
         let text = render_rules(&json);
+        super::super::human::tests::assert_human("rules", &text);
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/rules.txt");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -540,7 +540,11 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
                     "created_by": "cli", "comment": comment,
                 });
                 client.send("POST", "/api/v1/silences", Some(&body))?;
-                println!("silence {id} added");
+                let until = body["ends_ms"]
+                    .as_i64()
+                    .map(|t| format!(" until {}", Clock::local().time_ago(t)))
+                    .unwrap_or_default();
+                println!("silence {id} added: {}{until}", matchers.join(" "));
                 Ok(())
             }
             SilenceAction::Remove { id } => {
@@ -613,8 +617,15 @@ fn managed(client: &Client, daemon: &str, action: &str) -> Result<(), CliError> 
         .find(|d| d["name"] == daemon);
     let state = current.and_then(|d| d["state"]["state"].as_str());
     match (action, state) {
-        ("stop", Some(s @ ("stopped" | "exited"))) => {
-            println!("{daemon} is already stopped ({s}); nothing to do");
+        ("stop", Some("stopped")) => {
+            println!("{daemon} is already stopped; nothing to do");
+            return Ok(());
+        }
+        ("stop", Some("exited")) => {
+            println!(
+                "{daemon} is already stopped (it exited and its restart policy does not \
+                 restart it); nothing to do"
+            );
             return Ok(());
         }
         ("start", Some(s @ ("running" | "starting"))) => {
