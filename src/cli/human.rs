@@ -303,10 +303,8 @@ fn managed_state(d: &Value, clock: &Clock) -> (String, Option<String>) {
                 .unwrap_or_default()
         )),
         "backoff" => system_time_ms(&state["until"]).map(|t| format!("restarts {}", clock.ago(t))),
-        "exited" => Some(format!(
-            "{}, not restarted by its policy",
-            describe_exit(state["code"].as_i64(), state["signal"].as_i64())
-        )),
+        // How it ended is in the last-exit note.
+        "exited" => Some("exited; its restart policy does not restart it".to_string()),
         "fatal" => Some(format!(
             "gave up: {}{}",
             state["reason"].as_str().unwrap_or("?"),
@@ -363,9 +361,12 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
     names.dedup();
     let _ = writeln!(
         out,
-        "perfvisor {}{started}: {} daemons ({} watched), {} samples collected, {} alerts sent; storage: {} samples stored, {} dropped{}",
+        "perfvisor {}{started}: {} ({} watched), {} samples collected, {} alerts sent; storage: {} samples stored, {} dropped{}",
         status["health"].as_str().unwrap_or("?"),
-        names.len(),
+        match names.len() {
+            1 => "1 daemon".to_string(),
+            n => format!("{n} daemons"),
+        },
         daemons.len(),
         text(&status["samples_collected"]),
         text(&status["alerts_sent"]),
