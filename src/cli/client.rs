@@ -10,8 +10,20 @@ use serde_json::Value;
 pub struct Client {
     base: String,
     address: String,
+    origin: Origin,
     token: Option<String>,
     agent: ureq::Agent,
+}
+
+/// Where the client's address came from, so an error can say what to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--address` or `PERFVISOR_ADDRESS`.
+    Flag,
+    /// The `listen` key of this config file.
+    Config(std::path::PathBuf),
+    /// Nothing was given: the default address.
+    Default,
 }
 
 /// Why a command could not be carried out (the message is for people).
@@ -31,7 +43,8 @@ impl CliError {
             code: 2,
         }
     }
-    fn failed(message: impl Into<String>) -> Self {
+    /// A failed command (exit code 1).
+    pub fn failed(message: impl Into<String>) -> Self {
         CliError {
             message: message.into(),
             code: 1,
@@ -40,8 +53,8 @@ impl CliError {
 }
 
 impl Client {
-    /// A client for the instance at `address` (`host:port`).
-    pub fn new(address: &str, token: Option<String>) -> Self {
+    /// A client for the instance at `address` (`host:port`), which came from `origin`.
+    pub fn new(address: &str, origin: Origin, token: Option<String>) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
@@ -50,6 +63,7 @@ impl Client {
         Client {
             base: format!("http://{address}"),
             address: address.to_string(),
+            origin,
             token,
             agent,
         }
@@ -58,13 +72,38 @@ impl Client {
     fn unreachable(&self, e: &ureq::Error) -> CliError {
         match e {
             ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
+                let (whose, what) = match &self.origin {
+                    Origin::Config(path) => (
+                        format!("the `listen` address of {}", path.display()),
+                        format!(
+                            "start it with `perfvisor run --config {}`, or set --address or \
+                             PERFVISOR_ADDRESS",
+                            path.display()
+                        ),
+                    ),
+                    Origin::Flag => (
+                        "given by --address or PERFVISOR_ADDRESS".to_string(),
+                        "start one with `perfvisor run --config FILE`, fix the address, or \
+                         use --config/PERFVISOR_CONFIG to read `listen` from the config"
+                            .to_string(),
+                    ),
+                    Origin::Default => (
+                        "the default address".to_string(),
+                        "start one with `perfvisor run --config FILE`, or set --address or \
+                         PERFVISOR_ADDRESS, or --config/PERFVISOR_CONFIG to read `listen` \
+                         from the config"
+                            .to_string(),
+                    ),
+                };
                 CliError::failed(format!(
-                    "no perfvisor is running at {} ({e}); start one with `perfvisor run --config FILE`, \
-                     or point --address at the running instance",
+                    "no perfvisor is running at {}, {whose} ({e}); {what}",
                     self.address
                 ))
             }
-            other => CliError::failed(format!("talking to perfvisor at {} failed: {other}", self.address)),
+            other => CliError::failed(format!(
+                "talking to perfvisor at {} failed: {other}",
+                self.address
+            )),
         }
     }
 
@@ -79,10 +118,22 @@ impl Client {
             return Ok(value);
         }
         let error = value["error"].as_str().unwrap_or(&text);
-        let accepted = value["accepted"]
-            .as_str()
-            .map(|a| format!(" (accepted: {a})"))
-            .unwrap_or_default();
+        let accepted = if status == 401 {
+            let had = if self.token.is_some() {
+                "the token given was not accepted; "
+            } else {
+                ""
+            };
+            format!(
+                " ({had}pass --token or set PERFVISOR_TOKEN, or give --config/PERFVISOR_CONFIG \
+                 to use the config's `token` or `token_file`)"
+            )
+        } else {
+            value["accepted"]
+                .as_str()
+                .map(|a| format!(" (accepted: {a})"))
+                .unwrap_or_default()
+        };
         Err(CliError::failed(format!(
             "perfvisor refused ({status}): {error}{accepted}"
         )))
@@ -123,159 +174,8 @@ impl Client {
     }
 }
 
-fn num(v: &Value, digits: usize) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
-}
-
-fn mib(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".into(), |x| format!("{:.1} MiB", x / 1048576.0))
-}
-
-/// The `status` table.
-pub fn print_status(daemons: &Value, status: &Value) {
-    println!(
-        "perfvisor {} — {} watchers, {} samples collected, {} alerts sent, storage: {} stored, {} dropped{}",
-        status["health"].as_str().unwrap_or("?"),
-        daemons.as_array().map_or(0, Vec::len),
-        status["samples_collected"],
-        status["alerts_sent"],
-        status["storage"]["stored_samples"],
-        status["storage"]["dropped_samples"],
-        status["storage"]["write_blocked"]
-            .as_str()
-            .map(|r| format!(", WRITES FAILING: {r}"))
-            .unwrap_or_default()
-    );
-    for reason in status["health_reasons"].as_array().into_iter().flatten() {
-        println!("  degraded: {}", reason.as_str().unwrap_or("?"));
-    }
-    println!(
-        "{:<20} {:>8} {:>8} {:>8} {:>7} {:>12} {:>6} {:<10} {:>6}",
-        "DAEMON", "PID", "PROBES", "RESTARTS", "CPU", "MEMORY", "SCORE", "LEVEL", "ALERTS"
-    );
-    for d in daemons.as_array().into_iter().flatten() {
-        println!(
-            "{:<20} {:>8} {:>8} {:>8} {:>6}% {:>12} {:>6} {:<10} {:>6}",
-            d["daemon"].as_str().unwrap_or("?"),
-            d["pid"],
-            d["probes"],
-            d["restarts"],
-            d["cpu"]
-                .as_f64()
-                .map_or_else(|| "-".into(), |c| format!("{:.0}", c * 100.0)),
-            mib(&d["rss_bytes"]),
-            num(&d["score"], 0),
-            d["level"].as_str().unwrap_or("-"),
-            d["firing_alerts"]
-        );
-    }
-}
-
-/// The `report` text.
-pub fn print_report(r: &Value) {
-    println!(
-        "{}: score {} ({}), {} restarts in the last 10 minutes",
-        r["daemon"].as_str().unwrap_or("?"),
-        num(&r["score"]["value"], 1),
-        r["score"]["level"].as_str().unwrap_or("?"),
-        r["restarts_recent"]
-    );
-    for d in r["score"]["breakdown"].as_array().into_iter().flatten() {
-        println!(
-            "  −{} {}: {}",
-            num(&d["points"], 1),
-            d["category"].as_str().unwrap_or("?"),
-            d["reason"].as_str().unwrap_or("")
-        );
-    }
-    let bottlenecks = r["bottlenecks"].as_array().cloned().unwrap_or_default();
-    if bottlenecks.is_empty() {
-        println!("No bottleneck.");
-    }
-    for b in &bottlenecks {
-        println!(
-            "Bottleneck {} (severity {}): {}",
-            b["kind"].as_str().unwrap_or("?"),
-            num(&b["severity"], 2),
-            b["summary"].as_str().unwrap_or("")
-        );
-        for e in b["evidence"].as_array().into_iter().flatten() {
-            println!("    {}", e["detail"].as_str().unwrap_or(""));
-        }
-    }
-    for (i, rec) in r["recommendations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        println!(
-            "{}. {} — expected: {}{}",
-            i + 1,
-            rec["action"].as_str().unwrap_or(""),
-            rec["expected_effect"].as_str().unwrap_or(""),
-            if rec["auto_action"].is_null() {
-                ""
-            } else {
-                " [perfvisor can do this]"
-            }
-        );
-    }
-    for p in r["predictions"].as_array().into_iter().flatten() {
-        println!(
-            "Prediction: {} reaches {} at {} ms",
-            p["metric"].as_str().unwrap_or(""),
-            p["limit"].as_str().unwrap_or(""),
-            p["when"]["eta_ms"]
-        );
-    }
-    println!(
-        "{:<44} {:>12} {:>12} {:>12} {:>12}  TREND",
-        "SERIES", "LAST", "MEAN", "P95", "MAX"
-    );
-    for s in r["series"].as_array().into_iter().flatten() {
-        println!(
-            "{:<44} {:>12} {:>12} {:>12} {:>12}  {}",
-            s["metric"].as_str().unwrap_or("?"),
-            num(&s["stats"]["last"], 3),
-            num(&s["stats"]["mean"], 3),
-            num(&s["stats"]["p95"], 3),
-            num(&s["stats"]["max"], 3),
-            s["trend"]["class"].as_str().unwrap_or("-")
-        );
-    }
-}
-
-/// The `alerts` table.
-pub fn print_alerts(alerts: &Value) {
-    let list = alerts.as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
-        println!("No alert is firing.");
-    }
-    for a in list {
-        let since = a["since_ms"]
-            .as_i64()
-            .map_or_else(|| "?".into(), perfvisor_actors::alerts::rfc3339);
-        println!(
-            "{:<9} {:<28} {:<16} since {} — {}",
-            a["severity"].as_str().unwrap_or("?"),
-            a["rule"].as_str().unwrap_or("?"),
-            a["daemon"].as_str().unwrap_or("-"),
-            since,
-            a["message"].as_str().unwrap_or("")
-        );
-    }
-}
-
-/// The `rules` table: every rule, enabled or not, with what it watches and where it comes
-/// from.
-pub fn print_rules(rules: &Value) {
-    print!("{}", render_rules(rules));
-}
-
-/// The text of the `rules` table (pinned by a golden test).
+/// The text of the `rules` table: every rule, enabled or not, with what it watches and
+/// where it comes from (pinned by a golden test).
 pub fn render_rules(rules: &Value) -> String {
     use std::fmt::Write as _;
     let list = rules.as_array().cloned().unwrap_or_default();
@@ -343,6 +243,7 @@ mod tests {
         let config = [high_cpu_rule().enabled(false)];
         let json = serde_json::to_value(listed_rules(&host, &config, true)).unwrap();
         let text = render_rules(&json);
+        super::super::human::tests::assert_human("rules", &text);
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/rules.txt");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

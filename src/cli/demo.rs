@@ -133,7 +133,7 @@ stop_timeout = "2s"
         config_path.display()
     );
     let _ = std::io::stdout().flush();
-    let client = Client::new(listen, Some(token));
+    let client = Client::new(listen, super::client::Origin::Flag, Some(token));
     let started = Instant::now();
     let mut leak = false;
     let mut regression = false;

@@ -37,7 +37,8 @@ impl DaemonControl for ManagerControl {
     }
 }
 
-fn token(config: &Config) -> Result<Option<String>, CliError> {
+/// The API token of a config: inline, or the trimmed content of `token_file`.
+pub(super) fn token(config: &Config) -> Result<Option<String>, CliError> {
     match &config.supervisor.token {
         None => Ok(None),
         Some(config::TokenSource::Inline(t)) => Ok(Some(t.clone())),
@@ -176,8 +177,10 @@ pub fn run(path: &Path, chaos: Option<f64>) -> Result<(), CliError> {
         .map_err(config_failed)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: escape codes would land in log files and journals.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -383,12 +386,7 @@ async fn supervise(
             tracing::warn!(error = %e, "Silence from the config refused.");
         }
     }
-    let default_logs = config
-        .supervisor
-        .database
-        .parent()
-        .map(|p| p.join("logs"))
-        .unwrap_or_else(|| PathBuf::from("logs"));
+    let default_logs = super::logs::default_log_dir(&config);
     let specs: Vec<mgr::ManagedSpec> = config
         .daemons
         .iter()

@@ -205,7 +205,7 @@ pub(crate) struct Supervisor {
 fn log_files(spec: &ManagedSpec) -> (RotatingLog, RotatingLog) {
     let log = |stream: &str| {
         RotatingLog::new(
-            spec.logs.dir.join(format!("{}.{stream}.log", spec.name)),
+            super::logs::log_path(&spec.logs.dir, &spec.name, stream),
             spec.logs.max_size,
             spec.logs.keep,
         )
@@ -721,7 +721,12 @@ impl Supervisor {
         };
         let (code, signal, uptime) = self.finish(running, status);
         let failed = code != Some(0);
-        info!(daemon = %self.name, ?code, ?signal, ?uptime, "Daemon exited.");
+        info!(
+            daemon = %self.name,
+            exit = %super::spec::describe_exit(code, signal),
+            uptime = %crate::config::format_duration(uptime),
+            "Daemon exited."
+        );
         let decision = self
             .tracker
             .on_exit(&self.spec, failed, uptime, fastrand::f64());

@@ -4,11 +4,24 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use tracing::warn;
+
+/// The log file of `daemon`'s `stream` (`out` for stdout, `err` for stderr) in `dir`:
+/// `<dir>/<daemon>.<stream>.log`.
+pub fn log_path(dir: &Path, daemon: &str, stream: &str) -> PathBuf {
+    dir.join(format!("{daemon}.{stream}.log"))
+}
+
+/// The `n`th older file of a rotated log (`n` ≥ 1): `<path>.<n>`, `.1` the most recent.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
 
 /// An append-only file rotated to `.1`, `.2`, … once it would pass `max_size`.
 #[derive(Debug)]
@@ -56,9 +69,7 @@ impl RotatingLog {
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
+        rotated_path(&self.path, n)
     }
 
     fn rotate(&mut self) -> io::Result<()> {

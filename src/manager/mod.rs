@@ -56,10 +56,11 @@ mod tests;
 
 // The config's machine checks look users up the way a spawn does.
 pub(crate) use process::lookup_user;
+pub use logs::{log_path, rotated_path};
 pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
 pub use spec::{
-    CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec, ManagerDiff,
-    ManagerError, ManagerEvent, RestartMode, StopIntent, DEFAULT_BACKOFF_FACTOR,
+    describe_exit, CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec,
+    ManagerDiff, ManagerError, ManagerEvent, RestartMode, StopIntent, DEFAULT_BACKOFF_FACTOR,
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_JITTER, DEFAULT_LOG_KEEP,
     DEFAULT_LOG_MAX_SIZE, DEFAULT_MAX_FAST_FAILURES, DEFAULT_STABLE_AFTER, DEFAULT_STARTUP_GRACE,
     DEFAULT_STOP_TIMEOUT,

@@ -221,6 +221,42 @@ pub struct ExitInfo {
     pub at: SystemTime,
 }
 
+/// How a process ended, in words: `exit code 1`, `killed by signal 9 (SIGKILL)`.
+pub fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => match signal_name(s) {
+            Some(name) => format!("killed by signal {s} ({name})"),
+            None => format!("killed by signal {s}"),
+        },
+        (None, None) => "ended without an exit status".into(),
+    }
+}
+
+/// The name of a common signal number (`SIGKILL` for 9).
+pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
+    const KNOWN: [(i32, &str); 14] = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(n, _)| *n == signal)
+        .map(|(_, name)| *name)
+}
+
 /// A snapshot of one managed daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DaemonStatus {

@@ -505,3 +505,303 @@ stop_timeout = "2s"
     assert_eq!(mode(&logs), 0o700, "log directory");
     assert_eq!(mode(&logs.join("keyed.out.log")), 0o600, "log file");
 }
+
+/// A `perfvisor run` on a free, non-default port with an inline token, managing `worker`: a
+/// shell that writes 20 padded lines to stdout and stderr (over 4 KiB each, so the 4 KiB logs
+/// rotate) and then sleeps. Client commands find it through `--config` only.
+struct Instance {
+    _run: support::RunGuard,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Instance {
+    fn start() -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let config = dir.path().join("perfvisor.toml");
+        let text = format!(
+            r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "127.0.0.1:{port}"
+token = "s3cret"
+
+[[daemon]]
+name = "worker"
+command = ["/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do i=$((i+1)); printf 'out %s %0200d\n' $i 0; printf 'err %s\n' $i >&2; done; exec sleep 600"]
+startup_grace = "1s"
+stop_timeout = "2s"
+logs = {{ max_size = "4KiB", keep = 3 }}
+"#,
+            db = dir.path().join("pv.db").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let child = bin()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Instance {
+            _run: support::RunGuard(ChildGuard(child)),
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Runs the binary with `--config` and nothing else pointing at the instance.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        bin()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("PERFVISOR_ADDRESS")
+            .env_remove("PERFVISOR_TOKEN")
+            .env_remove("PERFVISOR_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    /// Polls `args` until `ok` holds for its stdout (30 s at most); returns that stdout.
+    fn wait_for(&self, args: &[&str], what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let out = self.cli(args);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && ok(&stdout) {
+                return stdout;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: {args:?} said\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Human output holds no 13-digit epoch number, no `Some(`/`None`, no ANSI escape.
+fn assert_for_people(text: &str) {
+    let epoch = text
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|run| run.len() >= 13);
+    assert!(!epoch, "an epoch-like number in\n{text}");
+    for needle in ["Some(", "None", "\u{1b}["] {
+        assert!(!text.contains(needle), "{needle:?} in\n{text}");
+    }
+}
+
+/// The start column of each header word of `table`'s first line, and that every row has a
+/// word starting exactly there (columns align whatever the content).
+fn assert_aligned(table: &[&str]) {
+    let header = table[0];
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header[..i].ends_with("  ")))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(starts.len() >= 8, "{header}");
+    for row in &table[1..] {
+        let chars: Vec<char> = row.chars().collect();
+        for &s in &starts {
+            assert!(
+                chars.get(s).is_some_and(|c| *c != ' ')
+                    && (s == 0 || chars.get(s - 1) == Some(&' ')),
+                "column at {s} does not align in\n{}",
+                table.join("\n")
+            );
+        }
+    }
+}
+
+/// Issue 14: with only `--config` (a non-default `listen`, an inline token) `status` finds the
+/// instance and shows the managed daemon's state as a word in aligned columns; `stop` twice
+/// says the second time that it is already stopped; `start` uses the config's token too.
+#[test]
+fn status_and_control_find_the_instance_from_the_config() {
+    let pv = Instance::start();
+    let status = pv.wait_for(&["status"], "worker running", |s| {
+        s.lines()
+            .any(|l| l.starts_with("worker ") && l.contains(" running "))
+    });
+    assert_for_people(&status);
+    let table: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("DAEMON"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(table.len() >= 2, "{status}");
+    assert!(table[0].contains("STATE") && table[0].contains("CPU (avg 1 min)"));
+    assert_aligned(&table);
+
+    // PERFVISOR_CONFIG does what --config does.
+    let out = bin()
+        .arg("status")
+        .env("PERFVISOR_CONFIG", &pv.config)
+        .env_remove("PERFVISOR_ADDRESS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let (stdout, stderr) = text(&pv.cli(&["stop", "worker"]));
+    assert_eq!(stdout, "worker stopped\n", "{stderr}");
+    let out = pv.cli(&["stop", "worker"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out).0.contains("worker is already stopped"),
+        "{:?}",
+        text(&out)
+    );
+    pv.wait_for(&["status"], "worker stopped", |s| {
+        s.lines()
+            .any(|l| l.starts_with("worker ") && l.contains(" stopped "))
+    });
+    let (stdout, stderr) = text(&pv.cli(&["start", "worker"]));
+    assert_eq!(stdout, "worker started\n", "{stderr}");
+
+    // Without the config nor a token, a mutating call is refused with what to do.
+    let address = {
+        let v: serde_json::Value =
+            serde_json::from_slice(&pv.cli(&["status", "--json"]).stdout).unwrap();
+        assert!(v["daemons"].is_array());
+        let toml = std::fs::read_to_string(&pv.config).unwrap();
+        toml.lines()
+            .find_map(|l| l.strip_prefix("listen = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
+    };
+    let out = bin()
+        .args(["stop", "worker", "--address", &address])
+        .env_remove("PERFVISOR_TOKEN")
+        .env_remove("PERFVISOR_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("--token") && stderr.contains("PERFVISOR_TOKEN"),
+        "{stderr}"
+    );
+}
+
+/// Issue 14: `logs -n` prints the last lines of a managed daemon's stdout (reaching into the
+/// rotated file), `--stderr` its stderr, `-f` follows across a restart and a rotation;
+/// `silence add` refuses a key no alert carries, naming the nearest; `query` of an unknown
+/// metric fails naming the recorded ones near it.
+#[test]
+fn logs_silences_and_queries_speak_to_people() {
+    let pv = Instance::start();
+    let last3 = pv.wait_for(&["logs", "worker", "-n", "3"], "20 lines", |s| {
+        s.starts_with("out 18 ")
+    });
+    let lines: Vec<&str> = last3.lines().collect();
+    assert_eq!(lines.len(), 3, "{last3}");
+    for (line, n) in lines.iter().zip(18..) {
+        assert!(line.starts_with(&format!("out {n} ")), "{last3}");
+    }
+    // 20 lines of 210 bytes do not fit one 4 KiB file: the first ones come from `.1`.
+    let all = text(&pv.cli(&["logs", "worker", "-n", "20"])).0;
+    let numbers: Vec<String> = all
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap_or("").to_string())
+        .collect();
+    let expected: Vec<String> = (1..=20).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected, "{all}");
+    let (stdout, stderr) = text(&pv.cli(&["logs", "worker", "--stderr", "-n", "2"]));
+    assert_eq!(stdout, "err 19\nerr 20\n", "{stderr}");
+    let out = pv.cli(&["logs", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("worker"), "{:?}", text(&out));
+
+    // -f: a restart writes the 20 lines again, and the file rotates meanwhile.
+    let mut follow = bin()
+        .args(["logs", "worker", "-f", "-n", "1", "--config"])
+        .arg(&pv.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let _follow = ChildGuard(follow);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in reader.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Restart once `-f` has printed the last line: it follows from there.
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(first.starts_with("out 20 "), "{first}");
+    let (stdout, stderr) = text(&pv.cli(&["restart", "worker"]));
+    assert_eq!(stdout, "worker restarted\n", "{stderr}");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 20 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line.split(' ').nth(1).unwrap_or("").to_string());
+        }
+    }
+    let expected: Vec<String> = (1..=20).map(|n| n.to_string()).collect();
+    assert_eq!(seen, expected, "logs -f across a rotation");
+
+    let out = pv.cli(&["silence", "add", "deamon=worker", "--for", "1h"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("did you mean daemon") && stderr.contains("rule, daemon, project"),
+        "{stderr}"
+    );
+    let out = pv.cli(&["silence", "add", "daemon=worker", "--for", "1h"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let list = text(&pv.cli(&["silence", "list"])).0;
+    assert!(
+        list.contains("daemon=worker") && list.contains("(in 1 h)"),
+        "{list}"
+    );
+    assert_for_people(&list);
+    // Times are local: TZ is respected (a POSIX rule, so no zoneinfo file is needed).
+    let out = bin()
+        .args(["silence", "list", "--config"])
+        .arg(&pv.config)
+        .env("TZ", "IST-5:30")
+        .output()
+        .unwrap();
+    let list = text(&out).0;
+    assert!(list.contains(" IST (in 1 h)"), "{list}");
+
+    pv.wait_for(
+        &[
+            "query",
+            "--metric",
+            "process.cpu.utilization_ratio",
+            "--since",
+            "1m",
+        ],
+        "a recorded CPU sample",
+        |s| s.contains("daemon worker"),
+    );
+    let out = pv.cli(&["query", "--metric", "cpu", "--since", "1h"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("no metric \"cpu\"") && stderr.contains("process.cpu.utilization_ratio"),
+        "{stderr}"
+    );
+}
