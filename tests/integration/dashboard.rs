@@ -352,12 +352,16 @@ pid = {pid}
         "web's row below the fold: {web:?}"
     );
     let restarts = managed_restarts.to_string();
-    assert_eq!(cell_text(&dom, web.at, "state").as_deref(), Some("running"));
+    let state_of = |row: &Tag| {
+        all.iter()
+            .find(|t| t.at > row.at && t.attr("data-col") == Some("state"))
+            .and_then(|t| t.attr("data-state"))
+    };
+    assert_eq!(state_of(web), Some("running"));
+    assert_eq!(state_of(alpha), Some("watched"));
+    let web_state = cell_text(&dom, web.at, "state").unwrap_or_default();
+    assert!(web_state.starts_with("running · up "), "{web_state:?}");
     assert_eq!(cell_text(&dom, web.at, "restarts"), Some(restarts.clone()));
-    assert_eq!(
-        cell_text(&dom, alpha.at, "state").as_deref(),
-        Some("watched")
-    );
     assert_eq!(cell_text(&dom, alpha.at, "restarts").as_deref(), Some("–"));
     let cpu = cell_text(&dom, web.at, "cpu").unwrap_or_default();
     assert!(
@@ -445,10 +449,37 @@ pid = {pid}
         body.num("data-charts-drawn").is_some_and(|n| n >= 8),
         "{body:?}"
     );
+    assert_eq!(body.attr("data-tiers"), Some("raw"), "{body:?}");
+    assert!(dom.contains("from raw samples"), "no tier note:\n{shown}");
     eprintln!(
         "dashboard DOM checked after {:?}: {} charts",
         started.elapsed(),
         charts.len()
+    );
+
+    // Another daemon and the 7 d range by address: 1 h steps, which the planner answers from
+    // hourly rollups where they cover the range — here, with an hour-old history at most,
+    // from raw samples; either way the charts are drawn.
+    let week = format!("http://127.0.0.1:{port}/#daemon={OTHER}&range=7d");
+    let dom7 = chromium(&week, &["--dump-dom".to_string()]);
+    let all7 = tags(&dom7);
+    let body7 = all7
+        .iter()
+        .find(|t| t.name == "body")
+        .unwrap_or_else(|| panic!("no body:\n{}", tail(&dom7, 6000)));
+    assert_eq!(body7.attr("data-selected"), Some(OTHER), "{body7:?}");
+    assert_eq!(body7.attr("data-range"), Some("7d"), "{body7:?}");
+    assert_eq!(body7.attr("data-host-charts-drawn"), Some("5"), "{body7:?}");
+    assert!(
+        all7.iter().any(|t| t.has_class("chart")
+            && t.attr("data-metric") == Some("process.cpu.utilization_ratio")
+            && t.num("data-points") >= Some(1)),
+        "alpha's CPU not drawn over 7 d"
+    );
+    assert!(
+        dom7.contains(&format!("data-daemon=\"{OTHER}\""))
+            && text_of(&dom7, "detail-title") == Some(OTHER),
+        "alpha not selected"
     );
 
     // The screenshot CI keeps, at the same viewport.
