@@ -29,22 +29,9 @@ const TOKEN: &str = "t0ken";
 /// [`CHROMIUM_TIMEOUT`] or fails.
 fn chromium(url: &str, extra: &[String]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
-    let profile = dir.path().join("profile");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
-    let child = Command::new(CHROMIUM)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-extensions",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1))
+    let child = chromium_command(&dir.path().join("profile"))
         .arg("--virtual-time-budget=8000")
         .args(extra)
         .arg(url)
@@ -79,6 +66,162 @@ fn chromium(url: &str, extra: &[String]) -> String {
         tail(&err, 3000)
     );
     out
+}
+
+/// Headless Chromium at [`VIEWPORT`] with a fresh profile in `profile`.
+fn chromium_command(profile: &Path) -> Command {
+    let mut command = Command::new(CHROMIUM);
+    command
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1));
+    command
+}
+
+/// Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: it reads
+/// commands on fd 3 and writes answers and events on fd 4, each a JSON text ended by NUL),
+/// attached to its one page. Killed by pid when dropped.
+struct Devtools {
+    _child: ChildGuard,
+    _profile: tempfile::TempDir,
+    commands: std::io::PipeWriter,
+    messages: std::sync::mpsc::Receiver<serde_json::Value>,
+    next_id: u64,
+    session: Option<String>,
+}
+
+impl Devtools {
+    fn start() -> Devtools {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let profile = tempfile::tempdir().expect("temp dir");
+        let (command_read, commands) = std::io::pipe().expect("pipe");
+        let (mut answers, answer_write) = std::io::pipe().expect("pipe");
+        let (fd3, fd4) = (command_read.as_raw_fd(), answer_write.as_raw_fd());
+        let mut command = chromium_command(profile.path());
+        command
+            .arg("--remote-debugging-pipe")
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only fcntl, dup2 and close between fork and exec. Both ends are first
+        // moved above 10, so placing one at 3 cannot overwrite the other.
+        unsafe {
+            command.pre_exec(move || {
+                let (a, b) = (
+                    libc::fcntl(fd3, libc::F_DUPFD, 10),
+                    libc::fcntl(fd4, libc::F_DUPFD, 10),
+                );
+                if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(a);
+                libc::close(b);
+                Ok(())
+            })
+        };
+        let child = ChildGuard(command.spawn().expect("start chromium"));
+        // Chromium holds the other ends now: an exit shows as the end of its answers.
+        drop((command_read, answer_write));
+        let (tx, messages) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut reader = std::io::BufReader::new(&mut answers);
+            let mut message = Vec::new();
+            while reader.read_until(0, &mut message).is_ok_and(|n| n > 0) {
+                message.pop_if(|b| *b == 0);
+                if let Ok(v) = serde_json::from_slice(&message) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+                message.clear();
+            }
+        });
+        let mut devtools = Devtools {
+            _child: child,
+            _profile: profile,
+            commands,
+            messages,
+            next_id: 0,
+            session: None,
+        };
+        let targets = devtools.call("Target.getTargets", serde_json::json!({}));
+        let page = targets["targetInfos"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["type"] == "page"))
+            .and_then(|t| t["targetId"].as_str())
+            .unwrap_or_else(|| panic!("no page target: {targets}"))
+            .to_string();
+        let attached = devtools.call(
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": page, "flatten": true}),
+        );
+        devtools.session = attached["sessionId"].as_str().map(str::to_string);
+        assert!(devtools.session.is_some(), "not attached: {attached}");
+        devtools
+    }
+
+    /// Sends one command (to the page once attached) and returns its result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use std::io::Write;
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            message["sessionId"] = session.clone().into();
+        }
+        let mut bytes = message.to_string().into_bytes();
+        bytes.push(0);
+        self.commands
+            .write_all(&bytes)
+            .expect("command to chromium");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = self
+                .messages
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no answer to {method} within 20 s: {e}"));
+            if answer["id"] == id {
+                assert!(answer.get("error").is_none(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true}),
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Polls `condition` (a JavaScript expression) until it is `true`, for at most 15 s;
+    /// the panic shows `state` (another expression) as it last was.
+    fn wait_for(&mut self, what: &str, condition: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.eval(condition) != serde_json::Value::Bool(true) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {}",
+                self.eval(state)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 fn tail(s: &str, n: usize) -> &str {
@@ -217,7 +360,9 @@ fn stored(port: u16, selector: &str, metric: &str) -> usize {
 /// (not the first daemon of the list) and the 1 h range; its state, uptime and the restart
 /// count the API gives (`process_restarts`, equal to `/api/v1/managed`'s `restarts`) are
 /// shown in the list and the summary; its process charts and the five host charts have
-/// points, and they and its row lie within the first 1000 pixels of a 1400×1000 viewport.
+/// points, and they and its row lie within the first 1000 pixels of a 1400×1000 viewport;
+/// `#daemon=alpha&range=7d` selects the other daemon over 7 d; and in a live page an edited
+/// address, back and forward select again while clicks rewrite the address in place.
 #[test]
 fn dashboard_deep_link_in_headless_chromium() {
     if !Path::new(CHROMIUM).exists() {
@@ -507,6 +652,61 @@ pid = {pid}
         png.len(),
         started.elapsed()
     );
+
+    // After load: an edited address, back and forward select again; choosing a daemon or a
+    // range in the page rewrites the address without adding history entries.
+    let mut page = Devtools::start();
+    let state = "JSON.stringify({selected: document.body.dataset.selected, \
+                 range: document.body.dataset.range, hash: location.hash, \
+                 entries: history.length, drawn: document.body.dataset.chartsDrawn})";
+    let shows = |daemon: &str, range: &str| {
+        format!(
+            "document.body.dataset.selected === '{daemon}' \
+             && document.body.dataset.range === '{range}' \
+             && document.getElementById('detail-title').textContent === '{daemon}' \
+             && document.querySelector('tr[data-daemon=\"{daemon}\"]')\
+                ?.getAttribute('aria-selected') === 'true' \
+             && document.querySelector('#ranges [data-range=\"{range}\"]')\
+                .getAttribute('aria-pressed') === 'true'"
+        )
+    };
+    page.call("Page.navigate", serde_json::json!({ "url": url }));
+    page.wait_for("the deep link", &shows(DAEMON, "1h"), state);
+    page.eval(&format!("location.hash = '#daemon={OTHER}&range=10m'"));
+    page.wait_for("an edited address", &shows(OTHER, "10m"), state);
+    page.eval("history.back()");
+    page.wait_for("back", &shows(DAEMON, "1h"), state);
+    page.eval("history.forward()");
+    page.wait_for("forward", &shows(OTHER, "10m"), state);
+    let entries = page.eval("history.length");
+    page.eval(&format!(
+        "document.querySelector('tr[data-daemon=\"{DAEMON}\"]').click()"
+    ));
+    page.wait_for(
+        "a click on web's row",
+        &format!(
+            "{} && location.hash === '#daemon={DAEMON}&range=10m'",
+            shows(DAEMON, "10m")
+        ),
+        state,
+    );
+    page.eval("document.querySelector('#ranges [data-range=\"6h\"]').click()");
+    page.wait_for(
+        "a click on 6 h",
+        &format!(
+            "{} && location.hash === '#daemon={DAEMON}&range=6h' \
+             && Number(document.body.dataset.chartsDrawn) >= 8",
+            shows(DAEMON, "6h")
+        ),
+        state,
+    );
+    assert_eq!(
+        page.eval("history.length"),
+        entries,
+        "choosing in the page adds no history entry"
+    );
+    drop(page);
+    eprintln!("address handling checked after {:?}", started.elapsed());
     drop(run);
     drop(attached);
 }
