@@ -362,7 +362,8 @@ fn stored(port: u16, selector: &str, metric: &str) -> usize {
 /// shown in the list and the summary; its process charts and the five host charts have
 /// points, and they and its row lie within the first 1000 pixels of a 1400×1000 viewport;
 /// `#daemon=alpha&range=7d` selects the other daemon over 7 d; and in a live page an edited
-/// address, back and forward select again while clicks rewrite the address in place.
+/// address, back and forward select again while clicks rewrite the address in place; and
+/// once stopped, `web` stays in the list as `stopped` with the same restart count.
 #[test]
 fn dashboard_deep_link_in_headless_chromium() {
     if !Path::new(CHROMIUM).exists() {
@@ -704,6 +705,22 @@ pid = {pid}
         page.eval("history.length"),
         entries,
         "choosing in the page adds no history entry"
+    );
+    // A stopped managed daemon has no watcher any more; the list still shows it, with its
+    // state and the manager's restart count.
+    let (code, body) =
+        support::http_post(port, &format!("/api/v1/managed/{DAEMON}/stop"), TOKEN, "")
+            .expect("stop call");
+    assert_eq!(code, 200, "{body}");
+    page.wait_for(
+        "web shown stopped",
+        &format!(
+            "(() => {{ const row = document.querySelector('tr[data-daemon=\"{DAEMON}\"]'); \
+             return !!row && row.querySelector('[data-col=state]').dataset.state === 'stopped' \
+             && row.querySelector('[data-col=restarts]').textContent === '{restarts}' \
+             && document.getElementById('process-restarts').textContent === '{restarts}'; }})()"
+        ),
+        "document.getElementById('daemons').outerHTML",
     );
     drop(page);
     eprintln!("address handling checked after {:?}", started.elapsed());
