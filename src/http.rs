@@ -13,7 +13,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/api/v1/status` | perfvisor's own status |
-//! | GET | `/api/v1/daemons` | watched daemons with pid, probes, restarts, score, level |
+//! | GET | `/api/v1/daemons` | watched daemons with pid, probes, restarts, score, level, managed state, process restarts, uptime |
 //! | POST | `/api/v1/daemons` | register an externally managed daemon `{"id", "pid", "project"?, "labels"?}` |
 //! | DELETE | `/api/v1/daemons/{id}` | unregister it |
 //! | GET | `/api/v1/daemons/{id}/report` | its full report |
@@ -22,7 +22,7 @@
 //! | GET/POST | `/api/v1/silences` | list / add a silence |
 //! | DELETE | `/api/v1/silences/{id}` | remove one |
 //! | POST | `/api/v1/metrics` | push app metrics `[{"metric", "value", "daemon"?, "kind"?: "gauge"/"counter"/"observation"}]` |
-//! | GET | `/api/v1/query?metric=&daemon=&from=&to=&step=&agg=` | stored history |
+//! | GET | `/api/v1/query?metric=&daemon=&source=&from=&to=&step=&agg=` | stored history (`source=host` for the host's series) |
 //! | GET | `/api/v1/managed` | managed daemons (standalone binary) |
 //! | POST | `/api/v1/managed/{name}/{start,stop,restart}` | act on one |
 //! | POST | `/api/v1/reload` | reload the config file (only what changed restarts) |
@@ -408,7 +408,8 @@ pub struct DaemonLine {
     pub pid: u32,
     /// Probes so far.
     pub probes: u64,
-    /// Watcher restarts.
+    /// Restarts of perfvisor's watcher actor for it (a panic in perfvisor, not the
+    /// daemon's process restarting: that is [`DaemonLine::process_restarts`]).
     pub restarts: u64,
     /// Score, when judged.
     pub score: Option<f64>,
@@ -420,6 +421,53 @@ pub struct DaemonLine {
     pub rss_bytes: Option<f64>,
     /// Firing alerts about it.
     pub firing_alerts: usize,
+    /// Its life-cycle state when this perfvisor manages it (`running`, `starting`,
+    /// `backoff`, `stopping`, `stopped`, `exited`, `fatal`, `waiting`); `null` for a daemon
+    /// perfvisor only watches.
+    #[serde(default)]
+    pub managed_state: Option<String>,
+    /// Restarts of the daemon's process performed by this perfvisor (automatic, slow retries
+    /// and manual): the manager's count, the same number as `restarts` in
+    /// `GET /api/v1/managed`. `null` for a daemon perfvisor does not manage.
+    #[serde(default)]
+    pub process_restarts: Option<u32>,
+    /// Seconds its current process has been running: from the manager's start time when
+    /// managed, else from the latest `process.uptime_seconds` probe.
+    #[serde(default)]
+    pub uptime_seconds: Option<f64>,
+}
+
+/// The name of a managed daemon's state, as `managed_state` in `GET /api/v1/daemons` and
+/// `state.state` in `GET /api/v1/managed` give it.
+pub fn managed_state_name(state: &crate::manager::DaemonState) -> &'static str {
+    use crate::manager::DaemonState as S;
+    match state {
+        S::Waiting { .. } => "waiting",
+        S::Starting => "starting",
+        S::Running => "running",
+        S::Backoff { .. } => "backoff",
+        S::Stopping => "stopping",
+        S::Stopped => "stopped",
+        S::Exited { .. } => "exited",
+        S::Fatal { .. } => "fatal",
+    }
+}
+
+/// Seconds from `started` to `now` while the managed process runs (`None` without one).
+fn managed_uptime(
+    status: &crate::manager::DaemonStatus,
+    now: std::time::SystemTime,
+) -> Option<f64> {
+    use crate::manager::DaemonState as S;
+    if !matches!(status.state, S::Starting | S::Running | S::Stopping) || status.pid.is_none() {
+        return None;
+    }
+    let started = status.started_at?;
+    Some(
+        now.duration_since(started)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    )
 }
 
 async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
@@ -443,9 +491,12 @@ async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
             })
             .map(|x| x.value)
     };
+    let managed = s.manager.as_ref().map(|m| m.status()).unwrap_or_default();
+    let now = std::time::SystemTime::now();
     let mut out = Vec::new();
     for w in status.watchers {
         let score = scores.get(&w.daemon).copied();
+        let m = managed.iter().find(|m| m.name == w.daemon.as_str());
         out.push(DaemonLine {
             firing_alerts: firing
                 .iter()
@@ -455,6 +506,12 @@ async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
             level: score.map(crate::Level::of),
             cpu: last(&w.daemon, crate::metric_names::PROCESS_CPU_UTILIZATION),
             rss_bytes: last(&w.daemon, crate::metric_names::PROCESS_MEMORY_RSS),
+            managed_state: m.map(|m| managed_state_name(&m.state).to_string()),
+            process_restarts: m.map(|m| m.restarts),
+            uptime_seconds: match m {
+                Some(m) => managed_uptime(m, now),
+                None => last(&w.daemon, crate::metric_names::PROCESS_UPTIME),
+            },
             daemon: w.daemon,
             pid: w.pid,
             probes: w.probes,
@@ -663,6 +720,8 @@ fn admit_series(
 struct QueryParams {
     metric: Option<String>,
     daemon: Option<String>,
+    /// `host`, `perfvisor` or `daemon:<id>` (as [`Source::as_text`] writes it).
+    source: Option<String>,
     from: i64,
     to: i64,
     step: Option<i64>,
@@ -690,8 +749,21 @@ fn build_query(q: QueryParams) -> Result<Query, Problem> {
     if let Some(m) = q.metric {
         selector = selector.metric(m);
     }
-    if let Some(d) = q.daemon {
-        selector = selector.source(Source::Daemon(DaemonId::new(d)));
+    match (q.daemon, q.source) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::bad(
+                "both daemon and source given",
+                "daemon=<id> or source=host|perfvisor|daemon:<id>, not both",
+            ))
+        }
+        (Some(d), None) => selector = selector.source(Source::Daemon(DaemonId::new(d))),
+        (None, Some(text)) => {
+            let source = Source::from_text(&text).ok_or_else(|| {
+                Problem::bad(format!("source {text:?}"), "host, perfvisor or daemon:<id>")
+            })?;
+            selector = selector.source(source);
+        }
+        (None, None) => {}
     }
     let mut query = Query::new(selector, q.from, q.to);
     if let Some(aggs) = q.agg {
@@ -1075,6 +1147,57 @@ mod tests {
         assert!(query_from_string("from=0&to=2&agg=p200")
             .unwrap_err()
             .contains("p200"));
+    }
+
+    /// `source=` selects the host's (or perfvisor's, or a daemon's) series; an unknown
+    /// source, or one given together with `daemon=`, is refused with what is accepted.
+    #[test]
+    fn query_source_parameter() {
+        let q = query_from_string("source=host&from=0&to=10").unwrap();
+        assert_eq!(q.selector.source, Some(Source::Host));
+        let q = query_from_string("source=daemon:web&from=0&to=10&step=5&agg=avg,rate").unwrap();
+        assert_eq!(
+            q.selector.source,
+            Some(Source::Daemon(DaemonId::new("web")))
+        );
+        assert_eq!(q.aggregations, [Aggregation::Avg, Aggregation::Rate]);
+        let q = query_from_string("daemon=web&from=0&to=10").unwrap();
+        assert_eq!(
+            q.selector.source,
+            Some(Source::Daemon(DaemonId::new("web")))
+        );
+        let err = query_from_string("source=disk&from=0&to=10").unwrap_err();
+        assert!(err.contains("\"disk\""), "{err}");
+        let err = query_from_string("source=host&daemon=web&from=0&to=10").unwrap_err();
+        assert!(err.contains("both"), "{err}");
+    }
+
+    /// Each managed state has the lower-case name `GET /api/v1/managed` serialises it as.
+    #[test]
+    fn managed_state_names_match_the_managed_json() {
+        use crate::manager::DaemonState as S;
+        let now = std::time::SystemTime::now();
+        for state in [
+            S::Waiting {
+                on: vec!["db".into()],
+            },
+            S::Starting,
+            S::Running,
+            S::Backoff { until: now },
+            S::Stopping,
+            S::Stopped,
+            S::Exited {
+                code: Some(1),
+                signal: None,
+            },
+            S::Fatal {
+                reason: "r".into(),
+                retry_at: None,
+            },
+        ] {
+            let json = serde_json::to_value(&state).unwrap();
+            assert_eq!(json["state"], managed_state_name(&state), "{json}");
+        }
     }
 
     /// Names and labels are made valid for Prometheus; counters get `_total`.

@@ -38,7 +38,7 @@ mod single_instance;
 mod reload_rules;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
-// The dashboard at `/` in headless Chromium: daemon list, charts, screenshot.
+// The dashboard of a real `perfvisor run` in headless Chromium: deep link, state, charts above the fold.
 mod dashboard;
 // `perfvisor replay`: CSV and database ranges through the analyzer and rules, offline.
 mod replay;
