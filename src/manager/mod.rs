@@ -55,8 +55,8 @@ mod state;
 mod tests;
 
 // The config's machine checks look users up the way a spawn does.
-pub(crate) use process::lookup_user;
 pub use logs::{log_path, rotated_path};
+pub(crate) use process::lookup_user;
 pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
 pub use spec::{
     describe_exit, CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec,
