@@ -30,7 +30,7 @@ use super::process::{
 };
 use super::spec::{DaemonState, DaemonStatus, ExitInfo, ManagedSpec, ManagerEvent, StopIntent};
 use super::state::{
-    fingerprint, invocation_id, locate, pid_reused, still_runs, Record, StateStore,
+    fingerprint, invocation_id, locate, pid_reused, still_runs, Record, StateStore, WriteError,
 };
 
 /// How often a daemon waiting for its dependencies looks at them again.
@@ -122,10 +122,24 @@ impl Shared {
         }
     }
 
-    /// Records `name`'s process in the state file (`None`: it has none), if persistent.
+    /// Records `name`'s process in the state file (`None`: it has none), if persistent; a
+    /// failure is logged. For what the file already covers: a removal, or a process it names.
     pub(crate) fn record(&self, name: &str, record: Option<Record>) {
-        if let Some(mut store) = self.store() {
-            store.set(name, record);
+        if let Err(e) = self.record_durably(name, record) {
+            warn!(daemon = %name, error = %e, "Cannot write the managed daemons' state file; it keeps its previous record of this daemon.");
+        }
+    }
+
+    /// Records `name`'s process in the state file, if persistent, and says whether the
+    /// record is on disk (fsynced). Without a state directory there is nothing to write.
+    pub(crate) fn record_durably(
+        &self,
+        name: &str,
+        record: Option<Record>,
+    ) -> Result<(), WriteError> {
+        match self.store() {
+            Some(mut store) => store.set(name, record),
+            None => Ok(()),
         }
     }
 
@@ -231,6 +245,7 @@ pub(crate) fn new_slot(spec: ManagedSpec) -> (Slot, Receiver<Control>, Sender<Co
         restarts: 0,
         last_exit: None,
         ready: false,
+        last_error: None,
     };
     let slot = Slot {
         spec,
@@ -454,23 +469,40 @@ impl Supervisor {
         Flow::Continue
     }
 
+    /// Starts a process. A persistent manager forks only once the intent to start (the
+    /// invocation id the process will carry in its environment, and the spec's fingerprint)
+    /// is on disk, and keeps the process only once its pid and start time are: a perfvisor
+    /// killed at any moment then finds every process it started, and never starts a second
+    /// copy beside one it lost track of.
+    ///
+    /// If the intent cannot be written (a full disk, EMFILE, …) nothing is forked. If the
+    /// pid cannot be written after the fork, the new process is SIGKILLed with its group at
+    /// once rather than kept on the intent alone: the intent would still find it through its
+    /// environment after a crash, but a daemon may rewrite its environment block
+    /// (setproctitle), and a process only just started loses nothing. Either way the start
+    /// counts as a fast failure, the reason goes into the status (`last_error`), a
+    /// [`ManagerEvent::SpawnFailed`] and the log, and the restart policy retries it.
     fn spawn_process(&mut self) {
         self.generation += 1;
         let persistent = self.shared.state.is_some();
         let fingerprint = fingerprint(&self.spec);
         let invocation = persistent.then(invocation_id);
         if let Some(id) = &invocation {
-            // Before the fork: a perfvisor killed before the next write finds the process by
-            // this id in its environment.
-            self.shared.record(
-                &self.name,
-                Some(Record {
-                    pid: None,
-                    start_ticks: None,
-                    invocation: id.clone(),
-                    fingerprint: fingerprint.clone(),
-                }),
-            );
+            let intent = Record {
+                pid: None,
+                start_ticks: None,
+                invocation: id.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            if let Err(e) = self.shared.record_durably(&self.name, Some(intent)) {
+                self.start_failed(format!(
+                    "cannot record the start of {} in {}: {}; not starting it, so a restart of perfvisor cannot lose track of it",
+                    self.name,
+                    e.file.display(),
+                    e.source
+                ));
+                return;
+            }
         }
         let output = match &self.fifos {
             Some((out, err)) => Output::Fifos { out, err },
@@ -479,38 +511,39 @@ impl Supervisor {
                 err: &self.err,
             },
         };
-        let child = match spawn(&self.spec, output, invocation.as_deref()) {
+        let mut child = match spawn(&self.spec, output, invocation.as_deref()) {
             Ok(child) => child,
             Err(e) => {
-                warn!(daemon = %self.name, error = %e, "Cannot spawn daemon.");
                 self.shared.record(&self.name, None);
-                self.shared.emit(ManagerEvent::SpawnFailed {
-                    name: self.name.clone(),
-                    error: e.to_string(),
-                });
-                self.set_status(|s| {
-                    s.status.pid = None;
-                    s.up_since = None;
-                });
-                let decision =
-                    self.tracker
-                        .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64());
-                self.apply(decision, None, None);
+                self.start_failed(format!("cannot spawn {}: {e}", self.name));
                 return;
             }
         };
         let pid = child.id();
         if let Some(id) = invocation {
             // Our unreaped child: its stat is there even if it has already exited.
-            self.shared.record(
-                &self.name,
-                Some(Record {
-                    pid: Some(pid),
-                    start_ticks: proc_stat(pid).map(|s| s.start_ticks),
-                    invocation: id,
-                    fingerprint,
-                }),
-            );
+            let record = Record {
+                pid: Some(pid),
+                start_ticks: proc_stat(pid).map(|s| s.start_ticks),
+                invocation: id,
+                fingerprint,
+            };
+            if let Err(e) = self.shared.record_durably(&self.name, Some(record)) {
+                if signal_group(pid, libc::SIGKILL).is_err() {
+                    let _ = child.kill();
+                }
+                if let Err(e) = child.wait() {
+                    warn!(daemon = %self.name, pid, error = %e, "Cannot reap the process that could not be recorded.");
+                }
+                self.shared.record(&self.name, None);
+                self.start_failed(format!(
+                    "cannot record the pid {pid} of {} in {}: {}; stopped it, so a restart of perfvisor cannot lose track of it",
+                    self.name,
+                    e.file.display(),
+                    e.source
+                ));
+                return;
+            }
         }
         let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
         let waiter = thread::Builder::new()
@@ -539,6 +572,25 @@ impl Supervisor {
         }
         info!(daemon = %self.name, pid, "Daemon started.");
         self.begin(pid, exit_rx, Instant::now(), SystemTime::now(), false);
+    }
+
+    /// A start that did not happen, for `reason`: logged, reported, shown in the status, and
+    /// counted as a fast failure by the restart policy (backoff, or fatal past the budget).
+    fn start_failed(&mut self, reason: String) {
+        error!(daemon = %self.name, reason = %reason, "Daemon not started.");
+        self.shared.emit(ManagerEvent::SpawnFailed {
+            name: self.name.clone(),
+            error: reason.clone(),
+        });
+        self.set_status(|s| {
+            s.status.pid = None;
+            s.status.last_error = Some(reason);
+            s.up_since = None;
+        });
+        let decision = self
+            .tracker
+            .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64());
+        self.apply(decision, None, None);
     }
 
     /// Takes over the process a previous run recorded, if it still runs: watches it for its
@@ -659,6 +711,7 @@ impl Supervisor {
         };
         self.set_status(|s| {
             s.status.state = state;
+            s.status.last_error = None;
             s.status.pid = Some(pid);
             s.status.started_at = Some(started_at);
             s.status.ready = ready;

@@ -56,6 +56,11 @@ impl Manager {
     /// directory or user changed meanwhile, and stops the recorded processes of daemons it
     /// does not declare. An adopted process's exit status cannot be known (it is not our
     /// child): its exit counts as a failure for the restart policy.
+    ///
+    /// Nothing is started unless its start is on disk first: when the state file cannot be
+    /// written (a full disk, EMFILE, …) the start fails with the file and the OS error in
+    /// [`DaemonStatus::last_error`] and a [`ManagerEvent::SpawnFailed`], and the restart
+    /// policy retries it; a process whose pid cannot be recorded after the fork is killed.
     pub fn with_state_dir(
         events: Sender<ManagerEvent>,
         dir: impl AsRef<Path>,
@@ -180,6 +185,15 @@ impl Manager {
     /// Stop (if running) and start again at once, clearing the failure counters.
     pub fn restart(&self, name: &str) -> Result<(), ManagerError> {
         self.send(name, Control::Restart).map(drop)
+    }
+
+    /// Test hook: let `n` more state-file writes succeed, then fail every further one with
+    /// EIO (`None`: writes are real again).
+    #[cfg(test)]
+    pub(crate) fn fail_state_writes_after(&self, n: Option<u32>) {
+        if let Some(state) = &self.shared.state {
+            state.lock().unwrap_or_else(|p| p.into_inner()).writes_left = n;
+        }
     }
 
     /// A snapshot of every managed daemon, by name.

@@ -274,6 +274,10 @@ pub struct DaemonStatus {
     pub last_exit: Option<ExitInfo>,
     /// Whether every readiness check passes (`true` without readiness checks once running).
     pub ready: bool,
+    /// Why the last attempt to start a process failed: the spawn itself, or (a persistent
+    /// manager) recording it in the state file, which a start never goes without. `None`
+    /// once a process runs.
+    pub last_error: Option<String>,
 }
 
 /// What the manager tells its owner; the binary turns these into metrics, alerts and logs.
@@ -295,11 +299,13 @@ pub enum ManagerEvent {
         /// Pid, also the process-group id.
         pid: u32,
     },
-    /// Spawning failed (missing program, bad working directory, …); counts as a fast failure.
+    /// A start failed: the spawn (missing program, bad working directory, …), or, for a
+    /// persistent manager, recording it in the state file (a full disk, EMFILE, …), without
+    /// which nothing is started; counts as a fast failure.
     SpawnFailed {
         /// Daemon name.
         name: String,
-        /// The operating system's error.
+        /// What failed, with the operating system's error (also the status's `last_error`).
         error: String,
     },
     /// A process ended.

@@ -9,17 +9,29 @@
 //!
 //! # The state file
 //! `{"version": 1, "boot_id": …, "daemons": {name: {"pid", "start_ticks", "invocation",
-//! "fingerprint"}}}`, rewritten whole (a temporary file renamed over it, so a reader or a
-//! crash never sees half of it) whenever a process starts or ends. A process is identified by
+//! "fingerprint"}}}`, rewritten whole (a temporary file, fsynced, renamed over it, then the
+//! directory fsynced, so a reader or a crash never sees half of it) whenever a process starts
+//! or ends. A process is identified by
 //! its pid and its start time in clock ticks since boot (`/proc/<pid>/stat`), which together
 //! never name another process; the boot id makes a file from a previous boot name nothing.
 //! Before a spawn the record holds only the invocation id (also in the daemon's environment as
 //! `PERFVISOR_INVOCATION_ID`), so a perfvisor killed between fork and the next write still finds
 //! its process. The fingerprint is a 64-bit FNV-1a hash of the command, environment, working
 //! directory and user; the file holds no argument, no environment value and no token.
+//!
+//! # No fork without a record
+//! A write that fails (a full disk, EMFILE, EIO) is reported to the caller, and the
+//! supervisor does not fork without the intent on disk (see `daemon.rs`). The file therefore
+//! only ever lags behind in one direction: it may still name a process that has ended (a
+//! removal that could not be written; such a record names nothing), never miss one that
+//! runs. A record that could not be written is not kept in memory either, so a later write
+//! for another daemon cannot put an unwritten start on disk behind the supervisor's back.
+//! The fsyncs are there for the errors, not for a power cut (after a reboot the boot id voids
+//! the file anyway): where blocks are allocated late (delayed allocation, NFS, a thin pool)
+//! "no space" may only surface at fsync, and a start must learn of it before the fork.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -65,6 +77,23 @@ struct Contents {
 pub(crate) struct StateStore {
     dir: PathBuf,
     contents: Contents,
+    /// The last write failed: the file lags behind `contents` until the next write succeeds.
+    dirty: bool,
+    /// Test hook: writes that succeed before every further one fails (`EIO`), to reach
+    /// failures a real disk cannot be made to produce at one exact write.
+    #[cfg(test)]
+    pub(crate) writes_left: Option<u32>,
+}
+
+/// The state file could not be written; it is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", file.display())]
+pub(crate) struct WriteError {
+    /// The state file.
+    pub(crate) file: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub(crate) source: io::Error,
 }
 
 fn boot_id() -> String {
@@ -104,6 +133,9 @@ impl StateStore {
                 // forgets nothing.
                 daemons: previous.clone(),
             },
+            dirty: false,
+            #[cfg(test)]
+            writes_left: None,
         };
         Ok((store, previous))
     }
@@ -120,35 +152,80 @@ impl StateStore {
         }
     }
 
-    /// Sets (or with `None` removes) the record of `name` and rewrites the file.
-    pub(crate) fn set(&mut self, name: &str, record: Option<Record>) {
-        let changed = match record {
-            Some(r) => self.contents.daemons.insert(name.to_string(), r.clone()) != Some(r),
-            None => self.contents.daemons.remove(name).is_some(),
+    /// The state file's path.
+    pub(crate) fn file(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Sets (or with `None` removes) the record of `name` and rewrites the file (also when
+    /// nothing changed but an earlier write failed). When the write fails, a record being set
+    /// is dropped again from memory (the previous one, if any, comes back), so memory never
+    /// holds a record the disk does not; a removal stays done in memory, and the file keeps
+    /// naming a process that has ended, which is harmless.
+    pub(crate) fn set(&mut self, name: &str, record: Option<Record>) -> Result<(), WriteError> {
+        let setting = record.is_some();
+        let previous = match record {
+            Some(r) => self.contents.daemons.insert(name.to_string(), r),
+            None => self.contents.daemons.remove(name),
         };
-        if changed {
-            if let Err(e) = self.write() {
-                warn!(dir = %self.dir.display(), error = %e, "Cannot write the managed daemons' state file; a crash now would leave them unknown.");
+        let changed = previous.as_ref() != self.contents.daemons.get(name);
+        if !changed && !self.dirty {
+            return Ok(());
+        }
+        match self.write() {
+            Ok(()) => {
+                self.dirty = false;
+                Ok(())
+            }
+            Err(source) => {
+                self.dirty = true;
+                if setting {
+                    match previous {
+                        Some(p) => self.contents.daemons.insert(name.to_string(), p),
+                        None => self.contents.daemons.remove(name),
+                    };
+                }
+                Err(WriteError {
+                    file: self.file(),
+                    source,
+                })
             }
         }
     }
 
-    /// Writes the whole file to a temporary file (0600) and renames it over the old one.
-    /// No fsync: the file only has to survive perfvisor's death, not the machine's (after a
-    /// reboot its processes are gone anyway).
-    fn write(&self) -> io::Result<()> {
+    /// Writes the whole file to a temporary file (0600), fsyncs it, renames it over the old
+    /// one and fsyncs the directory; on failure removes the temporary file (on a full disk it
+    /// would hold space) and leaves the old file as it was.
+    fn write(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(left) = self.writes_left.as_mut() {
+            if *left == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            *left -= 1;
+        }
         let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let written = self.write_via(&tmp);
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    fn write_via(&self, tmp: &Path) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.contents).map_err(io::Error::other)?;
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
+            .open(tmp)?;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(&bytes)?;
+        f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, self.dir.join(STATE_FILE))
+        fs::rename(tmp, self.file())?;
+        File::open(&self.dir)?.sync_all()
     }
 }
 
@@ -256,9 +333,9 @@ mod tests {
         let state = dir.path().join("pv.db.managed");
         let (mut store, previous) = StateStore::open(&state).unwrap();
         assert!(previous.is_empty());
-        store.set("a", Some(record(10)));
-        store.set("b", Some(record(11)));
-        store.set("b", None);
+        store.set("a", Some(record(10))).unwrap();
+        store.set("b", Some(record(11))).unwrap();
+        store.set("b", None).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(&state.join(STATE_FILE)), 0o600);

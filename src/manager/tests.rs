@@ -738,15 +738,17 @@ fn adopts_what_a_previous_run_left() {
                 print = "0000000000000000".into();
             }
             let early = s.name == "early";
-            store.set(
-                &s.name,
-                Some(Record {
-                    pid: (!early).then_some(pid),
-                    start_ticks: (!early).then(|| stat(pid).unwrap().start_ticks),
-                    invocation: id,
-                    fingerprint: print,
-                }),
-            );
+            store
+                .set(
+                    &s.name,
+                    Some(Record {
+                        pid: (!early).then_some(pid),
+                        start_ticks: (!early).then(|| stat(pid).unwrap().start_ticks),
+                        invocation: id,
+                        fingerprint: print,
+                    }),
+                )
+                .unwrap();
             children.insert(s.name.as_str(), child);
         }
         let gone = children.get_mut("gone").unwrap();
@@ -864,4 +866,129 @@ fn adopts_what_a_previous_run_left() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// Live processes whose command line carries `marker`.
+fn marked(marker: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            proc_stat(p).is_some()
+                && fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == marker.as_bytes()))
+        })
+        .collect()
+}
+
+/// A persistent manager whose state file cannot be written forks nothing: the start fails
+/// with the file and the OS error in the status and the event, goes through backoff to fatal
+/// like any failed start, and starts once the file can be written again.
+#[test]
+fn no_fork_without_a_recorded_intent() {
+    let dir = TempDir::new("intent-unwritable");
+    let state = dir.path().join("pv.db.managed");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let m = Manager::with_state_dir(tx, &state).unwrap();
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+        taken: Vec::new(),
+    };
+    // A real OS error at the write: the temporary file's name is taken by a directory.
+    let blocker = state.join(".state.json.tmp");
+    fs::create_dir_all(blocker.join("x")).unwrap();
+    let marker = format!("pv-intent-{}", std::process::id());
+    let mut s = spec(
+        "w",
+        vec!["sh".into(), "-c".into(), "sleep 30".into(), marker.clone()],
+        &dir,
+    );
+    s.max_fast_failures = 3;
+    m.start_all(vec![s]).unwrap();
+    ev.must(T, "Fatal", |e| matches!(e, ManagerEvent::Fatal { .. }));
+    let want = format!(
+        "cannot record the start of w in {}: Is a directory (os error 21); not starting it, so a restart of perfvisor cannot lose track of it",
+        state.join("state.json").display()
+    );
+    assert_eq!(
+        ev.count(|e| matches!(e, ManagerEvent::SpawnFailed { error, .. } if *error == want)),
+        3
+    );
+    assert_eq!(ev.count(started("w")), 0);
+    assert!(marked(&marker).is_empty());
+    let st = status(&m, "w");
+    assert!(matches!(st.state, DaemonState::Fatal { .. }), "{st:?}");
+    assert_eq!(st.last_error.as_deref(), Some(want.as_str()));
+    assert_eq!(st.pid, None);
+
+    fs::remove_dir_all(&blocker).unwrap();
+    m.start("w").unwrap();
+    let pid = pid_of(&ev.must(T, "start", started("w")).1);
+    assert_eq!(status(&m, "w").last_error, None);
+    let text = fs::read_to_string(state.join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["daemons"]["w"]["pid"], u64::from(pid), "{text}");
+    assert_eq!(marked(&marker), vec![pid]);
+}
+
+/// A process whose pid cannot be recorded after the fork is killed with its group at once
+/// (not kept on the intent alone), the reason names the pid and the file, and the start
+/// counts as a failure; the intent left on disk names no live process.
+#[test]
+fn a_start_whose_pid_cannot_be_recorded_is_killed() {
+    let dir = TempDir::new("pid-unwritable");
+    let state = dir.path().join("pv.db.managed");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let m = Manager::with_state_dir(tx, &state).unwrap();
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+        taken: Vec::new(),
+    };
+    let marker = format!("pv-pid-unwritable-{}", std::process::id());
+    // The leader and a child in its group both carry the marker.
+    let script = "sh -c 'sleep 30; :' \"$0\" & wait";
+    let mut s = spec(
+        "w",
+        vec!["sh".into(), "-c".into(), script.into(), marker.clone()],
+        &dir,
+    );
+    s.max_fast_failures = 1;
+    // The intent is written; the pid after the fork is not.
+    m.fail_state_writes_after(Some(1));
+    m.start_all(vec![s]).unwrap();
+    let (_, e) = ev.must(T, "SpawnFailed", |e| {
+        matches!(e, ManagerEvent::SpawnFailed { .. })
+    });
+    let ManagerEvent::SpawnFailed { error, .. } = e else {
+        unreachable!()
+    };
+    let file = state.join("state.json");
+    assert!(
+        error.starts_with("cannot record the pid ")
+            && error.contains(&format!(
+                " of w in {}: Input/output error (os error 5); stopped it",
+                file.display()
+            )),
+        "{error}"
+    );
+    ev.must(T, "Fatal", |e| matches!(e, ManagerEvent::Fatal { .. }));
+    assert_eq!(ev.count(started("w")), 0);
+    assert!(
+        poll(T, || marked(&marker).is_empty()),
+        "{:?}",
+        marked(&marker)
+    );
+    assert_eq!(status(&m, "w").last_error, Some(error));
+    // On disk: the intent only, which names no live process.
+    let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(v["daemons"]["w"]["pid"], serde_json::Value::Null);
+    let record: super::state::Record = serde_json::from_value(v["daemons"]["w"].clone()).unwrap();
+    assert_eq!(super::state::locate(&record), None);
+
+    m.fail_state_writes_after(None);
+    m.start("w").unwrap();
+    let pid = pid_of(&ev.must(T, "start", started("w")).1);
+    assert!(poll(T, || marked(&marker).contains(&pid)));
 }
