@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use perfvisor::{AlertState, StorageReader};
 use perfvisor_actors::storage::integrity_check;
 
-use crate::support::{self, ChildGuard};
+use crate::support::{self, leaders, ChildGuard, Sweeper};
 
 const ROUNDS: usize = 20;
 /// Pushed series whose every acknowledged sample is checked: `crash.load.<i>`.
@@ -122,102 +122,6 @@ impl Drop for Pusher {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-        }
-    }
-}
-
-/// One process as /proc shows it.
-struct Proc {
-    pid: u32,
-    pgid: u32,
-    state: char,
-    cmdline: Vec<String>,
-}
-
-fn proc_of(pid: u32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let _ppid = f.next()?;
-    let pgid = f.next()?.parse().ok()?;
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = raw
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    Some(Proc {
-        pid,
-        pgid,
-        state,
-        cmdline,
-    })
-}
-
-/// Every live (not zombie) process whose command line carries this test's marker
-/// `crash-test-<nonce>-<daemon>`, by daemon name.
-fn marked(nonce: &str) -> BTreeMap<String, Vec<Proc>> {
-    let prefix = format!("crash-test-{nonce}-");
-    let mut out: BTreeMap<String, Vec<Proc>> = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for pid in dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-    {
-        let Some(p) = proc_of(pid) else { continue };
-        if matches!(p.state, 'Z' | 'X') {
-            continue;
-        }
-        let name = p
-            .cmdline
-            .iter()
-            .find_map(|a| a.strip_prefix(&prefix).map(str::to_string));
-        if let Some(name) = name {
-            out.entry(name).or_default().push(p);
-        }
-    }
-    out
-}
-
-/// The daemons' process-group leaders by name: one process per running daemon. (A shell
-/// forking `sleep` briefly has a copy of its command line in a child of the same group.)
-fn leaders(nonce: &str) -> BTreeMap<String, Vec<u32>> {
-    marked(nonce)
-        .into_iter()
-        .map(|(name, procs)| {
-            let pids = procs
-                .into_iter()
-                .filter(|p| p.pgid == p.pid)
-                .map(|p| p.pid)
-                .collect();
-            (name, pids)
-        })
-        .collect()
-}
-
-/// Ends, by pid and process group, every process carrying this test's marker: on success
-/// nothing is left, on failure (or a perfvisor that left orphans) this cleans up.
-struct Sweeper {
-    nonce: String,
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        // SAFETY: getpgrp has no preconditions.
-        let own_group = unsafe { libc::getpgrp() } as u32;
-        for procs in marked(&self.nonce).values() {
-            for p in procs {
-                // SAFETY: kill with a valid signal on pids and groups read from /proc.
-                unsafe {
-                    if p.pgid == p.pid && p.pgid > 1 && p.pgid != own_group {
-                        libc::kill(-(p.pgid as i32), libc::SIGKILL);
-                    }
-                    libc::kill(p.pid as i32, libc::SIGKILL);
-                }
-            }
         }
     }
 }
@@ -404,8 +308,9 @@ clear = 0.05
     .expect("config");
 
     // Declared first, dropped last: after perfvisor (and the pusher) are gone.
+    let marker = format!("crash-test-{nonce}-");
     let _sweeper = Sweeper {
-        nonce: nonce.clone(),
+        prefix: marker.clone(),
     };
     let pusher = Pusher::start(world.port, world.token.clone());
     let chatty_log = world.dir.join("logs/chatty.out.log");
@@ -444,7 +349,7 @@ clear = 0.05
             Duration::from_secs(10),
             "one process per daemon",
             || {
-                let found = leaders(&nonce);
+                let found = leaders(&marker);
                 let ok = DAEMONS
                     .iter()
                     .all(|d| found.get(*d).map(Vec::as_slice) == Some(&[pids[*d]][..]));
@@ -520,11 +425,11 @@ clear = 0.05
             let status = run.0.wait().expect("wait");
             assert!(status.success(), "perfvisor stopped with {status}");
             let t = Instant::now();
-            while !leaders(&nonce).values().all(Vec::is_empty) {
+            while !leaders(&marker).values().all(Vec::is_empty) {
                 if t.elapsed() > Duration::from_secs(10) {
                     world.fail(format!(
                         "daemons outlive a SIGTERMed perfvisor: {:?}",
-                        leaders(&nonce)
+                        leaders(&marker)
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(20));

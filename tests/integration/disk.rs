@@ -14,43 +14,7 @@ use std::time::{Duration, Instant};
 
 use perfvisor::{AlertState, Perfvisor, PerfvisorBuilder, StorageFault};
 
-use crate::support;
-
-/// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
-struct Tmpfs {
-    dir: PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts it, or says why not.
-    fn mount(size: &str) -> Result<Tmpfs, String> {
-        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = parent.path().join("small-disk");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(Tmpfs {
-            dir,
-            _parent: parent,
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
+use crate::support::{self, Tmpfs};
 
 /// A real slow disk: ext4 on a loop device backed by an NBD export (nbdkit's in-memory
 /// disk behind its rate filter) that `nbdfuse` shows as a file. Writing a rate in bits per

@@ -22,6 +22,8 @@ mod binary_crash;
 mod chaos;
 // A real full disk (tmpfs) and a slow one under load: bounded, counted, alerted, recovered.
 mod disk;
+// No fork without a record: a full state disk or EMFILE starts nothing, a restart starts one.
+mod durable_start;
 // Alert state across restarts, Alertmanager, dead webhooks, restart actions.
 mod delivery;
 // The HTTP API: tokens, 400s, external daemons, Prometheus.

@@ -2,7 +2,8 @@
 //! processes killed by pid when dropped, polling with a timeout, and an alert-recording actor.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -429,4 +430,140 @@ impl Alertmanager {
 pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
+}
+
+/// One process as /proc shows it.
+pub struct Proc {
+    pub pid: u32,
+    pub pgid: u32,
+    pub state: char,
+    pub cmdline: Vec<String>,
+}
+
+/// The process `pid` from /proc, if it exists.
+pub fn proc_of(pid: u32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    let pgid = f.next()?.parse().ok()?;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(Proc {
+        pid,
+        pgid,
+        state,
+        cmdline,
+    })
+}
+
+/// Every live (not zombie) process with an argument `<prefix><name>` (a test's marker, such
+/// as `crash-test-<nonce>-<daemon>`), by name.
+pub fn marked(prefix: &str) -> BTreeMap<String, Vec<Proc>> {
+    let mut out: BTreeMap<String, Vec<Proc>> = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for pid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Some(p) = proc_of(pid) else { continue };
+        if matches!(p.state, 'Z' | 'X') {
+            continue;
+        }
+        let name = p
+            .cmdline
+            .iter()
+            .find_map(|a| a.strip_prefix(prefix).map(str::to_string));
+        if let Some(name) = name {
+            out.entry(name).or_default().push(p);
+        }
+    }
+    out
+}
+
+/// The marked process-group leaders by name: one process per running daemon. (A shell
+/// forking `sleep` briefly has a copy of its command line in a child of the same group.)
+pub fn leaders(prefix: &str) -> BTreeMap<String, Vec<u32>> {
+    marked(prefix)
+        .into_iter()
+        .map(|(name, procs)| {
+            let pids = procs
+                .into_iter()
+                .filter(|p| p.pgid == p.pid)
+                .map(|p| p.pid)
+                .collect();
+            (name, pids)
+        })
+        .collect()
+}
+
+/// Ends, by pid and process group, every process carrying the marker `prefix` when dropped:
+/// on success nothing is left, on failure (or a perfvisor that left orphans) this cleans up.
+pub struct Sweeper {
+    pub prefix: String,
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        // SAFETY: getpgrp has no preconditions.
+        let own_group = unsafe { libc::getpgrp() } as u32;
+        for procs in marked(&self.prefix).values() {
+            for p in procs {
+                // SAFETY: kill with a valid signal on pids and groups read from /proc.
+                unsafe {
+                    if p.pgid == p.pid && p.pgid > 1 && p.pgid != own_group {
+                        libc::kill(-(p.pgid as i32), libc::SIGKILL);
+                    }
+                    libc::kill(p.pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// A tmpfs of a given size (root only), unmounted (lazily) when dropped.
+pub struct Tmpfs {
+    pub dir: PathBuf,
+    _parent: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    /// Mounts one of `size` (`"1m"`) on a new temp dir, or says why not.
+    pub fn mount(size: &str) -> Result<Tmpfs, String> {
+        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = parent.path().join("small-disk");
+        let mut t = Tmpfs::mount_at(&dir, size)?;
+        t._parent = Some(parent);
+        Ok(t)
+    }
+
+    /// Mounts one of `size` on `dir` (created if missing), or says why not.
+    pub fn mount_at(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Tmpfs {
+            dir: dir.to_path_buf(),
+            _parent: None,
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
 }
