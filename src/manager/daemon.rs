@@ -584,12 +584,24 @@ impl Supervisor {
         });
         self.set_status(|s| {
             s.status.pid = None;
-            s.status.last_error = Some(reason);
+            s.status.last_error = Some(reason.clone());
             s.up_since = None;
         });
-        let decision = self
+        let decision = match self
             .tracker
-            .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64());
+            .on_exit(&self.spec, true, Duration::ZERO, fastrand::f64())
+        {
+            // The policy counts exits; this one never ran, and the fatal reason is what
+            // `perfvisor status` shows.
+            Decision::Fatal {
+                reason: why,
+                retry_after,
+            } => Decision::Fatal {
+                reason: format!("{why}; the last start failed: {reason}"),
+                retry_after,
+            },
+            other => other,
+        };
         self.apply(decision, None, None);
     }
 

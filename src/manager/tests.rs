@@ -918,7 +918,13 @@ fn no_fork_without_a_recorded_intent() {
     assert_eq!(ev.count(started("w")), 0);
     assert!(marked(&marker).is_empty());
     let st = status(&m, "w");
-    assert!(matches!(st.state, DaemonState::Fatal { .. }), "{st:?}");
+    let DaemonState::Fatal { reason, .. } = &st.state else {
+        panic!("{st:?}")
+    };
+    assert!(
+        reason.ends_with(&format!("; the last start failed: {want}")),
+        "{reason}"
+    );
     assert_eq!(st.last_error.as_deref(), Some(want.as_str()));
     assert_eq!(st.pid, None);
 
