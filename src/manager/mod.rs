@@ -34,7 +34,10 @@
 //! (`state.rs`), so a perfvisor killed without stopping its daemons (SIGKILL, OOM killer, a
 //! panic that aborts) leaves them running, with nothing that would make them fail, and the
 //! next one re-adopts them: it watches each one's exit through a pidfd (or `/proc`), applies
-//! checks and restart policy, and never starts a second copy. [`Manager::new`] keeps nothing
+//! checks and restart policy, and never starts a second copy. Nothing is forked before its
+//! start is on disk, and a process whose pid cannot be recorded is killed, so a full disk or
+//! EMFILE fails the start visibly instead of leaving a process nobody will find (`daemon.rs`,
+//! `spawn_process`). [`Manager::new`] keeps nothing
 //! on disk: its daemons are orphaned if its process dies without shutting it down.
 //!
 //! # Start order
