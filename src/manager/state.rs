@@ -347,6 +347,37 @@ mod tests {
         assert!(!state.join(format!(".{STATE_FILE}.tmp")).exists());
     }
 
+    /// A failed write leaves the file as it was and reports it with the file's path; a record
+    /// that could not be set is not kept in memory (a later write does not put it on disk),
+    /// while a removal that could not be written stays done and reaches the file with the
+    /// next write that succeeds.
+    #[test]
+    fn a_failed_write_keeps_no_unwritten_record() {
+        let dir = TempDir::new("state-fail");
+        let state = dir.path().join("s");
+        let (mut store, _) = StateStore::open(&state).unwrap();
+        let on_disk = || {
+            let (_, previous) = StateStore::open(&state).unwrap();
+            previous.into_keys().collect::<Vec<_>>()
+        };
+        store.set("a", Some(record(10))).unwrap();
+        store.writes_left = Some(0);
+        let e = store.set("b", Some(record(11))).unwrap_err();
+        assert_eq!(e.file, state.join(STATE_FILE));
+        assert_eq!(e.source.raw_os_error(), Some(libc::EIO));
+        assert!(e
+            .to_string()
+            .ends_with("state.json: Input/output error (os error 5)"));
+        store.set("a", None).unwrap_err();
+        assert_eq!(on_disk(), ["a"]);
+        store.writes_left = None;
+        store.set("c", Some(record(12))).unwrap();
+        assert_eq!(on_disk(), ["c"]);
+        // Nothing changed, but the file is not behind either: no write.
+        store.writes_left = Some(0);
+        store.set("c", Some(record(12))).unwrap();
+    }
+
     /// A file from another boot names nothing.
     #[test]
     fn records_of_another_boot_are_ignored() {
