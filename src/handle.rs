@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
 use perfvisor_actors::alerts::{
-    AlertCallback, AlertingChange, RuleInfo, Silence, SinkConfig, ThresholdRule,
+    AlertCallback, AlertStream, AlertingChange, AsyncDaemonControl, DaemonControl, RuleInfo,
+    Silence, SinkConfig, ThresholdRule,
 };
 use perfvisor_actors::analyzer::{DaemonReport, HostReport};
 use perfvisor_actors::messages::*;
@@ -57,6 +58,23 @@ pub(crate) fn check_spec(spec: &DaemonSpec) -> Result<(), Error> {
         return Err(Error::InvalidDaemon {
             id: spec.id.to_string(),
             problem: "pid 0 is not a process; give the daemon's pid (1 or more)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Why [`Perfvisor::daemon_started`] refuses a pid: no such process runs now (a watcher
+/// of it would only report it gone, and a report of it would score what is not there).
+fn check_pid_runs(spec: &DaemonSpec) -> Result<(), Error> {
+    let proc_dir = Path::new("/proc").join(spec.pid.to_string());
+    if Path::new("/proc/self").exists() && !proc_dir.exists() {
+        return Err(Error::InvalidDaemon {
+            id: spec.id.to_string(),
+            problem: format!(
+                "no process with pid {} is running; give the pid of the daemon's running \
+                 process (announce it after the spawn, and daemon_stopped when it ends)",
+                spec.pid
+            ),
         });
     }
     Ok(())
@@ -118,6 +136,7 @@ impl Perfvisor {
     pub async fn daemon_started(&self, spec: DaemonSpec) -> Result<(), Error> {
         self.check_running()?;
         check_spec(&spec)?;
+        check_pid_runs(&spec)?;
         self.inner
             .parts
             .supervisor
@@ -169,9 +188,49 @@ impl Perfvisor {
             .map_err(|_| Error::NotRunning)
     }
 
-    /// Adds (or replaces, by name) an alert rule.
+    /// Every alert notification (firing and resolved) from now on, as a tokio-friendly
+    /// stream: `while let Some(alert) = alerts.recv().await`, or a `futures_core::Stream`.
+    /// No actix code is needed in the host. A reader that falls more than
+    /// [`STREAM_BUFFER`](perfvisor_actors::alerts::STREAM_BUFFER) alerts behind loses the
+    /// newest ones for itself only, counted by [`AlertStream::lagged`]; perfvisor never
+    /// waits for it. The stream ends when perfvisor shuts down.
+    pub async fn alerts(&self) -> Result<AlertStream, Error> {
+        self.check_running()?;
+        let (sender, stream) = AlertStream::channel(perfvisor_actors::alerts::STREAM_BUFFER);
+        self.inner
+            .parts
+            .dispatcher
+            .send(SubscribeStream { sender })
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        Ok(stream)
+    }
+
+    /// Sets (or replaces) who restarts daemons for `action = restart` rules, while perfvisor
+    /// runs: the host's restart logic often exists only once this handle does. Called on
+    /// perfvisor's action thread; may block there (never on an engine actor).
+    pub fn set_daemon_control(&self, control: impl DaemonControl) {
+        self.inner.parts.control.set(Arc::new(control));
+    }
+
+    /// Sets (or replaces) an async daemon control: each restart is a future run on the
+    /// tokio runtime current when this is called (or, outside one, on a single-threaded
+    /// runtime of perfvisor's own), driven from perfvisor's action thread, so it never
+    /// occupies one of the host's worker threads while it waits. A closure
+    /// `|daemon: DaemonId| async move { … }` returning `Result<(), String>` is one.
+    pub fn set_async_daemon_control(&self, control: impl AsyncDaemonControl) -> Result<(), Error> {
+        self.inner
+            .parts
+            .control
+            .set_async(Arc::new(control))
+            .map_err(Error::Thread)
+    }
+
+    /// Adds (or replaces, by name) an alert rule. A rule with a bad setting (a non-finite
+    /// threshold, a signal perfvisor never raises, …) is refused with every problem named.
     pub async fn add_rule(&self, rule: ThresholdRule) -> Result<(), Error> {
         self.check_running()?;
+        rule.validate().map_err(Error::InvalidRule)?;
         self.inner
             .parts
             .dispatcher

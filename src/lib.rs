@@ -18,11 +18,13 @@ pub use handle::Perfvisor;
 pub use lock::{lock_path, DatabaseLock};
 
 pub use perfvisor_actors::alerts::{
-    builtin_rules, default_rules, ActionLimits, AlertingChange, Comparison, Condition,
-    DaemonControl, FlapDamping, Matcher, RuleAction, RuleError, RuleInfo, RuleOrigin, RulesChange,
-    Selector, Silence, SilenceError, SinkConfig, SinkSettings, SinkStatus, SourceKind,
-    ThresholdRule, APP_ANOMALY_ENABLED,
+    builtin_rules, default_rules, ActionLimits, AlertStream, AlertingChange, AsyncDaemonControl,
+    BoxFuture, Comparison, Condition, DaemonControl, FlapDamping, Matcher, RuleAction, RuleError,
+    RuleInfo, RuleOrigin, RulesChange, Selector, Silence, SilenceError, SinkConfig, SinkSettings,
+    SinkStatus, SourceKind, ThresholdRule, APP_ANOMALY_ENABLED,
 };
+pub use perfvisor_actors::analyzer::anomaly::AnomalyKind;
+pub use perfvisor_actors::analyzer::trend::{Direction, TimeToThreshold};
 pub use perfvisor_actors::analyzer::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, DaemonReport, Deduction,
     Evidence, HostJudgement, HostReport, JudgeConfig, Level, Prediction, RecentStats,
@@ -41,9 +43,9 @@ pub use perfvisor_actors::telemetry::{
     ActorKind, ActorStatus, Health, RecorderStatus, Status, StorageStatus, WatcherStatus,
 };
 pub use perfvisor_actors::types::{
-    Alert, AlertState, Clock, DaemonId, DaemonSpec, Labels, LifecycleEvent, LifecycleKind,
-    ManualClock, MetricKind, MetricName, Sample, SeriesKey, Severity, Source, SystemClock,
-    TimestampMs,
+    ActionRecord, Alert, AlertState, Clock, DaemonId, DaemonSpec, Labels, LifecycleEvent,
+    LifecycleKind, ManualClock, MetricKind, MetricName, Sample, SeriesKey, Severity, Source,
+    SystemClock, TimestampMs,
 };
 
 /// Everything that can go wrong through the embedding API.
@@ -62,6 +64,10 @@ pub enum Error {
     /// A silence was refused.
     #[error(transparent)]
     Silence(SilenceError),
+    /// An alert rule was refused; the error lists every problem with the field, the value
+    /// and what would be accepted.
+    #[error(transparent)]
+    InvalidRule(RuleError),
     /// A daemon spec was refused.
     #[error("invalid daemon {id:?}: {problem}")]
     InvalidDaemon {

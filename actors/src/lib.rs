@@ -15,6 +15,7 @@ pub mod recorder;
 pub mod replay;
 pub mod selfmon;
 pub mod storage;
+pub mod suggest;
 pub mod supervisor;
 pub mod telemetry;
 #[cfg(test)]

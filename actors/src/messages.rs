@@ -265,6 +265,15 @@ pub struct SubscribeAlerts {
     pub recipient: Recipient<Alert>,
 }
 
+/// Subscribes a tokio-friendly stream to every alert notification (see
+/// [`crate::alerts::AlertStream`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeStream {
+    /// The dispatcher's end of the stream.
+    pub sender: crate::alerts::StreamSender,
+}
+
 /// Subscribes a closure to every alert notification. It runs on a thread of its own, so a
 /// slow closure never holds back the dispatcher or other subscribers.
 #[derive(Clone, Message)]

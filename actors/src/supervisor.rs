@@ -48,8 +48,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{
-    ActionLimits, AlertDispatcher, DaemonControl, DispatcherConfig, Sink, SinkConfig, SinkSettings,
-    ThresholdRule,
+    ActionLimits, AlertDispatcher, ControlSlot, DaemonControl, DispatcherConfig, Sink, SinkConfig,
+    SinkSettings, ThresholdRule,
 };
 use crate::analyzer::Analyzer;
 use crate::collector::{intake, Collector};
@@ -470,6 +470,8 @@ pub struct EngineParts {
     pub collector: Addr<Collector>,
     /// The recorder intake thread (for flushes).
     pub intake: Arc<intake::IntakeHandle>,
+    /// The daemon control restart actions use (replaceable while running).
+    pub control: ControlSlot,
 }
 
 struct WatcherEntry {
@@ -585,12 +587,13 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         ));
     }
     let status_sinks = sinks.clone();
+    let control = ControlSlot::new(config.daemon_control.clone());
     let dispatcher_config = DispatcherConfig {
         rules: config.rules.clone(),
         config_rules: config.config_rules.clone(),
         default_rules: config.default_rules,
         sinks,
-        control: config.daemon_control.clone(),
+        control: control.clone(),
         action_limits: config.action_limits,
         clock: clock.clone(),
     };
@@ -699,6 +702,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         storage: parts_storage,
         collector: parts_collector,
         intake: parts_intake,
+        control,
     })
 }
 

@@ -11,7 +11,6 @@ mod human;
 mod logs;
 mod replay;
 mod run;
-mod suggest;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -389,7 +388,7 @@ fn check_matcher(name: &str, value: &str, labels: &[String]) -> Result<(), CliEr
     }
     let mut candidates: Vec<&str> = MATCHER_KEYS.to_vec();
     candidates.extend(labels.iter().map(String::as_str));
-    let near = suggest::nearest(name, &candidates, 3);
+    let near = perfvisor_actors::suggest::nearest(name, &candidates, 3);
     let hint = if near.is_empty() {
         String::new()
     } else {
@@ -663,7 +662,7 @@ fn no_such_metric(
         ));
     }
     let names: Vec<&str> = known.iter().map(String::as_str).collect();
-    let near = suggest::nearest(metric, &names, 8);
+    let near = perfvisor_actors::suggest::nearest(metric, &names, 8);
     let hint = if near.is_empty() {
         format!("recorded metrics: {}", names.join(", "))
     } else {

@@ -103,21 +103,7 @@ pub(super) fn quoted_list(words: &[&str]) -> String {
     }
 }
 
-/// Edit distance, to suggest a key for a misspelt one.
-pub(super) fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
+pub(super) use perfvisor_actors::suggest::distance;
 
 /// One table of the document, with its key path and place.
 pub(super) struct Table<'a, 'i> {

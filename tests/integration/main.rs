@@ -24,6 +24,8 @@ mod chaos;
 mod disk;
 // No fork without a record: a full state disk or EMFILE starts nothing, a restart starts one.
 mod durable_start;
+// A tokio host without actix: alerts as a stream, an async control, refused calls.
+mod tokio_host;
 // Alert state across restarts, Alertmanager, dead webhooks, restart actions.
 mod delivery;
 // The HTTP API: tokens, 400s, external daemons, Prometheus.

@@ -9,9 +9,11 @@
 //! confirm or clear the problem). A refused action is recorded as `refused` with the reason.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::rules::RuleAction;
@@ -28,6 +30,132 @@ pub trait DaemonControl: Send + Sync + 'static {
 impl std::fmt::Debug for dyn DaemonControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DaemonControl")
+    }
+}
+
+/// A boxed future that can be sent between threads.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Restarts daemons on perfvisor's behalf, for async hosts: the restart is a future run on
+/// the host's tokio runtime (the one current when the control was set), so it may await the
+/// host's own channels, locks and child processes. Any `Fn(DaemonId) -> impl Future` closure
+/// is one:
+///
+/// ```
+/// # use perfvisor_actors::alerts::AsyncDaemonControl;
+/// # use perfvisor_actors::types::DaemonId;
+/// fn control() -> impl AsyncDaemonControl {
+///     |daemon: DaemonId| async move {
+///         // e.g. send a restart request to the host's manager task and await its answer
+///         Ok::<(), String>(())
+///     }
+/// }
+/// ```
+pub trait AsyncDaemonControl: Send + Sync + 'static {
+    /// Restarts the daemon; `Err` says why it could not.
+    fn restart(&self, daemon: DaemonId) -> BoxFuture<Result<(), String>>;
+}
+
+impl<F, Fut> AsyncDaemonControl for F
+where
+    F: Fn(DaemonId) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    fn restart(&self, daemon: DaemonId) -> BoxFuture<Result<(), String>> {
+        Box::pin(self(daemon))
+    }
+}
+
+/// Where an async control's futures run.
+enum Runtime {
+    /// The host's runtime, current when the control was set.
+    Host(tokio::runtime::Handle),
+    /// A runtime of perfvisor's own, when none was current.
+    Own(tokio::runtime::Runtime),
+}
+
+/// The control in force.
+#[derive(Clone)]
+enum Control {
+    Blocking(Arc<dyn DaemonControl>),
+    Async(Arc<dyn AsyncDaemonControl>, Arc<Runtime>),
+}
+
+impl Control {
+    fn restart(&self, daemon: &DaemonId) -> Result<(), String> {
+        match self {
+            Control::Blocking(c) => c.restart(daemon),
+            Control::Async(c, runtime) => {
+                let future = c.restart(daemon.clone());
+                match runtime.as_ref() {
+                    Runtime::Host(handle) => handle.block_on(future),
+                    Runtime::Own(rt) => rt.block_on(future),
+                }
+            }
+        }
+    }
+}
+
+/// The daemon control restart actions use, replaceable while perfvisor runs (the host's
+/// restart logic often exists only after the engine started). Cheap to clone; every clone
+/// is the same slot.
+#[derive(Clone, Default)]
+pub struct ControlSlot(Arc<RwLock<Option<Control>>>);
+
+impl std::fmt::Debug for ControlSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ControlSlot").field(&self.is_set()).finish()
+    }
+}
+
+impl ControlSlot {
+    /// A slot holding `control`, if any.
+    pub fn new(control: Option<Arc<dyn DaemonControl>>) -> Self {
+        ControlSlot(Arc::new(RwLock::new(control.map(Control::Blocking))))
+    }
+
+    /// Uses a blocking control from now on (called on perfvisor's action thread).
+    pub fn set(&self, control: Arc<dyn DaemonControl>) {
+        self.put(Some(Control::Blocking(control)));
+    }
+
+    /// Uses an async control from now on. Its futures run on the tokio runtime current
+    /// here; without one, on a single-threaded runtime of perfvisor's own.
+    pub fn set_async(&self, control: Arc<dyn AsyncDaemonControl>) -> std::io::Result<()> {
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => Runtime::Host(handle),
+            Err(_) => Runtime::Own(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        self.put(Some(Control::Async(control, Arc::new(runtime))));
+        Ok(())
+    }
+
+    /// Removes the control: restart actions are refused (and recorded so) until one is set.
+    pub fn clear(&self) {
+        self.put(None);
+    }
+
+    /// Whether a control is set.
+    pub fn is_set(&self) -> bool {
+        self.0.read().map(|c| c.is_some()).unwrap_or(false)
+    }
+
+    fn put(&self, control: Option<Control>) {
+        match self.0.write() {
+            Ok(mut slot) => *slot = control,
+            Err(poisoned) => *poisoned.into_inner() = control,
+        }
+    }
+
+    fn get(&self) -> Option<Control> {
+        match self.0.read() {
+            Ok(slot) => slot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 
@@ -88,7 +216,7 @@ impl ActionRunner {
     /// A runner whose worker thread carries out actions with `control` (restarts are refused
     /// without one) and records them in `storage`.
     pub fn spawn(
-        control: Option<Arc<dyn DaemonControl>>,
+        control: ControlSlot,
         limits: ActionLimits,
         storage: StorageHandle,
     ) -> std::io::Result<ActionRunner> {
@@ -97,7 +225,8 @@ impl ActionRunner {
             .name("perfvisor-actions".into())
             .spawn(move || {
                 for job in rx {
-                    let record = carry_out(&job, control.as_deref(), limits.exec_timeout);
+                    let current = control.get();
+                    let record = carry_out(&job, current.as_ref(), limits.exec_timeout);
                     log(&record);
                     storage.record_action(record);
                 }
@@ -187,7 +316,7 @@ fn log(record: &ActionRecord) {
 }
 
 /// Runs one job and says how it went.
-fn carry_out(job: &Job, control: Option<&dyn DaemonControl>, timeout: Duration) -> ActionRecord {
+fn carry_out(job: &Job, control: Option<&Control>, timeout: Duration) -> ActionRecord {
     let mut record = ActionRecord {
         ts_ms: job.at_ms,
         daemon: job.alert.daemon.clone(),
@@ -196,18 +325,21 @@ fn carry_out(job: &Job, control: Option<&dyn DaemonControl>, timeout: Duration) 
         outcome: "done".into(),
         detail: String::new(),
     };
-    let result = match (&job.action, &job.alert.daemon, control) {
-        (RuleAction::RestartDaemon, Some(daemon), Some(control)) => control.restart(daemon),
-        (RuleAction::RestartDaemon, None, _) => {
-            record.outcome = "refused".into();
-            Err("the alert names no daemon to restart".into())
-        }
-        (RuleAction::RestartDaemon, Some(_), None) => {
-            record.outcome = "refused".into();
-            Err("no daemon control is registered (embed: PerfvisorBuilder::daemon_control)".into())
-        }
-        (RuleAction::Exec { program, args }, _, _) => run(program, args, &job.alert, timeout),
-    };
+    let result =
+        match (&job.action, &job.alert.daemon, control) {
+            (RuleAction::RestartDaemon, Some(daemon), Some(control)) => control.restart(daemon),
+            (RuleAction::RestartDaemon, None, _) => {
+                record.outcome = "refused".into();
+                Err("the alert names no daemon to restart".into())
+            }
+            (RuleAction::RestartDaemon, Some(_), None) => {
+                record.outcome = "refused".into();
+                Err("no daemon control is registered (embedding: PerfvisorBuilder::daemon_control, \
+                 Perfvisor::set_daemon_control or Perfvisor::set_async_daemon_control)"
+                .into())
+            }
+            (RuleAction::Exec { program, args }, _, _) => run(program, args, &job.alert, timeout),
+        };
     match result {
         Ok(()) => record.detail = format!("because {}", job.alert.message),
         Err(why) => {
@@ -310,8 +442,12 @@ mod tests {
             min_interval: Duration::from_secs(60),
             exec_timeout: Duration::from_secs(5),
         };
-        let mut runner =
-            ActionRunner::spawn(Some(control.clone()), limits, storage.clone()).unwrap();
+        let mut runner = ActionRunner::spawn(
+            ControlSlot::new(Some(control.clone())),
+            limits,
+            storage.clone(),
+        )
+        .unwrap();
         let a = leak_alert();
         assert!(runner
             .request(&RuleAction::RestartDaemon, &a, 0, &storage)

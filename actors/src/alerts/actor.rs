@@ -29,7 +29,7 @@ use actix::dev::SendError;
 use actix::prelude::*;
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::action::{ActionLimits, ActionRunner, DaemonControl};
+use super::action::{ActionLimits, ActionRunner};
 use super::rate::AnomalyRates;
 use super::rules::{
     effective_rules, group, listed_rules, perfvisor_rules, GroupBy, Notification, PersistedState,
@@ -81,7 +81,7 @@ pub struct DispatcherConfig {
     /// Sinks, by name.
     pub sinks: Vec<Arc<Sink>>,
     /// Who restarts daemons for restart actions.
-    pub control: Option<Arc<dyn DaemonControl>>,
+    pub control: super::action::ControlSlot,
     /// Rate limits of actions.
     pub action_limits: ActionLimits,
     /// Source of time.
@@ -95,7 +95,7 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("config_rules", &self.config_rules.len())
             .field("default_rules", &self.default_rules)
             .field("sinks", &self.sinks.len())
-            .field("control", &self.control.is_some())
+            .field("control", &self.control.is_set())
             .field("action_limits", &self.action_limits)
             .finish()
     }
@@ -112,6 +112,8 @@ pub struct AlertDispatcher {
     actions: Option<ActionRunner>,
     recipients: Vec<Recipient<Alert>>,
     callbacks: Vec<Sender<Alert>>,
+    /// Tokio-friendly alert streams.
+    streams: Vec<super::StreamSender>,
     /// What was last written to `alert_state`, by key, to write only changes.
     persisted: HashMap<String, String>,
     last_persist_ms: TimestampMs,
@@ -187,6 +189,7 @@ impl AlertDispatcher {
             actions: None,
             recipients: Vec::new(),
             callbacks: Vec::new(),
+            streams: Vec::new(),
             persisted: HashMap::new(),
             last_persist_ms: 0,
             last_resend_ms: 0,
@@ -495,6 +498,14 @@ impl AlertDispatcher {
                 false
             }
         });
+        self.streams.retain(|s| match s.offer(alert) {
+            super::Offer::Sent => true,
+            super::Offer::Lagged => {
+                failures.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            super::Offer::Closed => false,
+        });
         self.callbacks
             .retain(|tx| match tx.try_send(alert.clone()) {
                 Ok(()) => true,
@@ -687,6 +698,13 @@ impl Handler<SubscribeAlerts> for AlertDispatcher {
     type Result = ();
     fn handle(&mut self, msg: SubscribeAlerts, _ctx: &mut Self::Context) {
         self.recipients.push(msg.recipient);
+    }
+}
+
+impl Handler<SubscribeStream> for AlertDispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: SubscribeStream, _ctx: &mut Self::Context) {
+        self.streams.push(msg.sender);
     }
 }
 

@@ -9,8 +9,9 @@ mod rate;
 mod rules;
 mod silence;
 mod sinks;
+mod stream;
 
-pub use action::{ActionLimits, DaemonControl};
+pub use action::{ActionLimits, AsyncDaemonControl, BoxFuture, ControlSlot, DaemonControl};
 pub use actor::{
     AlertCallback, AlertDispatcher, AlertingChange, DispatcherConfig, CALLBACK_QUEUE,
     CONFIG_SILENCE, TICK,
@@ -26,3 +27,4 @@ pub use rules::{
 };
 pub use silence::{Matcher, Silence, SilenceError, Silences};
 pub use sinks::{rfc3339, Sink, SinkConfig, SinkError, SinkSettings, SinkStats, SinkStatus};
+pub use stream::{AlertStream, Offer, StreamSender, STREAM_BUFFER};

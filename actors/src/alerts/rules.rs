@@ -672,9 +672,12 @@ impl ThresholdRule {
                 bad(
                     "signal",
                     format!("{name:?}"),
-                    "a candidate name such as bottleneck.memory_leak, or a prefix ending in                      `.*` such as anomaly.*"
+                    "a candidate name such as bottleneck.memory_leak, or a prefix ending in \
+                     `.*` such as anomaly.*"
                         .into(),
                 );
+            } else if let Err(expected) = known_signal(name) {
+                bad("signal", format!("{name:?}"), expected);
             }
         }
         if self.condition.uses_samples()
@@ -728,6 +731,45 @@ impl ThresholdRule {
             }
         }
     }
+}
+
+/// Whether the analyzer or perfvisor itself can raise candidates of this name (or prefix):
+/// `bottleneck.<kind>` of a known kind, `anomaly.<metric>` of any metric, `perfvisor.<…>`.
+/// `Err` says what is accepted, with the nearest names.
+fn known_signal(name: &str) -> Result<(), String> {
+    let kinds: Vec<String> = crate::analyzer::BottleneckKind::ALL
+        .iter()
+        .map(|k| format!("bottleneck.{}", k.as_str()))
+        .collect();
+    if name.starts_with("anomaly.")
+        || name.starts_with("perfvisor.")
+        || name == "bottleneck.*"
+        || kinds.iter().any(|k| k == name)
+    {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = kinds.iter().map(String::as_str).collect();
+    known.extend([
+        STORAGE_FAILING_SIGNAL,
+        DEGRADED_SIGNAL,
+        "anomaly.*",
+        "bottleneck.*",
+    ]);
+    let near = crate::suggest::nearest(name, &known, 2);
+    let hint = match near.as_slice() {
+        [] => String::new(),
+        [one] => format!("did you mean {one}? "),
+        [one, two, ..] => format!("did you mean {one} or {two}? "),
+    };
+    Err(format!(
+        "{hint}a candidate perfvisor raises: bottleneck.<kind> ({}), anomaly.<metric>, \
+         perfvisor.<own alert>, or a prefix ending in `.*`",
+        crate::analyzer::BottleneckKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// Checks a set of rules: every rule's settings, and that names are unique.

@@ -238,6 +238,18 @@ pub enum BottleneckKind {
 }
 
 impl BottleneckKind {
+    /// Every kind.
+    pub const ALL: [BottleneckKind; 8] = [
+        BottleneckKind::CpuBound,
+        BottleneckKind::MemoryPressure,
+        BottleneckKind::MemoryLeak,
+        BottleneckKind::IoBound,
+        BottleneckKind::DescriptorExhaustion,
+        BottleneckKind::RestartInstability,
+        BottleneckKind::LatencyRegression,
+        BottleneckKind::HostContention,
+    ];
+
     /// The snake_case name (as in JSON and alert rules).
     pub fn as_str(self) -> &'static str {
         match self {

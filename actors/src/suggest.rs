@@ -1,5 +1,5 @@
-//! "Did you mean": the accepted words nearest to a mistyped one, for the CLI's error messages
-//! (silence matcher keys, metric names).
+//! "Did you mean": the accepted words nearest to a mistyped one, for error messages (config
+//! keys, silence matcher keys, metric names, alert signal names).
 
 /// Edit distance (insertions, deletions, substitutions, and swaps of neighbours) between `a`
 /// and `b`, by characters.

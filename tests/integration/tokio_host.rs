@@ -1,0 +1,121 @@
+//! Embedding from a tokio host without actix: alerts as a stream, an async daemon control
+//! set on the running handle, and calls that are refused with the reason.
+
+use std::time::Duration;
+
+use perfvisor::{AlertState, DaemonId, DaemonSpec, Error, RuleAction, ThresholdRule};
+
+use crate::support::{self, wait_for};
+
+/// `alerts()` delivers the firing and the resolution of a rule to a plain tokio task, and a
+/// restart action reaches an async control set after the engine started; the action is
+/// recorded as done.
+#[tokio::test]
+async fn alerts_stream_and_async_control() {
+    let rule = ThresholdRule::above("slow_search", "search.latency_seconds", 0.5)
+        .action(RuleAction::RestartDaemon);
+    let t = support::start(|b| b.rule(rule));
+    let mut alerts = t.pv.alerts().await.expect("subscribed");
+    let (restarts_tx, mut restarts) = tokio::sync::mpsc::unbounded_channel::<DaemonId>();
+    t.pv.set_async_daemon_control(move |daemon: DaemonId| {
+        let tx = restarts_tx.clone();
+        async move {
+            // An await on the host's runtime: the control runs there.
+            tokio::task::yield_now().await;
+            tx.send(daemon).map_err(|e| e.to_string())
+        }
+    })
+    .expect("control set");
+
+    let rec = t.pv.recorder().for_daemon("searcher");
+    rec.observe("search.latency_seconds", 0.9);
+    let fired = tokio::time::timeout(Duration::from_secs(5), alerts.recv())
+        .await
+        .expect("an alert within 5 s")
+        .expect("the stream is open");
+    assert_eq!(fired.rule, "slow_search");
+    assert_eq!(fired.state, AlertState::Firing);
+    let restarted = tokio::time::timeout(Duration::from_secs(5), restarts.recv())
+        .await
+        .expect("a restart within 5 s");
+    assert_eq!(restarted.as_ref().map(DaemonId::as_str), Some("searcher"));
+
+    rec.observe("search.latency_seconds", 0.1);
+    let resolved = tokio::time::timeout(Duration::from_secs(5), alerts.recv())
+        .await
+        .expect("the resolution within 5 s")
+        .expect("the stream is open");
+    assert_eq!(resolved.state, AlertState::Resolved);
+    assert_eq!(alerts.lagged(), 0);
+
+    t.pv.shutdown().await.expect("shutdown");
+    let reader = perfvisor::StorageReader::open(t.db()).expect("reader");
+    let actions = reader.actions(None, i64::MIN, i64::MAX).expect("actions");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.rule == "slow_search" && a.outcome == "done"),
+        "{actions:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), alerts.recv())
+            .await
+            .expect("the stream ends at shutdown")
+            .is_none(),
+        "no alert after shutdown"
+    );
+}
+
+/// A rule on a signal perfvisor never raises, a non-finite threshold, and a pid that runs no
+/// process are refused with what is wrong; nothing of them is kept.
+#[tokio::test]
+async fn invalid_calls_are_refused() {
+    let t = support::start(|b| b);
+    let typo = ThresholdRule::signal("leaks", "bottleneck.memory_leek");
+    match t.pv.add_rule(typo).await {
+        Err(Error::InvalidRule(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("bottleneck.memory_leek")
+                    && text.contains("did you mean bottleneck.memory_leak"),
+                "{text}"
+            );
+        }
+        other => panic!("expected InvalidRule, got {other:?}"),
+    }
+    match t
+        .pv
+        .add_rule(ThresholdRule::above(
+            "nan",
+            "search.latency_seconds",
+            f64::NAN,
+        ))
+        .await
+    {
+        Err(Error::InvalidRule(e)) => assert!(e.to_string().contains("NaN"), "{e}"),
+        other => panic!("expected InvalidRule, got {other:?}"),
+    }
+    let rules = t.pv.rules().await.expect("rules");
+    assert!(!rules.iter().any(|r| r.name == "leaks" || r.name == "nan"));
+
+    let mut child = support::loadgen(&["--cpu", "0"]);
+    let gone = child.pid();
+    child.kill();
+    match t.pv.daemon_started(DaemonSpec::new("ghost", gone)).await {
+        Err(Error::InvalidDaemon { id, problem }) => {
+            assert_eq!(id, "ghost");
+            assert!(
+                problem.contains(&format!("no process with pid {gone}")),
+                "{problem}"
+            );
+        }
+        other => panic!("expected InvalidDaemon, got {other:?}"),
+    }
+    wait_for(Duration::from_secs(2), "status answers", || async {
+        t.pv.status().await.is_ok()
+    })
+    .await;
+    let status = t.pv.status().await.expect("status");
+    assert!(!status.watchers.iter().any(|w| w.daemon.as_str() == "ghost"));
+    t.pv.shutdown().await.expect("shutdown");
+}
