@@ -2,12 +2,15 @@
 #![deny(missing_docs)]
 
 mod builder;
+#[cfg(feature = "config")]
 pub mod config;
 mod handle;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod loadgen;
 mod lock;
 pub mod manager;
+pub mod units;
 
 pub use builder::{
     PerfvisorBuilder, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE, DEFAULT_HOST_INTERVAL,

@@ -8,7 +8,7 @@ use perfvisor_actors::metric_names as names;
 use toml::de::DeValue;
 
 use super::reader::{distance, show, Ctx, Table};
-use super::units::{parse_duration, parse_size_value, DURATION_FORMS, SIZE_FORMS};
+use crate::units::{parse_duration, parse_size_value, DURATION_FORMS, SIZE_FORMS};
 
 /// Metrics the `perfvisor` binary records besides the engine's: each health check's latency
 /// and outcome (see `on_event` in `src/cli/run.rs`).

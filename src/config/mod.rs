@@ -31,7 +31,7 @@ mod map;
 mod metrics;
 mod reader;
 mod system;
-mod units;
+use crate::units;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::{Locator, Problem};
-use super::units::{parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
+use crate::units::{parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
 
 /// Where problems are gathered while a document is read.
 pub(super) struct Ctx<'s> {
@@ -368,8 +368,8 @@ impl<'a, 'i> Table<'a, 'i> {
                 key,
                 format!(
                     "{s:?} is out of range; expected a duration from {} to {}",
-                    super::units::format_duration(min),
-                    super::units::format_duration(max)
+                    crate::units::format_duration(min),
+                    crate::units::format_duration(max)
                 ),
             );
             return None;
@@ -415,7 +415,7 @@ impl<'a, 'i> Table<'a, 'i> {
                 format!(
                     "{} is too small; expected at least {}",
                     show(v.get_ref()),
-                    super::units::format_size(min)
+                    crate::units::format_size(min)
                 ),
             );
             return None;

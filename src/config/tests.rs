@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::*;
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

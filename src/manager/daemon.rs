@@ -789,7 +789,7 @@ impl Supervisor {
         info!(
             daemon = %self.name,
             exit = %super::spec::describe_exit(code, signal),
-            uptime = %crate::config::format_duration(uptime),
+            uptime = %crate::units::format_duration(uptime),
             "Daemon exited."
         );
         let decision = self

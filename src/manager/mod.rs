@@ -59,6 +59,7 @@ mod tests;
 
 // The config's machine checks look users up the way a spawn does.
 pub use logs::{log_path, rotated_path};
+#[cfg(feature = "config")]
 pub(crate) use process::lookup_user;
 pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
 pub use spec::{

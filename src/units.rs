@@ -9,12 +9,11 @@
 use std::time::Duration;
 
 /// What a duration may look like, for error messages.
-pub(super) const DURATION_FORMS: &str =
+pub const DURATION_FORMS: &str =
     "a duration such as \"250ms\", \"30s\", \"5m\", \"1h30m\", \"7d\" (units ms, s, m, h, d, w)";
 
 /// What a size may look like, for error messages.
-pub(super) const SIZE_FORMS: &str =
-    "a size such as \"512B\", \"64KiB\", \"10MiB\", \"2GiB\", \"1GB\" \
+pub const SIZE_FORMS: &str = "a size such as \"512B\", \"64KiB\", \"10MiB\", \"2GiB\", \"1GB\" \
      (units B, KB, MB, GB, TB = powers of 1000; KiB, MiB, GiB, TiB = powers of 1024)";
 
 const DURATION_UNITS: [(&str, u64); 6] = [
@@ -87,7 +86,7 @@ const SIZE_UNITS: [(&str, u64); 9] = [
 
 /// Parses `"512MiB"`-style text (a space before the unit is allowed); `None` when it is not
 /// a size (or overflows).
-pub(super) fn parse_size(text: &str) -> Option<u64> {
+pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -101,7 +100,7 @@ pub(super) fn parse_size(text: &str) -> Option<u64> {
 
 /// Parses a size that may have a fraction (`"1.5 GiB"`, `"16MiB"`), for rule thresholds;
 /// `None` when it is not a size.
-pub(super) fn parse_size_value(text: &str) -> Option<f64> {
+pub fn parse_size_value(text: &str) -> Option<f64> {
     let text = text.trim();
     let digits = text
         .bytes()
