@@ -119,3 +119,71 @@ async fn invalid_calls_are_refused() {
     assert!(!status.watchers.iter().any(|w| w.daemon.as_str() == "ghost"));
     t.pv.shutdown().await.expect("shutdown");
 }
+
+/// A signal rule scoped to a project fires on a real leak of a daemon of that project and
+/// acts through the async control; after the host's planned restart (`daemon_restarting`,
+/// then the new pid) the alert's resolution reaches the stream.
+#[tokio::test]
+async fn project_scoped_leak_rule_acts_and_resolves_after_a_planned_restart() {
+    let rule = ThresholdRule::signal("shop_leaks", "bottleneck.memory_leak")
+        .for_project("shop")
+        .action(RuleAction::RestartDaemon);
+    let t = support::start(|b| {
+        b.judge_interval(Duration::from_millis(300))
+            .judge_config(support::fast_judgement())
+            .analysis_window(100)
+            .rule(rule)
+    });
+    let mut alerts = t.pv.alerts().await.expect("subscribed");
+    let (restarts_tx, mut restarts) = tokio::sync::mpsc::unbounded_channel::<DaemonId>();
+    t.pv.set_async_daemon_control(move |daemon: DaemonId| {
+        let tx = restarts_tx.clone();
+        async move { tx.send(daemon).map_err(|e| e.to_string()) }
+    })
+    .expect("control set");
+    let mut leaky = support::loadgen(&["--leak-mib-per-sec", "20"]);
+    t.pv.daemon_started(DaemonSpec::new("cart", leaky.pid()).project("shop"))
+        .await
+        .expect("announced");
+
+    let wait = Duration::from_secs(30);
+    let fired = next_of(&mut alerts, "shop_leaks", wait).await;
+    assert_eq!(fired.state, AlertState::Firing);
+    assert_eq!(fired.project.as_deref(), Some("shop"));
+    let asked = tokio::time::timeout(wait, restarts.recv())
+        .await
+        .expect("a restart in time");
+    assert_eq!(asked.as_ref().map(DaemonId::as_str), Some("cart"));
+
+    // The host restarts it on purpose, into a build that does not leak.
+    t.pv.daemon_restarting("cart", Duration::from_secs(5))
+        .await
+        .expect("announced");
+    leaky.kill();
+    let fresh = support::loadgen(&["--cpu", "0"]);
+    t.pv.daemon_started(DaemonSpec::new("cart", fresh.pid()).project("shop"))
+        .await
+        .expect("announced");
+    let resolved = next_of(&mut alerts, "shop_leaks", wait).await;
+    assert_eq!(resolved.state, AlertState::Resolved);
+    t.pv.shutdown().await.expect("shutdown");
+    drop(fresh);
+}
+
+/// The next alert of `rule` on the stream, within `wait`.
+async fn next_of(
+    alerts: &mut perfvisor::AlertStream,
+    rule: &str,
+    wait: Duration,
+) -> perfvisor::Alert {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let alert = tokio::time::timeout_at(deadline, alerts.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {rule} alert within {wait:?}"))
+            .expect("the stream is open");
+        if alert.rule == rule {
+            return alert;
+        }
+    }
+}
