@@ -162,6 +162,23 @@ impl Perfvisor {
         self.inner.parts.recorder.clone()
     }
 
+    /// A `metrics::Recorder` feeding this perfvisor (feature `metrics`): install it with
+    /// `metrics::set_global_recorder` (or in a fanout beside another recorder) and the
+    /// host's `counter!`, `gauge!` and `histogram!` calls become app metrics; a `daemon`
+    /// label routes to that daemon, other labels become series labels.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_recorder(&self) -> crate::MetricsRecorder {
+        crate::MetricsRecorder::new(self.recorder())
+    }
+
+    /// A `tracing_subscriber::Layer` feeding this perfvisor (feature `tracing`): every
+    /// closed span becomes an operation duration with its numeric fields as extras; filter
+    /// which spans with `Layer::with_filter`.
+    #[cfg(feature = "tracing")]
+    pub fn tracing_layer(&self) -> crate::SpanLayer {
+        crate::SpanLayer::new(self.recorder())
+    }
+
     /// Subscribes a host actor to every alert notification (firing and resolved).
     pub async fn subscribe_alerts(&self, recipient: Recipient<Alert>) -> Result<(), Error> {
         self.check_running()?;

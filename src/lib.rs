@@ -4,6 +4,7 @@
 mod builder;
 #[cfg(feature = "config")]
 pub mod config;
+mod facades;
 mod handle;
 #[cfg(feature = "http")]
 pub mod http;
@@ -17,6 +18,10 @@ pub use builder::{
     DEFAULT_JUDGE_INTERVAL, DEFAULT_PROBE_INTERVAL, DEFAULT_RECORDER_CAPACITY,
     DEFAULT_STORAGE_QUEUE,
 };
+#[cfg(feature = "metrics")]
+pub use facades::MetricsRecorder;
+#[cfg(feature = "tracing")]
+pub use facades::SpanLayer;
 pub use handle::Perfvisor;
 pub use lock::{lock_path, DatabaseLock};
 

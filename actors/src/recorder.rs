@@ -16,7 +16,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::telemetry::RecorderStats;
-use crate::types::{DaemonId, MetricName, SharedClock, TimestampMs};
+use crate::types::{DaemonId, Labels, MetricName, SharedClock, TimestampMs};
 
 /// How a raw sample is to be interpreted by the collector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub struct RawSample {
     pub value: f64,
     /// When it was recorded.
     pub ts_ms: TimestampMs,
+    /// Labels of the sample's series, beside the daemon's own (these win on a clash).
+    pub labels: Labels,
 }
 
 /// Records application metrics. Cheap to clone; `Send + Sync`; never blocks.
@@ -58,6 +60,7 @@ pub struct Recorder {
     clock: SharedClock,
     stats: Arc<RecorderStats>,
     daemon: Option<DaemonId>,
+    labels: Labels,
 }
 
 /// Creates a recorder and the receiving end its samples go to.
@@ -74,6 +77,7 @@ pub fn channel(
             clock,
             stats,
             daemon: None,
+            labels: Labels::empty(),
         },
         rx,
     )
@@ -85,6 +89,16 @@ impl Recorder {
     pub fn for_daemon(&self, id: impl Into<DaemonId>) -> Recorder {
         Recorder {
             daemon: Some(id.into()),
+            ..self.clone()
+        }
+    }
+
+    /// A recorder whose samples' series also carry `labels` (an endpoint, a queue, a
+    /// tenant), beside the daemon's labels. Each label set is a series of its own: keep the
+    /// values few (an HTTP route, not a user id).
+    pub fn with_labels(&self, labels: Labels) -> Recorder {
+        Recorder {
+            labels,
             ..self.clone()
         }
     }
@@ -121,6 +135,23 @@ impl Recorder {
         }
     }
 
+    /// Records one finished operation measured elsewhere (a closed `tracing` span, a
+    /// timer of the host's): its duration in seconds as
+    /// `app.operation.<operation>.duration_seconds` and each extra as
+    /// `app.operation.<operation>.<metric>`, as a [`ProfileGuard`] does. Never blocks.
+    pub fn record_operation(
+        &self,
+        operation: impl Into<MetricName>,
+        seconds: f64,
+        extras: impl IntoIterator<Item = (MetricName, f64)>,
+    ) {
+        let op = operation.into();
+        for (metric, value) in extras {
+            self.push(op.clone(), Some(metric), RawKind::OperationExtra, value);
+        }
+        self.push(op, None, RawKind::OperationDuration, seconds);
+    }
+
     /// Samples waiting to be drained.
     pub fn backlog(&self) -> usize {
         self.tx.len()
@@ -142,6 +173,7 @@ impl Recorder {
                 kind,
                 value,
                 ts_ms: self.clock.now_ms_coarse(),
+                labels: self.labels.clone(),
             };
             // Accepted samples are not counted here (one contended atomic less on the hot
             // path): accepted = drained by the intake + still in the channel.
@@ -179,12 +211,8 @@ impl ProfileGuard<'_> {
     fn record(&mut self) -> f64 {
         let seconds = self.start.elapsed().as_secs_f64();
         if let Some(op) = self.operation.take() {
-            for (metric, value) in self.extras.drain(..) {
-                self.recorder
-                    .push(op.clone(), Some(metric), RawKind::OperationExtra, value);
-            }
             self.recorder
-                .push(op, None, RawKind::OperationDuration, seconds);
+                .record_operation(op, seconds, self.extras.drain(..));
         }
         seconds
     }

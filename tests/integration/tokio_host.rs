@@ -187,3 +187,49 @@ async fn next_of(
         }
     }
 }
+
+/// `examples/tokio_host.rs` (no actix import) runs to the end: its leak alert came from the
+/// stream, the async control restarted the child, and its report shows its own metrics and
+/// spans with their labels. `cargo test` builds examples; a run of this test alone needs
+/// `cargo build --example tokio_host` first.
+#[test]
+fn tokio_host_example_runs() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .parent()
+        .expect("the binaries' directory")
+        .join("examples/tokio_host");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --example tokio_host` (cargo test builds it)",
+        bin.display()
+    );
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tokio_host.rs"),
+    )
+    .expect("the example's source");
+    assert!(
+        !source.contains("actix::") && !source.contains("use actix"),
+        "the example must not use actix"
+    );
+    let out = std::process::Command::new(&bin)
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "alert: Firing restart_leaks",
+        "restarted worker through the async control",
+        "alert: Resolved restart_leaks",
+        "requests_total{route=/search}",
+        "request_latency_seconds{route=/search}",
+        "app.operation.serve.duration_seconds{route=/search}",
+        "done",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}

@@ -1952,7 +1952,16 @@ fn build_alert(
                     }
                 }
             }
-            let said = c.map_or_else(|| signal.clone(), |c| c.message.clone());
+            // A resolved candidate's message already says "resolved: ".
+            let said = c.map_or_else(
+                || signal.clone(),
+                |c| {
+                    c.message
+                        .strip_prefix("resolved: ")
+                        .unwrap_or(&c.message)
+                        .to_string()
+                },
+            );
             (
                 c.map_or(f64::NAN, |c| c.threshold),
                 if firing {

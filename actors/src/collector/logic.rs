@@ -32,13 +32,20 @@ impl AppSampleResolver {
         if !raw.value.is_finite() {
             return None;
         }
-        let (source, labels) = match raw.daemon {
+        let (source, mut labels) = match raw.daemon {
             Some(id) => {
                 let labels = self.labels.get(&id).cloned().unwrap_or_default();
                 (Source::Daemon(id), labels)
             }
             None => (Source::Host, Labels::empty()),
         };
+        if !raw.labels.is_empty() {
+            labels = if labels.is_empty() {
+                raw.labels
+            } else {
+                Labels::from_pairs(labels.iter().chain(raw.labels.iter()))
+            };
+        }
         let (metric, kind): (MetricName, MetricKind) = match raw.kind {
             RawKind::Gauge | RawKind::Increment => (
                 raw.metric,
@@ -100,6 +107,7 @@ mod tests {
 
     fn raw(daemon: Option<&str>, metric: &'static str, kind: RawKind, value: f64) -> RawSample {
         RawSample {
+            labels: Labels::empty(),
             daemon: daemon.map(DaemonId::new),
             metric: metric.into(),
             extra: None,
