@@ -1,6 +1,7 @@
 //! The watcher actor: probes one daemon's pid each interval and forwards its samples.
 //!
-//! It probes only its own pid (never the whole process table). Identity is checked at every
+//! It probes only its own daemon's process tree (never the whole process table, except on
+//! kernels that cannot list a process's children; see `tree.rs`). Identity is checked at every
 //! probe; a vanished or reused pid means the daemon stopped, which the watcher reports to
 //! the supervisor, which retires it.
 
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::logic::RateTracker;
-use super::probe::{ProbeError, ProcState, ProcessProbe};
+use super::probe::{ProbeError, ProcState};
+use super::tree::TreeProbe;
 use crate::collector::Collector;
 use crate::messages::*;
 use crate::panic_guard::guard;
@@ -31,7 +33,7 @@ pub struct Watcher {
     interval: Duration,
     probes: Arc<AtomicU64>,
     engine: Arc<EngineStats>,
-    probe: Option<ProcessProbe>,
+    probe: Option<TreeProbe>,
     rates: RateTracker,
     tick: Option<SpawnHandle>,
     gone: bool,
@@ -76,7 +78,7 @@ impl Watcher {
         }
         let result = match self.probe.as_mut() {
             Some(p) => p.probe(),
-            None => ProcessProbe::open(self.spec.pid).and_then(|mut p| {
+            None => TreeProbe::open(self.spec.pid).and_then(|mut p| {
                 let r = p.probe();
                 self.probe = Some(p);
                 r
@@ -84,14 +86,14 @@ impl Watcher {
         };
         // A zombie has exited; only its parent has not reaped it yet. The daemon is gone.
         let result = match result {
-            Ok(snap) if snap.state == ProcState::Zombie => {
+            Ok(snap) if snap.main.state == ProcState::Zombie => {
                 Err(ProbeError::Gone { pid: self.spec.pid })
             }
             other => other,
         };
         match result {
             Ok(snap) => {
-                if let Some(exec) = self.probe.as_mut().and_then(ProcessProbe::take_exec) {
+                if let Some(exec) = self.probe.as_mut().and_then(TreeProbe::take_exec) {
                     tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, to = %exec.to.display(), "Daemon exec'd another program; still watching it.");
                     self.supervisor.do_send(DaemonExeced {
                         id: self.spec.id.clone(),

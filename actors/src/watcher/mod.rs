@@ -1,5 +1,6 @@
 //! One watcher per daemon: the process probe and (in actor.rs) the watcher actor.
 pub mod probe;
+pub mod tree;
 
 mod actor;
 mod logic;

@@ -1,0 +1,568 @@
+//! The whole daemon: its main process and every descendant, probed together so a daemon that
+//! works in several processes (gunicorn, php-fpm, postgres, a shell wrapper) is judged on all
+//! of them. Plain synchronous code, like the single-process probe it is built from.
+//!
+//! Descendants are found from the main process down through `/proc/PID/task/TID/children`
+//! at every probe (a new child is counted at the first probe after its fork), and each one
+//! keeps its own [`ProcessProbe`] open across probes. Where the kernel lacks that file the
+//! whole of `/proc` is scanned by parent pid instead, only every [`SCAN_EVERY`]th probe;
+//! known descendants are still read at every probe.
+//!
+//! What the totals count, and what they do not:
+//! - CPU time: the user + system time of every live process of the tree, plus the time of
+//!   the children each of them has waited for (`cutime` + `cstime`). A child that exits and
+//!   is reaped by a parent in the tree moves from the first part to the second, so the total
+//!   keeps it. A child that leaves the tree otherwise — reaped automatically because its
+//!   parent ignores `SIGCHLD`, or re-parented to init after its parent died — is credited with
+//!   the time it had at its last probe; the time it burned after that probe is lost. A child
+//!   born and reaped between two probes is counted through its parent's `cutime`, unless the
+//!   parent ignores `SIGCHLD`. The total never goes back.
+//! - Storage I/O: `/proc/PID/io` already includes reaped children, so the same rule applies.
+//! - Memory: the sum of resident set sizes. Pages shared between processes (the program,
+//!   libraries, copy-on-write memory after a fork) are counted once per process, so the sum
+//!   overstates what the daemon costs the host; proportional set size (PSS, in
+//!   `/proc/PID/smaps_rollup`) would not, but reading it walks every mapping under the
+//!   process's memory lock at each probe, far more than the rest of the probe.
+//! - Threads, descriptors: sums over the live processes. The descriptor limit, state and
+//!   uptime are the main process's.
+
+use std::collections::HashMap;
+
+use super::probe::{scan_parents, Exec, ProbeError, ProcSnapshot, ProcState, ProcessProbe};
+
+/// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
+/// no `children` files.
+pub const SCAN_EVERY: u64 = 5;
+
+/// One reading of a daemon's process tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeSnapshot {
+    /// The main process alone (the watched pid).
+    pub main: ProcSnapshot,
+    /// Totals over the tree (see the module documentation for what they count).
+    pub total: TreeTotals,
+}
+
+/// Totals over a daemon's process tree.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TreeTotals {
+    /// CPU time of the tree including reaped descendants, in seconds (cumulative, never
+    /// decreasing).
+    pub cpu_seconds: f64,
+    /// Sum of resident set sizes, in bytes.
+    pub rss_bytes: u64,
+    /// Sum of virtual memory sizes, in bytes.
+    pub virtual_bytes: u64,
+    /// Bytes fetched from storage (cumulative); `None` when the main process's is unreadable.
+    pub read_bytes: Option<u64>,
+    /// Bytes sent to storage (cumulative); `None` when the main process's is unreadable.
+    pub write_bytes: Option<u64>,
+    /// Sum of thread counts.
+    pub threads: u64,
+    /// Sum of open descriptors; `None` when the main process's are unreadable.
+    pub open_fds: Option<u64>,
+    /// Open descriptors and soft limit of the process nearest its limit (the highest
+    /// descriptors / limit ratio among those with a known limit; without any, the one with
+    /// the most descriptors and no limit). The limit is per process: this is what can run out.
+    pub nearest_fd_limit: (Option<u64>, Option<u64>),
+    /// Processes in the tree, the main one and zombies included.
+    pub processes: u64,
+    /// Processes of the tree that exited and wait to be reaped.
+    pub zombies: u64,
+}
+
+/// A descendant being followed.
+struct Member {
+    probe: ProcessProbe,
+    /// The reading of the last probe, credited when the process leaves the tree.
+    last: ProcSnapshot,
+    /// `children_cpu_seconds` of the probe before `last`, to see what a reap added.
+    prev_children_cpu: f64,
+    /// Whether it was found in the tree at this probe.
+    seen: bool,
+}
+
+/// Cumulative figures of a process, its reaped children included.
+fn cumulative(s: &ProcSnapshot) -> (f64, u64, u64) {
+    (
+        s.cpu_seconds() + s.children_cpu_seconds,
+        s.read_bytes.unwrap_or(0),
+        s.write_bytes.unwrap_or(0),
+    )
+}
+
+/// Probe of a daemon's whole process tree, opened on its main pid.
+pub struct TreeProbe {
+    main: ProcessProbe,
+    main_last: Option<ProcSnapshot>,
+    members: HashMap<u32, Member>,
+    /// Whether the kernel lists children; learnt at the first probe.
+    children_files: bool,
+    probes: u64,
+    /// Cumulative figures of processes that left the tree without a parent in it taking them.
+    departed: (f64, u64, u64),
+    /// Added to the CPU total so it never goes back (see [`TreeTotals::cpu_seconds`]).
+    cpu_floor: f64,
+    /// The CPU total of the last probe.
+    last_cpu: Option<f64>,
+    /// Scratch lists reused across probes.
+    frontier: Vec<u32>,
+    found: Vec<u32>,
+    parents: Vec<(u32, u32)>,
+}
+
+impl std::fmt::Debug for TreeProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeProbe")
+            .field("main", &self.main)
+            .field("descendants", &self.members.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TreeProbe {
+    /// Opens the main process; descendants are found at each probe.
+    pub fn open(pid: u32) -> Result<Self, ProbeError> {
+        Ok(Self {
+            main: ProcessProbe::open(pid)?,
+            main_last: None,
+            members: HashMap::new(),
+            children_files: true,
+            probes: 0,
+            departed: (0.0, 0, 0),
+            cpu_floor: 0.0,
+            last_cpu: None,
+            frontier: Vec::new(),
+            found: Vec::new(),
+            parents: Vec::new(),
+        })
+    }
+
+    /// Forces the `/proc` scan even where `children` files exist (for tests and benches).
+    pub fn without_children_files(mut self) -> Self {
+        self.children_files = false;
+        self
+    }
+
+    /// The main process's probe.
+    pub fn main(&self) -> &ProcessProbe {
+        &self.main
+    }
+
+    /// The `exec` of the main process the last probes saw, if any (taken once).
+    pub fn take_exec(&mut self) -> Option<Exec> {
+        self.main.take_exec()
+    }
+
+    /// The pids of the descendants followed since the last probe.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.members.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Probes the main process (its errors are the daemon's: gone, identity changed), then
+    /// finds and reads the descendants. A descendant that cannot be read is left out of this
+    /// probe, never an error.
+    pub fn probe(&mut self) -> Result<TreeSnapshot, ProbeError> {
+        let main = self.main.probe()?;
+        let main_pid = self.main.identity().pid;
+        for m in self.members.values_mut() {
+            m.seen = false;
+        }
+        if self.children_files {
+            self.walk_children(main_pid, main.threads)?;
+        } else if self.probes.is_multiple_of(SCAN_EVERY) {
+            self.scan(main_pid);
+        } else {
+            for m in self.members.values_mut() {
+                m.seen = true;
+            }
+        }
+        self.probes += 1;
+
+        // Read the descendants found; the ones not found, or gone, leave.
+        let mut left: Vec<ProcSnapshot> = Vec::new();
+        self.members.retain(|_, m| {
+            if m.seen {
+                if let Ok(snap) = m.probe.probe() {
+                    m.prev_children_cpu = m.last.children_cpu_seconds;
+                    m.last = snap;
+                    return true;
+                }
+            }
+            left.push(m.last.clone());
+            false
+        });
+        self.credit_departed(&main, &left);
+
+        let mut total = TreeTotals {
+            cpu_seconds: 0.0,
+            rss_bytes: 0,
+            virtual_bytes: 0,
+            read_bytes: main.read_bytes,
+            write_bytes: main.write_bytes,
+            threads: 0,
+            open_fds: main.open_fds,
+            processes: 0,
+            zombies: 0,
+            nearest_fd_limit: (main.open_fds, main.fd_limit),
+        };
+        let ratio = |fds: Option<u64>, limit: Option<u64>| match (fds, limit) {
+            (Some(f), Some(l)) if l > 0 => (1, f as f64 / l as f64),
+            (Some(f), _) => (0, f as f64),
+            (None, _) => (0, -1.0),
+        };
+        let (mut cpu, mut read, mut write) = self.departed;
+        for s in std::iter::once(&main).chain(self.members.values().map(|m| &m.last)) {
+            let (c, r, w) = cumulative(s);
+            cpu += c;
+            read += r;
+            write += w;
+            total.rss_bytes += s.rss_bytes;
+            total.virtual_bytes += s.virtual_bytes;
+            total.threads += s.threads;
+            total.processes += 1;
+            if s.state == ProcState::Zombie {
+                total.zombies += 1;
+            }
+            if let (Some(t), Some(n)) = (total.open_fds.as_mut(), s.open_fds) {
+                *t += n;
+            }
+            let (fds, limit) = total.nearest_fd_limit;
+            if ratio(s.open_fds, s.fd_limit) > ratio(fds, limit) {
+                total.nearest_fd_limit = (s.open_fds, s.fd_limit);
+            }
+        }
+        total.read_bytes = total.read_bytes.map(|_| read);
+        total.write_bytes = total.write_bytes.map(|_| write);
+        // A process can leave the tree between two probes with time we never saw it take
+        // into account elsewhere (e.g. reaped by init after its parent exited): never go back.
+        total.cpu_seconds = cpu + self.cpu_floor;
+        if let Some(previous) = self.last_cpu {
+            if total.cpu_seconds < previous {
+                self.cpu_floor += previous - total.cpu_seconds;
+                total.cpu_seconds = previous;
+            }
+        }
+        self.last_cpu = Some(total.cpu_seconds);
+        self.main_last = Some(main.clone());
+        Ok(TreeSnapshot { main, total })
+    }
+
+    /// Walks down from the main process through the `children` files, opening a probe for
+    /// each new descendant and marking the known ones seen.
+    fn walk_children(&mut self, main_pid: u32, main_threads: u64) -> Result<(), ProbeError> {
+        self.frontier.clear();
+        self.found.clear();
+        if !self.main.children(main_threads, &mut self.found)? {
+            // No children files on this kernel: scan now and from now on.
+            self.children_files = false;
+            self.scan(main_pid);
+            return Ok(());
+        }
+        let mut found = std::mem::take(&mut self.found);
+        loop {
+            for pid in found.drain(..) {
+                if pid != main_pid && self.follow(pid) {
+                    self.frontier.push(pid);
+                }
+            }
+            let Some(parent) = self.frontier.pop() else {
+                self.found = found;
+                return Ok(());
+            };
+            if let Some(m) = self.members.get_mut(&parent) {
+                // A child that exited since it was found lists nothing: not an error.
+                let _ = m.probe.children(m.last.threads, &mut found);
+            }
+        }
+    }
+
+    /// Marks `pid` seen, opening a probe if it is new. False if it cannot be followed (it
+    /// exited already) or was already seen at this probe (guards against loops).
+    fn follow(&mut self, pid: u32) -> bool {
+        if let Some(m) = self.members.get_mut(&pid) {
+            if m.seen {
+                return false;
+            }
+            m.seen = true;
+            return true;
+        }
+        let Ok(mut probe) = ProcessProbe::open(pid) else {
+            return false;
+        };
+        let Ok(last) = probe.probe() else {
+            return false;
+        };
+        self.members.insert(
+            pid,
+            Member {
+                probe,
+                prev_children_cpu: last.children_cpu_seconds,
+                last,
+                seen: true,
+            },
+        );
+        true
+    }
+
+    /// Finds the descendants by scanning every process's parent.
+    fn scan(&mut self, main_pid: u32) {
+        self.parents.clear();
+        scan_parents(&mut self.parents);
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &(pid, ppid) in &self.parents {
+            children.entry(ppid).or_default().push(pid);
+        }
+        self.frontier.clear();
+        self.frontier.push(main_pid);
+        while let Some(parent) = self.frontier.pop() {
+            for &pid in children.get(&parent).map_or(&[][..], Vec::as_slice) {
+                if pid != main_pid && self.follow(pid) {
+                    self.frontier.push(pid);
+                }
+            }
+        }
+    }
+
+    /// Credits the figures of the processes that left the tree at this probe and that no
+    /// parent in the tree took into its own (see the module documentation).
+    fn credit_departed(&mut self, main: &ProcSnapshot, left: &[ProcSnapshot]) {
+        let main_pid = self.main.identity().pid;
+        // Per live parent: what its leaving children held, to compare with what its
+        // children's time grew by.
+        let mut by_parent: HashMap<u32, f64> = HashMap::new();
+        for gone in left {
+            let (cpu, read, write) = cumulative(gone);
+            let parent_now = if gone.ppid == main_pid {
+                Some(main)
+            } else {
+                self.members.get(&gone.ppid).map(|m| &m.last)
+            };
+            if parent_now.is_some() {
+                *by_parent.entry(gone.ppid).or_default() += cpu;
+                // Its I/O is in the parent's /proc/PID/io once reaped: nothing to credit.
+            } else {
+                self.departed.0 += cpu;
+                self.departed.1 += read;
+                self.departed.2 += write;
+            }
+        }
+        for (ppid, held) in by_parent {
+            let (before, now) = if ppid == main_pid {
+                (
+                    self.main_last.as_ref().map(|s| s.children_cpu_seconds),
+                    main.children_cpu_seconds,
+                )
+            } else {
+                let Some(m) = self.members.get(&ppid) else {
+                    continue;
+                };
+                (Some(m.prev_children_cpu), m.last.children_cpu_seconds)
+            };
+            let grew = before.map_or(0.0, |b| (now - b).max(0.0));
+            // A parent that ignores SIGCHLD reaps nothing into cutime: credit what it missed.
+            self.departed.0 += (held - grew).max(0.0);
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A shell started in its own process group; the whole group (its children included) is
+    /// killed by the group id — the shell's pid — and the shell reaped, however the test ends.
+    struct Group(Child);
+
+    impl Group {
+        fn sh(script: &str) -> Self {
+            let child = Command::new("sh")
+                .args(["-c", script])
+                .stdin(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .expect("spawn sh");
+            Group(child)
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+
+        /// Sends one line to the shell's `read`.
+        fn say(&mut self, line: &str) {
+            let stdin = self.0.stdin.as_mut().expect("piped stdin");
+            stdin.write_all(line.as_bytes()).expect("write");
+            stdin.write_all(b"\n").expect("write");
+            stdin.flush().expect("flush");
+        }
+    }
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            // SAFETY: plain syscall; the group id is the shell's pid, which we still own
+            // (not reaped yet), so it cannot name another group.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Calls `f` every 10 ms until it returns `Some` or `timeout` passes.
+    fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = f() {
+                return Some(t);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The children of `pid` read straight from the kernel, for comparison.
+    fn kernel_children(pid: u32) -> Vec<u32> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default();
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Children and grandchildren are found and summed; the main process's own figures stay
+    /// apart.
+    #[test]
+    fn finds_children_and_grandchildren() {
+        let group = Group::sh("sleep 300 & sh -c 'sleep 300 & sleep 300 & wait' & wait");
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let snap = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 5).then_some(snap)
+        })
+        .expect("sh, sleep, sh and two sleeps within 10 s");
+        assert_eq!(tree.descendants().len(), 4);
+        assert_eq!(snap.total.zombies, 0);
+        assert!(snap.total.rss_bytes > snap.main.rss_bytes, "{snap:?}");
+        assert!(snap.total.threads >= 5, "{snap:?}");
+        assert!(
+            snap.total.open_fds.expect("fds") > snap.main.open_fds.expect("main fds"),
+            "{snap:?}"
+        );
+    }
+
+    /// A child forked after a probe is in the very next probe.
+    #[test]
+    fn new_child_within_one_probe() {
+        let mut group = Group::sh("read go; sleep 300 & read never");
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        assert_eq!(tree.probe().expect("probe").total.processes, 1);
+        group.say("go");
+        poll_until(Duration::from_secs(10), || {
+            (!kernel_children(group.pid()).is_empty()).then_some(())
+        })
+        .expect("sh forks within 10 s");
+        let snap = tree.probe().expect("probe");
+        assert_eq!(snap.total.processes, 2, "{:?}", tree.descendants());
+    }
+
+    /// A child that exits and is reaped leaves its CPU time in the total, through the
+    /// parent's `cutime`; the total never goes back.
+    #[test]
+    fn exited_child_keeps_its_cpu_time() {
+        // The busy child burns CPU until told to stop through a file.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stop = dir.path().join("stop");
+        let script = format!(
+            "sh -c 'while [ ! -e {stop} ]; do :; done'; read never",
+            stop = stop.display()
+        );
+        let group = Group::sh(&script);
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let during = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 2 && snap.total.cpu_seconds >= 0.3).then_some(snap)
+        })
+        .expect("child burns 0.3 s of CPU within 20 s");
+        std::fs::write(&stop, b"").expect("stop the child");
+        let after = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 1).then_some(snap)
+        })
+        .expect("child exits within 10 s");
+        assert!(
+            after.total.cpu_seconds >= during.total.cpu_seconds,
+            "{during:?} then {after:?}"
+        );
+        // It is the parent's cutime that holds it now, not a credit.
+        assert!(
+            after.main.children_cpu_seconds >= during.total.cpu_seconds - after.main.cpu_seconds() - 0.02,
+            "{during:?} then {after:?}"
+        );
+        assert!(tree.departed.0 < 0.02, "{:?}", tree.departed);
+    }
+
+    /// A child whose parent exits is re-parented out of the tree; the time it burned while in
+    /// the tree stays in the total.
+    #[test]
+    fn orphan_leaving_the_tree_is_credited() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stop = dir.path().join("stop");
+        // An intermediate shell starts a busy grandchild and exits at once.
+        let script = format!(
+            "read go; sh -c \"sh -c 'while [ ! -e {stop} ]; do :; done' & read wait\"; read never",
+            stop = stop.display()
+        );
+        let mut group = Group::sh(&script);
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        group.say("go");
+        let during = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 3 && snap.total.cpu_seconds >= 0.2).then_some(snap)
+        })
+        .expect("grandchild burns 0.2 s within 20 s");
+        // The middle shell reads the next line and exits; the busy one is orphaned.
+        group.say("");
+        let after = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 1).then_some(snap)
+        })
+        .expect("middle shell exits within 10 s");
+        std::fs::write(&stop, b"").expect("stop the orphan");
+        assert!(
+            after.total.cpu_seconds >= during.total.cpu_seconds,
+            "{during:?} then {after:?}"
+        );
+        assert!(tree.departed.0 >= 0.15, "{:?}", tree.departed);
+    }
+
+    /// Without `children` files the tree is found by scanning `/proc`, every fifth probe.
+    #[test]
+    fn scan_fallback_finds_the_tree() {
+        let group = Group::sh("sleep 300 & sh -c 'sleep 300 & wait' & wait");
+        poll_until(Duration::from_secs(10), || {
+            (kernel_children(group.pid()).len() == 2).then_some(())
+        })
+        .expect("two children within 10 s");
+        let mut tree = TreeProbe::open(group.pid())
+            .expect("open")
+            .without_children_files();
+        let snap = poll_until(Duration::from_secs(10), || {
+            // Probe 0 of every SCAN_EVERY scans.
+            let snap = tree.probe().expect("probe");
+            for _ in 1..SCAN_EVERY {
+                tree.probe().expect("probe");
+            }
+            (snap.total.processes == 4).then_some(snap)
+        })
+        .expect("sh, sleep, sh, sleep within 10 s");
+        assert_eq!(snap.total.zombies, 0);
+    }
+}
