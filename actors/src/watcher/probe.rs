@@ -614,7 +614,7 @@ mod procfs {
         let mut fields = fields.skip(9); // fields 5..=13
         let utime = parse_u64(fields.next()?)?; // 14
         let stime = parse_u64(fields.next()?)?; // 15
-        // 16, 17: signed in the kernel's format, never negative in practice.
+                                                // 16, 17: signed in the kernel's format, never negative in practice.
         let cutime = parse_u64(fields.next()?)?;
         let cstime = parse_u64(fields.next()?)?;
         let mut fields = fields.skip(2); // 18..=19

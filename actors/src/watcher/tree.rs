@@ -430,8 +430,8 @@ mod tests {
 
     /// The children of `pid` read straight from the kernel, for comparison.
     fn kernel_children(pid: u32) -> Vec<u32> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         text.split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect()
@@ -503,7 +503,8 @@ mod tests {
         );
         // It is the parent's cutime that holds it now, not a credit.
         assert!(
-            after.main.children_cpu_seconds >= during.total.cpu_seconds - after.main.cpu_seconds() - 0.02,
+            after.main.children_cpu_seconds
+                >= during.total.cpu_seconds - after.main.cpu_seconds() - 0.02,
             "{during:?} then {after:?}"
         );
         assert!(tree.departed.0 < 0.02, "{:?}", tree.departed);
