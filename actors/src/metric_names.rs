@@ -54,6 +54,38 @@ pub const PROCESS_MAIN_THREADS: &str = "process.main.thread.count";
 /// 0 other. Gauge.
 pub const PROCESS_STATE: &str = "process.state";
 
+// `cgroup.*`: read from the daemon's own cgroup, when it has one to itself (see
+// `watcher::cgroup`). They sit beside the tree's `process.*` figures, which stay the ones
+// the judgement reads, so each figure's name says where it came from.
+
+/// CPU time of everything that ran in the daemon's cgroup (`cpu.stat` `usage_usec`), in
+/// seconds. Counter.
+pub const CGROUP_CPU_TIME: &str = "cgroup.cpu.time_seconds";
+/// CPU used by the cgroup since the previous probe, as a fraction of one core. Gauge.
+pub const CGROUP_CPU_UTILIZATION: &str = "cgroup.cpu.utilization_ratio";
+/// Memory charged to the cgroup (`memory.current`, or v1 `memory.usage_in_bytes`): resident
+/// memory, page cache and kernel memory. Gauge.
+pub const CGROUP_MEMORY: &str = "cgroup.memory.usage_bytes";
+/// Tasks (threads) in the cgroup (`pids.current`). Gauge.
+pub const CGROUP_TASKS: &str = "cgroup.task.count";
+/// Processes in the cgroup (`cgroup.procs`), including any that left the process tree. Gauge.
+pub const CGROUP_PROCESSES: &str = "cgroup.process.count";
+/// OOM kills inside the cgroup (`memory.events` `oom_kill`). Counter.
+pub const CGROUP_OOM_KILLS: &str = "cgroup.memory.oom_kill.count";
+/// Fraction of the time since the previous probe some task of the cgroup waited for a CPU
+/// (PSI `cpu.pressure` `some`). Gauge.
+pub const CGROUP_CPU_PRESSURE_SOME: &str = "cgroup.pressure.cpu.some_ratio";
+/// Fraction of the time all of the cgroup's tasks waited for a CPU at once. Gauge.
+pub const CGROUP_CPU_PRESSURE_FULL: &str = "cgroup.pressure.cpu.full_ratio";
+/// Fraction of the time some task waited for memory (reclaim, swap-in, refaults). Gauge.
+pub const CGROUP_MEMORY_PRESSURE_SOME: &str = "cgroup.pressure.memory.some_ratio";
+/// Fraction of the time all tasks waited for memory at once. Gauge.
+pub const CGROUP_MEMORY_PRESSURE_FULL: &str = "cgroup.pressure.memory.full_ratio";
+/// Fraction of the time some task waited for I/O. Gauge.
+pub const CGROUP_IO_PRESSURE_SOME: &str = "cgroup.pressure.io.some_ratio";
+/// Fraction of the time all tasks waited for I/O at once. Gauge.
+pub const CGROUP_IO_PRESSURE_FULL: &str = "cgroup.pressure.io.full_ratio";
+
 /// Host CPU in use, as a fraction of all cores (0..1). Gauge.
 pub const SYSTEM_CPU_UTILIZATION: &str = "system.cpu.utilization_ratio";
 /// Number of logical cores. Gauge.
@@ -140,6 +172,18 @@ pub const ALL: &[&str] = &[
     PROCESS_MAIN_MEMORY_RSS,
     PROCESS_MAIN_OPEN_FDS,
     PROCESS_MAIN_THREADS,
+    CGROUP_CPU_TIME,
+    CGROUP_CPU_UTILIZATION,
+    CGROUP_MEMORY,
+    CGROUP_TASKS,
+    CGROUP_PROCESSES,
+    CGROUP_OOM_KILLS,
+    CGROUP_CPU_PRESSURE_SOME,
+    CGROUP_CPU_PRESSURE_FULL,
+    CGROUP_MEMORY_PRESSURE_SOME,
+    CGROUP_MEMORY_PRESSURE_FULL,
+    CGROUP_IO_PRESSURE_SOME,
+    CGROUP_IO_PRESSURE_FULL,
     SYSTEM_CPU_UTILIZATION,
     SYSTEM_CPU_COUNT,
     SYSTEM_MEMORY_USED,

@@ -5,9 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perfvisor::metric_names as m;
-use perfvisor::{DaemonId, DaemonSpec, SeriesKey, Source};
+use perfvisor::{DaemonId, DaemonSpec, Labels, SeriesKey, Source, StorageReader};
 
-use crate::support::{self, wait_for};
+use crate::support::{self, wait_for, ChildGuard, RunGuard};
 
 /// A shell in its own process group; the whole group is killed through the group id (the
 /// shell's pid) and the shell reaped, however the test ends.
@@ -208,4 +208,251 @@ async fn multi_process_daemon_is_measured_whole() {
     );
     t.pv.shutdown().await.unwrap();
     drop(group);
+}
+
+/// The v2 cgroup directory of `pid`, from `/proc/PID/cgroup` and the cgroup2 mount.
+fn v2_cgroup_dir(pid: u32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))?
+        .split(' ')
+        .nth(4)?;
+    Some(std::path::Path::new(mount).join(path.trim_start_matches('/')))
+}
+
+/// Whether this machine can run the cgroup test: root and a cgroup2 mount.
+fn cgroups_usable() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root: perfvisor cannot create cgroups".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mounts.contains(" - cgroup2 ") {
+        return Err("no cgroup2 hierarchy mounted".into());
+    }
+    Ok(())
+}
+
+/// Kills by pid every process left in a cgroup when the test ends, however it ends (the
+/// setsid'ed child is in no process group the other guards reach).
+struct CgroupGuard(Option<std::path::PathBuf>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        let Some(dir) = &self.0 else { return };
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: plain syscall on a pid listed in the test daemon's cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A managed daemon gets its own cgroup: the CPU read from the cgroup matches the tree's
+/// (±0.05 core), its memory is close to the tree's RSS, and `stop` kills every process of
+/// the cgroup, a child that called setsid (out of the daemon's process group) included, and
+/// removes the cgroup. Needs root and cgroup v2 (skipped otherwise, unless
+/// PERFVISOR_REQUIRE_EXTERNAL=1).
+#[tokio::test]
+async fn managed_daemon_cgroup_matches_the_tree_and_stop_empties_it() {
+    if let Err(reason) = cgroups_usable() {
+        assert!(
+            !support::external_required(),
+            "cgroup test cannot run: {reason}"
+        );
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let _cores = support::cpu_heavy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let db = dir.path().join("pv.db");
+    let config = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+
+[[daemon]]
+name = "cg"
+command = ["/bin/sh", "-c", "{lg} --cpu 0.3 --hold-mib 50 & {lg} --cpu 0.3 --hold-mib 50 & setsid sleep 1000 & wait"]
+stop_timeout = "2s"
+"#,
+        db = db.display(),
+    );
+    let path = dir.path().join("perfvisor.toml");
+    std::fs::write(&path, config).unwrap();
+    let bin = || Command::new(env!("CARGO_BIN_EXE_perfvisor"));
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = RunGuard(ChildGuard(child));
+    let cli = |args: &[&str]| {
+        bin()
+            .args(args)
+            .args(["--address", &address, "--token", "t0ken"])
+            .output()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let pid = loop {
+        let out = cli(&["status", "--json"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let pid = v["managed"][0]["pid"].as_u64().unwrap_or(0) as u32;
+            if pid != 0 && tree_of(pid).len() == 4 {
+                break pid;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "daemon not up: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let cgroup = v2_cgroup_dir(pid).expect("the daemon's cgroup");
+    let _cleanup = CgroupGuard(Some(cgroup.clone()));
+    let name = cgroup.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("perfvisor-cg."), "{}", cgroup.display());
+    let in_cgroup = || -> Vec<u32> {
+        std::fs::read_to_string(cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let members = in_cgroup();
+    assert_eq!(members.len(), 4, "sh, two workers, sleep: {members:?}");
+    let sleeper = *tree_of(pid)
+        .iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .expect("the sleep");
+    // SAFETY: plain syscalls reading ids of a live process.
+    let (sid, pgid) = unsafe { (libc::getsid(sleeper as i32), libc::getpgid(pid as i32)) };
+    assert_eq!(
+        sid, sleeper as i32,
+        "setsid made the sleep a session leader"
+    );
+    assert_ne!(sid, pgid, "the sleep left the daemon's process group");
+
+    // CPU and memory from the cgroup beside the tree's, over the same probes.
+    let key = |metric: &'static str| {
+        SeriesKey::new(
+            Source::Daemon(DaemonId::new("cg")),
+            metric,
+            Labels::default(),
+        )
+    };
+    let samples = |metric: &'static str| {
+        StorageReader::open(&db)
+            .and_then(|r| r.query_range(&key(metric), 0, i64::MAX))
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    while samples(m::CGROUP_CPU_TIME).len() < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no cgroup CPU samples stored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tree = samples(m::PROCESS_CPU_TIME);
+    let cg = samples(m::CGROUP_CPU_TIME);
+    // The first and last timestamps both series have.
+    let common: Vec<i64> = cg
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| tree.iter().any(|(u, _)| u == t))
+        .collect();
+    let (ta, tb) = (common[0], common[common.len() - 1]);
+    let at = |s: &[(i64, f64)], t: i64| s.iter().find(|(u, _)| *u == t).map(|(_, v)| *v).unwrap();
+    let secs = (tb - ta) as f64 / 1000.0;
+    let tree_rate = (at(&tree, tb) - at(&tree, ta)) / secs;
+    let cg_rate = (at(&cg, tb) - at(&cg, ta)) / secs;
+    println!("CPU over {secs:.1} s: tree {tree_rate:.3} core, cgroup {cg_rate:.3} core");
+    assert!(
+        (tree_rate - cg_rate).abs() <= 0.05,
+        "tree {tree_rate:.3} vs cgroup {cg_rate:.3}"
+    );
+    assert!(tree_rate > 0.4, "two workers at 0.3: {tree_rate:.3}");
+    let rss = samples(m::PROCESS_MEMORY_RSS)
+        .last()
+        .map(|(_, v)| *v)
+        .unwrap();
+    let cg_mem = samples(m::CGROUP_MEMORY).last().map(|(_, v)| *v);
+    println!("memory: tree RSS {rss}, cgroup {cg_mem:?}");
+    if let Some(cg_mem) = cg_mem {
+        assert!(
+            (cg_mem - rss).abs() / rss <= 0.15,
+            "cgroup memory {cg_mem} vs tree RSS {rss}"
+        );
+    }
+    let procs = samples(m::CGROUP_PROCESSES).last().map(|(_, v)| *v);
+    assert_eq!(procs, Some(4.0));
+
+    // Stop: every process of the cgroup is gone, the setsid'ed sleep too, and so is the cgroup.
+    let out = cli(&["stop", "cg"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    while members
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        || cgroup.exists()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "left after stop: {:?}, cgroup exists: {}",
+            members
+                .iter()
+                .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+                .collect::<Vec<_>>(),
+            cgroup.exists()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its v1 directories (hybrid hosts) go too, once the leader is reaped.
+    let started = Instant::now();
+    while !leftover_dirs(run.pid(), &name).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "cgroup directories left: {:?}",
+            leftover_dirs(run.pid(), &name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The v1 directories named `name` under the memory and pids cgroups of process `pv`, where
+/// perfvisor makes them on hybrid hosts, that still exist.
+fn leftover_dirs(pv: u32, name: &str) -> Vec<std::path::PathBuf> {
+    use perfvisor_actors::watcher::cgroup::{Membership, Mounts};
+    let ours = Membership::of(pv).unwrap_or_default();
+    let mounts = Mounts::host();
+    ours.v1
+        .iter()
+        .filter(|(c, _)| c.iter().any(|c| c == "memory" || c == "pids"))
+        .filter_map(|(c, path)| {
+            let mount = mounts.v1.iter().find(|(mc, _)| mc == c)?.1.clone();
+            Some(mount.join(path.trim_start_matches('/')).join(name))
+        })
+        .filter(|d| d.exists())
+        .collect()
 }

@@ -35,6 +35,10 @@ pub struct Watcher {
     engine: Arc<EngineStats>,
     probe: Option<TreeProbe>,
     rates: RateTracker,
+    /// The daemon's own cgroup, looked up once the tree probe is open; `None` when it has
+    /// none to itself.
+    #[cfg(unix)]
+    cgroup: Option<(super::cgroup::CgroupProbe, super::logic::CgroupTracker)>,
     tick: Option<SpawnHandle>,
     gone: bool,
 }
@@ -66,6 +70,8 @@ impl Watcher {
             engine,
             probe: None,
             rates: RateTracker::default(),
+            #[cfg(unix)]
+            cgroup: None,
             tick: None,
             gone: false,
         }
@@ -81,6 +87,13 @@ impl Watcher {
             None => TreeProbe::open(self.spec.pid).and_then(|mut p| {
                 let r = p.probe();
                 self.probe = Some(p);
+                #[cfg(unix)]
+                {
+                    self.cgroup = super::cgroup::CgroupProbe::of_pid(self.spec.pid).map(|c| {
+                        tracing::info!(daemon = %self.spec.id, cgroup = ?c.cgroup(), "Daemon has its own cgroup; reading it too.");
+                        (c, super::logic::CgroupTracker::default())
+                    });
+                }
                 r
             }),
         };
@@ -104,7 +117,12 @@ impl Watcher {
                 }
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 let now = self.clock.now_ms();
-                let samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);
+                #[allow(unused_mut)]
+                let mut samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);
+                #[cfg(unix)]
+                if let Some((probe, rates)) = self.cgroup.as_mut() {
+                    samples.extend(rates.samples(&self.spec.id, &self.labels, &probe.probe(), now));
+                }
                 self.collector_stats.enqueued();
                 self.collector.do_send(SamplesCollected {
                     batch: MetricBatch { samples },
@@ -179,6 +197,10 @@ impl actix::Supervised for Watcher {
         // Rebuild from the spec: a new probe (identity re-read) and no previous reading.
         self.probe = None;
         self.rates = RateTracker::default();
+        #[cfg(unix)]
+        {
+            self.cgroup = None;
+        }
         self.tick = None;
         self.gone = false;
     }

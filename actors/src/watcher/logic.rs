@@ -124,3 +124,70 @@ impl RateTracker {
         out
     }
 }
+
+/// Keeps the previous reading of one daemon's cgroup so rates can be computed.
+#[cfg(unix)]
+#[derive(Debug, Default)]
+pub struct CgroupTracker {
+    previous: Option<(TimestampMs, super::cgroup::CgroupSnapshot)>,
+}
+
+#[cfg(unix)]
+impl CgroupTracker {
+    /// The `cgroup.*` samples for one reading taken at `now`; rates (CPU, pressure) from the
+    /// second reading on.
+    pub fn samples(
+        &mut self,
+        daemon: &DaemonId,
+        labels: &Labels,
+        snap: &super::cgroup::CgroupSnapshot,
+        now: TimestampMs,
+    ) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(12);
+        let mut push = |metric: &'static str, kind: MetricKind, value: Option<f64>| {
+            if let Some(value) = value.filter(|v| v.is_finite()) {
+                out.push(Sample {
+                    series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, labels.clone()),
+                    kind,
+                    ts_ms: now,
+                    value,
+                });
+            }
+        };
+        let (g, c) = (MetricKind::Gauge, MetricKind::Counter);
+        push(m::CGROUP_CPU_TIME, c, snap.cpu_seconds);
+        push(m::CGROUP_MEMORY, g, snap.memory_bytes.map(|v| v as f64));
+        push(m::CGROUP_TASKS, g, snap.tasks.map(|v| v as f64));
+        push(m::CGROUP_PROCESSES, g, snap.processes.map(|v| v as f64));
+        push(m::CGROUP_OOM_KILLS, c, snap.oom_kills.map(|v| v as f64));
+        if let Some((then, prev)) = &self.previous {
+            let dt = (now - then) as f64 / 1000.0;
+            if dt > 0.0 {
+                let rate = |a: Option<f64>, b: Option<f64>| Some(((a? - b?) / dt).max(0.0));
+                push(
+                    m::CGROUP_CPU_UTILIZATION,
+                    g,
+                    rate(snap.cpu_seconds, prev.cpu_seconds),
+                );
+                let names = [
+                    (m::CGROUP_CPU_PRESSURE_SOME, m::CGROUP_CPU_PRESSURE_FULL),
+                    (
+                        m::CGROUP_MEMORY_PRESSURE_SOME,
+                        m::CGROUP_MEMORY_PRESSURE_FULL,
+                    ),
+                    (m::CGROUP_IO_PRESSURE_SOME, m::CGROUP_IO_PRESSURE_FULL),
+                ];
+                let us = |v: Option<u64>| v.map(|v| v as f64 / 1e6);
+                for ((some, full), (now_p, prev_p)) in names
+                    .into_iter()
+                    .zip(snap.pressure.iter().zip(&prev.pressure))
+                {
+                    push(some, g, rate(us(now_p.some_us), us(prev_p.some_us)));
+                    push(full, g, rate(us(now_p.full_us), us(prev_p.full_us)));
+                }
+            }
+        }
+        self.previous = Some((now, snap.clone()));
+        out
+    }
+}

@@ -1,4 +1,6 @@
 //! One watcher per daemon: the process probe and (in actor.rs) the watcher actor.
+#[cfg(unix)]
+pub mod cgroup;
 pub mod probe;
 pub mod tree;
 
@@ -6,4 +8,6 @@ mod actor;
 mod logic;
 
 pub use actor::Watcher;
+#[cfg(unix)]
+pub use logic::CgroupTracker;
 pub use logic::RateTracker;
