@@ -19,7 +19,8 @@ use super::metrics;
 use super::reader::{distance, quoted_list, show, type_name, Ctx, Places, Table};
 use super::{
     AttachConfig, AttachSelector, CheckConfig, CheckKind, Config, DaemonConfig, LogsConfig,
-    Pattern, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig, TokenSource,
+    Pattern, Pick, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig,
+    TokenSource,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -111,6 +112,7 @@ const ATTACH_KEYS: &[&str] = &[
     "pidfile",
     "match_exe",
     "match_cmdline",
+    "pick",
     "project",
     "labels",
 ];
@@ -952,6 +954,10 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
     let name = daemon_name(ctx, t, names);
     let project = t.nonempty(ctx, "project", "a project name");
     let labels = t.string_map(ctx, "labels").unwrap_or_default();
+    let pick = match t.choice(ctx, "pick", &["only", "oldest"]).as_deref() {
+        Some("oldest") => Pick::Oldest,
+        _ => Pick::Only,
+    };
     let given: Vec<&str> = ATTACH_SELECTORS
         .iter()
         .copied()
@@ -1000,6 +1006,7 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
             Some(AttachConfig {
                 name,
                 selector,
+                pick,
                 project,
                 labels,
             })

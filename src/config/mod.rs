@@ -282,6 +282,19 @@ pub enum AttachSelector {
     MatchCmdline(Pattern),
 }
 
+/// `pick`: what an attach by `match_exe` / `match_cmdline` does when the pattern matches
+/// several separate processes (not one process and its own descendants, which are one
+/// daemon).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// `"only"` (default): attach only when exactly one process matches; otherwise refuse,
+    /// naming the candidates.
+    #[default]
+    Only,
+    /// `"oldest"`: attach to the one that started first.
+    Oldest,
+}
+
 /// `[[attach]]`: a daemon perfvisor watches but does not start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttachConfig {
@@ -289,6 +302,8 @@ pub struct AttachConfig {
     pub name: String,
     /// Exactly one of `pid`, `pidfile`, `match_exe`, `match_cmdline`.
     pub selector: AttachSelector,
+    /// `pick`: which of several matching processes to attach to.
+    pub pick: Pick,
     /// `project`: the project label of its series.
     pub project: Option<String>,
     /// `labels`: extra labels of its series.

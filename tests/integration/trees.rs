@@ -456,3 +456,165 @@ fn leftover_dirs(pv: u32, name: &str) -> Vec<std::path::PathBuf> {
         .filter(|d| d.exists())
         .collect()
 }
+
+/// Attaching refuses a stale pidfile (its pid now names a process started after the file was
+/// written) and an ambiguous match (two separate processes), naming what it found; a match
+/// that is one process and its own matching child is no ambiguity; `pick = "oldest"` takes
+/// the first started.
+#[test]
+fn attach_refuses_stale_pidfiles_and_ambiguous_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let marker = format!("{}", 7_000_000 + std::process::id());
+    let sleeper = |arg: &str| {
+        ChildGuard(
+            Command::new("sleep")
+                .arg(arg)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // The pidfile names a live process, but was written a minute before it started.
+    let reused = sleeper("1000");
+    let pidfile = dir.path().join("old.pid");
+    std::fs::write(&pidfile, reused.pid().to_string()).unwrap();
+    let a_minute_ago = SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&pidfile)
+        .unwrap()
+        .set_modified(a_minute_ago)
+        .unwrap();
+    let first = sleeper(&format!("{marker}1"));
+    let second = sleeper(&format!("{marker}1"));
+    // One shell and its own child both match: one daemon.
+    let nested = Group::sh(&format!("sh -c 'sleep {marker}2; :'; :"));
+    wait_for_blocking(Duration::from_secs(10), "the nested sleep", || {
+        tree_of(nested.pid()).len() == 3
+    });
+    let db = dir.path().join("pv.db");
+    let config = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+
+[[attach]]
+name = "stale"
+pidfile = "{pidfile}"
+
+[[attach]]
+name = "twins"
+match_cmdline = "^sleep {marker}1$"
+
+[[attach]]
+name = "elder"
+match_cmdline = "^sleep {marker}1$"
+pick = "oldest"
+
+[[attach]]
+name = "nested"
+match_cmdline = "sleep {marker}2"
+"#,
+        db = db.display(),
+        pidfile = pidfile.display(),
+    );
+    let path = dir.path().join("perfvisor.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _run = RunGuard(ChildGuard(child));
+    let attached = || -> Vec<(String, u64)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+            .args([
+                "status",
+                "--json",
+                "--address",
+                &address,
+                "--token",
+                "t0ken",
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["daemons"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| Some((d["daemon"].as_str()?.to_owned(), d["pid"].as_u64()?)))
+            .collect()
+    };
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for_blocking(
+        Duration::from_secs(30),
+        "elder and nested attached, refusals logged",
+        || {
+            let a = attached();
+            a.iter().any(|(n, _)| n == "elder")
+                && a.iter().any(|(n, _)| n == "nested")
+                && logged().contains("twins")
+                && logged().contains("stale")
+        },
+    );
+    let a = attached();
+    assert!(
+        a.iter().all(|(n, _)| n != "stale" && n != "twins"),
+        "refused entries attached: {a:?}"
+    );
+    assert!(
+        a.contains(&("elder".to_owned(), u64::from(first.pid()))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&("nested".to_owned(), u64::from(nested.pid()))),
+        "{a:?}"
+    );
+    let text = logged();
+    let stale = text
+        .lines()
+        .find(|l| l.contains("Not attaching: pidfile"))
+        .unwrap_or_default();
+    assert!(
+        stale.contains(&reused.pid().to_string())
+            && stale.contains("after the file was last written"),
+        "{text}"
+    );
+    let twins = text
+        .lines()
+        .find(|l| l.contains("separate processes"))
+        .unwrap_or_default();
+    assert!(
+        twins.contains(&format!("pid {}", first.pid()))
+            && twins.contains(&format!("pid {}", second.pid()))
+            && twins.contains("pick = \"oldest\""),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("separate processes").count(),
+        1,
+        "said once: {text}"
+    );
+}
+
+/// Polls `cond` every 20 ms until it holds, panicking after `timeout`.
+fn wait_for_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
