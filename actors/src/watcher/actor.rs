@@ -41,6 +41,8 @@ pub struct Watcher {
     cgroup: Option<(super::cgroup::CgroupProbe, super::logic::CgroupTracker)>,
     tick: Option<SpawnHandle>,
     gone: bool,
+    /// Whether the warning that the tree is capped was given.
+    capped_said: bool,
 }
 
 impl Watcher {
@@ -74,6 +76,7 @@ impl Watcher {
             cgroup: None,
             tick: None,
             gone: false,
+            capped_said: false,
         }
     }
 
@@ -114,6 +117,10 @@ impl Watcher {
                         from: exec.from,
                         to: exec.to,
                     });
+                }
+                if snap.total.capped && !self.capped_said {
+                    self.capped_said = true;
+                    tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, limit = super::tree::MAX_DESCENDANTS, "Daemon has more descendants than are followed; its figures leave the rest out.");
                 }
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 let now = self.clock.now_ms();

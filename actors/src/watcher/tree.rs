@@ -30,6 +30,12 @@ use std::collections::HashMap;
 
 use super::probe::{scan_parents, Exec, ProbeError, ProcSnapshot, ProcState, ProcessProbe};
 
+/// Most descendants followed per daemon. Each keeps about seven descriptors open in
+/// perfvisor, so an unbounded tree (a daemon forking without limit, or `pid = 1`, whose tree
+/// is the whole host) would run perfvisor out of descriptors. Past it, processes not yet
+/// followed are left out of the figures and [`TreeTotals::capped`] says so.
+pub const MAX_DESCENDANTS: usize = 256;
+
 /// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
 /// no `children` files.
 pub const SCAN_EVERY: u64 = 5;
@@ -69,6 +75,9 @@ pub struct TreeTotals {
     pub processes: u64,
     /// Processes of the tree that exited and wait to be reaped.
     pub zombies: u64,
+    /// Whether descendants were left out at this probe because the most allowed
+    /// ([`MAX_DESCENDANTS`] by default) are followed already.
+    pub capped: bool,
 }
 
 /// A descendant being followed.
@@ -105,6 +114,9 @@ pub struct TreeProbe {
     cpu_floor: f64,
     /// The CPU total of the last probe.
     last_cpu: Option<f64>,
+    /// Whether a descendant was left out at this probe (see [`MAX_DESCENDANTS`]).
+    capped: bool,
+    max_descendants: usize,
     /// Scratch lists reused across probes.
     frontier: Vec<u32>,
     found: Vec<u32>,
@@ -132,6 +144,8 @@ impl TreeProbe {
             departed: (0.0, 0, 0),
             cpu_floor: 0.0,
             last_cpu: None,
+            capped: false,
+            max_descendants: MAX_DESCENDANTS,
             frontier: Vec::new(),
             found: Vec::new(),
             parents: Vec::new(),
@@ -141,6 +155,12 @@ impl TreeProbe {
     /// Forces the `/proc` scan even where `children` files exist (for tests and benches).
     pub fn without_children_files(mut self) -> Self {
         self.children_files = false;
+        self
+    }
+
+    /// Follows at most `n` descendants instead of [`MAX_DESCENDANTS`].
+    pub fn with_max_descendants(mut self, n: usize) -> Self {
+        self.max_descendants = n;
         self
     }
 
@@ -170,6 +190,7 @@ impl TreeProbe {
         for m in self.members.values_mut() {
             m.seen = false;
         }
+        self.capped = false;
         if self.children_files {
             self.walk_children(main_pid, main.threads)?;
         } else if self.probes.is_multiple_of(SCAN_EVERY) {
@@ -206,6 +227,7 @@ impl TreeProbe {
             open_fds: main.open_fds,
             processes: 0,
             zombies: 0,
+            capped: self.capped,
             nearest_fd_limit: (main.open_fds, main.fd_limit),
         };
         let ratio = |fds: Option<u64>, limit: Option<u64>| match (fds, limit) {
@@ -288,6 +310,10 @@ impl TreeProbe {
             }
             m.seen = true;
             return true;
+        }
+        if self.members.len() >= self.max_descendants {
+            self.capped = true;
+            return false;
         }
         let Ok(mut probe) = ProcessProbe::open(pid) else {
             return false;
@@ -456,6 +482,50 @@ mod tests {
             snap.total.open_fds.expect("fds") > snap.main.open_fds.expect("main fds"),
             "{snap:?}"
         );
+    }
+
+    /// A child forked by another thread than the main one (here: the test's own thread, in
+    /// the multi-threaded test process) is found through that thread's `children` file.
+    #[test]
+    fn children_of_other_threads_are_found() {
+        let group = Group::sh("read never");
+        let me = std::process::id();
+        assert_ne!(
+            me as libc::pid_t,
+            // SAFETY: gettid has no preconditions.
+            unsafe { libc::gettid() },
+            "tests run on threads other than the main one"
+        );
+        let mut tree = TreeProbe::open(me).expect("open self");
+        let snap = tree.probe().expect("probe");
+        assert!(snap.main.threads > 1, "{snap:?}");
+        assert!(
+            tree.descendants().contains(&group.pid()),
+            "{} not in {:?}",
+            group.pid(),
+            tree.descendants()
+        );
+    }
+
+    /// No more than the cap of descendants are followed, and the totals say when some were left out.
+    #[test]
+    fn descendants_are_capped() {
+        let group = Group::sh("sleep 300 & sleep 300 & sleep 300 & wait");
+        poll_until(Duration::from_secs(10), || {
+            (kernel_children(group.pid()).len() == 3).then_some(())
+        })
+        .expect("three children within 10 s");
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let snap = tree.probe().expect("probe");
+        assert!(!snap.total.capped);
+        assert_eq!(snap.total.processes, 4);
+        let mut tree = TreeProbe::open(group.pid())
+            .expect("open")
+            .with_max_descendants(2);
+        let snap = tree.probe().expect("probe");
+        assert!(snap.total.capped, "{snap:?}");
+        assert_eq!(snap.total.processes, 3);
+        assert_eq!(tree.descendants().len(), 2);
     }
 
     /// A child forked after a probe is in the very next probe.
