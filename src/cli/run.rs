@@ -126,6 +126,26 @@ fn resolve(attach: &AttachConfig) -> Result<Option<u32>, String> {
             else {
                 return Ok(None);
             };
+            if let Some(check) = &attach.pidfile_check {
+                // The declared program vouches for the process, however old the file.
+                let (key, text, pattern) = match check {
+                    AttachSelector::MatchExe(p) => ("match_exe", exe_name(pid), p),
+                    AttachSelector::MatchCmdline(p) => ("match_cmdline", Some(cmdline(pid)), p),
+                    _ => return Ok(Some(pid)),
+                };
+                let text = text.unwrap_or_default();
+                return if pattern.regex().is_match(text.trim()) {
+                    Ok(Some(pid))
+                } else {
+                    Err(format!(
+                        "pidfile {} names pid {pid}, which runs {:?}: that does not match \
+                         {key} {:?}",
+                        path.display(),
+                        text.trim(),
+                        pattern.regex().as_str()
+                    ))
+                };
+            }
             let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             match (written, started_at(pid)) {
                 (Some(written), Some(started)) if is_stale(started, written) => Err(format!(
@@ -154,10 +174,7 @@ fn resolve(attach: &AttachConfig) -> Result<Option<u32>, String> {
                 .filter(|&pid| pid != me)
                 .filter(|pid| {
                     let text = if by_exe {
-                        std::fs::read_link(format!("/proc/{pid}/exe"))
-                            .ok()
-                            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                            .or_else(|| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                        exe_name(*pid)
                     } else {
                         Some(cmdline(*pid))
                     };
@@ -202,6 +219,14 @@ fn resolve(attach: &AttachConfig) -> Result<Option<u32>, String> {
             }
         }
     }
+}
+
+/// A process's executable name (of `/proc/PID/exe`, else its `comm`).
+fn exe_name(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
 }
 
 /// A process's command line, arguments joined by spaces.

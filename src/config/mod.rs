@@ -304,6 +304,10 @@ pub struct AttachConfig {
     pub selector: AttachSelector,
     /// `pick`: which of several matching processes to attach to.
     pub pick: Pick,
+    /// `match_exe` or `match_cmdline` given beside `pidfile`: the pidfile's process must
+    /// match it (always a `MatchExe` or `MatchCmdline`). A match also vouches for a pid whose
+    /// process started after the pidfile was written, which is otherwise refused as stale.
+    pub pidfile_check: Option<AttachSelector>,
     /// `project`: the project label of its series.
     pub project: Option<String>,
     /// `labels`: extra labels of its series.

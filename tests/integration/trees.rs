@@ -458,9 +458,10 @@ fn leftover_dirs(pv: u32, name: &str) -> Vec<std::path::PathBuf> {
 }
 
 /// Attaching refuses a stale pidfile (its pid now names a process started after the file was
-/// written) and an ambiguous match (two separate processes), naming what it found; a match
-/// that is one process and its own matching child is no ambiguity; `pick = "oldest"` takes
-/// the first started.
+/// written) unless the declared program matches it, and a pidfile whose process is not the
+/// declared program; it refuses an ambiguous match (two separate processes), naming what it
+/// found; a match that is one process and its own matching child is no ambiguity;
+/// `pick = "oldest"` takes the first started.
 #[test]
 fn attach_refuses_stale_pidfiles_and_ambiguous_matches() {
     let dir = tempfile::tempdir().unwrap();
@@ -506,6 +507,16 @@ token = "t0ken"
 [[attach]]
 name = "stale"
 pidfile = "{pidfile}"
+
+[[attach]]
+name = "vouched"
+pidfile = "{pidfile}"
+match_cmdline = "^sleep 1000$"
+
+[[attach]]
+name = "mismatch"
+pidfile = "{pidfile}"
+match_exe = "^nginx$"
 
 [[attach]]
 name = "twins"
@@ -569,7 +580,8 @@ match_cmdline = "sleep {marker}2"
     );
     let a = attached();
     assert!(
-        a.iter().all(|(n, _)| n != "stale" && n != "twins"),
+        a.iter()
+            .all(|(n, _)| n != "stale" && n != "twins" && n != "mismatch"),
         "refused entries attached: {a:?}"
     );
     assert!(
@@ -580,10 +592,22 @@ match_cmdline = "sleep {marker}2"
         a.contains(&("nested".to_owned(), u64::from(nested.pid()))),
         "{a:?}"
     );
+    assert!(
+        a.contains(&("vouched".to_owned(), u64::from(reused.pid()))),
+        "{a:?}"
+    );
     let text = logged();
+    let mismatch = text
+        .lines()
+        .find(|l| l.contains("daemon=mismatch"))
+        .unwrap_or_default();
+    assert!(
+        mismatch.contains("\"sleep\"") && mismatch.contains("does not match match_exe"),
+        "{text}"
+    );
     let stale = text
         .lines()
-        .find(|l| l.contains("Not attaching: pidfile"))
+        .find(|l| l.contains("daemon=stale"))
         .unwrap_or_default();
     assert!(
         stale.contains(&reused.pid().to_string())
