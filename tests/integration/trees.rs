@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perfvisor::metric_names as m;
-use perfvisor::{DaemonId, DaemonSpec, Labels, SeriesKey, Source, StorageReader};
+use perfvisor::{BottleneckKind, DaemonId, DaemonSpec, Labels, SeriesKey, Source, StorageReader};
 
 use crate::support::{self, wait_for, ChildGuard, RunGuard};
 
@@ -206,6 +206,45 @@ async fn multi_process_daemon_is_measured_whole() {
         last >= truth_after - 0.05,
         "counter {last:.2} s lost the exited worker's time (/proc {truth_after:.2} s)"
     );
+    t.pv.shutdown().await.unwrap();
+    drop(group);
+}
+
+/// A shell wrapper whose only child burns 95 % of a core is judged CPU-bound: the judgement
+/// reads the tree, not the idle wrapper.
+#[tokio::test]
+async fn wrapper_with_busy_child_is_cpu_bound() {
+    let _cores = support::cpu_heavy().await;
+    let t = support::start(|b| {
+        b.probe_interval(Duration::from_millis(100))
+            .judge_interval(Duration::from_millis(300))
+            .analysis_window(100)
+            .judge_config(support::fast_judgement())
+    });
+    let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let group = Group::sh(&format!("{lg} --cpu 0.95 & wait"));
+    t.pv.daemon_started(DaemonSpec::new("wrapper", group.pid()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let report = loop {
+        let report = t.pv.report("wrapper").await.unwrap();
+        if let Some(r) = report.filter(|r| {
+            r.bottlenecks
+                .iter()
+                .any(|b| b.kind == BottleneckKind::CpuBound)
+        }) {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no CPU-bound verdict within 30 s: {:#?}",
+            t.pv.report("wrapper").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let main = report.metric(m::PROCESS_MAIN_CPU_UTILIZATION).unwrap();
+    assert!(main.mean < 0.05, "the wrapper itself idles: {main:?}");
     t.pv.shutdown().await.unwrap();
     drop(group);
 }
