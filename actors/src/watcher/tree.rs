@@ -85,8 +85,9 @@ struct Member {
     probe: ProcessProbe,
     /// The reading of the last probe, credited when the process leaves the tree.
     last: ProcSnapshot,
-    /// `children_cpu_seconds` of the probe before `last`, to see what a reap added.
-    prev_children_cpu: f64,
+    /// The parent's `children_cpu_seconds` as read before `last` was (at the probe before),
+    /// to tell later whether the parent's reap took this process's time in.
+    baseline: f64,
     /// Whether it was found in the tree at this probe.
     seen: bool,
 }
@@ -110,6 +111,8 @@ pub struct TreeProbe {
     probes: u64,
     /// Cumulative figures of processes that left the tree without a parent in it taking them.
     departed: (f64, u64, u64),
+    /// Leavers counted provisionally at the last probe.
+    pending: Vec<Leaver>,
     /// Added to the CPU total so it never goes back (see [`TreeTotals::cpu_seconds`]).
     cpu_floor: f64,
     /// The CPU total of the last probe.
@@ -142,6 +145,7 @@ impl TreeProbe {
             children_files: true,
             probes: 0,
             departed: (0.0, 0, 0),
+            pending: Vec::new(),
             cpu_floor: 0.0,
             last_cpu: None,
             capped: false,
@@ -202,20 +206,33 @@ impl TreeProbe {
         }
         self.probes += 1;
 
-        // Read the descendants found; the ones not found, or gone, leave.
-        let mut left: Vec<ProcSnapshot> = Vec::new();
+        // Read the descendants found (after the main process: see `settle_leavers`); the
+        // ones not found, or gone, leave. Each one read records its parent's children time
+        // as known before this read.
+        let mut leaving: Vec<Leaver> = Vec::new();
+        let before: HashMap<u32, f64> = std::iter::once((main_pid, main.children_cpu_seconds))
+            .chain(
+                self.members
+                    .iter()
+                    .map(|(pid, m)| (*pid, m.last.children_cpu_seconds)),
+            )
+            .collect();
         self.members.retain(|_, m| {
             if m.seen {
                 if let Ok(snap) = m.probe.probe() {
-                    m.prev_children_cpu = m.last.children_cpu_seconds;
+                    m.baseline = before.get(&snap.ppid).copied().unwrap_or(f64::INFINITY);
                     m.last = snap;
                     return true;
                 }
             }
-            left.push(m.last.clone());
+            leaving.push(Leaver {
+                last: m.last.clone(),
+                baseline: m.baseline,
+                pending: false,
+            });
             false
         });
-        self.credit_departed(&main, &left);
+        let provisional = self.settle_leavers(&main, leaving);
 
         let mut total = TreeTotals {
             cpu_seconds: 0.0,
@@ -236,6 +253,7 @@ impl TreeProbe {
             (None, _) => (0, -1.0),
         };
         let (mut cpu, mut read, mut write) = self.departed;
+        cpu += provisional;
         for s in std::iter::once(&main).chain(self.members.values().map(|m| &m.last)) {
             let (c, r, w) = cumulative(s);
             cpu += c;
@@ -325,7 +343,7 @@ impl TreeProbe {
             pid,
             Member {
                 probe,
-                prev_children_cpu: last.children_cpu_seconds,
+                baseline: f64::INFINITY,
                 last,
                 seen: true,
             },
@@ -352,46 +370,61 @@ impl TreeProbe {
         }
     }
 
-    /// Credits the figures of the processes that left the tree at this probe and that no
-    /// parent in the tree took into its own (see the module documentation).
-    fn credit_departed(&mut self, main: &ProcSnapshot, left: &[ProcSnapshot]) {
+    /// Settles the processes that left the tree: a parent in the tree that reaped one took
+    /// its time into its own children time, so nothing is credited; otherwise (no parent in
+    /// the tree, or one that reaped nothing because it ignores `SIGCHLD`) its time at its last
+    /// probe goes to the departed total. The main process is read before its descendants,
+    /// so a reap can land between that read and the one that finds the child gone: a
+    /// leaver whose parent shows no reap yet is counted provisionally for one probe (the
+    /// returned CPU seconds) and settled at the next, when a reap would show.
+    fn settle_leavers(&mut self, main: &ProcSnapshot, leaving: Vec<Leaver>) -> f64 {
         let main_pid = self.main.identity().pid;
-        // Per live parent: what its leaving children held, to compare with what its
-        // children's time grew by.
-        let mut by_parent: HashMap<u32, f64> = HashMap::new();
-        for gone in left {
-            let (cpu, read, write) = cumulative(gone);
-            let parent_now = if gone.ppid == main_pid {
-                Some(main)
+        let mut provisional = 0.0;
+        let mut pending = Vec::new();
+        for leaver in std::mem::take(&mut self.pending).into_iter().chain(leaving) {
+            let (cpu, read, write) = cumulative(&leaver.last);
+            let parent_now = if leaver.last.ppid == main_pid {
+                Some(main.children_cpu_seconds)
             } else {
-                self.members.get(&gone.ppid).map(|m| &m.last)
+                self.members
+                    .get(&leaver.last.ppid)
+                    .map(|m| m.last.children_cpu_seconds)
             };
-            if parent_now.is_some() {
-                *by_parent.entry(gone.ppid).or_default() += cpu;
-                // Its I/O is in the parent's /proc/PID/io once reaped: nothing to credit.
-            } else {
+            let Some(parent_now) = parent_now else {
+                // Out of the tree (re-parented, or its parent left too): keep what it had.
                 self.departed.0 += cpu;
                 self.departed.1 += read;
                 self.departed.2 += write;
+                continue;
+            };
+            // Its I/O is in the parent's /proc/PID/io once reaped: nothing to credit.
+            let grew = (parent_now - leaver.baseline).max(0.0);
+            let missing = cpu - grew;
+            // One clock tick of rounding.
+            if missing <= 0.011 {
+                continue;
+            }
+            if leaver.pending {
+                self.departed.0 += missing;
+            } else {
+                provisional += missing;
+                pending.push(Leaver {
+                    pending: true,
+                    ..leaver
+                });
             }
         }
-        for (ppid, held) in by_parent {
-            let (before, now) = if ppid == main_pid {
-                (
-                    self.main_last.as_ref().map(|s| s.children_cpu_seconds),
-                    main.children_cpu_seconds,
-                )
-            } else {
-                let Some(m) = self.members.get(&ppid) else {
-                    continue;
-                };
-                (Some(m.prev_children_cpu), m.last.children_cpu_seconds)
-            };
-            let grew = before.map_or(0.0, |b| (now - b).max(0.0));
-            // A parent that ignores SIGCHLD reaps nothing into cutime: credit what it missed.
-            self.departed.0 += (held - grew).max(0.0);
-        }
+        self.pending = pending;
+        provisional
     }
+}
+
+/// A descendant gone from the tree, not yet settled.
+struct Leaver {
+    last: ProcSnapshot,
+    baseline: f64,
+    /// Counted provisionally at the last probe; settled at this one.
+    pending: bool,
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -571,12 +604,20 @@ mod tests {
             after.total.cpu_seconds >= during.total.cpu_seconds,
             "{during:?} then {after:?}"
         );
-        // It is the parent's cutime that holds it now, not a credit.
+        // The reap may land between the reads of one probe; by the next it shows.
+        let settled = tree.probe().expect("probe");
+        assert!(settled.total.cpu_seconds >= after.total.cpu_seconds);
+        // It is the parent's cutime that holds it now, not a credit: no double count.
         assert!(
-            after.main.children_cpu_seconds
-                >= during.total.cpu_seconds - after.main.cpu_seconds() - 0.02,
-            "{during:?} then {after:?}"
+            settled.main.children_cpu_seconds >= during.total.cpu_seconds - 0.02,
+            "{during:?} then {settled:?}"
         );
+        assert!(
+            settled.total.cpu_seconds
+                <= settled.main.cpu_seconds() + settled.main.children_cpu_seconds + 0.02,
+            "counted twice: {settled:?}"
+        );
+        assert!(tree.pending.is_empty());
         assert!(tree.departed.0 < 0.02, "{:?}", tree.departed);
     }
 
