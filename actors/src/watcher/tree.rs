@@ -621,6 +621,50 @@ mod tests {
         assert!(tree.departed.0 < 0.02, "{:?}", tree.departed);
     }
 
+    /// A parent that ignores SIGCHLD never reaps (the kernel does, and adds nothing to the
+    /// parent's `cutime`): its exited child's time is credited instead of lost.
+    #[test]
+    fn auto_reaped_child_is_credited() {
+        if !std::path::Path::new("/usr/bin/perl").exists() {
+            eprintln!("SKIPPED: no /usr/bin/perl to ignore SIGCHLD with");
+            return;
+        }
+        let child = Command::new("/usr/bin/perl")
+            .args([
+                "-e",
+                "$SIG{CHLD} = 'IGNORE'; <STDIN>; \
+                 if (fork() == 0) { 1 while ((times)[0] < 0.3); exit 0 } <STDIN>;",
+            ])
+            .stdin(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn perl");
+        let pid = child.id();
+        let mut group = Group(child);
+        let mut tree = TreeProbe::open(pid).expect("open");
+        tree.probe().expect("probe");
+        group.say("fork");
+        let during = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 2 && snap.total.cpu_seconds >= 0.2).then_some(snap)
+        })
+        .expect("child burns 0.2 s within 20 s");
+        let after = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 1 && tree.pending.is_empty()).then_some(snap)
+        })
+        .expect("child exits within 20 s");
+        assert_eq!(
+            after.main.children_cpu_seconds, 0.0,
+            "nothing reaped into cutime"
+        );
+        assert!(
+            after.total.cpu_seconds >= during.total.cpu_seconds,
+            "{during:?} then {after:?}"
+        );
+        assert!(tree.departed.0 >= 0.2, "{:?}", tree.departed);
+    }
+
     /// A child whose parent exits is re-parented out of the tree; the time it burned while in
     /// the tree stays in the total.
     #[test]
