@@ -210,13 +210,18 @@ impl TreeProbe {
         // ones not found, or gone, leave. Each one read records its parent's children time
         // as known before this read.
         let mut leaving: Vec<Leaver> = Vec::new();
-        let before: HashMap<u32, f64> = std::iter::once((main_pid, main.children_cpu_seconds))
-            .chain(
-                self.members
-                    .iter()
-                    .map(|(pid, m)| (*pid, m.last.children_cpu_seconds)),
-            )
-            .collect();
+        // Nothing to collect (and no allocation) for a daemon of one process.
+        let before: HashMap<u32, f64> = if self.members.is_empty() {
+            HashMap::new()
+        } else {
+            std::iter::once((main_pid, main.children_cpu_seconds))
+                .chain(
+                    self.members
+                        .iter()
+                        .map(|(pid, m)| (*pid, m.last.children_cpu_seconds)),
+                )
+                .collect()
+        };
         self.members.retain(|_, m| {
             if m.seen {
                 if let Ok(snap) = m.probe.probe() {
