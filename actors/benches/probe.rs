@@ -1,6 +1,8 @@
 //! Cost of probing one daemon: the kept-open `/proc` probe against open-read-close and
-//! sysinfo, plus the two parts that could dominate it (the exe readlink and the fd count).
-//! Run with `cargo bench -p perfvisor-actors --bench probe`.
+//! sysinfo, plus the two parts that could dominate it (the exe readlink and the fd count);
+//! and per daemon of 1, 5 and 50 processes, the tree walk (children files, or the `/proc`
+//! scan fallback) against reading the daemon's cgroup files (as root only).
+//! Run with `cargo bench -p perfvisor-actors --bench probe` (filter e.g. `-- tree`).
 
 #[cfg(target_os = "linux")]
 criterion::criterion_main!(linux::benches);
@@ -18,7 +20,9 @@ mod linux {
     use std::time::Duration;
 
     use criterion::{criterion_group, Criterion};
-    use perfvisor_actors::watcher::probe::{probe_once, ProcessProbe, SysinfoProbe};
+    use perfvisor_actors::watcher::cgroup::{CgroupProbe, DaemonCgroup};
+    use perfvisor_actors::watcher::probe::{probe_once, scan_parents, ProcessProbe, SysinfoProbe};
+    use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY};
 
     /// The probed daemon stand-in, killed and reaped however the bench ends.
     struct Daemon(Child);
@@ -54,6 +58,102 @@ mod linux {
         exe_readlink(c, pid);
         fd_count(c, pid);
         drop(daemon);
+        trees(c);
+    }
+
+    /// A shell with `n - 1` sleeping children in its own process group; the group is killed
+    /// by its id (the shell's pid) and the shell reaped when dropped.
+    struct Tree(Child);
+
+    impl Tree {
+        fn spawn(n: usize) -> Tree {
+            use std::os::unix::process::CommandExt;
+            let script = format!("{}wait", "sleep 600 & ".repeat(n - 1));
+            let child = Command::new("sh")
+                .args(["-c", &script])
+                .process_group(0)
+                .spawn()
+                .expect("spawn sh");
+            let tree = Tree(child);
+            let pid = tree.0.id();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut probe = TreeProbe::open(pid).expect("open tree");
+            while probe.probe().expect("probe").total.processes < n as u64 {
+                assert!(std::time::Instant::now() < deadline, "{n} processes not up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            tree
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            // SAFETY: plain syscall; the shell is not reaped yet, so its pid names the group.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A cgroup holding a bench tree, emptied and removed when dropped.
+    struct BenchCgroup(DaemonCgroup);
+
+    impl Drop for BenchCgroup {
+        fn drop(&mut self) {
+            let _ = self.0.kill(Duration::from_secs(2));
+            self.0.remove();
+        }
+    }
+
+    /// Per daemon of 1, 5 and 50 processes: the tree walk through `children` files, the
+    /// `/proc` scan fallback (one scan, and a probe amortised over SCAN_EVERY), and reading
+    /// the daemon's cgroup files.
+    fn trees(c: &mut Criterion) {
+        let mut group = c.benchmark_group("tree");
+        for n in [1usize, 5, 50] {
+            let tree = Tree::spawn(n);
+            let pid = tree.0.id();
+            let mut walk = TreeProbe::open(pid).expect("open");
+            group.bench_function(format!("children_files/{n}"), |b| {
+                b.iter(|| walk.probe().expect("probe"))
+            });
+            let mut scan = TreeProbe::open(pid).expect("open").without_children_files();
+            group.bench_function(format!("proc_scan_every_{SCAN_EVERY}/{n}"), |b| {
+                b.iter(|| scan.probe().expect("probe"))
+            });
+            let mut parents = Vec::new();
+            group.bench_function(format!("one_proc_scan/{n}"), |b| {
+                b.iter(|| {
+                    parents.clear();
+                    scan_parents(&mut parents);
+                    parents.len()
+                })
+            });
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                match DaemonCgroup::create(&format!("bench-{n}-{}", std::process::id())) {
+                    Ok(cg) => {
+                        let cg = BenchCgroup(cg);
+                        for procs in cg.0.procs_files() {
+                            for p in walk.descendants().into_iter().chain([pid]) {
+                                let _ = std::fs::write(&procs, p.to_string());
+                            }
+                        }
+                        let probe = CgroupProbe::open(cg.0.clone());
+                        group.bench_function(format!("cgroup_files/{n}"), |b| {
+                            b.iter(|| probe.probe())
+                        });
+                        drop(tree);
+                        drop(cg);
+                        continue;
+                    }
+                    Err(e) => eprintln!("cgroup benchmarks skipped: cannot create one ({e})"),
+                }
+            } else {
+                eprintln!("cgroup benchmarks skipped: not root");
+            }
+            drop(tree);
+        }
+        group.finish();
     }
 
     /// What the exe identity check costs: through the kept `/proc/PID` descriptor (what the

@@ -4,14 +4,19 @@
 //! one exists, with the unit spelled out at the end (`_bytes`, `_seconds`, `_ratio`), so a
 //! Prometheus exporter only has to replace dots with underscores.
 
-/// Cumulative CPU time (user + system) of the process, in seconds. Counter.
+// The `process.*` figures of a daemon are totals over its whole process tree (the watched
+// pid and every descendant; see `watcher::tree` for what is counted), so the judgement sees
+// a multi-process daemon whole. `process.main.*` are the watched pid alone.
+
+/// Cumulative CPU time (user + system) of the daemon's process tree, reaped descendants
+/// included, in seconds. Counter.
 pub const PROCESS_CPU_TIME: &str = "process.cpu.time_seconds";
 /// CPU used since the previous probe, as a fraction of one core (0.5 = half a core). Gauge.
 /// The first probe after a watcher (re)starts yields no value: it is not a rate yet.
 pub const PROCESS_CPU_UTILIZATION: &str = "process.cpu.utilization_ratio";
-/// Resident set size. Gauge.
+/// Resident set size, summed over the process tree. Gauge.
 pub const PROCESS_MEMORY_RSS: &str = "process.memory.usage_bytes";
-/// Virtual memory size. Gauge.
+/// Virtual memory size, summed over the process tree. Gauge.
 pub const PROCESS_MEMORY_VIRTUAL: &str = "process.memory.virtual_bytes";
 /// Cumulative bytes the process caused to be read from storage. Counter.
 pub const PROCESS_DISK_READ: &str = "process.disk.read_bytes";
@@ -21,17 +26,65 @@ pub const PROCESS_DISK_WRITE: &str = "process.disk.write_bytes";
 pub const PROCESS_DISK_READ_RATE: &str = "process.disk.read_bytes_per_second";
 /// Storage write rate since the previous probe. Gauge.
 pub const PROCESS_DISK_WRITE_RATE: &str = "process.disk.write_bytes_per_second";
-/// Number of threads. Gauge.
+/// Number of threads, summed over the process tree. Gauge.
 pub const PROCESS_THREADS: &str = "process.thread.count";
-/// Open file descriptors. Gauge.
+/// Open file descriptors of the process of the tree nearest its descriptor limit (the limit
+/// is per process, so a sum over the tree could not be compared with it). Gauge.
 pub const PROCESS_OPEN_FDS: &str = "process.open_file_descriptor.count";
-/// Soft limit on open file descriptors (RLIMIT_NOFILE). Gauge.
+/// Soft limit on open file descriptors (RLIMIT_NOFILE) of that same process. Gauge.
 pub const PROCESS_FD_LIMIT: &str = "process.open_file_descriptor.limit";
-/// Seconds since the process started. Gauge.
+/// Seconds since the main process started. Gauge.
 pub const PROCESS_UPTIME: &str = "process.uptime_seconds";
-/// Process state code: 1 running, 2 sleeping, 3 disk sleep, 4 stopped, 5 zombie, 6 idle,
+/// Processes in the daemon's tree, the main one and zombies included. Gauge.
+pub const PROCESS_TREE_COUNT: &str = "process.tree.process.count";
+/// Open file descriptors summed over the daemon's process tree. Gauge.
+pub const PROCESS_TREE_OPEN_FDS: &str = "process.tree.open_file_descriptor.count";
+/// Processes of the daemon's tree that exited and are not reaped yet. Gauge.
+pub const PROCESS_TREE_ZOMBIES: &str = "process.tree.zombie.count";
+/// CPU used by the main process alone since the previous probe, as a fraction of one core.
+/// Gauge. Emitted once the daemon has had a child process, as are the other `process.main.*`.
+pub const PROCESS_MAIN_CPU_UTILIZATION: &str = "process.main.cpu.utilization_ratio";
+/// Resident set size of the main process alone. Gauge.
+pub const PROCESS_MAIN_MEMORY_RSS: &str = "process.main.memory.usage_bytes";
+/// Open file descriptors of the main process alone. Gauge.
+pub const PROCESS_MAIN_OPEN_FDS: &str = "process.main.open_file_descriptor.count";
+/// Threads of the main process alone. Gauge.
+pub const PROCESS_MAIN_THREADS: &str = "process.main.thread.count";
+/// Process state code of the main process: 1 running, 2 sleeping, 3 disk sleep, 4 stopped, 5 zombie, 6 idle,
 /// 0 other. Gauge.
 pub const PROCESS_STATE: &str = "process.state";
+
+// `cgroup.*`: read from the daemon's own cgroup, when it has one to itself (see
+// `watcher::cgroup`). They sit beside the tree's `process.*` figures, which stay the ones
+// the judgement reads, so each figure's name says where it came from.
+
+/// CPU time of everything that ran in the daemon's cgroup (`cpu.stat` `usage_usec`), in
+/// seconds. Counter.
+pub const CGROUP_CPU_TIME: &str = "cgroup.cpu.time_seconds";
+/// CPU used by the cgroup since the previous probe, as a fraction of one core. Gauge.
+pub const CGROUP_CPU_UTILIZATION: &str = "cgroup.cpu.utilization_ratio";
+/// Memory charged to the cgroup (`memory.current`, or v1 `memory.usage_in_bytes`): resident
+/// memory, page cache and kernel memory. Gauge.
+pub const CGROUP_MEMORY: &str = "cgroup.memory.usage_bytes";
+/// Tasks (threads) in the cgroup (`pids.current`). Gauge.
+pub const CGROUP_TASKS: &str = "cgroup.task.count";
+/// Processes in the cgroup (`cgroup.procs`), including any that left the process tree. Gauge.
+pub const CGROUP_PROCESSES: &str = "cgroup.process.count";
+/// OOM kills inside the cgroup (`memory.events` `oom_kill`). Counter.
+pub const CGROUP_OOM_KILLS: &str = "cgroup.memory.oom_kill.count";
+/// Fraction of the time since the previous probe some task of the cgroup waited for a CPU
+/// (PSI `cpu.pressure` `some`). Gauge.
+pub const CGROUP_CPU_PRESSURE_SOME: &str = "cgroup.pressure.cpu.some_ratio";
+/// Fraction of the time all of the cgroup's tasks waited for a CPU at once. Gauge.
+pub const CGROUP_CPU_PRESSURE_FULL: &str = "cgroup.pressure.cpu.full_ratio";
+/// Fraction of the time some task waited for memory (reclaim, swap-in, refaults). Gauge.
+pub const CGROUP_MEMORY_PRESSURE_SOME: &str = "cgroup.pressure.memory.some_ratio";
+/// Fraction of the time all tasks waited for memory at once. Gauge.
+pub const CGROUP_MEMORY_PRESSURE_FULL: &str = "cgroup.pressure.memory.full_ratio";
+/// Fraction of the time some task waited for I/O. Gauge.
+pub const CGROUP_IO_PRESSURE_SOME: &str = "cgroup.pressure.io.some_ratio";
+/// Fraction of the time all tasks waited for I/O at once. Gauge.
+pub const CGROUP_IO_PRESSURE_FULL: &str = "cgroup.pressure.io.full_ratio";
 
 /// Host CPU in use, as a fraction of all cores (0..1). Gauge.
 pub const SYSTEM_CPU_UTILIZATION: &str = "system.cpu.utilization_ratio";
@@ -112,6 +165,25 @@ pub const ALL: &[&str] = &[
     PROCESS_FD_LIMIT,
     PROCESS_UPTIME,
     PROCESS_STATE,
+    PROCESS_TREE_COUNT,
+    PROCESS_TREE_ZOMBIES,
+    PROCESS_TREE_OPEN_FDS,
+    PROCESS_MAIN_CPU_UTILIZATION,
+    PROCESS_MAIN_MEMORY_RSS,
+    PROCESS_MAIN_OPEN_FDS,
+    PROCESS_MAIN_THREADS,
+    CGROUP_CPU_TIME,
+    CGROUP_CPU_UTILIZATION,
+    CGROUP_MEMORY,
+    CGROUP_TASKS,
+    CGROUP_PROCESSES,
+    CGROUP_OOM_KILLS,
+    CGROUP_CPU_PRESSURE_SOME,
+    CGROUP_CPU_PRESSURE_FULL,
+    CGROUP_MEMORY_PRESSURE_SOME,
+    CGROUP_MEMORY_PRESSURE_FULL,
+    CGROUP_IO_PRESSURE_SOME,
+    CGROUP_IO_PRESSURE_FULL,
     SYSTEM_CPU_UTILIZATION,
     SYSTEM_CPU_COUNT,
     SYSTEM_MEMORY_USED,

@@ -8,9 +8,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use perfvisor::config::{self, AttachConfig, AttachSelector, Config, DaemonConfig, MachineCheck};
+use perfvisor::config::{
+    self, AttachConfig, AttachSelector, Config, DaemonConfig, MachineCheck, Pick,
+};
 use perfvisor::http::{serve, ApiConfig};
 use perfvisor::manager::{self as mgr, Manager, ManagerEvent};
 use perfvisor::{ActorKind, DaemonControl, DaemonId, DatabaseLock, PanicTarget, Perfvisor};
@@ -110,47 +112,184 @@ fn managed_state_dir(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The pid an attach entry points at now, if any.
-fn resolve(attach: &AttachConfig) -> Option<u32> {
+/// The pid an attach entry points at now: `Ok(None)` when there is none yet, `Err` with the
+/// reason when what is there must not be attached (a stale pidfile, an ambiguous match).
+fn resolve(attach: &AttachConfig) -> Result<Option<u32>, String> {
+    let alive = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists();
     match &attach.selector {
-        AttachSelector::Pid(pid) => Path::new(&format!("/proc/{pid}")).exists().then_some(*pid),
-        AttachSelector::Pidfile(path) => std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        AttachSelector::Pid(pid) => Ok(Some(*pid).filter(alive)),
+        AttachSelector::Pidfile(path) => {
+            let Some(pid) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .filter(alive)
+            else {
+                return Ok(None);
+            };
+            if let Some(check) = &attach.pidfile_check {
+                // The declared program vouches for the process, however old the file.
+                let (key, text, pattern) = match check {
+                    AttachSelector::MatchExe(p) => ("match_exe", exe_name(pid), p),
+                    AttachSelector::MatchCmdline(p) => ("match_cmdline", Some(cmdline(pid)), p),
+                    _ => return Ok(Some(pid)),
+                };
+                let text = text.unwrap_or_default();
+                return if pattern.regex().is_match(text.trim()) {
+                    Ok(Some(pid))
+                } else {
+                    Err(format!(
+                        "pidfile {} names pid {pid}, which runs {:?}: that does not match \
+                         {key} {:?}",
+                        path.display(),
+                        text.trim(),
+                        pattern.regex().as_str()
+                    ))
+                };
+            }
+            let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            match (written, started_at(pid)) {
+                (Some(written), Some(started)) if is_stale(started, written) => Err(format!(
+                    "pidfile {} names pid {pid}, but that process started at {} — after the \
+                     file was last written at {}: the daemon that wrote it is gone and its pid \
+                     was reused",
+                    path.display(),
+                    rfc3339(started),
+                    rfc3339(written)
+                )),
+                _ => Ok(Some(pid)),
+            }
+        }
         AttachSelector::MatchExe(pattern) | AttachSelector::MatchCmdline(pattern) => {
             let by_exe = matches!(attach.selector, AttachSelector::MatchExe(_));
-            let me = std::process::id();
-            let mut found: Vec<u32> = std::fs::read_dir("/proc")
-                .ok()?
+            let (key, me) = (
+                if by_exe { "match_exe" } else { "match_cmdline" },
+                std::process::id(),
+            );
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                return Ok(None);
+            };
+            let found: Vec<u32> = dir
                 .flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
                 .filter(|&pid| pid != me)
                 .filter(|pid| {
                     let text = if by_exe {
-                        std::fs::read_link(format!("/proc/{pid}/exe"))
-                            .ok()
-                            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                            .or_else(|| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                        exe_name(*pid)
                     } else {
-                        std::fs::read(format!("/proc/{pid}/cmdline"))
-                            .ok()
-                            .map(|raw| {
-                                raw.split(|&b| b == 0)
-                                    .filter(|a| !a.is_empty())
-                                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            })
+                        Some(cmdline(*pid))
                     };
                     text.is_some_and(|t| pattern.regex().is_match(t.trim()))
                 })
                 .collect();
-            // The oldest matching process is the daemon (children of it match too).
-            found.sort_unstable();
-            found.first().copied()
+            // A match whose parent (or grandparent...) also matches is part of that daemon's
+            // tree: only the topmost matches are separate candidates.
+            let mut roots: Vec<(u64, u32)> = found
+                .iter()
+                .filter(|pid| {
+                    let mut at = parent_of(**pid);
+                    for _ in 0..64 {
+                        match at {
+                            Some(p) if p > 1 => {
+                                if found.contains(&p) {
+                                    return false;
+                                }
+                                at = parent_of(p);
+                            }
+                            _ => break,
+                        }
+                    }
+                    true
+                })
+                .map(|&pid| (start_ticks(pid).unwrap_or(u64::MAX), pid))
+                .collect();
+            roots.sort_unstable();
+            match (roots.as_slice(), attach.pick) {
+                ([], _) => Ok(None),
+                ([(_, pid)], _) | ([(_, pid), ..], Pick::Oldest) => Ok(Some(*pid)),
+                (many, Pick::Only) => Err(format!(
+                    "{key} {:?} matches {} separate processes: {}; set pick = \"oldest\" to \
+                     attach to the one that started first, or narrow the pattern",
+                    pattern.regex().as_str(),
+                    many.len(),
+                    many.iter()
+                        .map(|(_, pid)| format!("pid {pid} ({})", cmdline(*pid)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
         }
     }
+}
+
+/// A process's executable name (of `/proc/PID/exe`, else its `comm`).
+fn exe_name(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+}
+
+/// A process's command line, arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Field `n` (numbered as in proc(5), from 3 on) of `/proc/PID/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
+/// The parent pid of a process (field 4).
+fn parent_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 4).and_then(|p| u32::try_from(p).ok())
+}
+
+/// When a process started, in clock ticks since boot (field 22).
+fn start_ticks(pid: u32) -> Option<u64> {
+    stat_field(pid, 22)
+}
+
+/// When a process started, as wall-clock time: boot time plus its start in clock ticks. Boot
+/// time is given in whole seconds, so this is good to about a second.
+fn started_at(pid: u32) -> Option<SystemTime> {
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = start_ticks(pid)?;
+    Some(UNIX_EPOCH + Duration::from_secs(btime) + Duration::from_millis(ticks * 1000 / hz))
+}
+
+/// A pidfile is stale when the process it names started after the file was last written:
+/// a daemon writes its pidfile once running, so that process cannot be the writer. Two
+/// seconds of slack cover the whole-second boot time and a file written in the same instant.
+fn is_stale(started: SystemTime, written: SystemTime) -> bool {
+    started > written + Duration::from_secs(2)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    perfvisor_actors::alerts::rfc3339(
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    )
 }
 
 /// Most injected panics per minute the chaos mode accepts.
@@ -206,6 +345,8 @@ struct Running {
     path: PathBuf,
     default_logs: PathBuf,
     attached: Mutex<HashMap<String, u32>>,
+    /// The last reason each attach entry was refused for, so it is logged once.
+    refused: Mutex<HashMap<String, String>>,
     handle: tokio::runtime::Handle,
 }
 
@@ -219,7 +360,23 @@ impl Running {
             .attached
             .clone();
         for a in entries {
-            let Some(pid) = resolve(&a) else { continue };
+            let pid = match resolve(&a) {
+                Ok(Some(pid)) => pid,
+                Ok(None) => continue,
+                Err(reason) => {
+                    // Said once per distinct reason, not at every rescan.
+                    let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+                    if refused.get(&a.name) != Some(&reason) {
+                        tracing::warn!(daemon = %a.name, "Not attaching: {reason}.");
+                        refused.insert(a.name.clone(), reason);
+                    }
+                    continue;
+                }
+            };
+            self.refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&a.name);
             let known = self
                 .attached
                 .lock()
@@ -400,6 +557,7 @@ async fn supervise(
         path,
         default_logs,
         attached: Mutex::new(HashMap::new()),
+        refused: Mutex::new(HashMap::new()),
         handle: tokio::runtime::Handle::current(),
     });
 

@@ -19,7 +19,8 @@ use super::metrics;
 use super::reader::{distance, quoted_list, show, type_name, Ctx, Places, Table};
 use super::{
     AttachConfig, AttachSelector, CheckConfig, CheckKind, Config, DaemonConfig, LogsConfig,
-    Pattern, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig, TokenSource,
+    Pattern, Pick, RestartMode, SilenceConfig, SilenceEnd, StopSignal, SupervisorConfig,
+    TokenSource,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -111,6 +112,7 @@ const ATTACH_KEYS: &[&str] = &[
     "pidfile",
     "match_exe",
     "match_cmdline",
+    "pick",
     "project",
     "labels",
 ];
@@ -952,6 +954,10 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
     let name = daemon_name(ctx, t, names);
     let project = t.nonempty(ctx, "project", "a project name");
     let labels = t.string_map(ctx, "labels").unwrap_or_default();
+    let pick = match t.choice(ctx, "pick", &["only", "oldest"]).as_deref() {
+        Some("oldest") => Pick::Oldest,
+        _ => Pick::Only,
+    };
     let given: Vec<&str> = ATTACH_SELECTORS
         .iter()
         .copied()
@@ -967,39 +973,58 @@ fn attach(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, names: &mut Names) -> Option<Att
             );
             None
         }
-        [key] => {
+        [key] | [key @ "pidfile", _] => {
+            let check = match given.as_slice() {
+                [_, check @ ("match_exe" | "match_cmdline")] => Some(*check),
+                [_] => None,
+                _ => {
+                    let second = given[1];
+                    ctx.report(
+                        &t.key_path(second),
+                        &t.key_span(second),
+                        format!("{} are all set; expected {expected}", given.join(", ")),
+                    );
+                    return None;
+                }
+            };
+            let pattern = |ctx: &mut Ctx<'_>, key: &str| -> Option<AttachSelector> {
+                let pattern = t.nonempty(ctx, key, "a regular expression")?;
+                let re = match regex::Regex::new(&pattern) {
+                    Ok(re) => re,
+                    Err(e) => {
+                        let detail = e.to_string();
+                        let reason = detail.lines().last().unwrap_or_default().trim().to_owned();
+                        t.bad(
+                            ctx,
+                            key,
+                            format!(
+                                "{pattern:?} is not a valid regular expression ({reason}); \
+                                 expected a regex in Rust's regex syntax, e.g. \"^nginx$\""
+                            ),
+                        );
+                        return None;
+                    }
+                };
+                Some(if key == "match_exe" {
+                    AttachSelector::MatchExe(Pattern(re))
+                } else {
+                    AttachSelector::MatchCmdline(Pattern(re))
+                })
+            };
             let selector = match *key {
                 "pid" => AttachSelector::Pid(t.integer(ctx, "pid", 1, i64::from(u32::MAX))? as u32),
                 "pidfile" => AttachSelector::Pidfile(t.path(ctx, "pidfile")?),
-                _ => {
-                    let pattern = t.nonempty(ctx, key, "a regular expression")?;
-                    let re = match regex::Regex::new(&pattern) {
-                        Ok(re) => re,
-                        Err(e) => {
-                            let detail = e.to_string();
-                            let reason =
-                                detail.lines().last().unwrap_or_default().trim().to_owned();
-                            t.bad(
-                                ctx,
-                                key,
-                                format!(
-                                    "{pattern:?} is not a valid regular expression ({reason}); \
-                                     expected a regex in Rust's regex syntax, e.g. \"^nginx$\""
-                                ),
-                            );
-                            return None;
-                        }
-                    };
-                    if *key == "match_exe" {
-                        AttachSelector::MatchExe(Pattern(re))
-                    } else {
-                        AttachSelector::MatchCmdline(Pattern(re))
-                    }
-                }
+                _ => pattern(ctx, key)?,
+            };
+            let pidfile_check = match check {
+                Some(check) => Some(pattern(ctx, check)?),
+                None => None,
             };
             Some(AttachConfig {
                 name,
                 selector,
+                pick,
+                pidfile_check,
                 project,
                 labels,
             })

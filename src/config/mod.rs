@@ -282,6 +282,19 @@ pub enum AttachSelector {
     MatchCmdline(Pattern),
 }
 
+/// `pick`: what an attach by `match_exe` / `match_cmdline` does when the pattern matches
+/// several separate processes (not one process and its own descendants, which are one
+/// daemon).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// `"only"` (default): attach only when exactly one process matches; otherwise refuse,
+    /// naming the candidates.
+    #[default]
+    Only,
+    /// `"oldest"`: attach to the one that started first.
+    Oldest,
+}
+
 /// `[[attach]]`: a daemon perfvisor watches but does not start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttachConfig {
@@ -289,6 +302,12 @@ pub struct AttachConfig {
     pub name: String,
     /// Exactly one of `pid`, `pidfile`, `match_exe`, `match_cmdline`.
     pub selector: AttachSelector,
+    /// `pick`: which of several matching processes to attach to.
+    pub pick: Pick,
+    /// `match_exe` or `match_cmdline` given beside `pidfile`: the pidfile's process must
+    /// match it (always a `MatchExe` or `MatchCmdline`). A match also vouches for a pid whose
+    /// process started after the pidfile was written, which is otherwise refused as stale.
+    pub pidfile_check: Option<AttachSelector>,
     /// `project`: the project label of its series.
     pub project: Option<String>,
     /// `labels`: extra labels of its series.

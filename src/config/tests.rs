@@ -889,3 +889,37 @@ fn switching_user_needs_the_capabilities() {
     let me = std::fs::read_to_string("/proc/self/status").unwrap();
     assert!(system::identity(&me).is_some());
 }
+
+/// `pick` parses; a pidfile may carry one match to check its process, other pairs are errors.
+#[test]
+fn attach_pick_and_pidfile_check() {
+    let c = parse(
+        "[[attach]]\nname = \"a\"\nmatch_exe = \"^x$\"\npick = \"oldest\"\n\
+         [[attach]]\nname = \"b\"\npidfile = \"/run/b.pid\"\nmatch_cmdline = \"^b \"\n",
+        "pick",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.attached[0].pick, Pick::Oldest);
+    assert_eq!(c.attached[0].pidfile_check, None);
+    assert_eq!(c.attached[1].pick, Pick::Only);
+    assert_eq!(
+        c.attached[1].selector,
+        AttachSelector::Pidfile("/run/b.pid".into())
+    );
+    assert!(matches!(
+        &c.attached[1].pidfile_check,
+        Some(AttachSelector::MatchCmdline(p)) if p.regex().is_match("b --serve")
+    ));
+    let e = parse(
+        "[[attach]]\nname = \"c\"\npidfile = \"/run/c.pid\"\nmatch_exe = \"x\"\nmatch_cmdline = \"y\"\n",
+        "three",
+    )
+    .expect_err("three selectors");
+    assert!(e.to_string().contains("are all set"), "{e}");
+    let e = parse(
+        "[[attach]]\nname = \"d\"\nmatch_exe = \"x\"\npick = \"newest\"\n",
+        "bad pick",
+    )
+    .expect_err("unknown pick");
+    assert!(e.to_string().contains("oldest"), "{e}");
+}

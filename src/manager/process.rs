@@ -1,6 +1,9 @@
 //! Operating-system edge of the manager: user lookup, spawning a daemon in its own process
 //! group with its output piped (or sent through its FIFO) to the log threads, signalling the
 //! whole group, and what `/proc` and pidfds tell about a process that is not our child.
+//! Where perfvisor may create cgroups (root, or a delegated subtree), each daemon also gets
+//! its own cgroup at spawn, and a SIGKILL to its group also kills everything in that cgroup,
+//! so a child that called `setsid` (a new group) does not outlive a stop.
 //! Every `unsafe` block of the manager lives here, each a single libc call.
 
 use std::ffi::CString;
@@ -14,6 +17,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use perfvisor_actors::watcher::cgroup::{DaemonCgroup, PREFIX};
 
 use super::logs::{pump, RotatingLog};
 use super::spec::ManagedSpec;
@@ -119,7 +124,41 @@ pub(crate) fn spawn(
         // std does setgroups([]) (when root), setgid, then setuid in the child before exec.
         cmd.uid(ids.uid).gid(ids.gid);
     }
-    let mut child = cmd.spawn()?;
+    let placement = cgroup_for(&spec.name);
+    if let Some((_, procs)) = &placement {
+        let fds: Vec<i32> = procs.iter().map(AsRawFd::as_raw_fd).collect();
+        // SAFETY: the closure runs in the child between fork and exec and only calls write(2),
+        // which is async-signal-safe, on descriptors opened before the fork (still open in the
+        // child: CLOEXEC closes them only at exec). Writing "0" moves the writer itself.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &fds {
+                    libc::write(*fd, b"0".as_ptr().cast(), 1);
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some((cgroup, _)) = &placement {
+                // Nothing ran in it (a failed exec exits before `spawn` returns).
+                cgroup.remove();
+            }
+            return Err(e);
+        }
+    };
+    if let Some((cgroup, procs)) = placement {
+        // A daemon with `user` switched credentials before the closure ran and may not have
+        // been allowed to move itself: move it from here (a child it forked in between stays
+        // behind, a window of microseconds).
+        let pid = child.id().to_string();
+        for mut file in procs {
+            let _ = io::Write::write_all(&mut file, pid.as_bytes());
+        }
+        tracing::debug!(daemon = %spec.name, pid = child.id(), cgroup = ?cgroup.v2, "Daemon placed in its own cgroup.");
+    }
     if let Output::Pipes { out, err } = output {
         if let Some(stdout) = child.stdout.take() {
             pump(&spec.name, "stdout", stdout, Arc::clone(out));
@@ -270,8 +309,84 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Send `signal` to every process of group `pgid`; `Ok(false)` when the group is gone.
+/// A fresh cgroup for one start of daemon `name` (`perfvisor-<name>.<perfvisor pid>.<n>`, so
+/// two perfvisors or two starts never share one), with its `cgroup.procs` files open for
+/// writing; `None` when cgroups cannot be created here (not root, no delegation, no cgroup2).
+fn cgroup_for(name: &str) -> Option<(DaemonCgroup, Vec<File>)> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cgroup = match DaemonCgroup::create(&format!("{name}.{}.{seq}", std::process::id())) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            tracing::debug!(daemon = %name, error = %e, "No cgroup of its own for the daemon.");
+            return None;
+        }
+    };
+    let procs = cgroup
+        .procs_files()
+        .iter()
+        .filter_map(|f| OpenOptions::new().write(true).open(f).ok())
+        .collect();
+    Some((cgroup, procs))
+}
+
+/// Kills everything in the cgroup perfvisor made for the daemon led by `pid` (found from
+/// `/proc/PID/cgroup`, which a zombie leader still has), and removes the cgroup. Nothing when
+/// the daemon is in no cgroup of perfvisor's making.
+fn kill_cgroup_of(pid: u32) {
+    let Some(found) = DaemonCgroup::of_pid(pid) else {
+        return;
+    };
+    let Some(leaf) = found
+        .v2
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(PREFIX))
+    else {
+        return;
+    };
+    // The v1 directories are where perfvisor makes them: a zombie leader shows none.
+    let cgroup = DaemonCgroup {
+        v2: found.v2,
+        ..DaemonCgroup::made_by_us(&leaf).unwrap_or_default()
+    };
+    if let Err(e) = cgroup.kill(Duration::from_secs(2)) {
+        tracing::warn!(pid, cgroup = ?cgroup.v2, error = %e, "Could not empty the daemon's cgroup.");
+        return;
+    }
+    if cgroup.remove() {
+        return;
+    }
+    // Busy until the leader, a zombie now, is reaped by whoever called us: retry for a while
+    // from a thread of its own rather than make the caller wait.
+    let retry = std::thread::Builder::new()
+        .name("cgroup-rmdir".into())
+        .spawn(move || {
+            for _ in 0..200 {
+                std::thread::sleep(Duration::from_millis(25));
+                if cgroup.remove() {
+                    return;
+                }
+            }
+            tracing::warn!(cgroup = ?cgroup.v2, "The daemon's cgroup is still busy after 5 s; left in place.");
+        });
+    if let Err(e) = retry {
+        tracing::warn!(error = %e, "Could not start the thread that removes the daemon's cgroup.");
+    }
+}
+
+/// Send `signal` to every process of group `pgid`; `Ok(false)` when the group is gone. A
+/// SIGKILL also kills every process of the daemon's own cgroup, if perfvisor made one.
 pub(crate) fn signal_group(pgid: u32, signal: i32) -> io::Result<bool> {
+    let sent = signal_pgid(pgid, signal);
+    if signal == libc::SIGKILL && pgid > 1 {
+        kill_cgroup_of(pgid);
+    }
+    sent
+}
+
+fn signal_pgid(pgid: u32, signal: i32) -> io::Result<bool> {
     let pgid = i32::try_from(pgid).map_err(|_| io::Error::other("pgid out of range"))?;
     if pgid <= 1 {
         // kill(0 or -1) would hit perfvisor's own group or every process: never.

@@ -46,3 +46,5 @@ mod judgement;
 mod dashboard;
 // `perfvisor replay`: CSV and database ranges through the analyzer and rules, offline.
 mod replay;
+// Whole daemons: process trees measured whole, a worker's exit keeps its CPU time.
+mod trees;

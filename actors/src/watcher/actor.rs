@@ -1,6 +1,7 @@
 //! The watcher actor: probes one daemon's pid each interval and forwards its samples.
 //!
-//! It probes only its own pid (never the whole process table). Identity is checked at every
+//! It probes only its own daemon's process tree (never the whole process table, except on
+//! kernels that cannot list a process's children; see `tree.rs`). Identity is checked at every
 //! probe; a vanished or reused pid means the daemon stopped, which the watcher reports to
 //! the supervisor, which retires it.
 
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::logic::RateTracker;
-use super::probe::{ProbeError, ProcState, ProcessProbe};
+use super::probe::{ProbeError, ProcState};
+use super::tree::TreeProbe;
 use crate::collector::Collector;
 use crate::messages::*;
 use crate::panic_guard::guard;
@@ -31,10 +33,16 @@ pub struct Watcher {
     interval: Duration,
     probes: Arc<AtomicU64>,
     engine: Arc<EngineStats>,
-    probe: Option<ProcessProbe>,
+    probe: Option<TreeProbe>,
     rates: RateTracker,
+    /// The daemon's own cgroup, looked up once the tree probe is open; `None` when it has
+    /// none to itself.
+    #[cfg(unix)]
+    cgroup: Option<(super::cgroup::CgroupProbe, super::logic::CgroupTracker)>,
     tick: Option<SpawnHandle>,
     gone: bool,
+    /// Whether the warning that the tree is capped was given.
+    capped_said: bool,
 }
 
 impl Watcher {
@@ -64,8 +72,11 @@ impl Watcher {
             engine,
             probe: None,
             rates: RateTracker::default(),
+            #[cfg(unix)]
+            cgroup: None,
             tick: None,
             gone: false,
+            capped_said: false,
         }
     }
 
@@ -76,22 +87,29 @@ impl Watcher {
         }
         let result = match self.probe.as_mut() {
             Some(p) => p.probe(),
-            None => ProcessProbe::open(self.spec.pid).and_then(|mut p| {
+            None => TreeProbe::open(self.spec.pid).and_then(|mut p| {
                 let r = p.probe();
                 self.probe = Some(p);
+                #[cfg(unix)]
+                {
+                    self.cgroup = super::cgroup::CgroupProbe::of_pid(self.spec.pid).map(|c| {
+                        tracing::info!(daemon = %self.spec.id, cgroup = ?c.cgroup(), "Daemon has its own cgroup; reading it too.");
+                        (c, super::logic::CgroupTracker::default())
+                    });
+                }
                 r
             }),
         };
         // A zombie has exited; only its parent has not reaped it yet. The daemon is gone.
         let result = match result {
-            Ok(snap) if snap.state == ProcState::Zombie => {
+            Ok(snap) if snap.main.state == ProcState::Zombie => {
                 Err(ProbeError::Gone { pid: self.spec.pid })
             }
             other => other,
         };
         match result {
             Ok(snap) => {
-                if let Some(exec) = self.probe.as_mut().and_then(ProcessProbe::take_exec) {
+                if let Some(exec) = self.probe.as_mut().and_then(TreeProbe::take_exec) {
                     tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, to = %exec.to.display(), "Daemon exec'd another program; still watching it.");
                     self.supervisor.do_send(DaemonExeced {
                         id: self.spec.id.clone(),
@@ -100,9 +118,18 @@ impl Watcher {
                         to: exec.to,
                     });
                 }
+                if snap.total.capped && !self.capped_said {
+                    self.capped_said = true;
+                    tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, limit = super::tree::MAX_DESCENDANTS, "Daemon has more descendants than are followed; its figures leave the rest out.");
+                }
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 let now = self.clock.now_ms();
-                let samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);
+                #[allow(unused_mut)]
+                let mut samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);
+                #[cfg(unix)]
+                if let Some((probe, rates)) = self.cgroup.as_mut() {
+                    samples.extend(rates.samples(&self.spec.id, &self.labels, &probe.probe(), now));
+                }
                 self.collector_stats.enqueued();
                 self.collector.do_send(SamplesCollected {
                     batch: MetricBatch { samples },
@@ -177,6 +204,10 @@ impl actix::Supervised for Watcher {
         // Rebuild from the spec: a new probe (identity re-read) and no previous reading.
         self.probe = None;
         self.rates = RateTracker::default();
+        #[cfg(unix)]
+        {
+            self.cgroup = None;
+        }
         self.tick = None;
         self.gone = false;
     }

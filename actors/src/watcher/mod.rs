@@ -1,8 +1,13 @@
 //! One watcher per daemon: the process probe and (in actor.rs) the watcher actor.
+#[cfg(unix)]
+pub mod cgroup;
 pub mod probe;
+pub mod tree;
 
 mod actor;
 mod logic;
 
 pub use actor::Watcher;
+#[cfg(unix)]
+pub use logic::CgroupTracker;
 pub use logic::RateTracker;

@@ -148,6 +148,20 @@ pub struct ProcSnapshot {
     pub fd_limit: Option<u64>,
     /// Seconds since the process started (never negative).
     pub uptime_seconds: f64,
+    /// The parent's pid (`/proc/PID/stat` field 4); 0 when unknown.
+    pub ppid: u32,
+    /// CPU time (user + system, seconds, cumulative) of the children this process has
+    /// waited for, and of their waited-for descendants (`cutime` + `cstime`, fields 16 and 17
+    /// of `/proc/PID/stat`). Children still running, and children reaped automatically because
+    /// `SIGCHLD` is ignored, are not in it. Always 0 under [`SysinfoProbe`].
+    pub children_cpu_seconds: f64,
+}
+
+impl ProcSnapshot {
+    /// The process's own CPU time, user + system, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.cpu_user_seconds + self.cpu_system_seconds
+    }
 }
 
 /// Why a probe failed.
@@ -227,6 +241,27 @@ impl ProcessProbe {
     pub fn take_exec(&mut self) -> Option<Exec> {
         self.inner.exec.take()
     }
+
+    /// Appends the pids of the process's children to `out`, read from
+    /// `/proc/PID/task/TID/children` of each of its threads (a child belongs to the thread that
+    /// forked it). `threads` is the thread count of the last snapshot: with one thread the
+    /// kept-open file of the main thread is re-read, else the task directory is listed.
+    ///
+    /// `Ok(false)` when the kernel has no such file (built without `CONFIG_PROC_CHILDREN`,
+    /// or not Linux): the caller must find children another way.
+    pub fn children(&mut self, threads: u64, out: &mut Vec<u32>) -> Result<bool, ProbeError> {
+        self.inner.children(threads, out)
+    }
+}
+
+/// Every process of the host as (pid, parent pid), read from `/proc/*/stat`: the slow way to
+/// find a daemon's children, for kernels without `/proc/PID/task/TID/children`. Processes
+/// that exit during the scan are skipped; empty where there is no `/proc`.
+pub fn scan_parents(out: &mut Vec<(u32, u32)>) {
+    #[cfg(target_os = "linux")]
+    procfs::scan_parents(out);
+    #[cfg(not(target_os = "linux"))]
+    let _ = out;
 }
 
 /// Open-read-close variant used only to compare costs in the benchmark (same output, reopens
@@ -343,7 +378,14 @@ impl SysinfoProbe {
             open_fds: process.open_files().map(|n| n as u64),
             fd_limit: self.fd_limit,
             uptime_seconds: process.run_time() as f64,
+            ppid: process.parent().map_or(0, |p| p.as_u32()),
+            children_cpu_seconds: 0.0,
         })
+    }
+
+    /// Children are not listed through sysinfo: always `Ok(false)`.
+    pub fn children(&mut self, _threads: u64, _out: &mut Vec<u32>) -> Result<bool, ProbeError> {
+        Ok(false)
     }
 
     fn refresh(system: &mut System, pid: Pid) {
@@ -382,6 +424,8 @@ mod procfs {
     const FD: &str = "/proc/[pid]/fd";
     const EXE: &str = "/proc/[pid]/exe";
     const DIR: &str = "/proc/[pid]";
+    const CHILDREN: &str = "/proc/[pid]/task/[tid]/children";
+    const TASK: &str = "/proc/[pid]/task";
     const PROC_STAT: &str = "/proc/stat";
 
     /// Large enough for every file read here (`limits`, the largest, is about 1.4 KiB).
@@ -541,8 +585,11 @@ mod procfs {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(super) struct StatFields {
         pub(super) state: ProcState,
+        pub(super) ppid: u32,
         pub(super) utime: u64,
         pub(super) stime: u64,
+        pub(super) cutime: u64,
+        pub(super) cstime: u64,
         pub(super) threads: u64,
         pub(super) start_time: u64,
         /// Fields 26 and 27: where the program text is mapped. Set by `exec` (and moved by
@@ -563,10 +610,14 @@ mod procfs {
             [letter] => state_from_letter(char::from(*letter)),
             _ => return None,
         };
-        let mut fields = fields.skip(10); // fields 4..=13
+        let ppid = u32::try_from(parse_u64(fields.next()?)?).ok()?; // 4
+        let mut fields = fields.skip(9); // fields 5..=13
         let utime = parse_u64(fields.next()?)?; // 14
         let stime = parse_u64(fields.next()?)?; // 15
-        let mut fields = fields.skip(4); // 16..=19
+                                                // 16, 17: signed in the kernel's format, never negative in practice.
+        let cutime = parse_u64(fields.next()?)?;
+        let cstime = parse_u64(fields.next()?)?;
+        let mut fields = fields.skip(2); // 18..=19
         let threads = parse_u64(fields.next()?)?; // 20
         let start_time = parse_u64(fields.nth(1)?)?; // 22
         let mut fields = fields.skip(3); // 23..=25
@@ -574,8 +625,11 @@ mod procfs {
         let end_code = parse_u64(fields.next()?)?; // 27
         Some(StatFields {
             state,
+            ppid,
             utime,
             stime,
+            cutime,
+            cstime,
             threads,
             start_time,
             code_range: (start_code, end_code),
@@ -617,6 +671,37 @@ mod procfs {
             Some(soft) => parse_u64(soft).map(Some).ok_or(()),
             None => Err(()),
         }
+    }
+
+    pub(super) fn scan_parents(out: &mut Vec<(u32, u32)>) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        SCRATCH.with_borrow_mut(|buf| {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = parse_u64(name.as_bytes()).and_then(|n| u32::try_from(n).ok())
+                else {
+                    continue;
+                };
+                let Ok(file) = File::open(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                if let Ok(n) = read_whole(&file, buf) {
+                    if let Some(fields) = parse_stat(&buf[..n]) {
+                        out.push((pid, fields.ppid));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Appends the space-separated pids of a `children` file to `out`.
+    pub(super) fn parse_pids(text: &[u8], out: &mut Vec<u32>) {
+        out.extend(
+            text.split(u8::is_ascii_whitespace)
+                .filter_map(|f| parse_u64(f).and_then(|n| u32::try_from(n).ok())),
+        );
     }
 
     /// Parses a decimal `u64` with no sign or spaces.
@@ -746,6 +831,8 @@ mod procfs {
         io: Option<File>,
         limits: Option<File>,
         fd_dir: Option<File>,
+        /// `task/PID/children` of the main thread; `None` without `CONFIG_PROC_CHILDREN`.
+        children: Option<File>,
         btime: u64,
         /// Text mapping at the last exe check; a change means the process exec'd.
         code_range: (u64, u64),
@@ -763,6 +850,9 @@ mod procfs {
             let io = open_optional(pid, &dir, c"io", 0, IO)?;
             let limits = open_optional(pid, &dir, c"limits", 0, LIMITS)?;
             let fd_dir = open_optional(pid, &dir, c"fd", libc::O_DIRECTORY, FD)?;
+            let children_name = std::ffi::CString::new(format!("task/{pid}/children"))
+                .map_err(|_| classify(pid, CHILDREN, invalid("NUL in a pid")))?;
+            let children = open_optional(pid, &dir, &children_name, 0, CHILDREN)?;
             let btime = boot_time(pid)?;
 
             let mut buf = vec![0; BUF_LEN];
@@ -797,6 +887,7 @@ mod procfs {
                 io,
                 limits,
                 fd_dir,
+                children,
                 btime,
                 code_range: fields.code_range,
                 probes: 0,
@@ -896,7 +987,51 @@ mod procfs {
                 open_fds,
                 fd_limit: self.fd_limit,
                 uptime_seconds: uptime_seconds(self.btime, fields.start_time),
+                ppid: fields.ppid,
+                children_cpu_seconds: (fields.cutime + fields.cstime) as f64
+                    / consts.ticks_per_second,
             })
+        }
+
+        pub(crate) fn children(
+            &mut self,
+            threads: u64,
+            out: &mut Vec<u32>,
+        ) -> Result<bool, ProbeError> {
+            let pid = self.identity.pid;
+            let Some(main) = &self.children else {
+                return Ok(false);
+            };
+            if threads <= 1 {
+                SCRATCH.with_borrow_mut(|buf| -> Result<(), ProbeError> {
+                    let n = read_whole(main, buf).map_err(|e| classify(pid, CHILDREN, e))?;
+                    parse_pids(&buf[..n], out);
+                    Ok(())
+                })?;
+                return Ok(true);
+            }
+            // Several threads: each one's children file. Threads come and go between the
+            // listing and the read, so a vanished one is skipped.
+            let task = open_at(&self.dir, c"task", libc::O_DIRECTORY)
+                .map_err(|e| classify(pid, TASK, e))?;
+            let entries = std::fs::read_dir(format!("/proc/self/fd/{}", task.as_raw_fd()))
+                .map_err(|e| classify(pid, TASK, e))?;
+            SCRATCH.with_borrow_mut(|buf| {
+                for entry in entries.flatten() {
+                    let mut name = entry.file_name().into_encoded_bytes();
+                    name.extend_from_slice(b"/children");
+                    let Ok(name) = std::ffi::CString::new(name) else {
+                        continue;
+                    };
+                    let Ok(file) = open_at(&task, &name, 0) else {
+                        continue;
+                    };
+                    if let Ok(n) = read_whole(&file, buf) {
+                        parse_pids(&buf[..n], out);
+                    }
+                }
+            });
+            Ok(true)
         }
 
         /// Same pid and start time with another executable is an exec: the same process,
@@ -1010,8 +1145,11 @@ mod tests {
             fields,
             procfs::StatFields {
                 state: ProcState::Running,
+                ppid: 40,
                 utime: 140,
                 stime: 150,
+                cutime: 160,
+                cstime: 170,
                 threads: 200,
                 start_time: 220,
                 code_range: (260, 270),

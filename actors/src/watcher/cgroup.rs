@@ -1,0 +1,525 @@
+//! The daemon's own cgroup: finding it, reading its accounting, and — for daemons perfvisor
+//! starts — creating it and killing everything in it.
+//!
+//! A cgroup sees what a process tree cannot: a child that called `setsid` and was re-parented
+//! to init is out of the tree but still in the cgroup, and the kernel's CPU and memory
+//! accounting of a cgroup is exact where the tree's is a sum of samples. Only a cgroup the
+//! daemon has to itself is read: one that is not the root, not perfvisor's own, and named
+//! like a systemd service (`*.service`) or like one perfvisor created (`perfvisor-*`). Anything
+//! else (a login session's scope, a container holding many programs) would charge the daemon
+//! with other processes' work.
+//!
+//! Both layouts are handled: the unified (v2) hierarchy, and hybrid hosts where the v2
+//! hierarchy (often at `/sys/fs/cgroup/unified`) has no memory or pids controller and those
+//! live in v1 hierarchies (`memory.usage_in_bytes`, `pids.current`). CPU time and pressure
+//! (PSI) come from the v2 hierarchy, where every cgroup has them.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Name prefix of the cgroups perfvisor creates for the daemons it starts.
+pub const PREFIX: &str = "perfvisor-";
+
+/// Where the cgroup hierarchies are mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mounts {
+    /// The unified (v2) hierarchy, if mounted.
+    pub v2: Option<PathBuf>,
+    /// v1 hierarchies: their controllers and mount point.
+    pub v1: Vec<(Vec<String>, PathBuf)>,
+}
+
+impl Mounts {
+    /// The hierarchies of this host, read once from `/proc/self/mountinfo`.
+    pub fn host() -> &'static Mounts {
+        static MOUNTS: OnceLock<Mounts> = OnceLock::new();
+        MOUNTS.get_or_init(|| {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|t| Mounts::parse(&t))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Parses `/proc/PID/mountinfo`: the first cgroup2 mount, and every v1 one.
+    pub fn parse(text: &str) -> Mounts {
+        let mut mounts = Mounts::default();
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let Some(point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            let mut right = right.split(' ');
+            let fstype = right.next().unwrap_or("");
+            let options = right.nth(1).unwrap_or("");
+            match fstype {
+                "cgroup2" if mounts.v2.is_none() => mounts.v2 = Some(PathBuf::from(point)),
+                "cgroup" => {
+                    let controllers = options
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                        .map(str::to_owned)
+                        .collect();
+                    mounts.v1.push((controllers, PathBuf::from(point)));
+                }
+                _ => {}
+            }
+        }
+        mounts
+    }
+
+    fn v1_mount(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(c, _)| c.iter().any(|c| c == controller))
+            .map(|(_, p)| p.as_path())
+    }
+}
+
+/// The cgroups a process is in, from `/proc/PID/cgroup`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Path in the unified hierarchy (the `0::` line).
+    pub v2: Option<String>,
+    /// Paths in v1 hierarchies, with their controllers.
+    pub v1: Vec<(Vec<String>, String)>,
+}
+
+impl Membership {
+    /// Reads the membership of `pid`.
+    pub fn of(pid: u32) -> io::Result<Membership> {
+        Ok(Self::parse(&std::fs::read_to_string(format!(
+            "/proc/{pid}/cgroup"
+        ))?))
+    }
+
+    /// Parses `/proc/PID/cgroup` (`ID:CONTROLLERS:PATH` lines).
+    pub fn parse(text: &str) -> Membership {
+        let mut m = Membership::default();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if id == "0" && controllers.is_empty() {
+                m.v2 = Some(path.to_owned());
+            } else {
+                let controllers = controllers.split(',').map(str::to_owned).collect();
+                m.v1.push((controllers, path.to_owned()));
+            }
+        }
+        m
+    }
+
+    fn v1_path(&self, controller: &str) -> Option<&str> {
+        self.v1
+            .iter()
+            .find(|(c, _)| c.iter().any(|c| c == controller))
+            .map(|(_, p)| p.as_str())
+    }
+}
+
+/// Whether a cgroup path names a cgroup one daemon has to itself (see the module
+/// documentation): not the root, last component `*.service` or `perfvisor-*`.
+pub fn is_dedicated(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    path != "/" && (last.ends_with(".service") || last.starts_with(PREFIX))
+}
+
+/// The cgroup directories of one daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonCgroup {
+    /// Its directory in the unified hierarchy.
+    pub v2: Option<PathBuf>,
+    /// Its directory in a v1 memory hierarchy (hybrid hosts).
+    pub memory_v1: Option<PathBuf>,
+    /// Its directory in a v1 pids hierarchy (hybrid hosts).
+    pub pids_v1: Option<PathBuf>,
+}
+
+impl DaemonCgroup {
+    /// The dedicated cgroup `pid` is in, if any: `None` when it shares its cgroup (root, a
+    /// session, perfvisor's own) or cgroups are not mounted.
+    pub fn of_pid(pid: u32) -> Option<DaemonCgroup> {
+        let theirs = Membership::of(pid).ok()?;
+        let ours = Membership::of(std::process::id()).unwrap_or_default();
+        let mounts = Mounts::host();
+        let pick = |path: Option<&str>, own: Option<&str>, mount: Option<&Path>| {
+            let path = path?;
+            (is_dedicated(path) && Some(path) != own)
+                .then(|| mount.map(|m| m.join(path.trim_start_matches('/'))))
+                .flatten()
+        };
+        let cg = DaemonCgroup {
+            v2: pick(
+                theirs.v2.as_deref(),
+                ours.v2.as_deref(),
+                mounts.v2.as_deref(),
+            ),
+            memory_v1: pick(
+                theirs.v1_path("memory"),
+                ours.v1_path("memory"),
+                mounts.v1_mount("memory"),
+            ),
+            pids_v1: pick(
+                theirs.v1_path("pids"),
+                ours.v1_path("pids"),
+                mounts.v1_mount("pids"),
+            ),
+        };
+        (cg != DaemonCgroup::default()).then_some(cg)
+    }
+
+    /// Creates (or reuses) the cgroup for a daemon perfvisor starts: `perfvisor-<name>` beside
+    /// perfvisor's own cgroup in the unified hierarchy (under the root when perfvisor is in
+    /// the root), and on hybrid hosts also under perfvisor's own cgroup in the v1 memory and
+    /// pids hierarchies, so limits that hold perfvisor hold its daemons too. Fails when there
+    /// is no v2 hierarchy or it cannot be written (not root, no delegated subtree).
+    pub fn create(name: &str) -> io::Result<DaemonCgroup> {
+        let leaf = format!(
+            "{PREFIX}{}",
+            name.replace(
+                |c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                "_"
+            )
+        );
+        let mut cg = Self::made_by_us(&leaf)?;
+        let v2 = cg
+            .v2
+            .as_deref()
+            .ok_or_else(|| io::Error::other("no v2 directory"))?;
+        make_dir(v2)?;
+        cg.memory_v1 = cg.memory_v1.filter(|d| make_dir(d).is_ok());
+        cg.pids_v1 = cg.pids_v1.filter(|d| make_dir(d).is_ok());
+        Ok(cg)
+    }
+
+    /// Where [`DaemonCgroup::create`] puts (or put) the cgroup named `leaf`, whether or not
+    /// the directories exist. A zombie's `/proc/PID/cgroup` shows the root for every v1
+    /// hierarchy, so this, not the daemon's membership, finds the v1 directories to remove.
+    pub fn made_by_us(leaf: &str) -> io::Result<DaemonCgroup> {
+        let mounts = Mounts::host();
+        let ours = Membership::of(std::process::id())?;
+        let v2_mount = mounts
+            .v2
+            .as_deref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount"))?;
+        let own_v2 = ours.v2.as_deref().unwrap_or("/");
+        let parent = Path::new(own_v2).parent().unwrap_or(Path::new("/"));
+        let v2 = v2_mount
+            .join(parent.strip_prefix("/").unwrap_or(parent))
+            .join(leaf);
+        let v1 = |controller: &str| {
+            // Only where the v2 hierarchy lacks the controller.
+            let v2_has = std::fs::read_to_string(v2_mount.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == controller));
+            if v2_has {
+                return None;
+            }
+            let mount = mounts.v1_mount(controller)?;
+            let own = ours.v1_path(controller).unwrap_or("/");
+            Some(mount.join(own.trim_start_matches('/')).join(leaf))
+        };
+        Ok(DaemonCgroup {
+            memory_v1: v1("memory"),
+            pids_v1: v1("pids"),
+            v2: Some(v2),
+        })
+    }
+
+    /// The `cgroup.procs` files a process must be written into to join every directory.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.v2, &self.memory_v1, &self.pids_v1]
+            .into_iter()
+            .flatten()
+    }
+
+    /// The pids in the cgroup (the v2 directory's, else the first v1 one's).
+    pub fn pids(&self) -> Vec<u32> {
+        self.dirs()
+            .next()
+            .and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kills every process in the cgroup — through `cgroup.kill` where the kernel has it
+    /// (5.14+), else SIGKILL to each pid of `cgroup.procs` until none is left — and waits up
+    /// to `timeout` for the cgroup to be empty. Refuses to touch perfvisor's own cgroup.
+    pub fn kill(&self, timeout: Duration) -> io::Result<()> {
+        if self.pids().contains(&std::process::id()) {
+            return Err(io::Error::other("refusing to kill perfvisor's own cgroup"));
+        }
+        let deadline = Instant::now() + timeout;
+        let killed_at_once = match self.v2.as_ref().map(|d| d.join("cgroup.kill")) {
+            Some(f) if f.exists() => std::fs::write(f, b"1").is_ok(),
+            _ => false,
+        };
+        loop {
+            let left = self.pids();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if !killed_at_once {
+                for pid in left {
+                    if let Ok(pid) = i32::try_from(pid) {
+                        if pid > 1 {
+                            // SAFETY: kill has no memory effects; the pid was just listed in
+                            // the daemon's cgroup (a pid reused since would be in another).
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "processes still in the cgroup after SIGKILL",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Removes the directories that can be removed now; true once none is left. A directory
+    /// is busy while a process of it is still there, a zombie not yet reaped included (v1).
+    pub fn remove(&self) -> bool {
+        self.dirs()
+            .filter(|d| match std::fs::remove_dir(d) {
+                Ok(()) => false,
+                Err(e) => e.kind() != io::ErrorKind::NotFound,
+            })
+            .count()
+            == 0
+    }
+}
+
+fn make_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Stall totals of one pressure file (`some` and `full` lines), in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// Time some task was stalled on the resource (cumulative µs).
+    pub some_us: Option<u64>,
+    /// Time all non-idle tasks were stalled at once (cumulative µs).
+    pub full_us: Option<u64>,
+}
+
+/// One reading of a daemon's cgroup. `None` where the file is missing (no such controller
+/// on this host, or an older kernel).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupSnapshot {
+    /// CPU time of every process that ever ran in the cgroup (`cpu.stat` `usage_usec`), in
+    /// seconds (cumulative).
+    pub cpu_seconds: Option<f64>,
+    /// Memory charged to the cgroup (`memory.current`, or v1 `memory.usage_in_bytes`): resident
+    /// memory and page cache and kernel memory, so more than the tree's RSS.
+    pub memory_bytes: Option<u64>,
+    /// Tasks (threads) in the cgroup (`pids.current`).
+    pub tasks: Option<u64>,
+    /// Processes in the cgroup (lines of `cgroup.procs`).
+    pub processes: Option<u64>,
+    /// OOM kills inside the cgroup (`memory.events` `oom_kill`, or v1 `memory.oom_control`).
+    pub oom_kills: Option<u64>,
+    /// CPU, memory and I/O pressure (`cpu.pressure`, `memory.pressure`, `io.pressure`).
+    pub pressure: [Pressure; 3],
+}
+
+/// The files of one daemon's cgroup, kept open and re-read at each probe.
+#[derive(Debug)]
+pub struct CgroupProbe {
+    cgroup: DaemonCgroup,
+    cpu_stat: Option<File>,
+    memory: Option<File>,
+    oom: Option<File>,
+    pids: Option<File>,
+    procs: Option<File>,
+    pressure: [Option<File>; 3],
+}
+
+impl CgroupProbe {
+    /// Opens the files of `cgroup` that exist.
+    pub fn open(cgroup: DaemonCgroup) -> CgroupProbe {
+        let open =
+            |dir: Option<&PathBuf>, name: &str| dir.and_then(|d| File::open(d.join(name)).ok());
+        let v2 = cgroup.v2.as_ref();
+        let mem1 = cgroup.memory_v1.as_ref();
+        CgroupProbe {
+            cpu_stat: open(v2, "cpu.stat"),
+            memory: open(v2, "memory.current").or_else(|| open(mem1, "memory.usage_in_bytes")),
+            oom: open(v2, "memory.events").or_else(|| open(mem1, "memory.oom_control")),
+            pids: open(v2, "pids.current")
+                .or_else(|| open(cgroup.pids_v1.as_ref(), "pids.current")),
+            procs: open(v2, "cgroup.procs"),
+            pressure: [
+                open(v2, "cpu.pressure"),
+                open(v2, "memory.pressure"),
+                open(v2, "io.pressure"),
+            ],
+            cgroup,
+        }
+    }
+
+    /// The cgroup of `pid` if it has one to itself, opened.
+    pub fn of_pid(pid: u32) -> Option<CgroupProbe> {
+        DaemonCgroup::of_pid(pid).map(CgroupProbe::open)
+    }
+
+    /// The directories read.
+    pub fn cgroup(&self) -> &DaemonCgroup {
+        &self.cgroup
+    }
+
+    /// Reads every open file; a file that fails to read gives `None` for its figure.
+    pub fn probe(&self) -> CgroupSnapshot {
+        let mut buf = [0u8; 1024];
+        let mut read = |file: &Option<File>| -> Option<String> {
+            let n = file.as_ref()?.read_at(&mut buf, 0).ok()?;
+            Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+        let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+        let mut snap = CgroupSnapshot {
+            cpu_seconds: read(&self.cpu_stat)
+                .and_then(|t| keyed(&t, "usage_usec"))
+                .map(|us| us as f64 / 1e6),
+            memory_bytes: number(read(&self.memory)),
+            tasks: number(read(&self.pids)),
+            processes: None,
+            oom_kills: read(&self.oom).and_then(|t| keyed(&t, "oom_kill")),
+            pressure: Default::default(),
+        };
+        for (slot, file) in snap.pressure.iter_mut().zip(&self.pressure) {
+            if let Some(text) = read(file) {
+                *slot = parse_pressure(&text);
+            }
+        }
+        // cgroup.procs can outgrow the buffer: read it whole.
+        snap.processes = self.procs.as_ref().and_then(|f| {
+            let mut all = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = f.read_at(&mut chunk, all.len() as u64).ok()?;
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&chunk[..n]);
+            }
+            Some(all.iter().filter(|b| **b == b'\n').count() as u64)
+        });
+        snap
+    }
+}
+
+/// The value of a `key value` line.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Parses a PSI file: `some avg10=… total=N` and `full … total=N`.
+pub fn parse_pressure(text: &str) -> Pressure {
+    let total = |line: &str| {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix("total="))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut p = Pressure::default();
+    for line in text.lines() {
+        if line.starts_with("some ") {
+            p.some_us = total(line);
+        } else if line.starts_with("full ") {
+            p.full_us = total(line);
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hybrid and unified mount tables parse.
+    #[test]
+    fn parses_mountinfo() {
+        let text = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+            35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+            39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n\
+            40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
+            41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        let m = Mounts::parse(text);
+        assert_eq!(m.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            m.v1_mount("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(m.v1_mount("pids"), Some(Path::new("/sys/fs/cgroup/pids")));
+        assert_eq!(m.v1_mount("cpu"), None);
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            Mounts::parse(unified),
+            Mounts {
+                v2: Some(PathBuf::from("/sys/fs/cgroup")),
+                v1: vec![]
+            }
+        );
+    }
+
+    /// `/proc/PID/cgroup` lines parse; only service-like and perfvisor cgroups are dedicated.
+    #[test]
+    fn parses_membership_and_knows_dedicated_cgroups() {
+        let m = Membership::parse(
+            "4:memory:/process_api/abc\n1:cpu,cpuacct:/\n0::/system.slice/nginx.service\n",
+        );
+        assert_eq!(m.v2.as_deref(), Some("/system.slice/nginx.service"));
+        assert_eq!(m.v1_path("memory"), Some("/process_api/abc"));
+        assert_eq!(m.v1_path("cpuacct"), Some("/"));
+        assert!(is_dedicated("/system.slice/nginx.service"));
+        assert!(is_dedicated("/perfvisor-web"));
+        assert!(!is_dedicated("/"));
+        assert!(!is_dedicated("/user.slice/user-1000.slice/session-2.scope"));
+        assert!(!is_dedicated("/process_api/abc"));
+    }
+
+    /// PSI files and keyed files parse.
+    #[test]
+    fn parses_pressure_and_keyed_files() {
+        let p = parse_pressure(
+            "some avg10=6.88 avg60=30.09 avg300=25.96 total=3728973693\n\
+             full avg10=0.00 avg60=0.00 avg300=0.00 total=12\n",
+        );
+        assert_eq!(
+            p,
+            Pressure {
+                some_us: Some(3728973693),
+                full_us: Some(12)
+            }
+        );
+        assert_eq!(
+            keyed("usage_usec 1500\nuser_usec 1000\n", "usage_usec"),
+            Some(1500)
+        );
+        assert_eq!(
+            keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
+        assert_eq!(keyed("low 0\n", "oom_kill"), None);
+    }
+}

@@ -1,0 +1,729 @@
+//! The whole daemon: its main process and every descendant, probed together so a daemon that
+//! works in several processes (gunicorn, php-fpm, postgres, a shell wrapper) is judged on all
+//! of them. Plain synchronous code, like the single-process probe it is built from.
+//!
+//! Descendants are found from the main process down through `/proc/PID/task/TID/children`
+//! at every probe (a new child is counted at the first probe after its fork), and each one
+//! keeps its own [`ProcessProbe`] open across probes. Where the kernel lacks that file the
+//! whole of `/proc` is scanned by parent pid instead, only every [`SCAN_EVERY`]th probe;
+//! known descendants are still read at every probe.
+//!
+//! What the totals count, and what they do not:
+//! - CPU time: the user + system time of every live process of the tree, plus the time of
+//!   the children each of them has waited for (`cutime` + `cstime`). A child that exits and
+//!   is reaped by a parent in the tree moves from the first part to the second, so the total
+//!   keeps it. A child that leaves the tree otherwise — reaped automatically because its
+//!   parent ignores `SIGCHLD`, or re-parented to init after its parent died — is credited with
+//!   the time it had at its last probe; the time it burned after that probe is lost. A child
+//!   born and reaped between two probes is counted through its parent's `cutime`, unless the
+//!   parent ignores `SIGCHLD`. The total never goes back.
+//! - Storage I/O: `/proc/PID/io` already includes reaped children, so the same rule applies.
+//! - Memory: the sum of resident set sizes. Pages shared between processes (the program,
+//!   libraries, copy-on-write memory after a fork) are counted once per process, so the sum
+//!   overstates what the daemon costs the host; proportional set size (PSS, in
+//!   `/proc/PID/smaps_rollup`) would not, but reading it walks every mapping under the
+//!   process's memory lock at each probe, far more than the rest of the probe.
+//! - Threads, descriptors: sums over the live processes. The descriptor limit, state and
+//!   uptime are the main process's.
+
+use std::collections::HashMap;
+
+use super::probe::{scan_parents, Exec, ProbeError, ProcSnapshot, ProcState, ProcessProbe};
+
+/// Most descendants followed per daemon. Each keeps about seven descriptors open in
+/// perfvisor, so an unbounded tree (a daemon forking without limit, or `pid = 1`, whose tree
+/// is the whole host) would run perfvisor out of descriptors. Past it, processes not yet
+/// followed are left out of the figures and [`TreeTotals::capped`] says so.
+pub const MAX_DESCENDANTS: usize = 256;
+
+/// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
+/// no `children` files.
+pub const SCAN_EVERY: u64 = 5;
+
+/// One reading of a daemon's process tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeSnapshot {
+    /// The main process alone (the watched pid).
+    pub main: ProcSnapshot,
+    /// Totals over the tree (see the module documentation for what they count).
+    pub total: TreeTotals,
+}
+
+/// Totals over a daemon's process tree.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TreeTotals {
+    /// CPU time of the tree including reaped descendants, in seconds (cumulative, never
+    /// decreasing).
+    pub cpu_seconds: f64,
+    /// Sum of resident set sizes, in bytes.
+    pub rss_bytes: u64,
+    /// Sum of virtual memory sizes, in bytes.
+    pub virtual_bytes: u64,
+    /// Bytes fetched from storage (cumulative); `None` when the main process's is unreadable.
+    pub read_bytes: Option<u64>,
+    /// Bytes sent to storage (cumulative); `None` when the main process's is unreadable.
+    pub write_bytes: Option<u64>,
+    /// Sum of thread counts.
+    pub threads: u64,
+    /// Sum of open descriptors; `None` when the main process's are unreadable.
+    pub open_fds: Option<u64>,
+    /// Open descriptors and soft limit of the process nearest its limit (the highest
+    /// descriptors / limit ratio among those with a known limit; without any, the one with
+    /// the most descriptors and no limit). The limit is per process: this is what can run out.
+    pub nearest_fd_limit: (Option<u64>, Option<u64>),
+    /// Processes in the tree, the main one and zombies included.
+    pub processes: u64,
+    /// Processes of the tree that exited and wait to be reaped.
+    pub zombies: u64,
+    /// Whether descendants were left out at this probe because the most allowed
+    /// ([`MAX_DESCENDANTS`] by default) are followed already.
+    pub capped: bool,
+}
+
+/// A descendant being followed.
+struct Member {
+    probe: ProcessProbe,
+    /// The reading of the last probe, credited when the process leaves the tree.
+    last: ProcSnapshot,
+    /// The parent's `children_cpu_seconds` as read before `last` was (at the probe before),
+    /// to tell later whether the parent's reap took this process's time in.
+    baseline: f64,
+    /// Whether it was found in the tree at this probe.
+    seen: bool,
+}
+
+/// Cumulative figures of a process, its reaped children included.
+fn cumulative(s: &ProcSnapshot) -> (f64, u64, u64) {
+    (
+        s.cpu_seconds() + s.children_cpu_seconds,
+        s.read_bytes.unwrap_or(0),
+        s.write_bytes.unwrap_or(0),
+    )
+}
+
+/// Probe of a daemon's whole process tree, opened on its main pid.
+pub struct TreeProbe {
+    main: ProcessProbe,
+    main_last: Option<ProcSnapshot>,
+    members: HashMap<u32, Member>,
+    /// Whether the kernel lists children; learnt at the first probe.
+    children_files: bool,
+    probes: u64,
+    /// Cumulative figures of processes that left the tree without a parent in it taking them.
+    departed: (f64, u64, u64),
+    /// Leavers counted provisionally at the last probe.
+    pending: Vec<Leaver>,
+    /// Added to the CPU total so it never goes back (see [`TreeTotals::cpu_seconds`]).
+    cpu_floor: f64,
+    /// The CPU total of the last probe.
+    last_cpu: Option<f64>,
+    /// Whether a descendant was left out at this probe (see [`MAX_DESCENDANTS`]).
+    capped: bool,
+    max_descendants: usize,
+    /// Scratch lists reused across probes.
+    frontier: Vec<u32>,
+    found: Vec<u32>,
+    parents: Vec<(u32, u32)>,
+}
+
+impl std::fmt::Debug for TreeProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeProbe")
+            .field("main", &self.main)
+            .field("descendants", &self.members.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TreeProbe {
+    /// Opens the main process; descendants are found at each probe.
+    pub fn open(pid: u32) -> Result<Self, ProbeError> {
+        Ok(Self {
+            main: ProcessProbe::open(pid)?,
+            main_last: None,
+            members: HashMap::new(),
+            children_files: true,
+            probes: 0,
+            departed: (0.0, 0, 0),
+            pending: Vec::new(),
+            cpu_floor: 0.0,
+            last_cpu: None,
+            capped: false,
+            max_descendants: MAX_DESCENDANTS,
+            frontier: Vec::new(),
+            found: Vec::new(),
+            parents: Vec::new(),
+        })
+    }
+
+    /// Forces the `/proc` scan even where `children` files exist (for tests and benches).
+    pub fn without_children_files(mut self) -> Self {
+        self.children_files = false;
+        self
+    }
+
+    /// Follows at most `n` descendants instead of [`MAX_DESCENDANTS`].
+    pub fn with_max_descendants(mut self, n: usize) -> Self {
+        self.max_descendants = n;
+        self
+    }
+
+    /// The main process's probe.
+    pub fn main(&self) -> &ProcessProbe {
+        &self.main
+    }
+
+    /// The `exec` of the main process the last probes saw, if any (taken once).
+    pub fn take_exec(&mut self) -> Option<Exec> {
+        self.main.take_exec()
+    }
+
+    /// The pids of the descendants followed since the last probe.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.members.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Probes the main process (its errors are the daemon's: gone, identity changed), then
+    /// finds and reads the descendants. A descendant that cannot be read is left out of this
+    /// probe, never an error.
+    pub fn probe(&mut self) -> Result<TreeSnapshot, ProbeError> {
+        let main = self.main.probe()?;
+        let main_pid = self.main.identity().pid;
+        for m in self.members.values_mut() {
+            m.seen = false;
+        }
+        self.capped = false;
+        if self.children_files {
+            self.walk_children(main_pid, main.threads)?;
+        } else if self.probes.is_multiple_of(SCAN_EVERY) {
+            self.scan(main_pid);
+        } else {
+            for m in self.members.values_mut() {
+                m.seen = true;
+            }
+        }
+        self.probes += 1;
+
+        // Read the descendants found (after the main process: see `settle_leavers`); the
+        // ones not found, or gone, leave. Each one read records its parent's children time
+        // as known before this read.
+        let mut leaving: Vec<Leaver> = Vec::new();
+        // Nothing to collect (and no allocation) for a daemon of one process.
+        let before: HashMap<u32, f64> = if self.members.is_empty() {
+            HashMap::new()
+        } else {
+            std::iter::once((main_pid, main.children_cpu_seconds))
+                .chain(
+                    self.members
+                        .iter()
+                        .map(|(pid, m)| (*pid, m.last.children_cpu_seconds)),
+                )
+                .collect()
+        };
+        self.members.retain(|_, m| {
+            if m.seen {
+                if let Ok(snap) = m.probe.probe() {
+                    m.baseline = before.get(&snap.ppid).copied().unwrap_or(f64::INFINITY);
+                    m.last = snap;
+                    return true;
+                }
+            }
+            leaving.push(Leaver {
+                last: m.last.clone(),
+                baseline: m.baseline,
+                pending: false,
+            });
+            false
+        });
+        let provisional = self.settle_leavers(&main, leaving);
+
+        let mut total = TreeTotals {
+            cpu_seconds: 0.0,
+            rss_bytes: 0,
+            virtual_bytes: 0,
+            read_bytes: main.read_bytes,
+            write_bytes: main.write_bytes,
+            threads: 0,
+            open_fds: main.open_fds,
+            processes: 0,
+            zombies: 0,
+            capped: self.capped,
+            nearest_fd_limit: (main.open_fds, main.fd_limit),
+        };
+        let ratio = |fds: Option<u64>, limit: Option<u64>| match (fds, limit) {
+            (Some(f), Some(l)) if l > 0 => (1, f as f64 / l as f64),
+            (Some(f), _) => (0, f as f64),
+            (None, _) => (0, -1.0),
+        };
+        let (mut cpu, mut read, mut write) = self.departed;
+        cpu += provisional;
+        for s in std::iter::once(&main).chain(self.members.values().map(|m| &m.last)) {
+            let (c, r, w) = cumulative(s);
+            cpu += c;
+            read += r;
+            write += w;
+            total.rss_bytes += s.rss_bytes;
+            total.virtual_bytes += s.virtual_bytes;
+            total.threads += s.threads;
+            total.processes += 1;
+            if s.state == ProcState::Zombie {
+                total.zombies += 1;
+            }
+            if let (Some(t), Some(n)) = (total.open_fds.as_mut(), s.open_fds) {
+                *t += n;
+            }
+            let (fds, limit) = total.nearest_fd_limit;
+            if ratio(s.open_fds, s.fd_limit) > ratio(fds, limit) {
+                total.nearest_fd_limit = (s.open_fds, s.fd_limit);
+            }
+        }
+        total.read_bytes = total.read_bytes.map(|_| read);
+        total.write_bytes = total.write_bytes.map(|_| write);
+        // A process can leave the tree between two probes with time we never saw it take
+        // into account elsewhere (e.g. reaped by init after its parent exited): never go back.
+        total.cpu_seconds = cpu + self.cpu_floor;
+        if let Some(previous) = self.last_cpu {
+            if total.cpu_seconds < previous {
+                self.cpu_floor += previous - total.cpu_seconds;
+                total.cpu_seconds = previous;
+            }
+        }
+        self.last_cpu = Some(total.cpu_seconds);
+        self.main_last = Some(main.clone());
+        Ok(TreeSnapshot { main, total })
+    }
+
+    /// Walks down from the main process through the `children` files, opening a probe for
+    /// each new descendant and marking the known ones seen.
+    fn walk_children(&mut self, main_pid: u32, main_threads: u64) -> Result<(), ProbeError> {
+        self.frontier.clear();
+        self.found.clear();
+        if !self.main.children(main_threads, &mut self.found)? {
+            // No children files on this kernel: scan now and from now on.
+            self.children_files = false;
+            self.scan(main_pid);
+            return Ok(());
+        }
+        let mut found = std::mem::take(&mut self.found);
+        loop {
+            for pid in found.drain(..) {
+                if pid != main_pid && self.follow(pid) {
+                    self.frontier.push(pid);
+                }
+            }
+            let Some(parent) = self.frontier.pop() else {
+                self.found = found;
+                return Ok(());
+            };
+            if let Some(m) = self.members.get_mut(&parent) {
+                // A child that exited since it was found lists nothing: not an error.
+                let _ = m.probe.children(m.last.threads, &mut found);
+            }
+        }
+    }
+
+    /// Marks `pid` seen, opening a probe if it is new. False if it cannot be followed (it
+    /// exited already) or was already seen at this probe (guards against loops).
+    fn follow(&mut self, pid: u32) -> bool {
+        if let Some(m) = self.members.get_mut(&pid) {
+            if m.seen {
+                return false;
+            }
+            m.seen = true;
+            return true;
+        }
+        if self.members.len() >= self.max_descendants {
+            self.capped = true;
+            return false;
+        }
+        let Ok(mut probe) = ProcessProbe::open(pid) else {
+            return false;
+        };
+        let Ok(last) = probe.probe() else {
+            return false;
+        };
+        self.members.insert(
+            pid,
+            Member {
+                probe,
+                baseline: f64::INFINITY,
+                last,
+                seen: true,
+            },
+        );
+        true
+    }
+
+    /// Finds the descendants by scanning every process's parent.
+    fn scan(&mut self, main_pid: u32) {
+        self.parents.clear();
+        scan_parents(&mut self.parents);
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &(pid, ppid) in &self.parents {
+            children.entry(ppid).or_default().push(pid);
+        }
+        self.frontier.clear();
+        self.frontier.push(main_pid);
+        while let Some(parent) = self.frontier.pop() {
+            for &pid in children.get(&parent).map_or(&[][..], Vec::as_slice) {
+                if pid != main_pid && self.follow(pid) {
+                    self.frontier.push(pid);
+                }
+            }
+        }
+    }
+
+    /// Settles the processes that left the tree: a parent in the tree that reaped one took
+    /// its time into its own children time, so nothing is credited; otherwise (no parent in
+    /// the tree, or one that reaped nothing because it ignores `SIGCHLD`) its time at its last
+    /// probe goes to the departed total. The main process is read before its descendants,
+    /// so a reap can land between that read and the one that finds the child gone: a
+    /// leaver whose parent shows no reap yet is counted provisionally for one probe (the
+    /// returned CPU seconds) and settled at the next, when a reap would show.
+    fn settle_leavers(&mut self, main: &ProcSnapshot, leaving: Vec<Leaver>) -> f64 {
+        let main_pid = self.main.identity().pid;
+        let mut provisional = 0.0;
+        let mut pending = Vec::new();
+        for leaver in std::mem::take(&mut self.pending).into_iter().chain(leaving) {
+            let (cpu, read, write) = cumulative(&leaver.last);
+            let parent_now = if leaver.last.ppid == main_pid {
+                Some(main.children_cpu_seconds)
+            } else {
+                self.members
+                    .get(&leaver.last.ppid)
+                    .map(|m| m.last.children_cpu_seconds)
+            };
+            let Some(parent_now) = parent_now else {
+                // Out of the tree (re-parented, or its parent left too): keep what it had.
+                self.departed.0 += cpu;
+                self.departed.1 += read;
+                self.departed.2 += write;
+                continue;
+            };
+            // Its I/O is in the parent's /proc/PID/io once reaped: nothing to credit.
+            let grew = (parent_now - leaver.baseline).max(0.0);
+            let missing = cpu - grew;
+            // One clock tick of rounding.
+            if missing <= 0.011 {
+                continue;
+            }
+            if leaver.pending {
+                self.departed.0 += missing;
+            } else {
+                provisional += missing;
+                pending.push(Leaver {
+                    pending: true,
+                    ..leaver
+                });
+            }
+        }
+        self.pending = pending;
+        provisional
+    }
+}
+
+/// A descendant gone from the tree, not yet settled.
+struct Leaver {
+    last: ProcSnapshot,
+    baseline: f64,
+    /// Counted provisionally at the last probe; settled at this one.
+    pending: bool,
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A shell started in its own process group; the whole group (its children included) is
+    /// killed by the group id — the shell's pid — and the shell reaped, however the test ends.
+    struct Group(Child);
+
+    impl Group {
+        fn sh(script: &str) -> Self {
+            let child = Command::new("sh")
+                .args(["-c", script])
+                .stdin(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .expect("spawn sh");
+            Group(child)
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+
+        /// Sends one line to the shell's `read`.
+        fn say(&mut self, line: &str) {
+            let stdin = self.0.stdin.as_mut().expect("piped stdin");
+            stdin.write_all(line.as_bytes()).expect("write");
+            stdin.write_all(b"\n").expect("write");
+            stdin.flush().expect("flush");
+        }
+    }
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            // SAFETY: plain syscall; the group id is the shell's pid, which we still own
+            // (not reaped yet), so it cannot name another group.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Calls `f` every 10 ms until it returns `Some` or `timeout` passes.
+    fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = f() {
+                return Some(t);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The children of `pid` read straight from the kernel, for comparison.
+    fn kernel_children(pid: u32) -> Vec<u32> {
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Children and grandchildren are found and summed; the main process's own figures stay
+    /// apart.
+    #[test]
+    fn finds_children_and_grandchildren() {
+        let group = Group::sh("sleep 300 & sh -c 'sleep 300 & sleep 300 & wait' & wait");
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let snap = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 5).then_some(snap)
+        })
+        .expect("sh, sleep, sh and two sleeps within 10 s");
+        assert_eq!(tree.descendants().len(), 4);
+        assert_eq!(snap.total.zombies, 0);
+        assert!(snap.total.rss_bytes > snap.main.rss_bytes, "{snap:?}");
+        assert!(snap.total.threads >= 5, "{snap:?}");
+        assert!(
+            snap.total.open_fds.expect("fds") > snap.main.open_fds.expect("main fds"),
+            "{snap:?}"
+        );
+    }
+
+    /// A child forked by another thread than the main one (here: the test's own thread, in
+    /// the multi-threaded test process) is found through that thread's `children` file.
+    #[test]
+    fn children_of_other_threads_are_found() {
+        let group = Group::sh("read never");
+        let me = std::process::id();
+        assert_ne!(
+            me as libc::pid_t,
+            // SAFETY: gettid has no preconditions.
+            unsafe { libc::gettid() },
+            "tests run on threads other than the main one"
+        );
+        let mut tree = TreeProbe::open(me).expect("open self");
+        let snap = tree.probe().expect("probe");
+        assert!(snap.main.threads > 1, "{snap:?}");
+        assert!(
+            tree.descendants().contains(&group.pid()),
+            "{} not in {:?}",
+            group.pid(),
+            tree.descendants()
+        );
+    }
+
+    /// No more than the cap of descendants are followed, and the totals say when some were left out.
+    #[test]
+    fn descendants_are_capped() {
+        let group = Group::sh("sleep 300 & sleep 300 & sleep 300 & wait");
+        poll_until(Duration::from_secs(10), || {
+            (kernel_children(group.pid()).len() == 3).then_some(())
+        })
+        .expect("three children within 10 s");
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let snap = tree.probe().expect("probe");
+        assert!(!snap.total.capped);
+        assert_eq!(snap.total.processes, 4);
+        let mut tree = TreeProbe::open(group.pid())
+            .expect("open")
+            .with_max_descendants(2);
+        let snap = tree.probe().expect("probe");
+        assert!(snap.total.capped, "{snap:?}");
+        assert_eq!(snap.total.processes, 3);
+        assert_eq!(tree.descendants().len(), 2);
+    }
+
+    /// A child forked after a probe is in the very next probe.
+    #[test]
+    fn new_child_within_one_probe() {
+        let mut group = Group::sh("read go; sleep 300 & read never");
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        assert_eq!(tree.probe().expect("probe").total.processes, 1);
+        group.say("go");
+        poll_until(Duration::from_secs(10), || {
+            (!kernel_children(group.pid()).is_empty()).then_some(())
+        })
+        .expect("sh forks within 10 s");
+        let snap = tree.probe().expect("probe");
+        assert_eq!(snap.total.processes, 2, "{:?}", tree.descendants());
+    }
+
+    /// A child that exits and is reaped leaves its CPU time in the total, through the
+    /// parent's `cutime`; the total never goes back.
+    #[test]
+    fn exited_child_keeps_its_cpu_time() {
+        // The busy child burns CPU until told to stop through a file.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stop = dir.path().join("stop");
+        let script = format!(
+            "sh -c 'while [ ! -e {stop} ]; do :; done'; read never",
+            stop = stop.display()
+        );
+        let group = Group::sh(&script);
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let during = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 2 && snap.total.cpu_seconds >= 0.3).then_some(snap)
+        })
+        .expect("child burns 0.3 s of CPU within 20 s");
+        std::fs::write(&stop, b"").expect("stop the child");
+        let after = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 1).then_some(snap)
+        })
+        .expect("child exits within 10 s");
+        assert!(
+            after.total.cpu_seconds >= during.total.cpu_seconds,
+            "{during:?} then {after:?}"
+        );
+        // The reap may land between the reads of one probe; by the next it shows.
+        let settled = tree.probe().expect("probe");
+        assert!(settled.total.cpu_seconds >= after.total.cpu_seconds);
+        // It is the parent's cutime that holds it now, not a credit: no double count.
+        assert!(
+            settled.main.children_cpu_seconds >= during.total.cpu_seconds - 0.02,
+            "{during:?} then {settled:?}"
+        );
+        assert!(
+            settled.total.cpu_seconds
+                <= settled.main.cpu_seconds() + settled.main.children_cpu_seconds + 0.02,
+            "counted twice: {settled:?}"
+        );
+        assert!(tree.pending.is_empty());
+        assert!(tree.departed.0 < 0.02, "{:?}", tree.departed);
+    }
+
+    /// A parent that ignores SIGCHLD never reaps (the kernel does, and adds nothing to the
+    /// parent's `cutime`): its exited child's time is credited instead of lost.
+    #[test]
+    fn auto_reaped_child_is_credited() {
+        if !std::path::Path::new("/usr/bin/perl").exists() {
+            eprintln!("SKIPPED: no /usr/bin/perl to ignore SIGCHLD with");
+            return;
+        }
+        let child = Command::new("/usr/bin/perl")
+            .args([
+                "-e",
+                "$SIG{CHLD} = 'IGNORE'; <STDIN>; \
+                 if (fork() == 0) { 1 while ((times)[0] < 0.3); exit 0 } <STDIN>;",
+            ])
+            .stdin(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn perl");
+        let pid = child.id();
+        let mut group = Group(child);
+        let mut tree = TreeProbe::open(pid).expect("open");
+        tree.probe().expect("probe");
+        group.say("fork");
+        let during = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 2 && snap.total.cpu_seconds >= 0.2).then_some(snap)
+        })
+        .expect("child burns 0.2 s within 20 s");
+        let after = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 1 && tree.pending.is_empty()).then_some(snap)
+        })
+        .expect("child exits within 20 s");
+        assert_eq!(
+            after.main.children_cpu_seconds, 0.0,
+            "nothing reaped into cutime"
+        );
+        assert!(
+            after.total.cpu_seconds >= during.total.cpu_seconds,
+            "{during:?} then {after:?}"
+        );
+        assert!(tree.departed.0 >= 0.2, "{:?}", tree.departed);
+    }
+
+    /// A child whose parent exits is re-parented out of the tree; the time it burned while in
+    /// the tree stays in the total.
+    #[test]
+    fn orphan_leaving_the_tree_is_credited() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stop = dir.path().join("stop");
+        // An intermediate shell starts a busy grandchild and exits at once.
+        let script = format!(
+            "read go; sh -c \"sh -c 'while [ ! -e {stop} ]; do :; done' & read wait\"; read never",
+            stop = stop.display()
+        );
+        let mut group = Group::sh(&script);
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        group.say("go");
+        let during = poll_until(Duration::from_secs(20), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 3 && snap.total.cpu_seconds >= 0.2).then_some(snap)
+        })
+        .expect("grandchild burns 0.2 s within 20 s");
+        // The middle shell reads the next line and exits; the busy one is orphaned.
+        group.say("");
+        let after = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            (snap.total.processes == 1).then_some(snap)
+        })
+        .expect("middle shell exits within 10 s");
+        std::fs::write(&stop, b"").expect("stop the orphan");
+        assert!(
+            after.total.cpu_seconds >= during.total.cpu_seconds,
+            "{during:?} then {after:?}"
+        );
+        assert!(tree.departed.0 >= 0.15, "{:?}", tree.departed);
+    }
+
+    /// Without `children` files the tree is found by scanning `/proc`, every fifth probe.
+    #[test]
+    fn scan_fallback_finds_the_tree() {
+        let group = Group::sh("sleep 300 & sh -c 'sleep 300 & wait' & wait");
+        poll_until(Duration::from_secs(10), || {
+            (kernel_children(group.pid()).len() == 2).then_some(())
+        })
+        .expect("two children within 10 s");
+        let mut tree = TreeProbe::open(group.pid())
+            .expect("open")
+            .without_children_files();
+        let snap = poll_until(Duration::from_secs(10), || {
+            // Probe 0 of every SCAN_EVERY scans.
+            let snap = tree.probe().expect("probe");
+            for _ in 1..SCAN_EVERY {
+                tree.probe().expect("probe");
+            }
+            (snap.total.processes == 4).then_some(snap)
+        })
+        .expect("sh, sleep, sh, sleep within 10 s");
+        assert_eq!(snap.total.zombies, 0);
+    }
+}

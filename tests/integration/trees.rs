@@ -1,0 +1,683 @@
+//! Whole daemons: a daemon that works in several processes is measured over its whole tree.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use perfvisor::metric_names as m;
+use perfvisor::{BottleneckKind, DaemonId, DaemonSpec, Labels, SeriesKey, Source, StorageReader};
+
+use crate::support::{self, wait_for, ChildGuard, RunGuard};
+
+/// A shell in its own process group; the whole group is killed through the group id (the
+/// shell's pid) and the shell reaped, however the test ends.
+struct Group(Child);
+
+impl Group {
+    fn sh(script: &str) -> Self {
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        Group(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall; the shell is not reaped yet, so its pid still names the group.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Fields 4 (ppid), 14-17 (utime, stime, cutime, cstime) of `/proc/PID/stat`, read here
+/// independently of the probe.
+fn stat_of(pid: u32) -> Option<(u32, [f64; 4])> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((
+        f.get(1)?.parse().ok()?,
+        [
+            ticks(11)? / hz,
+            ticks(12)? / hz,
+            ticks(13)? / hz,
+            ticks(14)? / hz,
+        ],
+    ))
+}
+
+/// The tree under `root`, found by scanning every process's parent (not the way the probe
+/// finds it).
+fn tree_of(root: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, stat_of(pid)?.0)))
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// CPU seconds of the tree by /proc: every process's own time plus the root's reaped
+/// children (the children here reap nothing).
+fn tree_cpu(root: u32) -> f64 {
+    tree_of(root)
+        .iter()
+        .filter_map(|pid| stat_of(*pid))
+        .map(|(_, [u, s, cu, cs])| u + s + cu + cs)
+        .sum()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A parent with three workers each burning 0.3 of a core and holding 50 MiB is reported as
+/// the tree: CPU within ±0.05 core and RSS within 2 % of the sums read from /proc; a worker
+/// that exits leaves its CPU time in the total (the counter never goes back).
+#[tokio::test]
+async fn multi_process_daemon_is_measured_whole() {
+    let _cores = support::cpu_heavy().await;
+    let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let worker = format!("{lg} --cpu 0.3 --hold-mib 50");
+    let group = Group::sh(&format!("{worker} & {worker} & {worker} & wait"));
+    let root = group.pid();
+    wait_for(
+        Duration::from_secs(20),
+        "three workers resident",
+        || async {
+            let tree = tree_of(root);
+            tree.len() == 4
+                && tree[1..]
+                    .iter()
+                    .all(|pid| support::rss_of(*pid) > 50 * 1024 * 1024)
+        },
+    )
+    .await;
+
+    let t = support::start(|b| b.probe_interval(Duration::from_millis(200)));
+    let spec = DaemonSpec::new("workers", root);
+    let labels = spec.series_labels();
+    t.pv.daemon_started(spec).await.unwrap();
+    let key = |metric: &'static str| {
+        SeriesKey::new(
+            Source::Daemon(DaemonId::new("workers")),
+            metric,
+            labels.clone(),
+        )
+    };
+
+    // Truth over a window of about 4 s, against the CPU counter over the same window.
+    wait_for(Duration::from_secs(10), "first readings", || async {
+        t.pv.report("workers")
+            .await
+            .unwrap()
+            .and_then(|r| r.metric(m::PROCESS_CPU_UTILIZATION).map(|s| s.count >= 2))
+            .unwrap_or(false)
+    })
+    .await;
+    let (t0, c0, w0) = (now_ms(), tree_cpu(root), Instant::now());
+    wait_for(Duration::from_secs(20), "4 s of readings", || async {
+        w0.elapsed() >= Duration::from_secs(4)
+    })
+    .await;
+    let (t1, c1, w1) = (now_ms(), tree_cpu(root), w0.elapsed().as_secs_f64());
+    let truth_cpu = (c1 - c0) / w1;
+    let truth_rss: u64 = tree_of(root).iter().map(|p| support::rss_of(*p)).sum();
+    t.pv.flush().await.unwrap();
+    let reader = t.pv.reader().unwrap();
+    let cpu = reader
+        .query_range(&key(m::PROCESS_CPU_TIME), t0, t1 + 1)
+        .unwrap();
+    assert!(cpu.len() >= 10, "{cpu:?}");
+    let ((ta, va), (tb, vb)) = (cpu[0], cpu[cpu.len() - 1]);
+    let reported_cpu = (vb - va) / ((tb - ta) as f64 / 1000.0);
+    println!("tree CPU: reported {reported_cpu:.3} core, /proc {truth_cpu:.3} core");
+    assert!(
+        (reported_cpu - truth_cpu).abs() <= 0.05,
+        "reported {reported_cpu:.3} core vs /proc {truth_cpu:.3}"
+    );
+    assert!(
+        truth_cpu > 0.5,
+        "three workers at 0.3 burn more than half a core ({truth_cpu:.3})"
+    );
+    let report = t.pv.report("workers").await.unwrap().unwrap();
+    let rss = report.metric(m::PROCESS_MEMORY_RSS).unwrap().last;
+    println!("tree RSS: reported {rss}, /proc {truth_rss}");
+    assert!(
+        (rss - truth_rss as f64).abs() / truth_rss as f64 <= 0.02,
+        "reported RSS {rss} vs /proc {truth_rss}"
+    );
+    assert!(rss > 150.0 * 1024.0 * 1024.0, "{rss}");
+    assert_eq!(
+        report.metric(m::PROCESS_TREE_COUNT).map(|s| s.last),
+        Some(4.0)
+    );
+    let main_rss = report.metric(m::PROCESS_MAIN_MEMORY_RSS).unwrap().last;
+    assert!(main_rss < 20.0 * 1024.0 * 1024.0, "sh alone: {main_rss}");
+
+    // One worker exits; sh's `wait` reaps it into its cutime.
+    let victim = tree_of(root)[1];
+    let before_kill = now_ms();
+    // SAFETY: plain syscall; the victim is a child of our shell, not reaped until it dies.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    wait_for(Duration::from_secs(10), "three processes left", || async {
+        t.pv.report("workers")
+            .await
+            .unwrap()
+            .and_then(|r| r.metric(m::PROCESS_TREE_COUNT).map(|s| s.last == 3.0))
+            .unwrap_or(false)
+    })
+    .await;
+    let truth_after = tree_cpu(root);
+    wait_for(Duration::from_secs(5), "a probe after the reap", || async {
+        now_ms() > before_kill + 1000
+    })
+    .await;
+    t.pv.flush().await.unwrap();
+    let cpu = reader
+        .query_range(&key(m::PROCESS_CPU_TIME), t0, now_ms() + 1)
+        .unwrap();
+    assert!(
+        cpu.windows(2).all(|w| w[1].1 >= w[0].1),
+        "the CPU counter went back: {cpu:?}"
+    );
+    let last = cpu[cpu.len() - 1].1;
+    assert!(
+        last >= truth_after - 0.05,
+        "counter {last:.2} s lost the exited worker's time (/proc {truth_after:.2} s)"
+    );
+    t.pv.shutdown().await.unwrap();
+    drop(group);
+}
+
+/// A shell wrapper whose only child burns 95 % of a core is judged CPU-bound: the judgement
+/// reads the tree, not the idle wrapper.
+#[tokio::test]
+async fn wrapper_with_busy_child_is_cpu_bound() {
+    let _cores = support::cpu_heavy().await;
+    let t = support::start(|b| {
+        b.probe_interval(Duration::from_millis(100))
+            .judge_interval(Duration::from_millis(300))
+            .analysis_window(100)
+            .judge_config(support::fast_judgement())
+    });
+    let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let group = Group::sh(&format!("{lg} --cpu 0.95 & wait"));
+    t.pv.daemon_started(DaemonSpec::new("wrapper", group.pid()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let report = loop {
+        let report = t.pv.report("wrapper").await.unwrap();
+        if let Some(r) = report.filter(|r| {
+            r.bottlenecks
+                .iter()
+                .any(|b| b.kind == BottleneckKind::CpuBound)
+        }) {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no CPU-bound verdict within 30 s: {:#?}",
+            t.pv.report("wrapper").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let main = report.metric(m::PROCESS_MAIN_CPU_UTILIZATION).unwrap();
+    assert!(main.mean < 0.05, "the wrapper itself idles: {main:?}");
+    t.pv.shutdown().await.unwrap();
+    drop(group);
+}
+
+/// The v2 cgroup directory of `pid`, from `/proc/PID/cgroup` and the cgroup2 mount.
+fn v2_cgroup_dir(pid: u32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))?
+        .split(' ')
+        .nth(4)?;
+    Some(std::path::Path::new(mount).join(path.trim_start_matches('/')))
+}
+
+/// Whether this machine can run the cgroup test: root and a cgroup2 mount.
+fn cgroups_usable() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root: perfvisor cannot create cgroups".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mounts.contains(" - cgroup2 ") {
+        return Err("no cgroup2 hierarchy mounted".into());
+    }
+    Ok(())
+}
+
+/// Kills by pid every process left in a cgroup when the test ends, however it ends (the
+/// setsid'ed child is in no process group the other guards reach).
+struct CgroupGuard(Option<std::path::PathBuf>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        let Some(dir) = &self.0 else { return };
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: plain syscall on a pid listed in the test daemon's cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A managed daemon gets its own cgroup: the CPU read from the cgroup matches the tree's
+/// (±0.05 core), its memory is close to the tree's RSS, and `stop` kills every process of
+/// the cgroup, a child that called setsid (out of the daemon's process group) included, and
+/// removes the cgroup. Needs root and cgroup v2 (skipped otherwise, unless
+/// PERFVISOR_REQUIRE_EXTERNAL=1).
+#[tokio::test]
+async fn managed_daemon_cgroup_matches_the_tree_and_stop_empties_it() {
+    if let Err(reason) = cgroups_usable() {
+        assert!(
+            !support::external_required(),
+            "cgroup test cannot run: {reason}"
+        );
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let _cores = support::cpu_heavy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let db = dir.path().join("pv.db");
+    let config = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+
+[[daemon]]
+name = "cg"
+command = ["/bin/sh", "-c", "{lg} --cpu 0.3 --hold-mib 50 & {lg} --cpu 0.3 --hold-mib 50 & setsid sleep 1000 & wait"]
+stop_timeout = "2s"
+"#,
+        db = db.display(),
+    );
+    let path = dir.path().join("perfvisor.toml");
+    std::fs::write(&path, config).unwrap();
+    let bin = || Command::new(env!("CARGO_BIN_EXE_perfvisor"));
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = RunGuard(ChildGuard(child));
+    let cli = |args: &[&str]| {
+        bin()
+            .args(args)
+            .args(["--address", &address, "--token", "t0ken"])
+            .output()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let pid = loop {
+        let out = cli(&["status", "--json"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let pid = v["managed"][0]["pid"].as_u64().unwrap_or(0) as u32;
+            if pid != 0 && tree_of(pid).len() == 4 {
+                break pid;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "daemon not up: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let cgroup = v2_cgroup_dir(pid).expect("the daemon's cgroup");
+    let _cleanup = CgroupGuard(Some(cgroup.clone()));
+    let name = cgroup.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("perfvisor-cg."), "{}", cgroup.display());
+    let in_cgroup = || -> Vec<u32> {
+        std::fs::read_to_string(cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let members = in_cgroup();
+    assert_eq!(members.len(), 4, "sh, two workers, sleep: {members:?}");
+    let sleeper = *tree_of(pid)
+        .iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .expect("the sleep");
+    // SAFETY: plain syscalls reading ids of a live process.
+    let (sid, pgid) = unsafe { (libc::getsid(sleeper as i32), libc::getpgid(pid as i32)) };
+    assert_eq!(
+        sid, sleeper as i32,
+        "setsid made the sleep a session leader"
+    );
+    assert_ne!(sid, pgid, "the sleep left the daemon's process group");
+
+    // CPU and memory from the cgroup beside the tree's, over the same probes.
+    let key = |metric: &'static str| {
+        SeriesKey::new(
+            Source::Daemon(DaemonId::new("cg")),
+            metric,
+            Labels::default(),
+        )
+    };
+    let samples = |metric: &'static str| {
+        StorageReader::open(&db)
+            .and_then(|r| r.query_range(&key(metric), 0, i64::MAX))
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    while samples(m::CGROUP_CPU_TIME).len() < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no cgroup CPU samples stored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tree = samples(m::PROCESS_CPU_TIME);
+    let cg = samples(m::CGROUP_CPU_TIME);
+    // The first and last timestamps both series have.
+    let common: Vec<i64> = cg
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| tree.iter().any(|(u, _)| u == t))
+        .collect();
+    let (ta, tb) = (common[0], common[common.len() - 1]);
+    let at = |s: &[(i64, f64)], t: i64| s.iter().find(|(u, _)| *u == t).map(|(_, v)| *v).unwrap();
+    let secs = (tb - ta) as f64 / 1000.0;
+    let tree_rate = (at(&tree, tb) - at(&tree, ta)) / secs;
+    let cg_rate = (at(&cg, tb) - at(&cg, ta)) / secs;
+    println!("CPU over {secs:.1} s: tree {tree_rate:.3} core, cgroup {cg_rate:.3} core");
+    assert!(
+        (tree_rate - cg_rate).abs() <= 0.05,
+        "tree {tree_rate:.3} vs cgroup {cg_rate:.3}"
+    );
+    assert!(tree_rate > 0.4, "two workers at 0.3: {tree_rate:.3}");
+    let rss = samples(m::PROCESS_MEMORY_RSS)
+        .last()
+        .map(|(_, v)| *v)
+        .unwrap();
+    let cg_mem = samples(m::CGROUP_MEMORY).last().map(|(_, v)| *v);
+    println!("memory: tree RSS {rss}, cgroup {cg_mem:?}");
+    if let Some(cg_mem) = cg_mem {
+        assert!(
+            (cg_mem - rss).abs() / rss <= 0.15,
+            "cgroup memory {cg_mem} vs tree RSS {rss}"
+        );
+    }
+    let procs = samples(m::CGROUP_PROCESSES).last().map(|(_, v)| *v);
+    assert_eq!(procs, Some(4.0));
+
+    // Stop: every process of the cgroup is gone, the setsid'ed sleep too, and so is the cgroup.
+    let out = cli(&["stop", "cg"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    while members
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        || cgroup.exists()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "left after stop: {:?}, cgroup exists: {}",
+            members
+                .iter()
+                .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+                .collect::<Vec<_>>(),
+            cgroup.exists()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its v1 directories (hybrid hosts) go too, once the leader is reaped.
+    let started = Instant::now();
+    while !leftover_dirs(run.pid(), &name).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "cgroup directories left: {:?}",
+            leftover_dirs(run.pid(), &name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The v1 directories named `name` under the memory and pids cgroups of process `pv`, where
+/// perfvisor makes them on hybrid hosts, that still exist.
+fn leftover_dirs(pv: u32, name: &str) -> Vec<std::path::PathBuf> {
+    use perfvisor_actors::watcher::cgroup::{Membership, Mounts};
+    let ours = Membership::of(pv).unwrap_or_default();
+    let mounts = Mounts::host();
+    ours.v1
+        .iter()
+        .filter(|(c, _)| c.iter().any(|c| c == "memory" || c == "pids"))
+        .filter_map(|(c, path)| {
+            let mount = mounts.v1.iter().find(|(mc, _)| mc == c)?.1.clone();
+            Some(mount.join(path.trim_start_matches('/')).join(name))
+        })
+        .filter(|d| d.exists())
+        .collect()
+}
+
+/// Attaching refuses a stale pidfile (its pid now names a process started after the file was
+/// written) unless the declared program matches it, and a pidfile whose process is not the
+/// declared program; it refuses an ambiguous match (two separate processes), naming what it
+/// found; a match that is one process and its own matching child is no ambiguity;
+/// `pick = "oldest"` takes the first started.
+#[test]
+fn attach_refuses_stale_pidfiles_and_ambiguous_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let marker = format!("{}", 7_000_000 + std::process::id());
+    let sleeper = |arg: &str| {
+        ChildGuard(
+            Command::new("sleep")
+                .arg(arg)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // The pidfile names a live process, but was written a minute before it started.
+    let reused = sleeper("1000");
+    let pidfile = dir.path().join("old.pid");
+    std::fs::write(&pidfile, reused.pid().to_string()).unwrap();
+    let a_minute_ago = SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&pidfile)
+        .unwrap()
+        .set_modified(a_minute_ago)
+        .unwrap();
+    let first = sleeper(&format!("{marker}1"));
+    let second = sleeper(&format!("{marker}1"));
+    // One shell and its own child both match: one daemon.
+    let nested = Group::sh(&format!("sh -c 'sleep {marker}2; :'; :"));
+    wait_for_blocking(Duration::from_secs(10), "the nested sleep", || {
+        tree_of(nested.pid()).len() == 3
+    });
+    let db = dir.path().join("pv.db");
+    let config = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+
+[[attach]]
+name = "stale"
+pidfile = "{pidfile}"
+
+[[attach]]
+name = "vouched"
+pidfile = "{pidfile}"
+match_cmdline = "^sleep 1000$"
+
+[[attach]]
+name = "mismatch"
+pidfile = "{pidfile}"
+match_exe = "^nginx$"
+
+[[attach]]
+name = "twins"
+match_cmdline = "^sleep {marker}1$"
+
+[[attach]]
+name = "elder"
+match_cmdline = "^sleep {marker}1$"
+pick = "oldest"
+
+[[attach]]
+name = "nested"
+match_cmdline = "sleep {marker}2"
+"#,
+        db = db.display(),
+        pidfile = pidfile.display(),
+    );
+    let path = dir.path().join("perfvisor.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _run = RunGuard(ChildGuard(child));
+    let attached = || -> Vec<(String, u64)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+            .args([
+                "status",
+                "--json",
+                "--address",
+                &address,
+                "--token",
+                "t0ken",
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["daemons"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| Some((d["daemon"].as_str()?.to_owned(), d["pid"].as_u64()?)))
+            .collect()
+    };
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for_blocking(
+        Duration::from_secs(30),
+        "elder and nested attached, refusals logged",
+        || {
+            let a = attached();
+            a.iter().any(|(n, _)| n == "elder")
+                && a.iter().any(|(n, _)| n == "nested")
+                && logged().contains("twins")
+                && logged().contains("stale")
+        },
+    );
+    let a = attached();
+    assert!(
+        a.iter()
+            .all(|(n, _)| n != "stale" && n != "twins" && n != "mismatch"),
+        "refused entries attached: {a:?}"
+    );
+    assert!(
+        a.contains(&("elder".to_owned(), u64::from(first.pid()))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&("nested".to_owned(), u64::from(nested.pid()))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&("vouched".to_owned(), u64::from(reused.pid()))),
+        "{a:?}"
+    );
+    let text = logged();
+    let mismatch = text
+        .lines()
+        .find(|l| l.contains("daemon=mismatch"))
+        .unwrap_or_default();
+    assert!(
+        mismatch.contains("\"sleep\"") && mismatch.contains("does not match match_exe"),
+        "{text}"
+    );
+    let stale = text
+        .lines()
+        .find(|l| l.contains("daemon=stale"))
+        .unwrap_or_default();
+    assert!(
+        stale.contains(&reused.pid().to_string())
+            && stale.contains("after the file was last written"),
+        "{text}"
+    );
+    let twins = text
+        .lines()
+        .find(|l| l.contains("separate processes"))
+        .unwrap_or_default();
+    assert!(
+        twins.contains(&format!("pid {}", first.pid()))
+            && twins.contains(&format!("pid {}", second.pid()))
+            && twins.contains("pick = \"oldest\""),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("separate processes").count(),
+        1,
+        "said once: {text}"
+    );
+}
+
+/// Polls `cond` every 20 ms until it holds, panicking after `timeout`.
+fn wait_for_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
