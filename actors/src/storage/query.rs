@@ -525,8 +525,24 @@ pub(super) fn run(
     series: &[StoredSeries],
     query: &Query,
 ) -> Result<Vec<SeriesResult>, StorageError> {
-    query.validate()?;
     let mut out = Vec::new();
+    run_each(conn, series, query, |r| {
+        out.push(r);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// Runs `query` one series at a time, handing each answer to `each` before the next series
+/// is read, and stopping early when `each` breaks: a caller that streams or budgets the
+/// answer never holds more than one series' result.
+pub(super) fn run_each(
+    conn: &Connection,
+    series: &[StoredSeries],
+    query: &Query,
+    mut each: impl FnMut(SeriesResult) -> std::ops::ControlFlow<()>,
+) -> Result<(), StorageError> {
+    query.validate()?;
     for s in series.iter().filter(|s| query.selector.matches(&s.key)) {
         let coverage = Coverage::of(conn, s.id)?;
         let (tier, partial) = plan(query, &coverage);
@@ -547,9 +563,11 @@ pub(super) fn run(
             };
             result.buckets = finish(query, acc);
         }
-        out.push(result);
+        if each(result).is_break() {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What is gathered per query bucket before the aggregations are read off it.

@@ -94,6 +94,18 @@ impl StorageReader {
         query::run(&self.conn, &series, query)
     }
 
+    /// Runs a query one series at a time: `each` gets every series' answer before the next
+    /// is read, and stops the query by returning `ControlFlow::Break`. Peak memory is then
+    /// one series' answer, whatever the selector matches.
+    pub fn query_each(
+        &self,
+        query: &Query,
+        each: impl FnMut(SeriesResult) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let series = query::load_series(&self.conn)?;
+        query::run_each(&self.conn, &series, query, each)
+    }
+
     /// The samples of one series in `[from_ms, to_ms)`, oldest first, read from head rows
     /// and chunks alike. A NaN value reads back as NaN; an unknown series has no samples.
     pub fn query_range(
