@@ -201,6 +201,8 @@ struct State {
     budget: QueryBudget,
     /// Turns for queries: [`QueryBudget::concurrent`] permits.
     queries: tokio::sync::Semaphore,
+    /// Where queries run.
+    query_thread: budget::QueryThread,
     manager: Option<Arc<crate::manager::Manager>>,
     reload: Option<ReloadHook>,
     /// Series created by `POST /api/v1/metrics`, up to [`MAX_PUSHED_SERIES`].
@@ -241,6 +243,7 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
         open_reads: loopback && (!state_tokens_any || config.anonymous_loopback_reads),
         budget: config.query_budget,
         queries: tokio::sync::Semaphore::new(config.query_budget.concurrent.max(1)),
+        query_thread: budget::QueryThread::start().map_err(ApiError::Thread)?,
         manager: config.manager,
         reload: config.reload,
         pushed,
@@ -696,7 +699,7 @@ struct QueryParams {
     agg: Option<String>,
 }
 
-/// Runs the query within the budget ([`QueryBudget`]) on the blocking pool, never on the
+/// Runs the query within the budget ([`QueryBudget`]) on the query thread, never on the
 /// thread that serves requests, and at most [`QueryBudget::concurrent`] at once: `/status`
 /// and `/metrics` answer while a query reads.
 async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>) -> Answer {
@@ -713,18 +716,13 @@ async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>
         )
     })?;
     let pv = s.pv.clone();
-    let body = web::block(move || {
-        let reader = pv.reader()?;
-        budget.run(&reader, &query)
-    })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-            "a working perfvisor",
-        )
-    })??;
+    let body = s
+        .query_thread
+        .run(move || {
+            let reader = pv.reader()?;
+            budget.run(&reader, &query)
+        })
+        .await??;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))

@@ -27,7 +27,8 @@ pub struct QueryBudget {
     pub max_bytes: usize,
     /// Longest a query may run ([`DEFAULT_MAX_TIME`]).
     pub max_time: Duration,
-    /// Queries run at once; later ones wait their turn ([`DEFAULT_CONCURRENT_QUERIES`]).
+    /// Queries admitted at once, running on the one query thread or queued for it; later
+    /// ones wait their turn before that ([`DEFAULT_CONCURRENT_QUERIES`]).
     pub concurrent: usize,
 }
 
@@ -43,7 +44,7 @@ pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 /// Default [`QueryBudget::max_time`].
 pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(10);
 /// Default [`QueryBudget::concurrent`].
-pub const DEFAULT_CONCURRENT_QUERIES: usize = 2;
+pub const DEFAULT_CONCURRENT_QUERIES: usize = 1;
 
 impl Default for QueryBudget {
     fn default() -> Self {
@@ -230,6 +231,67 @@ impl QueryBudget {
         }
         out.push(b']');
         Ok(out)
+    }
+}
+
+/// A job for the query thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread queries run on: one thread, so the memory one query's buffers took is reused
+/// by the next (on the blocking pool, every new thread's allocator arena would keep its own
+/// high-water mark), and handed back to the OS after each query.
+pub(super) struct QueryThread {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl QueryThread {
+    /// Starts the thread; it ends when the `QueryThread` is dropped.
+    pub(super) fn start() -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("perfvisor-query".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                    give_back_memory();
+                }
+            })?;
+        Ok(QueryThread {
+            jobs: std::sync::Mutex::new(tx),
+        })
+    }
+
+    /// Runs `f` on the query thread and waits (asynchronously) for its result.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Problem> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }));
+        let gone = || {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the query thread has stopped",
+                "a running perfvisor",
+            )
+        };
+        sent.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+/// Returns freed heap memory to the OS, so a large answer does not stay in perfvisor's RSS.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

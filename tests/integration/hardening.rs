@@ -145,7 +145,7 @@ fn query_attacks_are_refused_or_bounded_and_status_answers() {
             port,
             "GET",
             &format!(
-                "/api/v1/query?metric=process.cpu.utilization&from=0&to={}",
+                "/api/v1/query?metric=process.cpu.utilization_ratio&from=0&to={}",
                 now_ms() + 1000
             ),
             None,
@@ -194,7 +194,7 @@ fn query_attacks_are_refused_or_bounded_and_status_answers() {
                 // The largest admitted: 100,000 buckets × 2 aggregations of one daemon's
                 // series that fit the values budget (5 series), then the refused forms.
                 let paths = [
-                    format!("/api/v1/query?metric=process.cpu.utilization&from={from}&to={to}&step=10&agg=avg,max"),
+                    format!("/api/v1/query?metric=process.cpu.utilization_ratio&from={from}&to={to}&step=10&agg=avg,max"),
                     format!("/api/v1/query?source=host&from={from}&to={to}&step=10&agg=avg"),
                     format!("/api/v1/query?from={from}&to={to}&step=1&agg=avg"),
                     format!("/api/v1/query?from=0&to={to}"),
