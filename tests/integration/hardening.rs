@@ -282,7 +282,8 @@ async fn a_forged_host_is_refused() {
 
 /// Issue 16, item 3: 2,000 idle connections to a `perfvisor run` started with the usual
 /// soft limit of 1,024 descriptors leave `/status` answering and a managed daemon's
-/// restart working (the binary raises its soft limit; connections are capped below it).
+/// restart working (the binary raises its soft limit; connections are capped below it);
+/// its descriptor use and limit are in `/metrics`.
 #[test]
 fn idle_connections_leave_status_and_spawns_working() {
     assert!(
@@ -339,6 +340,24 @@ fn idle_connections_leave_status_and_spawns_working() {
             "the managed daemon never came back"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // Descriptor use is one of perfvisor's own metrics (what perfvisor_descriptors_high
+    // follows), with the limit the binary raised itself to.
+    let seen = Instant::now();
+    loop {
+        let (_, metrics) =
+            support::http_request(port, "GET", "/metrics", Some(ADMIN), None).unwrap();
+        if metrics.contains("perfvisor_process_open_fds{source=\"perfvisor\"}")
+            && metrics.contains("perfvisor_process_max_fds{source=\"perfvisor\"} 8192")
+            && metrics.contains("perfvisor_process_fd_usage_ratio{source=\"perfvisor\"}")
+        {
+            break;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(20),
+            "no descriptor self-metrics: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     let fds = std::fs::read_dir(format!("/proc/{}/fd", run.pid()))
         .map(|d| d.count())
