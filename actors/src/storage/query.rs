@@ -573,7 +573,10 @@ pub(super) fn run_each(
 /// What is gathered per query bucket before the aggregations are read off it.
 #[derive(Debug, Default)]
 struct BucketAcc {
-    rollup: Option<Rollup>,
+    /// Boxed: most buckets of a fine step are empty, and an empty accumulator is then a
+    /// pointer instead of a whole rollup with its sketch (a 100,000-bucket query held
+    /// megabytes of empty rollups).
+    rollup: Option<Box<Rollup>>,
     /// Raw samples, kept only while the bucket is answered from raw data alone (exact
     /// quantiles).
     raw: Option<Vec<f64>>,
@@ -589,7 +592,7 @@ impl BucketAcc {
                     tracing::warn!(error = %e, "Rollup not mergeable; left out of the answer.");
                 }
             }
-            None => self.rollup = Some(rollup.clone()),
+            None => self.rollup = Some(Box::new(rollup.clone())),
         }
     }
 }
@@ -810,7 +813,7 @@ fn finish(query: &Query, accs: Vec<BucketAcc>) -> Vec<Bucket> {
         if let Some(v) = &mut sorted {
             v.sort_by(f64::total_cmp);
         }
-        let r = acc.rollup.as_ref().filter(|r| r.count > 0);
+        let r = acc.rollup.as_deref().filter(|r| r.count > 0);
         let values = query
             .aggregations
             .iter()
