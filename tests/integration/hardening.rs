@@ -466,3 +466,51 @@ async fn read_push_and_admin_tokens_are_distinct_scopes() {
     server.stop();
     t.pv.shutdown().await.unwrap();
 }
+
+/// Issue 16, item 5: the pushed-series cap is counted from the database at start, so a
+/// restart does not reset it: after 10,000 series and a restart on the same database, a new
+/// name is refused and an existing one is still accepted.
+#[tokio::test]
+async fn the_pushed_series_cap_survives_a_restart() {
+    let t = support::start(|b| b);
+    let limit = perfvisor::http::MAX_PUSHED_SERIES;
+    let batch = |from: usize, n: usize| {
+        let items: Vec<String> = (from..from + n)
+            .map(|i| format!(r#"{{"metric": "app.invented.{i}", "value": 1}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let push = |port: u16, body: &str| {
+        support::http_request(port, "POST", "/api/v1/metrics", Some(ADMIN), Some(body)).unwrap()
+    };
+    let server = serve(
+        t.pv.clone(),
+        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(ADMIN.into())),
+    )
+    .unwrap();
+    let (status, text) = push(server.addr().port(), &batch(0, limit));
+    assert_eq!(status, 202, "{}", &text[..text.len().min(200)]);
+    server.stop();
+    t.pv.shutdown().await.unwrap();
+
+    let pv = perfvisor::Perfvisor::builder()
+        .database(t.db())
+        .start()
+        .unwrap();
+    let server = serve(
+        pv.clone(),
+        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(ADMIN.into())),
+    )
+    .unwrap();
+    let port = server.addr().port();
+    let (status, text) = push(port, &batch(limit, 1));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("10000 of at most 10000 exist"), "{text}");
+    assert_eq!(
+        push(port, &batch(0, 1)).0,
+        202,
+        "existing series still accepted"
+    );
+    server.stop();
+    pv.shutdown().await.unwrap();
+}
