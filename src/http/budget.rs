@@ -175,15 +175,15 @@ impl QueryBudget {
         out.push(b'[');
         let mut first = true;
         let mut over: Option<Problem> = None;
+        let max_raw = usize::try_from(self.max_points_per_series).unwrap_or(usize::MAX);
         reader
-            .query_each(query, |result| {
+            .query_each(query, max_raw, |result| {
                 let points = result.samples.len() as u64;
                 if points > self.max_points_per_series {
                     over = Some(too_large(
                         format!(
-                            "{} has {} raw samples in the range; the limit is {} per series",
+                            "{} has more raw samples in the range than the limit of {} per series",
                             result.key.metric.as_str(),
-                            grouped(points),
                             grouped(self.max_points_per_series)
                         ),
                         "step=<ms>&agg=avg (buckets instead of raw samples), or a shorter range",

@@ -514,3 +514,48 @@ async fn the_pushed_series_cap_survives_a_restart() {
     server.stop();
     pv.shutdown().await.unwrap();
 }
+
+/// A raw query of a series denser than the per-series budget is refused with 413 naming
+/// the limit and what to ask instead (buckets); the bucketed form of it answers.
+#[tokio::test]
+async fn a_dense_raw_series_is_refused_past_the_budget() {
+    let t = support::start(|b| b);
+    let rec = t.pv.recorder();
+    for i in 0..200 {
+        assert!(rec.record("app.dense", f64::from(i)));
+    }
+    t.pv.flush().await.unwrap();
+    let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), None);
+    config.query_budget.max_points_per_series = 50;
+    let server = serve(t.pv.clone(), config).unwrap();
+    let port = server.addr().port();
+    let to = now_ms() + 1_000;
+    let (status, text) = support::http_request(
+        port,
+        "GET",
+        &format!("/api/v1/query?metric=app.dense&from=0&to={to}"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 413, "{text}");
+    assert!(
+        text.contains("more raw samples in the range than the limit of 50 per series")
+            && text.contains("step=<ms>&agg=avg"),
+        "{text}"
+    );
+    let (status, text) = support::http_request(
+        port,
+        "GET",
+        &format!(
+            "/api/v1/query?metric=app.dense&from={}&to={to}&step=60000&agg=count",
+            to - 600_000
+        ),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    server.stop();
+    t.pv.shutdown().await.unwrap();
+}

@@ -96,14 +96,17 @@ impl StorageReader {
 
     /// Runs a query one series at a time: `each` gets every series' answer before the next
     /// is read, and stops the query by returning `ControlFlow::Break`. Peak memory is then
-    /// one series' answer, whatever the selector matches.
+    /// one series' answer, whatever the selector matches. A raw answer (no aggregations) is
+    /// read no further than `max_raw` samples: one with more than `max_raw` samples is
+    /// incomplete and only says that the range holds too many.
     pub fn query_each(
         &self,
         query: &Query,
+        max_raw: usize,
         each: impl FnMut(SeriesResult) -> std::ops::ControlFlow<()>,
     ) -> Result<(), StorageError> {
         let series = query::load_series(&self.conn)?;
-        query::run_each(&self.conn, &series, query, each)
+        query::run_each(&self.conn, &series, query, max_raw, each)
     }
 
     /// The samples of one series in `[from_ms, to_ms)`, oldest first, read from head rows
