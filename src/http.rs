@@ -2,13 +2,15 @@
 //! alerts, silences, queries, registering externally managed daemons and pushing application
 //! metrics, plus `GET /metrics` in the Prometheus text format.
 //!
-//! Bound to 127.0.0.1 by default. Every mutating call (POST, DELETE) needs
-//! `Authorization: Bearer <token>`; bound to any other address, every call does, and a
-//! token is then mandatory. Bodies are limited to [`MAX_BODY_BYTES`], pushed metrics to
-//! [`MAX_PUSHED_SERIES`] distinct series. Errors are JSON `{"error": "...", "accepted": "..."}` with
-//! 400 (bad input, malformed JSON, wrong types), 401 (missing or wrong token), 403 (no
-//! token configured for a mutating call), 404 (unknown daemon or silence) or 503
-//! (perfvisor is shutting down) — never a 500 for bad input.
+//! Bound to 127.0.0.1 by default. Who may call what, and the `Host` check every request
+//! goes through, are in `guard` (admin, push and read tokens); what a query may cost in
+//! `budget`; what pushed metrics may name in `push`. Bodies are limited to
+//! [`MAX_BODY_BYTES`]. Errors are JSON `{"error": "...", "accepted": "..."}` with 400 (bad
+//! input, malformed JSON, wrong types, a query over its budget), 401 (missing or wrong
+//! token), 403 (no token with the needed scope, or a token whose scope is too small), 404
+//! (unknown daemon or silence), 413 (a query that ran over its budget), 421 (a `Host` this
+//! server does not answer to) or 503 (perfvisor is shutting down) — never a 500 for bad
+//! input.
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -40,30 +42,77 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use serde::{Deserialize, Serialize};
 
 use crate::{Aggregation, DaemonId, DaemonSpec, MetricKind, Perfvisor, Query, SeriesSelector};
+
+mod budget;
+mod guard;
+mod push;
+
+use push::{check_pushed, Pushed};
+pub use push::{
+    MAX_PUSHED_NAME_BYTES, MAX_PUSHED_SERIES, MAX_PUSHED_SERIES_BYTES, RESERVED_PREFIXES,
+};
+
+use guard::{authorize, Scope};
+
+pub use budget::{
+    QueryBudget, DEFAULT_CONCURRENT_QUERIES, DEFAULT_MAX_BYTES, DEFAULT_MAX_POINTS_PER_SERIES,
+    DEFAULT_MAX_SERIES, DEFAULT_MAX_TIME, DEFAULT_MAX_VALUES,
+};
 use perfvisor_actors::types::Source;
 
 /// Reloads the configuration; answers what changed, or why it was refused.
 pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
-/// Where the API listens, the token it requires, and what the standalone binary adds.
+/// Where the API listens, the tokens it accepts, its limits, and what the standalone binary
+/// adds.
 #[derive(Clone)]
 pub struct ApiConfig {
     /// Address to bind (default 127.0.0.1:9465).
     pub listen: SocketAddr,
-    /// Bearer token; required for mutating calls, and for every call off loopback.
+    /// The admin token (config `token`): every call, including stop, restart and reload.
     pub token: Option<String>,
+    /// A token for reads only (config `[api] read_token`).
+    pub read_token: Option<String>,
+    /// A token for reads and `POST /api/v1/metrics` only (config `[api] push_token`).
+    pub push_token: Option<String>,
+    /// Reads without a token on a loopback address even when tokens are set (config
+    /// `[api] anonymous_loopback_reads`, default false): for a local scraper without
+    /// credentials.
+    pub anonymous_loopback_reads: bool,
+    /// Host names accepted in the `Host` header besides `localhost` and IP addresses
+    /// (config `[api] allowed_hosts`); any other name gets 421. Default none.
+    pub allowed_hosts: Vec<String>,
+    /// What one `GET /api/v1/query` may cost (default [`QueryBudget::default`]).
+    pub query_budget: QueryBudget,
+    /// Most connections held open at once (config `[api] max_connections`, default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); lowered to fit the process's descriptor limit.
+    pub max_connections: usize,
     /// The daemon manager of the standalone binary (`/api/v1/managed…`), if any.
     pub manager: Option<Arc<crate::manager::Manager>>,
     /// Configuration reload (`POST /api/v1/reload`), if any.
     pub reload: Option<ReloadHook>,
 }
 
+/// Default [`ApiConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// How long a connection may stay open between requests, and how long a client has to send
+/// a request's headers once connected: idle connections do not hold descriptors for long.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl ApiConfig {
-    /// Listen on `listen` with `token`, nothing else.
+    /// Listen on `listen` with `token` (the admin token), every other setting at its
+    /// default.
     pub fn new(listen: SocketAddr, token: Option<String>) -> Self {
         ApiConfig {
             listen,
             token,
+            read_token: None,
+            push_token: None,
+            anonymous_loopback_reads: false,
+            allowed_hosts: Vec::new(),
+            query_budget: QueryBudget::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             manager: None,
             reload: None,
         }
@@ -72,9 +121,16 @@ impl ApiConfig {
 
 impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("ApiConfig")
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &redacted(&self.token))
+            .field("read_token", &redacted(&self.read_token))
+            .field("push_token", &redacted(&self.push_token))
+            .field("anonymous_loopback_reads", &self.anonymous_loopback_reads)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("query_budget", &self.query_budget)
+            .field("max_connections", &self.max_connections)
             .field("manager", &self.manager.is_some())
             .field("reload", &self.reload.is_some())
             .finish()
@@ -138,35 +194,59 @@ impl ApiServer {
 
 struct State {
     pv: Perfvisor,
-    token: Option<String>,
-    loopback: bool,
+    tokens: guard::Tokens,
+    hosts: guard::AllowedHosts,
+    /// Reads need no token (loopback, and no token or anonymous loopback reads allowed).
+    open_reads: bool,
+    budget: QueryBudget,
+    /// Turns for queries: [`QueryBudget::concurrent`] permits.
+    queries: tokio::sync::Semaphore,
+    /// Where queries run.
+    query_thread: budget::QueryThread,
     manager: Option<Arc<crate::manager::Manager>>,
     reload: Option<ReloadHook>,
-    /// Series created by `POST /api/v1/metrics` (daemon, metric), up to [`MAX_PUSHED_SERIES`].
-    pushed: std::sync::Mutex<std::collections::HashSet<(Option<String>, String)>>,
+    /// Series created by `POST /api/v1/metrics`, up to [`MAX_PUSHED_SERIES`].
+    pushed: std::sync::Mutex<push::PushedSeries>,
 }
-
-/// Most distinct series (daemon, metric) that pushed metrics may create: a client that
-/// invents names cannot grow perfvisor's memory and history without bound.
-pub const MAX_PUSHED_SERIES: usize = 10_000;
 
 /// Largest JSON body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// The pushed series already stored, so the cap holds across restarts. An unreadable
+/// database counts as none (the writer reports it).
+fn stored_pushed(pv: &Perfvisor) -> push::PushedSeries {
+    let keys = pv
+        .reader()
+        .ok()
+        .and_then(|r| r.series().ok())
+        .unwrap_or_default();
+    push::PushedSeries::from_stored(
+        keys.into_iter()
+            .map(|(k, _)| (k.source, k.metric.as_str().to_string())),
+    )
+}
+
 /// Starts the API on a thread of its own.
 pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
     let loopback = config.listen.ip().is_loopback();
-    let token = config.token.filter(|t| !t.is_empty());
-    if !loopback && token.is_none() {
+    let tokens = guard::Tokens::new(config.token, config.read_token, config.push_token);
+    if !loopback && !tokens.any() {
         return Err(ApiError::TokenRequired(config.listen));
     }
+    let state_tokens_any = tokens.any();
+    let max_connections = guard::connections_within_descriptors(config.max_connections);
+    let pushed = std::sync::Mutex::new(stored_pushed(&pv));
     let state = web::Data::new(State {
         pv,
-        token,
-        loopback,
+        tokens,
+        hosts: guard::AllowedHosts::new(&config.allowed_hosts),
+        open_reads: loopback && (!state_tokens_any || config.anonymous_loopback_reads),
+        budget: config.query_budget,
+        queries: tokio::sync::Semaphore::new(config.query_budget.concurrent.max(1)),
+        query_thread: budget::QueryThread::start().map_err(ApiError::Thread)?,
         manager: config.manager,
         reload: config.reload,
-        pushed: std::sync::Mutex::new(std::collections::HashSet::new()),
+        pushed,
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let listen = config.listen;
@@ -177,6 +257,7 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
             sys.block_on(async move {
                 let server = HttpServer::new(move || {
                     App::new()
+                        .wrap(actix_web::middleware::from_fn(guard::check_host))
                         .app_data(state.clone())
                         .app_data(
                             web::JsonConfig::default()
@@ -223,6 +304,10 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
                         .default_service(web::to(not_found))
                 })
                 .workers(1)
+                .max_connections(max_connections)
+                .keep_alive(IDLE_TIMEOUT)
+                .client_request_timeout(IDLE_TIMEOUT)
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
                 .disable_signals();
                 let bound = match server.bind(listen) {
                     Ok(b) => b,
@@ -327,53 +412,6 @@ impl From<crate::Error> for Problem {
 
 type Answer = Result<HttpResponse, Problem>;
 
-/// Checks the bearer token: always for mutating calls, for every call off loopback.
-fn authorize(req: &HttpRequest, state: &State, mutating: bool) -> Result<(), Problem> {
-    if !mutating && state.loopback {
-        return Ok(());
-    }
-    let Some(token) = &state.token else {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "this call changes perfvisor's state and no API token is configured",
-            "configure supervisor.token (or token_file) and send Authorization: Bearer <token>",
-        ));
-    };
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong token",
-            "Authorization: Bearer <the configured token>",
-        )),
-        None => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "missing token",
-            "Authorization: Bearer <the configured token>",
-        )),
-    }
-}
-
-/// Compares a presented token with the configured one without an early exit: every byte
-/// is looked at whatever the first difference, so the time taken does not tell an attacker
-/// how much of a guess was right (only whether its length was). `black_box` keeps the
-/// optimiser from turning the fold back into a short-circuiting comparison.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
-    diff == 0
-}
-
 /// The dashboard: one self-contained page (no CDN) that polls the JSON API.
 const DASHBOARD: &str = include_str!("dashboard/index.html");
 
@@ -395,7 +433,7 @@ async fn not_found(req: HttpRequest) -> Answer {
 }
 
 async fn status(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.status().await?))
 }
 
@@ -471,7 +509,7 @@ fn managed_uptime(
 }
 
 async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     // One judgement of all daemons (the host report), not one report per daemon: the list
     // stays O(daemons) however many there are.
     let status = s.pv.status().await?;
@@ -544,7 +582,7 @@ impl Register {
 }
 
 async fn register(req: HttpRequest, s: web::Data<State>, body: web::Json<Register>) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Admin)?;
     let spec = body.into_inner().spec();
     let id = spec.id.to_string();
     s.pv.daemon_started(spec).await?;
@@ -552,7 +590,7 @@ async fn register(req: HttpRequest, s: web::Data<State>, body: web::Json<Registe
 }
 
 async fn unregister(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Admin)?;
     let id = id.into_inner();
     let known =
         s.pv.status()
@@ -568,7 +606,7 @@ async fn unregister(req: HttpRequest, s: web::Data<State>, id: web::Path<String>
 }
 
 async fn report(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     let id = id.into_inner();
     match s.pv.report(id.as_str()).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
@@ -579,22 +617,22 @@ async fn report(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) ->
 }
 
 async fn host(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.host_report().await?))
 }
 
 async fn alerts(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.firing_alerts().await?))
 }
 
 async fn rules(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.rules().await?))
 }
 
 async fn silences(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.silences().await?))
 }
 
@@ -603,13 +641,13 @@ async fn add_silence(
     s: web::Data<State>,
     body: web::Json<crate::Silence>,
 ) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Admin)?;
     s.pv.add_silence(body.into_inner()).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({"ok": true})))
 }
 
 async fn remove_silence(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Admin)?;
     let id = id.into_inner();
     if s.pv.remove_silence(id.as_str()).await? {
         Ok(HttpResponse::Ok().json(serde_json::json!({"removed": id})))
@@ -618,33 +656,18 @@ async fn remove_silence(req: HttpRequest, s: web::Data<State>, id: web::Path<Str
     }
 }
 
-/// One pushed application sample.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Pushed {
-    metric: String,
-    value: f64,
-    #[serde(default)]
-    daemon: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-}
-
 async fn push_metrics(
     req: HttpRequest,
     s: web::Data<State>,
     body: web::Json<Vec<Pushed>>,
 ) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Push)?;
     let samples = body.into_inner();
     check_pushed(&samples)?;
-    admit_series(
-        &mut s
-            .pushed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-        &samples,
-    )?;
+    s.pushed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .admit(&samples)?;
     let base = s.pv.recorder();
     let mut accepted = 0;
     for p in samples {
@@ -662,58 +685,6 @@ async fn push_metrics(
     Ok(HttpResponse::Accepted().json(serde_json::json!({"accepted": accepted})))
 }
 
-/// Refuses a push with an empty metric name, a value that is not finite, or an unknown kind.
-fn check_pushed(samples: &[Pushed]) -> Result<(), Problem> {
-    for (i, p) in samples.iter().enumerate() {
-        if p.metric.trim().is_empty() {
-            return Err(Problem::bad(
-                format!("sample {i}: empty metric name"),
-                "a non-empty metric name",
-            ));
-        }
-        if !p.value.is_finite() {
-            return Err(Problem::bad(
-                format!("sample {i}: value {} is not finite", p.value),
-                "a finite number",
-            ));
-        }
-        if let Some(k) = &p.kind {
-            if !matches!(k.as_str(), "gauge" | "counter" | "observation") {
-                return Err(Problem::bad(
-                    format!("sample {i}: kind {k:?}"),
-                    "gauge, counter (an increment) or observation",
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Adds the push's new series to `known` (the series pushed so far), or refuses the whole
-/// push when that would exceed [`MAX_PUSHED_SERIES`].
-fn admit_series(
-    known: &mut std::collections::HashSet<(Option<String>, String)>,
-    samples: &[Pushed],
-) -> Result<(), Problem> {
-    let new: std::collections::HashSet<(Option<String>, String)> = samples
-        .iter()
-        .map(|p| (p.daemon.clone(), p.metric.clone()))
-        .filter(|k| !known.contains(k))
-        .collect();
-    if known.len() + new.len() > MAX_PUSHED_SERIES {
-        return Err(Problem::bad(
-            format!(
-                "this push would create {} new series; {} of at most {MAX_PUSHED_SERIES} exist",
-                new.len(),
-                known.len()
-            ),
-            "samples of existing series, or fewer distinct metric names (the limit keeps memory bounded)",
-        ));
-    }
-    known.extend(new);
-    Ok(())
-}
-
 /// Parameters of `GET /api/v1/query`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -728,19 +699,33 @@ struct QueryParams {
     agg: Option<String>,
 }
 
+/// Runs the query within the budget ([`QueryBudget`]) on the query thread, never on the
+/// thread that serves requests, and at most [`QueryBudget::concurrent`] at once: `/status`
+/// and `/metrics` answer while a query reads.
 async fn query(req: HttpRequest, s: web::Data<State>, q: web::Query<QueryParams>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     let query = build_query(q.into_inner())?;
-    let reader = s.pv.reader()?;
-    let results = reader.query(&query).map_err(|e| match e {
-        crate::StorageError::InvalidQuery { .. } => Problem::bad(e.to_string(), "see the message"),
-        other => Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            other.to_string(),
-            "a readable database",
-        ),
+    query.validate().map_err(budget::storage_problem)?;
+    let budget = s.budget;
+    budget.check_shape(&query)?;
+    let _turn = s.queries.acquire().await.map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "perfvisor is shutting down",
+            "a running perfvisor",
+        )
     })?;
-    Ok(HttpResponse::Ok().json(results))
+    let pv = s.pv.clone();
+    let body = s
+        .query_thread
+        .run(move || {
+            let reader = pv.reader()?;
+            budget.run(&reader, &query)
+        })
+        .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// The query the parameters ask for (the reader validates it: [`Query::validate`]).
@@ -814,7 +799,7 @@ pub fn check_body(kind: Body, bytes: &[u8]) -> Result<(), String> {
             .map_err(|e| Problem::from(crate::Error::Silence(e))),
         Body::Metrics => {
             let samples = json::<Vec<Pushed>>(bytes)?;
-            check_pushed(&samples).and_then(|()| admit_series(&mut Default::default(), &samples))
+            check_pushed(&samples).and_then(|()| push::PushedSeries::default().admit(&samples))
         }
     };
     checked.map_err(|p| p.error)
@@ -831,7 +816,7 @@ pub fn query_from_string(query_string: &str) -> Result<Query, String> {
 }
 
 async fn managed(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     let m = s.manager.as_ref().ok_or_else(no_manager)?;
     Ok(HttpResponse::Ok().json(m.status()))
 }
@@ -845,7 +830,7 @@ async fn managed_action(
     s: web::Data<State>,
     path: web::Path<(String, String)>,
 ) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Admin)?;
     let (name, action) = path.into_inner();
     let m = s.manager.clone().ok_or_else(no_manager)?;
     if !m.status().iter().any(|d| d.name == name) {
@@ -880,7 +865,7 @@ async fn managed_action(
 }
 
 async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, true)?;
+    authorize(&req, &s, Scope::Admin)?;
     let hook = s
         .reload
         .clone()
@@ -1036,7 +1021,7 @@ fn own_process() -> Vec<(String, MetricKind, f64)> {
 }
 
 async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
-    authorize(&req, &s, false)?;
+    authorize(&req, &s, Scope::Read)?;
     let mut samples = s.pv.latest().await?;
     let status = s.pv.status().await?;
     // Anomaly candidates per source over the last hour: how restless each daemon and the
@@ -1075,10 +1060,12 @@ async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
     ));
     own.push(("perfvisor.up".into(), MetricKind::Gauge, 1.0));
     // Series perfvisor already reports about itself are not repeated.
+    // Only perfvisor's own source counts: a series of another source with the same name
+    // never replaces these.
     own.retain(|(n, _, _)| {
         !samples
             .iter()
-            .any(|s| s.series.metric.as_str() == n.as_str())
+            .any(|s| s.series.source == Source::Perfvisor && s.series.metric.as_str() == n.as_str())
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -1087,6 +1074,7 @@ async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
 
 #[cfg(test)]
 mod tests {
+    use super::guard::constant_time_eq;
     use super::*;
     use crate::{Labels, SeriesKey};
 

@@ -148,6 +148,12 @@ pub const PERFVISOR_STORAGE_RETENTION_DELETED: &str = "perfvisor.storage.retenti
 pub const PERFVISOR_STORAGE_MAINTENANCE_TIME: &str = "perfvisor.storage.maintenance.time_seconds";
 /// Restarts of perfvisor's own actors, all kinds. Counter.
 pub const PERFVISOR_ACTOR_RESTARTS: &str = "perfvisor.actor.restarts";
+/// Descriptors perfvisor itself holds open. Gauge.
+pub const PERFVISOR_OPEN_FDS: &str = "perfvisor.process.open_fds";
+/// perfvisor's own soft limit on open descriptors. Gauge.
+pub const PERFVISOR_MAX_FDS: &str = "perfvisor.process.max_fds";
+/// perfvisor's open descriptors as a share of its soft limit, 0 to 1. Gauge.
+pub const PERFVISOR_FD_USAGE: &str = "perfvisor.process.fd_usage_ratio";
 
 /// Every fixed metric name above, for checking names written in a config. The profile
 /// guard's `app.operation.<name>.duration_seconds` names are a pattern, not listed.
@@ -211,6 +217,9 @@ pub const ALL: &[&str] = &[
     PERFVISOR_STORAGE_RETENTION_DELETED,
     PERFVISOR_STORAGE_MAINTENANCE_TIME,
     PERFVISOR_ACTOR_RESTARTS,
+    PERFVISOR_OPEN_FDS,
+    PERFVISOR_MAX_FDS,
+    PERFVISOR_FD_USAGE,
 ];
 
 /// The metric name a `profile("name")` guard records its duration under.

@@ -32,8 +32,38 @@ pub fn storage_status(stats: &StorageStats, queue_backlog: u64) -> StorageStatus
     }
 }
 
+/// perfvisor's descriptors: open ones, the soft limit, and their ratio (what the
+/// `perfvisor_descriptors_high` rule follows). `None` where /proc or getrlimit cannot tell.
+pub fn own_descriptors() -> Option<(u64, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == 0 {
+        return None;
+    }
+    Some((open, lim.rlim_cur))
+}
+
+/// The descriptor samples at `now` from ([`own_descriptors`]) `(open, limit)`.
+pub fn descriptor_samples(now: TimestampMs, open: u64, limit: u64) -> Vec<Sample> {
+    let sample = |metric: &'static str, value: f64| Sample {
+        series: SeriesKey::new(Source::Perfvisor, metric, Labels::empty()),
+        kind: MetricKind::Gauge,
+        ts_ms: now,
+        value,
+    };
+    vec![
+        sample(names::PERFVISOR_OPEN_FDS, open as f64),
+        sample(names::PERFVISOR_MAX_FDS, limit as f64),
+        sample(names::PERFVISOR_FD_USAGE, open as f64 / limit.max(1) as f64),
+    ]
+}
+
 /// perfvisor's own metrics at `now`: storage progress and backlog, recorder drops, actor
-/// restarts.
+/// restarts. Its descriptors are added by the caller ([`descriptor_samples`]).
 pub fn self_metrics(
     now: TimestampMs,
     storage: &StorageStatus,

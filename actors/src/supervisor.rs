@@ -798,13 +798,18 @@ impl Supervisor {
         let storage =
             crate::selfmon::storage_status(&self.storage_stats, self.storage.backlog() as u64);
         let restarts = self.status().total_restarts();
-        let batch = crate::selfmon::self_metrics(
+        let mut batch = crate::selfmon::self_metrics(
             now,
             &storage,
             &self.storage_stats,
             &self.recorder_stats,
             restarts,
         );
+        if let Some((open, limit)) = crate::selfmon::own_descriptors() {
+            batch
+                .samples
+                .extend(crate::selfmon::descriptor_samples(now, open, limit));
+        }
         self.collector_child.stats.enqueued();
         self.collector.do_send(SamplesCollected { batch });
         // Trouble is a write failure, or samples dropped because the queue or the buffer was

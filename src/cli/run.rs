@@ -322,12 +322,43 @@ pub fn run(path: &Path, chaos: Option<f64>) -> Result<(), CliError> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+    raise_descriptor_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::usage(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(supervise(path.to_path_buf(), loaded, chaos))
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit: the default soft
+/// limit (1024) is what API connections, managed daemons' pipes and the database share,
+/// and running out of it fails spawns and state writes. Logged, never fatal.
+fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    let from = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        tracing::info!(from, to = lim.rlim_max, "Descriptor limit raised.");
+    } else {
+        tracing::warn!(
+            soft = from,
+            hard = lim.rlim_max,
+            error = %std::io::Error::last_os_error(),
+            "Cannot raise the descriptor limit."
+        );
+    }
 }
 
 /// Problems of the config (its text or what it needs of this machine): exit code 2.
@@ -496,6 +527,7 @@ async fn supervise(
     chaos: Option<f64>,
 ) -> Result<(), CliError> {
     let token = token(&loaded.config)?;
+    let api_settings = loaded.config.api.clone();
     // Before anything is written next to the database: a second instance on it would
     // re-adopt this one's daemons and interleave its history.
     let database = &loaded.config.supervisor.database;
@@ -585,6 +617,12 @@ async fn supervise(
         ApiConfig {
             listen,
             token,
+            read_token: api_settings.read_token,
+            push_token: api_settings.push_token,
+            anonymous_loopback_reads: api_settings.anonymous_loopback_reads,
+            allowed_hosts: api_settings.allowed_hosts,
+            query_budget: perfvisor::http::QueryBudget::default(),
+            max_connections: api_settings.max_connections,
             manager: Some(Arc::clone(&manager)),
             reload: Some(Arc::new(move || reload_target.reload())),
         },

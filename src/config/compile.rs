@@ -37,6 +37,7 @@ const MAX_SINK_TIMEOUT: Duration = Duration::from_secs(300);
 
 const TOP_KEYS: &[&str] = &[
     "supervisor",
+    "api",
     "judgement",
     "daemon",
     "attach",
@@ -70,6 +71,13 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "retention",
     "max_database_size",
     "default_rules",
+];
+const API_KEYS: &[&str] = &[
+    "read_token",
+    "push_token",
+    "anonymous_loopback_reads",
+    "allowed_hosts",
+    "max_connections",
 ];
 const RETENTION_KEYS: &[&str] = &["raw", "hourly", "daily", "events", "alerts"];
 const DAEMON_KEYS: &[&str] = &[
@@ -257,6 +265,8 @@ fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
 
     let supervisor_table = root.table(ctx, "supervisor", SUPERVISOR_KEYS);
     let supervisor = supervisor(ctx, supervisor_table);
+    let api_table = root.table(ctx, "api", API_KEYS);
+    let api = api(ctx, api_table);
     let judgement_table = root.table(ctx, "judgement", JUDGEMENT_KEYS);
     let judgement = judgement(ctx, judgement_table);
     let daemon_tables = root.tables(ctx, "daemon", DAEMON_KEYS);
@@ -323,6 +333,7 @@ fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
     if problems.is_empty() {
         Ok(Config {
             supervisor,
+            api,
             judgement,
             daemons,
             attached,
@@ -506,6 +517,50 @@ fn supervisor(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> SupervisorConfig {
         s.default_rules = b;
     }
     s
+}
+
+fn api(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> super::ApiSettings {
+    let mut a = super::ApiSettings::default();
+    let Some(t) = t else {
+        return a;
+    };
+    a.read_token = t.nonempty(
+        ctx,
+        "read_token",
+        "a token for reads only (a non-empty string)",
+    );
+    a.push_token = t.nonempty(
+        ctx,
+        "push_token",
+        "a token for reads and pushed metrics (a non-empty string)",
+    );
+    const HOSTS: &str =
+        "host names (such as \"perf.example.org\") besides localhost and IP addresses";
+    if let Some(names) = t.strings(ctx, "allowed_hosts", HOSTS) {
+        for (name, span) in names {
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if valid {
+                a.allowed_hosts.push(name);
+            } else {
+                ctx.report(
+                    &t.key_path("allowed_hosts"),
+                    &span,
+                    format!("{name:?} is not a host name; expected {HOSTS}, without a port"),
+                );
+            }
+        }
+    }
+    if let Some(b) = t.bool(ctx, "anonymous_loopback_reads") {
+        a.anonymous_loopback_reads = b;
+    }
+    if let Some(n) = t.integer(ctx, "max_connections", 16, 1_000_000) {
+        a.max_connections = n as usize;
+    }
+    a
 }
 
 fn retention(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Retention {

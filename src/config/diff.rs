@@ -28,8 +28,8 @@ pub struct ConfigDiff {
     pub sinks_changed: bool,
     /// The `[[silence]]` list differs.
     pub silences_changed: bool,
-    /// `[supervisor]` keys whose values differ (`database`, `listen`, `retention.raw`,
-    /// `token`...). The engine and the API server are built from these, so any entry means
+    /// `[supervisor]` and `[api]` keys whose values differ (`database`, `listen`,
+    /// `retention.raw`, `token`, `api.read_token`...). The engine and the API server are built from these, so any entry means
     /// a full restart of perfvisor's engine (managed daemons may keep running).
     pub supervisor_changed: Vec<String>,
 }
@@ -95,6 +95,20 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         o.max_database_size != n.max_database_size,
     );
     note("default_rules", o.default_rules != n.default_rules);
+    // The API server is built from `[api]` at start: a rotated token needs a restart, and
+    // the reload says so rather than leaving the old one silently valid.
+    let (a, b) = (&old.api, &new.api);
+    note("api.read_token", a.read_token != b.read_token);
+    note("api.push_token", a.push_token != b.push_token);
+    note(
+        "api.anonymous_loopback_reads",
+        a.anonymous_loopback_reads != b.anonymous_loopback_reads,
+    );
+    note("api.allowed_hosts", a.allowed_hosts != b.allowed_hosts);
+    note(
+        "api.max_connections",
+        a.max_connections != b.max_connections,
+    );
     ConfigDiff {
         daemons_added,
         daemons_removed,

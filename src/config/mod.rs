@@ -53,6 +53,8 @@ pub use units::{format_duration, format_size, parse_duration};
 pub struct Config {
     /// `[supervisor]`: perfvisor's own settings.
     pub supervisor: SupervisorConfig,
+    /// `[api]`: who may call the HTTP API and how much it may hold.
+    pub api: ApiSettings,
     /// `[judgement]`: how much evidence each finding needs (defaults:
     /// [`JudgeConfig`](perfvisor_actors::analyzer::JudgeConfig)).
     pub judgement: perfvisor_actors::analyzer::JudgeConfig,
@@ -90,6 +92,51 @@ pub struct SupervisorConfig {
     pub max_database_size: Option<u64>,
     /// `default_rules`: whether the built-in alert rules ship. Default true.
     pub default_rules: bool,
+}
+
+/// `[api]`: the HTTP API's scoped tokens, accepted host names and connection limit. The
+/// admin token stays `[supervisor] token` (or `token_file`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// `read_token`: a token that may only read. Default none.
+    pub read_token: Option<String>,
+    /// `push_token`: a token that may read and push metrics, nothing else. Default none.
+    pub push_token: Option<String>,
+    /// `anonymous_loopback_reads`: reads without a token on a loopback address even with
+    /// tokens set (a local scraper without credentials). Default false.
+    pub anonymous_loopback_reads: bool,
+    /// `allowed_hosts`: names accepted in the `Host` header besides `localhost` and IP
+    /// addresses. Default none.
+    pub allowed_hosts: Vec<String>,
+    /// `max_connections`: connections held open at once. Default
+    /// [`crate::http::DEFAULT_MAX_CONNECTIONS`]; 16 to 1000000.
+    pub max_connections: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            read_token: None,
+            push_token: None,
+            anonymous_loopback_reads: false,
+            allowed_hosts: Vec::new(),
+            max_connections: crate::http::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl fmt::Debug for ApiSettings {
+    // The tokens never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ApiSettings")
+            .field("read_token", &redacted(&self.read_token))
+            .field("push_token", &redacted(&self.push_token))
+            .field("anonymous_loopback_reads", &self.anonymous_loopback_reads)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// Where the API token comes from.

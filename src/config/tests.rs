@@ -258,6 +258,46 @@ fn diff_names_added_removed_and_supervisor_keys() {
     assert_eq!(d.supervisor_changed, ["listen", "retention.raw"]);
 }
 
+/// A changed `[api]` key is named for a restart (the API is built at start), tokens by key
+/// only.
+#[test]
+fn diff_names_api_keys() {
+    let old = parse(
+        "[api]
+read_token = \"r1\"
+",
+        "old",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let new = parse(
+        "[api]
+read_token = \"r2\"
+allowed_hosts = [\"perf.example.org\"]
+",
+        "new",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = diff(&old, &new);
+    assert_eq!(
+        d.supervisor_changed,
+        ["api.read_token", "api.allowed_hosts"]
+    );
+    assert_eq!(new.api.allowed_hosts, ["perf.example.org"]);
+    let bad = parse(
+        "[api]
+allowed_hosts = [\"evil.com:80\"]
+max_connections = 3
+",
+        "bad",
+    )
+    .unwrap_err();
+    let text = format!("{bad:?}");
+    assert!(
+        text.contains("not a host name") && text.contains("max_connections"),
+        "{text}"
+    );
+}
+
 /// Durations and sizes read as people write them, and write back the same way.
 #[test]
 fn durations_and_sizes() {

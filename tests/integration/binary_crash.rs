@@ -268,6 +268,10 @@ probe_interval = "200ms"
 listen = "127.0.0.1:{port}"
 token = "{token}"
 
+[api]
+# This test reads without the token.
+anonymous_loopback_reads = true
+
 [[daemon]]
 name = "idle"
 command = ["{loadgen}", "--cpu", "0", "--as", "crash-test-{nonce}-idle"]

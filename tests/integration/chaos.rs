@@ -43,7 +43,7 @@ fn chaos_mode_keeps_serving_and_accounts_for_every_sample() {
     let targets: Vec<ChildGuard> = (0..10).map(|_| support::loadgen(&["--cpu", "0"])).collect();
     let db = dir.path().join("pv.db");
     let mut config = format!(
-        "[supervisor]\ndatabase = \"{}\"\nprobe_interval = \"200ms\"\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n",
+        "[supervisor]\ndatabase = \"{}\"\nprobe_interval = \"200ms\"\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\n[api]\nanonymous_loopback_reads = true\n",
         db.display()
     );
     for (i, t) in targets.iter().enumerate() {

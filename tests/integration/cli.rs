@@ -430,6 +430,10 @@ probe_interval = "200ms"
 listen = "{address}"
 token = "TOK-1234-SECRET"
 
+[api]
+# This test reads without the token.
+anonymous_loopback_reads = true
+
 [[daemon]]
 name = "keyed"
 command = ["/bin/sh", "-c", "echo started; exec {loadgen} --cpu 0"]

@@ -389,6 +389,10 @@ host_interval = "250ms"
 listen = "127.0.0.1:{port}"
 token = "{TOKEN}"
 
+[api]
+# This test reads without the token.
+anonymous_loopback_reads = true
+
 [[daemon]]
 name = "{DAEMON}"
 command = ["{loadgen}", "--cpu", "0.2"]

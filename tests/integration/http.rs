@@ -123,7 +123,7 @@ async fn external_daemon_registers_and_pushes_metrics() {
     assert_eq!(status, 202, "{text}");
     let started = Instant::now();
     loop {
-        let (status, text) = request(addr, "GET", "/api/v1/daemons/ext/report", None, None);
+        let (status, text) = request(addr, "GET", "/api/v1/daemons/ext/report", Some(TOKEN), None);
         if status == 200 && text.contains("search.latency_seconds") && text.contains("process.cpu")
         {
             break;
@@ -134,7 +134,7 @@ async fn external_daemon_registers_and_pushes_metrics() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, text) = request(addr, "GET", "/api/v1/daemons", None, None);
+    let (status, text) = request(addr, "GET", "/api/v1/daemons", Some(TOKEN), None);
     assert_eq!(status, 200);
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(list[0]["daemon"], "ext", "{text}");
@@ -144,7 +144,7 @@ async fn external_daemon_registers_and_pushes_metrics() {
         "/api/v1/alerts",
         "/api/v1/silences",
     ] {
-        let (status, text) = request(addr, "GET", path, None, None);
+        let (status, text) = request(addr, "GET", path, Some(TOKEN), None);
         assert_eq!(status, 200, "{path}: {text}");
     }
     let (status, _) = request(addr, "DELETE", "/api/v1/daemons/ext", Some(TOKEN), None);
@@ -185,7 +185,7 @@ async fn prometheus_scrapes_metrics() {
     let (t, server) = start();
     let addr = server.addr();
     let _child = support::watched_idle_daemon(&t.pv, "scraped").await;
-    let (status, text) = http_get(addr.port(), "/metrics").unwrap();
+    let (status, text) = request(addr, "GET", "/metrics", Some(TOKEN), None);
     assert_eq!(status, 200);
     assert!(text.contains("perfvisor_up 1"), "{text}");
     let mut check = Command::new(promtool)
@@ -214,7 +214,7 @@ async fn prometheus_scrapes_metrics() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: perfvisor\n    static_configs:\n      - targets: ['{addr}']\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: perfvisor\n    authorization:\n      credentials: '{TOKEN}'\n    static_configs:\n      - targets: ['{addr}']\n"
         ),
     )
     .unwrap();
@@ -338,7 +338,7 @@ async fn hostile_input_gets_4xx_and_the_server_keeps_serving() {
         Some(&batch(0, 1)),
     );
     assert_eq!(status, 202, "existing series are still accepted");
-    let (status, _) = request(addr, "GET", "/api/v1/status", None, None);
+    let (status, _) = request(addr, "GET", "/api/v1/status", Some(TOKEN), None);
     assert_eq!(status, 200, "still serving");
     server.stop();
     t.pv.shutdown().await.unwrap();

@@ -30,6 +30,9 @@ mod tokio_host;
 mod delivery;
 // The HTTP API: tokens, 400s, external daemons, Prometheus.
 mod http;
+// The API under attack from this machine: query budget, Host check, idle connections,
+// forged pushes, token scopes.
+mod hardening;
 // The perfvisor binary: check-config fixtures, run with managed and attached daemons.
 mod cli;
 // check-config and run on configs that cannot work: wrong metric units, what the machine lacks.

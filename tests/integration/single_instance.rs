@@ -48,7 +48,7 @@ fn second_run_on_the_same_database_is_refused() {
             &path,
             format!(
                 "[supervisor]\ndatabase = \"{db}\"\nprobe_interval = \"200ms\"\nlisten = \"{listen}\"\n\
-                 token = \"t0ken\"\n\n[[daemon]]\nname = \"worker\"\ncommand = [\"{lg}\", \"--cpu\", \"0\"]\n\
+                 token = \"t0ken\"\n\n[api]\nanonymous_loopback_reads = true\n\n[[daemon]]\nname = \"worker\"\ncommand = [\"{lg}\", \"--cpu\", \"0\"]\n\
                  stop_timeout = \"2s\"\n",
                 db = dir.path().join("pv.db").display(),
                 lg = env!("CARGO_BIN_EXE_perfvisor-loadgen"),

@@ -2157,6 +2157,24 @@ pub fn storage_failing_rule() -> ThresholdRule {
         .severity(Severity::Critical)
 }
 
+/// `perfvisor_descriptors_high`: perfvisor holds more than 80 % of its descriptor limit
+/// for 30 seconds.
+///
+/// Rationale: when perfvisor runs out, accepting API connections, spawning managed daemons
+/// and writing its state fail together; 80 % leaves room to act (raise `LimitNOFILE`, find
+/// who holds connections open). Clears below 70 % so it does not flap.
+pub fn descriptors_high_rule() -> ThresholdRule {
+    ThresholdRule::above("perfvisor_descriptors_high", names::PERFVISOR_FD_USAGE, 0.8)
+        .clear_at(0.7)
+        .for_duration(Duration::from_secs(30))
+        .on_source(SourceKind::Perfvisor)
+        .severity(Severity::Warning)
+        .recommend(
+            "See who holds connections to the API (ss -tnp) and raise perfvisor's limit \
+             (LimitNOFILE in its systemd unit); perfvisor_process_open_fds shows the trend.",
+        )
+}
+
 /// `perfvisor_degraded`: one of perfvisor's actors failed more often than its restart
 /// budget allows.
 ///
@@ -2188,7 +2206,11 @@ pub fn default_rules() -> Vec<ThresholdRule> {
 /// The rules about perfvisor itself. They ship even without the default rules: before
 /// they were rules, these alerts were always delivered. A user switches one off by name.
 pub fn perfvisor_rules() -> Vec<ThresholdRule> {
-    vec![storage_failing_rule(), degraded_rule()]
+    vec![
+        storage_failing_rule(),
+        degraded_rule(),
+        descriptors_high_rule(),
+    ]
 }
 
 /// Every built-in rule by name: the default rules, perfvisor's own, and the signal rule of
@@ -3498,5 +3520,27 @@ mod tests {
         assert!(listed
             .iter()
             .any(|r| r.name == "perfvisor_storage_failing" && r.origin == RuleOrigin::BuiltIn));
+    }
+
+    /// `perfvisor_descriptors_high` fires once perfvisor's own descriptors stay above 80 %
+    /// of its limit for 30 s (from `selfmon::descriptor_samples`), and clears below 70 %.
+    #[test]
+    fn descriptors_high_fires_on_perfvisor_descriptor_use() {
+        let mut e = RuleEngine::new(vec![descriptors_high_rule()]);
+        let mut all = Vec::new();
+        for i in 0..40 {
+            let b = MetricBatch {
+                samples: crate::selfmon::descriptor_samples(i * 1000, 900, 1024),
+            };
+            all.extend(e.evaluate(&b, i * 1000));
+            all.extend(e.tick(i * 1000 + 500));
+        }
+        assert_eq!(states(&all), vec![AlertState::Firing]);
+        assert_eq!(all[0].alert.rule, "perfvisor_descriptors_high");
+        assert!(all[0].alert.at_ms >= 30_000);
+        let b = MetricBatch {
+            samples: crate::selfmon::descriptor_samples(50_000, 600, 1024),
+        };
+        assert_eq!(states(&e.evaluate(&b, 50_000)), vec![AlertState::Resolved]);
     }
 }

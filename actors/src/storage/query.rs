@@ -366,6 +366,20 @@ pub(super) fn raw_samples(
     to: i64,
     chunks_only: bool,
 ) -> Result<Vec<(i64, f64)>, StorageError> {
+    raw_samples_capped(conn, series, from, to, chunks_only, usize::MAX)
+}
+
+/// [`raw_samples`], reading no further once more than `cap` samples are in: the answer then
+/// holds more than `cap` samples (not necessarily the first ones) and says only that the
+/// range has too many. Memory stays near `cap` samples however dense the series.
+pub(super) fn raw_samples_capped(
+    conn: &Connection,
+    series: i64,
+    from: i64,
+    to: i64,
+    chunks_only: bool,
+    cap: usize,
+) -> Result<Vec<(i64, f64)>, StorageError> {
     let mut out = Vec::new();
     // A chunk never spans more than a day (an hour window, or a sparse series' day), so its
     // start is within a day of any sample it holds: that bounds the index range scanned.
@@ -380,6 +394,9 @@ pub(super) fn raw_samples(
         let decoded =
             codec::decode_chunk(data).map_err(|e| corrupt(conn, format!("chunk {id}: {e}")))?;
         out.extend(decoded.into_iter().filter(|&(ts, _)| ts >= from && ts < to));
+        if out.len() > cap {
+            return Ok(out);
+        }
     }
     if !chunks_only {
         let mut stmt = conn.prepare_cached(
@@ -393,6 +410,9 @@ pub(super) fn raw_samples(
             let decoded = codec::decode_chunk(data)
                 .map_err(|e| corrupt(conn, format!("head row {id}: {e}")))?;
             out.extend(decoded.into_iter().filter(|&(ts, _)| ts >= from && ts < to));
+            if out.len() > cap {
+                return Ok(out);
+            }
         }
         out.extend(headlog::samples_of(conn, series, from, to)?);
     }
@@ -525,8 +545,26 @@ pub(super) fn run(
     series: &[StoredSeries],
     query: &Query,
 ) -> Result<Vec<SeriesResult>, StorageError> {
-    query.validate()?;
     let mut out = Vec::new();
+    run_each(conn, series, query, usize::MAX, |r| {
+        out.push(r);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// Runs `query` one series at a time, handing each answer to `each` before the next series
+/// is read, and stopping early when `each` breaks: a caller that streams or budgets the
+/// answer never holds more than one series' result. A raw answer stops being read past
+/// `max_raw` samples (it then holds more than `max_raw`, see [`raw_samples_capped`]).
+pub(super) fn run_each(
+    conn: &Connection,
+    series: &[StoredSeries],
+    query: &Query,
+    max_raw: usize,
+    mut each: impl FnMut(SeriesResult) -> std::ops::ControlFlow<()>,
+) -> Result<(), StorageError> {
+    query.validate()?;
     for s in series.iter().filter(|s| query.selector.matches(&s.key)) {
         let coverage = Coverage::of(conn, s.id)?;
         let (tier, partial) = plan(query, &coverage);
@@ -539,7 +577,8 @@ pub(super) fn run(
             buckets: Vec::new(),
         };
         if query.aggregations.is_empty() {
-            result.samples = raw_samples(conn, s.id, query.from_ms, query.to_ms, false)?;
+            result.samples =
+                raw_samples_capped(conn, s.id, query.from_ms, query.to_ms, false, max_raw)?;
         } else {
             let acc = match tier {
                 Tier::Raw => accumulate_raw(conn, s.id, query)?,
@@ -547,15 +586,20 @@ pub(super) fn run(
             };
             result.buckets = finish(query, acc);
         }
-        out.push(result);
+        if each(result).is_break() {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What is gathered per query bucket before the aggregations are read off it.
 #[derive(Debug, Default)]
 struct BucketAcc {
-    rollup: Option<Rollup>,
+    /// Boxed: most buckets of a fine step are empty, and an empty accumulator is then a
+    /// pointer instead of a whole rollup with its sketch (a 100,000-bucket query held
+    /// megabytes of empty rollups).
+    rollup: Option<Box<Rollup>>,
     /// Raw samples, kept only while the bucket is answered from raw data alone (exact
     /// quantiles).
     raw: Option<Vec<f64>>,
@@ -571,7 +615,7 @@ impl BucketAcc {
                     tracing::warn!(error = %e, "Rollup not mergeable; left out of the answer.");
                 }
             }
-            None => self.rollup = Some(rollup.clone()),
+            None => self.rollup = Some(Box::new(rollup.clone())),
         }
     }
 }
@@ -792,7 +836,7 @@ fn finish(query: &Query, accs: Vec<BucketAcc>) -> Vec<Bucket> {
         if let Some(v) = &mut sorted {
             v.sort_by(f64::total_cmp);
         }
-        let r = acc.rollup.as_ref().filter(|r| r.count > 0);
+        let r = acc.rollup.as_deref().filter(|r| r.count > 0);
         let values = query
             .aggregations
             .iter()

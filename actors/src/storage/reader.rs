@@ -94,6 +94,21 @@ impl StorageReader {
         query::run(&self.conn, &series, query)
     }
 
+    /// Runs a query one series at a time: `each` gets every series' answer before the next
+    /// is read, and stops the query by returning `ControlFlow::Break`. Peak memory is then
+    /// one series' answer, whatever the selector matches. A raw answer (no aggregations) is
+    /// read no further than `max_raw` samples: one with more than `max_raw` samples is
+    /// incomplete and only says that the range holds too many.
+    pub fn query_each(
+        &self,
+        query: &Query,
+        max_raw: usize,
+        each: impl FnMut(SeriesResult) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let series = query::load_series(&self.conn)?;
+        query::run_each(&self.conn, &series, query, max_raw, each)
+    }
+
     /// The samples of one series in `[from_ms, to_ms)`, oldest first, read from head rows
     /// and chunks alike. A NaN value reads back as NaN; an unknown series has no samples.
     pub fn query_range(
