@@ -147,21 +147,7 @@ impl World {
     }
 
     fn start(&self) -> ChildGuard {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("perfvisor starts");
-        ChildGuard(child)
+        support::start_run_logged(&self.config, &self.log)
     }
 
     /// Polls `f` until it returns `Some`, failing after `timeout` with `what` and the last

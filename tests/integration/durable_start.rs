@@ -49,6 +49,10 @@ probe_interval = "200ms"
 listen = "127.0.0.1:{port}"
 token = "t0ken"
 
+[api]
+# This test reads without the token.
+anonymous_loopback_reads = true
+
 [[daemon]]
 name = "worker"
 command = ["{loadgen}", "--cpu", "0", "--as", "{marker}worker"]
@@ -76,21 +80,7 @@ backoff_max = "1s"
 
     /// Starts `perfvisor run`, its log appended to [`World::log`].
     fn start(&self) -> RunGuard {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("perfvisor starts");
-        RunGuard(ChildGuard(child))
+        RunGuard(support::start_run_logged(&self.config, &self.log))
     }
 
     /// Panics with `msg` and the end of perfvisor's log.

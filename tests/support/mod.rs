@@ -106,6 +106,25 @@ impl Drop for RunGuard {
     }
 }
 
+/// Starts `perfvisor run --config CONFIG` (RUST_LOG=info) with its log appended to `log`.
+pub fn start_run_logged(config: &Path, log: &Path) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("perfvisor starts");
+    ChildGuard(child)
+}
+
 /// Starts the shipped load generator with these arguments.
 pub fn loadgen(args: &[&str]) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_perfvisor-loadgen"))

@@ -27,6 +27,7 @@
 //!   uptime are the main process's.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::probe::{scan_parents, Exec, ProbeError, ProcSnapshot, ProcState, ProcessProbe};
 
@@ -233,7 +234,7 @@ impl TreeProbe {
             leaving.push(Leaver {
                 last: m.last.clone(),
                 baseline: m.baseline,
-                pending: false,
+                left: Instant::now(),
             });
             false
         });
@@ -378,10 +379,12 @@ impl TreeProbe {
     /// Settles the processes that left the tree: a parent in the tree that reaped one took
     /// its time into its own children time, so nothing is credited; otherwise (no parent in
     /// the tree, or one that reaped nothing because it ignores `SIGCHLD`) its time at its last
-    /// probe goes to the departed total. The main process is read before its descendants,
-    /// so a reap can land between that read and the one that finds the child gone: a
-    /// leaver whose parent shows no reap yet is counted provisionally for one probe (the
-    /// returned CPU seconds) and settled at the next, when a reap would show.
+    /// probe goes to the departed total. A child that exited is gone from the tree before
+    /// its parent reaps it (a zombie, or a reap landing between the read of the main process
+    /// and the one that finds the child gone): a leaver whose parent shows no reap yet is
+    /// counted provisionally (the returned CPU seconds) until the reap shows, or for at most
+    /// [`SETTLE_WINDOW`], after which its time is credited for good. Only a parent that
+    /// reaps later than that counts the child twice.
     fn settle_leavers(&mut self, main: &ProcSnapshot, leaving: Vec<Leaver>) -> f64 {
         let main_pid = self.main.identity().pid;
         let mut provisional = 0.0;
@@ -409,14 +412,11 @@ impl TreeProbe {
             if missing <= 0.011 {
                 continue;
             }
-            if leaver.pending {
+            if leaver.left.elapsed() >= SETTLE_WINDOW {
                 self.departed.0 += missing;
             } else {
                 provisional += missing;
-                pending.push(Leaver {
-                    pending: true,
-                    ..leaver
-                });
+                pending.push(leaver);
             }
         }
         self.pending = pending;
@@ -424,12 +424,16 @@ impl TreeProbe {
     }
 }
 
+/// How long a leaver whose parent has not reaped it yet is counted provisionally before
+/// its time is credited for good (a parent that ignores `SIGCHLD` never shows the reap).
+const SETTLE_WINDOW: Duration = Duration::from_secs(5);
+
 /// A descendant gone from the tree, not yet settled.
 struct Leaver {
     last: ProcSnapshot,
     baseline: f64,
-    /// Counted provisionally at the last probe; settled at this one.
-    pending: bool,
+    /// When it was found gone.
+    left: Instant,
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -609,14 +613,17 @@ mod tests {
             after.total.cpu_seconds >= during.total.cpu_seconds,
             "{during:?} then {after:?}"
         );
-        // The reap may land between the reads of one probe; by the next it shows.
-        let settled = tree.probe().expect("probe");
-        assert!(settled.total.cpu_seconds >= after.total.cpu_seconds);
-        // It is the parent's cutime that holds it now, not a credit: no double count.
-        assert!(
-            settled.main.children_cpu_seconds >= during.total.cpu_seconds - 0.02,
-            "{during:?} then {settled:?}"
-        );
+        // The child may still be a zombie (not counted as a process) until its parent
+        // reaps it; from the reap on, the parent's cutime holds its time, not a credit.
+        let settled = poll_until(Duration::from_secs(10), || {
+            let snap = tree.probe().expect("probe");
+            assert!(
+                snap.total.cpu_seconds >= after.total.cpu_seconds,
+                "went back: {snap:?}"
+            );
+            (snap.main.children_cpu_seconds >= during.total.cpu_seconds - 0.02).then_some(snap)
+        })
+        .unwrap_or_else(|| panic!("the parent never reaped the child: {during:?} then {after:?}"));
         assert!(
             settled.total.cpu_seconds
                 <= settled.main.cpu_seconds() + settled.main.children_cpu_seconds + 0.02,
