@@ -8,10 +8,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, leaders, ChildGuard, RunGuard, Sweeper, Tmpfs};
+use crate::support::{self, leaders, RunGuard, Sweeper, Tmpfs};
 
 /// Longest wait for anything that polls.
 const WAIT: Duration = Duration::from_secs(30);

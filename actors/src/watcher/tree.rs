@@ -114,8 +114,6 @@ pub struct TreeProbe {
     departed: (f64, u64, u64),
     /// Leavers counted provisionally at the last probe.
     pending: Vec<Leaver>,
-    /// Added to the CPU total so it never goes back (see [`TreeTotals::cpu_seconds`]).
-    cpu_floor: f64,
     /// The CPU total of the last probe.
     last_cpu: Option<f64>,
     /// Whether a descendant was left out at this probe (see [`MAX_DESCENDANTS`]).
@@ -147,7 +145,6 @@ impl TreeProbe {
             probes: 0,
             departed: (0.0, 0, 0),
             pending: Vec::new(),
-            cpu_floor: 0.0,
             last_cpu: None,
             capped: false,
             max_descendants: MAX_DESCENDANTS,
@@ -223,7 +220,7 @@ impl TreeProbe {
                 )
                 .collect()
         };
-        self.members.retain(|_, m| {
+        self.members.retain(|&pid, m| {
             if m.seen {
                 if let Ok(snap) = m.probe.probe() {
                     m.baseline = before.get(&snap.ppid).copied().unwrap_or(f64::INFINITY);
@@ -232,12 +229,17 @@ impl TreeProbe {
                 }
             }
             leaving.push(Leaver {
+                pid,
                 last: m.last.clone(),
                 baseline: m.baseline,
                 left: Instant::now(),
             });
             false
         });
+        // A child can drop out of its parent's `children` list for a moment as it exits and
+        // come back as a zombie: one found again is a member, not a leaver.
+        let members = &self.members;
+        self.pending.retain(|l| !members.contains_key(&l.pid));
         let provisional = self.settle_leavers(&main, leaving);
 
         let mut total = TreeTotals {
@@ -282,15 +284,10 @@ impl TreeProbe {
         }
         total.read_bytes = total.read_bytes.map(|_| read);
         total.write_bytes = total.write_bytes.map(|_| write);
-        // A process can leave the tree between two probes with time we never saw it take
-        // into account elsewhere (e.g. reaped by init after its parent exited): never go back.
-        total.cpu_seconds = cpu + self.cpu_floor;
-        if let Some(previous) = self.last_cpu {
-            if total.cpu_seconds < previous {
-                self.cpu_floor += previous - total.cpu_seconds;
-                total.cpu_seconds = previous;
-            }
-        }
+        // The total is a counter: it never goes back. A dip (a child's time between its
+        // exit and its parent's reap, not yet in either) holds the previous value until the
+        // sum catches up; it is not carried forward, or the reap would count the child twice.
+        total.cpu_seconds = self.last_cpu.map_or(cpu, |previous| cpu.max(previous));
         self.last_cpu = Some(total.cpu_seconds);
         self.main_last = Some(main.clone());
         Ok(TreeSnapshot { main, total })
@@ -430,6 +427,7 @@ const SETTLE_WINDOW: Duration = Duration::from_secs(5);
 
 /// A descendant gone from the tree, not yet settled.
 struct Leaver {
+    pid: u32,
     last: ProcSnapshot,
     baseline: f64,
     /// When it was found gone.
@@ -627,7 +625,9 @@ mod tests {
         assert!(
             settled.total.cpu_seconds
                 <= settled.main.cpu_seconds() + settled.main.children_cpu_seconds + 0.02,
-            "counted twice: {settled:?}"
+            "counted twice: {settled:?} departed {:?} pending {}",
+            tree.departed,
+            tree.pending.len()
         );
         assert!(tree.pending.is_empty());
         assert!(tree.departed.0 < 0.02, "{:?}", tree.departed);
