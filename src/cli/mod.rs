@@ -37,8 +37,8 @@ pub struct Cli {
     /// 127.0.0.1:9465].
     #[arg(long, global = true, env = "PERFVISOR_ADDRESS")]
     address: Option<String>,
-    /// API token for mutating calls (and for every call off loopback) [default: the config's
-    /// `token` or `token_file`].
+    /// API token: needed for mutating calls, for reads once the instance has any token, and
+    /// for every call off loopback [default: the config's `token` or `token_file`].
     #[arg(long, global = true, env = "PERFVISOR_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
