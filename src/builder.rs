@@ -195,6 +195,13 @@ impl PerfvisorBuilder {
     /// Starts perfvisor on threads of its own and returns its handle. Takes the database's
     /// lock first ([`DatabaseLock`]): a second perfvisor on a database in use is refused with
     /// [`Error::DatabaseInUse`], before anything is written.
+    ///
+    /// Blocks the calling thread until the engine runs: opening (and, for an older file,
+    /// migrating) the database takes milliseconds on a new file and up to seconds on a large
+    /// one. Call it before the async runtime starts or inside `spawn_blocking`. Every method
+    /// of the returned handle is async and blocks no executor thread, except
+    /// [`Perfvisor::reader`] (a SQLite connection) and the hot-path recorder (which never
+    /// waits).
     pub fn start(self) -> Result<Perfvisor, Error> {
         let problems = self.config.judge.problems();
         if !problems.is_empty() {

@@ -80,6 +80,28 @@ fn check_pid_runs(spec: &DaemonSpec) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs a blocking call where it blocks no executor: on the tokio runtime's blocking pool
+/// when one is current (threads reused), else on a thread of its own.
+async fn off_executor<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        return runtime
+            .spawn_blocking(f)
+            .await
+            .map_err(|_| Error::NotRunning);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(Error::Thread)?;
+    rx.await.map_err(|_| Error::NotRunning)
+}
+
 impl Perfvisor {
     /// A builder with every setting at its default.
     pub fn builder() -> PerfvisorBuilder {
@@ -382,16 +404,8 @@ impl Perfvisor {
             self.inner.parts.collector.send(DrainRecorder)
         };
         drained.await.map_err(|_| Error::NotRunning)?;
-        // The storage flush blocks; wait for it on a thread so no executor is blocked.
         let storage = self.inner.parts.storage.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("perfvisor-flush".into())
-            .spawn(move || {
-                let _ = tx.send(storage.flush(FLUSH_TIMEOUT));
-            })
-            .map_err(Error::Thread)?;
-        rx.await.map_err(|_| Error::NotRunning)??;
+        off_executor("perfvisor-flush", move || storage.flush(FLUSH_TIMEOUT)).await??;
         Ok(())
     }
 
@@ -400,14 +414,7 @@ impl Perfvisor {
     pub async fn compact_now(&self) -> Result<(), Error> {
         self.check_running()?;
         let storage = self.inner.parts.storage.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("perfvisor-compact".into())
-            .spawn(move || {
-                let _ = tx.send(storage.compact_now(COMPACT_TIMEOUT));
-            })
-            .map_err(Error::Thread)?;
-        rx.await.map_err(|_| Error::NotRunning)??;
+        off_executor("perfvisor-compact", move || storage.compact_now(COMPACT_TIMEOUT)).await??;
         Ok(())
     }
 
@@ -481,6 +488,8 @@ impl Perfvisor {
     }
 
     /// A read-only connection to the history database; it never waits for the writer.
+    /// Opening it and its queries are blocking SQLite calls (milliseconds to seconds for
+    /// long ranges): from async code run them in `tokio::task::spawn_blocking`.
     pub fn reader(&self) -> Result<StorageReader, Error> {
         Ok(StorageReader::open(&self.inner.database)?)
     }
