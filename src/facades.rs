@@ -34,7 +34,7 @@ fn routed(base: &Recorder, daemon: Option<&str>, labels: Vec<(String, String)>) 
 mod metrics_facade {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, RwLock};
 
     use metrics::{
         Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata,
@@ -56,6 +56,15 @@ mod metrics_facade {
     pub struct MetricsRecorder {
         recorder: Recorder,
         units: Mutex<HashMap<String, Unit>>,
+        /// Handles by key: the macros register on every call, so a key is resolved (its
+        /// daemon, labels and name) once and then found by its precomputed hash.
+        handles: RwLock<HashMap<Key, Arc<Handle>>>,
+    }
+
+    impl std::fmt::Debug for Handle {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.metric.as_str())
+        }
     }
 
     impl MetricsRecorder {
@@ -64,6 +73,24 @@ mod metrics_facade {
             MetricsRecorder {
                 recorder,
                 units: Mutex::new(HashMap::new()),
+                handles: RwLock::new(HashMap::new()),
+            }
+        }
+
+        /// The handle of `key`, made on first use. A gauge's level starts at 0.
+        fn handle(&self, key: &Key) -> Arc<Handle> {
+            if let Some(h) = self.handles.read().ok().and_then(|m| m.get(key).cloned()) {
+                return h;
+            }
+            let (recorder, metric) = self.target(key);
+            let made = Arc::new(Handle {
+                recorder,
+                metric,
+                last: AtomicU64::new(0),
+            });
+            match self.handles.write() {
+                Ok(mut m) => m.entry(key.clone()).or_insert(made).clone(),
+                Err(_) => made,
             }
         }
 
@@ -129,35 +156,21 @@ mod metrics_facade {
         }
 
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            let (recorder, metric) = self.target(key);
-            Counter::from_arc(Arc::new(Handle {
-                recorder,
-                metric,
-                last: AtomicU64::new(0),
-            }))
+            Counter::from_arc(self.handle(key))
         }
 
         fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-            let (recorder, metric) = self.target(key);
-            Gauge::from_arc(Arc::new(Handle {
-                recorder,
-                metric,
-                last: AtomicU64::new(0f64.to_bits()),
-            }))
+            Gauge::from_arc(self.handle(key))
         }
 
         fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-            let (recorder, metric) = self.target(key);
-            Histogram::from_arc(Arc::new(Handle {
-                recorder,
-                metric,
-                last: AtomicU64::new(0),
-            }))
+            Histogram::from_arc(self.handle(key))
         }
     }
 
     /// One registered metric. `last` is the latest absolute counter value, or the gauge's
-    /// level (as f64 bits), so relative updates become levels.
+    /// level (as f64 bits; 0 is 0.0), so relative updates become levels. A key registered as
+    /// one kind is used as that kind (the metrics macros name a key's kind by the macro).
     struct Handle {
         recorder: Recorder,
         metric: MetricName,

@@ -414,7 +414,10 @@ impl Perfvisor {
     pub async fn compact_now(&self) -> Result<(), Error> {
         self.check_running()?;
         let storage = self.inner.parts.storage.clone();
-        off_executor("perfvisor-compact", move || storage.compact_now(COMPACT_TIMEOUT)).await??;
+        off_executor("perfvisor-compact", move || {
+            storage.compact_now(COMPACT_TIMEOUT)
+        })
+        .await??;
         Ok(())
     }
 
