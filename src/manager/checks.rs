@@ -200,9 +200,15 @@ mod tests {
         (addr, handle)
     }
 
+    /// Port 1: below the ephemeral range, so no other test's server can be handed it while
+    /// this test expects it closed (a bound-and-released port can be).
     fn closed_port() -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} is open"
+        );
+        addr
     }
 
     /// HTTP probes pass on 2xx and fail on 5xx or a closed port.

@@ -157,7 +157,7 @@ async fn hanging_webhooks_do_not_delay_host_actors() {
             }
         }
     });
-    let refused_port = support::free_port();
+    let refused_port = support::refused_port();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perfvisor.db");
     let webhook = |port: u16| SinkConfig::Webhook {

@@ -287,6 +287,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A port on 127.0.0.1 that refuses connections for the whole test: port 1, below the
+/// ephemeral range, so no other test's server can be handed it (a bound-and-released port
+/// can be, and then a "refused" endpoint starts answering).
+pub fn refused_port() -> u16 {
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", 1)).is_err(),
+        "something listens on 127.0.0.1:1"
+    );
+    1
+}
+
 /// A plain HTTP/1.1 GET to 127.0.0.1; returns (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http_request(port, "GET", path, None, None)

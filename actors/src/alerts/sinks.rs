@@ -1542,11 +1542,10 @@ mod tests {
     #[test]
     fn hanging_and_refusing_endpoints_delay_neither_caller_nor_other_sinks() {
         let hanging = TestServer::start(Behaviour::Hang, &[]);
-        let refused_port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Port 1 is below the ephemeral range, so no other test's server can be handed it
+        // (a bound-and-released port can be, and then "refused" delivers).
+        let refused_port = 1;
+        assert!(std::net::TcpStream::connect(("127.0.0.1", refused_port)).is_err());
         let healthy = TestServer::start(Behaviour::Answer, &[]);
         let settings = SinkSettings {
             max_attempts: 2,
