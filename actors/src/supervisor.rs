@@ -576,15 +576,13 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
 
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for (name, sink) in &config.sinks {
-        sinks.push(Arc::new(
-            Sink::spawn(name.clone(), sink.clone(), SinkSettings::default()).map_err(|e| {
-                EngineError::InvalidSetting {
-                    name: "sinks",
-                    value: format!("{name}: {e}"),
-                    expected: "a sink whose settings pass validation (see the message)",
-                }
-            })?,
-        ));
+        let started = Sink::spawn_each(name.clone(), sink.clone(), SinkSettings::default())
+            .map_err(|e| EngineError::InvalidSetting {
+                name: "sinks",
+                value: format!("{name}: {e}"),
+                expected: "a sink whose settings pass validation (see the message)",
+            })?;
+        sinks.extend(started.into_iter().map(Arc::new));
     }
     let status_sinks = sinks.clone();
     let control = ControlSlot::new(config.daemon_control.clone());
@@ -1255,8 +1253,8 @@ impl Handler<ReplaceAlerting> for Supervisor {
             Some(configs) => {
                 let mut sinks = Vec::with_capacity(configs.len());
                 for (name, config) in configs {
-                    match Sink::spawn(name.clone(), config, SinkSettings::default()) {
-                        Ok(sink) => sinks.push(Arc::new(sink)),
+                    match Sink::spawn_each(name.clone(), config, SinkSettings::default()) {
+                        Ok(started) => sinks.extend(started.into_iter().map(Arc::new)),
                         Err(e) => return Box::pin(async move { Err(format!("sink {name}: {e}")) }),
                     }
                 }

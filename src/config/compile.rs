@@ -169,6 +169,7 @@ const SINK_KEYS: &[&str] = &[
     "name",
     "kind",
     "url",
+    "urls",
     "headers",
     "timeout",
     "generator_url",
@@ -177,6 +178,7 @@ const SINK_KEYS: &[&str] = &[
 const SINK_KINDS: &[&str] = &["webhook", "alertmanager", "exec", "log"];
 const SINK_KIND_KEYS: &[(&str, &[&str])] = &[
     ("url", &["webhook", "alertmanager"]),
+    ("urls", &["alertmanager"]),
     ("headers", &["webhook"]),
     ("timeout", &["webhook", "alertmanager", "exec"]),
     ("generator_url", &["alertmanager"]),
@@ -1543,8 +1545,43 @@ fn sink(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<(String, SinkConfig)> {
             if let Some(g) = &generator_url {
                 check_url(ctx, t, "generator_url", g);
             }
+            const URLS: &str = "an array of http:// or https:// URLs, one per member of the \
+                                Alertmanager cluster";
+            let urls = match (t.has("url"), t.has("urls")) {
+                (true, true) => {
+                    t.bad(
+                        ctx,
+                        "urls",
+                        "give either url (one Alertmanager) or urls (the members of a cluster), \
+                         not both",
+                    );
+                    return None;
+                }
+                (false, true) => {
+                    let urls = t.strings(ctx, "urls", URLS)?;
+                    if urls.is_empty() {
+                        t.bad(ctx, "urls", format!("the array is empty; expected {URLS}"));
+                        return None;
+                    }
+                    let before = ctx.problems.len();
+                    for (url, _) in &urls {
+                        check_url(ctx, t, "urls", url);
+                    }
+                    let mut seen = std::collections::HashSet::new();
+                    for (url, _) in &urls {
+                        if !seen.insert(url.trim_end_matches('/')) {
+                            t.bad(ctx, "urls", format!("{url:?} is listed twice"));
+                        }
+                    }
+                    if ctx.problems.len() != before {
+                        return None;
+                    }
+                    urls.into_iter().map(|(url, _)| url).collect()
+                }
+                _ => vec![url(ctx)?],
+            };
             SinkConfig::Alertmanager {
-                url: url(ctx)?,
+                urls,
                 timeout,
                 generator_url,
             }

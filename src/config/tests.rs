@@ -198,7 +198,7 @@ fn default_config_examples_parse() {
     assert_eq!(c.daemons.len(), 2);
     assert_eq!(c.attached.len(), 1);
     assert_eq!(c.rules().len(), 8);
-    assert_eq!(c.sinks().len(), 4);
+    assert_eq!(c.sinks().len(), 5);
     assert_eq!(c.silences(0).len(), 2);
     let text = default_config_text();
     for key in super::compile::documented_keys() {
@@ -962,4 +962,36 @@ fn attach_pick_and_pidfile_check() {
     )
     .expect_err("unknown pick");
     assert!(e.to_string().contains("oldest"), "{e}");
+}
+
+/// An Alertmanager sink takes `url` or `urls` (the members of a cluster), not both, not an
+/// empty or repeated list, and each URL is checked.
+#[test]
+fn alertmanager_sink_urls() {
+    let sink = |keys: &str| format!("[[sink]]\nname = \"am\"\nkind = \"alertmanager\"\n{keys}\n");
+    let c = parse(
+        &sink("urls = [\"http://127.0.0.1:9093\", \"http://127.0.0.1:9094\"]"),
+        "t",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    match &c.sinks()[0].1 {
+        SinkConfig::Alertmanager { urls, .. } => assert_eq!(urls.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    for (keys, needle) in [
+        (
+            "url = \"http://a:1\"\nurls = [\"http://b:1\"]",
+            "either url (one Alertmanager) or urls",
+        ),
+        ("urls = []", "the array is empty"),
+        (
+            "urls = [\"http://a:1\", \"http://a:1/\"]",
+            "\"http://a:1/\" is listed twice",
+        ),
+        ("urls = [\"http://a:1\", \"ftp://b\"]", "ftp://b"),
+        ("urls = [\"http://a:1\", 3]", "expected a string, found"),
+    ] {
+        let err = parse(&sink(keys), "t").unwrap_err().to_string();
+        assert!(err.contains(needle), "{keys}: {err}");
+    }
 }

@@ -98,7 +98,7 @@ async fn alertmanager_receives_the_alert_and_its_resolution() {
         .sink(
             "alertmanager",
             SinkConfig::Alertmanager {
-                url: format!("http://127.0.0.1:{}", am.port),
+                urls: vec![format!("http://127.0.0.1:{}", am.port)],
                 timeout: Duration::from_secs(5),
                 generator_url: None,
             },
@@ -139,6 +139,196 @@ async fn alertmanager_receives_the_alert_and_its_resolution() {
     assert!(sink.delivered >= 2, "{sink:?}");
     pv.shutdown().await.unwrap();
     drop(am);
+}
+
+/// A webhook receiver on 127.0.0.1 that records the JSON body of every POST and answers 200;
+/// it stops when dropped.
+struct Receiver {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, st) = (bodies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        b.lock().unwrap().push(v);
+                    }
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver {
+            port,
+            bodies,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many notifications said `status` ("firing" or "resolved") for the alert of
+    /// `alertname` on `daemon`.
+    fn count(&self, alertname: &str, daemon: &str, status: &str) -> usize {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| {
+                a["labels"]["alertname"] == alertname
+                    && a["labels"]["daemon"] == daemon
+                    && a["status"] == status
+            })
+            .count()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Alertmanager HA: one sink lists both members of a real two-node Alertmanager cluster.
+/// With both up, an alert reaches the receiver once (the cluster deduplicates what both
+/// got); with one stopped, a firing and its resolution still arrive, once each, through the
+/// other, and perfvisor counts the failures against the stopped one only.
+#[tokio::test]
+async fn alertmanager_cluster_member_down_loses_nothing() {
+    support::quiet_panics();
+    let receiver = Receiver::start();
+    let Some(mut cluster) =
+        Alertmanager::cluster(2, &format!("http://127.0.0.1:{}/", receiver.port))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perfvisor.db");
+    let urls: Vec<String> = cluster
+        .iter()
+        .map(|am| format!("http://127.0.0.1:{}", am.port))
+        .collect();
+    let pv = builder(&db)
+        .rule(slow_rule())
+        .sink(
+            "am",
+            SinkConfig::Alertmanager {
+                urls: urls.clone(),
+                timeout: Duration::from_secs(2),
+                generator_url: None,
+            },
+        )
+        .start()
+        .unwrap();
+    let settle = || std::thread::sleep(Duration::from_secs(4));
+
+    // Both members up: each receives the alert; the receiver hears of it once.
+    let first = pv.recorder().for_daemon("first");
+    first.observe("search.latency_seconds", 0.9);
+    wait_for(WAIT, "the firing reaches the receiver", || async {
+        receiver.count("slow_search", "first", "firing") >= 1
+    })
+    .await;
+    for am in &cluster {
+        let listed = am.alerts(true);
+        assert!(
+            listed
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["labels"]["daemon"] == "first")),
+            "every member holds the alert: {listed}"
+        );
+    }
+    settle();
+    assert_eq!(
+        receiver.count("slow_search", "first", "firing"),
+        1,
+        "{:?}",
+        receiver.bodies.lock().unwrap()
+    );
+
+    // One member stops: the resolution and a new firing and its resolution arrive once.
+    cluster[0].kill();
+    first.observe("search.latency_seconds", 0.1);
+    let second = pv.recorder().for_daemon("second");
+    second.observe("search.latency_seconds", 0.9);
+    wait_for(
+        WAIT,
+        "both reach the receiver through the member left",
+        || async {
+            receiver.count("slow_search", "first", "resolved") >= 1
+                && receiver.count("slow_search", "second", "firing") >= 1
+        },
+    )
+    .await;
+    second.observe("search.latency_seconds", 0.1);
+    wait_for(
+        WAIT,
+        "the second resolution reaches the receiver",
+        || async { receiver.count("slow_search", "second", "resolved") >= 1 },
+    )
+    .await;
+    settle();
+    let counts = [
+        receiver.count("slow_search", "first", "resolved"),
+        receiver.count("slow_search", "second", "firing"),
+        receiver.count("slow_search", "second", "resolved"),
+    ];
+    assert_eq!(counts, [1, 1, 1], "{:?}", receiver.bodies.lock().unwrap());
+
+    let status = pv.status().await.unwrap();
+    let member = |i: usize| {
+        let name = format!("am@{}", urls[i].trim_start_matches("http://"));
+        status
+            .alert_sinks
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sink {name}: {:?}", status.alert_sinks))
+    };
+    let (down, up) = (member(0), member(1));
+    assert!(up.delivered >= 4 && up.failed_attempts == 0, "{up:?}");
+    assert!(down.failed_attempts >= 1 && down.delivered >= 1, "{down:?}");
+    pv.shutdown().await.unwrap();
+    drop(cluster);
 }
 
 /// Acceptance 4: a webhook that accepts connections and never answers, and one whose port

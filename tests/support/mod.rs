@@ -386,6 +386,70 @@ impl Alertmanager {
     /// Starts one and waits until it is ready. `None` (with a notice) when the package is
     /// missing, unless [`external_required`], which makes that a failure.
     pub fn start() -> Option<Alertmanager> {
+        let binary = Self::binary()?;
+        let route = "route:\n  receiver: blackhole\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: blackhole\n";
+        Some(Self::spawn(
+            binary,
+            route,
+            &["--cluster.listen-address=".to_owned()],
+            free_port(),
+        ))
+    }
+
+    /// `n` Alertmanagers gossiping as one cluster on 127.0.0.1, each notifying the webhook at
+    /// `receiver` (resolutions included), started together and ready once each sees all `n`
+    /// members. `None` as for [`Alertmanager::start`].
+    pub fn cluster(n: usize, receiver: &str) -> Option<Vec<Alertmanager>> {
+        let binary = Self::binary()?;
+        let route = format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, daemon]\n  group_wait: 1s\n  \
+             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    \
+             webhook_configs:\n      - url: \"{receiver}\"\n        send_resolved: true\n"
+        );
+        let gossip: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let members: Vec<Alertmanager> = gossip
+            .iter()
+            .map(|&own| {
+                let mut args = vec![
+                    format!("--cluster.listen-address=127.0.0.1:{own}"),
+                    format!("--cluster.advertise-address=127.0.0.1:{own}"),
+                    "--cluster.peer-timeout=1s".to_owned(),
+                    "--cluster.gossip-interval=100ms".to_owned(),
+                    "--cluster.pushpull-interval=1s".to_owned(),
+                    "--cluster.settle-timeout=1s".to_owned(),
+                ];
+                args.extend(
+                    gossip
+                        .iter()
+                        .filter(|&&p| p != own)
+                        .map(|p| format!("--cluster.peer=127.0.0.1:{p}")),
+                );
+                Self::spawn(binary, &route, &args, free_port())
+            })
+            .collect();
+        let started = Instant::now();
+        for am in &members {
+            loop {
+                let peers = http_get(am.port, "/api/v2/status")
+                    .ok()
+                    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                    .and_then(|v| v["cluster"]["peers"].as_array().map(Vec::len))
+                    .unwrap_or(0);
+                if peers == n {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "alertmanager on 127.0.0.1:{} sees {peers} of {n} cluster members",
+                    am.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(members)
+    }
+
+    fn binary() -> Option<&'static std::path::Path> {
         let binary = std::path::Path::new("/usr/bin/prometheus-alertmanager");
         if !binary.exists() {
             assert!(
@@ -399,25 +463,26 @@ impl Alertmanager {
             );
             return None;
         }
+        Some(binary)
+    }
+
+    /// Starts one with `config` and extra arguments, and waits until it is ready.
+    fn spawn(binary: &std::path::Path, config: &str, args: &[String], port: u16) -> Alertmanager {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: blackhole\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: blackhole\n",
-        )
-        .expect("config");
-        let port = free_port();
+        let config_file = dir.path().join("alertmanager.yml");
+        std::fs::write(&config_file, config).expect("config");
+        let log = std::fs::File::create(dir.path().join("alertmanager.log")).expect("log");
         let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.path={}",
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start alertmanager");
         let am = Alertmanager {
@@ -429,11 +494,22 @@ impl Alertmanager {
         while !matches!(http_get(port, "/-/ready"), Ok((200, _))) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "alertmanager not ready on 127.0.0.1:{port}"
+                "alertmanager not ready on 127.0.0.1:{port}: {}",
+                am.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(am)
+        am
+    }
+
+    /// What it wrote to its standard error.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("alertmanager.log")).unwrap_or_default()
+    }
+
+    /// Kills it by pid now.
+    pub fn kill(&mut self) {
+        self.child.kill();
     }
 
     /// The alerts it holds (`GET /api/v2/alerts`), as JSON.

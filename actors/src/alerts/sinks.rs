@@ -43,7 +43,8 @@
 //! alert (series labels are added under their own names, made valid label names, unless they
 //! collide with one of perfvisor's); `endsAt` is only set on a resolution, which makes
 //! Alertmanager resolve the alert. A firing alert without `endsAt` is resolved by Alertmanager
-//! after its `resolve_timeout` (5 min by default) unless it is sent again before.
+//! after its `resolve_timeout` (5 min by default) unless it is sent again before. Several URLs
+//! are the members of one cluster: [`Sink::spawn_each`] gives each a sink of its own.
 //!
 //! ```json
 //! [{
@@ -116,10 +117,15 @@ pub enum SinkConfig {
         /// Bound of one attempt: connect plus the whole request.
         timeout: Duration,
     },
-    /// POSTs to Alertmanager's API v2 (`{url}/api/v2/alerts`).
+    /// POSTs to Alertmanager's API v2 (`{url}/api/v2/alerts`) of every URL given.
+    ///
+    /// Several URLs are the members of one Alertmanager cluster (high availability): every
+    /// notification goes to each of them, through a sink of its own (see
+    /// [`Sink::spawn_each`]), so one member down or slow neither loses nor delays what the
+    /// others receive. The cluster deduplicates what reaches the receivers.
     Alertmanager {
-        /// Base URL of Alertmanager, for example `http://127.0.0.1:9093`.
-        url: String,
+        /// Base URLs, for example `["http://127.0.0.1:9093"]`; at least one.
+        urls: Vec<String>,
         /// Bound of one attempt: connect plus the whole request.
         timeout: Duration,
         /// Sent as each alert's `generatorURL` (a link back to perfvisor), if given.
@@ -226,6 +232,18 @@ pub enum ConfigProblem {
     TlsUnavailable {
         /// The URL as given.
         url: String,
+    },
+    /// An Alertmanager sink without a URL.
+    #[error("no url is given; give `url`, or `urls` with the members of an Alertmanager cluster")]
+    NoUrl,
+    /// Several Alertmanager URLs given to [`Sink::spawn`], which starts one sink.
+    #[error(
+        "{count} urls are given to one sink; start them with Sink::spawn_each, which makes \
+         one sink per Alertmanager"
+    )]
+    SeveralUrls {
+        /// How many URLs were given.
+        count: usize,
     },
     /// A webhook header that HTTP does not allow.
     #[error(
@@ -457,6 +475,74 @@ impl Sink {
         })
     }
 
+    /// Starts the sinks of one configured sink: one, or for an Alertmanager sink with
+    /// several URLs one per Alertmanager, named `{name}@{host:port}`, each with its own queue
+    /// and retries. Every problem of every member is reported at once, and nothing is left
+    /// running when one is refused.
+    pub fn spawn_each(
+        name: impl Into<String>,
+        config: SinkConfig,
+        settings: SinkSettings,
+    ) -> Result<Vec<Sink>, SinkError> {
+        let name = name.into();
+        let SinkConfig::Alertmanager {
+            urls,
+            timeout,
+            generator_url,
+        } = config
+        else {
+            return Ok(vec![Sink::spawn(name, config, settings)?]);
+        };
+        if urls.len() < 2 {
+            let config = SinkConfig::Alertmanager {
+                urls,
+                timeout,
+                generator_url,
+            };
+            return Ok(vec![Sink::spawn(name, config, settings)?]);
+        }
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for url in &urls {
+            let authority = check_url(&mut problems, url)
+                .and_then(|uri| uri.authority().map(|a| a.as_str().to_owned()));
+            if let Some(authority) = authority {
+                if !seen.insert(authority.clone()) {
+                    problems.push(ConfigProblem::BadUrl {
+                        url: url.clone(),
+                        reason: format!("{authority} is listed twice"),
+                    });
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(SinkError::Invalid {
+                sink: name,
+                problems,
+            });
+        }
+        let mut sinks = Vec::with_capacity(urls.len());
+        for url in urls {
+            let authority = url
+                .parse::<Uri>()
+                .ok()
+                .and_then(|uri| uri.authority().map(|a| a.as_str().to_owned()))
+                .unwrap_or_else(|| url.clone());
+            let member = SinkConfig::Alertmanager {
+                urls: vec![url],
+                timeout,
+                generator_url: generator_url.clone(),
+            };
+            // A refused member drops (and so stops) the ones already started.
+            sinks.push(Sink::spawn(
+                format!("{name}@{authority}"),
+                member,
+                settings.clone(),
+            )?);
+        }
+        Ok(sinks)
+    }
+
     /// The sink's name.
     pub fn name(&self) -> &str {
         &self.stats.name
@@ -569,13 +655,26 @@ fn validate(
             })
         }
         SinkConfig::Alertmanager {
-            url,
+            urls,
             timeout,
             generator_url,
         } => {
             check_duration(&mut problems, "timeout", *timeout);
-            let uri = check_url(&mut problems, url);
-            uri.map(|_| {
+            let url = match urls.as_slice() {
+                [url] => Some(url),
+                [] => {
+                    problems.push(ConfigProblem::NoUrl);
+                    None
+                }
+                several => {
+                    problems.push(ConfigProblem::SeveralUrls {
+                        count: several.len(),
+                    });
+                    None
+                }
+            };
+            let uri = url.and_then(|url| check_url(&mut problems, url));
+            url.zip(uri).map(|(url, _)| {
                 let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
                 Box::new(HttpDeliverer::new(
                     endpoint,
@@ -1517,6 +1616,70 @@ mod tests {
         assert_eq!(server.requests().len(), 2);
     }
 
+    /// Ensures an Alertmanager sink with several URLs becomes one sink per member, each
+    /// delivering on its own, and that `Sink::spawn` refuses several URLs, naming the way.
+    #[test]
+    fn alertmanager_cluster_members_get_a_sink_each() {
+        let (a, b) = (
+            TestServer::start(Behaviour::Answer, &[]),
+            TestServer::start(Behaviour::Answer, &[500, 500, 500, 500, 500]),
+        );
+        let base = |s: &TestServer| s.url().trim_end_matches("/hook").to_owned();
+        let config = SinkConfig::Alertmanager {
+            urls: vec![base(&a), base(&b)],
+            timeout: Duration::from_secs(2),
+            generator_url: None,
+        };
+        let err = Sink::spawn("am", config.clone(), fast())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 urls") && err.contains("spawn_each"),
+            "{err}"
+        );
+        let sinks = Sink::spawn_each("am", config, fast()).unwrap();
+        let names: Vec<&str> = sinks.iter().map(Sink::name).collect();
+        let authority = |s: &TestServer| base(s).trim_start_matches("http://").to_owned();
+        assert_eq!(
+            names,
+            [
+                format!("am@{}", authority(&a)),
+                format!("am@{}", authority(&b))
+            ]
+        );
+        for sink in &sinks {
+            assert!(sink.send(one("high_cpu", AlertState::Firing)));
+        }
+        assert!(wait_until(Duration::from_secs(5), || sinks[0]
+            .status()
+            .delivered
+            == 1));
+        assert!(wait_until(Duration::from_secs(5), || sinks[1]
+            .status()
+            .failed_attempts
+            >= 2));
+        assert_eq!(a.requests().len(), 1);
+
+        let twice = SinkConfig::Alertmanager {
+            urls: vec![base(&a), format!("{}/", base(&a))],
+            timeout: Duration::from_secs(2),
+            generator_url: None,
+        };
+        let err = Sink::spawn_each("am", twice, fast())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        let none = SinkConfig::Alertmanager {
+            urls: Vec::new(),
+            timeout: Duration::from_secs(2),
+            generator_url: None,
+        };
+        let err = Sink::spawn_each("am", none, fast())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no url is given"), "{err}");
+    }
+
     /// Ensures a 400 is a permanent failure: not retried, counted, its body kept.
     #[test]
     fn webhook_does_not_retry_a_client_error() {
@@ -1825,7 +1988,7 @@ mod tests {
             ("not a url", "not a URL"),
         ] {
             let config = SinkConfig::Alertmanager {
-                url: url.into(),
+                urls: vec![url.into()],
                 timeout: Duration::from_secs(1),
                 generator_url: None,
             };
@@ -1838,7 +2001,7 @@ mod tests {
             );
         }
         let config = SinkConfig::Alertmanager {
-            url: "https://am.example.com".into(),
+            urls: vec!["https://am.example.com".into()],
             timeout: Duration::from_secs(6 * 60),
             generator_url: None,
         };
@@ -1991,7 +2154,7 @@ mod tests {
         assert!(ready, "Alertmanager not ready: {}", am_log());
 
         let config = SinkConfig::Alertmanager {
-            url: format!("{base}/"),
+            urls: vec![format!("{base}/")],
             timeout: Duration::from_secs(2),
             generator_url: Some("http://perfvisor.test/".into()),
         };
