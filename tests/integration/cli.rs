@@ -3,14 +3,10 @@
 //! the read and control commands, stopped by SIGTERM with its daemons' process trees.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, ChildGuard};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-}
+use crate::support::{self, bin, ChildGuard, Instance};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,20 +104,13 @@ fn pid_alive(pid: u32) -> bool {
 /// `reload` work against it; SIGTERM stops it and its managed daemon's whole process tree.
 #[test]
 fn run_manages_and_attaches_daemons() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
     let loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen");
     let attached = support::loadgen(&["--cpu", "0"]);
-    let config = dir.path().join("perfvisor.toml");
-    let text = format!(
-        r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "{address}"
-token = "t0ken"
-
+    let mut pv = Instance::new();
+    pv.write_config(
+        "probe_interval = \"200ms\"",
+        &format!(
+            r#"
 [[daemon]]
 name = "worker"
 command = ["/bin/sh", "-c", "{loadgen} --cpu 0 & exec {loadgen} --cpu 0.05"]
@@ -131,26 +120,12 @@ stop_timeout = "2s"
 name = "outside"
 pid = {pid}
 "#,
-        db = dir.path().join("pv.db").display(),
-        pid = attached.pid()
+            pid = attached.pid()
+        ),
     );
-    std::fs::write(&config, text).unwrap();
-    let child = bin()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut run = ChildGuard(child);
-    let cli = |args: &[&str]| {
-        bin()
-            .args(args)
-            .args(["--address", &address, "--token", "t0ken"])
-            .output()
-            .unwrap()
-    };
+    pv.start();
+    let address = pv.address.clone();
+    let cli = |args: &[&str]| pv.cli(args);
     let started = Instant::now();
     let status = loop {
         let out = cli(&["status", "--json"]);
@@ -234,17 +209,7 @@ pid = {pid}
     let out = cli(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let new_pid = v["managed"][0]["pid"].as_u64().unwrap_or(0) as u32;
-    // SAFETY: kill with a valid signal number; the pid is our child.
-    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
-    let stopped = Instant::now();
-    while run.0.try_wait().unwrap().is_none() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(30),
-            "run did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(run.0.try_wait().unwrap().is_some_and(|s| s.success()));
+    assert!(pv.terminate().success());
     assert!(
         new_pid == 0 || !pid_alive(new_pid),
         "managed daemon stopped with perfvisor"
@@ -303,35 +268,21 @@ fn demo_detects_the_leak_and_the_regression() {
 #[test]
 #[ignore = "measurement; prints figures"]
 fn overhead_with_100_attached_daemons() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
     let daemons: Vec<ChildGuard> = (0..100)
         .map(|_| support::loadgen(&["--cpu", "0"]))
         .collect();
-    let mut config = format!(
-        "[supervisor]\ndatabase = \"{}\"\nprobe_interval = \"1s\"\nlisten = \"{address}\"\n",
-        dir.path().join("pv.db").display()
-    );
+    let mut config = "[api]\nanonymous_loopback_reads = true\n".to_owned();
     for (i, d) in daemons.iter().enumerate() {
         config.push_str(&format!(
             "\n[[attach]]\nname = \"d{i}\"\npid = {}\n",
             d.pid()
         ));
     }
-    let file = dir.path().join("perfvisor.toml");
-    std::fs::write(&file, config).unwrap();
-    let child = bin()
-        .args(["run", "--config"])
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let run = ChildGuard(child);
-    let pid = run.pid();
+    let mut pv = Instance::new();
+    pv.write_config("probe_interval = \"1s\"", &config);
+    pv.start();
+    let (port, address) = (pv.port, pv.address.clone());
+    let pid = pv.pid();
     let started = Instant::now();
     loop {
         let out = bin()
@@ -407,7 +358,7 @@ fn overhead_with_100_attached_daemons() {
         cli_latencies[5],
         cli_latencies[9]
     );
-    drop(run);
+    drop(pv);
     drop(daemons);
 }
 
@@ -415,21 +366,12 @@ fn overhead_with_100_attached_daemons() {
 /// (even at debug level), in `/metrics` or in the API's answers.
 #[test]
 fn secrets_stay_out_of_logs_and_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
     let loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen");
-    let config = dir.path().join("perfvisor.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut pv = Instance::new().with_token("TOK-1234-SECRET");
+    pv.write_config(
+        "probe_interval = \"200ms\"",
+        &format!(
             r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "{address}"
-token = "TOK-1234-SECRET"
-
 [api]
 # This test reads without the token.
 anonymous_loopback_reads = true
@@ -439,22 +381,11 @@ name = "keyed"
 command = ["/bin/sh", "-c", "echo started; exec {loadgen} --cpu 0"]
 env = {{ API_KEY = "ENV-5678-SECRET" }}
 stop_timeout = "2s"
-"#,
-            db = dir.path().join("pv.db").display()
+"#
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("stderr.log");
-    let child = bin()
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut run = ChildGuard(child);
+    );
+    pv.start_logged("debug");
+    let port = pv.port;
     let started = Instant::now();
     let mut bodies = String::new();
     loop {
@@ -477,21 +408,9 @@ stop_timeout = "2s"
         assert_eq!(status, 200, "{path}");
         bodies.push_str(&body);
     }
-    let out = bin()
-        .args([
-            "reload",
-            "--address",
-            &address,
-            "--token",
-            "TOK-1234-SECRET",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    // SAFETY: kill with a valid signal on our child's pid.
-    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
-    let _ = run.0.wait();
-    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(pv.cli(&["reload"]).status.success());
+    pv.terminate();
+    let logged = pv.log_text();
     assert!(
         logged.contains("perfvisor is running"),
         "the log was captured: {logged}"
@@ -504,8 +423,8 @@ stop_timeout = "2s"
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     };
-    assert_eq!(mode(&dir.path().join("pv.db")), 0o600, "database file");
-    let logs = dir.path().join("logs");
+    assert_eq!(mode(&pv.db), 0o600, "database file");
+    let logs = pv.dir.path().join("logs");
     assert_eq!(mode(&logs), 0o700, "log directory");
     assert_eq!(mode(&logs.join("keyed.out.log")), 0o600, "log file");
 }
@@ -513,49 +432,28 @@ stop_timeout = "2s"
 /// A `perfvisor run` on a free, non-default port with an inline token, managing `worker`: a
 /// shell that writes 20 padded lines to stdout and stderr (over 4 KiB each, so the 4 KiB logs
 /// rotate) and then sleeps. Client commands find it through `--config` only.
-struct Instance {
-    _run: support::RunGuard,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
+struct ConfigOnly(Instance);
 
-impl Instance {
-    fn start() -> Instance {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        let config = dir.path().join("perfvisor.toml");
-        let text = format!(
+impl ConfigOnly {
+    fn start() -> ConfigOnly {
+        let mut pv = Instance::new().with_token("s3cret");
+        pv.write_config(
+            "probe_interval = \"200ms\"",
             r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "127.0.0.1:{port}"
-token = "s3cret"
-
 [[daemon]]
 name = "worker"
 command = ["/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do i=$((i+1)); printf 'out %s %0200d\n' $i 0; printf 'err %s\n' $i >&2; done; exec sleep 600"]
 startup_grace = "1s"
 stop_timeout = "2s"
-logs = {{ max_size = "4KiB", keep = 3 }}
+logs = { max_size = "4KiB", keep = 3 }
 "#,
-            db = dir.path().join("pv.db").display(),
         );
-        std::fs::write(&config, text).unwrap();
-        let child = bin()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Instance {
-            _run: support::RunGuard(ChildGuard(child)),
-            config,
-            _dir: dir,
-        }
+        pv.start();
+        ConfigOnly(pv)
+    }
+
+    fn config(&self) -> &Path {
+        &self.0.config
     }
 
     /// Runs the binary with `--config` and nothing else pointing at the instance.
@@ -563,7 +461,7 @@ logs = {{ max_size = "4KiB", keep = 3 }}
         bin()
             .args(args)
             .arg("--config")
-            .arg(&self.config)
+            .arg(self.config())
             .env_remove("PERFVISOR_ADDRESS")
             .env_remove("PERFVISOR_TOKEN")
             .env_remove("PERFVISOR_CONFIG")
@@ -636,7 +534,7 @@ fn assert_aligned(table: &[&str]) {
 /// says the second time that it is already stopped; `start` uses the config's token too.
 #[test]
 fn status_and_control_find_the_instance_from_the_config() {
-    let pv = Instance::start();
+    let pv = ConfigOnly::start();
     let status = pv.wait_for(&["status"], "worker running", |s| {
         s.lines()
             .any(|l| l.starts_with("worker ") && l.contains(" running "))
@@ -654,7 +552,7 @@ fn status_and_control_find_the_instance_from_the_config() {
     // PERFVISOR_CONFIG does what --config does.
     let out = bin()
         .arg("status")
-        .env("PERFVISOR_CONFIG", &pv.config)
+        .env("PERFVISOR_CONFIG", pv.config())
         .env_remove("PERFVISOR_ADDRESS")
         .output()
         .unwrap();
@@ -681,7 +579,7 @@ fn status_and_control_find_the_instance_from_the_config() {
         let v: serde_json::Value =
             serde_json::from_slice(&pv.cli(&["status", "--json"]).stdout).unwrap();
         assert!(v["daemons"].is_array());
-        let toml = std::fs::read_to_string(&pv.config).unwrap();
+        let toml = std::fs::read_to_string(pv.config()).unwrap();
         toml.lines()
             .find_map(|l| l.strip_prefix("listen = "))
             .unwrap()
@@ -708,7 +606,7 @@ fn status_and_control_find_the_instance_from_the_config() {
 /// metric fails naming the recorded ones near it.
 #[test]
 fn logs_silences_and_queries_speak_to_people() {
-    let pv = Instance::start();
+    let pv = ConfigOnly::start();
     let last3 = pv.wait_for(&["logs", "worker", "-n", "3"], "20 lines", |s| {
         s.starts_with("out 18 ")
     });
@@ -734,7 +632,7 @@ fn logs_silences_and_queries_speak_to_people() {
     // -f: a restart writes the 20 lines again, and the file rotates meanwhile.
     let mut follow = bin()
         .args(["logs", "worker", "-f", "-n", "1", "--config"])
-        .arg(&pv.config)
+        .arg(pv.config())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -783,7 +681,7 @@ fn logs_silences_and_queries_speak_to_people() {
     // Times are local: TZ is respected (a POSIX rule, so no zoneinfo file is needed).
     let out = bin()
         .args(["silence", "list", "--config"])
-        .arg(&pv.config)
+        .arg(pv.config())
         .env("TZ", "IST-5:30")
         .output()
         .unwrap();

@@ -3,30 +3,19 @@
 //! crash of the same daemon still counts.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use perfvisor::StorageReader;
 
-use crate::support::{self, ChildGuard, RunGuard};
+use crate::support::Instance;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-}
-
-/// The config: one managed worker, a `daemon_down` tightened to 2 s so that a stop that
-/// still looked like a death would page within the test, and an exec sink that appends every
-/// notification it is handed to `delivered` (what a person would receive).
-fn config(dir: &Path, address: &str, delivered: &Path, marker: &str) -> String {
+/// The config after `[supervisor]`: one managed worker, a `daemon_down` tightened to 2 s so
+/// that a stop that still looked like a death would page within the test, and an exec sink
+/// that appends every notification it is handed to `delivered` (what a person would
+/// receive).
+fn config(delivered: &Path, marker: &str) -> String {
     format!(
         r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-judge_interval = "1s"
-listen = "{address}"
-token = "t0ken"
-
 [[daemon]]
 name = "worker"
 command = ["{loadgen}", "--cpu", "0"]
@@ -46,11 +35,12 @@ name = "pager"
 kind = "exec"
 command = ["/bin/sh", "-c", "cat >> '{delivered}'; echo >> '{delivered}'"]
 "#,
-        db = dir.join("pv.db").display(),
         loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen"),
         delivered = delivered.display(),
     )
 }
+
+const SUPERVISOR: &str = "probe_interval = \"200ms\"\njudge_interval = \"1s\"";
 
 /// Stop, start, three restarts and a reload that restarts the worker, then a final stop held
 /// past `daemon_down`'s 2 s: nothing is delivered, no alert fires, the report counts no
@@ -58,28 +48,11 @@ command = ["/bin/sh", "-c", "cat >> '{delivered}'; echo >> '{delivered}'"]
 /// outside is a crash: an unintended exit, counted.
 #[test]
 fn operator_actions_page_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
-    let delivered = dir.path().join("delivered.jsonl");
-    let path = dir.path().join("perfvisor.toml");
-    std::fs::write(&path, config(dir.path(), &address, &delivered, "one")).unwrap();
-    let child = bin()
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut run = RunGuard(ChildGuard(child));
-    let cli = |args: &[&str]| -> Output {
-        bin()
-            .args(args)
-            .args(["--address", &address, "--token", "t0ken"])
-            .output()
-            .unwrap()
-    };
+    let mut pv = Instance::new();
+    let delivered = pv.dir.path().join("delivered.jsonl");
+    pv.write_config(SUPERVISOR, &config(&delivered, "one"));
+    pv.start();
+    let cli = |args: &[&str]| pv.cli(args);
     let ok = |args: &[&str]| {
         let out = cli(args);
         assert!(
@@ -115,10 +88,10 @@ fn operator_actions_page_nothing() {
         ok(&["restart", "worker"]);
         pid = watched_pid(pid);
     }
-    std::fs::write(&path, config(dir.path(), &address, &delivered, "two")).unwrap();
+    pv.write_config(SUPERVISOR, &config(&delivered, "two"));
     ok(&["reload"]);
     pid = watched_pid(pid);
-    let db = dir.path().join("pv.db");
+    let db = pv.db.clone();
     // The supervisor hands each lifecycle event to the analyzer, the rules and the history
     // together: once the history has one intended exit or restart for each of the three
     // restarts and the reload, the report has seen them.
@@ -191,14 +164,5 @@ fn operator_actions_page_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // SAFETY: kill with a valid signal number; the pid is our child.
-    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
-    let stopped = Instant::now();
-    while run.0 .0.try_wait().unwrap().is_none() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(30),
-            "run ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pv.terminate();
 }

@@ -2,14 +2,9 @@
 //! is switched off; a rule removed from the config file stops firing after `perfvisor
 //! reload`, which says what changed in words.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, ChildGuard};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-}
+use crate::support::Instance;
 
 /// A threshold rule on perfvisor's own storage queue that always holds (queue ≥ 0).
 fn always(name: &str) -> String {
@@ -36,40 +31,14 @@ fn firing_rules(v: &serde_json::Value) -> Vec<String> {
 /// a built-in switched off by `enabled = false` with its origin.
 #[test]
 fn removed_rule_stops_firing_after_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
-    let config = dir.path().join("perfvisor.toml");
-    let head = format!(
-        "[supervisor]\ndatabase = \"{}\"\nhost_interval = \"200ms\"\nlisten = \"{address}\"\ntoken = \"t0ken\"\n\n",
-        dir.path().join("pv.db").display()
+    let mut pv = Instance::new();
+    let extra = "host_interval = \"200ms\"";
+    pv.write_config(
+        extra,
+        &format!("{}{}{}", always("api_cpu"), always("kept"), silence("old")),
     );
-    std::fs::write(
-        &config,
-        format!(
-            "{head}{}{}{}",
-            always("api_cpu"),
-            always("kept"),
-            silence("old")
-        ),
-    )
-    .unwrap();
-    let child = bin()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut run = ChildGuard(child);
-    let cli = |args: &[&str]| {
-        bin()
-            .args(args)
-            .args(["--address", &address, "--token", "t0ken"])
-            .output()
-            .unwrap()
-    };
+    pv.start();
+    let cli = |args: &[&str]| pv.cli(args);
     let started = Instant::now();
     loop {
         let out = cli(&["alerts", "--json"]);
@@ -84,15 +53,14 @@ fn removed_rule_stops_firing_after_reload() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    std::fs::write(
-        &config,
-        format!(
-            "{head}{}{}[[rule]]\nname = \"high_cpu\"\nenabled = false\n",
+    pv.write_config(
+        extra,
+        &format!(
+            "{}{}[[rule]]\nname = \"high_cpu\"\nenabled = false\n",
             always("kept"),
             silence("new")
         ),
-    )
-    .unwrap();
+    );
     let out = cli(&["reload"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -152,16 +120,7 @@ fn removed_rule_stops_firing_after_reload() {
         "{table}"
     );
 
-    // SAFETY: kill with a valid signal number; the pid is our child.
-    unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) };
-    let stopped = Instant::now();
-    while run.0.try_wait().unwrap().is_none() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(30),
-            "run did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pv.terminate();
 }
 
 /// A rule removed from the config while perfvisor was down: its firing alert, restored

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: a perfvisor on a temp database, real child
-//! processes killed by pid when dropped, polling with a timeout, and an alert-recording actor.
+//! Helpers shared by the integration tests: a perfvisor on a temp database, a `perfvisor run`
+//! of the binary (`binary.rs`), real child processes killed by pid when dropped, polling with
+//! a timeout, and an alert-recording actor.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use perfvisor::{Alert, Perfvisor, PerfvisorBuilder};
+
+mod binary;
+pub use binary::{bin, Instance};
 
 /// A perfvisor with a database in its own temp dir (kept alive with it).
 pub struct TestPv {
