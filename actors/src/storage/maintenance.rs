@@ -19,10 +19,15 @@
 //!   in the `maintenance` table says up to where days are built. Closing a day also
 //!   rewrites the hourly chunks of sparse series (under [`SPARSE_CHUNK_SAMPLES`] samples per
 //!   chunk on average, e.g. one sample a minute) as day-long chunks.
+//!   Then, for the series whose chunks of the day hold every sample and take no more room
+//!   than its hourly rollups (sparse series: a dozen samples an hour cost a few dozen bytes,
+//!   an hourly rollup row about 150), the day's hourly rollups are deleted: those chunks
+//!   stand in for the hourly tier, and hourly queries read them.
 //! - Retention works per stored unit: a chunk is deleted when its last sample is older than
-//!   `now − raw`, an hourly (daily) rollup when its bucket ended before `now − hourly`
-//!   (`now − daily`), and only once it is part of a daily rollup; events and alerts when
-//!   older than their retention.
+//!   `now − raw` (a stand-in for the hourly tier when it is older than `now − hourly`), an
+//!   hourly (daily) rollup when its bucket ended before `now − hourly` (`now − daily`), and
+//!   only once it is part of a daily rollup; events and alerts when older than their
+//!   retention.
 //! - The size cap deletes the oldest chunks first, then the oldest hourly rollups already
 //!   folded into daily ones, then the oldest daily rollups.
 
@@ -59,6 +64,9 @@ pub const TIER_DAILY: i64 = 2;
 
 /// Name of the mark up to which daily rollups are built.
 const DAILY_MARK: &str = "daily_until";
+/// Name of the mark up to which chunks past raw retention have been deleted (all but the
+/// stand-ins for the hourly tier).
+const RAW_MARK: &str = "raw_deleted_until";
 
 /// The part of the storage config maintenance needs, in milliseconds.
 #[derive(Clone, Debug)]
@@ -323,6 +331,7 @@ fn daily_unit(
         written += 1;
     }
     let coalesced = coalesce_day(&tx, day, day_end)?;
+    thin_sparse_hours(&tx, day, day_end)?;
     set_mark(&tx, DAILY_MARK, day_end)?;
     tx.commit()?;
     count(&stats.rollups_written, written);
@@ -380,12 +389,48 @@ fn coalesce_day(conn: &Connection, day: i64, day_end: i64) -> rusqlite::Result<u
     Ok(written)
 }
 
+/// Deletes the hourly rollups of a closed day for the series whose raw samples of that day
+/// take no more room than those rollups (a series sampled every few minutes: a dozen samples
+/// cost a few dozen bytes, their hourly rollup row with its sketch about 150). Only where
+/// the day's chunks still hold every sample the rollups summarise. Those chunks then stand
+/// in for the hourly tier: retention keeps them as long as hourly rollups (see
+/// [`is_stand_in`]) and hourly queries read them. Returns the rows deleted.
+fn thin_sparse_hours(conn: &Connection, day: i64, day_end: i64) -> rusqlite::Result<u64> {
+    let deleted = conn
+        .prepare_cached(&format!(
+            "DELETE FROM rollups WHERE tier = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 \
+             AND series_id IN ( \
+               SELECT r.series_id FROM rollups r WHERE r.tier = ?1 AND r.bucket_ms >= ?2 \
+               AND r.bucket_ms < ?3 GROUP BY r.series_id \
+               HAVING (SELECT sum(c.count) FROM chunks c WHERE c.series_id = r.series_id \
+                       AND c.start_ms >= ?2 AND c.end_ms < ?3) = sum(r.count + r.nan_count) \
+               AND (SELECT sum(length(c.data)) FROM chunks c WHERE c.series_id = r.series_id \
+                    AND c.start_ms >= ?2 AND c.end_ms < ?3) \
+                   <= sum(length(r.sketch)) + count(*) * {ROLLUP_ROW_BYTES})"
+        ))?
+        .execute(params![TIER_HOURLY, day, day_end])?;
+    Ok(deleted as u64)
+}
+
+/// About what an hourly rollup row takes besides its sketch: thirteen numbers and the
+/// B-tree's overhead.
+const ROLLUP_ROW_BYTES: i64 = 110;
+
+/// The SQL condition, on a chunk row aliased `c`, that it stands in for the hourly tier: no
+/// hourly rollup overlaps it while a daily one does (see [`thin_sparse_hours`]). Parameters:
+/// `?3` the hourly tier code, `?4` an hour in ms, `?5` the daily tier code, `?6` a day in ms.
+const STAND_IN: &str = "(NOT EXISTS (SELECT 1 FROM rollups h WHERE h.tier = ?3 \
+     AND h.series_id = c.series_id AND h.bucket_ms > c.start_ms - ?4 AND h.bucket_ms <= c.end_ms) \
+     AND EXISTS (SELECT 1 FROM rollups d WHERE d.tier = ?5 AND d.series_id = c.series_id \
+     AND d.bucket_ms > c.start_ms - ?6 AND d.bucket_ms <= c.end_ms))";
+
 /// Writes sorted samples as chunks of at most [`MAX_CHUNK_SAMPLES`]; returns how many.
 fn insert_chunks(conn: &Connection, series: i64, samples: &[(i64, f64)]) -> rusqlite::Result<u64> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO chunks (series_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut written = 0;
+    let mut earliest_end = i64::MAX;
     for part in samples.chunks(MAX_CHUNK_SAMPLES) {
         let (Some(first), Some(last)) = (part.first(), part.last()) else {
             continue;
@@ -398,6 +443,13 @@ fn insert_chunks(conn: &Connection, series: i64, samples: &[(i64, f64)]) -> rusq
             codec::encode_chunk(part)
         ])?;
         written += 1;
+        earliest_end = earliest_end.min(last.0);
+    }
+    if written > 0 {
+        // A chunk written for a time already past raw retention (late samples, a restart
+        // after downtime, an import) is looked at again by the next retention pass.
+        conn.prepare_cached("UPDATE maintenance SET value = ?2 WHERE name = ?1 AND value > ?2")?
+            .execute(params![RAW_MARK, earliest_end])?;
     }
     Ok(written)
 }
@@ -414,11 +466,36 @@ fn retention_unit(
     let raw_cutoff = now_ms.saturating_sub(settings.raw_ms);
     let hourly_cutoff = now_ms.saturating_sub(settings.hourly_ms);
     let daily_cutoff = now_ms.saturating_sub(settings.daily_ms);
+    // Chunks past raw retention go unless they stand in for the hourly tier. Only those that
+    // aged out since the last pass are looked at (from the mark on): the stand-ins left
+    // behind are not scanned again at every step, and go with the hourly cutoff.
+    let raw_done = mark(conn, RAW_MARK)?.unwrap_or(i64::MIN);
+    let aged = conn
+        .prepare_cached(&format!(
+            "DELETE FROM chunks WHERE id IN (SELECT id FROM chunks c WHERE end_ms >= ?1 \
+             AND end_ms < ?2 AND NOT {STAND_IN} LIMIT ?7)"
+        ))?
+        .execute(params![
+            raw_done,
+            raw_cutoff,
+            TIER_HOURLY,
+            HOUR_MS,
+            TIER_DAILY,
+            DAY_MS,
+            DELETE_ROWS
+        ])?;
+    if aged > 0 {
+        count(&stats.retention_deleted, aged as u64);
+        return Ok(true);
+    }
+    if raw_cutoff > raw_done {
+        set_mark(conn, RAW_MARK, raw_cutoff)?;
+    }
     let statements: [(&str, Vec<i64>); 6] = [
         (
             "DELETE FROM chunks WHERE id IN \
              (SELECT id FROM chunks WHERE end_ms < ?1 LIMIT ?2)",
-            vec![raw_cutoff, DELETE_ROWS],
+            vec![hourly_cutoff, DELETE_ROWS],
         ),
         (
             "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \

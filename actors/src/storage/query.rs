@@ -25,6 +25,8 @@
 //! a rollup bucket, that rollup bucket is answered from raw samples while they are kept, and
 //! otherwise counted whole in the query bucket holding its start. Samples not yet compacted
 //! (head rows) are always read raw and merged in, so rollup answers include the last hour.
+//! The hourly tier of a sparse series' closed days is its raw samples (the maintenance keeps
+//! those instead of hourly rollups, which would cost more); they are read raw the same way.
 
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -712,6 +714,42 @@ fn accumulate_raw(
     Ok(accs)
 }
 
+/// Answers the hourly tier from raw samples on the closed days whose hourly rollups were
+/// deleted because the day's chunks stand in for them (a sparse series; see
+/// `maintenance::thin_sparse_hours`): days with a daily rollup of the series and no hourly
+/// one among `pieces`.
+fn stand_in_days(
+    conn: &Connection,
+    series: i64,
+    lo: i64,
+    b: &Buckets,
+    pieces: &[(i64, i64, Rollup)],
+    accs: &mut [BucketAcc],
+) -> Result<(), StorageError> {
+    let days: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT bucket_ms FROM rollups WHERE tier = ?1 AND series_id = ?2 \
+             AND bucket_ms >= ?3 AND bucket_ms < ?4 ORDER BY bucket_ms",
+        )?
+        .query_map(
+            params![TIER_DAILY, series, floor_to(lo, DAY_MS), b.to],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    for day in days {
+        let end = day.saturating_add(DAY_MS);
+        if pieces
+            .iter()
+            .any(|(start, _, _)| *start >= day && *start < end)
+        {
+            continue;
+        }
+        let samples = raw_samples(conn, series, day.max(b.from), end.min(b.to), true)?;
+        add_raw(b, accs, &samples);
+    }
+    Ok(())
+}
+
 fn accumulate_rollups(
     conn: &Connection,
     series: i64,
@@ -765,7 +803,10 @@ fn accumulate_rollups(
             read(TIER_DAILY, DAY_MS, lo, split)?;
             read(TIER_HOURLY, HOUR_MS, split, query.to_ms)?;
         }
-        _ => read(TIER_HOURLY, HOUR_MS, lo, query.to_ms)?,
+        _ => {
+            read(TIER_HOURLY, HOUR_MS, lo, query.to_ms)?;
+            stand_in_days(conn, series, lo, &b, &pieces, &mut accs)?;
+        }
     }
     let raw_from = coverage.raw.unwrap_or(i64::MAX);
     for (start, len, rollup) in &pieces {

@@ -278,6 +278,21 @@ mod history {
         let s = reader.summary().unwrap();
         assert_eq!(s.head_rows, 0);
         assert!(s.daily_rollups > 0 && s.hourly_rollups > 0, "{s:?}");
+        // The hours that kept a rollup row; the others (closed days of sparse series, whose
+        // chunks cost less than their hourly rollups) are answered from raw samples.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let hourly_rows = |name: &str| -> std::collections::HashSet<i64> {
+            conn.prepare(
+                "SELECT bucket_ms FROM rollups JOIN series ON series.id = rollups.series_id \
+                 WHERE tier = 1 AND series.metric = ?1",
+            )
+            .unwrap()
+            .query_map([name], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let mut thinned = 0;
         let stats = [
             Aggregation::Count,
             Aggregation::Sum,
@@ -304,7 +319,14 @@ mod history {
                 let raw = reader.query(&q.clone().tier(Tier::Raw)).unwrap().remove(0);
                 assert_eq!((rolled.tier, raw.tier), (tier, Tier::Raw));
                 assert_eq!(rolled.buckets.len(), raw.buckets.len());
+                let kept = hourly_rows(name);
                 for (b, (r, x)) in rolled.buckets.iter().zip(&raw.buckets).enumerate() {
+                    if tier == Tier::Hourly && !kept.contains(&r.start_ms) {
+                        // A stand-in hour: the very answer of the raw tier.
+                        assert_eq!(r.values, x.values, "{name} stand-in hour {b}");
+                        thinned += usize::from(x.values[0].is_some_and(|c| c > 0.0));
+                        continue;
+                    }
                     for (i, what) in stats.iter().enumerate() {
                         match (r.values[i], x.values[i]) {
                             (Some(a), Some(e)) => assert!(
@@ -338,6 +360,10 @@ mod history {
                 }
             }
         }
+        assert!(
+            thinned > 0,
+            "the NAB series (5-minute spacing) answer closed days' hours from raw samples"
+        );
     }
 
     /// Acceptance 3: on a manual clock, retention deletes exactly the chunks whose last
@@ -383,29 +409,32 @@ mod history {
         let now = clock.now_ms();
         let reader = StorageReader::open(&path).unwrap();
         let raw_cutoff = now - 2 * DAY_MS;
+        let hourly_cutoff = now - 5 * DAY_MS;
         // A chunk goes when its last sample is older than the cutoff. This series is sparse
         // (12 samples an hour), so each closed day's hourly chunks became one day-long
-        // chunk; the last day is not closed yet (grace) and keeps hourly chunks.
+        // chunk, which costs less than the day's hourly rollups: those were deleted, and the
+        // chunk stands in for them until the hourly cutoff. The last day is not closed yet
+        // (grace) and keeps hourly chunks and rollups.
         let unit_of = |ts: i64| {
             let day = ts.div_euclid(DAY_MS) * DAY_MS;
             if day + DAY_MS + 120_000 <= now {
-                (day, DAY_MS)
+                (day, DAY_MS, hourly_cutoff)
             } else {
-                (ts.div_euclid(HOUR_MS) * HOUR_MS, HOUR_MS)
+                (ts.div_euclid(HOUR_MS) * HOUR_MS, HOUR_MS, raw_cutoff)
             }
         };
         let kept_raw: Vec<(i64, f64)> = samples
             .iter()
             .copied()
             .filter(|&(ts, _)| {
-                let (start, len) = unit_of(ts);
+                let (start, len, cutoff) = unit_of(ts);
                 let last = samples
                     .iter()
                     .filter(|s| s.0 >= start && s.0 < start + len)
                     .map(|s| s.0)
                     .max()
                     .unwrap();
-                last >= raw_cutoff
+                last >= cutoff
             })
             .collect();
         assert!(!kept_raw.is_empty() && kept_raw.len() < samples.len());
@@ -426,13 +455,24 @@ mod history {
                 .map(|b| b.start_ms)
                 .collect()
         };
-        let hourly_cutoff = now - 5 * DAY_MS;
         let mut expected_hours: Vec<i64> = samples
             .iter()
             .map(|&(ts, _)| ts.div_euclid(HOUR_MS) * HOUR_MS)
             .filter(|&b| b + HOUR_MS > hourly_cutoff)
             .collect();
         expected_hours.dedup();
+        // The hourly tier answers every hour since the cutoff whose day's chunk is kept: from
+        // the rollups of the open day and the stand-in chunks of the closed days.
+        let answered: Vec<i64> = expected_hours
+            .iter()
+            .copied()
+            .filter(|&h| h < now && kept_raw.iter().any(|s| s.0 >= h && s.0 < h + HOUR_MS))
+            .collect();
+        assert!(answered.len() > 3 * 24, "{}", answered.len());
+        assert_eq!(buckets(Tier::Hourly, HOUR_MS), answered);
+        // Rows stay only for the hours of the open day.
+        let open_day = (now - 120_000 - DAY_MS).div_euclid(DAY_MS) * DAY_MS + DAY_MS;
+        expected_hours.retain(|&h| h >= open_day);
         let mut conn = rusqlite::Connection::open(&path).unwrap();
         let stored = |conn: &mut rusqlite::Connection, tier: i64| -> Vec<i64> {
             conn.prepare("SELECT bucket_ms FROM rollups WHERE tier = ?1 ORDER BY bucket_ms")
@@ -481,6 +521,102 @@ mod history {
             .unwrap();
         assert!(alerts.iter().all(|a| a.at_ms >= now - 4 * DAY_MS));
         assert_eq!(alerts.len(), 4);
+    }
+
+    /// A series sampled every 10 s keeps its hourly rollups (its chunks cost more than they
+    /// do) and its chunks go at raw retention; one sampled every 5 minutes beside it keeps
+    /// its chunks instead of hourly rollups, until hourly retention.
+    #[test]
+    fn sparse_series_keep_chunks_instead_of_hourly_rollups() {
+        let (_dir, path) = temp_db();
+        let days = 4;
+        let clock = ManualClock::new(T0 + days * DAY_MS);
+        let retention = Retention {
+            raw: Duration::from_secs(86_400),
+            hourly: Duration::from_secs(3 * 86_400),
+            daily: Duration::from_secs(10 * 86_400),
+            events: Duration::from_secs(86_400),
+            alerts: Duration::from_secs(86_400),
+        };
+        let (handle, _) = spawn(at(&path, &clock).retention(retention));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let every = |ms: i64| -> Vec<(i64, f64)> {
+            (0..days * DAY_MS / ms)
+                .map(|i| (T0 + i * ms, 0.0))
+                .collect()
+        };
+        let dense: Vec<(i64, f64)> = every(10_000)
+            .into_iter()
+            .map(|(ts, _)| (ts, 1e6 + rng.f64() * 1e5))
+            .collect();
+        let sparse: Vec<(i64, f64)> = every(300_000)
+            .into_iter()
+            .map(|(ts, _)| (ts, rng.f64() * 100.0))
+            .collect();
+        for (name, samples) in [("dense", &dense), ("sparse", &sparse)] {
+            for part in samples.chunks(20_000) {
+                assert!(handle.store(series_batch(&key(name), MetricKind::Gauge, part)));
+            }
+        }
+        handle.compact_now(WAIT).unwrap();
+        handle.shutdown(WAIT).unwrap();
+        let now = clock.now_ms();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let rows = |name: &str, tier: i64| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM rollups JOIN series ON series.id = rollups.series_id \
+                 WHERE tier = ?1 AND series.metric = ?2",
+                rusqlite::params![tier, name],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let oldest_chunk = |name: &str| -> i64 {
+            conn.query_row(
+                "SELECT min(start_ms) FROM chunks JOIN series ON series.id = chunks.series_id \
+                 WHERE series.metric = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // Hours within hourly retention: 3 days' worth, minus the cut ones.
+        assert!(rows("dense", 1) >= 70, "{}", rows("dense", 1));
+        assert!(
+            oldest_chunk("dense") >= now - DAY_MS - HOUR_MS,
+            "{} h",
+            (now - oldest_chunk("dense")) / HOUR_MS
+        );
+        // The sparse series: hourly rows only for the day still open, chunks back to the
+        // hourly cutoff, and its hours still answered.
+        assert!(rows("sparse", 1) <= 24, "{}", rows("sparse", 1));
+        assert!(rows("sparse", 2) >= 3);
+        let oldest = oldest_chunk("sparse");
+        assert!(
+            oldest < now - 2 * DAY_MS && oldest >= now - 3 * DAY_MS - DAY_MS,
+            "{}",
+            (now - oldest) / HOUR_MS
+        );
+        let reader = StorageReader::open(&path).unwrap();
+        for name in ["dense", "sparse"] {
+            let from = now - 3 * DAY_MS + HOUR_MS;
+            let q = Query::new(SeriesSelector::exact(&key(name)), from, now)
+                .step_ms(HOUR_MS)
+                .aggregate(Aggregation::Count);
+            let answer = reader.query(&q).unwrap().remove(0);
+            assert_eq!(answer.tier, Tier::Hourly, "{name}");
+            assert!(!answer.partial, "{name}");
+            let per_hour = if name == "dense" { 360.0 } else { 12.0 };
+            assert!(
+                answer.buckets.iter().all(|b| b.values[0] == Some(per_hour)),
+                "{name}: {:?}",
+                answer
+                    .buckets
+                    .iter()
+                    .map(|b| b.values[0])
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 
     /// Acceptance 4, for a full disk and for a read-only file: the writer buffers within its
