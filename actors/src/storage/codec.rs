@@ -60,6 +60,8 @@ use pco::errors::PcoError;
 use pco::wrapped::{FileCompressor, FileDecompressor};
 use pco::{ChunkConfig, DeltaSpec, PagingSpec};
 
+use super::varint::{self, VarintError};
+
 /// Format tag of a raw blob: 16 bytes per sample, no modelling.
 pub(crate) const FORMAT_RAW: u8 = 0;
 
@@ -74,7 +76,7 @@ pub(crate) const MAX_COMPRESSED_SAMPLES: usize = 1 << 18;
 const RAW_SAMPLE_BYTES: usize = 16;
 
 /// The longest LEB128 encoding of a `u64`.
-const MAX_VARINT_BYTES: usize = 10;
+const MAX_VARINT_BYTES: usize = varint::MAX_BYTES;
 
 /// Why a blob could not be decoded. Messages name the offending byte or length and what was
 /// expected.
@@ -180,7 +182,7 @@ pub(crate) fn encode_chunk(samples: &[(i64, f64)]) -> Vec<u8> {
 pub(crate) fn encode_raw(samples: &[(i64, f64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw_len(samples.len()));
     out.push(FORMAT_RAW);
-    put_varint(&mut out, samples.len() as u64);
+    varint::put(&mut out, samples.len() as u64);
     let header = out.len();
     out.resize(header + samples.len() * RAW_SAMPLE_BYTES, 0);
     for (dst, &(ts, value)) in out[header..]
@@ -211,7 +213,7 @@ pub(crate) fn decode_chunk(blob: &[u8]) -> Result<Vec<(i64, f64)>, CodecError> {
 
 /// The length of the raw blob of `n` samples.
 fn raw_len(n: usize) -> usize {
-    1 + varint_len(n as u64) + n * RAW_SAMPLE_BYTES
+    1 + varint::len(n as u64) + n * RAW_SAMPLE_BYTES
 }
 
 /// Compresses a non-empty chunk of at most [`MAX_COMPRESSED_SAMPLES`] samples with pco.
@@ -227,7 +229,7 @@ fn encode_pco(samples: &[(i64, f64)]) -> Result<Vec<u8>, PcoError> {
 
     let mut out = Vec::with_capacity(64 + n * 2);
     out.push(FORMAT_PCO);
-    put_varint(&mut out, n as u64);
+    varint::put(&mut out, n as u64);
     let file = FileCompressor::default();
     file.write_header(&mut out)?;
     let mut column = file.chunk_compressor(&ts, &ts_config)?;
@@ -315,40 +317,13 @@ fn decode_column<'a, T: Number>(
     Ok((out, page.into_src()))
 }
 
-/// Appends `v` as an unsigned LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// The number of bytes [`put_varint`] writes for `v`.
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// Reads an unsigned LEB128 varint from the front of `bytes`, returning it and the rest.
+/// Reads the sample count's varint from the front of `bytes`, returning it and the rest.
 fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8]), CodecError> {
-    let mut v = 0u64;
-    for (i, &byte) in bytes.iter().enumerate().take(MAX_VARINT_BYTES) {
-        let payload = u64::from(byte & 0x7f);
-        if i == MAX_VARINT_BYTES - 1 && payload > 1 {
-            return Err(CodecError::BadCount {
-                found: "a value over u64::MAX",
-            });
-        }
-        v |= payload << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok((v, &bytes[i + 1..]));
-        }
-    }
-    Err(CodecError::BadCount {
-        found: if bytes.len() < MAX_VARINT_BYTES {
-            "the end of the blob"
-        } else {
-            "more than 10 bytes"
+    varint::read(bytes).map_err(|e| CodecError::BadCount {
+        found: match e {
+            VarintError::Truncated => "the end of the blob",
+            VarintError::TooLong => "more than 10 bytes",
+            VarintError::Overflow => "a value over u64::MAX",
         },
     })
 }
@@ -774,18 +749,6 @@ mod tests {
                 .flat_map(|&(t, v)| t.to_le_bytes().into_iter().chain(v.to_bits().to_le_bytes()))
                 .collect();
             std::fs::write(roundtrip.join(format!("{name}.bin")), pairs).unwrap();
-        }
-    }
-
-    #[test]
-    fn varint_round_trips_and_length_matches() {
-        for v in [0, 1, 127, 128, 3600, 16_384, u64::from(u32::MAX), u64::MAX] {
-            let mut out = Vec::new();
-            put_varint(&mut out, v);
-            assert_eq!(out.len(), varint_len(v), "length of {v}");
-            out.push(0xaa);
-            let (back, rest) = read_varint(&out).expect("valid varint");
-            assert_eq!((back, rest), (v, &[0xaa][..]));
         }
     }
 }

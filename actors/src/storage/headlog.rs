@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
+use super::varint;
 use super::writer::{insert_head, window_of, INSERT_HEAD};
 use super::StorageError;
 
@@ -60,10 +61,10 @@ pub(crate) fn encode<'a>(series: impl Iterator<Item = (i64, &'a [(i64, f64)])>) 
     let total: usize = groups.iter().map(|(_, s)| s.len()).sum();
     let mut out = Vec::with_capacity(1 + 10 + groups.len() * 6 + total * SAMPLE_BYTES);
     out.push(VERSION);
-    put_varint(&mut out, groups.len() as u64);
+    varint::put(&mut out, groups.len() as u64);
     for (id, samples) in groups {
-        put_varint(&mut out, id as u64);
-        put_varint(&mut out, samples.len() as u64);
+        varint::put(&mut out, id as u64);
+        varint::put(&mut out, samples.len() as u64);
         for &(ts, value) in samples {
             out.extend_from_slice(&ts.to_le_bytes());
             out.extend_from_slice(&value.to_bits().to_le_bytes());
@@ -88,16 +89,16 @@ pub(crate) fn for_each(
     }
     let at = |rest: &[u8]| blob.len() - rest.len();
     let groups;
-    (groups, rest) = read_varint(rest).ok_or(LogError::Malformed {
+    (groups, rest) = varint::read(rest).ok().ok_or(LogError::Malformed {
         at: at(rest),
         expected: "a varint series count",
     })?;
     for _ in 0..groups {
-        let (id, after) = read_varint(rest).ok_or(LogError::Malformed {
+        let (id, after) = varint::read(rest).ok().ok_or(LogError::Malformed {
             at: at(rest),
             expected: "a varint series id",
         })?;
-        let (n, after) = read_varint(after).ok_or(LogError::Malformed {
+        let (n, after) = varint::read(after).ok().ok_or(LogError::Malformed {
             at: at(after),
             expected: "a varint sample count",
         })?;
@@ -206,29 +207,6 @@ pub(crate) fn sample_count(conn: &Connection) -> rusqlite::Result<u64> {
         .prepare_cached("SELECT coalesce(sum(count), 0) FROM head_log")?
         .query_row([], |r| r.get(0))?;
     Ok(n.max(0) as u64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut v = 0u64;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        let part = u64::from(b & 0x7f);
-        if i == 9 && part > 1 {
-            return None;
-        }
-        v |= part << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((v, &bytes[i + 1..]));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

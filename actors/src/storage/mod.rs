@@ -39,6 +39,7 @@ mod reader;
 mod rollup;
 mod schema;
 mod sketch;
+mod varint;
 mod writer;
 
 #[cfg(test)]

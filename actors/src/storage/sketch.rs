@@ -56,6 +56,8 @@
 
 use std::collections::VecDeque;
 
+use super::varint::{self, VarintError};
+
 /// Default relative accuracy: estimates are within 0.5 % of the exact order statistic.
 pub(crate) const DEFAULT_ALPHA: f64 = 0.005;
 
@@ -553,7 +555,7 @@ impl DdSketch {
         let mut out = Vec::with_capacity(32);
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&self.alpha.to_le_bytes());
-        put_varint(&mut out, self.zero_count);
+        varint::put(&mut out, self.zero_count);
         encode_store(&mut out, &self.positive);
         encode_store(&mut out, &self.negative);
         if self.count > 0 {
@@ -663,15 +665,6 @@ impl DdSketch {
     }
 }
 
-/// Appends `v` as an unsigned LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Zigzag mapping of a signed integer to an unsigned one (small magnitudes stay small).
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -699,16 +692,16 @@ fn encode_store(out: &mut Vec<u8>, store: &Store) {
             _ => runs.push((slot, slot)),
         }
     }
-    put_varint(out, runs.len() as u64);
+    varint::put(out, runs.len() as u64);
     let mut previous_end: Option<usize> = None;
     for (start, end) in runs {
         match previous_end {
-            None => put_varint(out, zigzag(store.offset + start as i64)),
-            Some(previous) => put_varint(out, (start - previous - 1) as u64),
+            None => varint::put(out, zigzag(store.offset + start as i64)),
+            Some(previous) => varint::put(out, (start - previous - 1) as u64),
         }
-        put_varint(out, (end - start + 1) as u64);
+        varint::put(out, (end - start + 1) as u64);
         for count in store.counts.range(start..=end) {
-            put_varint(out, *count);
+            varint::put(out, *count);
         }
         previous_end = Some(end);
     }
@@ -875,24 +868,23 @@ impl Reader<'_> {
     /// Reads an unsigned LEB128 varint of at most 10 bytes for `field`.
     fn varint(&mut self, field: &'static str) -> Result<u64, SketchError> {
         let at = self.pos;
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte(field)?;
-            let bits = u64::from(byte & 0x7f);
-            if shift == 63 && bits > 1 {
-                break;
+        let rest = self.bytes.get(at..).unwrap_or_default();
+        match varint::read(rest) {
+            Ok((value, after)) => {
+                self.pos = self.bytes.len() - after.len();
+                Ok(value)
             }
-            value |= bits << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
+            Err(VarintError::Truncated) => Err(SketchError::Truncated {
+                offset: self.bytes.len(),
+                field,
+            }),
+            Err(VarintError::TooLong | VarintError::Overflow) => Err(SketchError::Invalid {
+                offset: at,
+                field,
+                found: "a varint longer than 64 bits".to_string(),
+                expected: "varints must fit in 64 bits (at most 10 bytes)",
+            }),
         }
-        Err(SketchError::Invalid {
-            offset: at,
-            field,
-            found: "a varint longer than 64 bits".to_string(),
-            expected: "varints must fit in 64 bits (at most 10 bytes)",
-        })
     }
 }
 
