@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, ChildGuard, RunGuard};
+use crate::support::{self, ChildGuard, Instance};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Chromium is killed by pid if a run takes longer than this.
@@ -22,7 +22,7 @@ const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 const VIEWPORT: (u32, u32) = (1400, 1000);
 const DAEMON: &str = "web";
 const OTHER: &str = "alpha";
-const TOKEN: &str = "t0ken";
+const TOKEN: &str = support::TOKEN;
 
 /// Runs headless Chromium on `url` at [`VIEWPORT`] with `extra` flags in a fresh profile;
 /// returns what it wrote on stdout. Panics (after killing it by pid) if it outlives
@@ -375,20 +375,12 @@ fn dashboard_deep_link_in_headless_chromium() {
         return;
     }
     let started = Instant::now();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = support::free_port();
     let loadgen = env!("CARGO_BIN_EXE_perfvisor-loadgen");
     let attached = support::loadgen(&["--cpu", "0"]);
-    let config = dir.path().join("perfvisor.toml");
-    let text = format!(
-        r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-host_interval = "250ms"
-listen = "127.0.0.1:{port}"
-token = "{TOKEN}"
-
+    let run = Instance::run(
+        "probe_interval = \"200ms\"\nhost_interval = \"250ms\"",
+        &format!(
+            r#"
 [api]
 # This test reads without the token.
 anonymous_loopback_reads = true
@@ -402,19 +394,10 @@ stop_timeout = "2s"
 name = "{OTHER}"
 pid = {pid}
 "#,
-        db = dir.path().join("pv.db").display(),
-        pid = attached.pid()
+            pid = attached.pid()
+        ),
     );
-    std::fs::write(&config, text).expect("config written");
-    let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("perfvisor run starts");
-    let run = RunGuard(ChildGuard(child));
+    let port = run.port;
 
     let watched = |daemon: &str| {
         get_json(port, "/api/v1/daemons").and_then(|v| {

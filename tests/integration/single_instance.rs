@@ -1,12 +1,12 @@
 //! One perfvisor per database: a second engine or a second `perfvisor run` on a database in
 //! use is refused before it writes anything, naming the first; the first is untouched.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use perfvisor::{Error, Perfvisor};
 
-use crate::support::{self, ChildGuard, RunGuard};
+use crate::support::{self, bin, Instance};
 
 /// An embedding host that starts a second engine on a database in use gets
 /// `Error::DatabaseInUse` naming the holder; after the first shuts down, the database is
@@ -39,39 +39,19 @@ async fn second_engine_on_a_database_in_use_is_refused() {
 /// daemon pid (the lock is taken before the second creates its daemon manager).
 #[test]
 fn second_run_on_the_same_database_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
-    let write_config = |name: &str, listen: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "[supervisor]\ndatabase = \"{db}\"\nprobe_interval = \"200ms\"\nlisten = \"{listen}\"\n\
-                 token = \"t0ken\"\n\n[api]\nanonymous_loopback_reads = true\n\n[[daemon]]\nname = \"worker\"\ncommand = [\"{lg}\", \"--cpu\", \"0\"]\n\
-                 stop_timeout = \"2s\"\n",
-                db = dir.path().join("pv.db").display(),
-                lg = env!("CARGO_BIN_EXE_perfvisor-loadgen"),
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let first_config = write_config("first.toml", &address);
-    let child = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-        .args(["run", "--config"])
-        .arg(&first_config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = RunGuard(ChildGuard(child));
+    let mut first = Instance::new();
+    first.write_config(
+        "probe_interval = \"200ms\"",
+        &format!(
+            "[api]\nanonymous_loopback_reads = true\n\n[[daemon]]\nname = \"worker\"\n\
+             command = [\"{lg}\", \"--cpu\", \"0\"]\nstop_timeout = \"2s\"\n",
+            lg = env!("CARGO_BIN_EXE_perfvisor-loadgen"),
+        ),
+    );
+    first.start();
+    let address = first.address.clone();
     let managed_pid = || -> u32 {
-        let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-            .args(["status", "--json", "--address", &address])
-            .output()
-            .unwrap();
+        let out = first.cli(&["status", "--json"]);
         serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .ok()
             .and_then(|v| v["managed"][0]["pid"].as_u64())
@@ -90,9 +70,12 @@ fn second_run_on_the_same_database_is_refused() {
         std::thread::sleep(Duration::from_millis(100));
     };
 
+    // The same config on another port.
     let other = format!("127.0.0.1:{}", support::free_port());
-    let second_config = write_config("second.toml", &other);
-    let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+    let second_config = first.dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&first.config).unwrap();
+    std::fs::write(&second_config, text.replace(&address, &other)).unwrap();
+    let out = bin()
         .args(["run", "--config"])
         .arg(&second_config)
         .stdin(Stdio::null())
@@ -110,14 +93,5 @@ fn second_run_on_the_same_database_is_refused() {
         pid,
         "the first instance's daemon is untouched"
     );
-    // SAFETY: kill with a valid signal number; the pid is our child.
-    unsafe { libc::kill(first.pid() as i32, libc::SIGTERM) };
-    let stopped = Instant::now();
-    while first.0 .0.try_wait().unwrap().is_none() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(30),
-            "run ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    first.terminate();
 }

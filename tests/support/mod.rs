@@ -13,7 +13,7 @@ use actix::prelude::*;
 use perfvisor::{Alert, Perfvisor, PerfvisorBuilder};
 
 mod binary;
-pub use binary::{bin, Instance};
+pub use binary::{bin, Instance, TOKEN};
 
 /// A perfvisor with a database in its own temp dir (kept alive with it).
 pub struct TestPv {
