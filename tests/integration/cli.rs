@@ -432,14 +432,11 @@ stop_timeout = "2s"
 /// A `perfvisor run` on a free, non-default port with an inline token, managing `worker`: a
 /// shell that writes 20 padded lines to stdout and stderr (over 4 KiB each, so the 4 KiB logs
 /// rotate) and then sleeps. Client commands find it through `--config` only.
-struct ConfigOnly(Instance);
-
-impl ConfigOnly {
-    fn start() -> ConfigOnly {
-        let mut pv = Instance::new().with_token("s3cret");
-        pv.write_config(
-            "probe_interval = \"200ms\"",
-            r#"
+fn config_only() -> Instance {
+    let mut pv = Instance::new().with_token("s3cret").found_by_config();
+    pv.write_config(
+        "probe_interval = \"200ms\"",
+        r#"
 [[daemon]]
 name = "worker"
 command = ["/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do i=$((i+1)); printf 'out %s %0200d\n' $i 0; printf 'err %s\n' $i >&2; done; exec sleep 600"]
@@ -447,45 +444,9 @@ startup_grace = "1s"
 stop_timeout = "2s"
 logs = { max_size = "4KiB", keep = 3 }
 "#,
-        );
-        pv.start();
-        ConfigOnly(pv)
-    }
-
-    fn config(&self) -> &Path {
-        &self.0.config
-    }
-
-    /// Runs the binary with `--config` and nothing else pointing at the instance.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        bin()
-            .args(args)
-            .arg("--config")
-            .arg(self.config())
-            .env_remove("PERFVISOR_ADDRESS")
-            .env_remove("PERFVISOR_TOKEN")
-            .env_remove("PERFVISOR_CONFIG")
-            .output()
-            .unwrap()
-    }
-
-    /// Polls `args` until `ok` holds for its stdout (30 s at most); returns that stdout.
-    fn wait_for(&self, args: &[&str], what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let started = Instant::now();
-        loop {
-            let out = self.cli(args);
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() && ok(&stdout) {
-                return stdout;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{what}: {args:?} said\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    );
+    pv.start();
+    pv
 }
 
 fn text(out: &std::process::Output) -> (String, String) {
@@ -534,7 +495,7 @@ fn assert_aligned(table: &[&str]) {
 /// says the second time that it is already stopped; `start` uses the config's token too.
 #[test]
 fn status_and_control_find_the_instance_from_the_config() {
-    let pv = ConfigOnly::start();
+    let pv = config_only();
     let status = pv.wait_for(&["status"], "worker running", |s| {
         s.lines()
             .any(|l| l.starts_with("worker ") && l.contains(" running "))
@@ -552,7 +513,7 @@ fn status_and_control_find_the_instance_from_the_config() {
     // PERFVISOR_CONFIG does what --config does.
     let out = bin()
         .arg("status")
-        .env("PERFVISOR_CONFIG", pv.config())
+        .env("PERFVISOR_CONFIG", &pv.config)
         .env_remove("PERFVISOR_ADDRESS")
         .output()
         .unwrap();
@@ -579,7 +540,7 @@ fn status_and_control_find_the_instance_from_the_config() {
         let v: serde_json::Value =
             serde_json::from_slice(&pv.cli(&["status", "--json"]).stdout).unwrap();
         assert!(v["daemons"].is_array());
-        let toml = std::fs::read_to_string(pv.config()).unwrap();
+        let toml = std::fs::read_to_string(&pv.config).unwrap();
         toml.lines()
             .find_map(|l| l.strip_prefix("listen = "))
             .unwrap()
@@ -606,7 +567,7 @@ fn status_and_control_find_the_instance_from_the_config() {
 /// metric fails naming the recorded ones near it.
 #[test]
 fn logs_silences_and_queries_speak_to_people() {
-    let pv = ConfigOnly::start();
+    let pv = config_only();
     let last3 = pv.wait_for(&["logs", "worker", "-n", "3"], "20 lines", |s| {
         s.starts_with("out 18 ")
     });
@@ -632,7 +593,7 @@ fn logs_silences_and_queries_speak_to_people() {
     // -f: a restart writes the 20 lines again, and the file rotates meanwhile.
     let mut follow = bin()
         .args(["logs", "worker", "-f", "-n", "1", "--config"])
-        .arg(pv.config())
+        .arg(&pv.config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -681,7 +642,7 @@ fn logs_silences_and_queries_speak_to_people() {
     // Times are local: TZ is respected (a POSIX rule, so no zoneinfo file is needed).
     let out = bin()
         .args(["silence", "list", "--config"])
-        .arg(pv.config())
+        .arg(&pv.config)
         .env("TZ", "IST-5:30")
         .output()
         .unwrap();

@@ -28,6 +28,9 @@ pub struct Instance {
     /// Where the run's standard error goes.
     pub log: PathBuf,
     pub token: String,
+    /// Client commands find the instance through `--config` alone (see
+    /// [`Instance::found_by_config`]).
+    by_config: bool,
     run: Option<RunGuard>,
 }
 
@@ -43,6 +46,7 @@ impl Instance {
             db: dir.path().join("pv.db"),
             log: dir.path().join("perfvisor.log"),
             token: TOKEN.to_owned(),
+            by_config: false,
             run: None,
             dir,
         }
@@ -51,6 +55,13 @@ impl Instance {
     /// The same with another token.
     pub fn with_token(mut self, token: &str) -> Instance {
         self.token = token.to_owned();
+        self
+    }
+
+    /// The same, with client commands given `--config` and nothing else pointing at the
+    /// instance (no address, no token, no `PERFVISOR_*` variables).
+    pub fn found_by_config(mut self) -> Instance {
+        self.by_config = true;
         self
     }
 
@@ -110,13 +121,22 @@ impl Instance {
         self.run.as_ref().map_or(0, RunGuard::pid)
     }
 
-    /// A client command with `--address` and `--token` of this instance.
+    /// A client command with `--address` and `--token` of this instance (or `--config`
+    /// alone, see [`Instance::found_by_config`]).
     pub fn cli(&self, args: &[&str]) -> Output {
-        bin()
-            .args(args)
-            .args(["--address", &self.address, "--token", &self.token])
-            .output()
-            .expect("the client runs")
+        let mut command = bin();
+        command.args(args);
+        if self.by_config {
+            command
+                .arg("--config")
+                .arg(&self.config)
+                .env_remove("PERFVISOR_ADDRESS")
+                .env_remove("PERFVISOR_TOKEN")
+                .env_remove("PERFVISOR_CONFIG");
+        } else {
+            command.args(["--address", &self.address, "--token", &self.token]);
+        }
+        command.output().expect("the client runs")
     }
 
     /// Polls `args` until it succeeds and `ok` holds for its stdout (30 s at most); returns
