@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod analyzer;
 pub mod collector;
+pub mod exec;
 pub mod messages;
 pub mod metric_names;
 pub mod panic_guard;

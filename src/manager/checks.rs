@@ -4,8 +4,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,7 +11,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tracing::warn;
 
 use super::daemon::Control;
-use super::process::signal_group;
 use super::spec::{CheckKind, CheckSpec};
 
 /// Run one probe, failing once `timeout` has passed; `Err` says why it failed.
@@ -102,36 +99,12 @@ fn http_get(url: &str, deadline: Instant) -> Result<(), String> {
     }
 }
 
+/// Runs the check's command (no shell) until `deadline`; a timeout kills its process group.
 fn command(argv: &[String], deadline: Instant) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty check command")?;
-    let mut child = Command::new(program)
-        .args(args)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("{program:?} failed: {status}")),
-            Ok(None) => {}
-            Err(e) => return Err(format!("cannot wait for {program:?}: {e}")),
-        }
-        if Instant::now() >= deadline {
-            // The probe's whole process group goes, so a shell's children do not linger.
-            if let Err(e) = signal_group(child.id(), libc::SIGKILL) {
-                warn!(program = %program, error = %e, "Cannot kill timed-out check command.");
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{program:?} timed out"));
-        }
-        thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
+    let timeout = remaining(deadline)?;
+    perfvisor_actors::exec::run(std::path::Path::new(program), args, None, timeout)
+        .map_err(|e| e.to_string())
 }
 
 /// Start the timer thread of check `index` for process generation `generation`; it probes at

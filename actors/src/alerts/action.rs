@@ -10,11 +10,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::rules::RuleAction;
 use crate::storage::StorageHandle;
@@ -352,37 +350,12 @@ fn carry_out(job: &Job, control: Option<&Control>, timeout: Duration) -> ActionR
     record
 }
 
-/// Runs a program (no shell) with the alert as JSON on stdin; kills it by pid after
-/// `timeout`.
+/// Runs a program (no shell) with the alert as JSON on stdin; kills it and its process group
+/// after `timeout`.
 fn run(program: &str, args: &[String], alert: &Alert, timeout: Duration) -> Result<(), String> {
     let json = serde_json::to_vec(alert).map_err(|e| format!("alert not encodable: {e}"))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A program that does not read its input is not an error.
-        let _ = stdin.write_all(&json);
-    }
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("{program} exited with {status}")),
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{program} ran longer than {timeout:?} and was killed"
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("waiting for {program}: {e}")),
-        }
-    }
+    crate::exec::run(std::path::Path::new(program), args, Some(json), timeout)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -393,6 +366,7 @@ mod tests {
     use crate::storage::tests::{temp_db, test_config, zero_hook};
     use crate::storage::{StorageReader, StorageStats};
     use crate::types::{AlertState, Labels, SeriesKey, Severity, Source};
+    use std::time::Instant;
 
     struct Counting(AtomicU32);
     impl DaemonControl for Counting {

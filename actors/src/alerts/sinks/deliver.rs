@@ -1,12 +1,9 @@
 //! The deliverers: HTTP (webhook and Alertmanager bodies), exec (a program with the JSON on
 //! its standard input, killed with its process group on timeout) and log.
 
-use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ureq::http::{HeaderName, HeaderValue};
 
@@ -145,103 +142,8 @@ impl Deliver for ExecDeliverer {
     fn deliver(&mut self, alerts: &[Alert], timeout: Duration) -> Result<(), Failure> {
         let body = webhook_json(alerts)
             .map_err(|e| Failure::permanent(format!("cannot encode the alerts as JSON: {e}")))?;
-        let program = self.program.display();
-        let started = Instant::now();
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own group, so that a timeout kills what it started too.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Failure::transient(format!("cannot start {program}: {e}")))?;
-        let pid = child.id();
-        // Stdin and stderr on helper threads: a program that reads nothing, or writes much to
-        // stderr, must not block this thread past the timeout.
-        let stdin = child.stdin.take();
-        let writer = thread::Builder::new()
-            .name("sink-exec-stdin".into())
-            .spawn(move || {
-                if let Some(mut stdin) = stdin {
-                    // A program that exits without reading gives EPIPE; its exit status says
-                    // whether it failed.
-                    let _ = stdin.write_all(&body);
-                }
-            });
-        let (excerpt_tx, excerpt_rx) = crossbeam_channel::bounded(1);
-        let stderr = child.stderr.take();
-        let reader = thread::Builder::new()
-            .name("sink-exec-stderr".into())
-            .spawn(move || {
-                let mut excerpt = Vec::new();
-                if let Some(mut stderr) = stderr {
-                    let _ = Read::by_ref(&mut stderr)
-                        .take(EXCERPT_BYTES as u64)
-                        .read_to_end(&mut excerpt);
-                    let _ = excerpt_tx.try_send(excerpt);
-                    let _ = io::copy(&mut stderr, &mut io::sink());
-                }
-            });
-        if let Err(e) = writer.and(reader) {
-            kill_group(pid);
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Failure::transient(format!(
-                "cannot start a helper thread for {program}: {e}"
-            )));
-        }
-        let deadline = started + timeout;
-        let mut nap = Duration::from_millis(1);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        // Not reaped yet, so the pid (and group id) cannot have been reused.
-                        kill_group(pid);
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(Failure::transient(format!(
-                            "{program} (pid {pid}) still ran after {timeout:?}; killed it"
-                        )));
-                    }
-                    thread::sleep(nap.min(deadline - now));
-                    nap = (nap * 2).min(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    kill_group(pid);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(Failure::transient(format!(
-                        "cannot wait for {program}: {e}"
-                    )));
-                }
-            }
-        };
-        if status.success() {
-            return Ok(());
-        }
-        // A descendant may keep stderr open; do not wait for it long.
-        let excerpt = excerpt_rx
-            .recv_timeout(Duration::from_millis(100))
-            .unwrap_or_default();
-        Err(Failure::transient(format!(
-            "{program} {status}: {}",
-            String::from_utf8_lossy(&excerpt).trim()
-        )))
-    }
-}
-
-/// Kills the process group led by `pid` (the exec program and its descendants).
-pub(super) fn kill_group(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill has no memory effects; the group is ours (spawned with process_group(0))
-        // and its leader is not reaped yet.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+        crate::exec::run(&self.program, &self.args, Some(body), timeout)
+            .map_err(|e| Failure::transient(e.to_string()))
     }
 }
 
