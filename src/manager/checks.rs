@@ -2,7 +2,6 @@
 //! of one process generation. A check thread only measures and reports to the daemon's
 //! supervisor; counting failures, readiness and restarts are decided there, in one place.
 
-use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,51 +46,22 @@ fn connect(address: &str, deadline: Instant) -> Result<TcpStream, String> {
     Err(last)
 }
 
+/// GETs `url` before `deadline`; a 2xx or 3xx status (not followed) is healthy.
 fn http_get(url: &str, deadline: Instant) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("unsupported URL {url:?}; only http:// is supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let address = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = connect(&address, deadline)?;
-    let io_err = |e: io::Error| format!("GET {url}: {e}");
-    stream
-        .set_write_timeout(Some(remaining(deadline)?))
-        .map_err(io_err)?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: perfvisor\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).map_err(io_err)?;
-    let mut head = Vec::with_capacity(128);
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 8192 {
-        stream
-            .set_read_timeout(Some(remaining(deadline)?))
-            .map_err(io_err)?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(e)),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let status = line
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("GET {url}: no HTTP status line in the reply"))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        // The status is judged here.
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_global(Some(remaining(deadline)?))
+        .user_agent("perfvisor")
+        .build()
+        .into();
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
     if (200..400).contains(&status) {
         Ok(())
     } else {
@@ -147,6 +117,7 @@ pub(crate) fn spawn_check_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// A one-request-per-connection HTTP server on 127.0.0.1: `/ok` → 200, anything else → 500.
