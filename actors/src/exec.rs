@@ -8,11 +8,15 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// How many bytes of a failed program's standard error are kept.
 pub const EXCERPT_BYTES: usize = 512;
+/// How long a failed program's standard error may stay open (held by a descendant) before
+/// the excerpt is taken as it is.
+const EXCERPT_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a run did not succeed.
 #[derive(Debug)]
@@ -119,18 +123,30 @@ pub fn run(
                 let _ = stdin.write_all(&input);
             }
         });
-    let (excerpt_tx, excerpt_rx) = crossbeam_channel::bounded(1);
+    // The excerpt grows as stderr is read; the channel closes at its end of file.
+    let excerpt = Arc::new(Mutex::new(Vec::new()));
+    let (eof_tx, eof_rx) = crossbeam_channel::bounded::<()>(0);
     let stderr = child.stderr.take();
+    let kept = Arc::clone(&excerpt);
     let reader = thread::Builder::new()
         .name("exec-stderr".into())
         .spawn(move || {
-            let mut excerpt = Vec::new();
-            if let Some(mut stderr) = stderr {
-                let _ = Read::by_ref(&mut stderr)
-                    .take(EXCERPT_BYTES as u64)
-                    .read_to_end(&mut excerpt);
-                let _ = excerpt_tx.try_send(excerpt);
-                let _ = io::copy(&mut stderr, &mut io::sink());
+            let _eof = eof_tx;
+            let Some(mut stderr) = stderr else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            loop {
+                match stderr.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                        let room = EXCERPT_BYTES.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
             }
         });
     if let Err(source) = writer.and(reader) {
@@ -170,10 +186,10 @@ pub fn run(
     if status.success() {
         return Ok(());
     }
-    // A descendant may keep stderr open; do not wait for it long.
-    let excerpt = excerpt_rx
-        .recv_timeout(Duration::from_millis(100))
-        .unwrap_or_default();
+    // Its stderr ends at once unless a descendant still holds it: wait for that end a
+    // little (a loaded machine may not have run the reader yet), then take what was read.
+    let _ = eof_rx.recv_timeout(EXCERPT_WAIT);
+    let excerpt = excerpt.lock().unwrap_or_else(PoisonError::into_inner);
     Err(ExecError::Failed {
         program: name,
         status,

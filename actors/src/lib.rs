@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod analyzer;
+pub mod backoff;
 pub mod collector;
 pub mod exec;
 pub mod messages;

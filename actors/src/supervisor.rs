@@ -207,15 +207,13 @@ impl RestartTracker {
     /// The delay before restart number `attempt` (1-based), jittered and capped.
     pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
         let p = &self.policy;
-        let exp = p
-            .backoff_factor
-            .max(1.0)
-            .powi(attempt.saturating_sub(1).min(64) as i32);
-        let base = p.backoff_initial.as_secs_f64() * exp;
-        let jitter = p.jitter.clamp(0.0, 1.0);
-        let jittered = base * (1.0 + jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0));
-        let capped = jittered.min(p.backoff_max.as_secs_f64()).max(0.0);
-        Duration::from_secs_f64(capped)
+        crate::backoff::Backoff {
+            initial: p.backoff_initial,
+            factor: p.backoff_factor,
+            max: p.backoff_max,
+            jitter: p.jitter,
+        }
+        .delay(attempt, random)
     }
 
     /// Failures within the current period.

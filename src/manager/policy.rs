@@ -80,12 +80,13 @@ impl RestartTracker {
 
 /// `initial × factor^(attempt−1)`, scaled by `1 ± jitter`, capped at `backoff_max`.
 pub(crate) fn backoff_delay(spec: &ManagedSpec, attempt: u32, jitter_draw: f64) -> Duration {
-    let max = spec.backoff_max.as_secs_f64();
-    let exponent = attempt.saturating_sub(1).min(1024) as i32;
-    let base = spec.backoff_initial.as_secs_f64() * spec.backoff_factor.max(1.0).powi(exponent);
-    let jitter = spec.jitter.clamp(0.0, 1.0);
-    let scaled = base.min(max) * (1.0 + jitter * (2.0 * jitter_draw.clamp(0.0, 1.0) - 1.0));
-    Duration::from_secs_f64(scaled.clamp(0.0, max))
+    perfvisor_actors::backoff::Backoff {
+        initial: spec.backoff_initial,
+        factor: spec.backoff_factor,
+        max: spec.backoff_max,
+        jitter: spec.jitter,
+    }
+    .delay(attempt, jitter_draw)
 }
 
 #[cfg(test)]

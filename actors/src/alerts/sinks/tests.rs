@@ -721,16 +721,6 @@ fn alertmanager_payload_shape() {
     assert_eq!(label_name("9lives"), "_9lives");
 }
 
-/// Ensures the jittered pause stays within half and all of the base.
-#[test]
-fn jitter_stays_within_half_and_all_of_the_base() {
-    let base = Duration::from_millis(100);
-    for _ in 0..1000 {
-        let d = jittered(base);
-        assert!(d >= base / 2 && d <= base, "{d:?}");
-    }
-}
-
 /// Kills the child (by its pid) when dropped, panics included.
 struct KillOnDrop(std::process::Child);
 

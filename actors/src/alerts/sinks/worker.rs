@@ -90,7 +90,12 @@ impl Worker {
 
     fn handle(&mut self, alerts: &[Alert]) {
         self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-        let mut backoff = self.settings.backoff_initial;
+        let backoff = crate::backoff::Backoff {
+            initial: self.settings.backoff_initial,
+            factor: 2.0,
+            max: self.settings.backoff_max,
+            jitter: RETRY_JITTER,
+        };
         for attempt in 1..=self.settings.max_attempts {
             let Some(timeout) = self.attempt_timeout() else {
                 self.give_up("shutdown deadline passed", attempt - 1);
@@ -119,7 +124,7 @@ impl Worker {
                     }
                     let pause = failure
                         .retry_after
-                        .unwrap_or_else(|| jittered(backoff))
+                        .unwrap_or_else(|| backoff.delay(attempt, fastrand::f64()))
                         .min(self.settings.backoff_max);
                     let retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
                     tracing::info!(sink = %self.name, attempt, error = %failure.message,
@@ -128,7 +133,6 @@ impl Worker {
                         self.give_up("shutdown deadline passed during backoff", attempt);
                         return;
                     }
-                    backoff = backoff.saturating_mul(2).min(self.settings.backoff_max);
                 }
             }
         }
@@ -170,9 +174,6 @@ impl Worker {
     }
 }
 
-/// Exponential backoff's pause with jitter: between half and all of `base`, so that sinks
-/// that failed together do not retry together.
-pub(super) fn jittered(base: Duration) -> Duration {
-    let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos / 2))
-}
+/// The retries' relative spread (±50 %), so that sinks that failed together do not retry
+/// together.
+const RETRY_JITTER: f64 = 0.5;
