@@ -20,7 +20,7 @@ mod linux {
     use std::time::Duration;
 
     use criterion::{criterion_group, Criterion};
-    use perfvisor_actors::watcher::cgroup::{CgroupProbe, DaemonCgroup};
+    use perfvisor_actors::watcher::cgroup::{resolve_parent, CgroupProbe, DaemonCgroup};
     use perfvisor_actors::watcher::probe::{probe_once, scan_parents, ProcessProbe, SysinfoProbe};
     use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY};
 
@@ -130,7 +130,12 @@ mod linux {
             });
             // SAFETY: geteuid has no preconditions.
             if unsafe { libc::geteuid() } == 0 {
-                match DaemonCgroup::create(&format!("bench-{n}-{}", std::process::id())) {
+                let made = resolve_parent(None)
+                    .map_err(std::io::Error::other)
+                    .and_then(|parent| {
+                        DaemonCgroup::create(&format!("bench-{n}-{}", std::process::id()), &parent)
+                    });
+                match made {
                     Ok(cg) => {
                         let cg = BenchCgroup(cg);
                         for procs in cg.0.procs_files() {
