@@ -1194,6 +1194,9 @@ mod tests {
         );
         assert_eq!(procfs::parse_stat(b"12 (truncated) S 1 2"), None);
         assert_eq!(procfs::parse_stat(b"12 no parens at all"), None);
+        // The command name keeps its own spaces and parentheses.
+        assert_eq!(procfs::comm_of(b"7 (a b) c)) S 1"), b"a b) c)");
+        assert_eq!(procfs::comm_of(b"7 no parens"), b"");
     }
 
     /// statm, io and limits parse, including an unlimited open-files limit.
