@@ -796,8 +796,10 @@ stop_timeout = "2s"
         loop {
             let r = cli_json(&address, &["report", "family"]);
             let ready = r.as_ref().is_some_and(|r| {
+                // Steady state: the 80 MiB worker burns CPU while it touches its memory.
                 r["children"]["descendants"] == 3
                     && r["children"]["by_cpu"][0]["cpu_ratio"].as_f64() > Some(0.1)
+                    && r["children"]["by_cpu"][0]["pid"] != r["children"]["by_memory"][0]["pid"]
                     && r["children"]["by_memory"][0]["rss_bytes"].as_u64() > Some(80 * 1024 * 1024)
             });
             if ready {
