@@ -778,6 +778,9 @@ listen = "{address}"
 token = "t0ken"
 {parent}
 
+[api]
+anonymous_loopback_reads = true
+
 [[daemon]]
 name = "family"
 command = ["/bin/sh", "-c", "{lg} --cpu 0.4 --hold-mib 8 & {lg} --cpu 0.02 --hold-mib 80 & sleep 1000 & wait"]
@@ -852,6 +855,8 @@ stop_timeout = "2s"
         "{text}"
     );
 
+    dashboard_lists_children(&address, pid_of(busy));
+
     // Where the figures come from.
     let status = cli_json(&address, &["status"]).unwrap();
     let sources = &status["status"]["watchers"][0]["sources"];
@@ -891,6 +896,61 @@ stop_timeout = "2s"
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// The dashboard's daemon view of `family`, rendered by headless Chromium, shows the top
+/// children tables with the busy child's pid. Skipped without Chromium (unless
+/// PERFVISOR_REQUIRE_EXTERNAL=1).
+fn dashboard_lists_children(address: &str, busy: u32) {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        assert!(
+            !support::external_required(),
+            "/usr/bin/chromium is missing"
+        );
+        eprintln!("dashboard part SKIPPED: no /usr/bin/chromium");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dom.html");
+    let child = Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("http://{address}/#daemon=family&range=1h"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let started = Instant::now();
+    while guard.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "chromium still running after 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dom = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        dom.contains("data-list=\"by_cpu\"")
+            && dom.contains("data-list=\"by_memory\"")
+            && dom.contains(&format!("data-pid=\"{busy}\""))
+            && dom.contains("perfvisor-loadg"),
+        "no children tables in the dashboard:\n{}",
+        dom.get(dom.len().saturating_sub(4000)..).unwrap_or(&dom)
+    );
 }
 
 /// `GET path` on 127.0.0.1 with the test token, as JSON (a plain HTTP/1.0 request).
