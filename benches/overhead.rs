@@ -112,11 +112,51 @@ struct Opts {
     seconds: u64,
     warmup: u64,
     monitors: Vec<Kind>,
+    /// `--shapes`: the shapes of the targets, one set of N targets per entry, in order.
+    shapes: Vec<Shape>,
     require_external: bool,
+}
+
+/// What one watched daemon is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    /// One `perfvisor-loadgen` process (the default).
+    Single,
+    /// A process tree of five: `sh` with the loadgen, a `sleep` and a second `sh` as
+    /// children, and a `sleep` under that `sh` (parent, children, a grandchild).
+    Tree,
+    /// One loadgen in a cgroup of its own (`perfvisor-*`, made by the harness, which
+    /// needs root), so perfvisor reads the cgroup's files besides the process.
+    Cgroup,
+    /// The tree of [`Shape::Tree`] in a cgroup of its own.
+    CgroupTree,
+}
+
+impl Shape {
+    const ALL: [Shape; 4] = [Shape::Single, Shape::Tree, Shape::Cgroup, Shape::CgroupTree];
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Single => "single",
+            Shape::Tree => "tree",
+            Shape::Cgroup => "cgroup",
+            Shape::CgroupTree => "cgroup-tree",
+        }
+    }
+
+    fn in_cgroup(self) -> bool {
+        matches!(self, Shape::Cgroup | Shape::CgroupTree)
+    }
+
+    fn is_tree(self) -> bool {
+        matches!(self, Shape::Tree | Shape::CgroupTree)
+    }
 }
 
 const USAGE: &str = "cargo bench --bench overhead -- [--n 10,100,1000] [--seconds 60] \
                      [--warmup 10] [--monitors perfvisor,pidstat,process-exporter,monit,floor]\n\
+                     [--shapes single,tree,cgroup,cgroup-tree] (targets: one process, a tree \
+                     of five, or either in a cgroup of its own, which needs root)\n\
                      (--monitors perfvisor,perfvisor-baseline with PERFVISOR_BASELINE_BIN=PATH \
                      compares two builds)\n\
                      cargo bench --bench overhead -- --soak MINUTES --n 1000 [--push-series 7000]";
@@ -129,6 +169,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         seconds: 60,
         warmup: 10,
         monitors: Kind::ALL.to_vec(),
+        shapes: vec![Shape::Single],
         require_external: std::env::var("PERFVISOR_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1"),
     };
     let mut it = args.iter();
@@ -176,6 +217,22 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                                 Kind::ALL.map(Kind::name).join(", ")
                             )
                         })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
+            "--shapes" => {
+                opts.shapes = value()?
+                    .split(',')
+                    .map(|s| {
+                        Shape::ALL
+                            .into_iter()
+                            .find(|k| k.name() == s.trim())
+                            .ok_or_else(|| {
+                                format!(
+                                    "--shapes: unknown shape {s:?}; known: {}",
+                                    Shape::ALL.map(Shape::name).join(", ")
+                                )
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
             }
@@ -565,42 +622,95 @@ fn http_get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), S
 // Targets
 // ---------------------------------------------------------------------------------------
 
-/// The watched processes. Dropping kills them all first, then reaps them all.
+/// The watched processes. Dropping kills them all first (a tree's whole process group),
+/// then reaps them all, then removes the cgroups the harness made.
 struct Targets {
     procs: Vec<Proc>,
     pids: Vec<u32>,
+    cgroups: Vec<perfvisor_actors::watcher::cgroup::DaemonCgroup>,
+    tree: bool,
 }
 
 impl Targets {
     /// Each loadgen gets `--as TAG-tI`: an argument loadgen accepts and only uses with
     /// `--report-latency` (so behaviour is unchanged), which lets process-exporter select
     /// exactly this run's targets by command line even when other loadgens are running.
-    fn start(n: usize, tag: &str) -> Result<Targets, String> {
+    fn start(n: usize, tag: &str, shape: Shape) -> Result<Targets, String> {
         let mut t = Targets {
             procs: Vec::with_capacity(n),
             pids: Vec::with_capacity(n),
+            cgroups: Vec::new(),
+            tree: shape.is_tree(),
+        };
+        let parent = if shape.in_cgroup() {
+            Some(
+                perfvisor_actors::watcher::cgroup::resolve_parent(None)
+                    .map_err(|e| format!("shape {}: no cgroup: {e}", shape.name()))?,
+            )
+        } else {
+            None
         };
         for i in 0..n {
-            let mut cmd = Command::new(LOADGEN);
-            match i {
-                CPU_TARGET => cmd.args(["--cpu", &BURN.to_string()]),
-                MEM_TARGET => cmd.args(["--hold-mib", &HOLD_MIB.to_string()]),
-                _ => cmd.args(["--cpu", "0"]),
+            let load: Vec<String> = match i {
+                CPU_TARGET => vec!["--cpu".into(), BURN.to_string()],
+                MEM_TARGET => vec!["--hold-mib".into(), HOLD_MIB.to_string()],
+                _ => vec!["--cpu".into(), "0".into()],
             };
-            cmd.args(["--as", &format!("{tag}-t{i}")])
-                .stdin(Stdio::null())
+            let mut cmd = if shape.is_tree() {
+                // sh ─┬─ loadgen, sleep
+                //     └─ sh ── sleep            (five processes, one a grandchild)
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "{LOADGEN} {} --as {tag}-t{i} & sleep 100000 & \
+                         sh -c 'sleep 100000; :' & wait",
+                        load.join(" ")
+                    ))
+                    .process_group(0);
+                c
+            } else {
+                let mut c = Command::new(LOADGEN);
+                c.args(&load).args(["--as", &format!("{tag}-t{i}")]);
+                c
+            };
+            cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             let p = Proc::spawn(&mut cmd, &format!("target t{i}"))?;
             t.pids.push(p.pid());
             t.procs.push(p);
         }
+        if shape.is_tree() {
+            let pids = t.pids.clone();
+            wait_until(
+                Duration::from_secs(60),
+                Duration::from_millis(200),
+                "every tree target to have its five processes",
+                || Ok(pids.iter().all(|p| Tree::new(*p).pids.len() == 5)),
+            )?;
+        }
+        if let Some(parent) = &parent {
+            for (i, pid) in t.pids.clone().into_iter().enumerate() {
+                let cg = perfvisor_actors::watcher::cgroup::DaemonCgroup::create(
+                    &format!("bench-{tag}-t{i}"),
+                    parent,
+                )
+                .map_err(|e| format!("cannot make a cgroup for target t{i}: {e}"))?;
+                for procs in cg.procs_files() {
+                    for p in Tree::new(pid).pids {
+                        fs::write(&procs, p.to_string())
+                            .map_err(|e| format!("{}: {e}", procs.display()))?;
+                    }
+                }
+                t.cgroups.push(cg);
+            }
+        }
         let mem = t.pids[MEM_TARGET];
         wait_until(
             Duration::from_secs(30),
             Duration::from_millis(100),
             "the 128 MiB target to touch its memory",
-            || Ok(status_kib(mem, "VmRSS:").unwrap_or(0) >= HOLD_MIB * 1024),
+            || Ok(Tree::new(mem).sample().1 >= HOLD_MIB * 1024),
         )?;
         Ok(t)
     }
@@ -613,10 +723,22 @@ impl Targets {
 impl Drop for Targets {
     fn drop(&mut self) {
         for p in &mut self.procs {
+            if self.tree && p.running() {
+                // SAFETY: plain syscall; the tree's sh leads its own group and is not reaped
+                // yet, so the group id is still its.
+                unsafe { libc::kill(-(p.pid() as libc::pid_t), libc::SIGKILL) };
+            }
             p.signal(libc::SIGKILL);
         }
         for p in &mut self.procs {
             let _ = p.child.wait();
+        }
+        for cg in &self.cgroups {
+            let _ = cg.kill(Duration::from_secs(2));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !cg.remove() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
@@ -1609,7 +1731,10 @@ fn run_monitor(kind: Kind, ctx: &Ctx, opts: &Opts) -> Outcome {
         mon.tick(ctx, false);
     }
 
-    let truth_ticks = |pid| read_pstat(pid).map_or(0, |s| s.ticks);
+    // Truth over the target's whole process tree (one process for the single shape).
+    let mut cpu_truth = Tree::new(ctx.cpu_pid);
+    let mut mem_truth = Tree::new(ctx.mem_pid);
+    let mut truth_ticks = |_pid: u32| cpu_truth.sample().0;
     tree.rescan();
     let (cpu0, _) = tree.sample();
     let t0 = Instant::now();
@@ -1631,7 +1756,7 @@ fn run_monitor(kind: Kind, ctx: &Ctx, opts: &Opts) -> Outcome {
         (cpu1, _) = tree.sample();
         t1 = Instant::now();
         target1 = truth_ticks(ctx.cpu_pid);
-        rss_truth.extend(status_kib(ctx.mem_pid, "VmRSS:").map(|k| k as f64 / 1024.0));
+        rss_truth.push(mem_truth.sample().1 as f64 / 1024.0);
         if i < opts.seconds {
             mon.tick(ctx, true);
         }
@@ -1666,47 +1791,55 @@ fn run_size(n: usize, opts: &Opts) -> Result<String, String> {
         .prefix("pv-overhead-")
         .tempdir()
         .map_err(|e| e.to_string())?;
-    eprintln!("N = {n}: starting {n} targets");
-    let mut targets = Targets::start(n, &tag)?;
     let mut rows = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    for &kind in &opts.monitors {
-        if !targets.all_alive() {
-            return Err("a target exited".into());
-        }
-        let mdir = dir.path().join(kind.name());
-        fs::create_dir_all(&mdir).map_err(|e| e.to_string())?;
-        let ctx = Ctx {
-            n,
-            pids: &targets.pids,
-            cpu_pid: targets.pids[CPU_TARGET],
-            mem_pid: targets.pids[MEM_TARGET],
-            tag: &tag,
-            dir: mdir,
-        };
-        eprintln!("N = {n}: {}", kind.name());
-        let outcome = run_monitor(kind, &ctx, opts);
-        match &outcome {
-            Outcome::NotInstalled(what) => {
-                if opts.require_external {
-                    return Err(format!(
-                        "{} not installed ({what}) and PERFVISOR_REQUIRE_EXTERNAL=1",
-                        kind.name()
-                    ));
+    for (round, &shape) in opts.shapes.iter().enumerate() {
+        eprintln!("N = {n}: starting {n} targets, shape {}", shape.name());
+        let mut targets = Targets::start(n, &format!("{tag}r{round}"), shape)?;
+        for &kind in &opts.monitors {
+            if !targets.all_alive() {
+                return Err("a target exited".into());
+            }
+            let mdir = dir.path().join(format!("{}-{round}", kind.name()));
+            fs::create_dir_all(&mdir).map_err(|e| e.to_string())?;
+            let ctx = Ctx {
+                n,
+                pids: &targets.pids,
+                cpu_pid: targets.pids[CPU_TARGET],
+                mem_pid: targets.pids[MEM_TARGET],
+                tag: &tag,
+                dir: mdir,
+            };
+            eprintln!("N = {n}: {}", kind.name());
+            let outcome = run_monitor(kind, &ctx, opts);
+            match &outcome {
+                Outcome::NotInstalled(what) => {
+                    if opts.require_external {
+                        return Err(format!(
+                            "{} not installed ({what}) and PERFVISOR_REQUIRE_EXTERNAL=1",
+                            kind.name()
+                        ));
+                    }
+                }
+                Outcome::Failed(e) => {
+                    eprintln!("  {} failed: {e}", kind.name());
+                    notes.push(format!("{}: FAILED: {e}", kind.name()));
+                }
+                Outcome::Done(m) => {
+                    if let Err(e) = &m.reading {
+                        notes.push(format!("{}: no readings: {e}", kind.name()));
+                    }
+                    notes.extend(m.notes.iter().cloned());
                 }
             }
-            Outcome::Failed(e) => {
-                eprintln!("  {} failed: {e}", kind.name());
-                notes.push(format!("{}: FAILED: {e}", kind.name()));
-            }
-            Outcome::Done(m) => {
-                if let Err(e) = &m.reading {
-                    notes.push(format!("{}: no readings: {e}", kind.name()));
-                }
-                notes.extend(m.notes.iter().cloned());
-            }
+            let label = if opts.shapes.len() > 1 || shape != Shape::Single {
+                format!("{} ({})", kind.name(), shape.name())
+            } else {
+                kind.name().to_string()
+            };
+            rows.push((label, outcome));
         }
-        rows.push((kind, outcome));
+        drop(targets);
     }
     if opts.require_external && rows.iter().any(|(_, o)| matches!(o, Outcome::Failed(_))) {
         return Err(format!("a monitor failed: {}", notes.join("; ")));
@@ -1714,7 +1847,7 @@ fn run_size(n: usize, opts: &Opts) -> Result<String, String> {
     Ok(render(n, opts, &rows, &notes))
 }
 
-fn render(n: usize, opts: &Opts, rows: &[(Kind, Outcome)], notes: &[String]) -> String {
+fn render(n: usize, opts: &Opts, rows: &[(String, Outcome)], notes: &[String]) -> String {
     let mut s = format!(
         "\n### N = {n} watched daemons, {} s window after {} s warm-up, 1 s interval\n\n\
          | monitor | CPU % of one core | µs CPU per s per watched daemon | peak RSS MiB (tree sampled / VmHWM) \
@@ -1724,8 +1857,7 @@ fn render(n: usize, opts: &Opts, rows: &[(Kind, Outcome)], notes: &[String]) -> 
         opts.seconds, opts.warmup
     );
     let opt = |v: Option<f64>, prec: usize| v.map_or("–".to_string(), |v| format!("{v:.prec$}"));
-    for (kind, outcome) in rows {
-        let name = kind.name();
+    for (name, outcome) in rows {
         match outcome {
             Outcome::NotInstalled(_) => {
                 s.push_str(&format!("| {name} | not installed | | | | | |\n"))
@@ -1919,7 +2051,7 @@ fn soak(minutes: u64, opts: &Opts) -> Result<(), String> {
     let n = *opts.sizes.first().unwrap_or(&1000);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let tag = format!("pvsoak{}", std::process::id());
-    let mut targets = Targets::start(n, &tag)?;
+    let mut targets = Targets::start(n, &tag, Shape::Single)?;
     let token = format!("soak-{}", std::process::id());
     let mut mon = PerfvisorMon {
         bin: PERFVISOR.to_string(),

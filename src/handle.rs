@@ -340,12 +340,27 @@ impl Perfvisor {
     /// One daemon's report, or `None` when nothing was collected for it yet.
     pub async fn report(&self, id: impl Into<DaemonId>) -> Result<Option<DaemonReport>, Error> {
         self.check_running()?;
-        self.inner
+        let daemon = id.into();
+        let mut report = self
+            .inner
             .parts
             .analyzer
-            .send(GetReport { daemon: id.into() })
+            .send(GetReport {
+                daemon: daemon.clone(),
+            })
             .await
-            .map_err(|_| Error::NotRunning)
+            .map_err(|_| Error::NotRunning)?;
+        if let Some(r) = report.as_mut() {
+            // The top children live with the daemon's watcher, not in the analyzer's series.
+            r.children = self
+                .inner
+                .parts
+                .supervisor
+                .send(GetTopChildren { daemon })
+                .await
+                .map_err(|_| Error::NotRunning)?;
+        }
+        Ok(report)
     }
 
     /// The host's report: its score with the breakdown, contention between daemons, every

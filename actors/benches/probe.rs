@@ -20,9 +20,9 @@ mod linux {
     use std::time::Duration;
 
     use criterion::{criterion_group, Criterion};
-    use perfvisor_actors::watcher::cgroup::{CgroupProbe, DaemonCgroup};
+    use perfvisor_actors::watcher::cgroup::{resolve_parent, CgroupProbe, DaemonCgroup};
     use perfvisor_actors::watcher::probe::{probe_once, scan_parents, ProcessProbe, SysinfoProbe};
-    use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY};
+    use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY, TOP_CHILDREN};
 
     /// The probed daemon stand-in, killed and reaped however the bench ends.
     struct Daemon(Child);
@@ -105,6 +105,7 @@ mod linux {
     }
 
     /// Per daemon of 1, 5 and 50 processes: the tree walk through `children` files, the
+    /// top-children breakdown built from its readings, the
     /// `/proc` scan fallback (one scan, and a probe amortised over SCAN_EVERY), and reading
     /// the daemon's cgroup files.
     fn trees(c: &mut Criterion) {
@@ -115,6 +116,11 @@ mod linux {
             let mut walk = TreeProbe::open(pid).expect("open");
             group.bench_function(format!("children_files/{n}"), |b| {
                 b.iter(|| walk.probe().expect("probe"))
+            });
+            // What the watcher adds per probe for the report's top children.
+            walk.probe().expect("probe");
+            group.bench_function(format!("top_children/{n}"), |b| {
+                b.iter(|| walk.top_children(TOP_CHILDREN))
             });
             let mut scan = TreeProbe::open(pid).expect("open").without_children_files();
             group.bench_function(format!("proc_scan_every_{SCAN_EVERY}/{n}"), |b| {
@@ -130,7 +136,12 @@ mod linux {
             });
             // SAFETY: geteuid has no preconditions.
             if unsafe { libc::geteuid() } == 0 {
-                match DaemonCgroup::create(&format!("bench-{n}-{}", std::process::id())) {
+                let made = resolve_parent(None)
+                    .map_err(std::io::Error::other)
+                    .and_then(|parent| {
+                        DaemonCgroup::create(&format!("bench-{n}-{}", std::process::id()), &parent)
+                    });
+                match made {
                     Ok(cg) => {
                         let cg = BenchCgroup(cg);
                         for procs in cg.0.procs_files() {

@@ -15,6 +15,15 @@ use crate::types::{Alert, DaemonId, DaemonSpec, LifecycleEvent, MetricBatch, Tim
 
 // ---- to the supervisor -------------------------------------------------------------------
 
+/// Asks for the top children of a daemon's process tree at its watcher's last probe; `None`
+/// when it is not watched or has no descendant.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Option<crate::watcher::tree::TopChildren>")]
+pub struct GetTopChildren {
+    /// Which daemon.
+    pub daemon: DaemonId,
+}
+
 /// The host started a daemon (or it came back under a new pid): watch it.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]

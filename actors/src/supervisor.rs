@@ -477,6 +477,8 @@ struct WatcherEntry {
     addr: Addr<Watcher>,
     child: Arc<ChildHandle>,
     probes: Arc<AtomicU64>,
+    /// What the watcher shows: figure sources and top children.
+    view: crate::watcher::view::SharedView,
 }
 
 /// The root actor. See the module documentation.
@@ -934,6 +936,9 @@ impl Supervisor {
         );
         child.report_to(ctx.address().recipient());
         let probes = Arc::new(AtomicU64::new(0));
+        // A watcher restarted by actix keeps the view (the spec's, not the actor's).
+        let view = crate::watcher::view::SharedView::default();
+        let v = view.clone();
         let (s, c, cs, sup, clock, interval, p, engine) = (
             spec.clone(),
             child.clone(),
@@ -946,7 +951,18 @@ impl Supervisor {
         );
         let collector = self.collector.clone();
         let addr = actix::Supervisor::start(move |_| {
-            Watcher::new(s, c, collector, cs, sup, clock, interval, p, engine)
+            Watcher::new(
+                s,
+                c,
+                collector,
+                cs,
+                sup,
+                clock,
+                interval,
+                p,
+                engine,
+                v.clone(),
+            )
         });
         tracing::debug!(daemon = %spec.id, pid = spec.pid, "Watcher spawned.");
         self.watchers.insert(
@@ -956,6 +972,7 @@ impl Supervisor {
                 addr,
                 child,
                 probes,
+                view,
             },
         );
     }
@@ -987,6 +1004,7 @@ impl Supervisor {
                 pid: w.spec.pid,
                 restarts: w.child.stats.restarts.load(Ordering::Relaxed),
                 probes: w.probes.load(Ordering::Relaxed),
+                sources: w.view.lock().ok().and_then(|v| v.sources.clone()),
             })
             .collect();
         watchers.sort_by(|a, b| a.daemon.cmp(&b.daemon));
@@ -1200,6 +1218,17 @@ impl Handler<DaemonExeced> for Supervisor {
                 );
             }
         })
+    }
+}
+
+impl Handler<GetTopChildren> for Supervisor {
+    type Result = MessageResult<GetTopChildren>;
+    fn handle(&mut self, msg: GetTopChildren, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.watchers
+                .get(&msg.daemon)
+                .and_then(|w| w.view.lock().ok().and_then(|v| v.children.clone())),
+        )
     }
 }
 

@@ -179,6 +179,10 @@ pub struct WatcherStatus {
     pub restarts: u64,
     /// Probes done.
     pub probes: u64,
+    /// Where the daemon's CPU, memory and process-count figures come from; `None` before the
+    /// watcher's first probe.
+    #[serde(default)]
+    pub sources: Option<crate::watcher::view::FigureSources>,
 }
 
 /// The recorder's counters in `status()`.

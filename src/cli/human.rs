@@ -398,6 +398,7 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
         "SCORE",
         "LEVEL",
         "ALERTS",
+        "FIGURES FROM",
     ]);
     let mut notes = Vec::new();
     for name in &names {
@@ -464,6 +465,19 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
                 .map_or_else(|| "-".into(), |s| format!("{s:.0}")),
             w("level").as_str().unwrap_or("-").to_string(),
             firing.to_string(),
+            {
+                let sources = status["watchers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|w| w["daemon"] == name.as_str())
+                    .map_or(&Value::Null, |w| &w["sources"]);
+                let (cell, note) = sources_cell(sources);
+                if let Some(note) = note {
+                    notes.push(format!("{name}: {note}"));
+                }
+                cell
+            },
         ]);
     }
     out.push('\n');
@@ -475,6 +489,65 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
         }
     }
     out
+}
+
+/// Where a daemon's figures come from, for the `FIGURES FROM` column (`process tree`,
+/// `cgroup v2`, `cgroup v2, memory: cgroup v1 memory`), and a note with the reason when a
+/// daemon perfvisor started could not get a cgroup of its own.
+fn sources_cell(sources: &Value) -> (String, Option<String>) {
+    if !sources.is_object() {
+        return ("-".into(), None);
+    }
+    if let Some(reason) = sources["no_cgroup"].as_str() {
+        return (
+            "process tree (no cgroup)".into(),
+            Some(format!("no cgroup of its own: {reason}")),
+        );
+    }
+    let (cpu, memory, pids) = (
+        text(&sources["cpu"]),
+        text(&sources["memory"]),
+        text(&sources["pids"]),
+    );
+    let cell = if cpu == memory && memory == pids {
+        cpu
+    } else if cpu == pids {
+        format!("{cpu}, memory: {memory}")
+    } else {
+        format!("cpu: {cpu}, memory: {memory}, pids: {pids}")
+    };
+    (cell, None)
+}
+
+/// The top children of a daemon's report (`children`), two small tables; nothing when it has
+/// no descendant.
+fn render_children(children: &Value, out: &mut String) {
+    let Some(descendants) = children["descendants"].as_u64() else {
+        return;
+    };
+    for (key, what) in [("by_cpu", "CPU"), ("by_memory", "memory")] {
+        let list = children[key].as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\nTop children by {what} ({} of {descendants} descendant{}):",
+            list.len(),
+            if descendants == 1 { "" } else { "s" }
+        );
+        let mut table = Table::new(&["PID", "PARENT", "COMMAND", "CPU", "MEMORY"]);
+        for c in &list {
+            table.row(vec![
+                text(&c["pid"]),
+                text(&c["ppid"]),
+                text(&c["command"]),
+                c["cpu_ratio"].as_f64().map_or_else(|| "-".into(), percent),
+                c["rss_bytes"].as_f64().map_or_else(|| "-".into(), size),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
 }
 
 /// The `alerts` text: one row per firing alert, its message last.
@@ -589,6 +662,7 @@ pub fn render_report(r: &Value, clock: &Clock) -> String {
                 .unwrap_or_default()
         );
     }
+    render_children(&r["children"], &mut out);
     let mut table = Table::new(&["SERIES", "LAST", "MEAN", "P95", "MAX", "TREND"]);
     for s in r["series"].as_array().into_iter().flatten() {
         let metric = s["metric"].as_str().unwrap_or("?");

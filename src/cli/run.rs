@@ -426,6 +426,8 @@ impl Running {
     /// first: a sink that does not start refuses the reload before any daemon is touched.
     fn reload(&self) -> Result<String, String> {
         let new = config::load(&self.path).map_err(|e| e.to_string())?;
+        // Daemons started from now on go under the new parent.
+        mgr::set_cgroup_parent(new.supervisor.cgroup_parent.clone());
         let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         let diff = config::diff(&current, &new);
         if diff.is_empty() {
@@ -553,6 +555,7 @@ async fn supervise(
         return Err(config_failed(e));
     }
     let config = loaded.config;
+    mgr::set_cgroup_parent(config.supervisor.cgroup_parent.clone());
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     // Next to the database: the record of the managed processes and their output FIFOs, so
     // a perfvisor killed without stopping them re-adopts them instead of starting copies.

@@ -71,6 +71,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "retention",
     "max_database_size",
     "default_rules",
+    "cgroup_parent",
 ];
 const API_KEYS: &[&str] = &[
     "read_token",
@@ -465,11 +466,12 @@ fn supervisor(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> SupervisorConfig {
         retention: Retention::default(),
         max_database_size: None,
         default_rules: true,
+        cgroup_parent: None,
     };
     let Some(t) = t else {
         return s;
     };
-    for key in ["database", "listen", "token_file"] {
+    for key in ["database", "listen", "token_file", "cgroup_parent"] {
         t.remember(ctx, key);
     }
     if let Some(p) = t.path(ctx, "database") {
@@ -518,6 +520,12 @@ fn supervisor(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> SupervisorConfig {
     if let Some(b) = t.bool(ctx, "default_rules") {
         s.default_rules = b;
     }
+    s.cgroup_parent = t.nonempty(
+        ctx,
+        "cgroup_parent",
+        "a cgroup2 directory: an absolute path under the cgroup2 mount, or a path relative to it",
+    )
+    .map(PathBuf::from);
     s
 }
 

@@ -92,6 +92,11 @@ pub struct SupervisorConfig {
     pub max_database_size: Option<u64>,
     /// `default_rules`: whether the built-in alert rules ship. Default true.
     pub default_rules: bool,
+    /// `cgroup_parent`: the cgroup2 directory under which each managed daemon gets a cgroup
+    /// of its own (absolute, or relative to the cgroup2 mount). Default none: perfvisor's own
+    /// cgroup when delegated to it (systemd `Delegate=yes`), else the hierarchy's root when
+    /// root, else no cgroup (the daemons are measured as process trees).
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 /// `[api]`: the HTTP API's scoped tokens, accepted host names and connection limit. The

@@ -146,6 +146,21 @@ pub(super) fn machine(
             .err()
             .map(|why| problem(places, "supervisor.database", why)),
     );
+    if let Some(parent) = &config.supervisor.cgroup_parent {
+        use perfvisor_actors::watcher::cgroup::{configured_parent, Mounts};
+        let checked = match Mounts::host().v2.as_deref() {
+            None => Err(format!(
+                "cgroup_parent {:?} is set but this host has no cgroup2 hierarchy mounted; \
+                 expected no cgroup_parent here (the daemons are measured as process trees)",
+                parent.display().to_string()
+            )),
+            // Checked without creating anything: `run` creates it if missing.
+            Some(mount) => configured_parent(mount, parent, false).map(drop),
+        };
+        if let Err(why) = checked {
+            out.push(problem(places, "supervisor.cgroup_parent", why));
+        }
+    }
     if let Some(TokenSource::File(path)) = &config.supervisor.token {
         if let Err(e) = std::fs::read_to_string(path) {
             out.push(problem(

@@ -61,6 +61,7 @@ mod tests;
 pub use logs::{log_path, rotated_path};
 #[cfg(feature = "config")]
 pub(crate) use process::lookup_user;
+pub use process::set_cgroup_parent;
 pub use runtime::{Manager, DROP_SHUTDOWN_TIMEOUT};
 pub use spec::{
     describe_exit, CheckKind, CheckSpec, DaemonState, DaemonStatus, ExitInfo, LogSpec, ManagedSpec,

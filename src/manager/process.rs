@@ -18,7 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use perfvisor_actors::watcher::cgroup::{DaemonCgroup, PREFIX};
+use perfvisor_actors::watcher::cgroup::{record_unplaced, resolve_parent, DaemonCgroup, PREFIX};
 
 use super::logs::{pump, RotatingLog};
 use super::spec::ManagedSpec;
@@ -124,8 +124,11 @@ pub(crate) fn spawn(
         // std does setgroups([]) (when root), setgid, then setuid in the child before exec.
         cmd.uid(ids.uid).gid(ids.gid);
     }
-    let placement = cgroup_for(&spec.name);
-    if let Some((_, procs)) = &placement {
+    let placement = cgroup_for(&spec.name).map_err(|reason| {
+        tracing::debug!(daemon = %spec.name, reason, "No cgroup of its own for the daemon.");
+        reason
+    });
+    if let Ok((_, procs)) = &placement {
         let fds: Vec<i32> = procs.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: the closure runs in the child between fork and exec and only calls write(2),
         // which is async-signal-safe, on descriptors opened before the fork (still open in the
@@ -142,11 +145,19 @@ pub(crate) fn spawn(
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            if let Some((cgroup, _)) = &placement {
+            if let Ok((cgroup, _)) = &placement {
                 // Nothing ran in it (a failed exec exits before `spawn` returns).
                 cgroup.remove();
             }
             return Err(e);
+        }
+    };
+    let placement = match placement {
+        Ok(placed) => Some(placed),
+        Err(reason) => {
+            // The watcher says it in `status`.
+            record_unplaced(child.id(), reason);
+            None
         }
     };
     if let Some((cgroup, procs)) = placement {
@@ -309,25 +320,42 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<()> {
     }
 }
 
+/// `[supervisor] cgroup_parent` of the running binary (`None`: the default placement of
+/// [`resolve_parent`](perfvisor_actors::watcher::cgroup::resolve_parent)).
+static CGROUP_PARENT: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+/// Sets where the cgroups of the daemons started from now on go: a directory of the cgroup2
+/// hierarchy (absolute, or relative to its mount), or `None` for the default (perfvisor's
+/// own cgroup when delegated to it, else the hierarchy's root when root). One setting per
+/// process, like the manager.
+pub fn set_cgroup_parent(parent: Option<std::path::PathBuf>) {
+    if let Ok(mut p) = CGROUP_PARENT.lock() {
+        *p = parent;
+    }
+}
+
 /// A fresh cgroup for one start of daemon `name` (`perfvisor-<name>.<perfvisor pid>.<n>`, so
 /// two perfvisors or two starts never share one), with its `cgroup.procs` files open for
-/// writing; `None` when cgroups cannot be created here (not root, no delegation, no cgroup2).
-fn cgroup_for(name: &str) -> Option<(DaemonCgroup, Vec<File>)> {
+/// writing; why not when cgroups cannot be created here (not root, no delegation, no cgroup2).
+fn cgroup_for(name: &str) -> Result<(DaemonCgroup, Vec<File>), String> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let configured = CGROUP_PARENT.lock().ok().and_then(|p| p.clone());
+    let parent = resolve_parent(configured.as_deref())?;
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let cgroup = match DaemonCgroup::create(&format!("{name}.{}.{seq}", std::process::id())) {
-        Ok(cgroup) => cgroup,
-        Err(e) => {
-            tracing::debug!(daemon = %name, error = %e, "No cgroup of its own for the daemon.");
-            return None;
-        }
-    };
+    let cgroup = DaemonCgroup::create(&format!("{name}.{}.{seq}", std::process::id()), &parent)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => format!(
+                "cannot create a cgroup under {}: permission denied (not root, and not delegated)",
+                parent.display()
+            ),
+            _ => format!("cannot create a cgroup under {}: {e}", parent.display()),
+        })?;
     let procs = cgroup
         .procs_files()
         .iter()
         .filter_map(|f| OpenOptions::new().write(true).open(f).ok())
         .collect();
-    Some((cgroup, procs))
+    Ok((cgroup, procs))
 }
 
 /// Kills everything in the cgroup perfvisor made for the daemon led by `pid` (found from

@@ -681,3 +681,421 @@ fn wait_for_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `perfvisor run` on `config` (written to `dir`), as `uid` when given, its stderr to
+/// `dir/stderr.log`.
+fn run_binary(dir: &std::path::Path, config: &str, uid: Option<u32>) -> RunGuard {
+    use std::os::unix::process::CommandExt as _;
+    let path = dir.join("perfvisor.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_perfvisor"));
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    RunGuard(ChildGuard(cmd.spawn().unwrap()))
+}
+
+/// The JSON of `perfvisor ARGS --json` against `address`, `None` while it fails.
+fn cli_json(address: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(args)
+        .args(["--json", "--address", address, "--token", "t0ken"])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// The human text of `perfvisor ARGS` against `address`.
+fn cli_text(address: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(args)
+        .args(["--address", address, "--token", "t0ken"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Removes a cgroup directory made for a test, its children first, once they are empty.
+struct RemoveCgroup(std::path::PathBuf);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.0.exists() && Instant::now() < deadline {
+            for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                if entry.path().is_dir() {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&self.0);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A managed parent with three children (one busy, one holding 80 MiB, one asleep): the
+/// report, through the API and `perfvisor report`, lists the children by CPU and by memory
+/// with their pids, command names, CPU and RSS close to /proc's; `status` says where the
+/// figures come from. As root on a host with cgroup v2, the daemon's cgroup goes under the
+/// configured `cgroup_parent` and `status` names the cgroup as the source (CPU from v2,
+/// memory from v2 or, on hybrid hosts, v1); otherwise the process tree.
+#[tokio::test]
+async fn top_children_in_report_and_sources_in_status() {
+    let _cores = support::cpu_heavy().await;
+    let cgroups = cgroups_usable();
+    if let Err(reason) = &cgroups {
+        assert!(
+            !support::external_required(),
+            "the cgroup part cannot run: {reason}"
+        );
+        eprintln!("cgroup part SKIPPED: {reason}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", support::free_port());
+    let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
+    let slice = format!("perfvisor-test-{}.slice", std::process::id());
+    let mount = perfvisor_actors::watcher::cgroup::Mounts::host().v2.clone();
+    let _slice_cleanup = match (&cgroups, &mount) {
+        (Ok(()), Some(m)) => Some(RemoveCgroup(m.join(&slice))),
+        _ => None,
+    };
+    let config = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+{parent}
+
+[api]
+anonymous_loopback_reads = true
+
+[[daemon]]
+name = "family"
+command = ["/bin/sh", "-c", "{lg} --cpu 0.4 --hold-mib 8 & {lg} --cpu 0.02 --hold-mib 80 & sleep 1000 & wait"]
+stop_timeout = "2s"
+"#,
+        db = dir.path().join("pv.db").display(),
+        parent = if cgroups.is_ok() {
+            format!("cgroup_parent = \"{slice}\"")
+        } else {
+            String::new()
+        },
+    );
+    let _run = run_binary(dir.path(), &config, None);
+    let report = {
+        let started = Instant::now();
+        loop {
+            let r = cli_json(&address, &["report", "family"]);
+            let ready = r.as_ref().is_some_and(|r| {
+                // Steady state: the 80 MiB worker burns CPU while it touches its memory.
+                r["children"]["descendants"] == 3
+                    && r["children"]["by_cpu"][0]["cpu_ratio"].as_f64() > Some(0.1)
+                    && r["children"]["by_cpu"][0]["pid"] != r["children"]["by_memory"][0]["pid"]
+                    && r["children"]["by_memory"][0]["rss_bytes"].as_u64() > Some(80 * 1024 * 1024)
+            });
+            if ready {
+                break r.unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no children in the report within 60 s: {r:#?}\n{}",
+                std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let children = &report["children"];
+    println!("children: {children:#}");
+    let busy = &children["by_cpu"][0];
+    let big = &children["by_memory"][0];
+    let pid_of = |c: &serde_json::Value| c["pid"].as_u64().unwrap() as u32;
+    assert_ne!(pid_of(busy), pid_of(big), "{children:#}");
+    for c in [busy, big] {
+        assert_eq!(c["command"], "perfvisor-loadg", "comm is 15 bytes: {c}");
+        let truth = support::rss_of(pid_of(c)) as f64;
+        let rss = c["rss_bytes"].as_f64().unwrap();
+        assert!(
+            (rss - truth).abs() / truth <= 0.05,
+            "rss {rss} vs /proc {truth}"
+        );
+    }
+    let busy_cpu = busy["cpu_ratio"].as_f64().unwrap();
+    assert!(busy_cpu < 0.8, "one worker at 0.4: {busy_cpu}");
+    let lists = |key: &str| -> Vec<String> {
+        children[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["command"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(lists("by_cpu").len(), 3);
+    assert!(lists("by_memory").contains(&"sleep".to_owned()));
+    // The same through the HTTP API, and in `perfvisor report`'s words.
+    let api: serde_json::Value = reqwest_like_get(&address, "/api/v1/daemons/family/report");
+    assert_eq!(api["children"]["descendants"], 3, "{api:#}");
+    let text = cli_text(&address, &["report", "family"]);
+    assert!(
+        text.contains("Top children by CPU (3 of 3 descendants):")
+            && text.contains("Top children by memory")
+            && text.contains(&pid_of(busy).to_string())
+            && text.contains("perfvisor-loadg"),
+        "{text}"
+    );
+
+    dashboard_lists_children(&address, pid_of(busy));
+
+    // Where the figures come from.
+    let status = cli_json(&address, &["status"]).unwrap();
+    let sources = &status["status"]["watchers"][0]["sources"];
+    let text = cli_text(&address, &["status"]);
+    println!("{text}");
+    assert!(text.contains("FIGURES FROM"), "{text}");
+    match (&cgroups, &mount) {
+        (Ok(()), Some(mount)) => {
+            assert_eq!(sources["cpu"], "cgroup v2", "{sources}");
+            assert!(
+                sources["memory"] == "cgroup v2" || sources["memory"] == "cgroup v1 memory",
+                "{sources}"
+            );
+            let cgroup = sources["cgroup"].as_str().unwrap_or_default();
+            assert!(
+                cgroup.starts_with(
+                    &mount
+                        .join(&slice)
+                        .join("perfvisor-family.")
+                        .display()
+                        .to_string()
+                ),
+                "the daemon's cgroup under cgroup_parent: {sources}"
+            );
+            assert!(text.contains("cgroup v2"), "{text}");
+        }
+        _ => assert!(
+            sources["cpu"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("process tree"),
+            "{sources}"
+        ),
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(["stop", "family", "--address", &address, "--token", "t0ken"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The dashboard's daemon view of `family`, rendered by headless Chromium, shows the top
+/// children tables with the busy child's pid. Skipped without Chromium (unless
+/// PERFVISOR_REQUIRE_EXTERNAL=1).
+fn dashboard_lists_children(address: &str, busy: u32) {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        assert!(
+            !support::external_required(),
+            "/usr/bin/chromium is missing"
+        );
+        eprintln!("dashboard part SKIPPED: no /usr/bin/chromium");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dom.html");
+    let child = Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("http://{address}/#daemon=family&range=1h"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let started = Instant::now();
+    while guard.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "chromium still running after 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dom = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        dom.contains("data-list=\"by_cpu\"")
+            && dom.contains("data-list=\"by_memory\"")
+            && dom.contains(&format!("data-pid=\"{busy}\""))
+            && dom.contains("perfvisor-loadg"),
+        "no children tables in the dashboard:\n{}",
+        dom.get(dom.len().saturating_sub(4000)..).unwrap_or(&dom)
+    );
+}
+
+/// `GET path` on 127.0.0.1 with the test token, as JSON (a plain HTTP/1.0 request).
+fn reqwest_like_get(address: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t0ken\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let (head, body) = body.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    serde_json::from_str(body).unwrap()
+}
+
+/// A perfvisor that may not create cgroups (run as an unprivileged user) says in `status`
+/// that its managed daemon is measured as a process tree and why it has no cgroup; an
+/// attached daemon is a process tree with no reason. Needs root to run perfvisor as `nobody`
+/// (skipped otherwise, unless PERFVISOR_REQUIRE_EXTERNAL=1).
+#[test]
+fn status_says_why_a_managed_daemon_has_no_cgroup() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !support::external_required(),
+            "needs root to run perfvisor as an unprivileged user"
+        );
+        eprintln!("SKIPPED: not root: cannot run perfvisor as an unprivileged user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let outsider = Group::sh("sleep 1000");
+    let address = format!("127.0.0.1:{}", support::free_port());
+    let config = format!(
+        r#"
+[supervisor]
+database = "{db}"
+probe_interval = "200ms"
+listen = "{address}"
+token = "t0ken"
+
+[[daemon]]
+name = "plain"
+command = ["/bin/sh", "-c", "sleep 1000 & wait"]
+stop_timeout = "1s"
+
+[[attach]]
+name = "outsider"
+pid = {pid}
+"#,
+        db = dir.path().join("pv.db").display(),
+        pid = outsider.pid(),
+    );
+    let _run = run_binary(dir.path(), &config, Some(NOBODY));
+    let started = Instant::now();
+    let watchers = loop {
+        let w = cli_json(&address, &["status"])
+            .and_then(|s| s["status"]["watchers"].as_array().cloned())
+            .unwrap_or_default();
+        if w.len() == 2 && w.iter().all(|w| w["sources"].is_object()) {
+            break w;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no sources within 30 s: {w:?}\n{}",
+            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let of = |name: &str| {
+        watchers
+            .iter()
+            .find(|w| w["daemon"] == name)
+            .map(|w| w["sources"].clone())
+            .unwrap()
+    };
+    let plain = of("plain");
+    let reason = plain["no_cgroup"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("not root"), "{plain}");
+    assert_eq!(
+        plain["cpu"].as_str(),
+        Some(format!("process tree (no cgroup: {reason})").as_str())
+    );
+    let outsider_sources = of("outsider");
+    assert_eq!(
+        outsider_sources["cpu"], "process tree",
+        "{outsider_sources}"
+    );
+    assert!(outsider_sources["no_cgroup"].is_null());
+    let text = cli_text(&address, &["status"]);
+    assert!(
+        text.contains("process tree (no cgroup)")
+            && text.contains(&format!("plain: no cgroup of its own: {reason}")),
+        "{text}"
+    );
+}
+
+/// `check-config` refuses a `cgroup_parent` outside the cgroup2 mount or escaping it with
+/// `..`, naming the value and what would be accepted.
+#[test]
+fn check_config_refuses_bad_cgroup_parents() {
+    if perfvisor_actors::watcher::cgroup::Mounts::host()
+        .v2
+        .is_none()
+    {
+        eprintln!("SKIPPED: no cgroup2 hierarchy mounted");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (value, says) in [
+        ("/tmp/not-a-cgroup", "is not under the cgroup2 mount"),
+        ("../../etc", "is not under the cgroup2 mount"),
+    ] {
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[supervisor]\ndatabase = \"{}\"\ncgroup_parent = \"{value}\"\n",
+                dir.path().join("pv.db").display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{value} accepted: {err}");
+        assert!(
+            err.contains(value)
+                && err.contains(says)
+                && err.contains("expected a cgroup directory"),
+            "{value}: {err}"
+        );
+        assert!(err.contains("cgroup_parent"), "{err}");
+    }
+}

@@ -113,6 +113,10 @@ pub struct DaemonReport {
     pub trend_from_ms: Option<TimestampMs>,
     /// Per series, sorted by metric and labels.
     pub series: Vec<SeriesReport>,
+    /// The descendants using the most CPU and memory at the last probe (filled by the
+    /// handle from the daemon's watcher); `None` when it has none or is not watched.
+    #[serde(default)]
+    pub children: Option<crate::watcher::tree::TopChildren>,
 }
 
 impl DaemonReport {
@@ -1021,6 +1025,7 @@ impl AnalyzerState {
             instance_since_ms: self.instances.get(daemon).map(|i| i.since_ms),
             trend_from_ms: self.instance_trend_from(daemon),
             series,
+            children: None,
         })
     }
 

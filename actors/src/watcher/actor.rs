@@ -14,6 +14,7 @@ use actix::prelude::*;
 use super::logic::RateTracker;
 use super::probe::{ProbeError, ProcState};
 use super::tree::TreeProbe;
+use super::view::{FigureSources, SharedView};
 use crate::collector::Collector;
 use crate::messages::*;
 use crate::panic_guard::guard;
@@ -33,6 +34,8 @@ pub struct Watcher {
     interval: Duration,
     probes: Arc<AtomicU64>,
     engine: Arc<EngineStats>,
+    /// Sources and top children, shared with the supervisor.
+    view: SharedView,
     probe: Option<TreeProbe>,
     rates: RateTracker,
     /// The daemon's own cgroup, looked up once the tree probe is open; `None` when it has
@@ -43,6 +46,8 @@ pub struct Watcher {
     gone: bool,
     /// Whether the warning that the tree is capped was given.
     capped_said: bool,
+    /// Whether the view holds top children (to clear them once the children are gone).
+    had_children_view: bool,
 }
 
 impl Watcher {
@@ -58,6 +63,7 @@ impl Watcher {
         interval: Duration,
         probes: Arc<AtomicU64>,
         engine: Arc<EngineStats>,
+        view: SharedView,
     ) -> Self {
         Watcher {
             labels: spec.series_labels(),
@@ -70,6 +76,7 @@ impl Watcher {
             interval,
             probes,
             engine,
+            view,
             probe: None,
             rates: RateTracker::default(),
             #[cfg(unix)]
@@ -77,6 +84,7 @@ impl Watcher {
             tick: None,
             gone: false,
             capped_said: false,
+            had_children_view: false,
         }
     }
 
@@ -91,11 +99,22 @@ impl Watcher {
                 let r = p.probe();
                 self.probe = Some(p);
                 #[cfg(unix)]
-                {
+                let sources = {
                     self.cgroup = super::cgroup::CgroupProbe::of_pid(self.spec.pid).map(|c| {
                         tracing::info!(daemon = %self.spec.id, cgroup = ?c.cgroup(), "Daemon has its own cgroup; reading it too.");
                         (c, super::logic::CgroupTracker::default())
                     });
+                    match &self.cgroup {
+                        Some((c, _)) => c.sources().clone(),
+                        None => FigureSources::tree(super::cgroup::unplaced_reason(
+                            self.spec.pid,
+                        )),
+                    }
+                };
+                #[cfg(not(unix))]
+                let sources = FigureSources::tree(None);
+                if let Ok(mut view) = self.view.lock() {
+                    view.sources = Some(sources);
                 }
                 r
             }),
@@ -123,6 +142,17 @@ impl Watcher {
                     tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, limit = super::tree::MAX_DESCENDANTS, "Daemon has more descendants than are followed; its figures leave the rest out.");
                 }
                 self.probes.fetch_add(1, Ordering::Relaxed);
+                // A daemon of one process costs nothing here; a tree, one short sort.
+                if snap.total.processes > 1 || self.had_children_view {
+                    let top = self
+                        .probe
+                        .as_ref()
+                        .and_then(|p| p.top_children(super::tree::TOP_CHILDREN));
+                    self.had_children_view = top.is_some();
+                    if let Ok(mut view) = self.view.lock() {
+                        view.children = top;
+                    }
+                }
                 let now = self.clock.now_ms();
                 #[allow(unused_mut)]
                 let mut samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);

@@ -177,12 +177,11 @@ impl DaemonCgroup {
         (cg != DaemonCgroup::default()).then_some(cg)
     }
 
-    /// Creates (or reuses) the cgroup for a daemon perfvisor starts: `perfvisor-<name>` beside
-    /// perfvisor's own cgroup in the unified hierarchy (under the root when perfvisor is in
-    /// the root), and on hybrid hosts also under perfvisor's own cgroup in the v1 memory and
-    /// pids hierarchies, so limits that hold perfvisor hold its daemons too. Fails when there
-    /// is no v2 hierarchy or it cannot be written (not root, no delegated subtree).
-    pub fn create(name: &str) -> io::Result<DaemonCgroup> {
+    /// Creates (or reuses) the cgroup for a daemon perfvisor starts: `perfvisor-<name>` under
+    /// `parent` in the unified hierarchy (see [`resolve_parent`]), and on hybrid hosts also
+    /// under perfvisor's own cgroup in the v1 memory and pids hierarchies, so limits that hold
+    /// perfvisor hold its daemons too. Fails when the directory cannot be made.
+    pub fn create(name: &str, parent: &Path) -> io::Result<DaemonCgroup> {
         let leaf = format!(
             "{PREFIX}{}",
             name.replace(
@@ -191,19 +190,18 @@ impl DaemonCgroup {
             )
         );
         let mut cg = Self::made_by_us(&leaf)?;
-        let v2 = cg
-            .v2
-            .as_deref()
-            .ok_or_else(|| io::Error::other("no v2 directory"))?;
-        make_dir(v2)?;
+        let v2 = parent.join(&leaf);
+        make_dir(&v2)?;
+        cg.v2 = Some(v2);
         cg.memory_v1 = cg.memory_v1.filter(|d| make_dir(d).is_ok());
         cg.pids_v1 = cg.pids_v1.filter(|d| make_dir(d).is_ok());
         Ok(cg)
     }
 
-    /// Where [`DaemonCgroup::create`] puts (or put) the cgroup named `leaf`, whether or not
-    /// the directories exist. A zombie's `/proc/PID/cgroup` shows the root for every v1
-    /// hierarchy, so this, not the daemon's membership, finds the v1 directories to remove.
+    /// The v1 directories [`DaemonCgroup::create`] makes (or made) for the cgroup named `leaf`
+    /// on hybrid hosts, whether or not they exist; `v2` is left `None`. A zombie's
+    /// `/proc/PID/cgroup` shows the root for every v1 hierarchy, so this, not the daemon's
+    /// membership, finds the v1 directories to remove.
     pub fn made_by_us(leaf: &str) -> io::Result<DaemonCgroup> {
         let mounts = Mounts::host();
         let ours = Membership::of(std::process::id())?;
@@ -211,11 +209,6 @@ impl DaemonCgroup {
             .v2
             .as_deref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount"))?;
-        let own_v2 = ours.v2.as_deref().unwrap_or("/");
-        let parent = Path::new(own_v2).parent().unwrap_or(Path::new("/"));
-        let v2 = v2_mount
-            .join(parent.strip_prefix("/").unwrap_or(parent))
-            .join(leaf);
         let v1 = |controller: &str| {
             // Only where the v2 hierarchy lacks the controller.
             let v2_has = std::fs::read_to_string(v2_mount.join("cgroup.controllers"))
@@ -230,7 +223,7 @@ impl DaemonCgroup {
         Ok(DaemonCgroup {
             memory_v1: v1("memory"),
             pids_v1: v1("pids"),
-            v2: Some(v2),
+            v2: None,
         })
     }
 
@@ -305,6 +298,155 @@ impl DaemonCgroup {
     }
 }
 
+/// Name of the leaf perfvisor moves itself into when it puts its daemons under its own
+/// (delegated) cgroup: in cgroup v2 a cgroup whose children get controllers (memory, pids)
+/// may hold no process itself.
+pub const SELF_LEAF: &str = "supervisor";
+
+/// Where the cgroups of the daemons perfvisor starts go: a directory of the unified (v2)
+/// hierarchy, or why there is none (the reason `status` shows).
+///
+/// `configured` is `[supervisor] cgroup_parent`: an absolute path under the cgroup2 mount, or
+/// a path relative to it; it is created if missing (its own parent must exist). Without it:
+/// perfvisor's own cgroup when it was delegated to perfvisor (systemd `Delegate=yes`: the
+/// directory is writable by a non-root perfvisor, or carries systemd's `trusted.delegate`
+/// mark), with perfvisor moving itself into a [`SELF_LEAF`] child and enabling the
+/// controllers it may for its daemons; else, as root, the root of the hierarchy; else none.
+pub fn resolve_parent(configured: Option<&Path>) -> Result<PathBuf, String> {
+    let mount = Mounts::host()
+        .v2
+        .as_deref()
+        .ok_or_else(|| "no cgroup2 hierarchy is mounted".to_string())?;
+    match configured {
+        Some(p) => configured_parent(mount, p, true),
+        None => {
+            static AUTO: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+            AUTO.get_or_init(|| auto_parent(mount)).clone()
+        }
+    }
+}
+
+/// Checks a configured parent, creating it when missing if `create` (else a missing one is
+/// fine when its own parent is a cgroup perfvisor may write); the error names the value and
+/// what would be accepted.
+pub fn configured_parent(mount: &Path, p: &Path, create: bool) -> Result<PathBuf, String> {
+    let dir = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        mount.join(p)
+    };
+    let expected = format!(
+        "expected a cgroup directory under the cgroup2 mount {} (an absolute path under it, \
+         or a path relative to it such as \"perfvisor.slice\")",
+        mount.display()
+    );
+    if dir
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        || !dir.starts_with(mount)
+    {
+        return Err(format!(
+            "cgroup_parent {:?} is not under the cgroup2 mount; {expected}",
+            p.display().to_string()
+        ));
+    }
+    if !dir.exists() && !create {
+        // Made at the first start; its parent must allow that.
+        let up = dir.parent().unwrap_or(mount);
+        if !up.join("cgroup.procs").exists() || !writable(up) {
+            return Err(format!(
+                "cgroup_parent {:?}: {} does not exist and {} is not a cgroup perfvisor may \
+                 write to create it in; {expected}",
+                p.display().to_string(),
+                dir.display(),
+                up.display()
+            ));
+        }
+        return Ok(dir);
+    }
+    if !dir.exists() {
+        make_dir(&dir).map_err(|e| {
+            format!(
+                "cgroup_parent {:?}: cannot create {}: {e}; {expected} that perfvisor may write",
+                p.display().to_string(),
+                dir.display()
+            )
+        })?;
+    }
+    if !dir.join("cgroup.procs").exists() {
+        return Err(format!(
+            "cgroup_parent {:?}: {} is not a cgroup (no cgroup.procs); {expected}",
+            p.display().to_string(),
+            dir.display()
+        ));
+    }
+    if !writable(&dir) {
+        return Err(format!(
+            "cgroup_parent {:?}: {} is not writable by perfvisor (uid {}); {expected} that \
+             perfvisor may write (root, or delegated to its user)",
+            p.display().to_string(),
+            dir.display(),
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() }
+        ));
+    }
+    Ok(dir)
+}
+
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Whether systemd marked the cgroup as delegated (`Delegate=yes`, systemd 251 and later).
+fn delegation_mark(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    [c"trusted.delegate", c"user.delegate"].iter().any(|name| {
+        // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks for the size.
+        unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+    })
+}
+
+fn auto_parent(mount: &Path) -> Result<PathBuf, String> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let own = Membership::of(std::process::id())
+        .ok()
+        .and_then(|m| m.v2)
+        .unwrap_or_else(|| "/".into());
+    let own_dir = mount.join(own.trim_start_matches('/'));
+    if own != "/" && writable(&own_dir) && (!root || delegation_mark(&own_dir)) {
+        // Delegated: perfvisor leaves its own cgroup for a leaf so that the controllers can
+        // be handed down to its daemons' cgroups (best effort: without them, CPU time,
+        // pressure and cgroup.kill still work).
+        let leaf = own_dir.join(SELF_LEAF);
+        if make_dir(&leaf).is_ok() && std::fs::write(leaf.join("cgroup.procs"), b"0").is_ok() {
+            let available =
+                std::fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
+            for c in available.split_whitespace() {
+                if matches!(c, "cpu" | "memory" | "pids" | "io") {
+                    let _ = std::fs::write(own_dir.join("cgroup.subtree_control"), format!("+{c}"));
+                }
+            }
+        }
+        return Ok(own_dir);
+    }
+    if root {
+        return Ok(mount.to_path_buf());
+    }
+    Err(format!(
+        "not root, and perfvisor's own cgroup {own} is not delegated to it (run it under \
+         systemd with Delegate=yes, or set [supervisor] cgroup_parent to a cgroup it may write)"
+    ))
+}
+
 fn make_dir(dir: &Path) -> io::Result<()> {
     match std::fs::create_dir(dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
@@ -341,10 +483,34 @@ pub struct CgroupSnapshot {
     pub pressure: [Pressure; 3],
 }
 
+/// Why perfvisor could not give the daemons it started a cgroup of their own, by pid: the
+/// manager records it at spawn and the watcher says it in `status`. Bounded: the oldest
+/// entries go first.
+static UNPLACED: std::sync::Mutex<Vec<(u32, String)>> = std::sync::Mutex::new(Vec::new());
+const UNPLACED_KEPT: usize = 256;
+
+/// Records that the process `pid` perfvisor just started has no cgroup of its own, and why.
+pub fn record_unplaced(pid: u32, reason: String) {
+    if let Ok(mut list) = UNPLACED.lock() {
+        list.retain(|(p, _)| *p != pid);
+        if list.len() >= UNPLACED_KEPT {
+            list.remove(0);
+        }
+        list.push((pid, reason));
+    }
+}
+
+/// Why the process `pid` has no cgroup of its own, if perfvisor started it and tried.
+pub fn unplaced_reason(pid: u32) -> Option<String> {
+    let list = UNPLACED.lock().ok()?;
+    list.iter().find(|(p, _)| *p == pid).map(|(_, r)| r.clone())
+}
+
 /// The files of one daemon's cgroup, kept open and re-read at each probe.
 #[derive(Debug)]
 pub struct CgroupProbe {
     cgroup: DaemonCgroup,
+    sources: super::view::FigureSources,
     cpu_stat: Option<File>,
     memory: Option<File>,
     oom: Option<File>,
@@ -358,15 +524,50 @@ impl CgroupProbe {
     pub fn open(cgroup: DaemonCgroup) -> CgroupProbe {
         let open =
             |dir: Option<&PathBuf>, name: &str| dir.and_then(|d| File::open(d.join(name)).ok());
+        use super::view::{
+            SOURCE_CGROUP_V1_MEMORY, SOURCE_CGROUP_V1_PIDS, SOURCE_CGROUP_V2, SOURCE_TREE,
+        };
         let v2 = cgroup.v2.as_ref();
         let mem1 = cgroup.memory_v1.as_ref();
+        let cpu_stat = open(v2, "cpu.stat");
+        let memory_v2 = open(v2, "memory.current");
+        let pids_v2 = open(v2, "pids.current");
+        let procs = open(v2, "cgroup.procs");
+        let memory_v1 = memory_v2
+            .is_none()
+            .then(|| open(mem1, "memory.usage_in_bytes"))
+            .flatten();
+        let pids_v1 = pids_v2
+            .is_none()
+            .then(|| open(cgroup.pids_v1.as_ref(), "pids.current"))
+            .flatten();
+        let pick = |options: &[(bool, &str)]| {
+            options
+                .iter()
+                .find(|(has, _)| *has)
+                .map_or(SOURCE_TREE, |(_, name)| name)
+                .to_string()
+        };
+        let sources = super::view::FigureSources {
+            cpu: pick(&[(cpu_stat.is_some(), SOURCE_CGROUP_V2)]),
+            memory: pick(&[
+                (memory_v2.is_some(), SOURCE_CGROUP_V2),
+                (memory_v1.is_some(), SOURCE_CGROUP_V1_MEMORY),
+            ]),
+            pids: pick(&[
+                (pids_v2.is_some() || procs.is_some(), SOURCE_CGROUP_V2),
+                (pids_v1.is_some(), SOURCE_CGROUP_V1_PIDS),
+            ]),
+            cgroup: cgroup.dirs().next().map(|d| d.display().to_string()),
+            no_cgroup: None,
+        };
         CgroupProbe {
-            cpu_stat: open(v2, "cpu.stat"),
-            memory: open(v2, "memory.current").or_else(|| open(mem1, "memory.usage_in_bytes")),
+            sources,
+            cpu_stat,
+            memory: memory_v2.or(memory_v1),
             oom: open(v2, "memory.events").or_else(|| open(mem1, "memory.oom_control")),
-            pids: open(v2, "pids.current")
-                .or_else(|| open(cgroup.pids_v1.as_ref(), "pids.current")),
-            procs: open(v2, "cgroup.procs"),
+            pids: pids_v2.or(pids_v1),
+            procs,
             pressure: [
                 open(v2, "cpu.pressure"),
                 open(v2, "memory.pressure"),
@@ -384,6 +585,12 @@ impl CgroupProbe {
     /// The directories read.
     pub fn cgroup(&self) -> &DaemonCgroup {
         &self.cgroup
+    }
+
+    /// Where each figure comes from: the cgroup where its file could be opened, else the
+    /// process tree.
+    pub fn sources(&self) -> &super::view::FigureSources {
+        &self.sources
     }
 
     /// Reads every open file; a file that fails to read gives `None` for its figure.

@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod probe;
 pub mod tree;
+pub mod view;
 
 mod actor;
 mod logic;

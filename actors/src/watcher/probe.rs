@@ -242,6 +242,12 @@ impl ProcessProbe {
         self.inner.exec.take()
     }
 
+    /// The command name as of the last probe (`/proc/PID/stat` field 2, at most 15 bytes on
+    /// Linux; sysinfo's process name elsewhere). Read from the file the probe reads anyway.
+    pub fn comm(&self) -> &str {
+        self.inner.comm()
+    }
+
     /// Appends the pids of the process's children to `out`, read from
     /// `/proc/PID/task/TID/children` of each of its threads (a child belongs to the thread that
     /// forked it). `threads` is the thread count of the last snapshot: with one thread the
@@ -285,6 +291,7 @@ pub struct SysinfoProbe {
     fd_limit: Option<u64>,
     /// An exec seen and not yet taken.
     exec: Option<Exec>,
+    comm: String,
 }
 
 impl std::fmt::Debug for SysinfoProbe {
@@ -314,6 +321,7 @@ impl SysinfoProbe {
             start_time_ticks: process.start_time(),
             exe: process.exe().map(Path::to_path_buf),
         };
+        let comm = process.name().to_string_lossy().into_owned();
         Ok(Self {
             system,
             pid: spid,
@@ -321,12 +329,18 @@ impl SysinfoProbe {
             probes: 0,
             fd_limit: None,
             exec: None,
+            comm,
         })
     }
 
     /// The identity recorded by [`SysinfoProbe::open`].
     pub fn identity(&self) -> &ProcessIdentity {
         &self.identity
+    }
+
+    /// The process name sysinfo gave when the probe was opened.
+    pub fn comm(&self) -> &str {
+        &self.comm
     }
 
     /// Refreshes the pid, checks its start time (and executable where known), then reads a
@@ -636,6 +650,17 @@ mod procfs {
         })
     }
 
+    /// Field 2 of `/proc/PID/stat`: the command name between the first `(` and the last `)`
+    /// (it may itself hold parentheses); empty when malformed.
+    pub(super) fn comm_of(text: &[u8]) -> &[u8] {
+        let open = text.iter().position(|b| *b == b'(');
+        let close = text.iter().rposition(|b| *b == b')');
+        match (open, close) {
+            (Some(o), Some(c)) if o < c => &text[o + 1..c],
+            _ => &[],
+        }
+    }
+
     /// Parses `/proc/PID/statm` into (size, resident) pages.
     pub(super) fn parse_statm(text: &[u8]) -> Option<(u64, u64)> {
         let mut fields = text
@@ -840,6 +865,8 @@ mod procfs {
         fd_limit: Option<u64>,
         /// An exec seen and not yet taken.
         pub(crate) exec: Option<super::Exec>,
+        /// The command name of the last probe (`stat` field 2), replaced only when it changes.
+        comm: String,
     }
 
     impl ProcfsProbe {
@@ -893,11 +920,16 @@ mod procfs {
                 probes: 0,
                 fd_limit: None,
                 exec: None,
+                comm: String::from_utf8_lossy(comm_of(&buf[..n])).into_owned(),
             })
         }
 
         pub(crate) fn identity(&self) -> &ProcessIdentity {
             &self.identity
+        }
+
+        pub(crate) fn comm(&self) -> &str {
+            &self.comm
         }
 
         pub(crate) fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
@@ -910,6 +942,11 @@ mod procfs {
 
             let fields = {
                 let text = read_required(pid, &self.stat, buf, STAT)?;
+                // The name changes rarely (exec, prctl): no allocation unless it did.
+                let comm = comm_of(text);
+                if comm != self.comm.as_bytes() {
+                    self.comm = String::from_utf8_lossy(comm).into_owned();
+                }
                 parse_stat(text).ok_or_else(|| ProbeError::Io {
                     pid,
                     what: STAT,
@@ -1157,6 +1194,9 @@ mod tests {
         );
         assert_eq!(procfs::parse_stat(b"12 (truncated) S 1 2"), None);
         assert_eq!(procfs::parse_stat(b"12 no parens at all"), None);
+        // The command name keeps its own spaces and parentheses.
+        assert_eq!(procfs::comm_of(b"7 (a b) c)) S 1"), b"a b) c)");
+        assert_eq!(procfs::comm_of(b"7 no parens"), b"");
     }
 
     /// statm, io and limits parse, including an unlimited open-files limit.

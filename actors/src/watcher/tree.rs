@@ -81,11 +81,48 @@ pub struct TreeTotals {
     pub capped: bool,
 }
 
+/// One descendant in a daemon's top-children breakdown.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChildUsage {
+    /// Its pid.
+    pub pid: u32,
+    /// Its parent's pid (the main process, or another descendant).
+    pub ppid: u32,
+    /// Its command name (`/proc/PID/stat` field 2, at most 15 bytes).
+    pub command: String,
+    /// CPU it used between the last two probes, as a fraction of one core; `None` at its
+    /// first probe (not a rate yet).
+    pub cpu_ratio: Option<f64>,
+    /// Its resident set size, in bytes.
+    pub rss_bytes: u64,
+}
+
+/// The descendants of a daemon using the most CPU and the most memory at the last probe,
+/// taken from the readings the tree probe makes anyway. Not stored as series: one series per
+/// child pid would be unbounded.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TopChildren {
+    /// Descendants followed at the last probe (the main process not counted).
+    pub descendants: u64,
+    /// At most [`TOP_CHILDREN`] descendants, highest CPU first (those without a rate yet
+    /// last).
+    pub by_cpu: Vec<ChildUsage>,
+    /// At most [`TOP_CHILDREN`] descendants, largest resident set first.
+    pub by_memory: Vec<ChildUsage>,
+}
+
+/// How many children each list of [`TopChildren`] holds.
+pub const TOP_CHILDREN: usize = 5;
+
 /// A descendant being followed.
 struct Member {
     probe: ProcessProbe,
     /// The reading of the last probe, credited when the process leaves the tree.
     last: ProcSnapshot,
+    /// When `last` was read.
+    at: Instant,
+    /// Its own CPU use between its last two readings (fraction of a core).
+    cpu_ratio: Option<f64>,
     /// The parent's `children_cpu_seconds` as read before `last` was (at the probe before),
     /// to tell later whether the parent's reap took this process's time in.
     baseline: f64,
@@ -183,6 +220,41 @@ impl TreeProbe {
         pids
     }
 
+    /// The descendants using the most CPU and memory at the last probe, at most `n` in each
+    /// list; `None` when the last probe found no descendant. Computed from the last readings:
+    /// no file is read.
+    pub fn top_children(&self, n: usize) -> Option<TopChildren> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let mut order: Vec<(&u32, &Member)> = self.members.iter().collect();
+        let usage = |(pid, m): &(&u32, &Member)| ChildUsage {
+            pid: **pid,
+            ppid: m.last.ppid,
+            command: m.probe.comm().to_owned(),
+            cpu_ratio: m.cpu_ratio,
+            rss_bytes: m.last.rss_bytes,
+        };
+        // Highest first; ties by pid so the lists are stable between probes.
+        order.sort_unstable_by(|a, b| {
+            let cpu = |m: &Member| m.cpu_ratio.unwrap_or(-1.0);
+            cpu(b.1).total_cmp(&cpu(a.1)).then(a.0.cmp(b.0))
+        });
+        let by_cpu = order.iter().take(n).map(usage).collect();
+        order.sort_unstable_by(|a, b| {
+            b.1.last
+                .rss_bytes
+                .cmp(&a.1.last.rss_bytes)
+                .then(a.0.cmp(b.0))
+        });
+        let by_memory = order.iter().take(n).map(usage).collect();
+        Some(TopChildren {
+            descendants: self.members.len() as u64,
+            by_cpu,
+            by_memory,
+        })
+    }
+
     /// Probes the main process (its errors are the daemon's: gone, identity changed), then
     /// finds and reads the descendants. A descendant that cannot be read is left out of this
     /// probe, never an error.
@@ -224,6 +296,13 @@ impl TreeProbe {
             if m.seen {
                 if let Ok(snap) = m.probe.probe() {
                     m.baseline = before.get(&snap.ppid).copied().unwrap_or(f64::INFINITY);
+                    let now = Instant::now();
+                    let dt = now.duration_since(m.at).as_secs_f64();
+                    if dt > 0.0 {
+                        m.cpu_ratio =
+                            Some(((snap.cpu_seconds() - m.last.cpu_seconds()) / dt).max(0.0));
+                        m.at = now;
+                    }
                     m.last = snap;
                     return true;
                 }
@@ -348,6 +427,8 @@ impl TreeProbe {
                 probe,
                 baseline: f64::INFINITY,
                 last,
+                at: Instant::now(),
+                cpu_ratio: None,
                 seen: true,
             },
         );
@@ -709,6 +790,42 @@ mod tests {
             "{during:?} then {after:?}"
         );
         assert!(tree.departed.0 >= 0.15, "{:?}", tree.departed);
+    }
+
+    /// The top children come from the readings the probe made: the busy child first by
+    /// CPU, with its command name and a rate from its second reading on; nothing for a
+    /// daemon without children.
+    #[test]
+    fn top_children_rank_by_cpu_and_memory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stop = dir.path().join("stop");
+        let script = format!(
+            "sleep 300 & sh -c 'while [ ! -e {stop} ]; do :; done' & wait",
+            stop = stop.display()
+        );
+        let group = Group::sh(&script);
+        let mut tree = TreeProbe::open(group.pid()).expect("open");
+        let top = poll_until(Duration::from_secs(20), || {
+            tree.probe().expect("probe");
+            let top = tree.top_children(5)?;
+            (top.descendants == 2 && top.by_cpu[0].cpu_ratio? > 0.2).then_some(top)
+        });
+        std::fs::write(&stop, b"").expect("stop the busy child");
+        let top = top.expect("a busy child within 20 s");
+        assert_eq!(top.by_cpu.len(), 2);
+        assert_eq!(top.by_cpu[0].command, "sh", "{top:?}");
+        assert_eq!(top.by_cpu[1].command, "sleep", "{top:?}");
+        assert!(top.by_cpu[1].cpu_ratio.unwrap_or(0.0) < 0.05, "{top:?}");
+        assert!(top.by_cpu.iter().all(|c| c.ppid == group.pid()), "{top:?}");
+        assert!(
+            top.by_memory[0].rss_bytes >= top.by_memory[1].rss_bytes
+                && top.by_memory[1].rss_bytes > 0,
+            "{top:?}"
+        );
+        let lone = Group::sh("read never");
+        let mut alone = TreeProbe::open(lone.pid()).expect("open");
+        alone.probe().expect("probe");
+        assert_eq!(alone.top_children(5), None);
     }
 
     /// Without `children` files the tree is found by scanning `/proc`, every fifth probe.
