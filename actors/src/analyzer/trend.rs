@@ -52,34 +52,8 @@
 //!    [`time_to_threshold`] is for);
 //! 4. **not a step** (below).
 //!
-//! Measured by `cargo test --release -p perfvisor-actors --lib -- --ignored --nocapture
-//! trend_rule_measurements`: the share of 1,000 seeded windows of `n` samples at 1 Hz,
-//! AR(1) noise with lag-1 correlation `ρ`, called a trend (not `Flat`), for a flat series
-//! and for ramps moving 1 or 2 noise SD over the window:
-//!
-//! ```text
-//! signal  n    ρ    | OLS p<.05 | adjusted p<.05 | rule, floor 0.5 SD | 1 SD (default) | 2 SD
-//! flat    600  0    |    4.0    |      3.9       |        0.0         |      0.0       |  0.0
-//! flat    600  0.5  |   24.9    |      4.0       |        0.0         |      0.0       |  0.0
-//! flat    600  0.8  |   49.9    |      3.7       |        1.0         |      1.0       |  0.0
-//! flat    600  0.9  |   62.9    |      4.1       |        3.3         |      3.3       |  0.0
-//! flat    120  0.5  |   26.3    |      4.7       |        3.2         |      3.1       |  0.1
-//! flat     60  0    |    7.1    |      6.4       |        3.5         |      3.0       |  0.0
-//! flat     60  0.5  |   27.3    |      7.8       |        7.0         |      7.0       |  1.8
-//! 1 SD    600  0.5  |   99.9    |     98.6       |       45.1         |     43.5       |  0.0
-//! 2 SD    600  0    |  100      |    100         |      100           |    100         | 48.3
-//! 2 SD    600  0.5  |  100      |    100         |       99.9         |     99.9       | 48.9
-//! 2 SD    600  0.9  |   99.9    |     86.9       |       84.4         |     84.4       | 51.2
-//! ```
-//!
-//! The 1 SD floor keeps false trends at the default window (600 samples) at or below 1 %
-//! for `ρ ≤ 0.8` while a 2 SD change is still found every time (`ρ ≤ 0.5`); a 2 SD floor
-//! would miss half of those. The leak of the test
-//! `slow_leak_is_degrading_and_time_to_limit_is_bracketed` (1 MiB/min for an hour at 1 Hz,
-//! 4 MiB noise) is `Degrading` in 100 % of 1,000 seeds at `ρ` = 0, 0.5 and 0.9, with the
-//! worst slope error 1.2 %, 2.1 % and 5.4 %, and the 95 % time-to-threshold interval holds
-//! the true crossing in 94.7 %, 94.9 % and 95.1 % of them. Weak spot: short windows
-//! (60–120 samples) of autocorrelated noise still give 3–8 % false trends.
+//! How often this rule calls a trend on flat and ramping AR(1) noise, and how the 1 SD floor
+//! was chosen, is measured in `docs/TRENDS.md`.
 //!
 //! # Steps
 //!
@@ -99,11 +73,8 @@
 //! leaves a saw-tooth, strongly autocorrelated residual, so a ramp is not taken for a step,
 //! while a real step leaves only the noise. When the step wins, the trend is `Stable`,
 //! `direction` is `Flat`, `step` describes it and `reason` names it. The threshold 10 is
-//! about the 99th percentile of the evidence on flat noise; measured (same command, 1,000
-//! seeds, 600 samples): ramps of 0.5–15 SD are taken for steps in at most 2.2 % of windows
-//! (none from 2 SD up); a halfway step of 1 SD is recognised in 99.1 % of windows with
-//! white noise but only 74.8 % at `ρ = 0.5`, where 24.5 % are reported as trends; steps of
-//! 2 SD or more are recognised in at least 99.8 %.
+//! about the 99th percentile of the evidence on flat noise; `docs/TRENDS.md` has how often
+//! ramps are taken for steps and steps recognised.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
