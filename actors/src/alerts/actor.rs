@@ -561,6 +561,25 @@ impl AlertDispatcher {
     }
 }
 
+impl AlertDispatcher {
+    /// Runs a handler's body under the panic guard: a panic fails the dispatcher (it is
+    /// rebuilt from its spec and the database) and the caller gets `fallback`.
+    fn guarded<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        fallback: impl FnOnce() -> R,
+        body: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        match guard(|| body(self)) {
+            Ok(v) => v,
+            Err(reason) => {
+                self.restart.fail(ctx, &reason);
+                fallback()
+            }
+        }
+    }
+}
+
 impl Actor for AlertDispatcher {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -624,10 +643,16 @@ impl Handler<DaemonLifecycle> for AlertDispatcher {
 
 impl Handler<AddRule> for AlertDispatcher {
     type Result = ();
-    fn handle(&mut self, msg: AddRule, _ctx: &mut Self::Context) {
-        self.config.rules.retain(|r| r.name != msg.rule.name);
-        self.config.rules.push(msg.rule.clone());
-        self.rules.add(msg.rule);
+    fn handle(&mut self, msg: AddRule, ctx: &mut Self::Context) {
+        self.guarded(
+            ctx,
+            || (),
+            |act| {
+                act.config.rules.retain(|r| r.name != msg.rule.name);
+                act.config.rules.push(msg.rule.clone());
+                act.rules.add(msg.rule);
+            },
+        );
     }
 }
 
@@ -647,64 +672,83 @@ impl Handler<ReplaceRules> for AlertDispatcher {
 
 impl Handler<GetRules> for AlertDispatcher {
     type Result = MessageResult<GetRules>;
-    fn handle(&mut self, _: GetRules, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(listed_rules(
-            &self.config.rules,
-            &self.config.config_rules,
-            self.config.default_rules,
-        ))
+    fn handle(&mut self, _: GetRules, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.guarded(ctx, Vec::new, |act| {
+            listed_rules(
+                &act.config.rules,
+                &act.config.config_rules,
+                act.config.default_rules,
+            )
+        }))
     }
 }
 
 impl Handler<GetAnomalyRates> for AlertDispatcher {
     type Result = MessageResult<GetAnomalyRates>;
-    fn handle(&mut self, _: GetAnomalyRates, _ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
-        MessageResult(self.anomalies.counts(now))
+    fn handle(&mut self, _: GetAnomalyRates, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.guarded(ctx, Default::default, |act| {
+            let now = act.now();
+            act.anomalies.counts(now)
+        }))
     }
 }
 
 impl Handler<AddSilence> for AlertDispatcher {
     type Result = Result<(), super::silence::SilenceError>;
-    fn handle(&mut self, msg: AddSilence, _ctx: &mut Self::Context) -> Self::Result {
-        self.restore();
-        self.silences.add(msg.silence)?;
-        let now = self.now();
-        self.persist(now);
-        Ok(())
+    fn handle(&mut self, msg: AddSilence, ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.silence.id.clone();
+        self.guarded(
+            ctx,
+            || Err(super::silence::SilenceError::Unavailable { id }),
+            |act| {
+                act.restore();
+                act.silences.add(msg.silence)?;
+                let now = act.now();
+                act.persist(now);
+                Ok(())
+            },
+        )
     }
 }
 
 impl Handler<RemoveSilence> for AlertDispatcher {
     type Result = bool;
-    fn handle(&mut self, msg: RemoveSilence, _ctx: &mut Self::Context) -> bool {
-        self.restore();
-        let removed = self.silences.remove(&msg.id);
-        let now = self.now();
-        self.persist(now);
-        removed
+    fn handle(&mut self, msg: RemoveSilence, ctx: &mut Self::Context) -> bool {
+        self.guarded(
+            ctx,
+            || false,
+            |act| {
+                act.restore();
+                let removed = act.silences.remove(&msg.id);
+                let now = act.now();
+                act.persist(now);
+                removed
+            },
+        )
     }
 }
 
 impl Handler<GetSilences> for AlertDispatcher {
     type Result = MessageResult<GetSilences>;
-    fn handle(&mut self, _: GetSilences, _ctx: &mut Self::Context) -> Self::Result {
-        self.restore();
-        MessageResult(self.silences.all().to_vec())
+    fn handle(&mut self, _: GetSilences, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.guarded(ctx, Vec::new, |act| {
+            act.restore();
+            act.silences.all().to_vec()
+        }))
     }
 }
 
 impl Handler<SubscribeAlerts> for AlertDispatcher {
     type Result = ();
-    fn handle(&mut self, msg: SubscribeAlerts, _ctx: &mut Self::Context) {
-        self.recipients.push(msg.recipient);
+    fn handle(&mut self, msg: SubscribeAlerts, ctx: &mut Self::Context) {
+        self.guarded(ctx, || (), |act| act.recipients.push(msg.recipient));
     }
 }
 
 impl Handler<SubscribeStream> for AlertDispatcher {
     type Result = ();
-    fn handle(&mut self, msg: SubscribeStream, _ctx: &mut Self::Context) {
-        self.streams.push(msg.sender);
+    fn handle(&mut self, msg: SubscribeStream, ctx: &mut Self::Context) {
+        self.guarded(ctx, || (), |act| act.streams.push(msg.sender));
     }
 }
 
@@ -736,19 +780,27 @@ impl Handler<SubscribeCallback> for AlertDispatcher {
 
 impl Handler<GetFiring> for AlertDispatcher {
     type Result = MessageResult<GetFiring>;
-    fn handle(&mut self, _: GetFiring, _ctx: &mut Self::Context) -> Self::Result {
-        self.restore();
-        let mut v: Vec<Alert> = self.rules.firing();
-        v.sort_by(|a, b| a.since_ms.cmp(&b.since_ms).then(a.rule.cmp(&b.rule)));
-        MessageResult(v)
+    fn handle(&mut self, _: GetFiring, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.guarded(ctx, Vec::new, |act| {
+            act.restore();
+            let mut v: Vec<Alert> = act.rules.firing();
+            v.sort_by(|a, b| a.since_ms.cmp(&b.since_ms).then(a.rule.cmp(&b.rule)));
+            v
+        }))
     }
 }
 
 impl Handler<Flush> for AlertDispatcher {
     type Result = ();
-    fn handle(&mut self, _: Flush, _ctx: &mut Self::Context) {
-        let now = self.now();
-        self.persist(now);
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        self.guarded(
+            ctx,
+            || (),
+            |act| {
+                let now = act.now();
+                act.persist(now);
+            },
+        );
     }
 }
 

@@ -97,6 +97,15 @@ pub enum SilenceError {
     /// The id is empty.
     #[error("a silence needs a non-empty id")]
     EmptyId,
+    /// The alert dispatcher failed while adding it (it restarts from its spec and the
+    /// database); nothing was added.
+    #[error(
+        "silence {id:?} was not added: the alert dispatcher failed and is restarting; try again"
+    )]
+    Unavailable {
+        /// The silence.
+        id: String,
+    },
 }
 
 impl Silence {
