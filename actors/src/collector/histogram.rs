@@ -21,8 +21,10 @@
 //! statistics (count, sum, mean, min, max, p50/p90/p99 over the last N minutes).
 //!
 //! An interval is closed when an observation of a later interval arrives, when the collector
-//! sees that the clock has passed its end (every host-sampling tick), and on a drain (flush,
-//! shutdown), which closes every open interval early, stamped with the clock: what was
+//! sees that the clock has passed its end by a grace ([`CLOSE_GRACE_MS`], or half the
+//! interval when shorter: observations stamped just before the end may still be in the
+//! recorder's channel), checked at every drain and host-sampling tick, and on a drain for a
+//! flush or shutdown, which closes every open interval early, stamped with the clock: what was
 //! recorded before `flush()` is then on disk. Late observations of an interval already closed
 //! open it again; its next samples are stamped just after the previous ones, so a series'
 //! timestamps never repeat.
@@ -38,6 +40,9 @@ use crate::types::{FastMap, Labels, MetricKind, Sample, SeriesKey, TimestampMs};
 
 /// Default length of a histogram interval, ms.
 pub const DEFAULT_HISTOGRAM_INTERVAL_MS: i64 = 10_000;
+/// How long after its end an interval waits for observations still on their way before
+/// the clock closes it, ms (half the interval when that is shorter).
+pub const CLOSE_GRACE_MS: i64 = 1_000;
 /// Most histogram series kept open at once.
 pub const MAX_HISTOGRAMS: usize = 10_000;
 /// The quantiles stored per interval, with their `quantile` label values.
@@ -149,13 +154,14 @@ impl Histograms {
         *sum += value;
     }
 
-    /// Closes the intervals that ended at or before `now`.
+    /// Closes the intervals that ended at least the grace before `now`.
     pub fn close_due(&mut self, now: TimestampMs, out: &mut Closed) {
         let interval_ms = self.interval_ms;
+        let grace = CLOSE_GRACE_MS.min(interval_ms / 2);
         for (key, h) in self.series.iter_mut() {
             if h.open
                 .as_ref()
-                .is_some_and(|(index, _, _)| (index + 1) * interval_ms <= now)
+                .is_some_and(|(index, _, _)| (index + 1) * interval_ms + grace <= now)
             {
                 close(key, h, interval_ms, None, out);
             }
@@ -293,9 +299,9 @@ mod tests {
             h.observe(key(labels.clone()), 20_000 + i, i as f64 / 1000.0, &mut out);
         }
         assert!(out.samples.is_empty(), "the interval is still open");
-        h.close_due(29_999, &mut out);
-        assert!(out.samples.is_empty(), "not yet at its end");
-        h.close_due(30_000, &mut out);
+        h.close_due(30_999, &mut out);
+        assert!(out.samples.is_empty(), "not yet a grace past its end");
+        h.close_due(31_000, &mut out);
         assert_eq!(out.samples.len(), 5, "{:?}", out.samples);
         assert!(out.samples.iter().all(|s| s.ts_ms == 30_000));
         assert!(out
@@ -327,7 +333,7 @@ mod tests {
         assert_eq!(count, vec![(1_000, 1.0)]);
         h.close_all(1_600, &mut out);
         h.observe(key(Labels::empty()), 1_550, 0.050, &mut out);
-        h.close_due(2_000, &mut out);
+        h.close_due(2_500, &mut out);
         let count = value_of(&out, "search.latency_seconds.count", None);
         assert_eq!(count, vec![(1_000, 1.0), (1_600, 2.0), (2_000, 3.0)]);
         let p50 = value_of(&out, "search.latency_seconds", Some("0.5"));
