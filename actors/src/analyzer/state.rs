@@ -12,8 +12,12 @@
 //! series also leave out the start-up grace ([`JudgeConfig::startup_grace_ms`]).
 //!
 //! # Memory per series
-//! - short window: `window` raw samples (default 600) × 8 bytes = 4.8 KB (see
-//!   [`SeriesWindow`]: `u32` time offsets, `f32` values or counter increases);
+//! - short window: the raw samples of the last `JudgeConfig::window_ms` (10 minutes; 600
+//!   samples at 1 s), at most `capacity` of them (the engine's `analysis_window`), × 8
+//!   bytes: 4.8 KB at 1 s (see [`SeriesWindow`]: `u32` time offsets, `f32` values or
+//!   counter increases); a report says when the cap, not the time, decided;
+//! - histogram window (histograms only): the merged DDSketches of about ten slots of the
+//!   window (`histogram::HistogramWindow`), a few KB;
 //! - long window: up to [`LONG_POINTS`] per-minute means (6 h) × 8 bytes = 2.9 KB (an `i32`
 //!   minute number and an `f32` mean), grown as it fills, to exactly that;
 //! - anomaly detector: its bounded ring (see `anomaly::AnomalyDetector::memory_bytes`),

@@ -132,26 +132,24 @@ impl Histograms {
         if !value.is_finite() {
             return;
         }
-        let index = ts.div_euclid(self.interval_ms);
-        let interval_ms = self.interval_ms;
-        if !self.series.contains_key(&series) && self.series.len() >= MAX_HISTOGRAMS {
+        let (index, interval_ms) = (ts.div_euclid(self.interval_ms), self.interval_ms);
+        // One hash on the usual path: the series is open already.
+        if let Some(h) = self.series.get_mut(&series) {
+            add(&series, h, index, interval_ms, value, out);
+            return;
+        }
+        if self.series.len() >= MAX_HISTOGRAMS {
             self.refused += 1;
             return;
         }
-        let h = self.series.entry(series.clone()).or_insert(Histogram {
+        let mut h = Histogram {
             open: None,
             count_total: 0.0,
             sum_total: 0.0,
             last_at: None,
-        });
-        if h.open.as_ref().is_some_and(|(open, _, _)| index > *open) {
-            close(&series, h, interval_ms, None, out);
-        }
-        let (_, sketch, sum) = h
-            .open
-            .get_or_insert_with(|| (index, DdSketch::default(), 0.0));
-        sketch.insert(value);
-        *sum += value;
+        };
+        add(&series, &mut h, index, interval_ms, value, out);
+        self.series.insert(series, h);
     }
 
     /// Closes the intervals that ended at least the grace before `now`.
@@ -195,6 +193,26 @@ impl Histograms {
     pub fn is_empty(&self) -> bool {
         self.series.is_empty()
     }
+}
+
+/// Adds an observation to interval `index` of `h`, closing its open interval first when
+/// `index` is later.
+fn add(
+    key: &SeriesKey,
+    h: &mut Histogram,
+    index: i64,
+    interval_ms: i64,
+    value: f64,
+    out: &mut Closed,
+) {
+    if h.open.as_ref().is_some_and(|(open, _, _)| index > *open) {
+        close(key, h, interval_ms, None, out);
+    }
+    let (_, sketch, sum) = h
+        .open
+        .get_or_insert_with(|| (index, DdSketch::default(), 0.0));
+    sketch.insert(value);
+    *sum += value;
 }
 
 /// Closes `h`'s open interval: its samples are stamped at the interval's end or `at` when
