@@ -177,7 +177,14 @@ impl Signals {
         for s in &batch.samples {
             // Batches come grouped by daemon: look up each daemon once per run.
             if let Source::Daemon(d) = &s.series.source {
-                if labelled != Some(&s.series.source) && !s.series.labels.is_empty() {
+                // A histogram's quantile label belongs to that series, not to the daemon.
+                if labelled != Some(&s.series.source)
+                    && !s.series.labels.is_empty()
+                    && s.series
+                        .labels
+                        .get(crate::collector::histogram::QUANTILE_LABEL)
+                        .is_none()
+                {
                     labelled = Some(&s.series.source);
                     match self.labels.get_mut(d) {
                         Some(l) if *l == s.series.labels => {}

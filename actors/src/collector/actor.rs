@@ -33,6 +33,8 @@ pub struct Collector {
     host: Option<HostSampler>,
     resolver: AppSampleResolver,
     histograms: Histograms,
+    /// Refused observations already logged.
+    refused_logged: u64,
     known: Vec<crate::types::DaemonSpec>,
 }
 
@@ -67,6 +69,7 @@ impl Collector {
             histograms: Histograms::new(
                 i64::try_from(histogram_interval.as_millis()).unwrap_or(i64::MAX),
             ),
+            refused_logged: 0,
             known: Vec::new(),
         }
     }
@@ -100,6 +103,16 @@ impl Collector {
         self.histograms
             .expire(now - crate::analyzer::signals::EXPIRE_AFTER_MS);
         self.fan_out_closed(closed);
+        let refused = self.histograms.refused();
+        if refused > self.refused_logged {
+            tracing::warn!(
+                refused = refused - self.refused_logged,
+                open = self.histograms.len(),
+                "Observations of new histogram series were dropped: too many series are open \
+                 (keep label values few)."
+            );
+            self.refused_logged = refused;
+        }
     }
 
     /// Sends the samples of closed histogram intervals on, and their sketches to the
@@ -156,6 +169,7 @@ impl actix::Supervised for Collector {
         self.host = None;
         self.resolver = AppSampleResolver::default();
         self.histograms = Histograms::new(self.histograms.interval_ms());
+        self.refused_logged = 0;
         for spec in &self.known {
             self.resolver.register(spec);
         }

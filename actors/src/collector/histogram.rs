@@ -31,7 +31,8 @@
 //!
 //! Memory is bounded: at most [`MAX_HISTOGRAMS`] series, each one open sketch (a few hundred
 //! bytes for latencies spanning a factor of 10; at most 2 × 4096 buckets); past the cap new
-//! series' observations are dropped and counted.
+//! series' observations are dropped, counted and logged (a warning per host-sampling tick
+//! that saw drops); series idle for an hour are forgotten.
 //!
 //! [`Recorder::observe`]: crate::recorder::Recorder::observe
 
