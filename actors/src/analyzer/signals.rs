@@ -468,6 +468,44 @@ mod tests {
         }
     }
 
+    /// A latency regression of the host's own metrics fires once as
+    /// `bottleneck.latency_regression` with no daemon and the host's series, stays quiet while
+    /// it lasts, and resolves when the judgement no longer finds it.
+    #[test]
+    fn host_app_bottleneck_fires_and_resolves() {
+        use crate::analyzer::judge::{self, Evidence, HostView};
+        let mut host = judge::judge_host(&HostView::default(), &[], &Default::default());
+        host.app_bottlenecks.push(Bottleneck {
+            kind: BottleneckKind::LatencyRegression,
+            severity: 0.9,
+            summary: "search.latency_seconds of host got slower".into(),
+            evidence: vec![Evidence {
+                metric: "search.latency_seconds".into(),
+                observed: 10.0,
+                reference: 1.2,
+                detail: "stepped up".into(),
+            }],
+        });
+        let mut signals = Signals::default();
+        let fired = signals.judged_host(&host, 1_000);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        let a = &fired[0];
+        assert_eq!(a.rule, "bottleneck.latency_regression");
+        assert_eq!((a.daemon.as_ref(), a.state), (None, AlertState::Firing));
+        assert_eq!(a.series.source, Source::Host);
+        assert_eq!(a.series.metric.as_str(), "search.latency_seconds");
+        assert_eq!(a.severity, Severity::Critical);
+        assert!(signals.judged_host(&host, 2_000).is_empty());
+        host.app_bottlenecks.clear();
+        let resolved = signals.judged_host(&host, 3_000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(
+            (resolved[0].state, resolved[0].at_ms),
+            (AlertState::Resolved, 3_000)
+        );
+        assert!(signals.judged_host(&host, 4_000).is_empty());
+    }
+
     /// The spike threshold follows the daily budget: it rises with the sample rate and never
     /// falls under the floor; level shifts always alert.
     #[test]
