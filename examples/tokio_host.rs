@@ -9,8 +9,8 @@
 //! It starts a child that leaks 20 MiB/s (this binary re-run as `--child leak`), waits for
 //! perfvisor's leak alert and the restart it asks for, replaces the child with one that
 //! does not leak, waits for the alert to resolve, and prints the host's own report: its
-//! request counter and latency histogram with their `route` label, and its traced
-//! operation. Exits non-zero if any step does not happen within a minute.
+//! request counter, and the histograms of its request latency and of its traced operation
+//! (count, mean, p50/p90/p99 over the analysis window) with their `route` label. Exits non-zero if any step does not happen within a minute.
 
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,8 @@ use tracing_subscriber::layer::SubscriberExt;
 
 /// The whole run's limit.
 const LIMIT: Duration = Duration::from_secs(60);
+/// The analysis window, minutes: reports cover the last this many minutes.
+const WINDOW_MIN: u64 = 10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -98,6 +100,9 @@ async fn host() -> Result<(), String> {
             startup_grace_ms: 1_000,
             ..JudgeConfig::default()
         })
+        .analysis_span(Duration::from_secs(WINDOW_MIN * 60))
+        // A short histogram interval, so that this short run stores several.
+        .histogram_interval(Duration::from_secs(1))
         .rule(
             ThresholdRule::signal("restart_leaks", "bottleneck.memory_leak")
                 .action(RuleAction::RestartDaemon),
@@ -185,30 +190,47 @@ async fn host() -> Result<(), String> {
     let own: Vec<_> = report
         .series
         .iter()
-        .filter(|s| {
-            s.metric.as_str().starts_with("request")
-                || s.metric.as_str().starts_with("app.operation.serve")
-        })
+        .filter(|s| s.metric.as_str().starts_with("requests"))
         .collect();
     println!("the host's own series in its report:");
     for s in &own {
         println!(
-            "  {}{{{}}}: {} samples, mean {:.4}, p95 {:.4}",
+            "  {}{{{}}}: {} samples, mean {:.4}",
             s.metric.as_str(),
             s.labels.to_text(),
             s.stats.count,
             s.stats.mean,
-            s.stats.p95
         );
     }
-    let labelled = |name: &str| {
-        own.iter()
-            .any(|s| s.metric.as_str() == name && s.labels.get("route") == Some("/search"))
+    // Latencies and spans are histograms: per window, count, sum, mean and quantiles from
+    // merged DDSketches (each quantile within the relative accuracy printed).
+    println!("the host's own histograms over the last {WINDOW_MIN} minutes:");
+    for h in &report.histograms {
+        println!(
+            "  {}{{{}}}: {} observations, mean {:.4} s, p50 {:.4} s, p90 {:.4} s, p99 {:.4} s \
+             (±{:.1} %)",
+            h.metric.as_str(),
+            h.labels.to_text(),
+            h.count,
+            h.mean,
+            h.p50,
+            h.p90,
+            h.p99,
+            h.relative_accuracy * 100.0
+        );
+    }
+    let counted = own
+        .iter()
+        .any(|s| s.metric.as_str() == "requests_total" && s.labels.get("route") == Some("/search"));
+    let histogram = |name: &str| {
+        report.histograms.iter().any(|h| {
+            h.metric.as_str() == name && h.labels.get("route") == Some("/search") && h.count > 0
+        })
     };
-    if !labelled("requests_total") || !labelled("request_latency_seconds") {
+    if !counted || !histogram("request_latency_seconds") {
         return Err("the request metrics are missing or lack their route label".into());
     }
-    if !labelled("app.operation.serve.duration_seconds") {
+    if !histogram("app.operation.serve.duration_seconds") {
         return Err("the traced operation is missing or lacks its route label".into());
     }
     pv.shutdown().await.map_err(|e| e.to_string())?;

@@ -25,8 +25,15 @@ pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_RECORDER_CAPACITY: usize = 16_384;
 /// Default storage queue capacity, in batches.
 pub const DEFAULT_STORAGE_QUEUE: usize = 4096;
-/// Default analyzer window per series, in samples (10 minutes at 1 s).
-pub const DEFAULT_ANALYSIS_WINDOW: usize = 600;
+/// Default cap of the analyzer's window per series, in samples: the window covers the last
+/// [`DEFAULT_ANALYSIS_SPAN`], at most this many samples (10 minutes at 10 a second, 48 KB
+/// per series when full). A report says when a series' window was capped.
+pub const DEFAULT_ANALYSIS_WINDOW: usize = 6_000;
+/// Default time the analyzer's windows (and reports) cover: 10 minutes.
+pub const DEFAULT_ANALYSIS_SPAN: Duration = Duration::from_secs(600);
+/// Default interval of the histograms of observations and operation durations: each
+/// interval is stored as p50, p90, p99, count and sum.
+pub const DEFAULT_HISTOGRAM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Default interval between two judgements of every daemon (score, bottlenecks, alerts).
 pub const DEFAULT_JUDGE_INTERVAL: Duration = Duration::from_secs(5);
@@ -50,6 +57,7 @@ impl Default for PerfvisorBuilder {
                 storage_queue: DEFAULT_STORAGE_QUEUE,
                 max_buffered_samples: perfvisor_actors::storage::DEFAULT_MAX_BUFFERED_SAMPLES,
                 analysis_window: DEFAULT_ANALYSIS_WINDOW,
+                histogram_interval: DEFAULT_HISTOGRAM_INTERVAL,
                 judge_interval: DEFAULT_JUDGE_INTERVAL,
                 judge: JudgeConfig::default(),
                 singleton_policy: RestartPolicy::new(RestartKind::Permanent),
@@ -103,9 +111,27 @@ impl PerfvisorBuilder {
         self.config.max_buffered_samples = n;
         self
     }
-    /// Samples kept per series for statistics. Default [`DEFAULT_ANALYSIS_WINDOW`].
+    /// Most samples kept per series for statistics, trends and judgement; the window
+    /// covers [`PerfvisorBuilder::analysis_span`] unless a series fills this first (its
+    /// report then says `window_capped`). Default [`DEFAULT_ANALYSIS_WINDOW`].
     pub fn analysis_window(mut self, n: usize) -> Self {
         self.config.analysis_window = n;
+        self
+    }
+    /// How far back the analyzer's windows reach: reports and judgement cover the last
+    /// `span` of every series (and of every histogram). Default [`DEFAULT_ANALYSIS_SPAN`]
+    /// (`JudgeConfig::default().window_ms`);
+    /// at least 1 s. The same setting as `JudgeConfig::window_ms` (the later call wins).
+    pub fn analysis_span(mut self, span: Duration) -> Self {
+        self.config.judge.window_ms = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+    /// How long each interval of a histogram lasts: the observations of
+    /// [`Recorder::observe`](crate::Recorder::observe), `metrics::histogram!`, profiled
+    /// operations and closed spans are stored per interval as p50, p90, p99 (DDSketch,
+    /// within 0.5 %), count and sum. Default [`DEFAULT_HISTOGRAM_INTERVAL`]; at least 10 ms.
+    pub fn histogram_interval(mut self, d: Duration) -> Self {
+        self.config.histogram_interval = d;
         self
     }
     /// The judgement's thresholds: how much evidence each finding needs (spans, start-up

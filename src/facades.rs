@@ -46,8 +46,9 @@ mod metrics_facade {
     use super::routed;
 
     /// A `metrics::Recorder` that records into perfvisor: `counter!` increments a counter
-    /// series, `gauge!` records a level, `histogram!` records observations (each one a
-    /// sample; reports give their percentiles). A unit given by `describe_*!` is kept as the
+    /// series, `gauge!` records a level, `histogram!` records observations into the series'
+    /// histogram (stored per interval as p50/p90/p99, count and sum; reports give the
+    /// window's count, sum, mean and quantiles). A unit given by `describe_*!` is kept as the
     /// name's suffix (`_seconds`, `_bytes`, …) when the name lacks it. Install it with
     /// `metrics::set_global_recorder`, or beside another recorder with a fanout (e.g.
     /// `metrics_util::layers::FanoutBuilder`). Every call is the recorder's hot path: it
@@ -252,8 +253,9 @@ mod tracing_facade {
 
     /// A `tracing_subscriber::Layer` that records every closed span as an operation: its
     /// duration (creation to close, so time spent awaiting inside counts, as a user would
-    /// measure it) as `app.operation.<span name>.duration_seconds`, and its numeric fields
-    /// as `app.operation.<span name>.<field>`. A `daemon` field routes the span to that
+    /// measure it) as an observation of the histogram
+    /// `app.operation.<span name>.duration_seconds`, and its numeric fields as
+    /// `app.operation.<span name>.<field>`. A `daemon` field routes the span to that
     /// daemon; string fields become labels. Choose which spans with the usual filters, e.g.
     /// `pv.tracing_layer().with_filter(Targets::new().with_target("my_app", Level::INFO))`.
     /// Recording never blocks.

@@ -14,9 +14,9 @@ pub mod manager;
 pub mod units;
 
 pub use builder::{
-    PerfvisorBuilder, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE, DEFAULT_HOST_INTERVAL,
-    DEFAULT_JUDGE_INTERVAL, DEFAULT_PROBE_INTERVAL, DEFAULT_RECORDER_CAPACITY,
-    DEFAULT_STORAGE_QUEUE,
+    PerfvisorBuilder, DEFAULT_ANALYSIS_SPAN, DEFAULT_ANALYSIS_WINDOW, DEFAULT_DATABASE,
+    DEFAULT_HISTOGRAM_INTERVAL, DEFAULT_HOST_INTERVAL, DEFAULT_JUDGE_INTERVAL,
+    DEFAULT_PROBE_INTERVAL, DEFAULT_RECORDER_CAPACITY, DEFAULT_STORAGE_QUEUE,
 };
 #[cfg(feature = "metrics")]
 pub use facades::MetricsRecorder;
@@ -35,8 +35,8 @@ pub use perfvisor_actors::analyzer::anomaly::AnomalyKind;
 pub use perfvisor_actors::analyzer::trend::{Direction, TimeToThreshold};
 pub use perfvisor_actors::analyzer::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, DaemonReport, Deduction,
-    Evidence, HostJudgement, HostReport, JudgeConfig, Level, Prediction, RecentStats,
-    Recommendation, Score, SeriesReport, Trend, TrendClass, WindowStats,
+    Evidence, HistogramReport, HostJudgement, HostReport, JudgeConfig, Level, Prediction,
+    RecentStats, Recommendation, Score, SeriesReport, Trend, TrendClass, WindowStats,
 };
 pub use perfvisor_actors::messages::PanicTarget;
 pub use perfvisor_actors::metric_names;

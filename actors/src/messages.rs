@@ -162,6 +162,15 @@ pub struct AnalyzeBatch {
     pub batch: Arc<MetricBatch>,
 }
 
+/// Closed histogram intervals, whose sketches the analyzer merges into the window
+/// statistics of its reports (their samples travel in an [`AnalyzeBatch`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AnalyzeHistograms {
+    /// The intervals, in the order they closed.
+    pub intervals: Vec<crate::collector::ClosedInterval>,
+}
+
 /// Asks for one daemon's report.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Option<DaemonReport>")]

@@ -21,11 +21,15 @@ use crate::types::{DaemonId, Labels, MetricName, SharedClock, TimestampMs};
 /// How a raw sample is to be interpreted by the collector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawKind {
-    /// A gauge value (a level, or one observation of a distribution such as a latency).
+    /// A gauge value (a level: queue length, cache size).
     Gauge,
+    /// One observation of a distribution (a latency, a size): it goes into the series'
+    /// histogram, stored per interval as quantiles, count and sum.
+    Observation,
     /// An increment of a counter; the collector keeps the running total.
     Increment,
-    /// The duration in seconds of a profiled operation named by the metric.
+    /// The duration in seconds of a profiled operation named by the metric (an observation
+    /// of the operation's duration histogram).
     OperationDuration,
     /// An extra metric attached to a profiled operation: `metric` is the operation, `extra`
     /// the attached metric's name.
@@ -117,14 +121,18 @@ impl Recorder {
     }
 
     /// Records one observation of a distribution (a search latency in seconds, a response
-    /// size). Each observation is a sample; the analyzer computes percentiles over them.
+    /// size). Observations go into the series' histogram: each histogram interval (default
+    /// 10 s) is stored as its p50, p90 and p99 (series `metric{quantile="0.5"}` …) and the
+    /// running `metric.count` and `metric.sum`, whatever the number of observations, and
+    /// reports give the window's count, sum, mean and quantiles. Use
+    /// [`Recorder::record`] for a value that must be kept as it is.
     #[inline]
     pub fn observe(&self, metric: impl Into<MetricName>, value: f64) -> bool {
-        self.push(metric.into(), None, RawKind::Gauge, value)
+        self.push(metric.into(), None, RawKind::Observation, value)
     }
 
     /// Starts timing an operation; the returned guard records its duration in seconds as
-    /// `app.operation.<name>.duration_seconds` when dropped.
+    /// an observation of the histogram `app.operation.<name>.duration_seconds` when dropped.
     #[inline]
     pub fn profile(&self, operation: impl Into<MetricName>) -> ProfileGuard<'_> {
         ProfileGuard {
@@ -242,6 +250,9 @@ mod tests {
         let first = rx.recv().unwrap();
         assert_eq!(first.ts_ms, 5);
         assert_eq!(first.kind, RawKind::Gauge);
+        drop(rx.recv().unwrap());
+        assert!(rec.observe("c", 1.0));
+        assert_eq!(rx.recv().unwrap().kind, RawKind::Observation);
     }
 
     /// The profile guard records its extras and then its duration, once.

@@ -402,8 +402,12 @@ pub struct EngineConfig {
     pub storage_queue: usize,
     /// Samples the storage writer buffers in memory while the disk refuses writes.
     pub max_buffered_samples: usize,
-    /// Samples kept per series in the analyzer's window.
+    /// Most samples kept per series in the analyzer's window (which covers
+    /// `judge.window_ms`).
     pub analysis_window: usize,
+    /// How long each interval of a histogram (observations, operation durations) lasts
+    /// before it is stored as quantiles, count and sum.
+    pub histogram_interval: Duration,
     /// How often the analyzer judges every daemon and raises or resolves alert candidates.
     pub judge_interval: Duration,
     /// The judgement's thresholds (evidence spans, floors, urgency horizons).
@@ -636,9 +640,19 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             receiver.clone(),
             recorder_stats.clone(),
         );
+        let histogram_interval = config.histogram_interval;
         actix::Supervisor::start(move |_| {
             Collector::new(
-                child, storage, a, achild, clock, interval, engine, rx, rstats,
+                child,
+                storage,
+                a,
+                achild,
+                clock,
+                interval,
+                engine,
+                rx,
+                rstats,
+                histogram_interval,
             )
         })
     };
@@ -705,7 +719,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
 }
 
 fn validate(config: &EngineConfig) -> Result<(), EngineError> {
-    let checks: [(&'static str, Duration, &'static str); 2] = [
+    let checks: [(&'static str, Duration, &'static str); 3] = [
         (
             "probe_interval",
             config.probe_interval,
@@ -714,6 +728,11 @@ fn validate(config: &EngineConfig) -> Result<(), EngineError> {
         (
             "host_interval",
             config.host_interval,
+            "a duration of at least 10ms",
+        ),
+        (
+            "histogram_interval",
+            config.histogram_interval,
             "a duration of at least 10ms",
         ),
     ];

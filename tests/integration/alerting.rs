@@ -25,8 +25,8 @@ async fn alerts_reach_actors_and_closures() {
     .await
     .unwrap();
     let rec = t.pv.recorder().for_daemon("searcher");
-    rec.observe("search.latency_seconds", 0.1);
-    rec.observe("search.latency_seconds", 0.9);
+    rec.record("search.latency_seconds", 0.1);
+    rec.record("search.latency_seconds", 0.9);
     let fired = rx
         .recv_timeout(Duration::from_secs(5))
         .expect("firing via closure");
@@ -37,7 +37,7 @@ async fn alerts_reach_actors_and_closures() {
         fired.recommendations,
         vec!["Cache query results.".to_string()]
     );
-    rec.observe("search.latency_seconds", 0.2);
+    rec.record("search.latency_seconds", 0.2);
     let resolved = rx
         .recv_timeout(Duration::from_secs(5))
         .expect("resolved via closure");
@@ -75,7 +75,7 @@ async fn storage_failure_raises_and_resolves_an_alert() {
     t.pv.inject_storage_fault(perfvisor::StorageFault::ReadOnly)
         .unwrap();
     let rec = t.pv.recorder().for_daemon("app");
-    rec.observe("request.latency_seconds", 0.1);
+    rec.record("request.latency_seconds", 0.1);
     let fired = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("storage alert fires");

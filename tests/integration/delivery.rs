@@ -44,7 +44,7 @@ async fn firing_alert_survives_a_restart_without_duplicates() {
     .unwrap();
     pv.recorder()
         .for_daemon("searcher")
-        .observe("search.latency_seconds", 0.9);
+        .record("search.latency_seconds", 0.9);
     let fired = rx.recv_timeout(WAIT).expect("fires");
     assert_eq!(fired.state, AlertState::Firing);
     pv.shutdown().await.unwrap();
@@ -64,13 +64,13 @@ async fn firing_alert_survives_a_restart_without_duplicates() {
         "original start time kept"
     );
     let rec = pv.recorder().for_daemon("searcher");
-    rec.observe("search.latency_seconds", 0.8);
+    rec.record("search.latency_seconds", 0.8);
     pv.flush().await.unwrap();
     assert!(
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "no duplicate firing notice after the restart"
     );
-    rec.observe("search.latency_seconds", 0.1);
+    rec.record("search.latency_seconds", 0.1);
     let resolved = rx.recv_timeout(WAIT).expect("resolves");
     assert_eq!(resolved.state, AlertState::Resolved);
     assert_eq!(resolved.since_ms, fired.since_ms);
@@ -106,7 +106,7 @@ async fn alertmanager_receives_the_alert_and_its_resolution() {
         .start()
         .unwrap();
     let rec = pv.recorder().for_daemon("searcher");
-    rec.observe("search.latency_seconds", 0.9);
+    rec.record("search.latency_seconds", 0.9);
     let listed = |active: bool| {
         am.alerts(active)
             .as_array()
@@ -125,7 +125,7 @@ async fn alertmanager_receives_the_alert_and_its_resolution() {
     assert!(alert["annotations"]["summary"]
         .as_str()
         .is_some_and(|s| !s.is_empty()));
-    rec.observe("search.latency_seconds", 0.1);
+    rec.record("search.latency_seconds", 0.1);
     wait_for(WAIT, "alertmanager resolves the alert", || async {
         listed(true).is_empty()
     })
@@ -369,7 +369,7 @@ async fn hanging_webhooks_do_not_delay_host_actors() {
         let value = if i % 2 == 0 { 0.9 } else { 0.1 };
         let before = log.lock().unwrap().len();
         let sent = Instant::now();
-        rec.observe("search.latency_seconds", value);
+        rec.record("search.latency_seconds", value);
         let arrived = loop {
             if let Some((at, _)) = log.lock().unwrap().get(before) {
                 break *at;

@@ -196,7 +196,7 @@ async fn latency_step_is_a_regression() {
     // 45 ms apart: the last 100 samples (the window) span 4.5 s, past the minimum span (3 s).
     for i in 0..220 {
         let base = if i < 150 { 0.010 } else { 0.040 };
-        rec.observe("search.latency_seconds", base * (0.9 + 0.2 * rng.f64()));
+        rec.record("search.latency_seconds", base * (0.9 + 0.2 * rng.f64()));
         tokio::time::sleep(Duration::from_millis(45)).await;
     }
     let report = expect_bottleneck(&t.pv, "search", BottleneckKind::LatencyRegression).await;

@@ -45,6 +45,8 @@ mod single_instance;
 mod reload_rules;
 // Bottlenecks, scores and recommendations from real misbehaving processes.
 mod judgement;
+// The host's own histograms: window statistics, bounded history, a latency step alerts.
+mod app_histograms;
 // The dashboard of a real `perfvisor run` in headless Chromium: deep link, state, charts above the fold.
 mod dashboard;
 // `perfvisor replay`: CSV and database ranges through the analyzer and rules, offline.

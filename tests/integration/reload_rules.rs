@@ -146,7 +146,7 @@ async fn firing_alert_of_a_rule_removed_while_down_resolves_at_start() {
     .unwrap();
     pv.recorder()
         .for_daemon("searcher")
-        .observe("search.latency_seconds", 0.9);
+        .record("search.latency_seconds", 0.9);
     let fired = rx.recv_timeout(Duration::from_secs(30)).expect("fires");
     assert_eq!(fired.state, perfvisor::AlertState::Firing);
     pv.shutdown().await.unwrap();

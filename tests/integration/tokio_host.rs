@@ -28,7 +28,7 @@ async fn alerts_stream_and_async_control() {
     .expect("control set");
 
     let rec = t.pv.recorder().for_daemon("searcher");
-    rec.observe("search.latency_seconds", 0.9);
+    rec.record("search.latency_seconds", 0.9);
     let fired = tokio::time::timeout(Duration::from_secs(5), alerts.recv())
         .await
         .expect("an alert within 5 s")
@@ -40,7 +40,7 @@ async fn alerts_stream_and_async_control() {
         .expect("a restart within 5 s");
     assert_eq!(restarted.as_ref().map(DaemonId::as_str), Some("searcher"));
 
-    rec.observe("search.latency_seconds", 0.1);
+    rec.record("search.latency_seconds", 0.1);
     let resolved = tokio::time::timeout(Duration::from_secs(5), alerts.recv())
         .await
         .expect("the resolution within 5 s")
@@ -226,8 +226,10 @@ fn tokio_host_example_runs() {
         "restarted worker through the async control",
         "alert: Resolved restart_leaks",
         "requests_total{route=/search}",
-        "request_latency_seconds{route=/search}",
-        "app.operation.serve.duration_seconds{route=/search}",
+        "the host's own histograms over the last 10 minutes",
+        "request_latency_seconds{route=/search}: ",
+        "app.operation.serve.duration_seconds{route=/search}: ",
+        " observations, mean ",
         "done",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

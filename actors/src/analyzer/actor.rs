@@ -37,7 +37,8 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    /// An analyzer with windows of `window` samples per series, judging every
+    /// An analyzer with windows of at most `window` samples per series (covering
+    /// `judge.window_ms`), judging every
     /// `judge_interval` with the thresholds of `judge`.
     pub fn new(
         child: Arc<ChildHandle>,
@@ -70,8 +71,11 @@ impl Analyzer {
     fn tick(&mut self) {
         let now = self.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
-        let (_, judgements) = self.state.judge_all(now);
+        let (host, judgements) = self.state.judge_all(now);
         for alert in self.signals.judged(&judgements, now) {
+            self.send(alert);
+        }
+        for alert in self.signals.judged_host(&host, now) {
             self.send(alert);
         }
     }
@@ -115,6 +119,16 @@ impl Handler<AnalyzeBatch> for Analyzer {
     fn handle(&mut self, msg: AnalyzeBatch, ctx: &mut Self::Context) {
         self.restart.child.stats.dequeued();
         if let Err(reason) = guard(|| self.on_batch(msg)) {
+            self.restart.fail(ctx, &reason);
+        }
+    }
+}
+
+impl Handler<AnalyzeHistograms> for Analyzer {
+    type Result = ();
+    fn handle(&mut self, msg: AnalyzeHistograms, ctx: &mut Self::Context) {
+        self.restart.child.stats.dequeued();
+        if let Err(reason) = guard(|| self.state.add_histograms(&msg.intervals)) {
             self.restart.fail(ctx, &reason);
         }
     }

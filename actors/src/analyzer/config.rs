@@ -15,6 +15,12 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JudgeConfig {
+    /// How far back the analyzer's windows reach, in ms: the statistics, trends, latency
+    /// tests and reports of a series cover the last `window_ms` before its latest sample
+    /// (at most the engine's `analysis_window` samples; a report says when that cap, not
+    /// the time, decided), and histogram reports the last `window_ms` before the report.
+    /// Default 600 000 (10 minutes).
+    pub window_ms: i64,
     /// CPU (fraction of one core) from which a daemon is CPU-bound, read as the median of the
     /// last `cpu_sustain_ms`. Default 0.7: above that a single-threaded daemon has no
     /// headroom for a burst.
@@ -87,6 +93,7 @@ pub struct JudgeConfig {
 impl Default for JudgeConfig {
     fn default() -> Self {
         JudgeConfig {
+            window_ms: 600_000,
             cpu_bound_floor: 0.7,
             cpu_sustain_ms: 90_000,
             cpu_sustain_coverage: 0.8,
@@ -136,6 +143,12 @@ impl JudgeConfig {
             out.push(format!(
                 "cpu_sustain_coverage = {}: must be in (0, 1]",
                 self.cpu_sustain_coverage
+            ));
+        }
+        if self.window_ms < 1_000 {
+            out.push(format!(
+                "window_ms = {}: the analysis window must be at least 1000 ms (1 s)",
+                self.window_ms
             ));
         }
         let durations: [(&str, TimestampMs); 6] = [

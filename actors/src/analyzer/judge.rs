@@ -466,6 +466,10 @@ pub struct HostJudgement {
     pub contention: Option<Bottleneck>,
     /// The daemons involved in contention.
     pub contended_daemons: Vec<DaemonId>,
+    /// Bottlenecks of the host's own app metrics (what the embedding application records
+    /// about itself, source `host`): latency regressions, judged as a daemon's are.
+    #[serde(default)]
+    pub app_bottlenecks: Vec<Bottleneck>,
 }
 
 fn ev(metric: &str, observed: f64, reference: f64, detail: String) -> Evidence {
@@ -1248,7 +1252,22 @@ pub fn judge_host(
             Vec::new()
         },
         contention,
+        app_bottlenecks: Vec::new(),
     }
+}
+
+/// The bottlenecks of the host's own app metrics: latency regressions of its latency
+/// series (by name), found by the same tests as a daemon's.
+pub fn app_bottlenecks(
+    latency: BTreeMap<String, MetricView>,
+    cfg: &JudgeConfig,
+) -> Vec<Bottleneck> {
+    if latency.is_empty() {
+        return Vec::new();
+    }
+    let mut view = DaemonView::new(DaemonId::new("host"), 0);
+    view.latency = latency;
+    latency_regressions(&view, cfg)
 }
 
 fn rec(cause: BottleneckKind, action: &str, rationale: String, effect: &str) -> Recommendation {

@@ -8,12 +8,14 @@
 //! - `config`: the judgement's thresholds ([`JudgeConfig`]) and their defaults.
 //! - `judge`: bottlenecks, score and recommendations from what the analyzer knows.
 //! - `signals`: the alert candidates made from anomalies and judgements.
+//! - `histogram`: per histogram, the merged sketches of its last minutes (window statistics).
 //! - `state`: what is kept per series and daemon, and the reports built from it.
 //! - `actor`: the actix actor.
 
 mod actor;
 pub mod anomaly;
 mod config;
+mod histogram;
 pub mod judge;
 pub mod signals;
 mod state;
@@ -22,6 +24,7 @@ pub mod trend;
 
 pub use actor::Analyzer;
 pub use config::JudgeConfig;
+pub use histogram::HistogramReport;
 pub use judge::{
     AnomalyEvent, AutoAction, Bottleneck, BottleneckKind, Category, Deduction, Evidence,
     HostJudgement, Judgement, Level, RecentStats, Recommendation, Score,

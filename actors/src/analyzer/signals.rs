@@ -9,6 +9,9 @@
 //! - An alert-worthy anomaly ([`AlertPolicy`]) raises a warning `anomaly.<metric>`; further
 //!   anomalies on that series keep it firing; it resolves once the series has been quiet
 //!   for the policy's quiet period.
+//! - A bottleneck of the host's own app metrics (a latency regression of what the embedding
+//!   application records about itself) raises `bottleneck.<kind>` with no daemon, its
+//!   series the host's (`host`, the regressed metric), and resolves the same way.
 //! - Candidates carry the daemon's `project` and labels (those of its series), so
 //!   project- and label-scoped signal rules match bottlenecks as well as anomalies.
 //!
@@ -22,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::anomaly::AnomalyKind;
-use super::judge::{AnomalyEvent, Bottleneck, BottleneckKind, Judgement};
+use super::judge::{AnomalyEvent, Bottleneck, BottleneckKind, HostJudgement, Judgement};
 use super::state::AnalyzerState;
 use crate::metric_names as names;
 use crate::types::{
@@ -145,6 +148,8 @@ pub struct Signals {
     policy: AlertPolicy,
     /// Firing bottleneck alerts, by daemon and kind.
     bottlenecks: BTreeMap<(DaemonId, BottleneckKind), Alert>,
+    /// Firing bottleneck alerts of the host's app metrics, by kind.
+    host_bottlenecks: BTreeMap<BottleneckKind, Alert>,
     /// Firing anomaly alerts, by series.
     anomalies: HashMap<SeriesKey, FiringAnomaly>,
     /// A daemon's labels (those of its series), for its bottleneck candidates.
@@ -172,7 +177,14 @@ impl Signals {
         for s in &batch.samples {
             // Batches come grouped by daemon: look up each daemon once per run.
             if let Source::Daemon(d) = &s.series.source {
-                if labelled != Some(&s.series.source) && !s.series.labels.is_empty() {
+                // A histogram's quantile label belongs to that series, not to the daemon.
+                if labelled != Some(&s.series.source)
+                    && !s.series.labels.is_empty()
+                    && s.series
+                        .labels
+                        .get(crate::collector::histogram::QUANTILE_LABEL)
+                        .is_none()
+                {
                     labelled = Some(&s.series.source);
                     match self.labels.get_mut(d) {
                         Some(l) if *l == s.series.labels => {}
@@ -286,6 +298,70 @@ impl Signals {
     }
 }
 
+impl Signals {
+    /// The candidates of the host's judgement at `now`: bottlenecks of its own app metrics
+    /// gone (resolved), then new ones (firing).
+    pub fn judged_host(&mut self, host: &HostJudgement, now: TimestampMs) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let current: BTreeMap<BottleneckKind, &Bottleneck> = host
+            .app_bottlenecks
+            .iter()
+            .rev()
+            .map(|b| (b.kind, b))
+            .collect();
+        let gone: Vec<BottleneckKind> = self
+            .host_bottlenecks
+            .keys()
+            .filter(|k| !current.contains_key(*k))
+            .copied()
+            .collect();
+        for kind in gone {
+            if let Some(mut alert) = self.host_bottlenecks.remove(&kind) {
+                alert.state = AlertState::Resolved;
+                alert.at_ms = now;
+                alert.message = format!("resolved: {}", alert.message);
+                out.push(alert);
+            }
+        }
+        for (kind, b) in current {
+            if self.host_bottlenecks.contains_key(&kind) {
+                continue;
+            }
+            let alert = host_bottleneck_alert(b, now);
+            self.host_bottlenecks.insert(kind, alert.clone());
+            out.push(alert);
+        }
+        out
+    }
+}
+
+fn host_bottleneck_alert(b: &Bottleneck, now: TimestampMs) -> Alert {
+    let metric = b
+        .evidence
+        .first()
+        .map(|e| e.metric.clone())
+        .unwrap_or_else(|| bottleneck_metric(b.kind).to_string());
+    Alert {
+        rule: format!("bottleneck.{}", b.kind.as_str()),
+        series: SeriesKey::new(Source::Host, metric, Labels::empty()),
+        daemon: None,
+        project: None,
+        severity: if b.severity >= 0.8 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        state: AlertState::Firing,
+        value: b.evidence.first().map_or(b.severity, |e| e.observed),
+        threshold: b.evidence.first().map_or(0.0, |e| e.reference),
+        since_ms: now,
+        at_ms: now,
+        message: b.summary.clone(),
+        recommendations: Vec::new(),
+        auto_actionable: false,
+    }
+}
+
 fn anomaly_alert(series: &SeriesKey, event: &AnomalyEvent) -> Alert {
     Alert {
         rule: format!("anomaly.{}", series.metric.as_str()),
@@ -390,6 +466,44 @@ mod tests {
             baseline: 0.0,
             score,
         }
+    }
+
+    /// A latency regression of the host's own metrics fires once as
+    /// `bottleneck.latency_regression` with no daemon and the host's series, stays quiet while
+    /// it lasts, and resolves when the judgement no longer finds it.
+    #[test]
+    fn host_app_bottleneck_fires_and_resolves() {
+        use crate::analyzer::judge::{self, Evidence, HostView};
+        let mut host = judge::judge_host(&HostView::default(), &[], &Default::default());
+        host.app_bottlenecks.push(Bottleneck {
+            kind: BottleneckKind::LatencyRegression,
+            severity: 0.9,
+            summary: "search.latency_seconds of host got slower".into(),
+            evidence: vec![Evidence {
+                metric: "search.latency_seconds".into(),
+                observed: 10.0,
+                reference: 1.2,
+                detail: "stepped up".into(),
+            }],
+        });
+        let mut signals = Signals::default();
+        let fired = signals.judged_host(&host, 1_000);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        let a = &fired[0];
+        assert_eq!(a.rule, "bottleneck.latency_regression");
+        assert_eq!((a.daemon.as_ref(), a.state), (None, AlertState::Firing));
+        assert_eq!(a.series.source, Source::Host);
+        assert_eq!(a.series.metric.as_str(), "search.latency_seconds");
+        assert_eq!(a.severity, Severity::Critical);
+        assert!(signals.judged_host(&host, 2_000).is_empty());
+        host.app_bottlenecks.clear();
+        let resolved = signals.judged_host(&host, 3_000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(
+            (resolved[0].state, resolved[0].at_ms),
+            (AlertState::Resolved, 3_000)
+        );
+        assert!(signals.judged_host(&host, 4_000).is_empty());
     }
 
     /// The spike threshold follows the daily budget: it rises with the sample rate and never

@@ -12,8 +12,12 @@
 //! series also leave out the start-up grace ([`JudgeConfig::startup_grace_ms`]).
 //!
 //! # Memory per series
-//! - short window: `window` raw samples (default 600) × 8 bytes = 4.8 KB (see
-//!   [`SeriesWindow`]: `u32` time offsets, `f32` values or counter increases);
+//! - short window: the raw samples of the last `JudgeConfig::window_ms` (10 minutes; 600
+//!   samples at 1 s), at most `capacity` of them (the engine's `analysis_window`), × 8
+//!   bytes: 4.8 KB at 1 s (see [`SeriesWindow`]: `u32` time offsets, `f32` values or
+//!   counter increases); a report says when the cap, not the time, decided;
+//! - histogram window (histograms only): the merged DDSketches of about ten slots of the
+//!   window (`histogram::HistogramWindow`), a few KB;
 //! - long window: up to [`LONG_POINTS`] per-minute means (6 h) × 8 bytes = 2.9 KB (an `i32`
 //!   minute number and an `f32` mean), grown as it fills, to exactly that;
 //! - anomaly detector: its bounded ring (see `anomaly::AnomalyDetector::memory_bytes`),
@@ -30,12 +34,14 @@ use serde::{Deserialize, Serialize};
 
 use super::anomaly::{AnomalyConfig, LazyDetector};
 use super::config::JudgeConfig;
+use super::histogram::{HistogramReport, HistogramWindow};
 use super::judge::{
     self, AnomalyEvent, Bottleneck, DaemonView, FilesystemView, HostJudgement, HostView, Judgement,
     MetricView, RecentStats, Recommendation, Score,
 };
 use super::stats::{SeriesWindow, WindowStats};
 use super::trend::{self, Polarity, TimeToThreshold, Trend, TrendRule};
+use crate::collector::histogram::{histogram_part, ClosedInterval};
 use crate::metric_names as names;
 use crate::types::{
     DaemonId, Labels, LifecycleEvent, LifecycleKind, MetricBatch, MetricKind, MetricName,
@@ -69,6 +75,14 @@ pub struct SeriesReport {
     pub trend: Option<Trend>,
     /// The latest anomaly within the short window.
     pub last_anomaly: Option<AnomalyEvent>,
+    /// What the window covers, from its oldest to its latest sample, ms. It reaches back
+    /// `JudgeConfig::window_ms` (10 minutes) unless the series is young or capped.
+    #[serde(default)]
+    pub window_span_ms: i64,
+    /// True when the cap on samples per series (`analysis_window`), not the time, decided
+    /// what the window holds: the statistics then cover only `window_span_ms`.
+    #[serde(default)]
+    pub window_capped: bool,
 }
 
 /// When a metric is predicted to reach a limit.
@@ -117,6 +131,10 @@ pub struct DaemonReport {
     /// handle from the daemon's watcher); `None` when it has none or is not watched.
     #[serde(default)]
     pub children: Option<crate::watcher::tree::TopChildren>,
+    /// The daemon's histograms (observations, operation durations) over the analysis
+    /// window, sorted by metric and labels.
+    #[serde(default)]
+    pub histograms: Vec<HistogramReport>,
 }
 
 impl DaemonReport {
@@ -142,6 +160,10 @@ pub struct HostReport {
     pub predictions: Vec<Prediction>,
     /// The host's series.
     pub series: Vec<SeriesReport>,
+    /// The host's histograms (the host application's observations and operation
+    /// durations) over the analysis window, sorted by metric and labels.
+    #[serde(default)]
+    pub histograms: Vec<HistogramReport>,
 }
 
 /// Accumulates one minute of values into a mean.
@@ -201,10 +223,15 @@ pub(crate) fn is_light(metric: &str) -> bool {
 const LIGHT_CAPACITY: usize = 2;
 
 impl SeriesState {
-    fn new(kind: MetricKind, capacity: usize, metric: &str) -> Self {
+    fn new(kind: MetricKind, capacity: usize, span_ms: i64, metric: &str) -> Self {
         let light = is_light(metric);
+        let window = if light {
+            SeriesWindow::new(kind, LIGHT_CAPACITY)
+        } else {
+            SeriesWindow::new(kind, capacity).with_span(span_ms)
+        };
         SeriesState {
-            window: SeriesWindow::new(kind, if light { LIGHT_CAPACITY } else { capacity }),
+            window,
             long: VecDeque::new(),
             minute: Minute::default(),
             previous: None,
@@ -471,6 +498,20 @@ fn is_latency(metric: &str) -> bool {
             || metric.contains("time"))
 }
 
+/// The name a latency series is judged under, when it is judged: a latency-like metric
+/// recorded as a gauge, or the p90 series of a latency histogram (its p50 and p99 would
+/// repeat the same finding; its `.count` and `.sum` are not latencies).
+fn judged_latency(key: &SeriesKey) -> Option<&str> {
+    let metric = key.metric.as_str();
+    if !is_latency(metric) {
+        return None;
+    }
+    match histogram_part(metric, &key.labels) {
+        None | Some(Some("0.9")) => Some(metric),
+        Some(_) => None,
+    }
+}
+
 /// The analyzer's state: every series, every daemon's restarts.
 #[derive(Debug)]
 pub struct AnalyzerState {
@@ -484,6 +525,8 @@ pub struct AnalyzerState {
     /// instead of scanning every series of every daemon.
     by_source: FastMap<Source, Vec<SeriesKey>>,
     restarts: HashMap<DaemonId, VecDeque<TimestampMs>>,
+    /// Histogram windows, by the histogram's series (without `quantile`).
+    histograms: FastMap<SeriesKey, HistogramWindow>,
 }
 
 impl AnalyzerState {
@@ -503,7 +546,35 @@ impl AnalyzerState {
             series: FastMap::default(),
             by_source: FastMap::default(),
             restarts: HashMap::new(),
+            histograms: FastMap::default(),
         }
+    }
+
+    /// Merges closed histogram intervals into their windows.
+    pub fn add_histograms(&mut self, intervals: &[ClosedInterval]) {
+        let window_ms = self.cfg.window_ms;
+        for i in intervals {
+            match self.histograms.get_mut(&i.series) {
+                Some(w) => w.add(i),
+                None => {
+                    let mut w = HistogramWindow::new(window_ms);
+                    w.add(i);
+                    self.histograms.insert(i.series.clone(), w);
+                }
+            }
+        }
+    }
+
+    /// The histograms of `source` over the window before `now`, sorted.
+    fn histogram_reports(&self, source: &Source, now: TimestampMs) -> Vec<HistogramReport> {
+        let mut out: Vec<HistogramReport> = self
+            .histograms
+            .iter()
+            .filter(|(k, _)| &k.source == source)
+            .filter_map(|(k, w)| w.report(&k.metric, &k.labels, now))
+            .collect();
+        out.sort_by(|a, b| a.metric.cmp(&b.metric).then(a.labels.cmp(&b.labels)));
+        out
     }
 
     /// Rebuilds `by_source` after series were dropped.
@@ -576,8 +647,9 @@ impl AnalyzerState {
                         .entry(s.series.source.clone())
                         .or_default()
                         .push(s.series.clone());
+                    let span = self.cfg.window_ms;
                     self.series.entry(s.series.clone()).or_insert_with(|| {
-                        SeriesState::new(s.kind, self.capacity, s.series.metric.as_str())
+                        SeriesState::new(s.kind, self.capacity, span, s.series.metric.as_str())
                     })
                 }
             };
@@ -644,13 +716,13 @@ impl AnalyzerState {
             },
         );
         let source = Source::Daemon(daemon.clone());
-        let capacity = self.capacity;
+        let (capacity, span) = (self.capacity, self.cfg.window_ms);
         for k in self.by_source.get(&source).into_iter().flatten() {
             if !is_process_metric(k.metric.as_str()) {
                 continue;
             }
             if let Some(s) = self.series.get_mut(k) {
-                *s = SeriesState::new(s.window.kind(), capacity, k.metric.as_str());
+                *s = SeriesState::new(s.window.kind(), capacity, span, k.metric.as_str());
             }
         }
     }
@@ -698,6 +770,7 @@ impl AnalyzerState {
     pub fn forget(&mut self, daemon: &DaemonId) {
         let source = Source::Daemon(daemon.clone());
         self.series.retain(|k, _| k.source != source);
+        self.histograms.retain(|k, _| k.source != source);
         self.by_source.remove(&source);
         self.restarts.remove(daemon);
         self.instances.remove(daemon);
@@ -710,6 +783,8 @@ impl AnalyzerState {
         let n = self.series.len();
         self.series
             .retain(|_, s| s.window.last().is_some_and(|p| p.0 >= before));
+        self.histograms
+            .retain(|_, w| w.last_ms().is_some_and(|t| t >= before));
         self.restarts
             .retain(|_, times| times.back().is_some_and(|&t| t >= before));
         let series = &self.series;
@@ -911,12 +986,7 @@ impl AnalyzerState {
         view.restarts_recent = self.restarts.get(daemon).map_or(0, |t| {
             t.iter().filter(|&&ts| ts > now - RESTART_PERIOD_MS).count() as u32
         });
-        for (k, s) in self.of_source(&source) {
-            if is_latency(k.metric.as_str()) {
-                view.latency
-                    .insert(k.metric.as_str().to_string(), self.series_view(k, s, now));
-            }
-        }
+        view.latency = self.latency_views(&source, now);
         // A prediction rests on the same minimum span as the trend rules: a line through
         // seconds of data extrapolates one burst.
         let rising = |m: &MetricView| {
@@ -937,7 +1007,20 @@ impl AnalyzerState {
         view
     }
 
-    /// Judges the host and every daemon.
+    /// The latency series of `source` the judgement reads, by name (see
+    /// [`judged_latency`]).
+    fn latency_views(&self, source: &Source, now: TimestampMs) -> BTreeMap<String, MetricView> {
+        let mut out = BTreeMap::new();
+        for (k, s) in self.of_source(source) {
+            if let Some(name) = judged_latency(k) {
+                out.insert(name.to_string(), self.series_view(k, s, now));
+            }
+        }
+        out
+    }
+
+    /// Judges the host and every daemon. The host's judgement includes its own app
+    /// metrics (the embedding application's latencies), judged as a daemon's are.
     pub fn judge_all(&self, now: TimestampMs) -> (HostJudgement, BTreeMap<DaemonId, Judgement>) {
         let host = self.host_view(now);
         let views: Vec<DaemonView> = self
@@ -955,7 +1038,9 @@ impl AnalyzerState {
                 )
             })
             .collect();
-        let host_judgement = judge::judge_host(&host, &own, &self.cfg);
+        let mut host_judgement = judge::judge_host(&host, &own, &self.cfg);
+        host_judgement.app_bottlenecks =
+            judge::app_bottlenecks(self.latency_views(&Source::Host, now), &self.cfg);
         let judgements = views
             .iter()
             .map(|v| {
@@ -982,6 +1067,12 @@ impl AnalyzerState {
                     stats: view.stats?,
                     trend: view.trend,
                     last_anomaly: view.anomaly,
+                    window_span_ms: s
+                        .window
+                        .first_ts()
+                        .zip(s.window.last())
+                        .map_or(0, |(first, (last, _))| last - first),
+                    window_capped: s.window.capped(),
                 })
             })
             .collect();
@@ -993,7 +1084,8 @@ impl AnalyzerState {
     pub fn report(&self, daemon: &DaemonId, now: TimestampMs) -> Option<DaemonReport> {
         let source = Source::Daemon(daemon.clone());
         let series = self.series_reports(&source, now);
-        if series.is_empty() && !self.restarts.contains_key(daemon) {
+        let histograms = self.histogram_reports(&source, now);
+        if series.is_empty() && histograms.is_empty() && !self.restarts.contains_key(daemon) {
             return None;
         }
         let (_, judgements) = self.judge_all(now);
@@ -1026,6 +1118,7 @@ impl AnalyzerState {
             trend_from_ms: self.instance_trend_from(daemon),
             series,
             children: None,
+            histograms,
         })
     }
 
@@ -1057,6 +1150,7 @@ impl AnalyzerState {
                 .map(|(d, j)| (d, j.score.value))
                 .collect(),
             series: self.series_reports(&Source::Host, now),
+            histograms: self.histogram_reports(&Source::Host, now),
         }
     }
 
@@ -1080,7 +1174,15 @@ impl AnalyzerState {
 
     /// Bytes held for all series (see the module documentation).
     pub fn memory_bytes(&self) -> usize {
-        self.series.values().map(SeriesState::memory_bytes).sum()
+        self.series
+            .values()
+            .map(SeriesState::memory_bytes)
+            .sum::<usize>()
+            + self
+                .histograms
+                .values()
+                .map(HistogramWindow::memory_bytes)
+                .sum::<usize>()
     }
 
     /// Series tracked.
@@ -1117,6 +1219,80 @@ mod tests {
 
     fn daemon(d: &str) -> Source {
         Source::Daemon(DaemonId::new(d))
+    }
+
+    /// Feeds the host's histogram `metric` at 50 observations a second for `minutes`, the
+    /// level `level(minute)` ± 10 %, through the collector's histograms (10 s intervals).
+    fn feed_host_histogram(
+        state: &mut AnalyzerState,
+        metric: &str,
+        minutes: i64,
+        level: impl Fn(i64) -> f64,
+    ) {
+        use crate::collector::histogram::{Closed, Histograms};
+        let key = SeriesKey::new(Source::Host, metric.to_string(), Labels::empty());
+        let mut h = Histograms::new(10_000);
+        let mut rng = 7u64;
+        for i in 0..minutes * 60 * 50 {
+            let ts = T0 + i * 20;
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = 0.9 + 0.2 * ((rng >> 33) as f64 / (1u64 << 31) as f64);
+            let mut out = Closed::default();
+            h.observe(key.clone(), ts, level(i * 20 / 60_000) * noise, &mut out);
+            state.add(&MetricBatch {
+                samples: out.samples,
+            });
+            state.add_histograms(&out.intervals);
+        }
+    }
+
+    /// A latency the host records about itself that steps from 5 to 50 ms is a latency
+    /// regression of the host's own app metrics, with the window's histogram in the host
+    /// report; the same latency held at 5 ms raises nothing.
+    #[test]
+    fn host_latency_step_is_judged() {
+        let metric = "search.latency_seconds";
+        let mut state = AnalyzerState::new(6_000);
+        feed_host_histogram(&mut state, metric, 20, |minute| {
+            if minute < 15 {
+                0.005
+            } else {
+                0.050
+            }
+        });
+        let now = T0 + 20 * 60_000;
+        let (host, _) = state.judge_all(now);
+        let b = host
+            .app_bottlenecks
+            .iter()
+            .find(|b| b.kind == BottleneckKind::LatencyRegression)
+            .unwrap_or_else(|| panic!("a regression: {host:#?}"));
+        assert_eq!(b.evidence[0].metric, metric, "{b:?}");
+        let report = state.host_report(now);
+        let hist = report
+            .histograms
+            .iter()
+            .find(|h| h.metric.as_str() == metric)
+            .expect("the histogram is in the host report");
+        assert_eq!(hist.from_ms, now - 600_000, "the last 10 minutes");
+        // Ten minutes at 50/s but the last 10 s interval, still open.
+        assert_eq!(hist.count, 10 * 60 * 50 - 500);
+        assert!(hist.p99 > 0.045 && hist.p50 < 0.06, "{hist:?}");
+        let p90 = report
+            .series
+            .iter()
+            .find(|s| s.metric.as_str() == metric && s.labels.get("quantile") == Some("0.9"))
+            .expect("the p90 series");
+        // 10 minutes of 10 s intervals; no cap reached.
+        assert_eq!(p90.window_span_ms, 600_000, "{p90:?}");
+        assert!(!p90.window_capped);
+
+        let mut steady = AnalyzerState::new(6_000);
+        feed_host_histogram(&mut steady, metric, 20, |_| 0.005);
+        let (host, _) = steady.judge_all(now);
+        assert!(host.app_bottlenecks.is_empty(), "{host:#?}");
     }
 
     /// Memory per series stops growing once the windows are full, whatever the run length.

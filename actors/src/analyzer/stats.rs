@@ -148,7 +148,9 @@ pub fn counter_rates(points: impl IntoIterator<Item = (TimestampMs, f64)>) -> Ve
     out
 }
 
-/// The recent samples of one series, at most `capacity` of them, in 8 bytes each.
+/// The recent samples of one series: those of the last `span_ms` before the latest one
+/// (when a span is set), at most `capacity` of them, in 8 bytes each. When the cap is what
+/// evicts, the window covers less than the span and [`SeriesWindow::capped`] says so.
 ///
 /// Timestamps are kept as `u32` millisecond offsets from a base (49 days of range) and
 /// values as `f32`: for gauges the value (7 significant digits, far finer than anything
@@ -168,27 +170,60 @@ pub struct SeriesWindow {
     values: VecDeque<f32>,
     last: Option<(TimestampMs, f64)>,
     capacity: usize,
+    /// Samples older than this before the latest one are evicted; `None`: by count only.
+    span_ms: Option<i64>,
 }
 
 impl SeriesWindow {
-    /// An empty window.
+    /// An empty window of at most `capacity` samples, evicted by count only.
     pub fn new(kind: MetricKind, capacity: usize) -> Self {
         let capacity = capacity.max(1);
         SeriesWindow {
             kind,
             base_ms: 0,
-            offsets: VecDeque::with_capacity(capacity.min(1024)),
-            values: VecDeque::with_capacity(capacity.min(1024)),
+            // Grown as samples come: a series sampled every second never needs more than
+            // 600 slots for 10 minutes, whatever the cap.
+            offsets: VecDeque::with_capacity(capacity.min(600)),
+            values: VecDeque::with_capacity(capacity.min(600)),
             last: None,
             capacity,
+            span_ms: None,
         }
     }
 
-    /// Adds a sample, evicting the oldest when full.
+    /// The same window, also evicting samples older than `span_ms` before the latest one.
+    pub fn with_span(mut self, span_ms: i64) -> Self {
+        self.span_ms = Some(span_ms.max(1));
+        self
+    }
+
+    /// The time the window is to cover, when it is time-based.
+    pub fn span_ms(&self) -> Option<i64> {
+        self.span_ms
+    }
+
+    /// Whether the cap on samples, not the span, decides what the window holds: it is full
+    /// and its samples cover less than the span.
+    pub fn capped(&self) -> bool {
+        let (Some(span), Some(first), Some((last, _))) = (self.span_ms, self.first_ts(), self.last)
+        else {
+            return false;
+        };
+        self.len() == self.capacity && last - first < span
+    }
+
+    /// Adds a sample, evicting the oldest when full and those older than the span.
     pub fn push(&mut self, ts: TimestampMs, value: f64) {
         if self.offsets.len() == self.capacity {
             self.offsets.pop_front();
             self.values.pop_front();
+        }
+        if let Some(span) = self.span_ms {
+            let oldest = ts.saturating_sub(span);
+            while self.first_ts().is_some_and(|t| t < oldest) {
+                self.offsets.pop_front();
+                self.values.pop_front();
+            }
         }
         let stored = match self.kind {
             MetricKind::Gauge => value as f32,
@@ -311,6 +346,26 @@ impl SeriesWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window with a span keeps the last span of samples, however many; the cap still
+    /// bounds it, and then the window says it was capped.
+    #[test]
+    fn window_by_time_with_a_cap() {
+        let mut w = SeriesWindow::new(MetricKind::Gauge, 1_000).with_span(10_000);
+        for i in 0..100 {
+            w.push(i * 1_000, i as f64);
+        }
+        assert_eq!(w.len(), 11, "samples from 89 s to 99 s");
+        assert_eq!(w.first_ts(), Some(89_000));
+        assert!(!w.capped());
+        let mut fast = SeriesWindow::new(MetricKind::Gauge, 100).with_span(10_000);
+        for i in 0..1_000 {
+            fast.push(i * 20, 1.0);
+        }
+        assert_eq!(fast.len(), 100);
+        assert!(fast.capped(), "100 samples at 50/s cover 2 s of the 10");
+        assert!(!SeriesWindow::new(MetricKind::Gauge, 1).capped());
+    }
 
     /// Statistics match hand-computed values; percentiles follow numpy's default (type 7).
     #[test]

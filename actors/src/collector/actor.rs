@@ -1,4 +1,5 @@
-//! The collector actor: thin handlers over [`HostSampler`] and [`AppSampleResolver`].
+//! The collector actor: thin handlers over [`HostSampler`], [`AppSampleResolver`] and
+//! [`Histograms`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use crossbeam_channel::Receiver;
 
-use super::{AppSampleResolver, HostSampler};
+use super::histogram::Closed;
+use super::{AppSampleResolver, Histograms, HostSampler, Resolved};
 use crate::analyzer::Analyzer;
 use crate::messages::*;
 use crate::panic_guard::guard;
@@ -30,11 +32,15 @@ pub struct Collector {
     recorder_stats: Arc<RecorderStats>,
     host: Option<HostSampler>,
     resolver: AppSampleResolver,
+    histograms: Histograms,
+    /// Refused observations already logged.
+    refused_logged: u64,
     known: Vec<crate::types::DaemonSpec>,
 }
 
 impl Collector {
-    /// A collector; host sampling starts when the actor starts.
+    /// A collector; host sampling starts when the actor starts. Observations are kept in
+    /// histograms closing every `histogram_interval`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         child: Arc<ChildHandle>,
@@ -46,6 +52,7 @@ impl Collector {
         engine: Arc<EngineStats>,
         recorder_rx: Receiver<RawSample>,
         recorder_stats: Arc<RecorderStats>,
+        histogram_interval: Duration,
     ) -> Self {
         Collector {
             restart: Restartable::new(child),
@@ -59,6 +66,10 @@ impl Collector {
             recorder_stats,
             host: None,
             resolver: AppSampleResolver::default(),
+            histograms: Histograms::new(
+                i64::try_from(histogram_interval.as_millis()).unwrap_or(i64::MAX),
+            ),
+            refused_logged: 0,
             known: Vec::new(),
         }
     }
@@ -86,12 +97,54 @@ impl Collector {
         let host = self.host.get_or_insert_with(HostSampler::new);
         let samples = host.sample(now);
         self.fan_out(samples);
+        let mut closed = Closed::default();
+        self.histograms.close_due(now, &mut closed);
+        // Series idle for an hour are forgotten, as the analyzer forgets them.
+        self.histograms
+            .expire(now - crate::analyzer::signals::EXPIRE_AFTER_MS);
+        self.fan_out_closed(closed);
+        let refused = self.histograms.refused();
+        if refused > self.refused_logged {
+            tracing::warn!(
+                refused = refused - self.refused_logged,
+                open = self.histograms.len(),
+                "Observations of new histogram series were dropped: too many series are open \
+                 (keep label values few)."
+            );
+            self.refused_logged = refused;
+        }
     }
 
-    fn resolve_all(&mut self, raw: impl IntoIterator<Item = RawSample>) -> Vec<Sample> {
-        raw.into_iter()
-            .filter_map(|r| self.resolver.resolve(r))
-            .collect()
+    /// Sends the samples of closed histogram intervals on, and their sketches to the
+    /// analyzer's windows.
+    fn fan_out_closed(&self, closed: Closed) {
+        self.fan_out(closed.samples);
+        if !closed.intervals.is_empty() {
+            self.analyzer_stats.enqueued();
+            self.analyzer.do_send(AnalyzeHistograms {
+                intervals: closed.intervals,
+            });
+        }
+    }
+
+    /// Resolves raw samples: the samples to send on, and histogram intervals that closed
+    /// (by a later observation, or because the clock passed their end).
+    fn resolve_all(&mut self, raw: impl IntoIterator<Item = RawSample>) -> (Vec<Sample>, Closed) {
+        let mut samples = Vec::new();
+        let mut closed = Closed::default();
+        for r in raw {
+            match self.resolver.resolve(r) {
+                Some(Resolved::Sample(s)) => samples.push(s),
+                Some(Resolved::Observation {
+                    series,
+                    ts_ms,
+                    value,
+                }) => self.histograms.observe(series, ts_ms, value, &mut closed),
+                None => {}
+            }
+        }
+        self.histograms.close_due(self.clock.now_ms(), &mut closed);
+        (samples, closed)
     }
 }
 
@@ -110,10 +163,13 @@ impl Actor for Collector {
 
 impl actix::Supervised for Collector {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // Rebuild from the spec: a fresh host sampler and resolver. Counter totals of app
-        // metrics restart from zero, which readers treat as a counter reset.
+        // Rebuild from the spec: a fresh host sampler, resolver and histograms. Counter
+        // totals of app metrics (and histogram counts and sums) restart from zero, which
+        // readers treat as a counter reset; open histogram intervals are lost.
         self.host = None;
         self.resolver = AppSampleResolver::default();
+        self.histograms = Histograms::new(self.histograms.interval_ms());
+        self.refused_logged = 0;
         for spec in &self.known {
             self.resolver.register(spec);
         }
@@ -135,8 +191,9 @@ impl Handler<AppSamplesReceived> for Collector {
     fn handle(&mut self, msg: AppSamplesReceived, ctx: &mut Self::Context) {
         self.stats().dequeued();
         let result = guard(|| {
-            let samples = self.resolve_all(msg.samples);
+            let (samples, closed) = self.resolve_all(msg.samples);
             self.fan_out(samples);
+            self.fan_out_closed(closed);
         });
         if let Err(reason) = result {
             self.restart.fail(ctx, &reason);
@@ -161,8 +218,11 @@ impl Handler<DrainRecorder> for Collector {
             self.recorder_stats
                 .drained
                 .fetch_add(raw.len() as u64, Ordering::Relaxed);
-            let samples = self.resolve_all(raw);
+            let (samples, mut closed) = self.resolve_all(raw);
             self.fan_out(samples);
+            // A flush or shutdown: what was observed before it is stored now.
+            self.histograms.close_all(self.clock.now_ms(), &mut closed);
+            self.fan_out_closed(closed);
         });
         if let Err(reason) = result {
             self.restart.fail(ctx, &reason);

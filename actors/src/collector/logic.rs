@@ -1,5 +1,7 @@
 //! Turning raw recorder samples into series samples: source, labels, counter totals and
-//! profile-operation names. Plain logic, no actix.
+//! profile-operation names; observations (and operation durations) are resolved to their
+//! histogram's series, which `histogram` turns into samples per interval. Plain logic, no
+//! actix.
 
 use crate::types::FastMap;
 use std::collections::HashMap;
@@ -7,12 +9,38 @@ use std::collections::HashMap;
 use crate::metric_names as m;
 use crate::recorder::{RawKind, RawSample};
 use crate::types::{
-    DaemonId, DaemonSpec, Labels, MetricKind, MetricName, Sample, SeriesKey, Source,
+    DaemonId, DaemonSpec, Labels, MetricKind, MetricName, Sample, SeriesKey, Source, TimestampMs,
 };
 
 /// Most distinct app series the resolver keeps counter totals and names for; past it new
 /// series are still recorded but counters restart from their increment.
 pub const MAX_APP_SERIES: usize = 100_000;
+
+/// A raw sample resolved to its series.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved {
+    /// A sample to store and analyse as it is.
+    Sample(Sample),
+    /// An observation for the histogram of `series`.
+    Observation {
+        /// The histogram's series.
+        series: SeriesKey,
+        /// When it was recorded.
+        ts_ms: TimestampMs,
+        /// The value.
+        value: f64,
+    },
+}
+
+impl Resolved {
+    /// The sample, when it is one (tests).
+    pub fn sample(self) -> Option<Sample> {
+        match self {
+            Resolved::Sample(s) => Some(s),
+            Resolved::Observation { .. } => None,
+        }
+    }
+}
 
 /// Resolves raw samples into series samples.
 #[derive(Debug, Default)]
@@ -28,7 +56,7 @@ impl AppSampleResolver {
     }
 
     /// Resolves one raw sample; `None` for a non-finite value, which is never stored.
-    pub fn resolve(&mut self, raw: RawSample) -> Option<Sample> {
+    pub fn resolve(&mut self, raw: RawSample) -> Option<Resolved> {
         if !raw.value.is_finite() {
             return None;
         }
@@ -47,6 +75,28 @@ impl AppSampleResolver {
             };
         }
         let (metric, kind): (MetricName, MetricKind) = match raw.kind {
+            RawKind::Observation => {
+                return Some(Resolved::Observation {
+                    series: SeriesKey {
+                        source,
+                        metric: raw.metric,
+                        labels,
+                    },
+                    ts_ms: raw.ts_ms,
+                    value: raw.value,
+                })
+            }
+            RawKind::OperationDuration => {
+                return Some(Resolved::Observation {
+                    series: SeriesKey {
+                        source,
+                        metric: m::operation_duration(raw.metric.as_str()).into(),
+                        labels,
+                    },
+                    ts_ms: raw.ts_ms,
+                    value: raw.value,
+                })
+            }
             RawKind::Gauge | RawKind::Increment => (
                 raw.metric,
                 if raw.kind == RawKind::Increment {
@@ -54,10 +104,6 @@ impl AppSampleResolver {
                 } else {
                     MetricKind::Gauge
                 },
-            ),
-            RawKind::OperationDuration => (
-                m::operation_duration(raw.metric.as_str()).into(),
-                MetricKind::Gauge,
             ),
             RawKind::OperationExtra => {
                 let extra = raw
@@ -92,12 +138,12 @@ impl AppSampleResolver {
         } else {
             raw.value
         };
-        Some(Sample {
+        Some(Resolved::Sample(Sample {
             series,
             kind,
             ts_ms: raw.ts_ms,
             value,
-        })
+        }))
     }
 }
 
@@ -124,30 +170,41 @@ mod tests {
         r.register(&DaemonSpec::new("d", 1).project("ws"));
         let a = r
             .resolve(raw(Some("d"), "files_total", RawKind::Increment, 2.0))
+            .and_then(Resolved::sample)
             .unwrap();
         let b = r
             .resolve(raw(Some("d"), "files_total", RawKind::Increment, 3.0))
+            .and_then(Resolved::sample)
             .unwrap();
         assert_eq!((a.value, b.value), (2.0, 5.0));
         assert_eq!(b.kind, MetricKind::Counter);
         assert_eq!(b.series.labels.get("project"), Some("ws"));
         let h = r
             .resolve(raw(None, "files_total", RawKind::Increment, 1.0))
+            .and_then(Resolved::sample)
             .unwrap();
         assert_eq!((h.value, h.series.source), (1.0, Source::Host));
     }
 
-    /// Operation durations get their full name; NaN is refused.
+    /// Operation durations are observations of their full name's histogram, as
+    /// observations are; NaN is refused.
     #[test]
     fn operations_and_nan() {
         let mut r = AppSampleResolver::default();
-        let s = r
-            .resolve(raw(None, "search", RawKind::OperationDuration, 0.2))
-            .unwrap();
+        let Some(Resolved::Observation { series, value, .. }) =
+            r.resolve(raw(None, "search", RawKind::OperationDuration, 0.2))
+        else {
+            panic!("an observation");
+        };
         assert_eq!(
-            s.series.metric.as_str(),
+            series.metric.as_str(),
             "app.operation.search.duration_seconds"
         );
+        assert_eq!((value, series.source), (0.2, Source::Host));
+        assert!(matches!(
+            r.resolve(raw(Some("d"), "x", RawKind::Observation, 1.0)),
+            Some(Resolved::Observation { .. })
+        ));
         assert!(r
             .resolve(raw(None, "x", RawKind::Gauge, f64::NAN))
             .is_none());

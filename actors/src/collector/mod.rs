@@ -1,11 +1,13 @@
-//! The collector: host metrics, the application-metric intake, and fan-out of batches to
-//! the analyzer and the storage writer.
+//! The collector: host metrics, the application-metric intake, histograms of observations
+//! per interval, and fan-out of batches to the analyzer and the storage writer.
 
 mod actor;
+pub mod histogram;
 mod host;
 pub mod intake;
 mod logic;
 
 pub use actor::Collector;
+pub use histogram::{ClosedInterval, Histograms, DEFAULT_HISTOGRAM_INTERVAL_MS};
 pub use host::HostSampler;
-pub use logic::AppSampleResolver;
+pub use logic::{AppSampleResolver, Resolved};

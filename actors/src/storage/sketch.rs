@@ -663,6 +663,13 @@ impl DdSketch {
     pub(crate) fn max(&self) -> Option<f64> {
         (self.count > 0).then_some(self.max)
     }
+
+    /// Bytes held by the sketch, buckets included (for memory accounting).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + (self.positive.counts.capacity() + self.negative.counts.capacity())
+                * std::mem::size_of::<u64>()
+    }
 }
 
 /// Zigzag mapping of a signed integer to an unsigned one (small magnitudes stay small).
