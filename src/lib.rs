@@ -11,6 +11,8 @@ pub mod http;
 pub mod loadgen;
 mod lock;
 pub mod manager;
+#[cfg(feature = "remote-write")]
+pub mod remote_write;
 pub mod units;
 
 pub use builder::{

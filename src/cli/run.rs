@@ -563,13 +563,21 @@ async fn supervise(
             state_dir.display()
         ))
     })?);
-    let builder = config
+    let mut builder = config
         .apply(Perfvisor::builder())
         .daemon_control(ManagerControl(Arc::clone(&manager)))
         .database_lock(lock);
+    if !config.remote_write.is_empty() {
+        builder = builder.rule(perfvisor::remote_write::expired_rule());
+    }
     let pv = builder
         .start()
         .map_err(|e| CliError::usage(format!("cannot start: {e}")))?;
+    if !config.remote_write.is_empty() {
+        // Changing [[remote_write]] takes a restart; a reload leaves the shippers as they are.
+        pv.start_remote_write(&config.remote_write, config.supervisor.retention.raw)
+            .map_err(|e| CliError::usage(format!("cannot start remote write: {e}")))?;
+    }
     for silence in config.silences(super::now_ms()) {
         if let Err(e) = pv.add_silence(silence).await {
             tracing::warn!(error = %e, "Silence from the config refused.");
