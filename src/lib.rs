@@ -50,7 +50,8 @@ pub use perfvisor_actors::storage::{
 };
 pub use perfvisor_actors::supervisor::{EngineError, RestartKind, RestartPolicy};
 pub use perfvisor_actors::telemetry::{
-    ActorKind, ActorStatus, Health, RecorderStatus, Status, StorageStatus, WatcherStatus,
+    ActorKind, ActorStatus, Health, RecorderStatus, RemoteWriteStatus, Status, StorageStatus,
+    WatcherStatus,
 };
 pub use perfvisor_actors::types::{
     ActionRecord, Alert, AlertState, Clock, DaemonId, DaemonSpec, Labels, LifecycleEvent,
