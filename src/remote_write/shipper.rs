@@ -145,6 +145,16 @@ pub struct Shipper {
     pub publish: Option<Publisher>,
 }
 
+/// How one request ended.
+enum Shipped {
+    /// Accepted, or refused for good (its samples counted as dropped).
+    Done,
+    /// The shipper was stopped while waiting.
+    Stopped,
+    /// Still failing when its newest sample passed raw retention.
+    Expired,
+}
+
 /// How a series is shipped: its labels, or `None` when relabelling leaves it out.
 type Mapped = Option<Arc<Vec<Label>>>;
 
@@ -357,13 +367,7 @@ impl Run<'_> {
         let cutoff = now - ms(self.shipper.raw_retention);
         let expired = samples.partition_point(|s| s.0 < cutoff);
         if expired > 0 {
-            let n = expired as u64;
-            self.shipper.stats.dropped.fetch_add(n, Ordering::Relaxed);
-            self.shipper.stats.expired.fetch_add(n, Ordering::Relaxed);
-            self.expired_recent.push_back((now, n));
-            let message = format!("{n} samples passed raw retention before they could be shipped");
-            tracing::warn!(remote = %self.name(), samples = n, "Remote write: samples expired unshipped.");
-            self.shipper.stats.error(message, now);
+            self.expire(expired as u64, now);
             let last = samples[expired - 1];
             self.save(after(last.0, last.1));
         }
@@ -372,10 +376,18 @@ impl Run<'_> {
             let Some(&(last_ts, last_id, _)) = chunk.last() else {
                 continue;
             };
-            if !self.ship(chunk) {
-                return Ok(true); // stopped while retrying: the cursor stays before `chunk`
+            match self.ship(chunk) {
+                Shipped::Done => self.save(after(last_ts, last_id)),
+                // Stopped while retrying: the cursor stays before `chunk`.
+                Shipped::Stopped => return Ok(true),
+                // The remote stayed away until the whole request passed raw retention: the
+                // next step reads on from here and gives up what else is too old at once.
+                Shipped::Expired => {
+                    self.expire(chunk.len() as u64, now_ms());
+                    self.save(after(last_ts, last_id));
+                    return Ok(true);
+                }
             }
-            self.save(after(last_ts, last_id));
             self.publish_if_due();
         }
         if (end, 0) > self.cursor {
@@ -384,13 +396,26 @@ impl Run<'_> {
         Ok(true)
     }
 
-    /// Sends one request, retrying until the remote takes or refuses it; false when stopped
-    /// first.
-    fn ship(&mut self, chunk: &[(TimestampMs, i64, f64)]) -> bool {
+    /// Counts `n` samples given up because they passed raw retention unshipped.
+    fn expire(&mut self, n: u64, now: TimestampMs) {
+        self.shipper.stats.dropped.fetch_add(n, Ordering::Relaxed);
+        self.shipper.stats.expired.fetch_add(n, Ordering::Relaxed);
+        self.expired_recent.push_back((now, n));
+        tracing::warn!(remote = %self.name(), samples = n, "Remote write: samples expired unshipped.");
+        self.shipper.stats.error(
+            format!("{n} samples passed raw retention before they could be shipped"),
+            now,
+        );
+    }
+
+    /// Sends one request, retrying until the remote takes or refuses it, or until all of
+    /// it has passed raw retention.
+    fn ship(&mut self, chunk: &[(TimestampMs, i64, f64)]) -> Shipped {
         let (request, n) = build_request(chunk, &self.series);
         if n == 0 {
-            return true;
+            return Shipped::Done;
         }
+        let newest = chunk.last().map_or(i64::MAX, |s| s.0);
         let body = match proto::encode(&request) {
             Ok(b) => b,
             Err(e) => {
@@ -401,14 +426,14 @@ impl Run<'_> {
                 self.shipper
                     .stats
                     .error(format!("cannot compress a request: {e}"), now_ms());
-                return true;
+                return Shipped::Done;
             }
         };
         // Catch-up pace: n samples take n / rate seconds of the budget.
         let rate = self.shipper.remote.max_samples_per_second.max(1) as f64;
         let now = Instant::now();
         if self.next_send > now && self.shipper.stop.sleep(self.next_send - now) {
-            return false;
+            return Shipped::Stopped;
         }
         self.next_send =
             self.next_send.max(Instant::now()) + Duration::from_secs_f64(n as f64 / rate);
@@ -425,7 +450,7 @@ impl Run<'_> {
                         .stats
                         .sent_bytes
                         .fetch_add(body.len() as u64, Ordering::Relaxed);
-                    return true;
+                    return Shipped::Done;
                 }
                 Err(Failure::Refused(message)) => {
                     tracing::warn!(remote = %self.name(), samples = n, error = %message, "Remote write refused a request; its samples are dropped.");
@@ -434,7 +459,7 @@ impl Run<'_> {
                         .dropped
                         .fetch_add(n as u64, Ordering::Relaxed);
                     self.shipper.stats.error(message, now_ms());
-                    return true;
+                    return Shipped::Done;
                 }
                 Err(Failure::Retry { after, message }) => {
                     self.shipper.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -443,7 +468,10 @@ impl Run<'_> {
                     self.update_lag(now_ms());
                     self.publish_if_due();
                     if self.shipper.stop.sleep(backoff.next(after)) {
-                        return false;
+                        return Shipped::Stopped;
+                    }
+                    if newest < now_ms() - ms(self.shipper.raw_retention) {
+                        return Shipped::Expired;
                     }
                 }
             }

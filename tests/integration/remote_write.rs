@@ -512,3 +512,40 @@ async fn retries_drops_and_restart_resume_from_the_cursor() {
         stored.len()
     );
 }
+
+/// A remote that stays away longer than raw retention: the samples that pass it unshipped
+/// are counted as dropped (and expired) instead of sent, and the critical
+/// `perfvisor_remote_write_expired` alert fires from the self-metric.
+#[tokio::test]
+async fn samples_past_retention_are_dropped_and_alerted() {
+    let t = support::start(|b| b.rule(perfvisor::remote_write::expired_rule()));
+    let mut r = remote(format!(
+        "http://127.0.0.1:{}/api/v1/write",
+        support::refused_port()
+    ));
+    r.backfill = Duration::ZERO;
+    t.pv.start_remote_write(&[r], Duration::from_secs(3))
+        .expect("remote write starts");
+    support::wait_for(Duration::from_secs(30), "expired samples", || async {
+        remote_status(&t.pv).await.expired_samples > 0
+    })
+    .await;
+    support::wait_for(Duration::from_secs(30), "the expired alert", || async {
+        t.pv.firing_alerts()
+            .await
+            .expect("alerts")
+            .iter()
+            .any(|a| a.rule == perfvisor::remote_write::EXPIRED_RULE)
+    })
+    .await;
+    let s = remote_status(&t.pv).await;
+    assert_eq!(s.sent_samples, 0, "{s:?}");
+    assert_eq!(s.dropped_samples, s.expired_samples, "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("raw retention") || e.contains("failed")),
+        "{s:?}"
+    );
+    t.pv.shutdown().await.expect("shutdown");
+}
