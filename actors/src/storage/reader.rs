@@ -553,4 +553,62 @@ mod tests {
         let reader = StorageReader::open(&path).unwrap();
         assert_eq!(reader.alerts(0, 10).unwrap(), vec![sample_alert(6)]);
     }
+
+    /// The forward read returns every series' samples in (timestamp, series id) order from
+    /// head log, head rows and chunks alike (before and after a compaction), starts within
+    /// a timestamp at the cursor's series, and the cursor table keeps a position per remote.
+    #[test]
+    fn forward_read_walks_all_tiers_in_cursor_order() {
+        let (_dir, path) = temp_db();
+        let handle = StorageHandle::spawn(
+            test_config(&path),
+            Arc::new(StorageStats::default()),
+            zero_hook(),
+        )
+        .unwrap();
+        // Two series with samples at the same timestamps, 0..3 s every 100 ms.
+        let key = |m: &str| SeriesKey::new(Source::Host, m.to_string(), Labels::empty());
+        let samples = (0..30)
+            .flat_map(|i| {
+                ["a", "b"].map(|m| Sample {
+                    series: key(m),
+                    kind: MetricKind::Gauge,
+                    ts_ms: i * 100,
+                    value: i as f64,
+                })
+            })
+            .collect();
+        assert!(handle.store(Arc::new(MetricBatch { samples })));
+        handle.flush(Duration::from_secs(30)).unwrap();
+        let reader = StorageReader::open(&path).unwrap();
+        let ids: Vec<i64> = reader.series_by_id().unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(ids.len(), 2);
+        let check = |reader: &StorageReader| {
+            let all = reader.samples_forward((0, 0), 3_000).unwrap();
+            assert_eq!(all.len(), 60);
+            assert!(all.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+            // From the middle of timestamp 500: the second series only, then onwards.
+            let from = reader.samples_forward((500, ids[1]), 700).unwrap();
+            assert_eq!(
+                from,
+                vec![(500, ids[1], 5.0), (600, ids[0], 6.0), (600, ids[1], 6.0)]
+            );
+            assert_eq!(reader.samples_forward((700, 0), 700).unwrap(), vec![]);
+            assert!(reader.samples_after_estimate(2_850).unwrap() >= 2);
+        };
+        check(&reader);
+        handle.compact_now(Duration::from_secs(30)).unwrap();
+        check(&reader);
+        handle.shutdown(Duration::from_secs(30)).unwrap();
+
+        let cursors = RemoteCursors::open(&path).unwrap();
+        assert_eq!(cursors.load("central").unwrap(), None);
+        cursors.save("central", (600, ids[1]), 1).unwrap();
+        cursors.save("central", (700, 0), 2).unwrap();
+        cursors.save("other", (5, 5), 2).unwrap();
+        drop(cursors);
+        let cursors = RemoteCursors::open(&path).unwrap();
+        assert_eq!(cursors.load("central").unwrap(), Some((700, 0)));
+        assert_eq!(cursors.load("other").unwrap(), Some((5, 5)));
+    }
 }
