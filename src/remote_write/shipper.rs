@@ -345,7 +345,7 @@ impl Run<'_> {
         self.publish();
     }
 
-    /// Ships one window; false when there was nothing to ship yet.
+    /// Ships one window; false when it reached the horizon (nothing more to ship yet).
     fn step(&mut self) -> Result<bool, String> {
         let now = now_ms();
         let horizon = now - ms(SETTLE);
@@ -393,7 +393,8 @@ impl Run<'_> {
         if (end, 0) > self.cursor {
             self.save((end, 0));
         }
-        Ok(true)
+        // Caught up with the horizon: pause instead of reading a few milliseconds at a time.
+        Ok(end < horizon)
     }
 
     /// Counts `n` samples given up because they passed raw retention unshipped.

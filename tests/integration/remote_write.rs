@@ -24,10 +24,13 @@ const DAEMON: &str = "rw-daemon";
 /// How long the remote is down.
 const OUTAGE: Duration = Duration::from_secs(20);
 
+/// The command-line arguments of an engine for a port and a storage directory.
+type Args = Box<dyn Fn(u16, &Path) -> Vec<String>>;
+
 /// A remote-write engine started by the test on 127.0.0.1, restartable on its storage.
 struct Engine {
     binary: &'static str,
-    args: Box<dyn Fn(u16, &Path) -> Vec<String>>,
+    args: Args,
     write_path: &'static str,
     ready_path: &'static str,
     port: u16,
@@ -42,7 +45,7 @@ impl Engine {
         package: &str,
         write_path: &'static str,
         ready_path: &'static str,
-        args: Box<dyn Fn(u16, &Path) -> Vec<String>>,
+        args: Args,
     ) -> Option<Engine> {
         if !Path::new(binary).exists() {
             assert!(
