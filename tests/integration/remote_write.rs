@@ -473,9 +473,15 @@ async fn retries_drops_and_restart_resume_from_the_cursor() {
     })
     .await;
     let last = remote_status(&pv).await;
-    let cursor = last.cursor_ms;
     assert_eq!(last.dropped_samples, 0, "{last:?}");
     pv.shutdown().await.expect("shutdown");
+    // The cursor as saved at shutdown (a request in flight then still counts).
+    let cursor = perfvisor_actors::storage::RemoteCursors::open(&db)
+        .expect("cursors")
+        .load("central")
+        .expect("cursor")
+        .expect("a saved cursor")
+        .0;
 
     let s = seen.lock().unwrap();
     assert!(
@@ -506,7 +512,9 @@ async fn retries_drops_and_restart_resume_from_the_cursor() {
     let received = s
         .samples
         .keys()
-        .filter(|(n, _)| n.contains("__name__=process_memory_usage_bytes") && n.contains(DAEMON))
+        .filter(|(n, ts)| {
+            *ts < cursor && n.contains("__name__=process_memory_usage_bytes") && n.contains(DAEMON)
+        })
         .count();
     assert!(stored.len() > 20);
     assert!(
