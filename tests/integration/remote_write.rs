@@ -560,3 +560,99 @@ async fn samples_past_retention_are_dropped_and_alerted() {
     );
     t.pv.shutdown().await.expect("shutdown");
 }
+
+/// Through the binary: `perfvisor run` with a `[[remote_write]]` ships (with its extra
+/// label and the basic-auth header from `password_file`), and `perfvisor status` shows the
+/// remote's line and `--json` its counters.
+#[test]
+fn binary_ships_and_status_shows_the_remote() {
+    let (port, seen) = receiver();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password = dir.path().join("rw-password");
+    std::fs::write(&password, "s3cret\n").expect("password file");
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let config = dir.path().join("pv.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[supervisor]\ndatabase = \"{}\"\nlisten = \"{listen}\"\nprobe_interval = \"200ms\"\nhost_interval = \"200ms\"\n\n\
+             [api]\nanonymous_loopback_reads = true\n\n\
+             [[remote_write]]\nname = \"central\"\nurl = \"http://127.0.0.1:{port}/api/v1/write\"\n\
+             labels = {{ host = \"web-1\" }}\nbackfill = \"1h\"\n\
+             basic_auth = {{ username = \"pv\", password_file = \"{}\" }}\n",
+            dir.path().join("pv.db").display(),
+            password.display()
+        ),
+    )
+    .expect("config");
+    let _run = support::RunGuard(support::start_run_logged(
+        &config,
+        &dir.path().join("run.log"),
+    ));
+    let started = Instant::now();
+    let json = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+            .args(["status", "--json", "--address", &listen])
+            .output()
+            .expect("status runs");
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let r = &v["status"]["remote_write"][0];
+            if r["sent_samples"].as_u64().unwrap_or(0) > 0 {
+                break v;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing shipped; log: {}",
+            std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let r = &json["status"]["remote_write"][0];
+    assert_eq!(r["name"], "central", "{r}");
+    assert_eq!(r["dropped_samples"], 0, "{r}");
+    let out = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
+        .args(["status", "--address", &listen])
+        .output()
+        .expect("status runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("remote write central: lag "), "{text}");
+    // Host and perfvisor series follow (the first requests may hold only a few series).
+    let started = Instant::now();
+    while !seen
+        .lock()
+        .unwrap()
+        .samples
+        .keys()
+        .any(|(n, _)| n.contains("source=host"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no host series shipped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = seen.lock().unwrap();
+    let h = s.headers.join("\n").to_ascii_lowercase();
+    // "pv:s3cret" in base64.
+    assert!(h.contains("authorization: basic chy6cznjcmv0"), "{h}");
+    let names: Vec<&String> = s.samples.keys().map(|(n, _)| n).collect();
+    assert!(
+        names.iter().all(|n| n.contains("host=web-1")),
+        "a series without the extra label: {:?}",
+        names.iter().find(|n| !n.contains("host=web-1"))
+    );
+    assert!(
+        names.iter().any(|n| n.contains("source=perfvisor"))
+            && names.iter().any(|n| n.contains("source=host")),
+        "no perfvisor or no host series in {:?}",
+        names
+            .iter()
+            .map(|n| n
+                .split(',')
+                .find(|l| l.starts_with("__name__"))
+                .unwrap_or(""))
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+}
