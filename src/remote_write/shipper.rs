@@ -603,3 +603,105 @@ impl Run<'_> {
         ]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perfvisor_actors::types::DaemonId;
+
+    fn key(source: Source, metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey::new(
+            source,
+            metric.to_string(),
+            Labels::from_pairs(labels.iter().copied()),
+        )
+    }
+
+    fn pairs(labels: &[Label]) -> Vec<(&str, &str)> {
+        labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect()
+    }
+
+    /// Series are named as `/metrics` names them, labels sorted, the remote's own labels
+    /// added without overriding the series' labels.
+    #[test]
+    fn labels_follow_the_metrics_endpoint() {
+        let extra = [
+            ("host".to_string(), "web-1".to_string()),
+            ("project".to_string(), "x".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let daemon = key(
+            Source::Daemon(DaemonId::new("api")),
+            "process.thread.count",
+            &[("project", "shop"), ("2xx", "a")],
+        );
+        assert_eq!(
+            pairs(&series_labels(&daemon, MetricKind::Gauge, &extra)),
+            vec![
+                ("__name__", "process_thread"),
+                ("daemon", "api"),
+                ("host", "web-1"),
+                ("l2xx", "a"),
+                ("project", "shop"),
+            ]
+        );
+        let host = key(Source::Host, "system.cpu.time_seconds", &[]);
+        assert_eq!(
+            pairs(&series_labels(
+                &host,
+                MetricKind::Counter,
+                &Default::default()
+            )),
+            vec![
+                ("__name__", "system_cpu_time_seconds_total"),
+                ("source", "host")
+            ]
+        );
+    }
+
+    /// A request groups samples by series in time order and leaves out relabel-dropped
+    /// series and infinite values.
+    #[test]
+    fn requests_group_by_series_and_skip_what_is_left_out() {
+        let labels = |n: &str| {
+            Some(Arc::new(vec![Label {
+                name: "__name__".into(),
+                value: n.into(),
+            }]))
+        };
+        let series: HashMap<i64, Mapped> = [(1, labels("a")), (2, labels("b")), (3, None)]
+            .into_iter()
+            .collect();
+        let samples = [
+            (10, 1, 1.0),
+            (10, 2, 2.0),
+            (10, 3, 3.0),
+            (20, 1, f64::INFINITY),
+            (20, 2, 4.0),
+            (30, 1, 5.0),
+        ];
+        let (request, n) = build_request(&samples, &series);
+        assert_eq!(n, 4);
+        let got: Vec<(String, Vec<(i64, f64)>)> = request
+            .timeseries
+            .iter()
+            .map(|t| {
+                (
+                    t.labels[0].value.clone(),
+                    t.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), vec![(10, 1.0), (30, 5.0)]),
+                ("b".to_string(), vec![(10, 2.0), (20, 4.0)]),
+            ]
+        );
+    }
+}
