@@ -428,7 +428,8 @@ impl Running {
         let new = config::load(&self.path).map_err(|e| e.to_string())?;
         let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         let diff = config::diff(&current, &new);
-        if diff.is_empty() {
+        let remote_write_changed = current.remote_write != new.remote_write;
+        if diff.is_empty() && !remote_write_changed {
             return Ok("nothing changed".into());
         }
         let alerting = if diff.rules_changed || diff.sinks_changed || diff.silences_changed {
@@ -458,7 +459,18 @@ impl Running {
             .map(|d| managed_spec(d, &self.default_logs))
             .collect();
         let managed = self.manager.update(specs).map_err(|e| e.to_string())?;
-        let summary = reload_summary(&diff, &managed, alerting.as_ref());
+        let mut summary = reload_summary(&diff, &managed, alerting.as_ref());
+        if remote_write_changed {
+            // Every shipper restarts from its cursor (kept by name in the database).
+            self.pv
+                .start_remote_write(&new.remote_write, new.supervisor.retention.raw)
+                .map_err(|e| format!("remote write not restarted: {e}"))?;
+            summary = if diff.is_empty() {
+                "remote_write: restarted".into()
+            } else {
+                format!("{summary}; remote_write: restarted")
+            };
+        }
         tracing::info!(%summary, "Config reloaded.");
         *current = new;
         Ok(summary)
@@ -574,7 +586,6 @@ async fn supervise(
         .start()
         .map_err(|e| CliError::usage(format!("cannot start: {e}")))?;
     if !config.remote_write.is_empty() {
-        // Changing [[remote_write]] takes a restart; a reload leaves the shippers as they are.
         pv.start_remote_write(&config.remote_write, config.supervisor.retention.raw)
             .map_err(|e| CliError::usage(format!("cannot start remote write: {e}")))?;
     }

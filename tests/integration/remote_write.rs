@@ -585,7 +585,7 @@ fn binary_ships_and_status_shows_the_remote() {
         ),
     )
     .expect("config");
-    let _run = support::RunGuard(support::start_run_logged(
+    let run = support::RunGuard(support::start_run_logged(
         &config,
         &dir.path().join("run.log"),
     ));
@@ -654,5 +654,38 @@ fn binary_ships_and_status_shows_the_remote() {
                 .find(|l| l.starts_with("__name__"))
                 .unwrap_or(""))
             .collect::<std::collections::BTreeSet<_>>()
+    );
+    drop(s);
+
+    // A reload that moves the remote to another URL (same name): the shipper restarts from
+    // its cursor, so the second receiver gets only what the first did not.
+    let (port2, seen2) = receiver();
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(&format!(":{port}/"), &format!(":{port2}/")),
+    )
+    .expect("config");
+    // SAFETY: kill with a valid signal number on our own child's pid.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGHUP) };
+    let started = Instant::now();
+    while seen2.lock().unwrap().samples.len() < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing reached the second receiver after the reload; log: {}",
+            std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (a, b) = (seen.lock().unwrap(), seen2.lock().unwrap());
+    let twice: Vec<_> = b
+        .samples
+        .keys()
+        .filter(|k| a.samples.contains_key(*k))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "sent to both: {:?}",
+        &twice[..twice.len().min(3)]
     );
 }
