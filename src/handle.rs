@@ -43,6 +43,9 @@ struct Inner {
     lock: Mutex<Option<Arc<crate::DatabaseLock>>>,
     stopped: AtomicBool,
     done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// The remote-write shippers, once started ([`Perfvisor::start_remote_write`]).
+    #[cfg(feature = "remote-write")]
+    remote: Mutex<Option<crate::remote_write::RemoteWriters>>,
 }
 
 /// Why [`Perfvisor::daemon_started`] refuses a spec (also run on API bodies by
@@ -141,6 +144,8 @@ impl Perfvisor {
                 lock: Mutex::new(Some(lock)),
                 stopped: AtomicBool::new(false),
                 done: Mutex::new(Some(done_rx)),
+                #[cfg(feature = "remote-write")]
+                remote: Mutex::new(None),
             }),
         })
     }
@@ -390,12 +395,58 @@ impl Perfvisor {
     /// perfvisor's own status: health, restarts, backlogs, drops.
     pub async fn status(&self) -> Result<Status, Error> {
         self.check_running()?;
-        self.inner
+        #[allow(unused_mut)]
+        let mut status = self
+            .inner
             .parts
             .supervisor
             .send(GetStatus)
             .await
-            .map_err(|_| Error::NotRunning)
+            .map_err(|_| Error::NotRunning)?;
+        #[cfg(feature = "remote-write")]
+        if let Ok(remote) = self.inner.remote.lock() {
+            if let Some(r) = remote.as_ref() {
+                status.remote_write = r.status();
+            }
+        }
+        Ok(status)
+    }
+
+    /// Starts shipping the stored history to Prometheus remote-write endpoints, each from
+    /// its durable cursor (see `crate::remote_write`); their progress is in
+    /// [`Perfvisor::status`] and in perfvisor's own metrics (`perfvisor.remote_write.*`).
+    /// `raw_retention` is the raw tier's retention: unshipped samples older than that are
+    /// dropped and raise `perfvisor_remote_write_expired` (add
+    /// [`crate::remote_write::expired_rule`] to the builder's rules). Replaces shippers
+    /// started before.
+    #[cfg(feature = "remote-write")]
+    pub fn start_remote_write(
+        &self,
+        remotes: &[crate::config::RemoteWriteConfig],
+        raw_retention: std::time::Duration,
+    ) -> Result<(), Error> {
+        self.check_running()?;
+        let collector = self.inner.parts.collector.clone();
+        let publish: crate::remote_write::Publisher = std::sync::Arc::new(move |samples| {
+            collector.do_send(SamplesCollected {
+                batch: perfvisor_actors::types::MetricBatch { samples },
+            });
+        });
+        let writers = crate::remote_write::RemoteWriters::start(
+            &self.inner.database,
+            remotes,
+            raw_retention,
+            Some(publish),
+        )
+        .map_err(Error::Thread)?;
+        let old = self
+            .inner
+            .remote
+            .lock()
+            .ok()
+            .and_then(|mut r| r.replace(writers));
+        drop(old);
+        Ok(())
     }
 
     /// Makes an actor panic inside its handler, as a bug would. For fault-injection tests
@@ -518,6 +569,23 @@ impl Perfvisor {
     pub async fn shutdown(&self) -> Result<(), Error> {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        // The shippers first: they read the history and save their cursors in the file.
+        #[cfg(feature = "remote-write")]
+        {
+            let writers = self.inner.remote.lock().ok().and_then(|mut r| r.take());
+            if let Some(mut writers) = writers {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let joined = std::thread::Builder::new()
+                    .name("perfvisor-rw-stop".into())
+                    .spawn(move || {
+                        writers.stop();
+                        let _ = tx.send(());
+                    });
+                if joined.is_ok() {
+                    let _ = rx.await;
+                }
+            }
         }
         let result = self.inner.parts.supervisor.send(Shutdown).await;
         self.inner.system.stop();

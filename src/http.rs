@@ -927,7 +927,7 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn label_name(key: &str) -> String {
+pub(crate) fn label_name(key: &str) -> String {
     let mut n = underscored(key);
     if n.starts_with(|c: char| c.is_ascii_digit()) || n.starts_with("__") {
         n.insert(0, 'l');

@@ -11,6 +11,8 @@ pub mod http;
 pub mod loadgen;
 mod lock;
 pub mod manager;
+#[cfg(feature = "remote-write")]
+pub mod remote_write;
 pub mod units;
 
 pub use builder::{
@@ -48,7 +50,8 @@ pub use perfvisor_actors::storage::{
 };
 pub use perfvisor_actors::supervisor::{EngineError, RestartKind, RestartPolicy};
 pub use perfvisor_actors::telemetry::{
-    ActorKind, ActorStatus, Health, RecorderStatus, Status, StorageStatus, WatcherStatus,
+    ActorKind, ActorStatus, Health, RecorderStatus, RemoteWriteStatus, Status, StorageStatus,
+    WatcherStatus,
 };
 pub use perfvisor_actors::types::{
     ActionRecord, Alert, AlertState, Clock, DaemonId, DaemonSpec, Labels, LifecycleEvent,

@@ -155,6 +155,26 @@ pub const PERFVISOR_MAX_FDS: &str = "perfvisor.process.max_fds";
 /// perfvisor's open descriptors as a share of its soft limit, 0 to 1. Gauge.
 pub const PERFVISOR_FD_USAGE: &str = "perfvisor.process.fd_usage_ratio";
 
+// `perfvisor.remote_write.*`: one series per `[[remote_write]]`, labelled `remote=<name>`.
+
+/// Seconds between now and the oldest sample not yet shipped to the remote (0 when caught
+/// up to the settle horizon). Gauge.
+pub const PERFVISOR_REMOTE_WRITE_LAG: &str = "perfvisor.remote_write.lag_seconds";
+/// Samples stored after the remote's cursor, about (counted by stored row). Gauge.
+pub const PERFVISOR_REMOTE_WRITE_PENDING: &str = "perfvisor.remote_write.pending_samples";
+/// Samples the remote accepted. Counter.
+pub const PERFVISOR_REMOTE_WRITE_SENT: &str = "perfvisor.remote_write.sent_samples";
+/// Requests sent again after a 5xx, a 429 or a connection failure. Counter.
+pub const PERFVISOR_REMOTE_WRITE_RETRIES: &str = "perfvisor.remote_write.retries";
+/// Samples given up on: refused by the remote with a 4xx other than 429, or older than raw
+/// retention before they could be shipped. Counter.
+pub const PERFVISOR_REMOTE_WRITE_DROPPED: &str = "perfvisor.remote_write.dropped_samples";
+/// Samples that passed raw retention unshipped within the last hour; what the
+/// `perfvisor_remote_write_expired` rule follows. Gauge.
+pub const PERFVISOR_REMOTE_WRITE_EXPIRED: &str = "perfvisor.remote_write.expired_last_hour";
+/// Bytes sent on the wire (snappy-compressed protobuf bodies). Counter.
+pub const PERFVISOR_REMOTE_WRITE_BYTES: &str = "perfvisor.remote_write.sent_bytes";
+
 /// Every fixed metric name above, for checking names written in a config. The profile
 /// guard's `app.operation.<name>.duration_seconds` names are a pattern, not listed.
 pub const ALL: &[&str] = &[
@@ -220,6 +240,13 @@ pub const ALL: &[&str] = &[
     PERFVISOR_OPEN_FDS,
     PERFVISOR_MAX_FDS,
     PERFVISOR_FD_USAGE,
+    PERFVISOR_REMOTE_WRITE_LAG,
+    PERFVISOR_REMOTE_WRITE_PENDING,
+    PERFVISOR_REMOTE_WRITE_SENT,
+    PERFVISOR_REMOTE_WRITE_RETRIES,
+    PERFVISOR_REMOTE_WRITE_DROPPED,
+    PERFVISOR_REMOTE_WRITE_EXPIRED,
+    PERFVISOR_REMOTE_WRITE_BYTES,
 ];
 
 /// The metric name a `profile("name")` guard records its duration under.

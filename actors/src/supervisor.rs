@@ -1061,6 +1061,7 @@ impl Supervisor {
             alerts_sent: self.engine.alerts_sent.load(Ordering::Relaxed),
             alert_delivery_failures: self.engine.alert_delivery_failures.load(Ordering::Relaxed),
             alert_sinks: self.sinks.iter().map(|s| s.status()).collect(),
+            remote_write: Vec::new(),
         }
     }
 
@@ -1282,6 +1283,7 @@ impl Handler<GetStatus> for Supervisor {
                     alerts_sent: 0,
                     alert_delivery_failures: 0,
                     alert_sinks: Vec::new(),
+                    remote_write: Vec::new(),
                 }
             }
         };

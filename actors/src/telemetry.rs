@@ -249,6 +249,40 @@ pub struct Status {
     pub alert_delivery_failures: u64,
     /// Each alert sink: deliveries, failures, retries, drops, queue, last error.
     pub alert_sinks: Vec<crate::alerts::SinkStatus>,
+    /// Each `[[remote_write]]` endpoint: cursor, lag, backlog, sent, retries, drops. Filled
+    /// by the embedding handle (the shippers live outside the actor tree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<RemoteWriteStatus>,
+}
+
+/// One remote-write endpoint in `status()`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoteWriteStatus {
+    /// Its `name`.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Timestamp of the next sample to ship (everything before it has been shipped or
+    /// given up on).
+    pub cursor_ms: TimestampMs,
+    /// Seconds between now and the cursor, 0 when caught up.
+    pub lag_seconds: f64,
+    /// Samples stored after the cursor, about (counted by stored row).
+    pub pending_samples: u64,
+    /// Samples the remote accepted.
+    pub sent_samples: u64,
+    /// Bytes sent (compressed bodies).
+    pub sent_bytes: u64,
+    /// Requests sent again (5xx, 429, connection failures).
+    pub retries: u64,
+    /// Samples given up on: refused (4xx) or past raw retention before they were shipped.
+    pub dropped_samples: u64,
+    /// Of those, the ones past raw retention.
+    pub expired_samples: u64,
+    /// The last error, if any, and when.
+    pub last_error: Option<String>,
+    /// When the last error happened.
+    pub last_error_ms: Option<TimestampMs>,
 }
 
 impl Status {

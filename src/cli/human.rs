@@ -380,6 +380,24 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
     for reason in status["health_reasons"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "  degraded: {}", text(reason));
     }
+    for r in status["remote_write"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  remote write {}: lag {}s, {} pending, {} sent, {} retries, {} dropped{}",
+            text(&r["name"]),
+            r["lag_seconds"]
+                .as_f64()
+                .map_or("?".into(), |l| format!("{l:.0}")),
+            text(&r["pending_samples"]),
+            text(&r["sent_samples"]),
+            text(&r["retries"]),
+            text(&r["dropped_samples"]),
+            r["last_error"]
+                .as_str()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
 
     // One row per daemon, managed or attached, by name.
     if names.is_empty() {

@@ -430,7 +430,8 @@ impl Running {
         mgr::set_cgroup_parent(new.supervisor.cgroup_parent.clone());
         let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         let diff = config::diff(&current, &new);
-        if diff.is_empty() {
+        let remote_write_changed = current.remote_write != new.remote_write;
+        if diff.is_empty() && !remote_write_changed {
             return Ok("nothing changed".into());
         }
         let alerting = if diff.rules_changed || diff.sinks_changed || diff.silences_changed {
@@ -460,7 +461,18 @@ impl Running {
             .map(|d| managed_spec(d, &self.default_logs))
             .collect();
         let managed = self.manager.update(specs).map_err(|e| e.to_string())?;
-        let summary = reload_summary(&diff, &managed, alerting.as_ref());
+        let mut summary = reload_summary(&diff, &managed, alerting.as_ref());
+        if remote_write_changed {
+            // Every shipper restarts from its cursor (kept by name in the database).
+            self.pv
+                .start_remote_write(&new.remote_write, new.supervisor.retention.raw)
+                .map_err(|e| format!("remote write not restarted: {e}"))?;
+            summary = if diff.is_empty() {
+                "remote_write: restarted".into()
+            } else {
+                format!("{summary}; remote_write: restarted")
+            };
+        }
         tracing::info!(%summary, "Config reloaded.");
         *current = new;
         Ok(summary)
@@ -566,13 +578,20 @@ async fn supervise(
             state_dir.display()
         ))
     })?);
-    let builder = config
+    let mut builder = config
         .apply(Perfvisor::builder())
         .daemon_control(ManagerControl(Arc::clone(&manager)))
         .database_lock(lock);
+    if !config.remote_write.is_empty() {
+        builder = builder.rule(perfvisor::remote_write::expired_rule());
+    }
     let pv = builder
         .start()
         .map_err(|e| CliError::usage(format!("cannot start: {e}")))?;
+    if !config.remote_write.is_empty() {
+        pv.start_remote_write(&config.remote_write, config.supervisor.retention.raw)
+            .map_err(|e| CliError::usage(format!("cannot start remote write: {e}")))?;
+    }
     for silence in config.silences(super::now_ms()) {
         if let Err(e) = pv.add_silence(silence).await {
             tracing::warn!(error = %e, "Silence from the config refused.");

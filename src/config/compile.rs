@@ -44,6 +44,7 @@ const TOP_KEYS: &[&str] = &[
     "rule",
     "sink",
     "silence",
+    "remote_write",
 ];
 const JUDGEMENT_KEYS: &[&str] = &[
     "cpu_bound",
@@ -332,6 +333,8 @@ fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    let remote_write = super::remote_write::remote_writes(ctx, &root);
+
     let mut problems = std::mem::take(&mut ctx.problems);
     if problems.is_empty() {
         Ok(Config {
@@ -343,6 +346,7 @@ fn compile_into(ctx: &mut Ctx<'_>, text: &str) -> Result<Config, Vec<Problem>> {
             alert_rules: rules,
             alert_sinks: sinks,
             silence_specs: silences,
+            remote_write,
         })
     } else {
         problems.sort_by_key(|p| (p.line, p.column));

@@ -30,6 +30,7 @@ mod error;
 mod map;
 mod metrics;
 mod reader;
+mod remote_write;
 mod system;
 use crate::units;
 
@@ -46,6 +47,9 @@ use crate::{Retention, SinkConfig, ThresholdRule, TimestampMs};
 
 pub use diff::{diff, ConfigDiff};
 pub use error::{ConfigError, Problem};
+pub use remote_write::{
+    relabel_keeps, FullMatch, RelabelAction, RelabelRule, RemoteAuth, RemoteWriteConfig,
+};
 pub use units::{format_duration, format_size, parse_duration};
 
 /// A validated config file.
@@ -68,6 +72,8 @@ pub struct Config {
     pub alert_sinks: Vec<(String, SinkConfig)>,
     /// `[[silence]]`: silences created at start-up.
     pub silence_specs: Vec<SilenceConfig>,
+    /// `[[remote_write]]`: Prometheus remote-write endpoints, in file order.
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 /// `[supervisor]`.

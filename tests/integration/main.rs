@@ -53,3 +53,6 @@ mod dashboard;
 mod replay;
 // Whole daemons: process trees measured whole, a worker's exit keeps its CPU time.
 mod trees;
+// Remote write to real Prometheus and VictoriaMetrics: an outage filled from history,
+// nothing lost or repeated; retries, drops and a restart resuming from the cursor.
+mod remote_write;

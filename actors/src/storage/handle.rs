@@ -560,12 +560,12 @@ mod tests {
         match &err {
             StorageError::TooNew {
                 found, supported, ..
-            } => assert_eq!((*found, *supported), (99, 4)),
+            } => assert_eq!((*found, *supported), (99, 5)),
             other => panic!("expected TooNew, got {other}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains("99") && message.contains("up to 4"),
+            message.contains("99") && message.contains("up to 5"),
             "{message}"
         );
         assert!(matches!(

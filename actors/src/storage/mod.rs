@@ -57,7 +57,7 @@ pub use error::StorageError;
 pub use handle::StorageHandle;
 pub use maintenance::MAX_CHUNK_SAMPLES;
 pub use query::{Aggregation, Bucket, Query, SeriesResult, SeriesSelector, Tier, MAX_BUCKETS};
-pub use reader::{StorageReader, StorageSummary};
+pub use reader::{RemoteCursors, StorageReader, StorageSummary};
 pub(crate) use sketch::DdSketch;
 pub use writer::{
     AlertStateChange, FailureHook, StorageCommand, StorageFailure, StorageFault, StorageStats,

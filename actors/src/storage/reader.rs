@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use super::config::{DAY_MS, HOUR_MS};
 use super::query::{self, Query, SeriesResult};
 use super::StorageError;
-use super::{maintenance, schema};
+use super::{codec, headlog, maintenance, schema};
 use crate::types::{
     ActionRecord, Alert, DaemonId, LifecycleEvent, LifecycleKind, MetricKind, SeriesKey,
     TimestampMs,
@@ -137,6 +138,112 @@ impl StorageReader {
             }
             _ => Ok(Vec::new()),
         }
+    }
+
+    /// Every series with its storage id and kind, by id. Ids are stable for the life of the
+    /// file; [`StorageReader::samples_forward`] names series by them.
+    pub fn series_by_id(&self) -> Result<Vec<(i64, SeriesKey, MetricKind)>, StorageError> {
+        Ok(query::load_series(&self.conn)?
+            .into_iter()
+            .map(|s| (s.id, s.key, s.kind))
+            .collect())
+    }
+
+    /// Every raw sample of every series at or after `from` and before `to_ms`, in
+    /// (timestamp, series id) order, as `(ts_ms, series_id, value)`: the order a remote-write
+    /// cursor walks the history in. `from` is `(ts_ms, series_id)`: samples at `from.0` of a
+    /// series with a smaller id are left out. Head log, head rows and chunks are read in one
+    /// read transaction, so a compaction between two statements neither hides nor repeats a
+    /// sample; a sample stored twice at one timestamp is returned once.
+    pub fn samples_forward(
+        &self,
+        from: (TimestampMs, i64),
+        to_ms: TimestampMs,
+    ) -> Result<Vec<(TimestampMs, i64, f64)>, StorageError> {
+        let (from_ms, from_id) = from;
+        let mut out: Vec<(TimestampMs, i64, f64)> = Vec::new();
+        if to_ms <= from_ms {
+            return Ok(out);
+        }
+        let keep =
+            |ts: i64, id: i64| ts >= from_ms && ts < to_ms && (ts > from_ms || id >= from_id);
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            // A chunk spans at most a day, so its end is within a day after `to_ms`: that
+            // bounds the index range.
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, series_id, data FROM chunks \
+                 WHERE end_ms >= ?1 AND end_ms < ?3 AND start_ms < ?2",
+            )?;
+            let mut rows = stmt.query(params![from_ms, to_ms, to_ms.saturating_add(DAY_MS)])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let series: i64 = row.get(1)?;
+                let data = row.get_ref(2)?.as_blob().unwrap_or(&[]);
+                let decoded = codec::decode_chunk(data)
+                    .map_err(|e| self.corrupt(format!("chunk {id}: {e}")))?;
+                out.extend(
+                    decoded
+                        .into_iter()
+                        .filter(|&(ts, _)| keep(ts, series))
+                        .map(|(ts, v)| (ts, series, v)),
+                );
+            }
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, series_id, data FROM head \
+                 WHERE window_ms >= ?1 AND window_ms < ?2 AND max_ts >= ?3 AND min_ts < ?2",
+            )?;
+            let floor = from_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS);
+            let mut rows = stmt.query(params![floor, to_ms, from_ms])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let series: i64 = row.get(1)?;
+                let data = row.get_ref(2)?.as_blob().unwrap_or(&[]);
+                let decoded = codec::decode_chunk(data)
+                    .map_err(|e| self.corrupt(format!("head row {id}: {e}")))?;
+                out.extend(
+                    decoded
+                        .into_iter()
+                        .filter(|&(ts, _)| keep(ts, series))
+                        .map(|(ts, v)| (ts, series, v)),
+                );
+            }
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, data FROM head_log WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY id",
+            )?;
+            let mut rows = stmt.query(params![from_ms, to_ms])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let blob = row.get_ref(1)?.as_blob().unwrap_or(&[]);
+                headlog::for_each(blob, |series, samples| {
+                    out.extend(
+                        samples
+                            .filter(|&(ts, _)| keep(ts, series))
+                            .map(|(ts, v)| (ts, series, v)),
+                    );
+                })
+                .map_err(|e| self.corrupt(format!("head log row {id}: {e}")))?;
+            }
+        }
+        tx.finish()?;
+        out.sort_by_key(|&(ts, id, _)| (ts, id));
+        out.dedup_by_key(|&mut (ts, id, _)| (ts, id));
+        Ok(out)
+    }
+
+    /// About how many raw samples are stored at or after `from_ms`: every head log row, head
+    /// row and chunk reaching that far counts whole, so the figure is high by at most one
+    /// row per series. Cheap (row counts, no decoding); a remote-write backlog estimate.
+    pub fn samples_after_estimate(&self, from_ms: TimestampMs) -> Result<u64, StorageError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT coalesce(sum(count), 0) FROM chunks WHERE end_ms >= ?1) \
+                 + (SELECT coalesce(sum(count), 0) FROM head WHERE max_ts >= ?1) \
+                 + (SELECT coalesce(sum(count), 0) FROM head_log WHERE max_ts >= ?1)",
+            )?
+            .query_row(params![from_ms], |row| row.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// How many raw samples are stored (head log, head rows and chunks), all series together.
@@ -283,8 +390,61 @@ impl StorageReader {
         Ok(rows)
     }
 
+    fn corrupt(&self, what: String) -> StorageError {
+        StorageError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
     fn skip(&self, table: &str, why: &str) {
         tracing::warn!(path = %self.path.display(), table, reason = why, "Unreadable row skipped.");
+    }
+}
+
+/// The remote-write cursors (schema version 5's `remote_write_cursor`): where each remote
+/// has shipped up to. Owned by the remote-write shipper, which writes it through this
+/// connection of its own (one small row per send), never through the storage writer.
+#[derive(Debug)]
+pub struct RemoteCursors {
+    conn: Connection,
+}
+
+impl RemoteCursors {
+    /// Opens the cursor table of an existing perfvisor database (created and migrated by
+    /// the storage writer first).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Ok(RemoteCursors {
+            conn: schema::open_sidecar(path.as_ref())?,
+        })
+    }
+
+    /// Where remote `name` is: the next `(ts_ms, series_id)` to ship, if it has a cursor.
+    pub fn load(&self, name: &str) -> Result<Option<(TimestampMs, i64)>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT ts_ms, series_id FROM remote_write_cursor WHERE name = ?1")?
+            .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Records that everything before `(ts_ms, series_id)` reached remote `name` (or was
+    /// given up on), at `now_ms`.
+    pub fn save(
+        &self,
+        name: &str,
+        cursor: (TimestampMs, i64),
+        now_ms: TimestampMs,
+    ) -> Result<(), StorageError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO remote_write_cursor (name, ts_ms, series_id, updated_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET \
+                 ts_ms = excluded.ts_ms, series_id = excluded.series_id, \
+                 updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![name, cursor.0, cursor.1, now_ms])?;
+        Ok(())
     }
 }
 
@@ -392,5 +552,63 @@ mod tests {
         handle.shutdown(Duration::from_secs(30)).unwrap();
         let reader = StorageReader::open(&path).unwrap();
         assert_eq!(reader.alerts(0, 10).unwrap(), vec![sample_alert(6)]);
+    }
+
+    /// The forward read returns every series' samples in (timestamp, series id) order from
+    /// head log, head rows and chunks alike (before and after a compaction), starts within
+    /// a timestamp at the cursor's series, and the cursor table keeps a position per remote.
+    #[test]
+    fn forward_read_walks_all_tiers_in_cursor_order() {
+        let (_dir, path) = temp_db();
+        let handle = StorageHandle::spawn(
+            test_config(&path),
+            Arc::new(StorageStats::default()),
+            zero_hook(),
+        )
+        .unwrap();
+        // Two series with samples at the same timestamps, 0..3 s every 100 ms.
+        let key = |m: &str| SeriesKey::new(Source::Host, m.to_string(), Labels::empty());
+        let samples = (0..30)
+            .flat_map(|i| {
+                ["a", "b"].map(|m| Sample {
+                    series: key(m),
+                    kind: MetricKind::Gauge,
+                    ts_ms: i * 100,
+                    value: i as f64,
+                })
+            })
+            .collect();
+        assert!(handle.store(Arc::new(MetricBatch { samples })));
+        handle.flush(Duration::from_secs(30)).unwrap();
+        let reader = StorageReader::open(&path).unwrap();
+        let ids: Vec<i64> = reader.series_by_id().unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(ids.len(), 2);
+        let check = |reader: &StorageReader| {
+            let all = reader.samples_forward((0, 0), 3_000).unwrap();
+            assert_eq!(all.len(), 60);
+            assert!(all.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+            // From the middle of timestamp 500: the second series only, then onwards.
+            let from = reader.samples_forward((500, ids[1]), 700).unwrap();
+            assert_eq!(
+                from,
+                vec![(500, ids[1], 5.0), (600, ids[0], 6.0), (600, ids[1], 6.0)]
+            );
+            assert_eq!(reader.samples_forward((700, 0), 700).unwrap(), vec![]);
+            assert!(reader.samples_after_estimate(2_850).unwrap() >= 2);
+        };
+        check(&reader);
+        handle.compact_now(Duration::from_secs(30)).unwrap();
+        check(&reader);
+        handle.shutdown(Duration::from_secs(30)).unwrap();
+
+        let cursors = RemoteCursors::open(&path).unwrap();
+        assert_eq!(cursors.load("central").unwrap(), None);
+        cursors.save("central", (600, ids[1]), 1).unwrap();
+        cursors.save("central", (700, 0), 2).unwrap();
+        cursors.save("other", (5, 5), 2).unwrap();
+        drop(cursors);
+        let cursors = RemoteCursors::open(&path).unwrap();
+        assert_eq!(cursors.load("central").unwrap(), Some((700, 0)));
+        assert_eq!(cursors.load("other").unwrap(), Some((5, 5)));
     }
 }

@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: SCHEMA_V4,
         convert: None,
     },
+    Migration {
+        version: 5,
+        sql: SCHEMA_V5,
+        convert: None,
+    },
 ];
 
 /// Version 1: one row per sample, plus events and alerts.
@@ -215,6 +220,19 @@ CREATE TABLE head_log (
 );
 ";
 
+/// Version 5: remote-write cursors. One row per `[[remote_write]]` name: everything at or
+/// after (`ts_ms`, `series_id`), in that order, is still to be shipped. Written by the
+/// remote-write shipper through its own connection ([`open_sidecar`]), not by the storage
+/// writer: the history tables stay the writer's alone.
+const SCHEMA_V5: &str = "
+CREATE TABLE remote_write_cursor (
+    name       TEXT PRIMARY KEY,
+    ts_ms      INTEGER NOT NULL,
+    series_id  INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Moves version 1's sample rows into head rows (one per series and hour window), so the
 /// compactor turns them into chunks and rollups like any other fresh data, then drops the
 /// old table.
@@ -339,6 +357,37 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StorageError> {
             supported: SCHEMA_VERSION,
         }),
         Identity::Perfvisor { .. } => Ok(conn),
+    }
+}
+
+/// Opens a read-write connection to an existing perfvisor database at [`SCHEMA_VERSION`]
+/// for a table owned by someone other than the storage writer (the remote-write cursors).
+/// Never creates or migrates: the writer has done that before anyone else opens the file.
+pub(super) fn open_sidecar(path: &Path) -> Result<Connection, StorageError> {
+    let open_error = |source| StorageError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    match identify(&conn, path)? {
+        Identity::Perfvisor { version } if version == SCHEMA_VERSION => {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(open_error)?;
+            Ok(conn)
+        }
+        Identity::Perfvisor { version } => Err(StorageError::TooOld {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        }),
+        Identity::Empty => Err(StorageError::NotPerfvisor {
+            path: path.to_path_buf(),
+        }),
     }
 }
 

@@ -733,7 +733,7 @@ mod history {
             .unwrap();
         assert_eq!(
             applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4]
+            vec![1, 2, 3, 4, 5]
         );
         assert!(applied[1].1.starts_with("perfvisor "), "{applied:?}");
         handle.compact_now(WAIT).unwrap();
