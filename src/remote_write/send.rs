@@ -59,40 +59,39 @@ pub enum Failure {
     Refused(String),
 }
 
-/// Capped exponential backoff with jitter: from `min`, doubling per failure up to `max`;
-/// each pause is drawn between half and all of the current step, so many perfvisors that
-/// lost the same remote do not come back in step.
+/// The pauses between attempts: perfvisor's one backoff ([`perfvisor_actors::backoff`]),
+/// from `min` doubling per failure up to `max`, each pause within ±50 % of its step (never
+/// above `max`), so many perfvisors that lost the same remote do not come back in step.
 #[derive(Clone, Debug)]
 pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    step: Duration,
+    formula: perfvisor_actors::backoff::Backoff,
+    /// Failures since the last success.
+    attempt: u32,
 }
 
 impl Backoff {
     /// A backoff from `min` to `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
         Backoff {
-            min,
-            max: max.max(min),
-            step: min,
+            formula: perfvisor_actors::backoff::Backoff {
+                initial: min,
+                factor: 2.0,
+                max: max.max(min),
+                jitter: 0.5,
+            },
+            attempt: 0,
         }
     }
 
     /// The pause before the next attempt; `retry_after` (the remote's wish) wins when given.
     pub fn next(&mut self, retry_after: Option<Duration>) -> Duration {
-        let base = self.step;
-        self.step = (self.step * 2).min(self.max);
-        if let Some(after) = retry_after {
-            return after;
-        }
-        let half = base / 2;
-        half + base.saturating_sub(half).mul_f64(fastrand::f64())
+        self.attempt = self.attempt.saturating_add(1);
+        retry_after.unwrap_or_else(|| self.formula.delay(self.attempt, fastrand::f64()))
     }
 
     /// Back to `min` after a success.
     pub fn reset(&mut self) {
-        self.step = self.min;
+        self.attempt = 0;
     }
 }
 
@@ -253,19 +252,23 @@ mod tests {
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
-    /// The backoff doubles up to its cap, each pause within half and all of its step, and
-    /// a Retry-After wins.
+    /// The backoff doubles up to its cap, each pause within ±50 % of its step and never
+    /// above the cap, and a Retry-After wins.
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
+        let max = Duration::from_millis(400);
+        let mut b = Backoff::new(Duration::from_millis(100), max);
         for step in [100u64, 200, 400, 400, 400] {
             let d = b.next(None);
             let step = Duration::from_millis(step);
-            assert!(d >= step / 2 && d <= step, "{d:?} for step {step:?}");
+            assert!(
+                d >= step / 2 && d <= (step * 3 / 2).min(max),
+                "{d:?} for step {step:?}"
+            );
         }
         assert_eq!(b.next(Some(Duration::from_secs(3))), Duration::from_secs(3));
         b.reset();
-        assert!(b.next(None) <= Duration::from_millis(100));
+        assert!(b.next(None) <= Duration::from_millis(150));
     }
 
     /// Base64 as RFC 4648 gives it, padding included.
