@@ -935,6 +935,17 @@ async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
 /// The per-source anomaly rate in `/metrics` (`perfvisor_anomalies_last_hour`).
 pub const ANOMALIES_LAST_HOUR: &str = "perfvisor.anomalies_last_hour";
 
+/// A managed daemon's life-cycle state in `/metrics`
+/// (`perfvisor_judgement_managed_state{daemon, state}`): one series per state of
+/// [`MANAGED_STATES`], 1 for the current one, 0 for the others. Read from the manager when
+/// `/metrics` is scraped (the engine does not know the manager), so it is not in history.
+pub const MANAGED_STATE: &str = "perfvisor.judgement.managed_state";
+
+/// Every managed state name ([`managed_state_name`]).
+pub const MANAGED_STATES: [&str; 8] = [
+    "waiting", "starting", "running", "backoff", "stopping", "stopped", "exited", "fatal",
+];
+
 /// A Prometheus metric name from a perfvisor one: dots and other characters to `_`,
 /// counters end in `_total`, gauges do not end in `_count`.
 pub fn prometheus_name(metric: &str, kind: MetricKind) -> String {
@@ -1085,6 +1096,23 @@ async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
             value: count as f64,
         });
     }
+    if let Some(m) = &s.manager {
+        for d in m.status() {
+            let current = managed_state_name(&d.state);
+            for state in MANAGED_STATES {
+                samples.push(crate::Sample {
+                    series: crate::SeriesKey::new(
+                        Source::Daemon(DaemonId::new(d.name.as_str())),
+                        MANAGED_STATE,
+                        crate::Labels::from_pairs([("state", state)]),
+                    ),
+                    kind: MetricKind::Gauge,
+                    ts_ms: now,
+                    value: f64::from(u8::from(state == current)),
+                });
+            }
+        }
+    }
     let mut own = own_process();
     own.push((
         "perfvisor.actor.restarts".into(),
@@ -1233,6 +1261,7 @@ mod tests {
         ] {
             let json = serde_json::to_value(&state).unwrap();
             assert_eq!(json["state"], managed_state_name(&state), "{json}");
+            assert!(MANAGED_STATES.contains(&managed_state_name(&state)));
         }
     }
 

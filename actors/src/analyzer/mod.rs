@@ -9,12 +9,14 @@
 //! - `judge`: bottlenecks, score and recommendations from what the analyzer knows.
 //! - `signals`: the alert candidates made from anomalies and judgements.
 //! - `state`: what is kept per series and daemon, and the reports built from it.
+//! - `judgement_metrics`: the judgement as `perfvisor.judgement.*` samples.
 //! - `actor`: the actix actor.
 
 mod actor;
 pub mod anomaly;
 mod config;
 pub mod judge;
+pub mod judgement_metrics;
 pub mod signals;
 mod state;
 mod stats;
