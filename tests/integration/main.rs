@@ -51,3 +51,7 @@ mod dashboard;
 mod replay;
 // Whole daemons: process trees measured whole, a worker's exit keeps its CPU time.
 mod trees;
+// OTLP/HTTP intake: protobuf and JSON exports, 400s, the OpenTelemetry Python SDK.
+mod otlp;
+// perfvisor's judgement as perfvisor.judgement.* series on /metrics and in history.
+mod judgement_metrics;
