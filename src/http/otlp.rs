@@ -1,6 +1,6 @@
 //! `POST /v1/metrics`: OTLP/HTTP metrics intake, so daemons written in other languages
 //! send what their OpenTelemetry SDK already speaks. Both encodings (protobuf, and OTLP's
-//! JSON mapping) decode into the messages of [`proto`], and one mapping turns those into
+//! JSON mapping), plain or gzip (actix-web inflates it, counting the limit decoded), decode into the messages of [`proto`], and one mapping turns those into
 //! application samples of the sending daemon:
 //!
 //! - the daemon is the watched daemon whose pid is the resource's `process.pid`, else the
@@ -704,13 +704,15 @@ pub(super) async fn export(
 ) -> Result<HttpResponse, Problem> {
     authorize(&req, &s, Scope::Push)?;
     let encoding = encoding_of(&req)?;
+    // actix-web has already decoded a gzip body (within the same size limit, counted
+    // decoded); any other encoding is refused before it is read.
     if let Some(enc) = req.headers().get(CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("?");
-        if !enc.eq_ignore_ascii_case("identity") {
+        let enc = enc.to_str().unwrap_or("?").trim();
+        if !(enc.eq_ignore_ascii_case("identity") || enc.eq_ignore_ascii_case("gzip")) {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("content encoding {enc:?}"),
-                "an uncompressed body (set the exporter's compression to none)",
+                "gzip or none (identity)",
             ));
         }
     }

@@ -25,13 +25,28 @@ fn post(
     ctype: &str,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
+    post_encoded(port, path, token, ctype, None, body)
+}
+
+/// [`post`] with a `Content-Encoding`.
+fn post_encoded(
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+    ctype: &str,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let auth = token
+    let mut auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    if let Some(e) = encoding {
+        auth.push_str(&format!("Content-Encoding: {e}\r\n"));
+    }
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -203,6 +218,27 @@ async fn protobuf_and_json_exports_land_under_their_daemon() {
     assert!(ctype.starts_with("application/json"), "{ctype}");
     assert_eq!(String::from_utf8_lossy(&answer), "{}");
 
+    // A gzip body, as the OpenTelemetry Collector's exporter sends by default.
+    let gauge = export(
+        vec![kv("service.name", proto::Any::String("zipped".into()))],
+        vec![metric(
+            "app.zipped",
+            proto::Data::Gauge(proto::Gauge {
+                data_points: vec![number(3.0, vec![])],
+            }),
+        )],
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&gauge).unwrap();
+    let zipped = gz.finish().unwrap();
+    let pb = "application/x-protobuf";
+    let (status, _, answer) =
+        post_encoded(port, "/v1/metrics", Some(TOKEN), pb, Some("gzip"), &zipped);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let (status, _, answer) =
+        post_encoded(port, "/v1/metrics", Some(TOKEN), pb, Some("br"), &gauge);
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&answer));
+
     let pv = &t.pv;
     support::wait_for(Duration::from_secs(10), "the OTLP samples", || async {
         let counter = latest(pv, "indexer", "app.requests").await;
@@ -211,6 +247,7 @@ async fn protobuf_and_json_exports_land_under_their_daemon() {
                 .await
                 .is_some()
             && latest(pv, "jsvc", "app.sessions").await.is_some()
+            && latest(pv, "zipped", "app.zipped").await.is_some()
     })
     .await;
     let gauge = latest(pv, "indexer", "app.queue_length")
@@ -249,8 +286,8 @@ async fn protobuf_and_json_exports_land_under_their_daemon() {
 
 /// Bodies that are not an export, impossible points and names in perfvisor's namespaces get
 /// a 400 saying what was wrong (a google.rpc.Status for protobuf, the API's JSON error for
-/// JSON); a mix of good and bad points is a 200 with partial_success counting the bad; other
-/// content types get 415; no token, 401.
+/// JSON); a mix of good and bad points is a 200 with partial_success counting the bad; a
+/// gzip body inflating past 1 MiB gets 413; other content types get 415; no token, 401.
 #[tokio::test]
 async fn bad_otlp_bodies_get_a_400_with_a_message() {
     let t = support::start(|b| b);
@@ -362,6 +399,14 @@ async fn bad_otlp_bodies_get_a_400_with_a_message() {
         "{}",
         partial.error_message
     );
+
+    // A small gzip body that inflates past the 1 MiB limit is refused, not inflated.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 4 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 10_000);
+    let (status, _, _) = post_encoded(port, "/v1/metrics", Some(TOKEN), pb, Some("gzip"), &bomb);
+    assert_eq!(status, 413);
 
     let (status, _, answer) = post(port, "/v1/metrics", Some(TOKEN), "text/plain", b"x");
     assert_eq!(status, 415, "{}", String::from_utf8_lossy(&answer));
