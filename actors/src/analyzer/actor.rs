@@ -82,10 +82,10 @@ impl Analyzer {
     fn tick(&mut self) {
         let now = self.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
-        let (host, judgements) = self.state.judge_all(now);
+        let (host_view, views, host, judgements) = self.state.judge_all_with_views(now);
         let samples = self
             .judgement_metrics
-            .judged(&self.state, now, &host, &judgements);
+            .judged(now, &host_view, &views, &host, &judgements);
         if let Some(storage) = &self.storage {
             storage.store(Arc::new(MetricBatch { samples }));
         }

@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::judge::{BottleneckKind, HostJudgement, Judgement, Level, MetricView};
-use super::state::AnalyzerState;
+use super::judge::{
+    BottleneckKind, DaemonView, HostJudgement, HostView, Judgement, Level, MetricView,
+};
 use super::AnomalyEvent;
 use crate::metric_names as names;
 use crate::types::{
@@ -77,11 +78,14 @@ impl JudgementMetrics {
         &self.latest
     }
 
-    /// The samples of one judgement at `now`; they also become [`JudgementMetrics::latest`].
+    /// The samples of one judgement at `now`, from the views it was made from (as
+    /// [`crate::analyzer::AnalyzerState::judge_all_with_views`] returns them); they also become
+    /// [`JudgementMetrics::latest`].
     pub fn judged(
         &mut self,
-        state: &AnalyzerState,
         now: TimestampMs,
+        host_view: &HostView,
+        views: &[DaemonView],
         host: &HostJudgement,
         daemons: &BTreeMap<DaemonId, Judgement>,
     ) -> Vec<Sample> {
@@ -94,8 +98,11 @@ impl JudgementMetrics {
         self.up.retain(|d, _| daemons.contains_key(d));
 
         let mut out = Vec::new();
-        let host_view = state.host_view(now);
-        for (daemon, judgement) in daemons {
+        for view in views {
+            let daemon = &view.daemon;
+            let Some(judgement) = daemons.get(daemon) else {
+                continue;
+            };
             let source = Source::Daemon(daemon.clone());
             let mut put = |metric: &'static str, labels: Labels, value: f64| {
                 out.push(Sample {
@@ -128,7 +135,6 @@ impl JudgementMetrics {
                     value,
                 );
             }
-            let view = state.daemon_view(daemon, &host_view, now);
             for (resource, m) in [
                 ("cpu", &view.cpu),
                 ("memory", &view.rss),
@@ -246,6 +252,7 @@ fn slope(m: &MetricView) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyzer::AnalyzerState;
     use crate::types::MetricBatch;
 
     fn batch(
@@ -320,7 +327,7 @@ mod tests {
             (0..360).map(|i| (t0 + i * 10_000, 0.1)),
         ));
         let now = t0 + 3_600_000;
-        let (host_j, daemons) = state.judge_all(now);
+        let (host_view, views, host_j, daemons) = state.judge_all_with_views(now);
         let mut jm = JudgementMetrics::default();
         let key = SeriesKey::new(Source::Daemon(DaemonId::new("calm")), "x", Labels::empty());
         let event = AnomalyEvent {
@@ -332,7 +339,7 @@ mod tests {
         };
         jm.anomalies([(&key, &event)], now - 2 * ANOMALY_WINDOW_MS);
         jm.anomalies([(&key, &event), (&key, &event)], now - 60_000);
-        let out = jm.judged(&state, now, &host_j, &daemons);
+        let out = jm.judged(now, &host_view, &views, &host_j, &daemons);
         for d in ["leaky", "calm"] {
             let src = Source::Daemon(DaemonId::new(d));
             let score = find(&out, &src, names::JUDGEMENT_SCORE, None);
@@ -388,7 +395,7 @@ mod tests {
             detail: String::new(),
             intended: true,
         });
-        let out = jm.judged(&state, now + 5_000, &host_j, &daemons);
+        let out = jm.judged(now + 5_000, &host_view, &views, &host_j, &daemons);
         assert_eq!(find(&out, &calm, names::JUDGEMENT_UP, None)[0].value, 0.0);
     }
 }
