@@ -311,6 +311,9 @@ pub fn map_request(
 
 fn map_metric(m: &proto::Metric, daemon: &Option<String>, out: &mut Mapped) {
     let name = &m.name;
+    // The names a metric writes and its daemon are the same for all its points: the push
+    // API's checks run once per metric, the value's once per point.
+    let names_checked: std::cell::OnceCell<Result<(), String>> = std::cell::OnceCell::new();
     let push = |out: &mut Mapped, attributes: &[proto::KeyValue], value: PointValue| {
         let labels = match labels_of(attributes) {
             Ok(l) => l,
@@ -322,16 +325,32 @@ fn map_metric(m: &proto::Metric, daemon: &Option<String>, out: &mut Mapped) {
             labels,
             value,
         };
-        match check_pushed(&point.pushed()) {
-            Ok(()) => out.points.push(point),
-            Err(p) => out.reject(1, || {
+        let names = names_checked.get_or_init(|| {
+            let mut probe = point.pushed();
+            for p in &mut probe {
+                p.value = 0.0;
+            }
+            check_pushed(&probe).map_err(|p| {
                 format!(
                     "metric {name:?}: {} (accepted: {})",
                     p.error.trim_start_matches("sample 0: "),
                     p.accepted
                 )
-            }),
+            })
+        });
+        if let Err(e) = names {
+            return out.reject(1, || e.clone());
         }
+        let v = match &point.value {
+            PointValue::Gauge(v) | PointValue::Counter { value: v, .. } => *v,
+            PointValue::Histogram { sum, .. } => sum.unwrap_or(0.0),
+        };
+        if !v.is_finite() {
+            return out.reject(1, || {
+                format!("metric {name:?}: value {v} is not finite (accepted: a finite number)")
+            });
+        }
+        out.points.push(point);
     };
     let number = |p: &proto::NumberDataPoint| -> Result<Option<f64>, String> {
         if p.flags & proto::FLAG_NO_RECORDED_VALUE != 0 {
