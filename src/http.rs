@@ -31,6 +31,7 @@
 //! | GET | `/` | the dashboard (one self-contained page) |
 //! | GET | `/api/v1/rules` | every alert rule (built-in, config, host; enabled or not) in words |
 //! | GET | `/metrics` | Prometheus exposition of every series held, and perfvisor's own health |
+//! | POST | `/v1/metrics` | OTLP/HTTP metrics (protobuf or JSON), feature `otlp`: see `otlp` |
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ use crate::{Aggregation, DaemonId, DaemonSpec, MetricKind, Perfvisor, Query, Ser
 
 mod budget;
 mod guard;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod push;
 
 use push::{check_pushed, Pushed};
@@ -91,6 +94,34 @@ pub struct ApiConfig {
     pub manager: Option<Arc<crate::manager::Manager>>,
     /// Configuration reload (`POST /api/v1/reload`), if any.
     pub reload: Option<ReloadHook>,
+    /// Which resource attributes of an OTLP export name the sending daemon (config
+    /// `[api] otlp_service_attribute`, `otlp_pid_attribute`).
+    pub otlp: OtlpMapping,
+}
+
+/// Which resource attributes of an OTLP export (`POST /v1/metrics`) name the daemon that
+/// sent it: the watched daemon whose pid is in `pid_attribute`, else the daemon named by
+/// `service_attribute`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpMapping {
+    /// Resource attribute holding the daemon's id (default [`DEFAULT_OTLP_SERVICE_ATTRIBUTE`]).
+    pub service_attribute: String,
+    /// Resource attribute holding the sender's pid (default [`DEFAULT_OTLP_PID_ATTRIBUTE`]).
+    pub pid_attribute: String,
+}
+
+/// Default [`OtlpMapping::service_attribute`]: OpenTelemetry's `service.name`.
+pub const DEFAULT_OTLP_SERVICE_ATTRIBUTE: &str = "service.name";
+/// Default [`OtlpMapping::pid_attribute`]: OpenTelemetry's `process.pid`.
+pub const DEFAULT_OTLP_PID_ATTRIBUTE: &str = "process.pid";
+
+impl Default for OtlpMapping {
+    fn default() -> Self {
+        OtlpMapping {
+            service_attribute: DEFAULT_OTLP_SERVICE_ATTRIBUTE.into(),
+            pid_attribute: DEFAULT_OTLP_PID_ATTRIBUTE.into(),
+        }
+    }
 }
 
 /// Default [`ApiConfig::max_connections`].
@@ -115,6 +146,7 @@ impl ApiConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             manager: None,
             reload: None,
+            otlp: OtlpMapping::default(),
         }
     }
 }
@@ -133,6 +165,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("max_connections", &self.max_connections)
             .field("manager", &self.manager.is_some())
             .field("reload", &self.reload.is_some())
+            .field("otlp", &self.otlp)
             .finish()
     }
 }
@@ -207,6 +240,12 @@ struct State {
     reload: Option<ReloadHook>,
     /// Series created by `POST /api/v1/metrics`, up to [`MAX_PUSHED_SERIES`].
     pushed: std::sync::Mutex<push::PushedSeries>,
+    /// Which resource attributes name an OTLP sender.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    otlp_mapping: OtlpMapping,
+    /// The OTLP intake's label sets and previous totals.
+    #[cfg(feature = "otlp")]
+    otlp: std::sync::Mutex<otlp::Intake>,
 }
 
 /// Largest JSON body accepted, in bytes.
@@ -247,6 +286,9 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
         manager: config.manager,
         reload: config.reload,
         pushed,
+        otlp_mapping: config.otlp,
+        #[cfg(feature = "otlp")]
+        otlp: std::sync::Mutex::new(otlp::Intake::default()),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let listen = config.listen;
@@ -256,7 +298,7 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
             let sys = actix_web::rt::System::new();
             sys.block_on(async move {
                 let server = HttpServer::new(move || {
-                    App::new()
+                    let app = App::new()
                         .wrap(actix_web::middleware::from_fn(guard::check_host))
                         .app_data(state.clone())
                         .app_data(
@@ -300,8 +342,14 @@ pub fn serve(pv: Perfvisor, config: ApiConfig) -> Result<ApiServer, ApiError> {
                             "/api/v1/managed/{name}/{action}",
                             web::post().to(managed_action),
                         )
-                        .route("/api/v1/reload", web::post().to(reload))
-                        .default_service(web::to(not_found))
+                        .route("/api/v1/reload", web::post().to(reload));
+                    #[cfg(feature = "otlp")]
+                    let app = app.service(
+                        web::resource("/v1/metrics")
+                            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                            .route(web::post().to(otlp::export)),
+                    );
+                    app.default_service(web::to(not_found))
                 })
                 .workers(1)
                 .max_connections(max_connections)
@@ -887,6 +935,17 @@ async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
 /// The per-source anomaly rate in `/metrics` (`perfvisor_anomalies_last_hour`).
 pub const ANOMALIES_LAST_HOUR: &str = "perfvisor.anomalies_last_hour";
 
+/// A managed daemon's life-cycle state in `/metrics`
+/// (`perfvisor_judgement_managed_state{daemon, state}`): one series per state of
+/// [`MANAGED_STATES`], 1 for the current one, 0 for the others. Read from the manager when
+/// `/metrics` is scraped (the engine does not know the manager), so it is not in history.
+pub const MANAGED_STATE: &str = "perfvisor.judgement.managed_state";
+
+/// Every managed state name ([`managed_state_name`]).
+pub const MANAGED_STATES: [&str; 8] = [
+    "waiting", "starting", "running", "backoff", "stopping", "stopped", "exited", "fatal",
+];
+
 /// A Prometheus metric name from a perfvisor one: dots and other characters to `_`,
 /// counters end in `_total`, gauges do not end in `_count`.
 pub fn prometheus_name(metric: &str, kind: MetricKind) -> String {
@@ -1037,6 +1096,23 @@ async fn metrics(req: HttpRequest, s: web::Data<State>) -> Answer {
             value: count as f64,
         });
     }
+    if let Some(m) = &s.manager {
+        for d in m.status() {
+            let current = managed_state_name(&d.state);
+            for state in MANAGED_STATES {
+                samples.push(crate::Sample {
+                    series: crate::SeriesKey::new(
+                        Source::Daemon(DaemonId::new(d.name.as_str())),
+                        MANAGED_STATE,
+                        crate::Labels::from_pairs([("state", state)]),
+                    ),
+                    kind: MetricKind::Gauge,
+                    ts_ms: now,
+                    value: f64::from(u8::from(state == current)),
+                });
+            }
+        }
+    }
     let mut own = own_process();
     own.push((
         "perfvisor.actor.restarts".into(),
@@ -1185,6 +1261,7 @@ mod tests {
         ] {
             let json = serde_json::to_value(&state).unwrap();
             assert_eq!(json["state"], managed_state_name(&state), "{json}");
+            assert!(MANAGED_STATES.contains(&managed_state_name(&state)));
         }
     }
 

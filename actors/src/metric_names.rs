@@ -253,3 +253,42 @@ pub const ALL: &[&str] = &[
 pub fn operation_duration(name: &str) -> String {
     format!("{APP_OPERATION_PREFIX}{name}{APP_OPERATION_DURATION_SUFFIX}")
 }
+
+// `perfvisor.judgement.*`: the analyzer's conclusions as series of each daemon (and of the
+// host), written at every judgement into storage like any sample, so `/metrics` and
+// remote-write carry them with their history (see `analyzer::judgement_metrics`). Their
+// labels come from fixed sets: `kind` (bottleneck kinds), `severity` (none, warning,
+// critical), `resource` (cpu, memory, descriptors, disk_read, disk_write, filesystem).
+
+/// The judgement's score, 0 to 100. Gauge.
+pub const JUDGEMENT_SCORE: &str = "perfvisor.judgement.score";
+/// The score's level: 0 critical, 1 poor, 2 average, 3 good, 4 excellent. Gauge.
+pub const JUDGEMENT_LEVEL: &str = "perfvisor.judgement.level";
+/// One series per bottleneck kind (label `kind`): its severity in `(0, 1]` while found
+/// (label `severity` warning, or critical from 0.8, as its alert), 0 with severity `none`
+/// otherwise. Gauge.
+pub const JUDGEMENT_BOTTLENECK: &str = "perfvisor.judgement.bottleneck";
+/// The trend's least-squares slope per resource (label `resource`), in the resource's
+/// unit per second. Gauge, present while a trend is fitted.
+pub const JUDGEMENT_TREND_SLOPE: &str = "perfvisor.judgement.trend.slope_per_second";
+/// Seconds until the trend reaches the resource's limit (label `resource`: memory,
+/// descriptors; the host: filesystem with `mountpoint`). Gauge, present while predicted.
+pub const JUDGEMENT_TIME_TO_LIMIT: &str = "perfvisor.judgement.time_to_limit_seconds";
+/// Anomalies the analyzer found in the source's series over the last hour. Gauge.
+pub const JUDGEMENT_ANOMALIES: &str = "perfvisor.judgement.anomalies_last_hour";
+/// Unintended restarts and exits over the last 10 minutes. Gauge.
+pub const JUDGEMENT_RESTARTS: &str = "perfvisor.judgement.restarts_recent";
+/// 1 while the daemon runs, 0 after it stopped or exited (from its life-cycle events).
+/// Gauge.
+pub const JUDGEMENT_UP: &str = "perfvisor.judgement.up";
+/// The judgement series, for listing and checks.
+pub const JUDGEMENT_ALL: &[&str] = &[
+    JUDGEMENT_SCORE,
+    JUDGEMENT_LEVEL,
+    JUDGEMENT_BOTTLENECK,
+    JUDGEMENT_TREND_SLOPE,
+    JUDGEMENT_TIME_TO_LIMIT,
+    JUDGEMENT_ANOMALIES,
+    JUDGEMENT_RESTARTS,
+    JUDGEMENT_UP,
+];

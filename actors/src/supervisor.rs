@@ -609,7 +609,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         actix::Supervisor::start(move |_| AlertDispatcher::new(child, storage, dconfig, engine))
     };
     let analyzer = {
-        let (child, d, dchild, clock, window, every, judge) = (
+        let (child, d, dchild, clock, window, every, judge, store) = (
             analyzer_child.clone(),
             dispatcher.clone(),
             dispatcher_child.stats.clone(),
@@ -617,9 +617,11 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
             config.analysis_window,
             config.judge_interval,
             config.judge.clone(),
+            storage.clone(),
         );
         actix::Supervisor::start(move |_| {
             Analyzer::new(child, d, dchild, clock, window, every, judge.clone())
+                .with_storage(store.clone())
         })
     };
     let recorder_stats = Arc::new(RecorderStats::default());

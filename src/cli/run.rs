@@ -647,6 +647,7 @@ async fn supervise(
             max_connections: api_settings.max_connections,
             manager: Some(Arc::clone(&manager)),
             reload: Some(Arc::new(move || reload_target.reload())),
+            otlp: api_settings.otlp,
         },
     )
     .map_err(|e| CliError::usage(e.to_string()))?;

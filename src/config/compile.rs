@@ -80,6 +80,8 @@ const API_KEYS: &[&str] = &[
     "anonymous_loopback_reads",
     "allowed_hosts",
     "max_connections",
+    "otlp_service_attribute",
+    "otlp_pid_attribute",
 ];
 const RETENTION_KEYS: &[&str] = &["raw", "hourly", "daily", "events", "alerts"];
 const DAEMON_KEYS: &[&str] = &[
@@ -573,6 +575,13 @@ fn api(ctx: &mut Ctx<'_>, t: Option<Table<'_, '_>>) -> super::ApiSettings {
     }
     if let Some(n) = t.integer(ctx, "max_connections", 16, 1_000_000) {
         a.max_connections = n as usize;
+    }
+    const ATTRIBUTE: &str = "an OpenTelemetry resource attribute name (a non-empty string)";
+    if let Some(name) = t.nonempty(ctx, "otlp_service_attribute", ATTRIBUTE) {
+        a.otlp.service_attribute = name;
+    }
+    if let Some(name) = t.nonempty(ctx, "otlp_pid_attribute", ATTRIBUTE) {
+        a.otlp.pid_attribute = name;
     }
     a
 }

@@ -105,6 +105,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         a.anonymous_loopback_reads != b.anonymous_loopback_reads,
     );
     note("api.allowed_hosts", a.allowed_hosts != b.allowed_hosts);
+    note("api.otlp_*_attribute", a.otlp != b.otlp);
     note(
         "api.max_connections",
         a.max_connections != b.max_connections,

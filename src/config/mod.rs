@@ -122,6 +122,9 @@ pub struct ApiSettings {
     /// `max_connections`: connections held open at once. Default
     /// [`crate::http::DEFAULT_MAX_CONNECTIONS`]; 16 to 1000000.
     pub max_connections: usize,
+    /// `otlp_service_attribute` and `otlp_pid_attribute`: the resource attributes that name
+    /// the daemon sending OTLP metrics. Default `service.name` and `process.pid`.
+    pub otlp: crate::http::OtlpMapping,
 }
 
 impl Default for ApiSettings {
@@ -132,6 +135,7 @@ impl Default for ApiSettings {
             anonymous_loopback_reads: false,
             allowed_hosts: Vec::new(),
             max_connections: crate::http::DEFAULT_MAX_CONNECTIONS,
+            otlp: crate::http::OtlpMapping::default(),
         }
     }
 }
@@ -146,6 +150,7 @@ impl fmt::Debug for ApiSettings {
             .field("anonymous_loopback_reads", &self.anonymous_loopback_reads)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_connections", &self.max_connections)
+            .field("otlp", &self.otlp)
             .finish()
     }
 }

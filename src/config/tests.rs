@@ -298,6 +298,35 @@ max_connections = 3
     );
 }
 
+/// `[api] otlp_service_attribute` and `otlp_pid_attribute` name the resource attributes
+/// of an OTLP sender (defaults `service.name`, `process.pid`); an empty one is refused with
+/// its key; a change is a restart-needing change.
+#[test]
+fn otlp_attributes_are_read_and_checked() {
+    let old = parse("", "old").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(old.api.otlp, crate::http::OtlpMapping::default());
+    let new = parse(
+        "[api]
+otlp_service_attribute = \"app.id\"
+otlp_pid_attribute = \"pid\"
+",
+        "new",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(new.api.otlp.service_attribute, "app.id");
+    assert_eq!(new.api.otlp.pid_attribute, "pid");
+    assert_eq!(
+        diff(&old, &new).supervisor_changed,
+        ["api.otlp_*_attribute"]
+    );
+    let bad = parse("[api]\notlp_pid_attribute = \" \"\n", "bad").unwrap_err();
+    let text = format!("{bad:?}");
+    assert!(
+        text.contains("otlp_pid_attribute") && text.contains("empty"),
+        "{text}"
+    );
+}
+
 /// Durations and sizes read as people write them, and write back the same way.
 #[test]
 fn durations_and_sizes() {

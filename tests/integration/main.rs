@@ -56,3 +56,7 @@ mod trees;
 // Remote write to real Prometheus and VictoriaMetrics: an outage filled from history,
 // nothing lost or repeated; retries, drops and a restart resuming from the cursor.
 mod remote_write;
+// OTLP/HTTP intake: protobuf and JSON exports, 400s, the OpenTelemetry Python SDK.
+mod otlp;
+// perfvisor's judgement as perfvisor.judgement.* series on /metrics and in history.
+mod judgement_metrics;

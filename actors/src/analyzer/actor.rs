@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::config::JudgeConfig;
+use super::judgement_metrics::JudgementMetrics;
 use super::signals::{AlertPolicy, Signals, EXPIRE_AFTER_MS};
 use super::state::{AnalyzerState, DaemonReport, HostReport};
 use crate::alerts::AlertDispatcher;
@@ -19,7 +20,7 @@ use crate::messages::*;
 use crate::panic_guard::guard;
 use crate::supervisor::{ChildHandle, Restartable};
 use crate::telemetry::ActorStats;
-use crate::types::{Alert, SharedClock};
+use crate::types::{Alert, MetricBatch, SharedClock};
 
 /// Keeps per-series state, answers reports, judges daemons, raises alert candidates.
 pub struct Analyzer {
@@ -34,6 +35,9 @@ pub struct Analyzer {
     state: AnalyzerState,
     /// Firing candidates, kept across restarts so they resolve when their cause is gone.
     signals: Signals,
+    /// The judgement as samples, and where they are stored.
+    judgement_metrics: JudgementMetrics,
+    storage: Option<crate::storage::StorageHandle>,
 }
 
 impl Analyzer {
@@ -59,7 +63,15 @@ impl Analyzer {
             state: AnalyzerState::with_config(window, judge.clone()),
             judge,
             signals: Signals::new(AlertPolicy::default()),
+            judgement_metrics: JudgementMetrics::default(),
+            storage: None,
         }
+    }
+
+    /// Stores every judgement's `perfvisor.judgement.*` samples in `storage`.
+    pub fn with_storage(mut self, storage: crate::storage::StorageHandle) -> Self {
+        self.storage = Some(storage);
+        self
     }
 
     fn send(&self, alert: Alert) {
@@ -71,7 +83,13 @@ impl Analyzer {
     fn tick(&mut self) {
         let now = self.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
-        let (host, judgements) = self.state.judge_all(now);
+        let (host_view, views, host, judgements) = self.state.judge_all_with_views(now);
+        let samples = self
+            .judgement_metrics
+            .judged(now, &host_view, &views, &host, &judgements);
+        if let Some(storage) = &self.storage {
+            storage.store(Arc::new(MetricBatch { samples }));
+        }
         for alert in self.signals.judged(&judgements, now) {
             self.send(alert);
         }
@@ -83,6 +101,9 @@ impl Analyzer {
     fn on_batch(&mut self, msg: AnalyzeBatch) {
         self.signals.observe(&msg.batch);
         let anomalies = self.state.add(&msg.batch);
+        let now = self.clock.now_ms();
+        self.judgement_metrics
+            .anomalies(anomalies.iter().map(|(k, e)| (k, e)), now);
         for alert in self.signals.anomalies(anomalies, &self.state) {
             self.send(alert);
         }
@@ -138,7 +159,11 @@ impl Handler<DaemonLifecycle> for Analyzer {
     type Result = ();
     fn handle(&mut self, msg: DaemonLifecycle, ctx: &mut Self::Context) {
         self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.state.lifecycle(&msg.event)) {
+        let result = guard(|| {
+            self.judgement_metrics.lifecycle(&msg.event);
+            self.state.lifecycle(&msg.event)
+        });
+        if let Err(reason) = result {
             self.restart.fail(ctx, &reason);
         }
     }
@@ -175,7 +200,9 @@ impl Handler<GetHostReport> for Analyzer {
 impl Handler<GetLatest> for Analyzer {
     type Result = MessageResult<GetLatest>;
     fn handle(&mut self, _: GetLatest, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state.latest())
+        let mut latest = self.state.latest();
+        latest.extend_from_slice(self.judgement_metrics.latest());
+        MessageResult(latest)
     }
 }
 

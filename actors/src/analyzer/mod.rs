@@ -10,6 +10,7 @@
 //! - `signals`: the alert candidates made from anomalies and judgements.
 //! - `histogram`: per histogram, the merged sketches of its last minutes (window statistics).
 //! - `state`: what is kept per series and daemon, and the reports built from it.
+//! - `judgement_metrics`: the judgement as `perfvisor.judgement.*` samples.
 //! - `actor`: the actix actor.
 
 mod actor;
@@ -17,6 +18,7 @@ pub mod anomaly;
 mod config;
 mod histogram;
 pub mod judge;
+pub mod judgement_metrics;
 pub mod signals;
 mod state;
 mod stats;

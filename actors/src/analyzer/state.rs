@@ -1022,6 +1022,21 @@ impl AnalyzerState {
     /// Judges the host and every daemon. The host's judgement includes its own app
     /// metrics (the embedding application's latencies), judged as a daemon's are.
     pub fn judge_all(&self, now: TimestampMs) -> (HostJudgement, BTreeMap<DaemonId, Judgement>) {
+        let (_, _, host, daemons) = self.judge_all_with_views(now);
+        (host, daemons)
+    }
+
+    /// [`AnalyzerState::judge_all`] with the views it judged from (the host's, then each
+    /// daemon's), for what reads both without building the views twice.
+    pub fn judge_all_with_views(
+        &self,
+        now: TimestampMs,
+    ) -> (
+        HostView,
+        Vec<DaemonView>,
+        HostJudgement,
+        BTreeMap<DaemonId, Judgement>,
+    ) {
         let host = self.host_view(now);
         let views: Vec<DaemonView> = self
             .daemons()
@@ -1052,7 +1067,7 @@ impl AnalyzerState {
                 )
             })
             .collect();
-        (host_judgement, judgements)
+        (host, views, host_judgement, judgements)
     }
 
     fn series_reports(&self, source: &Source, now: TimestampMs) -> Vec<SeriesReport> {
