@@ -152,8 +152,8 @@ pub fn relabel_keeps(rules: &[RelabelRule], name: &str, labels: &[(String, Strin
 pub struct RemoteWriteConfig {
     /// `name`: unique; names its cursor, self-metrics (`remote` label) and status entry.
     pub name: String,
-    /// `url`: the endpoint, e.g. `http://prometheus:9090/api/v1/write`. `http://` only:
-    /// this build has no TLS for remote-write.
+    /// `url`: the endpoint, e.g. `http://prometheus:9090/api/v1/write`; `https://` needs the
+    /// `tls` feature.
     pub url: String,
     /// `headers`: extra request headers (a tenant id...). Default none.
     pub headers: BTreeMap<String, String>,
@@ -488,14 +488,14 @@ fn url_problem(url: &str) -> Option<&'static str> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Some("it has no scheme");
     };
-    if scheme.eq_ignore_ascii_case("https") {
+    if scheme.eq_ignore_ascii_case("https") && !cfg!(feature = "tls") {
         return Some(
-            "https:// needs TLS, which remote-write does not have in this build; \
-             use http://, e.g. to a local TLS-terminating proxy",
+            "https:// needs TLS, which this build leaves out; use http://, or build perfvisor \
+             with its `tls` feature",
         );
     }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Some("its scheme is not http");
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Some("its scheme is neither http nor https");
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -551,13 +551,20 @@ mod tests {
         assert!(relabel_keeps(&exact, "process_thread", &[]));
     }
 
-    /// https URLs are refused with the reason; http URLs with a host pass.
+    /// https URLs are refused with the reason unless the build has TLS; http URLs with a
+    /// host pass.
     #[test]
     fn urls_need_http_and_a_host() {
         assert_eq!(url_problem("http://127.0.0.1:9090/api/v1/write"), None);
-        assert!(url_problem("https://x/api/v1/write").is_some_and(|p| p.contains("TLS")));
+        assert_eq!(
+            url_problem("https://x/api/v1/write").is_some_and(|p| p.contains("TLS")),
+            !cfg!(feature = "tls")
+        );
         assert_eq!(url_problem("http:///x"), Some("it has no host"));
-        assert_eq!(url_problem("ftp://x"), Some("its scheme is not http"));
+        assert_eq!(
+            url_problem("ftp://x"),
+            Some("its scheme is neither http nor https")
+        );
         assert_eq!(
             url_problem("http://x:99999/"),
             Some("its port is not a number from 0 to 65535")
@@ -635,13 +642,16 @@ url = "http://x/"
         )
         .unwrap_err();
         for needle in [
-            "\"https://x/api/v1/write\" is not accepted (https:// needs TLS",
             "is shorter than min_backoff",
             "exclude each other",
             "header \"Content-Type\" is not accepted",
             "\"delete\" is not accepted; expected one of",
             "remote_write name \"a\" is already used by remote_write[0]",
         ] {
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+        if !cfg!(feature = "tls") {
+            let needle = "\"https://x/api/v1/write\" is not accepted (https:// needs TLS";
             assert!(err.contains(needle), "{needle:?} not in {err}");
         }
     }

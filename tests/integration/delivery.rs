@@ -263,7 +263,7 @@ async fn alertmanager_cluster_member_down_loses_nothing() {
 
     // Both members up: each receives the alert; the receiver hears of it once.
     let first = pv.recorder().for_daemon("first");
-    first.observe("search.latency_seconds", 0.9);
+    first.record("search.latency_seconds", 0.9);
     wait_for(WAIT, "the firing reaches the receiver", || async {
         receiver.count("slow_search", "first", "firing") >= 1
     })
@@ -287,9 +287,9 @@ async fn alertmanager_cluster_member_down_loses_nothing() {
 
     // One member stops: the resolution and a new firing and its resolution arrive once.
     cluster[0].kill();
-    first.observe("search.latency_seconds", 0.1);
+    first.record("search.latency_seconds", 0.1);
     let second = pv.recorder().for_daemon("second");
-    second.observe("search.latency_seconds", 0.9);
+    second.record("search.latency_seconds", 0.9);
     wait_for(
         WAIT,
         "both reach the receiver through the member left",
@@ -299,7 +299,7 @@ async fn alertmanager_cluster_member_down_loses_nothing() {
         },
     )
     .await;
-    second.observe("search.latency_seconds", 0.1);
+    second.record("search.latency_seconds", 0.1);
     wait_for(
         WAIT,
         "the second resolution reaches the receiver",

@@ -489,6 +489,7 @@ stop_timeout = "2s"
             .unwrap()
     };
     let started = Instant::now();
+    let mut last = String::new();
     let series = loop {
         let out = report();
         if out.status.success() {
@@ -509,10 +510,21 @@ stop_timeout = "2s"
             {
                 break series;
             }
+            last = format!(
+                "queue_length {}, latency p50 {}, requests {}, total 10 on /metrics {total}: {}",
+                has("app.queue_length"),
+                has("app.latency_seconds.p50"),
+                has("app.requests"),
+                exposed
+                    .lines()
+                    .filter(|l| l.starts_with("app_"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "the SDK's metrics never reached pyapp's report: {}\n{}\nperfvisor log:\n{}",
+            "the SDK's metrics never reached pyapp's report ({last}): {}\n{}\nperfvisor log:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()

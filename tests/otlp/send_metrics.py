@@ -77,7 +77,10 @@ def main() -> int:
     if exporter.export(reader.get_metrics_data()) != MetricExportResult.SUCCESS:
         print("the first export failed", file=sys.stderr)
         return 1
-    # Cumulative temporality: the second export carries the total 10, perfvisor adds 2.
+    # Cumulative temporality: the second export carries the total 10, perfvisor adds 2. A
+    # second apart, as an SDK's periodic reader would (a report shows a counter as a rate,
+    # which two points a few milliseconds apart do not give).
+    time.sleep(1.0)
     requests.add(2, route)
     if exporter.export(reader.get_metrics_data()) != MetricExportResult.SUCCESS:
         print("the second export failed", file=sys.stderr)
