@@ -257,6 +257,26 @@ async fn outage_is_filled(mut engine: Engine) {
     // The engines make fresh samples searchable within a second or two.
     std::thread::sleep(Duration::from_secs(3));
 
+    // perfvisor's judgement reaches the engine too, every judgement once: the score series
+    // (one sample per judgement, every few seconds, so fewer than the process series).
+    let key = key_of(&t.pv, "perfvisor.judgement.score");
+    let ours =
+        t.pv.reader()
+            .expect("reader")
+            .query_range(&key, 0, cursor)
+            .expect("history");
+    let theirs: Vec<(i64, f64)> = engine
+        .samples("perfvisor_judgement_score", 900)
+        .into_iter()
+        .filter(|s| s.0 < cursor)
+        .collect();
+    assert!(ours.len() >= 3, "only {} judgements stored", ours.len());
+    assert_eq!(
+        ours, theirs,
+        "judgement scores stored and in {}",
+        engine.binary
+    );
+
     for (metric, prom) in [
         ("process.memory.usage_bytes", "process_memory_usage_bytes"),
         ("process.cpu.time_seconds", "process_cpu_time_seconds_total"),
