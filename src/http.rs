@@ -441,6 +441,11 @@ impl From<crate::Error> for Problem {
                 e.to_string(),
                 "a running perfvisor",
             ),
+            crate::Error::Silence(crate::SilenceError::Unavailable { .. }) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+                "the same call again once the alert dispatcher has restarted",
+            ),
             crate::Error::InvalidDaemon { .. } | crate::Error::Silence(_) => {
                 Problem::bad(e.to_string(), "see the message")
             }
