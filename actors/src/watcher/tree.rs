@@ -255,6 +255,13 @@ impl TreeProbe {
         })
     }
 
+    /// Probes the main process alone, neither finding nor reading descendants: for daemons
+    /// whose totals come from their cgroup, between two walks of the tree. Its errors are the
+    /// daemon's, as in [`TreeProbe::probe`].
+    pub fn probe_main(&mut self) -> Result<ProcSnapshot, ProbeError> {
+        self.main.probe()
+    }
+
     /// Probes the main process (its errors are the daemon's: gone, identity changed), then
     /// finds and reads the descendants. A descendant that cannot be read is left out of this
     /// probe, never an error.
