@@ -466,8 +466,13 @@ stop_timeout = "2s"
         "process.cpu {stored_rate:.3} vs /proc {proc_rate:.3}"
     );
     assert!(stored_rate > 0.4, "two workers at 0.3: {stored_rate:.3}");
-    // The counter is the cgroup's usage: never above the file read after it.
-    assert!(vb <= cg2 + 0.01, "stored {vb} above cpu.stat {cg2}");
+    // The counter is the cgroup's usage itself: it differs from the file read at t2 by what
+    // the daemon burned between that read and the probe's (at most about 0.6 core).
+    let apart = (sb - t2).abs() as f64 / 1000.0;
+    assert!(
+        (vb - cg2).abs() <= 0.7 * apart + 0.02,
+        "stored {vb} at {sb} vs cpu.stat {cg2} at {t2}"
+    );
     // Memory: the charged memory (memory.current, or v1 memory.usage_in_bytes), close to
     // the RSS summed over /proc (two 50 MiB workers dominate).
     let rss_truth: f64 = tree_of(pid)
