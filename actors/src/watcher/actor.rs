@@ -1,7 +1,9 @@
 //! The watcher actor: probes one daemon's pid each interval and forwards its samples.
 //!
 //! It probes only its own daemon's process tree (never the whole process table, except on
-//! kernels that cannot list a process's children; see `tree.rs`). Identity is checked at every
+//! kernels that cannot list a process's children; see `tree.rs`); a daemon whose own cgroup
+//! gives its totals has only its main process and the cgroup's files read at each probe, and
+//! its tree walked every `CGROUP_WALK_EVERY`th (see `logic.rs`). Identity is checked at every
 //! probe; a vanished or reused pid means the daemon stopped, which the watcher reports to
 //! the supervisor, which retires it.
 

@@ -13,6 +13,10 @@
 //! hierarchy (often at `/sys/fs/cgroup/unified`) has no memory or pids controller and those
 //! live in v1 hierarchies (`memory.usage_in_bytes`, `pids.current`). CPU time and pressure
 //! (PSI) come from the v2 hierarchy, where every cgroup has them.
+//!
+//! When the cgroup has its CPU and memory files ([`CgroupProbe::reads_totals`]), the
+//! daemon's `process.*` totals are read from here instead of from its process tree (see
+//! `logic::CgroupTracker`).
 
 use std::fs::File;
 use std::io;
