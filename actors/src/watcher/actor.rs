@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::logic::{RateTracker, CGROUP_WALK_EVERY};
+use super::logic::{RateTracker, CGROUP_SLOW_EVERY, CGROUP_WALK_EVERY};
 use super::probe::{ProbeError, ProcState};
 use super::tree::TreeProbe;
 use super::view::{FigureSources, SharedView};
@@ -140,7 +140,8 @@ impl Watcher {
     /// A daemon read through its process tree has the tree walked at every probe. One whose
     /// totals come from its cgroup has only its main process read at each probe, and the
     /// tree walked every [`CGROUP_WALK_EVERY`]th (top children, and the figures a cgroup has
-    /// no file for).
+    /// no file for). A cgroup's pressure, OOM and `cgroup.procs` files are read every
+    /// [`CGROUP_SLOW_EVERY`]th probe.
     fn probe_once(&mut self, ctx: &mut Context<Self>) {
         if self.gone {
             return;
@@ -148,6 +149,7 @@ impl Watcher {
         let opened = self.open().map(|_| ());
         let reads_cgroup = self.reads_cgroup();
         let walk = !reads_cgroup || self.probe_count.is_multiple_of(CGROUP_WALK_EVERY);
+        let slow = self.probe_count.is_multiple_of(CGROUP_SLOW_EVERY);
         let result = opened.and_then(|()| {
             let p = self
                 .probe
@@ -199,7 +201,7 @@ impl Watcher {
                     }
                 }
                 let now = self.clock.now_ms();
-                let samples = self.samples(main, total, now);
+                let samples = self.samples(main, total, slow, now);
                 self.collector_stats.enqueued();
                 self.collector.do_send(SamplesCollected {
                     batch: MetricBatch { samples },
@@ -231,11 +233,12 @@ impl Watcher {
         &mut self,
         main: super::probe::ProcSnapshot,
         total: Option<super::tree::TreeTotals>,
+        slow: bool,
         now: crate::types::TimestampMs,
     ) -> Vec<crate::types::Sample> {
         #[cfg(unix)]
         if let Some((probe, tracker)) = self.cgroup.as_mut() {
-            let cg = probe.probe();
+            let cg = probe.probe_figures(slow);
             if probe.reads_totals() {
                 return tracker.samples(
                     &self.spec.id,
@@ -243,6 +246,7 @@ impl Watcher {
                     &main,
                     &cg,
                     total.as_ref(),
+                    slow,
                     now,
                 );
             }
@@ -255,7 +259,7 @@ impl Watcher {
                 ),
                 None => Vec::new(),
             };
-            samples.extend(tracker.extra_samples(&self.spec.id, &self.labels, &cg, now));
+            samples.extend(tracker.extra_samples(&self.spec.id, &self.labels, &cg, slow, now));
             return samples;
         }
         match total {

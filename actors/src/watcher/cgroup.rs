@@ -615,9 +615,17 @@ impl CgroupProbe {
         self.cpu_stat.is_some() && self.memory.is_some()
     }
 
-    /// Reads every open file; a file that fails to read gives `None` for its figure. No
-    /// allocation: each file is read into one stack buffer and parsed in place.
+    /// Reads every open file; a file that fails to read gives `None` for its figure.
     pub fn probe(&self) -> CgroupSnapshot {
+        self.probe_figures(true)
+    }
+
+    /// Reads the CPU, memory, task and `io.stat` files, and with `slow` also the pressure
+    /// files, the OOM kill count and `cgroup.procs` (left `None` otherwise): the watcher reads
+    /// those every [`super::logic::CGROUP_SLOW_EVERY`]th probe. A file that fails to read
+    /// gives `None` for its figure. No allocation: each file is read into one stack buffer
+    /// and parsed in place.
+    pub fn probe_figures(&self, slow: bool) -> CgroupSnapshot {
         let mut buf = [0u8; 1024];
         let mut read = |file: &Option<File>, f: &mut dyn FnMut(&str)| {
             if let Some(n) = file
@@ -637,8 +645,11 @@ impl CgroupProbe {
             snap.memory_bytes = t.trim().parse().ok()
         });
         read(&self.pids, &mut |t| snap.tasks = t.trim().parse().ok());
-        read(&self.oom, &mut |t| snap.oom_kills = keyed(t, "oom_kill"));
         read(&self.io, &mut |t| snap.io = Some(parse_io_stat(t)));
+        if !slow {
+            return snap;
+        }
+        read(&self.oom, &mut |t| snap.oom_kills = keyed(t, "oom_kill"));
         for (slot, file) in snap.pressure.iter_mut().zip(&self.pressure) {
             read(file, &mut |t| *slot = parse_pressure(t));
         }

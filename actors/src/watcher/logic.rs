@@ -135,6 +135,11 @@ impl RateTracker {
 /// `pids.current`, `cgroup.procs` or `io.stat`). Those figures are sampled at these probes only.
 pub const CGROUP_WALK_EVERY: u64 = 10;
 
+/// How often, in probes, the pressure files, the OOM kill count and `cgroup.procs` of a
+/// daemon's cgroup are read (the pressure rates are then over that many probes): they cost
+/// more to read than the rest of a probe and move slowly.
+pub const CGROUP_SLOW_EVERY: u64 = 5;
+
 /// The cumulative figures of one cgroup reading that rates are computed from.
 #[cfg(unix)]
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +147,6 @@ struct CgroupReading {
     at: TimestampMs,
     cpu: Option<f64>,
     main_cpu: f64,
-    pressure: [super::cgroup::Pressure; 3],
 }
 
 /// Keeps the previous reading of a daemon with a cgroup of its own so rates can be computed.
@@ -150,6 +154,8 @@ struct CgroupReading {
 #[derive(Debug, Default)]
 pub struct CgroupTracker {
     previous: Option<CgroupReading>,
+    /// The pressure totals at the last probe that read them, and when.
+    previous_pressure: Option<(TimestampMs, [super::cgroup::Pressure; 3])>,
     /// Storage bytes read and written at the last probe that had them, and when.
     previous_io: Option<(TimestampMs, u64, u64)>,
     /// As in [`RateTracker`]: `process.main.*` once the daemon has had a child.
@@ -173,7 +179,10 @@ impl CgroupTracker {
     /// - From `main`, read at every probe: `process.uptime_seconds`, `process.state` and, once
     ///   the daemon has had a child, `process.main.*`.
     /// - `cgroup.memory.oom_kill.count` and the pressure rates, which have no `process.*`
-    ///   counterpart.
+    ///   counterpart, and `process.tree.process.count`: at the `slow` probes, which read
+    ///   those files (every [`CGROUP_SLOW_EVERY`]th), the rates over the time since the last
+    ///   such probe.
+    #[allow(clippy::too_many_arguments)]
     pub fn samples(
         &mut self,
         daemon: &DaemonId,
@@ -181,6 +190,7 @@ impl CgroupTracker {
         main: &ProcSnapshot,
         cg: &super::cgroup::CgroupSnapshot,
         walk: Option<&TreeTotals>,
+        slow: bool,
         now: TimestampMs,
     ) -> Vec<Sample> {
         self.had_children |=
@@ -201,7 +211,6 @@ impl CgroupTracker {
             at: now,
             cpu: cg.cpu_seconds,
             main_cpu: main.cpu_seconds(),
-            pressure: cg.pressure,
         };
         push(m::PROCESS_CPU_TIME, c, reading.cpu);
         if let Some(prev) = self.previous {
@@ -216,10 +225,12 @@ impl CgroupTracker {
                         rate(Some(reading.main_cpu), Some(prev.main_cpu)),
                     );
                 }
-                pressure_rates(&mut push, &reading.pressure, &prev.pressure, dt);
             }
         }
         self.previous = Some(reading);
+        if slow {
+            self.pressure(&mut push, cg, now);
+        }
         let u = |v: Option<u64>| v.map(|v| v as f64);
         push(m::PROCESS_MEMORY_RSS, g, u(cg.memory_bytes));
         push(
@@ -282,6 +293,7 @@ impl CgroupTracker {
         daemon: &DaemonId,
         labels: &Labels,
         cg: &super::cgroup::CgroupSnapshot,
+        slow: bool,
         now: TimestampMs,
     ) -> Vec<Sample> {
         let mut out = Vec::with_capacity(7);
@@ -300,19 +312,27 @@ impl CgroupTracker {
             MetricKind::Counter,
             cg.oom_kills.map(|v| v as f64),
         );
-        if let Some(prev) = self.previous {
-            let dt = (now - prev.at) as f64 / 1000.0;
+        if slow {
+            self.pressure(&mut push, cg, now);
+        }
+        out
+    }
+
+    /// Pushes the pressure rates since the last reading of the pressure files, and keeps
+    /// this one.
+    fn pressure(
+        &mut self,
+        push: &mut impl FnMut(&'static str, MetricKind, Option<f64>),
+        cg: &super::cgroup::CgroupSnapshot,
+        now: TimestampMs,
+    ) {
+        if let Some((then, prev)) = &self.previous_pressure {
+            let dt = (now - then) as f64 / 1000.0;
             if dt > 0.0 {
-                pressure_rates(&mut push, &cg.pressure, &prev.pressure, dt);
+                pressure_rates(push, &cg.pressure, prev, dt);
             }
         }
-        self.previous = Some(CgroupReading {
-            at: now,
-            cpu: None,
-            main_cpu: 0.0,
-            pressure: cg.pressure,
-        });
-        out
+        self.previous_pressure = Some((now, cg.pressure));
     }
 }
 
@@ -395,7 +415,7 @@ mod tests {
             capped: false,
         };
         let mut t = CgroupTracker::default();
-        let first = t.samples(&id, &labels, &main_snapshot(), &cg, Some(&walk), 1000);
+        let first = t.samples(&id, &labels, &main_snapshot(), &cg, Some(&walk), true, 1000);
         let value = |s: &[Sample], metric: &str| {
             let found: Vec<f64> = s
                 .iter()
@@ -425,7 +445,7 @@ mod tests {
         // A probe that did not walk: no walk figures, no stale storage figures; CPU rate.
         cg.cpu_seconds = Some(10.5);
         cg.pressure[0].some_us = Some(250_000);
-        let second = t.samples(&id, &labels, &main_snapshot(), &cg, None, 2000);
+        let second = t.samples(&id, &labels, &main_snapshot(), &cg, None, true, 2000);
         assert_eq!(value(&second, m::PROCESS_CPU_UTILIZATION), Some(0.5));
         assert_eq!(value(&second, m::CGROUP_CPU_PRESSURE_SOME), Some(0.25));
         assert_eq!(value(&second, m::PROCESS_MEMORY_VIRTUAL), None);
@@ -433,7 +453,12 @@ mod tests {
         assert_eq!(value(&second, m::PROCESS_OPEN_FDS), None);
         // With io.stat, storage comes from the cgroup at every probe.
         cg.io = Some((1000, 2000));
-        let third = t.samples(&id, &labels, &main_snapshot(), &cg, None, 3000);
+        let third = t.samples(&id, &labels, &main_snapshot(), &cg, None, false, 3000);
+        assert_eq!(
+            value(&third, m::CGROUP_CPU_PRESSURE_SOME),
+            None,
+            "not a slow probe"
+        );
         assert_eq!(value(&third, m::PROCESS_DISK_WRITE), Some(2000.0));
         // The rate spans the two seconds since the last probe that had storage figures.
         assert_eq!(value(&third, m::PROCESS_DISK_READ_RATE), Some(475.0));
