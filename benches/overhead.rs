@@ -656,17 +656,46 @@ impl Targets {
                 MEM_TARGET => vec!["--hold-mib".into(), HOLD_MIB.to_string()],
                 _ => vec!["--cpu".into(), "0".into()],
             };
+            // A cgroup target joins its cgroup before it runs (the shell writes its own pid
+            // into each `cgroup.procs`, then starts the target): memory is charged to the
+            // cgroup a page was first touched in and does not move with the process, so one
+            // moved in after allocating would show little in its cgroup's memory figures.
+            let join = match &parent {
+                Some(parent) => {
+                    let cg = perfvisor_actors::watcher::cgroup::DaemonCgroup::create(
+                        &format!("bench-{tag}-t{i}"),
+                        parent,
+                    )
+                    .map_err(|e| format!("cannot make a cgroup for target t{i}: {e}"))?;
+                    let join: String = cg
+                        .procs_files()
+                        .iter()
+                        .map(|f| format!("echo $$ > '{}'; ", f.display()))
+                        .collect();
+                    t.cgroups.push(cg);
+                    join
+                }
+                None => String::new(),
+            };
             let mut cmd = if shape.is_tree() {
                 // sh ─┬─ loadgen, sleep
                 //     └─ sh ── sleep            (five processes, one a grandchild)
                 let mut c = Command::new("/bin/sh");
                 c.arg("-c")
                     .arg(format!(
-                        "{LOADGEN} {} --as {tag}-t{i} & sleep 100000 & \
+                        "{join}{LOADGEN} {} --as {tag}-t{i} & sleep 100000 & \
                          sh -c 'sleep 100000; :' & wait",
                         load.join(" ")
                     ))
                     .process_group(0);
+                c
+            } else if !join.is_empty() {
+                // The shell execs the target: still one process.
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(format!(
+                    "{join}exec {LOADGEN} {} --as {tag}-t{i}",
+                    load.join(" ")
+                ));
                 c
             } else {
                 let mut c = Command::new(LOADGEN);
@@ -688,22 +717,6 @@ impl Targets {
                 "every tree target to have its five processes",
                 || Ok(pids.iter().all(|p| Tree::new(*p).pids.len() == 5)),
             )?;
-        }
-        if let Some(parent) = &parent {
-            for (i, pid) in t.pids.clone().into_iter().enumerate() {
-                let cg = perfvisor_actors::watcher::cgroup::DaemonCgroup::create(
-                    &format!("bench-{tag}-t{i}"),
-                    parent,
-                )
-                .map_err(|e| format!("cannot make a cgroup for target t{i}: {e}"))?;
-                for procs in cg.procs_files() {
-                    for p in Tree::new(pid).pids {
-                        fs::write(&procs, p.to_string())
-                            .map_err(|e| format!("{}: {e}", procs.display()))?;
-                    }
-                }
-                t.cgroups.push(cg);
-            }
         }
         let mem = t.pids[MEM_TARGET];
         wait_until(

@@ -290,8 +290,10 @@ impl Drop for CgroupGuard {
     }
 }
 
-/// A managed daemon gets its own cgroup: the CPU read from the cgroup matches the tree's
-/// (±0.05 core), its memory is close to the tree's RSS, and `stop` kills every process of
+/// A managed daemon gets its own cgroup and its `process.*` totals are read from it: CPU
+/// matches both the cgroup's `cpu.stat` and the sum over its processes from /proc (±0.05
+/// core), memory the cgroup's file (5 %) and the RSS summed from /proc (15 %), the process
+/// count its `cgroup.procs`, with no `cgroup.*` twin of these series; and `stop` kills every process of
 /// the cgroup, a child that called setsid (out of the daemon's process group) included, and
 /// removes the cgroup. Needs root and cgroup v2 (skipped otherwise, unless
 /// PERFVISOR_REQUIRE_EXTERNAL=1).
@@ -388,7 +390,8 @@ stop_timeout = "2s"
     );
     assert_ne!(sid, pgid, "the sleep left the daemon's process group");
 
-    // CPU and memory from the cgroup beside the tree's, over the same probes.
+    // The daemon's process.* totals come from its cgroup: they match the cgroup's files and
+    // the sums over its processes read from /proc here, over the same seconds.
     let key = |metric: &'static str| {
         SeriesKey::new(
             Source::Daemon(DaemonId::new("cg")),
@@ -401,47 +404,105 @@ stop_timeout = "2s"
             .and_then(|r| r.query_range(&key(metric), 0, i64::MAX))
             .unwrap_or_default()
     };
+    let files = perfvisor_actors::watcher::cgroup::DaemonCgroup::of_pid(pid)
+        .expect("the test sees the daemon's cgroup");
+    let read_number = |dir: &Option<std::path::PathBuf>, name: &str, key: Option<&str>| {
+        let text = std::fs::read_to_string(dir.as_ref()?.join(name)).ok()?;
+        match key {
+            None => text.trim().parse::<f64>().ok(),
+            Some(k) => text.lines().find_map(|l| {
+                let (name, v) = l.split_once(' ')?;
+                (name == k).then(|| v.trim().parse::<f64>().ok()).flatten()
+            }),
+        }
+    };
+    let cg_cpu = || read_number(&files.v2, "cpu.stat", Some("usage_usec")).map(|us| us / 1e6);
+    // Wait for the first stored CPU samples, then read both truths at two moments.
     let started = Instant::now();
-    while samples(m::CGROUP_CPU_TIME).len() < 20 {
+    while samples(m::PROCESS_CPU_TIME).len() < 5 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no cgroup CPU samples stored"
+            "no CPU samples stored"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let tree = samples(m::PROCESS_CPU_TIME);
-    let cg = samples(m::CGROUP_CPU_TIME);
-    // The first and last timestamps both series have.
-    let common: Vec<i64> = cg
-        .iter()
-        .map(|(t, _)| *t)
-        .filter(|t| tree.iter().any(|(u, _)| u == t))
-        .collect();
-    let (ta, tb) = (common[0], common[common.len() - 1]);
-    let at = |s: &[(i64, f64)], t: i64| s.iter().find(|(u, _)| *u == t).map(|(_, v)| *v).unwrap();
-    let secs = (tb - ta) as f64 / 1000.0;
-    let tree_rate = (at(&tree, tb) - at(&tree, ta)) / secs;
-    let cg_rate = (at(&cg, tb) - at(&cg, ta)) / secs;
-    println!("CPU over {secs:.1} s: tree {tree_rate:.3} core, cgroup {cg_rate:.3} core");
-    assert!(
-        (tree_rate - cg_rate).abs() <= 0.05,
-        "tree {tree_rate:.3} vs cgroup {cg_rate:.3}"
+    let truth = || (now_ms(), tree_cpu(pid), cg_cpu().expect("cpu.stat"));
+    let (t1, proc1, cg1) = truth();
+    std::thread::sleep(Duration::from_secs(6));
+    let (t2, proc2, cg2) = truth();
+    // Stored samples are flushed in batches: wait until one after t2 is stored.
+    let started = Instant::now();
+    let stored = loop {
+        let s = samples(m::PROCESS_CPU_TIME);
+        if s.last().is_some_and(|(t, _)| *t >= t2) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no CPU sample after {t2} stored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let nearest = |t: i64| {
+        *stored
+            .iter()
+            .min_by_key(|(u, _)| (u - t).abs())
+            .expect("samples")
+    };
+    let ((sa, va), (sb, vb)) = (nearest(t1), nearest(t2));
+    let stored_rate = (vb - va) / ((sb - sa) as f64 / 1000.0);
+    let secs = (t2 - t1) as f64 / 1000.0;
+    let (proc_rate, cg_rate) = ((proc2 - proc1) / secs, (cg2 - cg1) / secs);
+    println!(
+        "CPU over {secs:.1} s: process.cpu {stored_rate:.3} core, cgroup file {cg_rate:.3}, \
+         /proc sum {proc_rate:.3}"
     );
-    assert!(tree_rate > 0.4, "two workers at 0.3: {tree_rate:.3}");
-    let rss = samples(m::PROCESS_MEMORY_RSS)
+    assert!(
+        (stored_rate - cg_rate).abs() <= 0.05,
+        "process.cpu {stored_rate:.3} vs cpu.stat {cg_rate:.3}"
+    );
+    assert!(
+        (stored_rate - proc_rate).abs() <= 0.05,
+        "process.cpu {stored_rate:.3} vs /proc {proc_rate:.3}"
+    );
+    assert!(stored_rate > 0.4, "two workers at 0.3: {stored_rate:.3}");
+    // The counter is the cgroup's usage itself: it differs from the file read at t2 by what
+    // the daemon burned between that read and the probe's (at most about 0.6 core).
+    let apart = (sb - t2).abs() as f64 / 1000.0;
+    assert!(
+        (vb - cg2).abs() <= 0.7 * apart + 0.02,
+        "stored {vb} at {sb} vs cpu.stat {cg2} at {t2}"
+    );
+    // Memory: the charged memory (memory.current, or v1 memory.usage_in_bytes), close to
+    // the RSS summed over /proc (two 50 MiB workers dominate).
+    let rss_truth: f64 = tree_of(pid)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/statm")).ok())
+        .filter_map(|t| t.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .sum::<f64>()
+        * 4096.0;
+    let charged = read_number(&files.v2, "memory.current", None)
+        .or_else(|| read_number(&files.memory_v1, "memory.usage_in_bytes", None))
+        .expect("a memory file");
+    let memory = samples(m::PROCESS_MEMORY_RSS)
         .last()
         .map(|(_, v)| *v)
         .unwrap();
-    let cg_mem = samples(m::CGROUP_MEMORY).last().map(|(_, v)| *v);
-    println!("memory: tree RSS {rss}, cgroup {cg_mem:?}");
-    if let Some(cg_mem) = cg_mem {
-        assert!(
-            (cg_mem - rss).abs() / rss <= 0.15,
-            "cgroup memory {cg_mem} vs tree RSS {rss}"
-        );
-    }
-    let procs = samples(m::CGROUP_PROCESSES).last().map(|(_, v)| *v);
+    println!("memory: process.memory {memory}, cgroup file {charged}, /proc RSS {rss_truth}");
+    assert!(
+        (memory - charged).abs() / charged <= 0.05,
+        "process.memory {memory} vs cgroup {charged}"
+    );
+    assert!(
+        (memory - rss_truth).abs() / rss_truth <= 0.15,
+        "process.memory {memory} vs /proc RSS {rss_truth}"
+    );
+    // Processes: cgroup.procs, the setsid'ed sleep included; one series, no cgroup.* twin.
+    let procs = samples(m::PROCESS_TREE_COUNT).last().map(|(_, v)| *v);
     assert_eq!(procs, Some(4.0));
+    assert!(samples(m::CGROUP_CPU_TIME).is_empty());
+    assert!(samples(m::CGROUP_MEMORY).is_empty());
+    assert!(samples(m::CGROUP_PROCESSES).is_empty());
 
     // Stop: every process of the cgroup is gone, the setsid'ed sleep too, and so is the cgroup.
     let out = cli(&["stop", "cg"]);

@@ -1,7 +1,9 @@
 //! The watcher actor: probes one daemon's pid each interval and forwards its samples.
 //!
 //! It probes only its own daemon's process tree (never the whole process table, except on
-//! kernels that cannot list a process's children; see `tree.rs`). Identity is checked at every
+//! kernels that cannot list a process's children; see `tree.rs`); a daemon whose own cgroup
+//! gives its totals has only its main process and the cgroup's files read at each probe, and
+//! its tree walked every `CGROUP_WALK_EVERY`th (see `logic.rs`). Identity is checked at every
 //! probe; a vanished or reused pid means the daemon stopped, which the watcher reports to
 //! the supervisor, which retires it.
 
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::logic::RateTracker;
+use super::logic::{RateTracker, CGROUP_SLOW_EVERY, CGROUP_WALK_EVERY};
 use super::probe::{ProbeError, ProcState};
 use super::tree::TreeProbe;
 use super::view::{FigureSources, SharedView};
@@ -43,6 +45,9 @@ pub struct Watcher {
     #[cfg(unix)]
     cgroup: Option<(super::cgroup::CgroupProbe, super::logic::CgroupTracker)>,
     tick: Option<SpawnHandle>,
+    /// Probes made since the probe was opened (to walk a cgroup-read daemon's tree every
+    /// [`CGROUP_WALK_EVERY`]th).
+    probe_count: u64,
     gone: bool,
     /// Whether the warning that the tree is capped was given.
     capped_said: bool,
@@ -82,52 +87,90 @@ impl Watcher {
             #[cfg(unix)]
             cgroup: None,
             tick: None,
+            probe_count: 0,
             gone: false,
             capped_said: false,
             had_children_view: false,
         }
     }
 
+    /// Opens the tree probe and looks up the daemon's cgroup (first probe, or after a
+    /// restart), and says in the view where the figures come from.
+    fn open(&mut self) -> Result<&mut TreeProbe, ProbeError> {
+        if self.probe.is_none() {
+            let probe = TreeProbe::open(self.spec.pid)?;
+            #[cfg(unix)]
+            let sources = {
+                self.cgroup = super::cgroup::CgroupProbe::of_pid(self.spec.pid).map(|c| {
+                    tracing::info!(daemon = %self.spec.id, cgroup = ?c.cgroup(), totals = c.reads_totals(), "Daemon has its own cgroup; reading it.");
+                    (c, super::logic::CgroupTracker::default())
+                });
+                match &self.cgroup {
+                    Some((c, _)) => c.sources().clone(),
+                    None => FigureSources::tree(super::cgroup::unplaced_reason(self.spec.pid)),
+                }
+            };
+            #[cfg(not(unix))]
+            let sources = FigureSources::tree(None);
+            if let Ok(mut view) = self.view.lock() {
+                view.sources = Some(sources);
+            }
+            self.probe = Some(probe);
+            self.probe_count = 0;
+        }
+        self.probe
+            .as_mut()
+            .ok_or(ProbeError::Gone { pid: self.spec.pid })
+    }
+
+    /// Whether the daemon's totals come from its cgroup rather than the tree walk.
+    fn reads_cgroup(&self) -> bool {
+        #[cfg(unix)]
+        {
+            self.cgroup.as_ref().is_some_and(|(c, _)| c.reads_totals())
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
+
     /// One probe: forwards samples, or reports the daemon gone.
+    ///
+    /// A daemon read through its process tree has the tree walked at every probe. One whose
+    /// totals come from its cgroup has only its main process read at each probe, and the
+    /// tree walked every [`CGROUP_WALK_EVERY`]th (top children, and the figures a cgroup has
+    /// no file for). A cgroup's pressure, OOM and `cgroup.procs` files are read every
+    /// [`CGROUP_SLOW_EVERY`]th probe.
     fn probe_once(&mut self, ctx: &mut Context<Self>) {
         if self.gone {
             return;
         }
-        let result = match self.probe.as_mut() {
-            Some(p) => p.probe(),
-            None => TreeProbe::open(self.spec.pid).and_then(|mut p| {
-                let r = p.probe();
-                self.probe = Some(p);
-                #[cfg(unix)]
-                let sources = {
-                    self.cgroup = super::cgroup::CgroupProbe::of_pid(self.spec.pid).map(|c| {
-                        tracing::info!(daemon = %self.spec.id, cgroup = ?c.cgroup(), "Daemon has its own cgroup; reading it too.");
-                        (c, super::logic::CgroupTracker::default())
-                    });
-                    match &self.cgroup {
-                        Some((c, _)) => c.sources().clone(),
-                        None => FigureSources::tree(super::cgroup::unplaced_reason(
-                            self.spec.pid,
-                        )),
-                    }
-                };
-                #[cfg(not(unix))]
-                let sources = FigureSources::tree(None);
-                if let Ok(mut view) = self.view.lock() {
-                    view.sources = Some(sources);
-                }
-                r
-            }),
-        };
+        let opened = self.open().map(|_| ());
+        let reads_cgroup = self.reads_cgroup();
+        let walk = !reads_cgroup || self.probe_count.is_multiple_of(CGROUP_WALK_EVERY);
+        let slow = self.probe_count.is_multiple_of(CGROUP_SLOW_EVERY);
+        let result = opened.and_then(|()| {
+            let p = self
+                .probe
+                .as_mut()
+                .ok_or(ProbeError::Gone { pid: self.spec.pid })?;
+            if walk {
+                p.probe().map(|s| (s.main, Some(s.total)))
+            } else {
+                p.probe_main().map(|main| (main, None))
+            }
+        });
         // A zombie has exited; only its parent has not reaped it yet. The daemon is gone.
         let result = match result {
-            Ok(snap) if snap.main.state == ProcState::Zombie => {
+            Ok((main, _)) if main.state == ProcState::Zombie => {
                 Err(ProbeError::Gone { pid: self.spec.pid })
             }
             other => other,
         };
         match result {
-            Ok(snap) => {
+            Ok((main, total)) => {
+                self.probe_count += 1;
                 if let Some(exec) = self.probe.as_mut().and_then(TreeProbe::take_exec) {
                     tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, to = %exec.to.display(), "Daemon exec'd another program; still watching it.");
                     self.supervisor.do_send(DaemonExeced {
@@ -137,13 +180,17 @@ impl Watcher {
                         to: exec.to,
                     });
                 }
-                if snap.total.capped && !self.capped_said {
+                if total.as_ref().is_some_and(|t| t.capped) && !self.capped_said {
                     self.capped_said = true;
                     tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, limit = super::tree::MAX_DESCENDANTS, "Daemon has more descendants than are followed; its figures leave the rest out.");
                 }
                 self.probes.fetch_add(1, Ordering::Relaxed);
-                // A daemon of one process costs nothing here; a tree, one short sort.
-                if snap.total.processes > 1 || self.had_children_view {
+                // A daemon of one process costs nothing here; a tree, one short sort at each
+                // probe that walked it.
+                if total
+                    .as_ref()
+                    .is_some_and(|t| t.processes > 1 || self.had_children_view)
+                {
                     let top = self
                         .probe
                         .as_ref()
@@ -154,12 +201,7 @@ impl Watcher {
                     }
                 }
                 let now = self.clock.now_ms();
-                #[allow(unused_mut)]
-                let mut samples = self.rates.samples(&self.spec.id, &self.labels, &snap, now);
-                #[cfg(unix)]
-                if let Some((probe, rates)) = self.cgroup.as_mut() {
-                    samples.extend(rates.samples(&self.spec.id, &self.labels, &probe.probe(), now));
-                }
+                let samples = self.samples(main, total, slow, now);
                 self.collector_stats.enqueued();
                 self.collector.do_send(SamplesCollected {
                     batch: MetricBatch { samples },
@@ -181,6 +223,53 @@ impl Watcher {
                 self.engine.probe_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, error = %e, "Probe failed.");
             }
+        }
+    }
+
+    /// The samples of one probe: from the cgroup and the main process for a daemon whose
+    /// totals come from its cgroup (`total` is the tree walk's, when this probe walked),
+    /// else from the tree walk plus the cgroup's OOM kills and pressure where it has a cgroup.
+    fn samples(
+        &mut self,
+        main: super::probe::ProcSnapshot,
+        total: Option<super::tree::TreeTotals>,
+        slow: bool,
+        now: crate::types::TimestampMs,
+    ) -> Vec<crate::types::Sample> {
+        #[cfg(unix)]
+        if let Some((probe, tracker)) = self.cgroup.as_mut() {
+            let cg = probe.probe_figures(slow);
+            if probe.reads_totals() {
+                return tracker.samples(
+                    &self.spec.id,
+                    &self.labels,
+                    &main,
+                    &cg,
+                    total.as_ref(),
+                    slow,
+                    now,
+                );
+            }
+            let mut samples = match total {
+                Some(total) => self.rates.samples(
+                    &self.spec.id,
+                    &self.labels,
+                    &super::tree::TreeSnapshot { main, total },
+                    now,
+                ),
+                None => Vec::new(),
+            };
+            samples.extend(tracker.extra_samples(&self.spec.id, &self.labels, &cg, slow, now));
+            return samples;
+        }
+        match total {
+            Some(total) => self.rates.samples(
+                &self.spec.id,
+                &self.labels,
+                &super::tree::TreeSnapshot { main, total },
+                now,
+            ),
+            None => Vec::new(),
         }
     }
 

@@ -13,6 +13,10 @@
 //! hierarchy (often at `/sys/fs/cgroup/unified`) has no memory or pids controller and those
 //! live in v1 hierarchies (`memory.usage_in_bytes`, `pids.current`). CPU time and pressure
 //! (PSI) come from the v2 hierarchy, where every cgroup has them.
+//!
+//! When the cgroup has its CPU and memory files ([`CgroupProbe::reads_totals`]), the
+//! daemon's `process.*` totals are read from here instead of from its process tree (see
+//! `logic::CgroupTracker`).
 
 use std::fs::File;
 use std::io;
@@ -479,6 +483,9 @@ pub struct CgroupSnapshot {
     pub processes: Option<u64>,
     /// OOM kills inside the cgroup (`memory.events` `oom_kill`, or v1 `memory.oom_control`).
     pub oom_kills: Option<u64>,
+    /// Bytes read from and written to block devices by the cgroup (`io.stat` `rbytes` and
+    /// `wbytes` summed over devices, cumulative); `None` without the io controller.
+    pub io: Option<(u64, u64)>,
     /// CPU, memory and I/O pressure (`cpu.pressure`, `memory.pressure`, `io.pressure`).
     pub pressure: [Pressure; 3],
 }
@@ -516,6 +523,7 @@ pub struct CgroupProbe {
     oom: Option<File>,
     pids: Option<File>,
     procs: Option<File>,
+    io: Option<File>,
     pressure: [Option<File>; 3],
 }
 
@@ -548,15 +556,21 @@ impl CgroupProbe {
                 .map_or(SOURCE_TREE, |(_, name)| name)
                 .to_string()
         };
+        // The cgroup gives the totals only with both its CPU and memory files (see
+        // `reads_totals`); else every total comes from the tree walk.
+        let totals = cpu_stat.is_some() && (memory_v2.is_some() || memory_v1.is_some());
         let sources = super::view::FigureSources {
-            cpu: pick(&[(cpu_stat.is_some(), SOURCE_CGROUP_V2)]),
+            cpu: pick(&[(totals && cpu_stat.is_some(), SOURCE_CGROUP_V2)]),
             memory: pick(&[
-                (memory_v2.is_some(), SOURCE_CGROUP_V2),
-                (memory_v1.is_some(), SOURCE_CGROUP_V1_MEMORY),
+                (totals && memory_v2.is_some(), SOURCE_CGROUP_V2),
+                (totals && memory_v1.is_some(), SOURCE_CGROUP_V1_MEMORY),
             ]),
             pids: pick(&[
-                (pids_v2.is_some() || procs.is_some(), SOURCE_CGROUP_V2),
-                (pids_v1.is_some(), SOURCE_CGROUP_V1_PIDS),
+                (
+                    totals && (pids_v2.is_some() || procs.is_some()),
+                    SOURCE_CGROUP_V2,
+                ),
+                (totals && pids_v1.is_some(), SOURCE_CGROUP_V1_PIDS),
             ]),
             cgroup: cgroup.dirs().next().map(|d| d.display().to_string()),
             no_cgroup: None,
@@ -568,6 +582,7 @@ impl CgroupProbe {
             oom: open(v2, "memory.events").or_else(|| open(mem1, "memory.oom_control")),
             pids: pids_v2.or(pids_v1),
             procs,
+            io: open(v2, "io.stat"),
             pressure: [
                 open(v2, "cpu.pressure"),
                 open(v2, "memory.pressure"),
@@ -593,44 +608,78 @@ impl CgroupProbe {
         &self.sources
     }
 
+    /// Whether the cgroup gives the daemon's totals: its CPU (`cpu.stat`) and memory files
+    /// could be opened. Then the watcher reads the totals from here instead of walking the
+    /// process tree at every probe.
+    pub fn reads_totals(&self) -> bool {
+        self.cpu_stat.is_some() && self.memory.is_some()
+    }
+
     /// Reads every open file; a file that fails to read gives `None` for its figure.
     pub fn probe(&self) -> CgroupSnapshot {
+        self.probe_figures(true)
+    }
+
+    /// Reads the CPU, memory, task and `io.stat` files, and with `slow` also the pressure
+    /// files, the OOM kill count and `cgroup.procs` (left `None` otherwise): the watcher reads
+    /// those every [`super::logic::CGROUP_SLOW_EVERY`]th probe. A file that fails to read
+    /// gives `None` for its figure. No allocation: each file is read into one stack buffer
+    /// and parsed in place.
+    pub fn probe_figures(&self, slow: bool) -> CgroupSnapshot {
         let mut buf = [0u8; 1024];
-        let mut read = |file: &Option<File>| -> Option<String> {
-            let n = file.as_ref()?.read_at(&mut buf, 0).ok()?;
-            Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-        };
-        let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
-        let mut snap = CgroupSnapshot {
-            cpu_seconds: read(&self.cpu_stat)
-                .and_then(|t| keyed(&t, "usage_usec"))
-                .map(|us| us as f64 / 1e6),
-            memory_bytes: number(read(&self.memory)),
-            tasks: number(read(&self.pids)),
-            processes: None,
-            oom_kills: read(&self.oom).and_then(|t| keyed(&t, "oom_kill")),
-            pressure: Default::default(),
-        };
-        for (slot, file) in snap.pressure.iter_mut().zip(&self.pressure) {
-            if let Some(text) = read(file) {
-                *slot = parse_pressure(&text);
-            }
-        }
-        // cgroup.procs can outgrow the buffer: read it whole.
-        snap.processes = self.procs.as_ref().and_then(|f| {
-            let mut all = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = f.read_at(&mut chunk, all.len() as u64).ok()?;
-                if n == 0 {
-                    break;
+        let mut read = |file: &Option<File>, f: &mut dyn FnMut(&str)| {
+            if let Some(n) = file
+                .as_ref()
+                .and_then(|file| file.read_at(&mut buf, 0).ok())
+            {
+                if let Ok(text) = std::str::from_utf8(&buf[..n]) {
+                    f(text);
                 }
-                all.extend_from_slice(&chunk[..n]);
             }
-            Some(all.iter().filter(|b| **b == b'\n').count() as u64)
+        };
+        let mut snap = CgroupSnapshot::default();
+        read(&self.cpu_stat, &mut |t| {
+            snap.cpu_seconds = keyed(t, "usage_usec").map(|us| us as f64 / 1e6)
+        });
+        read(&self.memory, &mut |t| {
+            snap.memory_bytes = t.trim().parse().ok()
+        });
+        read(&self.pids, &mut |t| snap.tasks = t.trim().parse().ok());
+        read(&self.io, &mut |t| snap.io = Some(parse_io_stat(t)));
+        if !slow {
+            return snap;
+        }
+        read(&self.oom, &mut |t| snap.oom_kills = keyed(t, "oom_kill"));
+        for (slot, file) in snap.pressure.iter_mut().zip(&self.pressure) {
+            read(file, &mut |t| *slot = parse_pressure(t));
+        }
+        // cgroup.procs can outgrow the buffer: count its lines chunk by chunk.
+        snap.processes = self.procs.as_ref().and_then(|f| {
+            let (mut offset, mut lines) = (0u64, 0u64);
+            loop {
+                let n = f.read_at(&mut buf, offset).ok()?;
+                if n == 0 {
+                    return Some(lines);
+                }
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                offset += n as u64;
+            }
         });
         snap
     }
+}
+
+/// Sums the `rbytes=` and `wbytes=` of every device line of `io.stat`.
+pub fn parse_io_stat(text: &str) -> (u64, u64) {
+    let (mut read, mut write) = (0u64, 0u64);
+    for field in text.split_ascii_whitespace() {
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            read = read.saturating_add(v.parse().unwrap_or(0));
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            write = write.saturating_add(v.parse().unwrap_or(0));
+        }
+    }
+    (read, write)
 }
 
 /// The value of a `key value` line.

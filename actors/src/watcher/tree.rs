@@ -18,6 +18,9 @@
 //!   born and reaped between two probes is counted through its parent's `cutime`, unless the
 //!   parent ignores `SIGCHLD`. The total never goes back.
 //! - Storage I/O: `/proc/PID/io` already includes reaped children, so the same rule applies.
+//!   A descendant's I/O and descriptors are re-read every [`DETAIL_EVERY`]th probe only (its
+//!   CPU, memory, threads and state at every probe, from the one `stat` read), so their
+//!   totals lag a descendant's own changes by up to that many probes.
 //! - Memory: the sum of resident set sizes. Pages shared between processes (the program,
 //!   libraries, copy-on-write memory after a fork) are counted once per process, so the sum
 //!   overstates what the daemon costs the host; proportional set size (PSS, in
@@ -36,6 +39,11 @@ use super::probe::{scan_parents, Exec, ProbeError, ProcSnapshot, ProcState, Proc
 /// is the whole host) would run perfvisor out of descriptors. Past it, processes not yet
 /// followed are left out of the figures and [`TreeTotals::capped`] says so.
 pub const MAX_DESCENDANTS: usize = 256;
+
+/// How often (in probes) a descendant's storage I/O and open descriptors are re-read; its
+/// CPU, memory, threads and state (one read of `/proc/PID/stat`) and its children are read at
+/// every probe. The main process reads everything at every probe.
+pub const DETAIL_EVERY: u64 = 5;
 
 /// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
 /// no `children` files.
@@ -142,7 +150,6 @@ fn cumulative(s: &ProcSnapshot) -> (f64, u64, u64) {
 /// Probe of a daemon's whole process tree, opened on its main pid.
 pub struct TreeProbe {
     main: ProcessProbe,
-    main_last: Option<ProcSnapshot>,
     members: HashMap<u32, Member>,
     /// Whether the kernel lists children; learnt at the first probe.
     children_files: bool,
@@ -160,6 +167,8 @@ pub struct TreeProbe {
     frontier: Vec<u32>,
     found: Vec<u32>,
     parents: Vec<(u32, u32)>,
+    /// Each process's reaped-children time before this probe, by pid.
+    before: HashMap<u32, f64>,
 }
 
 impl std::fmt::Debug for TreeProbe {
@@ -176,7 +185,6 @@ impl TreeProbe {
     pub fn open(pid: u32) -> Result<Self, ProbeError> {
         Ok(Self {
             main: ProcessProbe::open(pid)?,
-            main_last: None,
             members: HashMap::new(),
             children_files: true,
             probes: 0,
@@ -188,6 +196,7 @@ impl TreeProbe {
             frontier: Vec::new(),
             found: Vec::new(),
             parents: Vec::new(),
+            before: HashMap::new(),
         })
     }
 
@@ -255,6 +264,13 @@ impl TreeProbe {
         })
     }
 
+    /// Probes the main process alone, neither finding nor reading descendants: for daemons
+    /// whose totals come from their cgroup, between two walks of the tree. Its errors are the
+    /// daemon's, as in [`TreeProbe::probe`].
+    pub fn probe_main(&mut self) -> Result<ProcSnapshot, ProbeError> {
+        self.main.probe()
+    }
+
     /// Probes the main process (its errors are the daemon's: gone, identity changed), then
     /// finds and reads the descendants. A descendant that cannot be read is left out of this
     /// probe, never an error.
@@ -280,18 +296,19 @@ impl TreeProbe {
         // ones not found, or gone, leave. Each one read records its parent's children time
         // as known before this read.
         let mut leaving: Vec<Leaver> = Vec::new();
-        // Nothing to collect (and no allocation) for a daemon of one process.
-        let before: HashMap<u32, f64> = if self.members.is_empty() {
-            HashMap::new()
-        } else {
-            std::iter::once((main_pid, main.children_cpu_seconds))
-                .chain(
+        // Nothing to collect for a daemon of one process; a map kept across probes, so no
+        // allocation once it has grown to the tree's size.
+        let mut before = std::mem::take(&mut self.before);
+        before.clear();
+        if !self.members.is_empty() {
+            before.extend(
+                std::iter::once((main_pid, main.children_cpu_seconds)).chain(
                     self.members
                         .iter()
                         .map(|(pid, m)| (*pid, m.last.children_cpu_seconds)),
-                )
-                .collect()
-        };
+                ),
+            );
+        }
         self.members.retain(|&pid, m| {
             if m.seen {
                 if let Ok(snap) = m.probe.probe() {
@@ -315,6 +332,7 @@ impl TreeProbe {
             });
             false
         });
+        self.before = before;
         // A child can drop out of its parent's `children` list for a moment as it exits and
         // come back as a zombie: one found again is a member, not a leaver.
         let members = &self.members;
@@ -368,7 +386,6 @@ impl TreeProbe {
         // sum catches up; it is not carried forward, or the reap would count the child twice.
         total.cpu_seconds = self.last_cpu.map_or(cpu, |previous| cpu.max(previous));
         self.last_cpu = Some(total.cpu_seconds);
-        self.main_last = Some(main.clone());
         Ok(TreeSnapshot { main, total })
     }
 
@@ -415,7 +432,8 @@ impl TreeProbe {
             self.capped = true;
             return false;
         }
-        let Ok(mut probe) = ProcessProbe::open(pid) else {
+        let Ok(mut probe) = ProcessProbe::open(pid).map(|p| p.with_detail_every(DETAIL_EVERY))
+        else {
             return false;
         };
         let Ok(last) = probe.probe() else {

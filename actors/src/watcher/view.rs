@@ -19,9 +19,9 @@ pub const SOURCE_CGROUP_V1_MEMORY: &str = "cgroup v1 memory";
 pub const SOURCE_CGROUP_V1_PIDS: &str = "cgroup v1 pids";
 
 /// Where a daemon's CPU, memory and process-count figures come from: for each, the most
-/// exact source perfvisor reads for that daemon. With a cgroup of its own, the cgroup's
-/// figures are the `cgroup.*` series; the `process.*` series are the process tree's totals
-/// for every daemon, so daemons compare alike.
+/// exact source perfvisor reads for that daemon, and the one its `process.*` totals come
+/// from: a daemon whose cgroup has its CPU and memory files is read through the cgroup (see
+/// `logic::CgroupTracker::samples`), any other through its process tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FigureSources {
     /// CPU time: `cgroup v2` (`cpu.stat`) or `process tree`.
