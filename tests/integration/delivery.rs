@@ -259,6 +259,9 @@ async fn alertmanager_cluster_member_down_loses_nothing() {
         )
         .start()
         .unwrap();
+    // That a duplicate does NOT arrive can only be watched for: the cluster's gossip and
+    // peer timeout (1 s each member) plus group_interval (1 s), with margin for a loaded
+    // machine. Real Alertmanagers run on wall-clock time; no manual clock reaches them.
     let settle = || std::thread::sleep(Duration::from_secs(4));
 
     // Both members up: each receives the alert; the receiver hears of it once.

@@ -254,8 +254,26 @@ async fn outage_is_filled(mut engine: Engine) {
     let status = remote_status(&t.pv).await;
     assert_eq!(status.dropped_samples, 0, "{status:?}");
     let cursor = status.cursor_ms;
-    // The engines make fresh samples searchable within a second or two.
-    std::thread::sleep(Duration::from_secs(3));
+    // The engines make fresh samples searchable within a second or two: poll until the
+    // memory series holds everything shipped before the cursor (the exact comparisons
+    // below then say what differs, if anything).
+    let stored =
+        t.pv.reader()
+            .expect("reader")
+            .query_range(&key_of(&t.pv, "process.memory.usage_bytes"), 0, cursor)
+            .expect("history")
+            .len();
+    let searchable = Instant::now();
+    while engine
+        .samples("process_memory_usage_bytes", 900)
+        .iter()
+        .filter(|s| s.0 < cursor)
+        .count()
+        < stored
+        && searchable.elapsed() < Duration::from_secs(15)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // perfvisor's judgement reaches the engine too, every judgement once: the score series
     // (one sample per judgement, every few seconds, so fewer than the process series).

@@ -428,6 +428,8 @@ stop_timeout = "2s"
     }
     let truth = || (now_ms(), tree_cpu(pid), cg_cpu().expect("cpu.stat"));
     let (t1, proc1, cg1) = truth();
+    // The measurement window: a CPU rate of real processes needs real time to pass (6 s of
+    // 0.6 core is 3.6 s of CPU, far above the ±0.05 core tolerance's resolution).
     std::thread::sleep(Duration::from_secs(6));
     let (t2, proc2, cg2) = truth();
     // Stored samples are flushed in batches: wait until one after t2 is stored.
