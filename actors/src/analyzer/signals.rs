@@ -257,29 +257,17 @@ impl Signals {
                     .or_insert((b, judgement));
             }
         }
-        let gone: Vec<(DaemonId, BottleneckKind)> = self
-            .bottlenecks
-            .keys()
-            .filter(|k| !current.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(mut alert) = self.bottlenecks.remove(&key) {
-                alert.state = AlertState::Resolved;
-                alert.at_ms = now;
-                alert.message = format!("resolved: {}", alert.message);
-                out.push(alert);
-            }
-        }
-        for (key, (b, judgement)) in current {
-            if self.bottlenecks.contains_key(&key) {
-                continue;
-            }
-            let labels = self.labels.get(&key.0).cloned().unwrap_or_default();
-            let alert = bottleneck_alert(&key.0, &labels, b, judgement, now);
-            self.bottlenecks.insert(key, alert.clone());
-            out.push(alert);
-        }
+        let labels = &self.labels;
+        reconcile(
+            &mut self.bottlenecks,
+            current,
+            now,
+            &mut out,
+            |key, (b, judgement)| {
+                let labels = labels.get(&key.0).cloned().unwrap_or_default();
+                bottleneck_alert(&key.0, &labels, b, judgement, now)
+            },
+        );
         let mut quiet: Vec<SeriesKey> = self
             .anomalies
             .iter()
@@ -309,29 +297,47 @@ impl Signals {
             .rev()
             .map(|b| (b.kind, b))
             .collect();
-        let gone: Vec<BottleneckKind> = self
-            .host_bottlenecks
-            .keys()
-            .filter(|k| !current.contains_key(*k))
-            .copied()
-            .collect();
-        for kind in gone {
-            if let Some(mut alert) = self.host_bottlenecks.remove(&kind) {
-                alert.state = AlertState::Resolved;
-                alert.at_ms = now;
-                alert.message = format!("resolved: {}", alert.message);
-                out.push(alert);
-            }
-        }
-        for (kind, b) in current {
-            if self.host_bottlenecks.contains_key(&kind) {
-                continue;
-            }
-            let alert = host_bottleneck_alert(b, now);
-            self.host_bottlenecks.insert(kind, alert.clone());
+        reconcile(
+            &mut self.host_bottlenecks,
+            current,
+            now,
+            &mut out,
+            |_, b| host_bottleneck_alert(b, now),
+        );
+        out
+    }
+}
+
+/// Brings the firing bottleneck alerts in `firing` in line with the bottlenecks found now
+/// (`current`): those no longer found are resolved, then each found one not firing yet fires
+/// (made by `make`); both go to `out` in that order.
+fn reconcile<K: Ord + Clone, V>(
+    firing: &mut BTreeMap<K, Alert>,
+    current: BTreeMap<K, V>,
+    now: TimestampMs,
+    out: &mut Vec<Alert>,
+    mut make: impl FnMut(&K, V) -> Alert,
+) {
+    let gone: Vec<K> = firing
+        .keys()
+        .filter(|k| !current.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        if let Some(mut alert) = firing.remove(&key) {
+            alert.state = AlertState::Resolved;
+            alert.at_ms = now;
+            alert.message = format!("resolved: {}", alert.message);
             out.push(alert);
         }
-        out
+    }
+    for (key, found) in current {
+        if firing.contains_key(&key) {
+            continue;
+        }
+        let alert = make(&key, found);
+        firing.insert(key, alert.clone());
+        out.push(alert);
     }
 }
 

@@ -175,39 +175,15 @@ impl StorageReader {
                 "SELECT id, series_id, data FROM chunks \
                  WHERE end_ms >= ?1 AND end_ms < ?3 AND start_ms < ?2",
             )?;
-            let mut rows = stmt.query(params![from_ms, to_ms, to_ms.saturating_add(DAY_MS)])?;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let series: i64 = row.get(1)?;
-                let data = row.get_ref(2)?.as_blob().unwrap_or(&[]);
-                let decoded = codec::decode_chunk(data)
-                    .map_err(|e| self.corrupt(format!("chunk {id}: {e}")))?;
-                out.extend(
-                    decoded
-                        .into_iter()
-                        .filter(|&(ts, _)| keep(ts, series))
-                        .map(|(ts, v)| (ts, series, v)),
-                );
-            }
+            let rows = stmt.query(params![from_ms, to_ms, to_ms.saturating_add(DAY_MS)])?;
+            self.decode_rows(rows, "chunk", &keep, &mut out)?;
             let mut stmt = tx.prepare_cached(
                 "SELECT id, series_id, data FROM head \
                  WHERE window_ms >= ?1 AND window_ms < ?2 AND max_ts >= ?3 AND min_ts < ?2",
             )?;
             let floor = from_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS);
-            let mut rows = stmt.query(params![floor, to_ms, from_ms])?;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let series: i64 = row.get(1)?;
-                let data = row.get_ref(2)?.as_blob().unwrap_or(&[]);
-                let decoded = codec::decode_chunk(data)
-                    .map_err(|e| self.corrupt(format!("head row {id}: {e}")))?;
-                out.extend(
-                    decoded
-                        .into_iter()
-                        .filter(|&(ts, _)| keep(ts, series))
-                        .map(|(ts, v)| (ts, series, v)),
-                );
-            }
+            let rows = stmt.query(params![floor, to_ms, from_ms])?;
+            self.decode_rows(rows, "head row", &keep, &mut out)?;
             let mut stmt = tx.prepare_cached(
                 "SELECT id, data FROM head_log WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY id",
             )?;
@@ -388,6 +364,32 @@ impl StorageReader {
             .query_map(params![from_ms, to_ms, daemon.map(|d| d.as_str())], map)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    /// Decodes every `(id, series_id, blob)` row into `out` as `(ts, series_id, value)`,
+    /// keeping the samples `keep` accepts; a blob that does not decode is corruption, named
+    /// by `what` and its id.
+    fn decode_rows(
+        &self,
+        mut rows: rusqlite::Rows<'_>,
+        what: &str,
+        keep: &impl Fn(i64, i64) -> bool,
+        out: &mut Vec<(TimestampMs, i64, f64)>,
+    ) -> Result<(), StorageError> {
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let series: i64 = row.get(1)?;
+            let data = row.get_ref(2)?.as_blob().unwrap_or(&[]);
+            let decoded =
+                codec::decode_chunk(data).map_err(|e| self.corrupt(format!("{what} {id}: {e}")))?;
+            out.extend(
+                decoded
+                    .into_iter()
+                    .filter(|&(ts, _)| keep(ts, series))
+                    .map(|(ts, v)| (ts, series, v)),
+            );
+        }
+        Ok(())
     }
 
     fn corrupt(&self, what: String) -> StorageError {

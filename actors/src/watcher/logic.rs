@@ -45,14 +45,7 @@ impl RateTracker {
         self.had_children |= total.processes > 1;
         let mut out = Vec::with_capacity(if self.had_children { 22 } else { 16 });
         let mut push = |metric: &'static str, kind: MetricKind, value: f64| {
-            if value.is_finite() {
-                out.push(Sample {
-                    series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, labels.clone()),
-                    kind,
-                    ts_ms: now,
-                    value,
-                });
-            }
+            out.extend(sample_of(daemon, labels, metric, kind, now, value));
         };
         let (g, c) = (MetricKind::Gauge, MetricKind::Counter);
         let reading = Reading {
@@ -197,14 +190,7 @@ impl CgroupTracker {
             cg.processes.is_some_and(|n| n > 1) || walk.is_some_and(|w| w.processes > 1);
         let mut out = Vec::with_capacity(24);
         let mut push = |metric: &'static str, kind: MetricKind, value: Option<f64>| {
-            if let Some(value) = value.filter(|v| v.is_finite()) {
-                out.push(Sample {
-                    series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, labels.clone()),
-                    kind,
-                    ts_ms: now,
-                    value,
-                });
-            }
+            out.extend(value.and_then(|v| sample_of(daemon, labels, metric, kind, now, v)));
         };
         let (g, c) = (MetricKind::Gauge, MetricKind::Counter);
         let reading = CgroupReading {
@@ -298,14 +284,7 @@ impl CgroupTracker {
     ) -> Vec<Sample> {
         let mut out = Vec::with_capacity(7);
         let mut push = |metric: &'static str, kind: MetricKind, value: Option<f64>| {
-            if let Some(value) = value.filter(|v| v.is_finite()) {
-                out.push(Sample {
-                    series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, labels.clone()),
-                    kind,
-                    ts_ms: now,
-                    value,
-                });
-            }
+            out.extend(value.and_then(|v| sample_of(daemon, labels, metric, kind, now, v)));
         };
         push(
             m::CGROUP_OOM_KILLS,
@@ -469,4 +448,21 @@ mod tests {
             (105, 21)
         );
     }
+}
+
+/// A sample of the daemon's `metric` at `now`; nothing for a non-finite value.
+fn sample_of(
+    daemon: &DaemonId,
+    labels: &Labels,
+    metric: &'static str,
+    kind: MetricKind,
+    now: TimestampMs,
+    value: f64,
+) -> Option<Sample> {
+    value.is_finite().then(|| Sample {
+        series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, labels.clone()),
+        kind,
+        ts_ms: now,
+        value,
+    })
 }
