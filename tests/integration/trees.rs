@@ -308,45 +308,22 @@ async fn managed_daemon_cgroup_matches_the_tree_and_stop_empties_it() {
         return;
     }
     let _cores = support::cpu_heavy().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let address = format!("127.0.0.1:{port}");
     let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
-    let db = dir.path().join("pv.db");
-    let config = format!(
-        r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "{address}"
-token = "t0ken"
-
+    let mut run = support::Instance::new();
+    run.write_config(
+        "probe_interval = \"200ms\"",
+        &format!(
+            r#"
 [[daemon]]
 name = "cg"
 command = ["/bin/sh", "-c", "{lg} --cpu 0.3 --hold-mib 50 & {lg} --cpu 0.3 --hold-mib 50 & setsid sleep 1000 & wait"]
 stop_timeout = "2s"
-"#,
-        db = db.display(),
+"#
+        ),
     );
-    let path = dir.path().join("perfvisor.toml");
-    std::fs::write(&path, config).unwrap();
-    let bin = || Command::new(env!("CARGO_BIN_EXE_perfvisor"));
-    let child = bin()
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let run = RunGuard(ChildGuard(child));
-    let cli = |args: &[&str]| {
-        bin()
-            .args(args)
-            .args(["--address", &address, "--token", "t0ken"])
-            .output()
-            .unwrap()
-    };
+    run.start();
+    let db = run.db.clone();
+    let cli = |args: &[&str]| run.cli(args);
     let started = Instant::now();
     let pid = loop {
         let out = cli(&["status", "--json"]);
