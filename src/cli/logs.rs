@@ -6,35 +6,16 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use perfvisor::config::{Config, DaemonConfig};
+use perfvisor::config::Config;
 use perfvisor::manager::{log_path, rotated_path};
 
 use super::CliError;
 
 /// How often `-f` looks for new output and for a rotation.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
-
-/// Managed daemons' log directory when the config names none: `logs/` next to the database.
-pub(super) fn default_log_dir(config: &Config) -> PathBuf {
-    config
-        .supervisor
-        .database
-        .parent()
-        .map(|p| p.join("logs"))
-        .unwrap_or_else(|| PathBuf::from("logs"))
-}
-
-/// The directory of `daemon`'s log files.
-fn log_dir(config: &Config, daemon: &DaemonConfig) -> PathBuf {
-    daemon
-        .logs
-        .dir
-        .clone()
-        .unwrap_or_else(|| default_log_dir(config))
-}
 
 /// The last `n` lines of `current` (the content of the log at `path`), reaching into its
 /// rotated files (`.1`, `.2`, …, up to `keep`) when the current one holds fewer.
@@ -75,8 +56,8 @@ pub(super) fn run(
     follow: bool,
     stderr: bool,
 ) -> Result<(), CliError> {
-    let Some(daemon) = config.daemons.iter().find(|d| d.name == name) else {
-        let names: Vec<&str> = config.daemons.iter().map(|d| d.name.as_str()).collect();
+    let Some(daemon) = config.daemons.iter().find(|d| d.name() == name) else {
+        let names: Vec<&str> = config.daemons.iter().map(|d| d.name()).collect();
         return Err(CliError::usage(format!(
             "{} manages no daemon {name:?}; its managed daemons: {} (attached daemons have \
              their own logs)",
@@ -89,7 +70,7 @@ pub(super) fn run(
         )));
     };
     let stream = if stderr { "err" } else { "out" };
-    let path = log_path(&log_dir(config, daemon), name, stream);
+    let path = log_path(&daemon.managed.logs.dir, name, stream);
     // The file is read through the handle `-f` goes on reading: nothing written between the
     // last lines and the follow is lost or printed twice.
     let opened = match File::open(&path) {
@@ -124,7 +105,7 @@ pub(super) fn run(
         None => None,
     };
     let mut out = io::stdout().lock();
-    for line in last_lines_of(&current, &path, daemon.logs.keep, lines) {
+    for line in last_lines_of(&current, &path, daemon.managed.logs.keep, lines) {
         let _ = writeln!(out, "{line}");
     }
     let _ = out.flush();

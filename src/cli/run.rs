@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use perfvisor::config::{
-    self, AttachConfig, AttachSelector, Config, DaemonConfig, MachineCheck, Pick,
-};
+use perfvisor::config::{self, AttachConfig, AttachSelector, Config, MachineCheck, Pick};
 use perfvisor::http::{serve, ApiConfig};
 use perfvisor::manager::{self as mgr, Manager, ManagerEvent};
 use perfvisor::{ActorKind, DaemonControl, DaemonId, DatabaseLock, PanicTarget, Perfvisor};
@@ -50,59 +48,6 @@ pub(super) fn token(config: &Config) -> Result<Option<String>, CliError> {
                 CliError::usage(format!("cannot read token_file {}: {e}", path.display()))
             }),
     }
-}
-
-/// The manager's spec of a managed daemon.
-fn managed_spec(d: &DaemonConfig, default_logs: &Path) -> mgr::ManagedSpec {
-    let mut spec = mgr::ManagedSpec::new(
-        d.name.clone(),
-        d.command.clone(),
-        d.logs
-            .dir
-            .clone()
-            .unwrap_or_else(|| default_logs.to_path_buf()),
-    );
-    spec.env = d.env.clone();
-    spec.cwd = d.cwd.clone();
-    spec.user = d.user.clone();
-    spec.restart = match d.restart {
-        config::RestartMode::Always => mgr::RestartMode::Always,
-        config::RestartMode::OnFailure => mgr::RestartMode::OnFailure,
-        config::RestartMode::Never => mgr::RestartMode::Never,
-    };
-    spec.backoff_initial = d.backoff_initial;
-    spec.backoff_max = d.backoff_max;
-    spec.backoff_factor = d.backoff_factor;
-    spec.jitter = d.jitter;
-    spec.stable_after = d.stable_after;
-    spec.startup_grace = d.startup_grace;
-    spec.max_fast_failures = d.max_fast_failures;
-    spec.slow_retry = d.slow_retry;
-    spec.stop_signal = d.stop_signal.number();
-    spec.stop_timeout = d.stop_timeout;
-    spec.depends_on = d.depends_on.clone();
-    spec.logs.max_size = d.logs.max_size;
-    spec.logs.keep = d.logs.keep;
-    spec.checks = d
-        .checks
-        .iter()
-        .map(|c| mgr::CheckSpec {
-            kind: match &c.kind {
-                config::CheckKind::Http { url } => mgr::CheckKind::Http { url: url.clone() },
-                config::CheckKind::Tcp { address } => mgr::CheckKind::Tcp {
-                    address: address.clone(),
-                },
-                config::CheckKind::Command { command } => mgr::CheckKind::Command {
-                    argv: command.clone(),
-                },
-            },
-            interval: c.interval,
-            timeout: c.timeout,
-            failures: c.failures,
-            readiness: c.readiness,
-        })
-        .collect();
-    spec
 }
 
 /// The directory of the managed daemons' state file and FIFOs: `<database>.managed`.
@@ -374,7 +319,6 @@ struct Running {
     manager: Arc<Manager>,
     config: Mutex<Config>,
     path: PathBuf,
-    default_logs: PathBuf,
     attached: Mutex<HashMap<String, u32>>,
     /// The last reason each attach entry was refused for, so it is logged once.
     refused: Mutex<HashMap<String, String>>,
@@ -455,11 +399,7 @@ impl Running {
         } else {
             None
         };
-        let specs = new
-            .daemons
-            .iter()
-            .map(|d| managed_spec(d, &self.default_logs))
-            .collect();
+        let specs = new.daemons.iter().map(|d| d.managed.clone()).collect();
         let managed = self.manager.update(specs).map_err(|e| e.to_string())?;
         let mut summary = reload_summary(&diff, &managed, alerting.as_ref());
         if remote_write_changed {
@@ -597,19 +537,13 @@ async fn supervise(
             tracing::warn!(error = %e, "Silence from the config refused.");
         }
     }
-    let default_logs = super::logs::default_log_dir(&config);
-    let specs: Vec<mgr::ManagedSpec> = config
-        .daemons
-        .iter()
-        .map(|d| managed_spec(d, &default_logs))
-        .collect();
+    let specs: Vec<mgr::ManagedSpec> = config.daemons.iter().map(|d| d.managed.clone()).collect();
     let listen = config.supervisor.listen;
     let running = Arc::new(Running {
         pv: pv.clone(),
         manager: Arc::clone(&manager),
         config: Mutex::new(config),
         path,
-        default_logs,
         attached: Mutex::new(HashMap::new()),
         refused: Mutex::new(HashMap::new()),
         handle: tokio::runtime::Handle::current(),
@@ -766,7 +700,7 @@ fn on_event(running: &Running, handle: &tokio::runtime::Handle, event: ManagerEv
                 config
                     .daemons
                     .iter()
-                    .find(|d| d.name == name)
+                    .find(|d| d.name() == name)
                     .map(|d| d.spec(pid))
             };
             if let Some(spec) = spec {

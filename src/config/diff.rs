@@ -69,7 +69,7 @@ fn named<T: PartialEq>(
 /// Compares two configs.
 pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let (daemons_added, daemons_removed, daemons_changed) =
-        named(&old.daemons, &new.daemons, |d: &DaemonConfig| &d.name);
+        named(&old.daemons, &new.daemons, |d: &DaemonConfig| d.name());
     let (attach_added, attach_removed, attach_changed) =
         named(&old.attached, &new.attached, |a: &AttachConfig| &a.name);
     let (o, n) = (&old.supervisor, &new.supervisor);

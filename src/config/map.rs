@@ -78,7 +78,7 @@ impl Config {
 impl DaemonConfig {
     /// The watcher spec of this daemon running as `pid`.
     pub fn spec(&self, pid: u32) -> DaemonSpec {
-        spec(&self.name, pid, self.project.as_deref(), &self.labels)
+        spec(self.name(), pid, self.project.as_deref(), &self.labels)
     }
 }
 

@@ -43,6 +43,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::manager::ManagedSpec;
 use crate::{Retention, SinkConfig, ThresholdRule, TimestampMs};
 
 pub use diff::{diff, ConfigDiff};
@@ -174,145 +175,27 @@ impl fmt::Debug for TokenSource {
     }
 }
 
-/// When a managed daemon is restarted after it exits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestartMode {
-    /// `"always"`: whatever the exit status.
-    Always,
-    /// `"on-failure"` (default): after a non-zero exit or a signal.
-    OnFailure,
-    /// `"never"`.
-    Never,
-}
-
-/// The signal a managed daemon is asked to stop with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopSignal {
-    /// `"TERM"` (default).
-    Term,
-    /// `"INT"`.
-    Int,
-    /// `"QUIT"`.
-    Quit,
-    /// `"HUP"`.
-    Hup,
-    /// `"KILL"`.
-    Kill,
-    /// `"USR1"`.
-    Usr1,
-    /// `"USR2"`.
-    Usr2,
-}
-
-impl StopSignal {
-    /// The signal number, for `kill(2)`.
-    pub fn number(self) -> i32 {
-        match self {
-            StopSignal::Term => libc::SIGTERM,
-            StopSignal::Int => libc::SIGINT,
-            StopSignal::Quit => libc::SIGQUIT,
-            StopSignal::Hup => libc::SIGHUP,
-            StopSignal::Kill => libc::SIGKILL,
-            StopSignal::Usr1 => libc::SIGUSR1,
-            StopSignal::Usr2 => libc::SIGUSR2,
-        }
-    }
-}
-
-/// `[[daemon]]`: a daemon perfvisor starts, restarts with backoff, health-checks and stops.
+/// `[[daemon]]`: a daemon perfvisor starts, restarts with backoff, health-checks and
+/// stops. The config compiles it straight into the manager's runtime spec, with every
+/// default resolved (the log directory included), so there is one description of a
+/// managed daemon, not a config copy mapped by hand.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DaemonConfig {
-    /// `name`: unique among daemons and attached daemons; letters, digits, `_`, `.`, `-`.
-    pub name: String,
-    /// `command`: the program and its arguments (run without a shell).
-    pub command: Vec<String>,
-    /// `env`: extra environment variables.
-    pub env: BTreeMap<String, String>,
-    /// `cwd`: working directory. Default: perfvisor's.
-    pub cwd: Option<PathBuf>,
-    /// `user`: run as this user. Default: perfvisor's.
-    pub user: Option<String>,
+    /// Everything the daemon manager runs it by: `name`, `command`, `env`, `cwd`, `user`,
+    /// `restart` and its backoff, `stop_signal`, `stop_timeout`, `depends_on`,
+    /// `[daemon.logs]` and `[[daemon.check]]`.
+    pub managed: ManagedSpec,
     /// `project`: the project label of its series.
     pub project: Option<String>,
     /// `labels`: extra labels of its series.
     pub labels: BTreeMap<String, String>,
-    /// `restart`. Default on-failure.
-    pub restart: RestartMode,
-    /// `backoff_initial`: first pause before a restart. Default 1 s.
-    pub backoff_initial: Duration,
-    /// `backoff_max`: longest pause. Default 1 min; at least `backoff_initial`.
-    pub backoff_max: Duration,
-    /// `backoff_factor`: growth of the pause per failure. Default 2.0; 1 to 10.
-    pub backoff_factor: f64,
-    /// `jitter`: ± fraction applied to each pause. Default 0.2; 0 to 1.
-    pub jitter: f64,
-    /// `stable_after`: running this long resets the backoff. Default 1 min.
-    pub stable_after: Duration,
-    /// `startup_grace`: an exit within this counts as a fast failure. Default 5 s.
-    pub startup_grace: Duration,
-    /// `max_fast_failures`: fast failures in a row before giving up (or slowing down).
-    /// Default 5.
-    pub max_fast_failures: u32,
-    /// `slow_retry`: after `max_fast_failures`, retry this often instead of giving up.
-    /// Default none (give up).
-    pub slow_retry: Option<Duration>,
-    /// `stop_signal`. Default TERM.
-    pub stop_signal: StopSignal,
-    /// `stop_timeout`: wait this long after the stop signal before SIGKILL. Default 10 s.
-    pub stop_timeout: Duration,
-    /// `depends_on`: managed daemons that must be started (and ready) first.
-    pub depends_on: Vec<String>,
-    /// `[daemon.logs]`: where its output goes.
-    pub logs: LogsConfig,
-    /// `[[daemon.check]]`: health checks.
-    pub checks: Vec<CheckConfig>,
 }
 
-/// `[daemon.logs]`: the daemon's standard output and error, rotated by size.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogsConfig {
-    /// `dir`: directory of the log files. Default none (the daemon manager's choice).
-    pub dir: Option<PathBuf>,
-    /// `max_size`: rotate a file at this size. Default 10 MiB; at least 4 KiB.
-    pub max_size: u64,
-    /// `keep`: rotated files kept. Default 5; 0 to 1000.
-    pub keep: u32,
-}
-
-/// What a health check does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CheckKind {
-    /// `kind = "http"`: a GET of `url` must answer 2xx.
-    Http {
-        /// `url`: an `http://` or `https://` URL.
-        url: String,
-    },
-    /// `kind = "tcp"`: a connection to `address` must succeed.
-    Tcp {
-        /// `address`: `host:port`.
-        address: String,
-    },
-    /// `kind = "command"`: the program must exit 0.
-    Command {
-        /// `command`: program and arguments (no shell).
-        command: Vec<String>,
-    },
-}
-
-/// `[[daemon.check]]`: a health check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckConfig {
-    /// What it does.
-    pub kind: CheckKind,
-    /// `interval`: how often. Default 10 s.
-    pub interval: Duration,
-    /// `timeout`: bound of one attempt. Default 2 s; at most `interval`.
-    pub timeout: Duration,
-    /// `failures`: consecutive failures before the daemon is unhealthy and restarted.
-    /// Default 3.
-    pub failures: u32,
-    /// `readiness`: dependents start only once this check has passed. Default false.
-    pub readiness: bool,
+impl DaemonConfig {
+    /// `name`: unique among daemons and attached daemons.
+    pub fn name(&self) -> &str {
+        &self.managed.name
+    }
 }
 
 /// A regular expression, compared by its text.
@@ -533,4 +416,13 @@ pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
 /// every section parse too once uncommented.
 pub fn default_config_text() -> &'static str {
     include_str!("default.toml")
+}
+
+/// Where a managed daemon's log files go when `[daemon.logs] dir` is not set: `logs/`
+/// beside the database.
+pub fn default_log_dir(database: &Path) -> PathBuf {
+    database
+        .parent()
+        .map(|p| p.join("logs"))
+        .unwrap_or_else(|| PathBuf::from("logs"))
 }

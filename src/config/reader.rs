@@ -13,6 +13,8 @@ use toml::Spanned;
 use super::error::{Locator, Problem};
 use crate::units::{parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
 
+/// What a name of a daemon, remote, rule or sink may be made of.
+pub(super) const NAME_FORM: &str = "a name of letters, digits, '_', '.' and '-'";
 /// Where problems are gathered while a document is read.
 pub(super) struct Ctx<'s> {
     locator: Locator<'s>,
@@ -244,6 +246,25 @@ impl<'a, 'i> Table<'a, 'i> {
             return None;
         }
         self.nonempty(ctx, key, expected)
+    }
+
+    /// A required name of letters, digits, `_`, `.` and `-` ([`NAME_FORM`]); `None`, with
+    /// the problem reported, when it is missing or has other characters.
+    pub(super) fn required_name(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<String> {
+        let name = self.required(ctx, key, NAME_FORM)?;
+        if name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            Some(name)
+        } else {
+            self.bad(
+                ctx,
+                key,
+                format!("{name:?} is not accepted; expected {NAME_FORM}"),
+            );
+            None
+        }
     }
 
     /// A path (a non-empty string).

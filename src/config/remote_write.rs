@@ -251,25 +251,7 @@ pub(super) fn remote_writes(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Vec<Remo
 
 fn remote_write(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RemoteWriteConfig> {
     let before = ctx.problems.len();
-    let name = t.required(
-        ctx,
-        "name",
-        "a remote name (letters, digits, '_', '.', '-')",
-    );
-    if let Some(n) = &name {
-        if !n
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        {
-            t.bad(
-                ctx,
-                "name",
-                format!(
-                    "{n:?} is not accepted; expected a name of letters, digits, '_', '.' and '-'"
-                ),
-            );
-        }
-    }
+    let name = t.required_name(ctx, "name");
     const URL: &str = "an http:// URL with a host, e.g. \"http://127.0.0.1:9090/api/v1/write\"";
     let url = t.required(ctx, "url", URL);
     if let Some(u) = &url {

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::Problem;
 use super::reader::Places;
-use super::{CheckKind, Config, TokenSource};
+use super::{Config, TokenSource};
+use crate::manager::CheckKind;
 use crate::{RuleAction, SinkConfig};
 
 /// The first bytes of every SQLite 3 database file.
@@ -54,7 +55,7 @@ pub(super) fn machine(
     let me = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| identity(&s));
-    for (i, d) in config.daemons.iter().enumerate() {
+    for (i, d) in config.daemons.iter().map(|d| &d.managed).enumerate() {
         let key = |k: &str| format!("daemon[{i}].{k}");
         let mut cwd_ok = true;
         if let Some(cwd) = &d.cwd {
@@ -112,7 +113,7 @@ pub(super) fn machine(
         }
         // Health checks run from perfvisor's directory with its PATH.
         for (j, c) in d.checks.iter().enumerate() {
-            if let CheckKind::Command { command } = &c.kind {
+            if let CheckKind::Command { argv: command } = &c.kind {
                 out.extend(program_problem(
                     places,
                     &key(&format!("check[{j}].command")),

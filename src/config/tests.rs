@@ -124,15 +124,15 @@ fn full_fixture_is_read_as_written() {
         Some(TokenSource::File("/etc/perfvisor/token".into()))
     );
     assert!(!s.default_rules);
-    let names: Vec<&str> = c.daemons.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<&str> = c.daemons.iter().map(|d| d.name()).collect();
     assert_eq!(names, ["db", "api", "worker.1"]);
     let api = &c.daemons[1];
-    assert_eq!(api.depends_on, ["db"]);
-    assert_eq!(api.checks.len(), 2);
-    assert_eq!(api.checks[0].failures, 2);
-    assert_eq!(api.logs.max_size, 50 << 20);
-    assert_eq!(api.slow_retry, Some(Duration::from_secs(900)));
-    assert_eq!(c.daemons[0].stop_signal.number(), libc::SIGINT);
+    assert_eq!(api.managed.depends_on, ["db"]);
+    assert_eq!(api.managed.checks.len(), 2);
+    assert_eq!(api.managed.checks[0].failures, 2);
+    assert_eq!(api.managed.logs.max_size, 50 << 20);
+    assert_eq!(api.managed.slow_retry, Some(Duration::from_secs(900)));
+    assert_eq!(c.daemons[0].managed.stop_signal, libc::SIGINT);
     match &c.attached[2].selector {
         AttachSelector::MatchCmdline(p) => assert!(p.regex().is_match("java -jar legacy.jar")),
         other => panic!("{other:?}"),

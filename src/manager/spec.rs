@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 /// Default first restart delay ([`ManagedSpec::backoff_initial`]).
-pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// Default cap on the restart delay ([`ManagedSpec::backoff_max`]).
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Default growth factor of the restart delay ([`ManagedSpec::backoff_factor`]).
 pub const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
 /// Default relative jitter of the restart delay ([`ManagedSpec::jitter`]).
-pub const DEFAULT_JITTER: f64 = 0.1;
+pub const DEFAULT_JITTER: f64 = 0.2;
 /// Default uptime after which the failure counters reset ([`ManagedSpec::stable_after`]).
 pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Default start-up grace period ([`ManagedSpec::startup_grace`]).
