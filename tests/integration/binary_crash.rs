@@ -139,43 +139,23 @@ struct World {
 impl World {
     /// Panics with `msg` and the end of perfvisor's log.
     fn fail(&self, msg: String) -> ! {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        panic!("{msg}\n--- end of perfvisor's log ---\n{}", tail.join("\n"));
+        support::fail_with_log(&self.log, msg)
     }
 
     fn start(&self) -> ChildGuard {
         support::start_run_logged(&self.config, &self.log)
     }
 
-    /// Polls `f` until it returns `Some`, failing after `timeout` with `what` and the last
+    /// Polls `f` until it returns `Ok`, failing after `timeout` with `what` and the last
     /// thing `f` said; perfvisor dying meanwhile fails at once.
     fn poll<T>(
         &self,
         run: &mut ChildGuard,
         timeout: Duration,
         what: &str,
-        mut f: impl FnMut() -> Result<T, String>,
+        f: impl FnMut() -> Result<T, String>,
     ) -> T {
-        let started = Instant::now();
-        loop {
-            let last = match f() {
-                Ok(v) => return v,
-                Err(e) => e,
-            };
-            if let Ok(Some(status)) = run.0.try_wait() {
-                self.fail(format!(
-                    "perfvisor exited ({status}) while waiting for {what}"
-                ));
-            }
-            if started.elapsed() > timeout {
-                self.fail(format!(
-                    "timed out after {timeout:?} waiting for {what}: {last}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        support::poll_while_running(&mut run.0, &self.log, timeout, what, f)
     }
 }
 

@@ -276,16 +276,11 @@ fn assert_accounted(accepted: u64, stored: u64, dropped: u64) {
 
 #[tokio::test]
 async fn full_disk_under_load_buffers_within_bound_alerts_and_recovers() {
-    let disk = match Tmpfs::mount("32m") {
-        Ok(d) => d,
-        Err(why) => {
-            assert!(
-                !support::external_required(),
-                "cannot mount a small tmpfs (needs root): {why}"
-            );
-            eprintln!("skipped: cannot mount a small tmpfs (needs root): {why}");
-            return;
-        }
+    let Some(disk) = support::or_skip(
+        Tmpfs::mount("32m"),
+        "cannot mount a small tmpfs (needs root)",
+    ) else {
+        return;
     };
     let db = disk.dir.join("perfvisor.db");
     const BOUND: usize = 50_000;
@@ -387,16 +382,11 @@ async fn slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
 
 #[tokio::test]
 async fn real_slow_disk_under_load_keeps_the_backlog_bounded_and_recovers() {
-    let disk = match SlowDisk::mount() {
-        Ok(d) => d,
-        Err(why) => {
-            assert!(
-                !support::external_required(),
-                "cannot set up a slow disk (needs root, /dev/fuse, nbdkit, nbdfuse): {why}"
-            );
-            eprintln!("skipped: cannot set up a slow disk: {why}");
-            return;
-        }
+    let Some(disk) = support::or_skip(
+        SlowDisk::mount(),
+        "cannot set up a slow disk (needs root, /dev/fuse, nbdkit, nbdfuse)",
+    ) else {
+        return;
     };
     let db = disk.dir.join("perfvisor.db");
     const QUEUE: usize = 8;

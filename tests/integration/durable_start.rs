@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{self, leaders, RunGuard, Sweeper, Tmpfs};
 
@@ -84,38 +84,13 @@ backoff_max = "1s"
 
     /// Panics with `msg` and the end of perfvisor's log.
     fn fail(&self, msg: String) -> ! {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        panic!("{msg}\n--- end of perfvisor's log ---\n{}", tail.join("\n"));
+        support::fail_with_log(&self.log, msg)
     }
 
     /// Polls `f` until it returns `Ok`, failing after [`WAIT`] with `what` and the last thing
     /// `f` said; perfvisor exiting meanwhile fails at once.
-    fn poll<T>(
-        &self,
-        run: &mut RunGuard,
-        what: &str,
-        mut f: impl FnMut() -> Result<T, String>,
-    ) -> T {
-        let started = Instant::now();
-        loop {
-            let last = match f() {
-                Ok(v) => return v,
-                Err(e) => e,
-            };
-            if let Ok(Some(status)) = run.0 .0.try_wait() {
-                self.fail(format!(
-                    "perfvisor exited ({status}) while waiting for {what}"
-                ));
-            }
-            if started.elapsed() > WAIT {
-                self.fail(format!(
-                    "timed out after {WAIT:?} waiting for {what}: {last}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn poll<T>(&self, run: &mut RunGuard, what: &str, f: impl FnMut() -> Result<T, String>) -> T {
+        support::poll_while_running(&mut run.0 .0, &self.log, WAIT, what, f)
     }
 
     /// The worker as `GET /api/v1/managed` shows it.
@@ -185,16 +160,11 @@ fn fill(dir: &Path) {
 #[test]
 fn full_disk_at_spawn_starts_nothing_and_a_restart_starts_one() {
     let world = World::new();
-    let disk = match Tmpfs::mount_at(&world.state_dir(), "256k") {
-        Ok(d) => d,
-        Err(why) => {
-            assert!(
-                !support::external_required(),
-                "cannot mount a small tmpfs (needs root): {why}"
-            );
-            eprintln!("skipped: cannot mount a small tmpfs (needs root): {why}");
-            return;
-        }
+    let Some(disk) = support::or_skip(
+        Tmpfs::mount_at(&world.state_dir(), "256k"),
+        "cannot mount a small tmpfs (needs root)",
+    ) else {
+        return;
     };
     fill(&disk.dir);
     // Dropped after every perfvisor: whatever carries the marker then is ended by pid.

@@ -175,12 +175,7 @@ async fn prometheus_scrapes_metrics() {
     let prometheus = std::path::Path::new("/usr/bin/prometheus");
     let promtool = std::path::Path::new("/usr/bin/promtool");
     if !prometheus.exists() || !promtool.exists() {
-        assert!(
-            !support::external_required(),
-            "the Debian package prometheus is missing"
-        );
-        eprintln!("SKIPPED: install the Debian package prometheus");
-        return;
+        return support::skip("the Debian package prometheus is missing");
     }
     let (t, server) = start();
     let addr = server.addr();

@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use perfvisor::http::otlp::proto;
@@ -430,11 +429,10 @@ fn otel_python() -> Option<String> {
         .ok()
         .filter(|p| Path::new(p).exists());
     if python.is_none() {
-        assert!(
-            !support::external_required(),
-            "PERFVISOR_OTEL_PYTHON names no Python with the OpenTelemetry SDK"
+        support::skip(
+            "PERFVISOR_OTEL_PYTHON names no Python with opentelemetry-sdk and \
+             opentelemetry-exporter-otlp-proto-http",
         );
-        eprintln!("skipped: PERFVISOR_OTEL_PYTHON is not set to a Python with opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http");
     }
     python
 }
@@ -448,46 +446,26 @@ fn the_opentelemetry_python_sdk_reaches_the_daemons_report() {
     let Some(python) = otel_python() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
+    let mut pv = support::Instance::new().found_by_config();
+    let (port, token) = (pv.port, pv.token.clone());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/send_metrics.py");
-    let config = dir.path().join("perfvisor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "127.0.0.1:{port}"
-token = "{TOKEN}"
-
-[api]
+    pv.write_config(
+        "probe_interval = \"200ms\"",
+        &format!(
+            r#"[api]
 anonymous_loopback_reads = true
 
 [[daemon]]
 name = "pyapp"
-command = [{python:?}, {script:?}, "--api", "http://127.0.0.1:{port}", "--token", "{TOKEN}"]
+command = [{python:?}, {script:?}, "--api", "http://127.0.0.1:{port}", "--token", "{token}"]
 startup_grace = "1s"
 stop_timeout = "2s"
 "#,
-            db = dir.path().join("pv.db").display(),
             script = script.display().to_string(),
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("perfvisor.log");
-    let _run = support::RunGuard(support::start_run_logged(&config, &log));
-    let report = || {
-        Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-            .args(["report", "pyapp", "--json", "--config"])
-            .arg(&config)
-            .env_remove("PERFVISOR_ADDRESS")
-            .env_remove("PERFVISOR_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    );
+    pv.start();
+    let report = || pv.cli(&["report", "pyapp", "--json"]);
     let started = Instant::now();
     let mut last = String::new();
     let series = loop {
@@ -527,7 +505,7 @@ stop_timeout = "2s"
             "the SDK's metrics never reached pyapp's report ({last}): {}\n{}\nperfvisor log:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
+            pv.log_text()
         );
         std::thread::sleep(Duration::from_millis(250));
     };
@@ -556,11 +534,7 @@ stop_timeout = "2s"
         .unwrap();
     assert_eq!(requests["labels"]["route"], "/search", "{requests}");
     // The human report names them too.
-    let human = Command::new(env!("CARGO_BIN_EXE_perfvisor"))
-        .args(["report", "pyapp", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let human = pv.cli(&["report", "pyapp"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("app.latency_seconds.p99"), "{text}");
 }

@@ -283,6 +283,59 @@ pub fn external_required() -> bool {
     std::env::var("PERFVISOR_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
 }
 
+/// Skips a test that cannot run here because `reason` (a missing package, no root): says
+/// so on standard error, or fails when CI requires every test to run
+/// ([`external_required`]).
+pub fn skip(reason: impl std::fmt::Display) {
+    assert!(!external_required(), "cannot run: {reason}");
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// The value, or `None` after [`skip`] with `what` and the error.
+pub fn or_skip<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> Option<T> {
+    result.map_err(|e| skip(format!("{what}: {e}"))).ok()
+}
+
+/// Panics with `msg` and the last 40 lines of the log at `log` (a `perfvisor run`'s
+/// standard error).
+pub fn fail_with_log(log: &Path, msg: String) -> ! {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(40)..];
+    panic!("{msg}\n--- end of perfvisor's log ---\n{}", tail.join("\n"));
+}
+
+/// Polls `f` every 20 ms until it returns `Ok`; fails (with the end of `log`) after
+/// `timeout` with `what` and the last thing `f` said, or at once when `run` exits.
+pub fn poll_while_running<T>(
+    run: &mut Child,
+    log: &Path,
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if let Ok(Some(status)) = run.try_wait() {
+            fail_with_log(
+                log,
+                format!("perfvisor exited ({status}) while waiting for {what}"),
+            );
+        }
+        if started.elapsed() > timeout {
+            fail_with_log(
+                log,
+                format!("timed out after {timeout:?} waiting for {what}: {last}"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
