@@ -363,8 +363,8 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::storage::tests::{temp_db, test_config, zero_hook};
-    use crate::storage::{StorageReader, StorageStats};
+    use crate::storage::tests::temp_db;
+    use crate::storage::StorageReader;
     use crate::types::{AlertState, Labels, SeriesKey, Severity, Source};
     use std::time::Instant;
 
@@ -403,12 +403,7 @@ mod tests {
     #[test]
     fn restarts_are_rate_limited_and_recorded() {
         let (_dir, path) = temp_db();
-        let storage = StorageHandle::spawn(
-            test_config(&path),
-            Arc::new(StorageStats::default()),
-            zero_hook(),
-        )
-        .unwrap();
+        let storage = crate::storage::tests::spawn_test(&path);
         let control = Arc::new(Counting(AtomicU32::new(0)));
         let limits = ActionLimits {
             max_per_window: 2,

@@ -541,12 +541,7 @@ mod tests {
     #[test]
     fn unreadable_alert_is_skipped() {
         let (_dir, path) = temp_db();
-        let handle = StorageHandle::spawn(
-            test_config(&path),
-            Arc::new(StorageStats::default()),
-            zero_hook(),
-        )
-        .unwrap();
+        let handle = crate::storage::tests::spawn_test(&path);
         let mut bad = sample_alert(5);
         bad.value = f64::NAN;
         assert!(handle.record_alert(bad));
@@ -562,12 +557,7 @@ mod tests {
     #[test]
     fn forward_read_walks_all_tiers_in_cursor_order() {
         let (_dir, path) = temp_db();
-        let handle = StorageHandle::spawn(
-            test_config(&path),
-            Arc::new(StorageStats::default()),
-            zero_hook(),
-        )
-        .unwrap();
+        let handle = crate::storage::tests::spawn_test(&path);
         // Two series with samples at the same timestamps, 0..3 s every 100 ms.
         let key = |m: &str| SeriesKey::new(Source::Host, m.to_string(), Labels::empty());
         let samples = (0..30)

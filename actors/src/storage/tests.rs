@@ -64,6 +64,16 @@ pub(crate) fn sample_alert(at_ms: i64) -> Alert {
     }
 }
 
+/// A storage writer on `path` with [`test_config`], fresh stats and [`zero_hook`].
+pub(crate) fn spawn_test(path: &std::path::Path) -> super::StorageHandle {
+    super::StorageHandle::spawn(
+        test_config(path),
+        Arc::new(super::StorageStats::default()),
+        zero_hook(),
+    )
+    .expect("storage writer starts")
+}
+
 /// A failure hook asking for no backoff.
 pub(crate) fn zero_hook() -> FailureHook {
     Arc::new(|_| Duration::ZERO)
@@ -200,8 +210,12 @@ mod history {
             samples[3599..3601].to_vec()
         );
         assert_eq!(reader.sample_count().unwrap(), 3 * 3600);
+        // The writer updates its counters after the commit the reader already sees.
+        wait_until("the compaction counted", || {
+            stats.compaction_backlog.load(Ordering::Relaxed) == 0
+                && stats.compacted_samples.load(Ordering::Relaxed) == 7200
+        });
         assert_eq!(stats.compacted_samples.load(Ordering::Relaxed), 7200);
-        assert_eq!(stats.compaction_backlog.load(Ordering::Relaxed), 0);
         assert_eq!(reader.summary().unwrap().hourly_rollups, 2);
         handle.shutdown(WAIT).unwrap();
     }
@@ -1052,19 +1066,14 @@ mod history {
 /// Alert-engine state and action history.
 mod alert_state {
     use super::*;
-    use crate::storage::{StorageHandle, StorageReader, StorageStats};
+    use crate::storage::StorageReader;
     use crate::types::ActionRecord;
 
     /// States are upserted by key and deleted with `None`; actions read back by daemon.
     #[test]
     fn states_and_actions_round_trip() {
         let (_dir, path) = temp_db();
-        let handle = StorageHandle::spawn(
-            test_config(&path),
-            Arc::new(StorageStats::default()),
-            zero_hook(),
-        )
-        .unwrap();
+        let handle = spawn_test(&path);
         assert!(handle.save_alert_state("a".into(), Some("{\"v\":1}".into()), 1));
         assert!(handle.save_alert_state("b".into(), Some("{\"v\":2}".into()), 2));
         assert!(handle.save_alert_state("a".into(), Some("{\"v\":3}".into()), 3));
