@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use super::checks::spawn_check_thread;
 use super::logs::{pump, RotatingLog};
-use super::policy::{Decision, RestartTracker};
+use super::policy::{Decision, ExitCounters};
 use super::process::{
     decode, open_fifo, pidfd_open, proc_stat, process_age, signal_group, spawn,
     wait_exit_then_kill_group, wait_pidfd, Output,
@@ -204,7 +204,7 @@ pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     control: Receiver<Control>,
     report: Sender<Control>,
-    tracker: RestartTracker,
+    tracker: ExitCounters,
     generation: u64,
     out: Arc<Mutex<RotatingLog>>,
     err: Arc<Mutex<RotatingLog>>,
@@ -300,7 +300,7 @@ pub(crate) fn spawn_supervisor(
         shared,
         control,
         report,
-        tracker: RestartTracker::default(),
+        tracker: ExitCounters::default(),
         generation: 0,
         out,
         err,

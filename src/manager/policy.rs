@@ -23,14 +23,14 @@ pub(crate) enum Decision {
 
 /// Consecutive-failure counters of one daemon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RestartTracker {
+pub(crate) struct ExitCounters {
     /// Consecutive exits since the last stable run; drives the backoff exponent.
     failures: u32,
     /// Consecutive exits within the start-up grace; drives giving up.
     fast_failures: u32,
 }
 
-impl RestartTracker {
+impl ExitCounters {
     /// Forget all failures (manual start or restart).
     pub(crate) fn reset(&mut self) {
         *self = Self::default();
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn backoff_grows_to_cap_then_fatal() {
         let s = spec();
-        let mut t = RestartTracker::default();
+        let mut t = ExitCounters::default();
         let got: Vec<_> = (0..4)
             .map(|_| delay(&t.on_exit(&s, true, Duration::from_millis(5), 0.5)))
             .collect();
@@ -140,7 +140,7 @@ mod tests {
     fn slow_retry_is_one_attempt_per_interval() {
         let mut s = spec();
         s.slow_retry = Some(Duration::from_secs(30));
-        let mut t = RestartTracker::default();
+        let mut t = ExitCounters::default();
         for _ in 0..4 {
             t.on_exit(&s, true, Duration::ZERO, 0.5);
         }
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn stable_uptime_resets_backoff() {
         let s = spec();
-        let mut t = RestartTracker::default();
+        let mut t = ExitCounters::default();
         for _ in 0..3 {
             t.on_exit(&s, true, Duration::from_secs(2), 0.5);
         }
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn slow_failures_never_fatal() {
         let s = spec();
-        let mut t = RestartTracker::default();
+        let mut t = ExitCounters::default();
         for _ in 0..50 {
             assert!(delay(&t.on_exit(&s, true, Duration::from_secs(3), 0.5)).is_some());
         }
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn mode_selects_exits() {
         let mut s = spec();
-        let mut t = RestartTracker::default();
+        let mut t = ExitCounters::default();
         assert_eq!(t.on_exit(&s, false, Duration::ZERO, 0.5), Decision::Stay);
         assert!(delay(&t.on_exit(&s, true, Duration::ZERO, 0.5)).is_some());
         s.restart = RestartMode::Always;

@@ -21,9 +21,10 @@ pub use rules::{
     app_anomaly_rule, builtin_rules, crash_loop_rule, daemon_down_rule, default_rules,
     degraded_rule, descriptors_near_limit_rule, effective_rules, follows, group, high_cpu_rule,
     listed_rules, memory_growth_rule, perfvisor_rules, storage_failing_rule, validate_rules,
-    Comparison, Condition, FlapDamping, GroupBy, Level, Notification, PersistedState, RuleAction,
+    Comparison, Condition, FlapDamping, GroupBy, Notification, PersistedState, RuleAction,
     RuleEngine, RuleError, RuleInfo, RuleOrigin, RuleProblem, RuleState, RulesChange, Selector,
-    SourceKind, ThresholdRule, APP_ANOMALY_ENABLED, DEGRADED_SIGNAL, STORAGE_FAILING_SIGNAL,
+    SourceKind, ThresholdRule, Verdict, APP_ANOMALY_ENABLED, DEGRADED_SIGNAL,
+    STORAGE_FAILING_SIGNAL,
 };
 pub use silence::{Matcher, Silence, SilenceError, Silences};
 pub use sinks::{rfc3339, Sink, SinkConfig, SinkError, SinkSettings, SinkStats, SinkStatus};

@@ -39,7 +39,7 @@ pub enum RuleState {
 /// The latest verdict of a condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Level {
+pub enum Verdict {
     /// The raise condition holds.
     Raise,
     /// Between the clear and raise levels (hysteresis band).
@@ -114,7 +114,7 @@ pub struct PersistedState {
     /// Held firing by flap damping.
     pub flapping: bool,
     /// The latest verdict of the condition.
-    pub level: Level,
+    pub level: Verdict,
     /// The latest value.
     pub value: f64,
     /// The last alert built (the firing one while firing).
@@ -129,7 +129,7 @@ pub struct PersistedState {
 pub(super) struct Tracked {
     pub(super) rule: usize,
     pub(super) state: RuleState,
-    pub(super) level: Level,
+    pub(super) level: Verdict,
     pub(super) value: f64,
     /// Latest observation time; older samples are ignored.
     pub(super) last_ts: TimestampMs,
@@ -152,7 +152,7 @@ impl Tracked {
         Tracked {
             rule,
             state: RuleState::Inactive,
-            level: Level::Clear,
+            level: Verdict::Clear,
             value: f64::NAN,
             last_ts: TimestampMs::MIN,
             announced: false,
@@ -447,9 +447,9 @@ impl RuleEngine {
                         prune_restarts(tr, at, ms(*window));
                         let n = tr.restarts.len();
                         let level = if n >= *count as usize && *count > 0 {
-                            Level::Raise
+                            Verdict::Raise
                         } else {
-                            Level::Clear
+                            Verdict::Clear
                         };
                         observe(&cx, tr, level, n as f64, at, &mut out);
                     });
@@ -492,11 +492,11 @@ impl RuleEngine {
                 continue;
             }
             let level = match candidate.state {
-                AlertState::Firing => Level::Raise,
-                AlertState::Resolved => Level::Clear,
+                AlertState::Firing => Verdict::Raise,
+                AlertState::Resolved => Verdict::Clear,
             };
             let cx = Cx { rule, series, now };
-            with_slot(states, series, i, level == Level::Raise, |tr| {
+            with_slot(states, series, i, level == Verdict::Raise, |tr| {
                 if now < tr.last_ts {
                     return;
                 }
@@ -525,10 +525,10 @@ impl RuleEngine {
                             let due = seen.saturating_add(ms(*after));
                             if now >= due {
                                 let gap = secs(now.saturating_sub(seen));
-                                if tr.level == Level::Raise {
+                                if tr.level == Verdict::Raise {
                                     tr.value = gap;
                                 } else {
-                                    observe(&cx, tr, Level::Raise, gap, due, &mut out);
+                                    observe(&cx, tr, Verdict::Raise, gap, due, &mut out);
                                 }
                             }
                         }
@@ -536,8 +536,8 @@ impl RuleEngine {
                     Condition::RestartRate { count, window } => {
                         prune_restarts(tr, now, ms(*window));
                         let n = tr.restarts.len();
-                        if tr.level == Level::Raise && n < *count as usize {
-                            observe(&cx, tr, Level::Clear, n as f64, now, &mut out);
+                        if tr.level == Verdict::Raise && n < *count as usize {
+                            observe(&cx, tr, Verdict::Clear, n as f64, now, &mut out);
                         }
                     }
                     _ => {}

@@ -137,19 +137,19 @@ pub(super) fn sample(
             }
             let gap = tr.last_seen.map_or(0.0, |p| secs(t.saturating_sub(p)));
             tr.last_seen = Some(t);
-            observe(cx, tr, Level::Clear, gap, t, out);
+            observe(cx, tr, Verdict::Clear, gap, t, out);
         }
         Condition::RestartRate { .. } | Condition::Signal { .. } => {}
     }
 }
 
-pub(super) fn level_of(cmp: Comparison, value: f64, raise: f64, clear: f64) -> Level {
+pub(super) fn level_of(cmp: Comparison, value: f64, raise: f64, clear: f64) -> Verdict {
     if cmp.beyond(value, raise) {
-        Level::Raise
+        Verdict::Raise
     } else if !cmp.beyond(value, clear) {
-        Level::Clear
+        Verdict::Clear
     } else {
-        Level::Hold
+        Verdict::Hold
     }
 }
 
@@ -167,7 +167,7 @@ pub(super) fn prune_restarts(tr: &mut Tracked, at: TimestampMs, window: i64) {
 pub(super) fn observe(
     cx: &Cx<'_>,
     tr: &mut Tracked,
-    level: Level,
+    level: Verdict,
     value: f64,
     t: TimestampMs,
     out: &mut Vec<Notification>,
@@ -176,8 +176,8 @@ pub(super) fn observe(
     tr.value = value;
     tr.last_ts = tr.last_ts.max(t);
     tr.state = match (tr.state, level) {
-        (RuleState::Inactive, Level::Raise) => RuleState::Pending { since: t },
-        (s @ RuleState::Pending { .. }, Level::Raise) => s,
+        (RuleState::Inactive, Verdict::Raise) => RuleState::Pending { since: t },
+        (s @ RuleState::Pending { .. }, Verdict::Raise) => s,
         (RuleState::Pending { .. } | RuleState::Inactive, _) => RuleState::Inactive,
         (
             RuleState::Firing {
@@ -189,7 +189,7 @@ pub(super) fn observe(
         ) => RuleState::Firing {
             since,
             notified,
-            clearing_since: (level == Level::Clear).then(|| clearing_since.unwrap_or(t)),
+            clearing_since: (level == Verdict::Clear).then(|| clearing_since.unwrap_or(t)),
         },
     };
     advance(cx, tr, t, out);
@@ -199,7 +199,8 @@ pub(super) fn observe(
 pub(super) fn advance(cx: &Cx<'_>, tr: &mut Tracked, t: TimestampMs, out: &mut Vec<Notification>) {
     match tr.state {
         RuleState::Pending { since }
-            if tr.level == Level::Raise && t.saturating_sub(since) >= ms(cx.rule.for_duration) =>
+            if tr.level == Verdict::Raise
+                && t.saturating_sub(since) >= ms(cx.rule.for_duration) =>
         {
             fire(cx, tr, since, t, out)
         }
