@@ -4,15 +4,16 @@
 //!
 //! The rule, for label names (`[a-zA-Z_][a-zA-Z0-9_]*`, [`label_name`]):
 //! - every character outside `[A-Za-z0-9_]` becomes `_` (`ws 1` → `ws_1`, `é` → `_`);
-//! - a name starting with a digit gets a `_` in front (`9lives` → `_9lives`), as metric
-//!   names do ([`metric_name`]);
-//! - a name starting with `__` gets an `l` in front (`__name__` → `l__name__`): Prometheus
-//!   reserves that prefix for its own labels, and a pushed or configured label must not
-//!   become `__name__` on a remote-write receiver;
+//! - a name starting with a digit or with `__` gets an `l` in front (`9lives` → `l9lives`,
+//!   `__name__` → `l__name__`): a letter makes it valid, and Prometheus reserves `__` for
+//!   its own labels, so a pushed or configured label must not become `__name__` on a
+//!   remote-write receiver (another `_` would not help). `l` is what `/metrics` and remote
+//!   write have always written, so series already stored keep their labels;
 //! - the empty name becomes `_` (an empty label name is invalid everywhere).
 //!
-//! Metric names ([`metric_name`]) follow the same character rule and the digit rule; `__`
-//! is allowed there, and the empty name stays empty (a sample always has a name).
+//! Metric names ([`metric_name`]) follow the same character rule, get `_` before a leading
+//! digit (as `/metrics` has always named them), keep `__`, and the empty name stays empty (a
+//! sample always has a name).
 
 /// `text` with every character outside `[A-Za-z0-9_]` replaced by `_`.
 pub fn underscored(text: &str) -> String {
@@ -38,10 +39,11 @@ pub fn metric_name(metric: &str) -> String {
 }
 
 /// A valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`) by the rule in the module
-/// documentation: [`metric_name`], then `l` before a reserved `__`, and `_` for nothing.
+/// documentation: [`underscored`], then `l` before a leading digit or `__`, and `_` for
+/// nothing.
 pub fn label_name(key: &str) -> String {
-    let mut name = metric_name(key);
-    if name.starts_with("__") {
+    let mut name = underscored(key);
+    if name.starts_with("__") || name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, 'l');
     }
     if name.is_empty() {
@@ -63,13 +65,14 @@ mod tests {
             ("ws 1", "ws_1"),
             ("a.b-c/d", "a_b_c_d"),
             ("_x", "_x"),
-            ("9x", "_9x"),
-            ("9lives", "_9lives"),
+            ("9x", "l9x"),
+            ("9lives", "l9lives"),
             ("__name__", "l__name__"),
             ("__", "l__"),
             ("", "_"),
             ("é", "_"),
             ("..x", "l__x"),
+            ("2xx", "l2xx"),
         ] {
             let got = label_name(key);
             assert_eq!(got, want, "{key:?}");

@@ -235,7 +235,7 @@ mod tests {
             text.contains("# TYPE process_cpu_time_seconds_total counter"),
             "{text}"
         );
-        assert!(text.contains("process_memory_usage_bytes{daemon=\"idx\\\"1\",_9x=\"y\",project=\"ws 1\"} 1000000"), "{text}");
+        assert!(text.contains("process_memory_usage_bytes{daemon=\"idx\\\"1\",l9x=\"y\",project=\"ws 1\"} 1000000"), "{text}");
         assert!(text.contains("perfvisor_up 1"), "{text}");
     }
 }
