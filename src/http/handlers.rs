@@ -10,6 +10,11 @@ use super::guard::{authorize, Scope};
 use super::push::{self, check_pushed, Pushed};
 use super::{Answer, Problem, State, MAX_BODY_BYTES};
 use crate::{DaemonId, DaemonSpec};
+
+/// What every handler reads.
+type Data = web::Data<State>;
+/// An `{id}` in the path.
+type Id = web::Path<String>;
 use perfvisor_actors::types::Source;
 
 pub(super) async fn not_found(req: HttpRequest) -> Answer {
@@ -20,7 +25,7 @@ pub(super) async fn not_found(req: HttpRequest) -> Answer {
     )))
 }
 
-pub(super) async fn status(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn status(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.status().await?))
 }
@@ -96,7 +101,7 @@ fn managed_uptime(
     )
 }
 
-pub(super) async fn daemons(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn daemons(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     // One judgement of all daemons (the host report), not one report per daemon: the list
     // stays O(daemons) however many there are.
@@ -169,11 +174,7 @@ impl Register {
     }
 }
 
-pub(super) async fn register(
-    req: HttpRequest,
-    s: web::Data<State>,
-    body: web::Json<Register>,
-) -> Answer {
+pub(super) async fn register(req: HttpRequest, s: Data, body: web::Json<Register>) -> Answer {
     authorize(&req, &s, Scope::Admin)?;
     let spec = body.into_inner().spec();
     let id = spec.id.to_string();
@@ -181,11 +182,7 @@ pub(super) async fn register(
     Ok(HttpResponse::Created().json(serde_json::json!({"registered": id})))
 }
 
-pub(super) async fn unregister(
-    req: HttpRequest,
-    s: web::Data<State>,
-    id: web::Path<String>,
-) -> Answer {
+pub(super) async fn unregister(req: HttpRequest, s: Data, id: Id) -> Answer {
     authorize(&req, &s, Scope::Admin)?;
     let id = id.into_inner();
     let known =
@@ -201,7 +198,7 @@ pub(super) async fn unregister(
     Ok(HttpResponse::Ok().json(serde_json::json!({"unregistered": id})))
 }
 
-pub(super) async fn report(req: HttpRequest, s: web::Data<State>, id: web::Path<String>) -> Answer {
+pub(super) async fn report(req: HttpRequest, s: Data, id: Id) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     let id = id.into_inner();
     match s.pv.report(id.as_str()).await? {
@@ -212,29 +209,29 @@ pub(super) async fn report(req: HttpRequest, s: web::Data<State>, id: web::Path<
     }
 }
 
-pub(super) async fn host(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn host(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.host_report().await?))
 }
 
-pub(super) async fn alerts(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn alerts(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.firing_alerts().await?))
 }
 
-pub(super) async fn rules(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn rules(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.rules().await?))
 }
 
-pub(super) async fn silences(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn silences(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     Ok(HttpResponse::Ok().json(s.pv.silences().await?))
 }
 
 pub(super) async fn add_silence(
     req: HttpRequest,
-    s: web::Data<State>,
+    s: Data,
     body: web::Json<crate::Silence>,
 ) -> Answer {
     authorize(&req, &s, Scope::Admin)?;
@@ -242,11 +239,7 @@ pub(super) async fn add_silence(
     Ok(HttpResponse::Created().json(serde_json::json!({"ok": true})))
 }
 
-pub(super) async fn remove_silence(
-    req: HttpRequest,
-    s: web::Data<State>,
-    id: web::Path<String>,
-) -> Answer {
+pub(super) async fn remove_silence(req: HttpRequest, s: Data, id: Id) -> Answer {
     authorize(&req, &s, Scope::Admin)?;
     let id = id.into_inner();
     if s.pv.remove_silence(id.as_str()).await? {
@@ -258,7 +251,7 @@ pub(super) async fn remove_silence(
 
 pub(super) async fn push_metrics(
     req: HttpRequest,
-    s: web::Data<State>,
+    s: Data,
     body: web::Json<Vec<Pushed>>,
 ) -> Answer {
     authorize(&req, &s, Scope::Push)?;
@@ -325,7 +318,7 @@ pub fn check_body(kind: Body, bytes: &[u8]) -> Result<(), String> {
     checked.map_err(|p| p.error)
 }
 
-pub(super) async fn managed(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn managed(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Read)?;
     let m = s.manager.as_ref().ok_or_else(no_manager)?;
     Ok(HttpResponse::Ok().json(m.status()))
@@ -337,7 +330,7 @@ fn no_manager() -> Problem {
 
 pub(super) async fn managed_action(
     req: HttpRequest,
-    s: web::Data<State>,
+    s: Data,
     path: web::Path<(String, String)>,
 ) -> Answer {
     authorize(&req, &s, Scope::Admin)?;
@@ -374,7 +367,7 @@ pub(super) async fn managed_action(
     }
 }
 
-pub(super) async fn reload(req: HttpRequest, s: web::Data<State>) -> Answer {
+pub(super) async fn reload(req: HttpRequest, s: Data) -> Answer {
     authorize(&req, &s, Scope::Admin)?;
     let hook = s
         .reload
