@@ -127,20 +127,21 @@ def main():
             proc.wait()
 
 
-def query_one(port, pid):
+def timed_query(port, params):
+    """One query of the last 1,000 s at 1 ms steps (`params` picks the series), timed."""
     now = int(time.time() * 1000)
     t0 = time.time()
-    st, body = request(port, "GET", f"/api/v1/query?metric=process.cpu.utilization_ratio&from={now - 1_000_000}&to={now}&step=1&agg=avg", ADMIN)
+    st, body = request(port, "GET", f"/api/v1/query?{params}from={now - 1_000_000}&to={now}&step=1&agg=avg", ADMIN)
     return {"query_status": st, "answer_bytes": len(body), "query_seconds": round(time.time() - t0, 2),
             "answer_head": body[:160].decode(errors="replace")}
+
+
+def query_one(port, pid):
+    return timed_query(port, "metric=process.cpu.utilization_ratio&")
 
 
 def query_all(port, pid):
-    now = int(time.time() * 1000)
-    t0 = time.time()
-    st, body = request(port, "GET", f"/api/v1/query?from={now - 1_000_000}&to={now}&step=1&agg=avg", ADMIN)
-    return {"query_status": st, "answer_bytes": len(body), "query_seconds": round(time.time() - t0, 2),
-            "answer_head": body[:160].decode(errors="replace")}
+    return timed_query(port, "")
 
 
 def query_max(port, pid):

@@ -12,6 +12,7 @@ pub mod collector;
 pub mod exec;
 pub mod messages;
 pub mod metric_names;
+pub mod names;
 pub mod panic_guard;
 pub mod recorder;
 pub mod replay;

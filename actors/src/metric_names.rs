@@ -292,3 +292,23 @@ pub const JUDGEMENT_ALL: &[&str] = &[
     JUDGEMENT_RESTARTS,
     JUDGEMENT_UP,
 ];
+
+// Series the `/metrics` exposition adds when it is scraped: read from the process, the
+// engine's status and the manager at that moment, not stored in history.
+
+/// perfvisor's own CPU time (user + system) in seconds, from `/proc/self/stat`. Counter.
+pub const PERFVISOR_CPU_TIME: &str = "perfvisor.process.cpu.time_seconds";
+/// perfvisor's own resident memory in bytes, from `/proc/self/statm`. Gauge.
+pub const PERFVISOR_MEMORY_RSS: &str = "perfvisor.process.memory.usage_bytes";
+/// Samples waiting in the recorder's queue for the storage writer. Gauge.
+pub const PERFVISOR_RECORDER_QUEUE: &str = "perfvisor.recorder.queue.count";
+/// Daemons watched. Gauge.
+pub const PERFVISOR_WATCHERS: &str = "perfvisor.watchers.count";
+/// 1 while perfvisor answers. Gauge.
+pub const PERFVISOR_UP: &str = "perfvisor.up";
+/// Anomaly candidates per source over the last hour (`perfvisor_anomalies_last_hour`).
+/// Gauge.
+pub const PERFVISOR_ANOMALIES_LAST_HOUR: &str = "perfvisor.anomalies_last_hour";
+/// A managed daemon's life-cycle state (`perfvisor_judgement_managed_state{daemon, state}`):
+/// one series per state, 1 for the current one, 0 for the others. Gauge.
+pub const JUDGEMENT_MANAGED_STATE: &str = "perfvisor.judgement.managed_state";

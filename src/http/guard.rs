@@ -324,4 +324,21 @@ mod tests {
         assert!(n as u64 <= soft.saturating_sub(RESERVED_DESCRIPTORS).max(32));
         assert_eq!(connections_within_descriptors(1), 16);
     }
+
+    /// The token comparison: equal only for identical bytes; a difference at the first or
+    /// the last byte, or a prefix, is refused alike.
+    #[test]
+    fn token_comparison_is_exact() {
+        let token = b"s3cret-token-0123456789";
+        assert!(constant_time_eq(token, token));
+        let mut first = *token;
+        first[0] ^= 1;
+        let mut last = *token;
+        last[token.len() - 1] ^= 0x80;
+        assert!(!constant_time_eq(&first, token));
+        assert!(!constant_time_eq(&last, token));
+        assert!(!constant_time_eq(&token[..5], token));
+        assert!(!constant_time_eq(b"", token));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -41,7 +41,7 @@ pub(super) struct Pushed {
 /// A metric name as `/metrics` prints it, before the kind's suffixes: every character
 /// outside `[A-Za-z0-9_]` becomes `_`.
 fn exposed(metric: &str) -> String {
-    super::underscored(metric)
+    perfvisor_actors::names::underscored(metric)
 }
 
 /// The reserved prefix `metric` starts with, if any.

@@ -145,15 +145,23 @@ struct Points {
     data_points: Vec<serde::de::IgnoredAny>,
 }
 
+/// What every data point starts with: its attributes and times.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct NumberDataPoint {
+struct PointHead {
     #[serde(default)]
     attributes: Vec<KeyValue>,
     #[serde(default, deserialize_with = "uint64")]
     start_time_unix_nano: u64,
     #[serde(default, deserialize_with = "uint64")]
     time_unix_nano: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NumberDataPoint {
+    #[serde(flatten)]
+    head: PointHead,
     #[serde(default, deserialize_with = "some_double")]
     as_double: Option<f64>,
     #[serde(default, deserialize_with = "some_int64")]
@@ -169,12 +177,8 @@ fn some_int64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct HistogramDataPoint {
-    #[serde(default)]
-    attributes: Vec<KeyValue>,
-    #[serde(default, deserialize_with = "uint64")]
-    start_time_unix_nano: u64,
-    #[serde(default, deserialize_with = "uint64")]
-    time_unix_nano: u64,
+    #[serde(flatten)]
+    head: PointHead,
     #[serde(default, deserialize_with = "uint64")]
     count: u64,
     #[serde(default, deserialize_with = "some_double")]
@@ -270,9 +274,9 @@ fn number_points(points: Vec<NumberDataPoint>) -> Vec<proto::NumberDataPoint> {
     points
         .into_iter()
         .map(|p| proto::NumberDataPoint {
-            attributes: attributes(p.attributes),
-            start_time_unix_nano: p.start_time_unix_nano,
-            time_unix_nano: p.time_unix_nano,
+            attributes: attributes(p.head.attributes),
+            start_time_unix_nano: p.head.start_time_unix_nano,
+            time_unix_nano: p.head.time_unix_nano,
             value: match (p.as_double, p.as_int) {
                 (Some(d), _) => Some(proto::Value::AsDouble(d)),
                 (None, Some(i)) => Some(proto::Value::AsInt(i)),
@@ -305,9 +309,9 @@ impl From<Metric> for proto::Metric {
                     .data_points
                     .into_iter()
                     .map(|p| proto::HistogramDataPoint {
-                        attributes: attributes(p.attributes),
-                        start_time_unix_nano: p.start_time_unix_nano,
-                        time_unix_nano: p.time_unix_nano,
+                        attributes: attributes(p.head.attributes),
+                        start_time_unix_nano: p.head.start_time_unix_nano,
+                        time_unix_nano: p.head.time_unix_nano,
                         count: p.count,
                         sum: p.sum,
                         bucket_counts: p.bucket_counts,

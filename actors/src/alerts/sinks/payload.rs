@@ -85,17 +85,8 @@ pub(super) fn alertmanager_alert<'a>(
     }
 }
 
-/// A valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`): other characters become `_`.
-pub(super) fn label_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
+/// Label names as the exposition and remote write spell them ([`crate::names`]).
+pub(super) use crate::names::label_name;
 
 /// RFC 3339 in UTC with milliseconds, `2024-05-01T12:00:00.000Z`.
 pub fn rfc3339(ms: TimestampMs) -> String {

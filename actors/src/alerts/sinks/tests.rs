@@ -718,7 +718,7 @@ fn alertmanager_payload_shape() {
             .unwrap();
     assert_eq!(json[0]["endsAt"], rfc3339(resolved.at_ms));
     assert!(json[0].get("generatorURL").is_none());
-    assert_eq!(label_name("9lives"), "_9lives");
+    assert_eq!(label_name("9lives"), "l9lives");
 }
 
 /// Kills the child (by its pid) when dropped, panics included.
