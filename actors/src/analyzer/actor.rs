@@ -14,11 +14,10 @@ use actix::prelude::*;
 use super::config::JudgeConfig;
 use super::judgement_metrics::JudgementMetrics;
 use super::signals::{AlertPolicy, Signals, EXPIRE_AFTER_MS};
-use super::state::{AnalyzerState, DaemonReport, HostReport};
+use super::state::AnalyzerState;
 use crate::alerts::AlertDispatcher;
 use crate::messages::*;
-use crate::panic_guard::guard;
-use crate::supervisor::{ChildHandle, Restartable};
+use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::ActorStats;
 use crate::types::{Alert, MetricBatch, SharedClock};
 
@@ -120,9 +119,7 @@ impl Actor for Analyzer {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
         ctx.run_interval(self.judge_interval, |act, ctx| {
-            if let Err(reason) = guard(|| act.tick()) {
-                act.restart.fail(ctx, &reason);
-            }
+            tick(act, ctx, |act, _| act.tick())
         });
     }
 }
@@ -135,87 +132,42 @@ impl actix::Supervised for Analyzer {
     }
 }
 
-impl Handler<AnalyzeBatch> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, msg: AnalyzeBatch, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.on_batch(msg)) {
-            self.restart.fail(ctx, &reason);
-        }
+supervised_handlers! {
+    Analyzer.restart;
+
+    AnalyzeBatch[counted](act, msg, _ctx) {
+        act.on_batch(msg)
     }
-}
 
-impl Handler<AnalyzeHistograms> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, msg: AnalyzeHistograms, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.state.add_histograms(&msg.intervals)) {
-            self.restart.fail(ctx, &reason);
-        }
+    AnalyzeHistograms[counted](act, msg, _ctx) {
+        act.state.add_histograms(&msg.intervals)
     }
-}
 
-impl Handler<DaemonLifecycle> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, msg: DaemonLifecycle, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        let result = guard(|| {
-            self.judgement_metrics.lifecycle(&msg.event);
-            self.state.lifecycle(&msg.event)
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    DaemonLifecycle[counted](act, msg, _ctx) {
+        act.judgement_metrics.lifecycle(&msg.event);
+        act.state.lifecycle(&msg.event)
     }
-}
 
-impl Handler<GetReport> for Analyzer {
-    type Result = MessageResult<GetReport>;
-    fn handle(&mut self, msg: GetReport, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.now_ms();
-        match guard(|| self.state.report(&msg.daemon, now)) {
-            Ok(r) => MessageResult(r),
-            Err(reason) => {
-                self.restart.fail(ctx, &reason);
-                MessageResult(None::<DaemonReport>)
-            }
-        }
+    GetReport(act, msg, _ctx) -> reply {
+        let now = act.clock.now_ms();
+        act.state.report(&msg.daemon, now)
     }
-}
 
-impl Handler<GetHostReport> for Analyzer {
-    type Result = MessageResult<GetHostReport>;
-    fn handle(&mut self, _: GetHostReport, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.now_ms();
-        match guard(|| self.state.host_report(now)) {
-            Ok(r) => MessageResult(Some(r)),
-            Err(reason) => {
-                self.restart.fail(ctx, &reason);
-                MessageResult(None::<HostReport>)
-            }
-        }
+    GetHostReport(act, _msg, _ctx) -> reply {
+        let now = act.clock.now_ms();
+        Some(act.state.host_report(now))
     }
-}
 
-impl Handler<GetLatest> for Analyzer {
-    type Result = MessageResult<GetLatest>;
-    fn handle(&mut self, _: GetLatest, _ctx: &mut Self::Context) -> Self::Result {
-        let mut latest = self.state.latest();
-        latest.extend_from_slice(self.judgement_metrics.latest());
-        MessageResult(latest)
+    GetLatest(act, _msg, _ctx) -> reply {
+        let mut latest = act.state.latest();
+        latest.extend_from_slice(act.judgement_metrics.latest());
+        latest
     }
-}
 
-impl Handler<Flush> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, _: Flush, _ctx: &mut Self::Context) {}
-}
+    /// Everything sent before it has been handled.
+    Flush(_act, _msg, _ctx) {}
 
-impl Handler<InjectPanic> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if let Err(reason) = guard(|| panic!("injected panic in analyzer")) {
-            self.restart.fail(ctx, &reason);
-        }
+    InjectPanic(_act, _msg, _ctx) {
+        panic!("injected panic in analyzer")
     }
 }

@@ -12,10 +12,9 @@ use super::histogram::Closed;
 use super::{AppSampleResolver, Histograms, HostSampler, Resolved};
 use crate::analyzer::Analyzer;
 use crate::messages::*;
-use crate::panic_guard::guard;
 use crate::recorder::RawSample;
 use crate::storage::StorageHandle;
-use crate::supervisor::{ChildHandle, Restartable};
+use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::{ActorStats, EngineStats, RecorderStats};
 use crate::types::{MetricBatch, Sample, SharedClock};
 
@@ -74,10 +73,6 @@ impl Collector {
         }
     }
 
-    fn stats(&self) -> &ActorStats {
-        &self.restart.child.stats
-    }
-
     /// Sends one batch to the analyzer and the storage writer, sharing it.
     fn fan_out(&self, samples: Vec<Sample>) {
         if samples.is_empty() {
@@ -127,6 +122,17 @@ impl Collector {
         }
     }
 
+    /// Resolves raw samples and sends them on with the histogram intervals they (or the
+    /// clock) closed; with `close_all`, every open interval is closed too.
+    fn take_raw(&mut self, raw: impl IntoIterator<Item = RawSample>, close_all: bool) {
+        let (samples, mut closed) = self.resolve_all(raw);
+        self.fan_out(samples);
+        if close_all {
+            self.histograms.close_all(self.clock.now_ms(), &mut closed);
+        }
+        self.fan_out_closed(closed);
+    }
+
     /// Resolves raw samples: the samples to send on, and histogram intervals that closed
     /// (by a later observation, or because the clock passed their end).
     fn resolve_all(&mut self, raw: impl IntoIterator<Item = RawSample>) -> (Vec<Sample>, Closed) {
@@ -154,9 +160,7 @@ impl Actor for Collector {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
         ctx.run_interval(self.host_interval, |act, ctx| {
-            if let Err(reason) = guard(|| act.sample_host()) {
-                act.restart.fail(ctx, &reason);
-            }
+            tick(act, ctx, |act, _| act.sample_host())
         });
     }
 }
@@ -176,65 +180,34 @@ impl actix::Supervised for Collector {
     }
 }
 
-impl Handler<SamplesCollected> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: SamplesCollected, ctx: &mut Self::Context) {
-        self.stats().dequeued();
-        if let Err(reason) = guard(|| self.fan_out(msg.batch.samples)) {
-            self.restart.fail(ctx, &reason);
-        }
-    }
-}
+supervised_handlers! {
+    Collector.restart;
 
-impl Handler<AppSamplesReceived> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: AppSamplesReceived, ctx: &mut Self::Context) {
-        self.stats().dequeued();
-        let result = guard(|| {
-            let (samples, closed) = self.resolve_all(msg.samples);
-            self.fan_out(samples);
-            self.fan_out_closed(closed);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    SamplesCollected[counted](act, msg, _ctx) {
+        act.fan_out(msg.batch.samples)
     }
-}
 
-impl Handler<RegisterDaemon> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: RegisterDaemon, _ctx: &mut Self::Context) {
-        self.resolver.register(&msg.spec);
-        self.known.retain(|s| s.id != msg.spec.id);
-        self.known.push(msg.spec);
+    AppSamplesReceived[counted](act, msg, _ctx) {
+        act.take_raw(msg.samples, false)
     }
-}
 
-impl Handler<DrainRecorder> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: DrainRecorder, ctx: &mut Self::Context) {
-        let result = guard(|| {
-            let raw: Vec<RawSample> = self.recorder_rx.try_iter().collect();
-            self.recorder_stats
-                .drained
-                .fetch_add(raw.len() as u64, Ordering::Relaxed);
-            let (samples, mut closed) = self.resolve_all(raw);
-            self.fan_out(samples);
-            // A flush or shutdown: what was observed before it is stored now.
-            self.histograms.close_all(self.clock.now_ms(), &mut closed);
-            self.fan_out_closed(closed);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    RegisterDaemon(act, msg, _ctx) {
+        act.resolver.register(&msg.spec);
+        act.known.retain(|s| s.id != msg.spec.id);
+        act.known.push(msg.spec);
     }
-}
 
-impl Handler<InjectPanic> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if let Err(reason) = guard(|| panic!("injected panic in collector")) {
-            self.restart.fail(ctx, &reason);
-        }
+    /// A flush or shutdown: what the recorder holds, and what was observed before, is
+    /// stored now.
+    DrainRecorder(act, _msg, _ctx) {
+        let raw: Vec<RawSample> = act.recorder_rx.try_iter().collect();
+        act.recorder_stats
+            .drained
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        act.take_raw(raw, true)
+    }
+
+    InjectPanic(_act, _msg, _ctx) {
+        panic!("injected panic in collector")
     }
 }
