@@ -22,8 +22,6 @@
 //! connection. The channel is not writer state, so nothing queued is lost.
 
 use crate::types::FastMap;
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,14 +34,40 @@ use super::config::HOUR_MS;
 use super::maintenance::{self, MaintenanceSettings};
 use super::{codec, headlog, schema};
 use super::{StorageConfig, StorageError};
+use crate::panic_guard::guard;
 use crate::types::{
     ActionRecord, Alert, AlertState, Clock, LifecycleEvent, MetricBatch, MetricKind, SeriesKey,
     TimestampMs,
 };
 
-/// A request to the storage writer. Embedders use [`super::StorageHandle`], which sends these.
-#[derive(Debug)]
-pub enum StorageCommand {
+/// Declares [`StorageCommand`] with its `name()` and `HANDLED` list, from one variant list.
+macro_rules! storage_commands {
+    ($($(#[$doc:meta])* $variant:ident $(($payload:ty))?,)*) => {
+        /// A request to the storage writer. Embedders use [`super::StorageHandle`], which
+        /// sends these.
+        #[derive(Debug)]
+        pub enum StorageCommand {
+            $($(#[$doc])* $variant $(($payload))?,)*
+        }
+
+        impl StorageCommand {
+            /// Every command the writer handles, by name (the panic test sends a panicking
+            /// one of each).
+            pub const HANDLED: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The command's name (its variant).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(storage_commands!(@pattern $variant $(($payload))?) => stringify!($variant),)*
+                }
+            }
+        }
+    };
+    (@pattern $variant:ident ($payload:ty)) => { StorageCommand::$variant(_) };
+    (@pattern $variant:ident) => { StorageCommand::$variant };
+}
+
+storage_commands! {
     /// Store every sample of the batch.
     Store(Arc<MetricBatch>),
     /// Record a daemon lifecycle event. The rare, large commands are boxed: the bounded
@@ -117,6 +141,10 @@ pub struct StorageFailure {
 /// until then it is in the queue or counted by `buffered_samples`.
 #[derive(Debug, Default)]
 pub struct StorageStats {
+    /// Faults armed on purpose (test builds only): a command whose name is armed for
+    /// `storage_writer` panics once.
+    #[cfg(test)]
+    pub faults: crate::supervisor::FaultPlan,
     /// Samples committed to the database.
     pub stored_samples: AtomicU64,
     /// Lifecycle events committed.
@@ -246,17 +274,6 @@ pub(super) fn insert_head(
         codec::encode_raw(samples),
     ])?;
     Ok(())
-}
-
-/// The text of a panic payload.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-text payload".to_string()
-    }
 }
 
 /// The stored text of an alert state (the same words as its serde form).
@@ -714,15 +731,23 @@ impl WriterThread {
             StorageCommand::Store(batch) => batch.samples.len() as u64,
             _ => 0,
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.apply(state, command)));
+        #[cfg(test)]
+        let injected = self.stats.faults.take("storage_writer", command.name());
+        let outcome = guard(|| {
+            #[cfg(test)]
+            if injected {
+                panic!("injected panic in the handling of {}", command.name());
+            }
+            self.apply(state, command)
+        });
         match outcome {
             Ok(()) => Ok(()),
-            Err(payload) => {
+            Err(reason) => {
                 count(&self.stats.lost_on_panic, 1);
                 count(&self.stats.dropped_samples, samples);
                 self.publish_buffered();
                 Err(Restart(StorageFailure {
-                    reason: panic_message(&*payload),
+                    reason,
                     lost_commands: 1,
                     lost_samples: samples,
                 }))
@@ -868,14 +893,14 @@ impl WriterThread {
     /// Folds the head log into head rows in one transaction. `Ok(false)` when the disk
     /// refused (the writer is then blocked; the log is intact and folded later).
     fn fold_log(&mut self, state: &mut WriterState) -> Result<bool, Restart> {
-        let outcome = catch_unwind(AssertUnwindSafe(|| -> rusqlite::Result<u64> {
+        let outcome = guard(|| -> rusqlite::Result<u64> {
             let tx = state
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let moved = headlog::fold(&tx)?;
             tx.commit()?;
             Ok(moved)
-        }));
+        });
         match outcome {
             Ok(Ok(_)) => {
                 self.log_samples = Some(0);
@@ -888,8 +913,8 @@ impl WriterThread {
                 Ok(false)
             }
             // The log is on disk and untouched (rolled back): nothing is lost.
-            Err(payload) => Err(Restart(StorageFailure {
-                reason: panic_message(&*payload),
+            Err(reason) => Err(Restart(StorageFailure {
+                reason,
                 lost_commands: 0,
                 lost_samples: 0,
             })),
@@ -906,7 +931,7 @@ impl WriterThread {
         if let Some(StorageFault::Slow(delay)) = self.fault {
             std::thread::sleep(delay);
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| state.flush(&mut self.buffers)));
+        let outcome = guard(|| state.flush(&mut self.buffers));
         match outcome {
             Ok(Ok(flushed)) => {
                 if let Some(n) = &mut self.log_samples {
@@ -928,7 +953,7 @@ impl WriterThread {
                 self.buffers.acks.clear();
                 Ok(false)
             }
-            Err(payload) => {
+            Err(reason) => {
                 let (samples, events, alerts) = self.buffers.discard();
                 self.buffers.acks.clear();
                 count(&self.stats.dropped_samples, samples);
@@ -937,7 +962,7 @@ impl WriterThread {
                 count(&self.stats.lost_on_panic, 1);
                 self.publish_buffered();
                 Err(Restart(StorageFailure {
-                    reason: panic_message(&*payload),
+                    reason,
                     lost_commands: 1,
                     lost_samples: samples,
                 }))
@@ -1016,13 +1041,13 @@ impl WriterThread {
         if publish {
             self.backlog_published = Some(Instant::now());
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = guard(|| {
             if force {
                 maintenance::run_to_completion(&state.conn, &settings, now_ms, &stats)
             } else {
                 maintenance::step(&state.conn, &settings, now_ms, &stats, budget, publish)
             }
-        }));
+        });
         self.last_maintenance_end = Instant::now();
         count(&self.stats.maintenance_steps, 1);
         count(
@@ -1049,11 +1074,11 @@ impl WriterThread {
                 self.block(&e);
                 Ok(())
             }
-            Err(payload) => {
+            Err(reason) => {
                 self.compact_acks.clear();
                 count(&self.stats.lost_on_panic, 1);
                 Err(Restart(StorageFailure {
-                    reason: panic_message(&*payload),
+                    reason,
                     lost_commands: 1,
                     lost_samples: 0,
                 }))
@@ -1133,11 +1158,11 @@ impl WriterThread {
 
     /// Calls the failure hook; a panicking hook means no backoff.
     fn report(&self, failure: StorageFailure) -> Duration {
-        match catch_unwind(AssertUnwindSafe(|| (self.on_failure)(failure))) {
+        match guard(|| (self.on_failure)(failure)) {
             Ok(backoff) => backoff,
-            Err(payload) => {
+            Err(reason) => {
                 tracing::warn!(
-                    reason = %panic_message(&*payload),
+                    reason = %reason,
                     "Storage failure hook panicked; restarting without backoff."
                 );
                 Duration::ZERO

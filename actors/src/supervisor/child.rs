@@ -171,7 +171,7 @@ impl FaultPlan {
     }
 
     /// Disarms and reports the fault for `(child, message)`, if armed.
-    fn take(&self, child: &str, message: &str) -> bool {
+    pub(crate) fn take(&self, child: &str, message: &str) -> bool {
         let Ok(mut v) = self.0.lock() else {
             return false;
         };

@@ -165,7 +165,11 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     }
 
     // Storage first: an unusable database is a start-up error, reported synchronously.
-    let storage_stats = Arc::new(StorageStats::default());
+    let storage_stats = Arc::new(StorageStats {
+        #[cfg(test)]
+        faults: config.faults.clone(),
+        ..StorageStats::default()
+    });
     let hook_child = storage_child.clone();
     let mut storage_config = StorageConfig::new(config.database.clone());
     storage_config.queue_capacity = config.storage_queue;

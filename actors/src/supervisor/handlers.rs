@@ -46,10 +46,9 @@ where
         }
         body(act, ctx)
     });
-    outcome.map_err(|reason| {
+    outcome.inspect_err(|reason| {
         tracing::debug!(message, "Handler failed.");
-        act.restartable().fail(ctx, &reason);
-        reason
+        act.restartable().fail(ctx, reason);
     })
 }
 

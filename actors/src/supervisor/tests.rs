@@ -116,3 +116,526 @@ fn watcher_diff() {
     assert_eq!(d.to_remove, vec![DaemonId::new("d")]);
     assert!(diff_watchers(&desired, &desired).is_empty());
 }
+
+// ---- every handler through the one wrapper ---------------------------------------------
+
+mod every_handler {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use actix::prelude::*;
+
+    use crate::alerts::{AlertDispatcher, AlertStream, Silence};
+    use crate::analyzer::Analyzer;
+    use crate::collector::Collector;
+    use crate::messages::*;
+    use crate::storage::StorageCommand;
+    use crate::supervisor::{
+        start_engine, ChildHandle, EngineConfig, EngineParts, FaultPlan, RestartKind,
+        RestartPolicy, Supervisor,
+    };
+    use crate::telemetry::{ActorKind, EngineStats, Status, StorageStatus};
+    use crate::types::*;
+    use crate::watcher::{view::SharedView, Watcher, WatcherLinks};
+
+    /// An alert subscriber that drops what it gets (a test double, not supervised).
+    struct Subscriber;
+
+    impl Actor for Subscriber {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Alert> for Subscriber {
+        type Result = ();
+        fn handle(&mut self, _: Alert, _: &mut Self::Context) {}
+    }
+
+    /// A policy that restarts at once and never runs out of budget.
+    fn quick(kind: RestartKind) -> RestartPolicy {
+        RestartPolicy {
+            max_restarts: 10_000,
+            backoff_initial: Duration::from_millis(1),
+            backoff_factor: 1.0,
+            backoff_max: Duration::from_millis(1),
+            jitter: 0.0,
+            ..RestartPolicy::new(kind)
+        }
+    }
+
+    fn config(database: std::path::PathBuf, faults: FaultPlan) -> EngineConfig {
+        EngineConfig {
+            database,
+            probe_interval: Duration::from_millis(50),
+            host_interval: Duration::from_millis(200),
+            recorder_capacity: 1024,
+            storage_queue: 1024,
+            max_buffered_samples: 100_000,
+            analysis_window: 100,
+            histogram_interval: Duration::from_secs(1),
+            judge_interval: Duration::from_millis(500),
+            judge: crate::analyzer::JudgeConfig::default(),
+            singleton_policy: quick(RestartKind::Permanent),
+            watcher_policy: quick(RestartKind::Transient),
+            rules: Vec::new(),
+            config_rules: Vec::new(),
+            clock: Arc::new(SystemClock),
+            default_rules: true,
+            sinks: Vec::new(),
+            daemon_control: None,
+            action_limits: crate::alerts::ActionLimits::default(),
+            retention: crate::storage::Retention::default(),
+            max_database_bytes: None,
+            faults,
+        }
+    }
+
+    /// Polls `cond` every 5 ms until it holds, for at most 10 s.
+    async fn until<F: Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn status(parts: &EngineParts) -> Status {
+        loop {
+            // A failing supervisor answers one request with a minimal status; ask again.
+            if let Ok(s) = parts.supervisor.send(GetStatus).await {
+                if !s.actors.is_empty() {
+                    return s;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn restarts(parts: &EngineParts, actor: &str) -> u64 {
+        status(parts).await.actor(actor).map_or(0, |a| a.restarts)
+    }
+
+    fn alert() -> Alert {
+        crate::selfmon::storage_alert(1, 1, None, &StorageStatus::default())
+    }
+
+    fn event() -> LifecycleEvent {
+        LifecycleEvent {
+            daemon: DaemonId::new("nobody"),
+            pid: 1,
+            ts_ms: 1,
+            kind: LifecycleKind::Started,
+            detail: String::new(),
+            intended: false,
+        }
+    }
+
+    fn silence() -> Silence {
+        Silence {
+            id: "s".into(),
+            matchers: Vec::new(),
+            starts_ms: 0,
+            ends_ms: i64::MAX / 2,
+            created_by: "test".into(),
+            comment: String::new(),
+        }
+    }
+
+    fn batch() -> MetricBatch {
+        MetricBatch {
+            samples: Vec::new(),
+        }
+    }
+
+    /// Sends one message of type `message` to the singleton `actor`; false when this test
+    /// knows no such message (a handler added without a case here fails the test).
+    async fn send(parts: &EngineParts, actor: &str, message: &str) -> bool {
+        let (sup, dis, ana, col) = (
+            &parts.supervisor,
+            &parts.dispatcher,
+            &parts.analyzer,
+            &parts.collector,
+        );
+        let id = DaemonId::new("nobody");
+        match (actor, message) {
+            ("supervisor", "DaemonStarted") => {
+                let _ = sup
+                    .send(DaemonStarted {
+                        spec: DaemonSpec::new("nobody", 1),
+                    })
+                    .await;
+            }
+            ("supervisor", "DaemonRestarting") => {
+                let expected = Duration::from_secs(1);
+                let _ = sup.send(DaemonRestarting { id, expected }).await;
+            }
+            ("supervisor", "DaemonStopped") => {
+                let _ = sup.send(DaemonStopped { id }).await;
+            }
+            ("supervisor", "WatcherRetired") => {
+                let reason = String::new();
+                let _ = sup.send(WatcherRetired { id, pid: 1, reason }).await;
+            }
+            ("supervisor", "DaemonExeced") => {
+                let to = "/bin/true".into();
+                let _ = sup
+                    .send(DaemonExeced {
+                        id,
+                        pid: 1,
+                        from: None,
+                        to,
+                    })
+                    .await;
+            }
+            ("supervisor", "GetTopChildren") => {
+                let _ = sup.send(GetTopChildren { daemon: id }).await;
+            }
+            ("supervisor", "ActorFailed") => {
+                let (kind, name, reason) = (ActorKind::Collector, "x".into(), "x".into());
+                let budget_exceeded = false;
+                let failed = ActorFailed {
+                    kind,
+                    name,
+                    reason,
+                    budget_exceeded,
+                };
+                let _ = sup.send(failed).await;
+            }
+            ("supervisor", "GetStatus") => {
+                let _ = sup.send(GetStatus).await;
+            }
+            ("supervisor", "ReplaceAlerting") => {
+                let (rules, sinks, silences) = (Vec::new(), None, None);
+                let _ = sup
+                    .send(ReplaceAlerting {
+                        rules,
+                        sinks,
+                        silences,
+                    })
+                    .await;
+            }
+            ("supervisor", "InjectPanic")
+            | ("alert_dispatcher", "InjectPanic")
+            | ("analyzer", "InjectPanic")
+            | ("collector", "InjectPanic") => match actor {
+                "supervisor" => sup.do_send(InjectPanic),
+                "alert_dispatcher" => dis.do_send(InjectPanic),
+                "analyzer" => ana.do_send(InjectPanic),
+                _ => col.do_send(InjectPanic),
+            },
+            ("supervisor", "InjectPanicInto") => {
+                let target = PanicTarget::Watcher(id);
+                let _ = sup.send(InjectPanicInto { target }).await;
+            }
+            ("supervisor", "Shutdown") => {
+                let _ = sup.send(Shutdown).await;
+            }
+            ("alert_dispatcher", "EvaluateRules") => {
+                let batch = Arc::new(batch());
+                let _ = dis.send(EvaluateRules { now_ms: 1, batch }).await;
+            }
+            ("alert_dispatcher", "RaiseAlert") => {
+                let _ = dis.send(RaiseAlert { alert: alert() }).await;
+            }
+            ("alert_dispatcher", "DaemonLifecycle") => {
+                let _ = dis.send(DaemonLifecycle { event: event() }).await;
+            }
+            ("analyzer", "DaemonLifecycle") => {
+                let _ = ana.send(DaemonLifecycle { event: event() }).await;
+            }
+            ("alert_dispatcher", "AddRule") => {
+                let rule = crate::alerts::perfvisor_rules().remove(0);
+                let _ = dis.send(AddRule { rule }).await;
+            }
+            ("alert_dispatcher", "ReplaceRules") => {
+                let (rules, sinks, silences) = (Vec::new(), None, None);
+                let _ = dis
+                    .send(ReplaceRules {
+                        rules,
+                        sinks,
+                        silences,
+                    })
+                    .await;
+            }
+            ("alert_dispatcher", "GetRules") => {
+                let _ = dis.send(GetRules).await;
+            }
+            ("alert_dispatcher", "GetAnomalyRates") => {
+                let _ = dis.send(GetAnomalyRates).await;
+            }
+            ("alert_dispatcher", "AddSilence") => {
+                let answer = dis.send(AddSilence { silence: silence() }).await;
+                // The panicking handler answers with its fallback, naming the silence.
+                assert!(
+                    matches!(answer, Ok(Err(crate::alerts::SilenceError::Unavailable { ref id })) if id == "s"),
+                    "{answer:?}"
+                );
+            }
+            ("alert_dispatcher", "RemoveSilence") => {
+                let _ = dis.send(RemoveSilence { id: "s".into() }).await;
+            }
+            ("alert_dispatcher", "GetSilences") => {
+                let _ = dis.send(GetSilences).await;
+            }
+            ("alert_dispatcher", "SubscribeAlerts") => {
+                let recipient = Subscriber.start().recipient();
+                let _ = dis.send(SubscribeAlerts { recipient }).await;
+            }
+            ("alert_dispatcher", "SubscribeStream") => {
+                let (sender, _stream) = AlertStream::channel(1);
+                let _ = dis.send(SubscribeStream { sender }).await;
+            }
+            ("alert_dispatcher", "SubscribeCallback") => {
+                let callback: crate::alerts::AlertCallback = Arc::new(|_| {});
+                let _ = dis.send(SubscribeCallback { callback }).await;
+            }
+            ("alert_dispatcher", "GetFiring") => {
+                let _ = dis.send(GetFiring).await;
+            }
+            ("alert_dispatcher", "Flush") => {
+                let _ = dis.send(Flush).await;
+            }
+            ("analyzer", "AnalyzeBatch") => {
+                let _ = ana
+                    .send(AnalyzeBatch {
+                        batch: Arc::new(batch()),
+                    })
+                    .await;
+            }
+            ("analyzer", "AnalyzeHistograms") => {
+                let _ = ana
+                    .send(AnalyzeHistograms {
+                        intervals: Vec::new(),
+                    })
+                    .await;
+            }
+            ("analyzer", "GetReport") => {
+                let _ = ana.send(GetReport { daemon: id }).await;
+            }
+            ("analyzer", "GetHostReport") => {
+                let _ = ana.send(GetHostReport).await;
+            }
+            ("analyzer", "GetLatest") => {
+                let _ = ana.send(GetLatest).await;
+            }
+            ("analyzer", "Flush") => {
+                let _ = ana.send(Flush).await;
+            }
+            ("collector", "SamplesCollected") => {
+                let _ = col.send(SamplesCollected { batch: batch() }).await;
+            }
+            ("collector", "AppSamplesReceived") => {
+                let _ = col
+                    .send(AppSamplesReceived {
+                        samples: Vec::new(),
+                    })
+                    .await;
+            }
+            ("collector", "RegisterDaemon") => {
+                let spec = DaemonSpec::new("nobody", 1);
+                let _ = col.send(RegisterDaemon { spec }).await;
+            }
+            ("collector", "DrainRecorder") => {
+                let _ = col.send(DrainRecorder).await;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// A normal request to `actor`, answered once it serves again after its restart.
+    async fn serves(parts: &EngineParts, actor: &str) {
+        let answered = match actor {
+            "supervisor" => parts.supervisor.send(GetStatus).await.is_ok(),
+            "alert_dispatcher" => parts
+                .dispatcher
+                .send(GetRules)
+                .await
+                .is_ok_and(|rules| !rules.is_empty()),
+            "analyzer" => parts.analyzer.send(GetLatest).await.is_ok(),
+            "collector" => parts.collector.send(DrainRecorder).await.is_ok(),
+            "storage_writer" => {
+                let storage = parts.storage.clone();
+                tokio::task::spawn_blocking(move || storage.flush(Duration::from_secs(10)))
+                    .await
+                    .is_ok_and(|flushed| flushed.is_ok())
+            }
+            other => panic!("no request for {other}"),
+        };
+        assert!(answered, "{actor} does not serve after its restart");
+    }
+
+    /// A storage command named `name`, for the writer's panic test.
+    fn command(name: &str) -> Option<StorageCommand> {
+        let (ack, _) = crossbeam_channel::bounded(1);
+        Some(match name {
+            "Store" => StorageCommand::Store(Arc::new(batch())),
+            "Event" => StorageCommand::Event(Box::new(event())),
+            "Alert" => StorageCommand::Alert(Box::new(alert())),
+            "AlertState" => {
+                StorageCommand::AlertState(Box::new(crate::storage::AlertStateChange {
+                    key: "k".into(),
+                    json: None,
+                    ts_ms: 1,
+                }))
+            }
+            "Action" => StorageCommand::Action(Box::new(ActionRecord {
+                ts_ms: 1,
+                daemon: None,
+                rule: "r".into(),
+                action: "a".into(),
+                outcome: "o".into(),
+                detail: String::new(),
+            })),
+            "Flush" => StorageCommand::Flush(ack),
+            "Compact" => StorageCommand::Compact(ack),
+            "Fault" => StorageCommand::Fault(crate::storage::StorageFault::Clear),
+            "InjectPanic" => StorageCommand::InjectPanic,
+            _ => return None,
+        })
+    }
+
+    /// Every message type every supervised actor handles, taken from the list its handlers
+    /// are declared in (`HANDLED`), made to panic once through the test fault hook: each
+    /// panic restarts the actor (its restart count in `status()` grows by one) and the
+    /// actor answers a normal request afterwards. The storage writer's commands go through
+    /// the same guard and report. A handler that skipped the wrapper would not panic (the
+    /// hook is in the wrapper) and would not restart, and this test would time out.
+    #[test]
+    fn every_handled_message_type_survives_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("pv.db");
+        actix::System::new().block_on(async move {
+            let faults = FaultPlan::default();
+            let parts = start_engine(config(database, faults.clone())).unwrap();
+            let singletons: [(&str, &[&str]); 4] = [
+                ("supervisor", Supervisor::HANDLED),
+                ("alert_dispatcher", AlertDispatcher::HANDLED),
+                ("analyzer", Analyzer::HANDLED),
+                ("collector", Collector::HANDLED),
+            ];
+            let (mut handlers, mut types) = (0, std::collections::BTreeSet::new());
+            for (actor, handled) in singletons {
+                for &message in handled {
+                    let before = restarts(&parts, actor).await;
+                    faults.arm(actor, message);
+                    assert!(
+                        send(&parts, actor, message).await,
+                        "no test message for {actor}'s {message}: add one"
+                    );
+                    until(&format!("{actor} restarted after {message}"), || async {
+                        restarts(&parts, actor).await == before + 1
+                    })
+                    .await;
+                    serves(&parts, actor).await;
+                    handlers += 1;
+                    types.insert(message);
+                }
+            }
+
+            for &name in StorageCommand::HANDLED {
+                let before = restarts(&parts, "storage_writer").await;
+                faults.arm("storage_writer", name);
+                let cmd = command(name).unwrap_or_else(|| panic!("no test command {name}"));
+                assert_eq!(cmd.name(), name);
+                assert!(parts.storage.send_command(cmd));
+                until(
+                    &format!("storage writer restarted after {name}"),
+                    || async { restarts(&parts, "storage_writer").await == before + 1 },
+                )
+                .await;
+                serves(&parts, "storage_writer").await;
+            }
+
+            // A watcher, built as the supervisor builds one but with its handle here.
+            let child = ChildHandle::new(
+                "watcher:self",
+                ActorKind::Watcher,
+                quick(RestartKind::Transient),
+                Arc::new(SystemClock),
+            );
+            child.arm_from(&faults);
+            let probes = Arc::new(AtomicU64::new(0));
+            let links = WatcherLinks {
+                samples: parts.collector.clone().recipient(),
+                samples_stats: Arc::new(Default::default()),
+                retired: parts.supervisor.clone().recipient(),
+                execed: parts.supervisor.clone().recipient(),
+                clock: Arc::new(SystemClock),
+                interval: Duration::from_millis(20),
+                probes: probes.clone(),
+                engine: Arc::new(EngineStats::default()),
+                view: SharedView::default(),
+            };
+            let spec = DaemonSpec::new("self", std::process::id());
+            let (c, s) = (child.clone(), spec.clone());
+            let watcher = actix::Supervisor::start(move |_| Watcher::new(s, c, links));
+            for &message in Watcher::HANDLED {
+                let before = child.stats.restarts.load(Ordering::Relaxed);
+                faults.arm("watcher:self", message);
+                match message {
+                    "Retire" => watcher.do_send(Retire),
+                    "InjectPanic" => watcher.do_send(InjectPanic),
+                    other => panic!("no test message for the watcher's {other}: add one"),
+                }
+                until(&format!("watcher restarted after {message}"), || async {
+                    child.stats.restarts.load(Ordering::Relaxed) == before + 1
+                })
+                .await;
+                let seen = probes.load(Ordering::Relaxed);
+                until("the watcher probing again", || async {
+                    probes.load(Ordering::Relaxed) > seen
+                })
+                .await;
+                handlers += 1;
+                types.insert(message);
+            }
+
+            let commands = StorageCommand::HANDLED.len();
+            eprintln!(
+                "panic test: {handlers} actor handlers over {} message types, and {commands} \
+                 storage commands",
+                types.len()
+            );
+            assert!(handlers >= 40, "only {handlers} handlers were declared");
+            let _ = parts.supervisor.send(Shutdown).await;
+        });
+    }
+}
+
+/// No `impl Handler` is written by hand anywhere in the engine: every one comes from
+/// `supervised_handlers!`, so every handler runs through the guard.
+#[test]
+fn no_handler_bypasses_the_wrapper() {
+    fn visit(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                visit(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("supervisor/handlers.rs")
+                // The panic test's alert subscriber is a test double, not a supervised actor.
+                && !path.ends_with("supervisor/tests.rs")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains("impl") && code.contains("Handler<") {
+                        found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    visit(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "handlers written outside supervised_handlers!:\n{}",
+        found.join("\n")
+    );
+}
