@@ -122,45 +122,25 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     let clock = config.clock.clone();
     let engine = Arc::new(EngineStats::default());
 
-    let supervisor_child = ChildHandle::new(
-        "supervisor",
-        ActorKind::Supervisor,
-        config.singleton_policy.clone(),
-        clock.clone(),
-    );
-    let storage_child = ChildHandle::new(
-        "storage_writer",
-        ActorKind::StorageWriter,
-        config.singleton_policy.clone(),
-        clock.clone(),
-    );
-    let dispatcher_child = ChildHandle::new(
-        "alert_dispatcher",
-        ActorKind::AlertDispatcher,
-        config.singleton_policy.clone(),
-        clock.clone(),
-    );
-    let analyzer_child = ChildHandle::new(
-        "analyzer",
-        ActorKind::Analyzer,
-        config.singleton_policy.clone(),
-        clock.clone(),
-    );
-    let collector_child = ChildHandle::new(
-        "collector",
-        ActorKind::Collector,
-        config.singleton_policy.clone(),
-        clock.clone(),
-    );
+    let singleton = |name: &str, kind| {
+        ChildHandle::new(name, kind, config.singleton_policy.clone(), clock.clone())
+    };
+    let supervisor_child = singleton("supervisor", ActorKind::Supervisor);
+    let storage_child = singleton("storage_writer", ActorKind::StorageWriter);
+    let dispatcher_child = singleton("alert_dispatcher", ActorKind::AlertDispatcher);
+    let analyzer_child = singleton("analyzer", ActorKind::Analyzer);
+    let collector_child = singleton("collector", ActorKind::Collector);
 
+    // Every singleton reports its failures to the supervisor once it runs.
+    let singletons = [
+        supervisor_child.clone(),
+        storage_child.clone(),
+        dispatcher_child.clone(),
+        analyzer_child.clone(),
+        collector_child.clone(),
+    ];
     #[cfg(test)]
-    for child in [
-        &supervisor_child,
-        &storage_child,
-        &dispatcher_child,
-        &analyzer_child,
-        &collector_child,
-    ] {
+    for child in &singletons {
         child.arm_from(&config.faults);
     }
 
@@ -281,13 +261,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     let (analyzer2, dispatcher2) = (analyzer.clone(), dispatcher.clone());
     let supervisor = actix::Supervisor::start(move |ctx: &mut Context<Supervisor>| {
         let me = ctx.address().recipient::<ActorFailed>();
-        for child in [
-            &supervisor_child,
-            &storage_child,
-            &dispatcher_child,
-            &analyzer_child,
-            &collector_child,
-        ] {
+        for child in &singletons {
             child.report_to(me.clone());
         }
         Supervisor {

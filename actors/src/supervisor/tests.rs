@@ -248,6 +248,13 @@ mod every_handler {
         }
     }
 
+    /// Sends `$msg` to `$addr` and waits for the answer (the fallback, when it panicked).
+    macro_rules! ask {
+        ($addr:expr, $msg:expr) => {{
+            let _ = $addr.send($msg).await;
+        }};
+    }
+
     /// Sends one message of type `message` to the singleton `actor`; false when this test
     /// knows no such message (a handler added without a case here fails the test).
     async fn send(parts: &EngineParts, actor: &str, message: &str) -> bool {
@@ -258,112 +265,70 @@ mod every_handler {
             &parts.collector,
         );
         let id = DaemonId::new("nobody");
+        let spec = DaemonSpec::new("nobody", 1);
+        let (reason, to, expected) = (String::new(), "/bin/true".into(), Duration::from_secs(1));
+        let failed = ActorFailed {
+            kind: ActorKind::Collector,
+            name: "x".into(),
+            reason: "x".into(),
+            budget_exceeded: false,
+        };
+        let rule = crate::alerts::perfvisor_rules().remove(0);
+        let callback: crate::alerts::AlertCallback = Arc::new(|_| {});
+        let (sender, _stream) = AlertStream::channel(1);
+        let (event, alert, batch) = (event(), alert(), Arc::new(batch()));
+        let (intervals, samples) = (Vec::new(), Vec::new());
         match (actor, message) {
-            ("supervisor", "DaemonStarted") => {
-                let _ = sup
-                    .send(DaemonStarted {
-                        spec: DaemonSpec::new("nobody", 1),
-                    })
-                    .await;
-            }
-            ("supervisor", "DaemonRestarting") => {
-                let expected = Duration::from_secs(1);
-                let _ = sup.send(DaemonRestarting { id, expected }).await;
-            }
-            ("supervisor", "DaemonStopped") => {
-                let _ = sup.send(DaemonStopped { id }).await;
-            }
-            ("supervisor", "WatcherRetired") => {
-                let reason = String::new();
-                let _ = sup.send(WatcherRetired { id, pid: 1, reason }).await;
-            }
+            ("supervisor", "DaemonStarted") => ask!(sup, DaemonStarted { spec }),
+            ("supervisor", "DaemonRestarting") => ask!(sup, DaemonRestarting { id, expected }),
+            ("supervisor", "DaemonStopped") => ask!(sup, DaemonStopped { id }),
+            ("supervisor", "WatcherRetired") => ask!(sup, WatcherRetired { id, pid: 1, reason }),
             ("supervisor", "DaemonExeced") => {
-                let to = "/bin/true".into();
-                let _ = sup
-                    .send(DaemonExeced {
+                ask!(
+                    sup,
+                    DaemonExeced {
                         id,
                         pid: 1,
                         from: None,
-                        to,
-                    })
-                    .await;
+                        to
+                    }
+                )
             }
-            ("supervisor", "GetTopChildren") => {
-                let _ = sup.send(GetTopChildren { daemon: id }).await;
-            }
-            ("supervisor", "ActorFailed") => {
-                let (kind, name, reason) = (ActorKind::Collector, "x".into(), "x".into());
-                let budget_exceeded = false;
-                let failed = ActorFailed {
-                    kind,
-                    name,
-                    reason,
-                    budget_exceeded,
-                };
-                let _ = sup.send(failed).await;
-            }
-            ("supervisor", "GetStatus") => {
-                let _ = sup.send(GetStatus).await;
-            }
-            ("supervisor", "ReplaceAlerting") => {
-                let (rules, sinks, silences) = (Vec::new(), None, None);
-                let _ = sup
-                    .send(ReplaceAlerting {
-                        rules,
-                        sinks,
-                        silences,
-                    })
-                    .await;
-            }
-            ("supervisor", "InjectPanic")
-            | ("alert_dispatcher", "InjectPanic")
-            | ("analyzer", "InjectPanic")
-            | ("collector", "InjectPanic") => match actor {
-                "supervisor" => sup.do_send(InjectPanic),
-                "alert_dispatcher" => dis.do_send(InjectPanic),
-                "analyzer" => ana.do_send(InjectPanic),
-                _ => col.do_send(InjectPanic),
-            },
+            ("supervisor", "GetTopChildren") => ask!(sup, GetTopChildren { daemon: id }),
+            ("supervisor", "ActorFailed") => ask!(sup, failed),
+            ("supervisor", "GetStatus") => ask!(sup, GetStatus),
+            ("supervisor", "ReplaceAlerting") => ask!(
+                sup,
+                ReplaceAlerting {
+                    rules: Vec::new(),
+                    sinks: None,
+                    silences: None
+                }
+            ),
+            ("supervisor", "InjectPanic") => sup.do_send(InjectPanic),
             ("supervisor", "InjectPanicInto") => {
-                let target = PanicTarget::Watcher(id);
-                let _ = sup.send(InjectPanicInto { target }).await;
+                ask!(
+                    sup,
+                    InjectPanicInto {
+                        target: PanicTarget::Watcher(id)
+                    }
+                )
             }
-            ("supervisor", "Shutdown") => {
-                let _ = sup.send(Shutdown).await;
-            }
-            ("alert_dispatcher", "EvaluateRules") => {
-                let batch = Arc::new(batch());
-                let _ = dis.send(EvaluateRules { now_ms: 1, batch }).await;
-            }
-            ("alert_dispatcher", "RaiseAlert") => {
-                let _ = dis.send(RaiseAlert { alert: alert() }).await;
-            }
-            ("alert_dispatcher", "DaemonLifecycle") => {
-                let _ = dis.send(DaemonLifecycle { event: event() }).await;
-            }
-            ("analyzer", "DaemonLifecycle") => {
-                let _ = ana.send(DaemonLifecycle { event: event() }).await;
-            }
-            ("alert_dispatcher", "AddRule") => {
-                let rule = crate::alerts::perfvisor_rules().remove(0);
-                let _ = dis.send(AddRule { rule }).await;
-            }
-            ("alert_dispatcher", "ReplaceRules") => {
-                let (rules, sinks, silences) = (Vec::new(), None, None);
-                let _ = dis
-                    .send(ReplaceRules {
-                        rules,
-                        sinks,
-                        silences,
-                    })
-                    .await;
-            }
-            ("alert_dispatcher", "GetRules") => {
-                let _ = dis.send(GetRules).await;
-            }
-            ("alert_dispatcher", "GetAnomalyRates") => {
-                let _ = dis.send(GetAnomalyRates).await;
-            }
+            ("supervisor", "Shutdown") => ask!(sup, Shutdown),
+            ("alert_dispatcher", "EvaluateRules") => ask!(dis, EvaluateRules { now_ms: 1, batch }),
+            ("alert_dispatcher", "RaiseAlert") => ask!(dis, RaiseAlert { alert }),
+            ("alert_dispatcher", "DaemonLifecycle") => ask!(dis, DaemonLifecycle { event }),
+            ("alert_dispatcher", "AddRule") => ask!(dis, AddRule { rule }),
+            ("alert_dispatcher", "ReplaceRules") => ask!(
+                dis,
+                ReplaceRules {
+                    rules: Vec::new(),
+                    sinks: None,
+                    silences: None
+                }
+            ),
+            ("alert_dispatcher", "GetRules") => ask!(dis, GetRules),
+            ("alert_dispatcher", "GetAnomalyRates") => ask!(dis, GetAnomalyRates),
             ("alert_dispatcher", "AddSilence") => {
                 let answer = dis.send(AddSilence { silence: silence() }).await;
                 // The panicking handler answers with its fallback, naming the silence.
@@ -372,73 +337,45 @@ mod every_handler {
                     "{answer:?}"
                 );
             }
-            ("alert_dispatcher", "RemoveSilence") => {
-                let _ = dis.send(RemoveSilence { id: "s".into() }).await;
-            }
-            ("alert_dispatcher", "GetSilences") => {
-                let _ = dis.send(GetSilences).await;
-            }
+            ("alert_dispatcher", "RemoveSilence") => ask!(dis, RemoveSilence { id: "s".into() }),
+            ("alert_dispatcher", "GetSilences") => ask!(dis, GetSilences),
             ("alert_dispatcher", "SubscribeAlerts") => {
-                let recipient = Subscriber.start().recipient();
-                let _ = dis.send(SubscribeAlerts { recipient }).await;
+                ask!(
+                    dis,
+                    SubscribeAlerts {
+                        recipient: Subscriber.start().recipient()
+                    }
+                )
             }
-            ("alert_dispatcher", "SubscribeStream") => {
-                let (sender, _stream) = AlertStream::channel(1);
-                let _ = dis.send(SubscribeStream { sender }).await;
-            }
-            ("alert_dispatcher", "SubscribeCallback") => {
-                let callback: crate::alerts::AlertCallback = Arc::new(|_| {});
-                let _ = dis.send(SubscribeCallback { callback }).await;
-            }
-            ("alert_dispatcher", "GetFiring") => {
-                let _ = dis.send(GetFiring).await;
-            }
-            ("alert_dispatcher", "Flush") => {
-                let _ = dis.send(Flush).await;
-            }
-            ("analyzer", "AnalyzeBatch") => {
-                let _ = ana
-                    .send(AnalyzeBatch {
-                        batch: Arc::new(batch()),
-                    })
-                    .await;
-            }
+            ("alert_dispatcher", "SubscribeStream") => ask!(dis, SubscribeStream { sender }),
+            ("alert_dispatcher", "SubscribeCallback") => ask!(dis, SubscribeCallback { callback }),
+            ("alert_dispatcher", "GetFiring") => ask!(dis, GetFiring),
+            ("alert_dispatcher", "Flush") => ask!(dis, Flush),
+            ("alert_dispatcher", "InjectPanic") => dis.do_send(InjectPanic),
+            ("analyzer", "AnalyzeBatch") => ask!(ana, AnalyzeBatch { batch }),
             ("analyzer", "AnalyzeHistograms") => {
-                let _ = ana
-                    .send(AnalyzeHistograms {
-                        intervals: Vec::new(),
-                    })
-                    .await;
+                ask!(ana, AnalyzeHistograms { intervals })
             }
-            ("analyzer", "GetReport") => {
-                let _ = ana.send(GetReport { daemon: id }).await;
-            }
-            ("analyzer", "GetHostReport") => {
-                let _ = ana.send(GetHostReport).await;
-            }
-            ("analyzer", "GetLatest") => {
-                let _ = ana.send(GetLatest).await;
-            }
-            ("analyzer", "Flush") => {
-                let _ = ana.send(Flush).await;
-            }
+            ("analyzer", "DaemonLifecycle") => ask!(ana, DaemonLifecycle { event }),
+            ("analyzer", "GetReport") => ask!(ana, GetReport { daemon: id }),
+            ("analyzer", "GetHostReport") => ask!(ana, GetHostReport),
+            ("analyzer", "GetLatest") => ask!(ana, GetLatest),
+            ("analyzer", "Flush") => ask!(ana, Flush),
+            ("analyzer", "InjectPanic") => ana.do_send(InjectPanic),
             ("collector", "SamplesCollected") => {
-                let _ = col.send(SamplesCollected { batch: batch() }).await;
+                ask!(
+                    col,
+                    SamplesCollected {
+                        batch: self::batch()
+                    }
+                )
             }
             ("collector", "AppSamplesReceived") => {
-                let _ = col
-                    .send(AppSamplesReceived {
-                        samples: Vec::new(),
-                    })
-                    .await;
+                ask!(col, AppSamplesReceived { samples })
             }
-            ("collector", "RegisterDaemon") => {
-                let spec = DaemonSpec::new("nobody", 1);
-                let _ = col.send(RegisterDaemon { spec }).await;
-            }
-            ("collector", "DrainRecorder") => {
-                let _ = col.send(DrainRecorder).await;
-            }
+            ("collector", "RegisterDaemon") => ask!(col, RegisterDaemon { spec }),
+            ("collector", "DrainRecorder") => ask!(col, DrainRecorder),
+            ("collector", "InjectPanic") => col.do_send(InjectPanic),
             _ => return false,
         }
         true
