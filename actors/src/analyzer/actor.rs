@@ -21,72 +21,64 @@ use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::ActorStats;
 use crate::types::{Alert, MetricBatch, SharedClock};
 
+/// What an analyzer is built from: where candidates go, how long its windows are, how
+/// often and by which thresholds it judges. The supervisor builds it once; a restart keeps
+/// it and rebuilds the state from it.
+#[derive(Clone)]
+pub struct AnalyzerSetup {
+    /// The alert dispatcher (candidates and rule evaluation).
+    pub dispatcher: Addr<AlertDispatcher>,
+    /// The dispatcher's counters (each message sent is counted into its mailbox).
+    pub dispatcher_stats: Arc<ActorStats>,
+    /// Source of time.
+    pub clock: SharedClock,
+    /// Most samples per series in a window (which covers `judge.window_ms`).
+    pub window: usize,
+    /// How often every daemon is judged.
+    pub judge_interval: Duration,
+    /// The judgement's thresholds.
+    pub judge: JudgeConfig,
+    /// Where every judgement's `perfvisor.judgement.*` samples are stored, if anywhere.
+    pub storage: Option<crate::storage::StorageHandle>,
+}
+
 /// Keeps per-series state, answers reports, judges daemons, raises alert candidates.
 pub struct Analyzer {
     restart: Restartable,
-    dispatcher: Addr<AlertDispatcher>,
-    dispatcher_stats: Arc<ActorStats>,
-    clock: SharedClock,
-    window: usize,
-    judge_interval: Duration,
-    /// The judgement's thresholds (kept to rebuild the state after a restart).
-    judge: JudgeConfig,
+    setup: AnalyzerSetup,
     state: AnalyzerState,
     /// Firing candidates, kept across restarts so they resolve when their cause is gone.
     signals: Signals,
-    /// The judgement as samples, and where they are stored.
+    /// The judgement as samples.
     judgement_metrics: JudgementMetrics,
-    storage: Option<crate::storage::StorageHandle>,
 }
 
 impl Analyzer {
-    /// An analyzer with windows of at most `window` samples per series (covering
-    /// `judge.window_ms`), judging every
-    /// `judge_interval` with the thresholds of `judge`.
-    pub fn new(
-        child: Arc<ChildHandle>,
-        dispatcher: Addr<AlertDispatcher>,
-        dispatcher_stats: Arc<ActorStats>,
-        clock: SharedClock,
-        window: usize,
-        judge_interval: Duration,
-        judge: JudgeConfig,
-    ) -> Self {
+    /// An analyzer built from `setup`.
+    pub fn new(child: Arc<ChildHandle>, setup: AnalyzerSetup) -> Self {
         Analyzer {
             restart: Restartable::new(child),
-            dispatcher,
-            dispatcher_stats,
-            clock,
-            window,
-            judge_interval,
-            state: AnalyzerState::with_config(window, judge.clone()),
-            judge,
+            state: AnalyzerState::with_config(setup.window, setup.judge.clone()),
+            setup,
             signals: Signals::new(AlertPolicy::default()),
             judgement_metrics: JudgementMetrics::default(),
-            storage: None,
         }
     }
 
-    /// Stores every judgement's `perfvisor.judgement.*` samples in `storage`.
-    pub fn with_storage(mut self, storage: crate::storage::StorageHandle) -> Self {
-        self.storage = Some(storage);
-        self
-    }
-
     fn send(&self, alert: Alert) {
-        self.dispatcher_stats.enqueued();
-        self.dispatcher.do_send(RaiseAlert { alert });
+        self.setup.dispatcher_stats.enqueued();
+        self.setup.dispatcher.do_send(RaiseAlert { alert });
     }
 
     /// Judges everything and raises or resolves bottleneck and anomaly alerts.
     fn tick(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.setup.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
         let (host_view, views, host, judgements) = self.state.judge_all_with_views(now);
         let samples = self
             .judgement_metrics
             .judged(now, &host_view, &views, &host, &judgements);
-        if let Some(storage) = &self.storage {
+        if let Some(storage) = &self.setup.storage {
             storage.store(Arc::new(MetricBatch { samples }));
         }
         for alert in self.signals.judged(&judgements, now) {
@@ -100,15 +92,15 @@ impl Analyzer {
     fn on_batch(&mut self, msg: AnalyzeBatch) {
         self.signals.observe(&msg.batch);
         let anomalies = self.state.add(&msg.batch);
-        let now = self.clock.now_ms();
+        let now = self.setup.clock.now_ms();
         self.judgement_metrics
             .anomalies(anomalies.iter().map(|(k, e)| (k, e)), now);
         for alert in self.signals.anomalies(anomalies, &self.state) {
             self.send(alert);
         }
-        self.dispatcher_stats.enqueued();
-        self.dispatcher.do_send(EvaluateRules {
-            now_ms: self.clock.now_ms(),
+        self.setup.dispatcher_stats.enqueued();
+        self.setup.dispatcher.do_send(EvaluateRules {
+            now_ms: self.setup.clock.now_ms(),
             batch: msg.batch,
         });
     }
@@ -118,7 +110,7 @@ impl Actor for Analyzer {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
-        ctx.run_interval(self.judge_interval, |act, ctx| {
+        ctx.run_interval(self.setup.judge_interval, |act, ctx| {
             tick(act, ctx, |act, _| act.tick())
         });
     }
@@ -128,7 +120,7 @@ impl actix::Supervised for Analyzer {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         // State may be half-updated after a panic: start afresh. Firing alerts are kept so
         // they resolve when their cause is gone.
-        self.state = AnalyzerState::with_config(self.window, self.judge.clone());
+        self.state = AnalyzerState::with_config(self.setup.window, self.setup.judge.clone());
     }
 }
 
@@ -149,12 +141,12 @@ supervised_handlers! {
     }
 
     GetReport(act, msg, _ctx) -> reply {
-        let now = act.clock.now_ms();
+        let now = act.setup.clock.now_ms();
         act.state.report(&msg.daemon, now)
     }
 
     GetHostReport(act, _msg, _ctx) -> reply {
-        let now = act.clock.now_ms();
+        let now = act.setup.clock.now_ms();
         Some(act.state.host_report(now))
     }
 

@@ -18,17 +18,34 @@ use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::{ActorStats, EngineStats, RecorderStats};
 use crate::types::{MetricBatch, Sample, SharedClock};
 
+/// What a collector is built from: where batches go, what it counts, how often it samples
+/// the host. The supervisor builds it once; a restart keeps it.
+#[derive(Clone)]
+pub struct CollectorSetup {
+    /// The storage writer (every batch).
+    pub storage: StorageHandle,
+    /// The analyzer (every batch, and closed histogram intervals).
+    pub analyzer: Addr<Analyzer>,
+    /// The analyzer's counters (each message sent is counted into its mailbox).
+    pub analyzer_stats: Arc<ActorStats>,
+    /// Source of time.
+    pub clock: SharedClock,
+    /// How often host metrics are sampled.
+    pub host_interval: Duration,
+    /// How long each histogram interval lasts.
+    pub histogram_interval: Duration,
+    /// Engine-wide counters (samples collected).
+    pub engine: Arc<EngineStats>,
+    /// The recorder channel, drained on `DrainRecorder`.
+    pub recorder_rx: Receiver<RawSample>,
+    /// The recorder's counters.
+    pub recorder_stats: Arc<RecorderStats>,
+}
+
 /// Collects host metrics, resolves app samples, and fans batches out.
 pub struct Collector {
     restart: Restartable,
-    storage: StorageHandle,
-    analyzer: Addr<Analyzer>,
-    analyzer_stats: Arc<ActorStats>,
-    clock: SharedClock,
-    host_interval: Duration,
-    engine: Arc<EngineStats>,
-    recorder_rx: Receiver<RawSample>,
-    recorder_stats: Arc<RecorderStats>,
+    setup: CollectorSetup,
     host: Option<HostSampler>,
     resolver: AppSampleResolver,
     histograms: Histograms,
@@ -38,36 +55,15 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A collector; host sampling starts when the actor starts. Observations are kept in
-    /// histograms closing every `histogram_interval`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        child: Arc<ChildHandle>,
-        storage: StorageHandle,
-        analyzer: Addr<Analyzer>,
-        analyzer_stats: Arc<ActorStats>,
-        clock: SharedClock,
-        host_interval: Duration,
-        engine: Arc<EngineStats>,
-        recorder_rx: Receiver<RawSample>,
-        recorder_stats: Arc<RecorderStats>,
-        histogram_interval: Duration,
-    ) -> Self {
+    /// A collector; host sampling starts when the actor starts.
+    pub fn new(child: Arc<ChildHandle>, setup: CollectorSetup) -> Self {
+        let interval_ms = i64::try_from(setup.histogram_interval.as_millis()).unwrap_or(i64::MAX);
         Collector {
             restart: Restartable::new(child),
-            storage,
-            analyzer,
-            analyzer_stats,
-            clock,
-            host_interval,
-            engine,
-            recorder_rx,
-            recorder_stats,
+            setup,
             host: None,
             resolver: AppSampleResolver::default(),
-            histograms: Histograms::new(
-                i64::try_from(histogram_interval.as_millis()).unwrap_or(i64::MAX),
-            ),
+            histograms: Histograms::new(interval_ms),
             refused_logged: 0,
             known: Vec::new(),
         }
@@ -78,17 +74,18 @@ impl Collector {
         if samples.is_empty() {
             return;
         }
-        self.engine
+        self.setup
+            .engine
             .samples_collected
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         let batch = Arc::new(MetricBatch { samples });
-        self.storage.store(batch.clone());
-        self.analyzer_stats.enqueued();
-        self.analyzer.do_send(AnalyzeBatch { batch });
+        self.setup.storage.store(batch.clone());
+        self.setup.analyzer_stats.enqueued();
+        self.setup.analyzer.do_send(AnalyzeBatch { batch });
     }
 
     fn sample_host(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.setup.clock.now_ms();
         let host = self.host.get_or_insert_with(HostSampler::new);
         let samples = host.sample(now);
         self.fan_out(samples);
@@ -115,8 +112,8 @@ impl Collector {
     fn fan_out_closed(&self, closed: Closed) {
         self.fan_out(closed.samples);
         if !closed.intervals.is_empty() {
-            self.analyzer_stats.enqueued();
-            self.analyzer.do_send(AnalyzeHistograms {
+            self.setup.analyzer_stats.enqueued();
+            self.setup.analyzer.do_send(AnalyzeHistograms {
                 intervals: closed.intervals,
             });
         }
@@ -128,7 +125,8 @@ impl Collector {
         let (samples, mut closed) = self.resolve_all(raw);
         self.fan_out(samples);
         if close_all {
-            self.histograms.close_all(self.clock.now_ms(), &mut closed);
+            self.histograms
+                .close_all(self.setup.clock.now_ms(), &mut closed);
         }
         self.fan_out_closed(closed);
     }
@@ -149,7 +147,8 @@ impl Collector {
                 None => {}
             }
         }
-        self.histograms.close_due(self.clock.now_ms(), &mut closed);
+        self.histograms
+            .close_due(self.setup.clock.now_ms(), &mut closed);
         (samples, closed)
     }
 }
@@ -159,7 +158,7 @@ impl Actor for Collector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
-        ctx.run_interval(self.host_interval, |act, ctx| {
+        ctx.run_interval(self.setup.host_interval, |act, ctx| {
             tick(act, ctx, |act, _| act.sample_host())
         });
     }
@@ -200,8 +199,8 @@ supervised_handlers! {
     /// A flush or shutdown: what the recorder holds, and what was observed before, is
     /// stored now.
     DrainRecorder(act, _msg, _ctx) {
-        let raw: Vec<RawSample> = act.recorder_rx.try_iter().collect();
-        act.recorder_stats
+        let raw: Vec<RawSample> = act.setup.recorder_rx.try_iter().collect();
+        act.setup.recorder_stats
             .drained
             .fetch_add(raw.len() as u64, Ordering::Relaxed);
         act.take_raw(raw, true)

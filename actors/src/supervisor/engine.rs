@@ -16,8 +16,8 @@ use crate::alerts::{
     ActionLimits, AlertDispatcher, ControlSlot, DaemonControl, DispatcherConfig, Sink, SinkConfig,
     SinkSettings, ThresholdRule,
 };
-use crate::analyzer::Analyzer;
-use crate::collector::{intake, Collector};
+use crate::analyzer::{Analyzer, AnalyzerSetup};
+use crate::collector::{intake, Collector, CollectorSetup};
 use crate::messages::ActorFailed;
 use crate::recorder::{self, Recorder};
 use crate::storage::{StorageConfig, StorageError, StorageFailure, StorageHandle, StorageStats};
@@ -199,20 +199,17 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         actix::Supervisor::start(move |_| AlertDispatcher::new(child, storage, dconfig, engine))
     };
     let analyzer = {
-        let (child, d, dchild, clock, window, every, judge, store) = (
-            analyzer_child.clone(),
-            dispatcher.clone(),
-            dispatcher_child.stats.clone(),
-            clock.clone(),
-            config.analysis_window,
-            config.judge_interval,
-            config.judge.clone(),
-            storage.clone(),
-        );
-        actix::Supervisor::start(move |_| {
-            Analyzer::new(child, d, dchild, clock, window, every, judge.clone())
-                .with_storage(store.clone())
-        })
+        let setup = AnalyzerSetup {
+            dispatcher: dispatcher.clone(),
+            dispatcher_stats: dispatcher_child.stats.clone(),
+            clock: clock.clone(),
+            window: config.analysis_window,
+            judge_interval: config.judge_interval,
+            judge: config.judge.clone(),
+            storage: Some(storage.clone()),
+        };
+        let child = analyzer_child.clone();
+        actix::Supervisor::start(move |_| Analyzer::new(child, setup))
     };
     let recorder_stats = Arc::new(RecorderStats::default());
     let (recorder, receiver) = recorder::channel(
@@ -221,32 +218,19 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         recorder_stats.clone(),
     );
     let collector = {
-        let (child, storage, a, achild, clock, interval, engine, rx, rstats) = (
-            collector_child.clone(),
-            storage.clone(),
-            analyzer.clone(),
-            analyzer_child.stats.clone(),
-            clock.clone(),
-            config.host_interval,
-            engine.clone(),
-            receiver.clone(),
-            recorder_stats.clone(),
-        );
-        let histogram_interval = config.histogram_interval;
-        actix::Supervisor::start(move |_| {
-            Collector::new(
-                child,
-                storage,
-                a,
-                achild,
-                clock,
-                interval,
-                engine,
-                rx,
-                rstats,
-                histogram_interval,
-            )
-        })
+        let setup = CollectorSetup {
+            storage: storage.clone(),
+            analyzer: analyzer.clone(),
+            analyzer_stats: analyzer_child.stats.clone(),
+            clock: clock.clone(),
+            host_interval: config.host_interval,
+            histogram_interval: config.histogram_interval,
+            engine: engine.clone(),
+            recorder_rx: receiver.clone(),
+            recorder_stats: recorder_stats.clone(),
+        };
+        let child = collector_child.clone();
+        actix::Supervisor::start(move |_| Collector::new(child, setup))
     };
     let intake = Arc::new(intake::spawn(
         receiver,

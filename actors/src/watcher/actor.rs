@@ -249,27 +249,12 @@ impl Watcher {
                     now,
                 );
             }
-            let mut samples = match total {
-                Some(total) => self.rates.samples(
-                    &self.spec.id,
-                    &self.labels,
-                    &super::tree::TreeSnapshot { main, total },
-                    now,
-                ),
-                None => Vec::new(),
-            };
+            let mut samples =
+                tree_samples(&mut self.rates, &self.spec, &self.labels, main, total, now);
             samples.extend(tracker.extra_samples(&self.spec.id, &self.labels, &cg, slow, now));
             return samples;
         }
-        match total {
-            Some(total) => self.rates.samples(
-                &self.spec.id,
-                &self.labels,
-                &super::tree::TreeSnapshot { main, total },
-                now,
-            ),
-            None => Vec::new(),
-        }
+        tree_samples(&mut self.rates, &self.spec, &self.labels, main, total, now)
     }
 
     /// Schedules the next probe at the next multiple of the interval since a process-wide
@@ -286,6 +271,26 @@ impl Watcher {
             tick(act, ctx, Self::probe_once);
             act.schedule_next(ctx);
         }));
+    }
+}
+
+/// The samples of a probe that walked the tree (none when this probe did not).
+fn tree_samples(
+    rates: &mut RateTracker,
+    spec: &DaemonSpec,
+    labels: &Labels,
+    main: super::probe::ProcSnapshot,
+    total: Option<super::tree::TreeTotals>,
+    now: crate::types::TimestampMs,
+) -> Vec<crate::types::Sample> {
+    match total {
+        Some(total) => rates.samples(
+            &spec.id,
+            labels,
+            &super::tree::TreeSnapshot { main, total },
+            now,
+        ),
+        None => Vec::new(),
     }
 }
 
