@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use super::policy::{RestartDecision, RestartPolicy, RestartTracker, DEFAULT_BACKOFF_MAX};
 use crate::counters::{ActorKind, ActorStats};
-use crate::messages::ActorFailed;
+use crate::messages::tree::ActorFailed;
 use crate::types::SharedClock;
 
 /// What a child shares with the supervisor: its identity, counters and restart tracker.

@@ -18,7 +18,7 @@ use super::probe::{ProbeError, ProcState};
 use super::tree::TreeProbe;
 use super::view::{FigureSources, SharedView};
 use crate::counters::{ActorStats, EngineStats};
-use crate::messages::{DaemonExeced, InjectPanic, Retire, SamplesCollected, WatcherRetired};
+use crate::messages::tree::{DaemonExeced, InjectPanic, Retire, SamplesCollected, WatcherRetired};
 use crate::panic_guard::guard;
 use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::types::{DaemonSpec, Labels, MetricBatch, SharedClock};
