@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod analyzer;
 pub mod backoff;
 pub mod collector;
+pub mod counters;
 pub mod exec;
 pub mod messages;
 pub mod metric_names;

@@ -3,8 +3,10 @@
 //!
 //! actix restarts a supervised actor only when it *stops*; a panic unwinding out of a
 //! handler would end the actor's task (and with it the arbiter's other work). Every handler
-//! of perfvisor's actors therefore runs its logic through [`guard`], and on `Err` reports
-//! `ActorFailed` and stops itself.
+//! of perfvisor's actors therefore runs its logic through [`guard`] — by way of the one
+//! wrapper `crate::supervisor::run` that `supervised_handlers!` puts around each of them —
+//! and on `Err` reports `ActorFailed` and stops itself. The storage writer thread guards
+//! each command with it too.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};

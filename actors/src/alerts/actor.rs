@@ -40,7 +40,7 @@ use super::sinks::Sink;
 use crate::messages::*;
 use crate::panic_guard::guard;
 use crate::storage::{StorageHandle, StorageReader};
-use crate::supervisor::{ChildHandle, Restartable};
+use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::EngineStats;
 use crate::types::{Alert, AlertState, SharedClock, TimestampMs};
 
@@ -561,34 +561,11 @@ impl AlertDispatcher {
     }
 }
 
-impl AlertDispatcher {
-    /// Runs a handler's body under the panic guard: a panic fails the dispatcher (it is
-    /// rebuilt from its spec and the database) and the caller gets `fallback`.
-    fn guarded<R>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        fallback: impl FnOnce() -> R,
-        body: impl FnOnce(&mut Self) -> R,
-    ) -> R {
-        match guard(|| body(self)) {
-            Ok(v) => v,
-            Err(reason) => {
-                self.restart.fail(ctx, &reason);
-                fallback()
-            }
-        }
-    }
-}
-
 impl Actor for AlertDispatcher {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
-        ctx.run_interval(TICK, |act, ctx| {
-            if let Err(reason) = guard(|| act.tick()) {
-                act.restart.fail(ctx, &reason);
-            }
-        });
+        ctx.run_interval(TICK, |act, ctx| tick(act, ctx, |act, _| act.tick()));
     }
 }
 
@@ -600,163 +577,107 @@ impl actix::Supervised for AlertDispatcher {
     }
 }
 
-impl Handler<EvaluateRules> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: EvaluateRules, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        let result = guard(|| {
-            self.restore();
-            let out = self.rules.evaluate(&msg.batch, msg.now_ms);
-            self.handle_notifications(out);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
-    }
-}
+supervised_handlers! {
+    AlertDispatcher.restart;
 
-impl Handler<RaiseAlert> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: RaiseAlert, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.raise(msg.alert)) {
-            self.restart.fail(ctx, &reason);
-        }
+    EvaluateRules[counted](act, msg, _ctx) {
+        act.restore();
+        let out = act.rules.evaluate(&msg.batch, msg.now_ms);
+        act.handle_notifications(out);
     }
-}
 
-impl Handler<DaemonLifecycle> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: DaemonLifecycle, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        let result = guard(|| {
-            self.restore();
-            let now = self.now();
-            let out = self.rules.lifecycle(&msg.event, now);
-            self.handle_notifications(out);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    RaiseAlert[counted](act, msg, _ctx) {
+        act.raise(msg.alert)
     }
-}
 
-impl Handler<AddRule> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: AddRule, ctx: &mut Self::Context) {
-        self.guarded(
-            ctx,
-            || (),
-            |act| {
-                act.config.rules.retain(|r| r.name != msg.rule.name);
-                act.config.rules.push(msg.rule.clone());
-                act.rules.add(msg.rule);
-            },
-        );
+    DaemonLifecycle[counted](act, msg, _ctx) {
+        act.restore();
+        let now = act.now();
+        let out = act.rules.lifecycle(&msg.event, now);
+        act.handle_notifications(out);
     }
-}
 
-impl Handler<ReplaceRules> for AlertDispatcher {
-    type Result = MessageResult<ReplaceRules>;
-    fn handle(&mut self, msg: ReplaceRules, ctx: &mut Self::Context) -> Self::Result {
-        self.restart.child.stats.dequeued();
-        match guard(|| self.replace(msg)) {
-            Ok(change) => MessageResult(change),
-            Err(reason) => {
-                self.restart.fail(ctx, &reason);
-                MessageResult(AlertingChange::default())
-            }
-        }
+    AddRule(act, msg, _ctx) {
+        act.config.rules.retain(|r| r.name != msg.rule.name);
+        act.config.rules.push(msg.rule.clone());
+        act.rules.add(msg.rule);
     }
-}
 
-impl Handler<GetRules> for AlertDispatcher {
-    type Result = MessageResult<GetRules>;
-    fn handle(&mut self, _: GetRules, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.guarded(ctx, Vec::new, |act| {
-            listed_rules(
-                &act.config.rules,
-                &act.config.config_rules,
-                act.config.default_rules,
-            )
-        }))
+    ReplaceRules[counted](act, msg, _ctx) -> reply {
+        act.replace(msg)
     }
-}
 
-impl Handler<GetAnomalyRates> for AlertDispatcher {
-    type Result = MessageResult<GetAnomalyRates>;
-    fn handle(&mut self, _: GetAnomalyRates, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.guarded(ctx, Default::default, |act| {
-            let now = act.now();
-            act.anomalies.counts(now)
-        }))
+    GetRules(act, _msg, _ctx) -> reply {
+        listed_rules(
+            &act.config.rules,
+            &act.config.config_rules,
+            act.config.default_rules,
+        )
     }
-}
 
-impl Handler<AddSilence> for AlertDispatcher {
-    type Result = Result<(), super::silence::SilenceError>;
-    fn handle(&mut self, msg: AddSilence, ctx: &mut Self::Context) -> Self::Result {
+    GetAnomalyRates(act, _msg, _ctx) -> reply {
+        let now = act.now();
+        act.anomalies.counts(now)
+    }
+
+    AddSilence(act, msg, _ctx) -> reply
         let id = msg.silence.id.clone();
-        self.guarded(
-            ctx,
-            || Err(super::silence::SilenceError::Unavailable { id }),
-            |act| {
-                act.restore();
-                act.silences.add(msg.silence)?;
-                let now = act.now();
-                act.persist(now);
-                Ok(())
-            },
-        )
+        else |_act, _reason| { Err(super::silence::SilenceError::Unavailable { id }) }
+    {
+        act.restore();
+        act.silences.add(msg.silence)?;
+        let now = act.now();
+        act.persist(now);
+        Ok(())
+    }
+
+    RemoveSilence(act, msg, _ctx) -> reply {
+        act.restore();
+        let removed = act.silences.remove(&msg.id);
+        let now = act.now();
+        act.persist(now);
+        removed
+    }
+
+    GetSilences(act, _msg, _ctx) -> reply {
+        act.restore();
+        act.silences.all().to_vec()
+    }
+
+    SubscribeAlerts(act, msg, _ctx) {
+        act.recipients.push(msg.recipient)
+    }
+
+    SubscribeStream(act, msg, _ctx) {
+        act.streams.push(msg.sender)
+    }
+
+    SubscribeCallback(act, msg, _ctx) {
+        act.subscribe_callback(msg.callback)
+    }
+
+    GetFiring(act, _msg, _ctx) -> reply {
+        act.restore();
+        let mut v: Vec<Alert> = act.rules.firing();
+        v.sort_by(|a, b| a.since_ms.cmp(&b.since_ms).then(a.rule.cmp(&b.rule)));
+        v
+    }
+
+    Flush(act, _msg, _ctx) {
+        let now = act.now();
+        act.persist(now);
+    }
+
+    InjectPanic(_act, _msg, _ctx) {
+        panic!("injected panic in alert dispatcher")
     }
 }
 
-impl Handler<RemoveSilence> for AlertDispatcher {
-    type Result = bool;
-    fn handle(&mut self, msg: RemoveSilence, ctx: &mut Self::Context) -> bool {
-        self.guarded(
-            ctx,
-            || false,
-            |act| {
-                act.restore();
-                let removed = act.silences.remove(&msg.id);
-                let now = act.now();
-                act.persist(now);
-                removed
-            },
-        )
-    }
-}
-
-impl Handler<GetSilences> for AlertDispatcher {
-    type Result = MessageResult<GetSilences>;
-    fn handle(&mut self, _: GetSilences, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.guarded(ctx, Vec::new, |act| {
-            act.restore();
-            act.silences.all().to_vec()
-        }))
-    }
-}
-
-impl Handler<SubscribeAlerts> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: SubscribeAlerts, ctx: &mut Self::Context) {
-        self.guarded(ctx, || (), |act| act.recipients.push(msg.recipient));
-    }
-}
-
-impl Handler<SubscribeStream> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: SubscribeStream, ctx: &mut Self::Context) {
-        self.guarded(ctx, || (), |act| act.streams.push(msg.sender));
-    }
-}
-
-impl Handler<SubscribeCallback> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, msg: SubscribeCallback, _ctx: &mut Self::Context) {
+impl AlertDispatcher {
+    /// Gives a closure subscriber a thread of its own behind a bounded queue; a panicking
+    /// callback stays subscribed.
+    fn subscribe_callback(&mut self, callback: super::AlertCallback) {
         let (tx, rx) = crossbeam_channel::bounded::<Alert>(CALLBACK_QUEUE);
-        let callback = msg.callback;
         let spawned = std::thread::Builder::new()
             .name("perfvisor-alert-callback".into())
             .spawn(move || {
@@ -774,41 +695,6 @@ impl Handler<SubscribeCallback> for AlertDispatcher {
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "Cannot start a thread for an alert callback; it is not subscribed.");
             }
-        }
-    }
-}
-
-impl Handler<GetFiring> for AlertDispatcher {
-    type Result = MessageResult<GetFiring>;
-    fn handle(&mut self, _: GetFiring, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.guarded(ctx, Vec::new, |act| {
-            act.restore();
-            let mut v: Vec<Alert> = act.rules.firing();
-            v.sort_by(|a, b| a.since_ms.cmp(&b.since_ms).then(a.rule.cmp(&b.rule)));
-            v
-        }))
-    }
-}
-
-impl Handler<Flush> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        self.guarded(
-            ctx,
-            || (),
-            |act| {
-                let now = act.now();
-                act.persist(now);
-            },
-        );
-    }
-}
-
-impl Handler<InjectPanic> for AlertDispatcher {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if let Err(reason) = guard(|| panic!("injected panic in alert dispatcher")) {
-            self.restart.fail(ctx, &reason);
         }
     }
 }

@@ -14,80 +14,71 @@ use actix::prelude::*;
 use super::config::JudgeConfig;
 use super::judgement_metrics::JudgementMetrics;
 use super::signals::{AlertPolicy, Signals, EXPIRE_AFTER_MS};
-use super::state::{AnalyzerState, DaemonReport, HostReport};
+use super::state::AnalyzerState;
 use crate::alerts::AlertDispatcher;
 use crate::messages::*;
-use crate::panic_guard::guard;
-use crate::supervisor::{ChildHandle, Restartable};
+use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::ActorStats;
 use crate::types::{Alert, MetricBatch, SharedClock};
+
+/// What an analyzer is built from: where candidates go, how long its windows are, how
+/// often and by which thresholds it judges. The supervisor builds it once; a restart keeps
+/// it and rebuilds the state from it.
+#[derive(Clone)]
+pub struct AnalyzerSetup {
+    /// The alert dispatcher (candidates and rule evaluation).
+    pub dispatcher: Addr<AlertDispatcher>,
+    /// The dispatcher's counters (each message sent is counted into its mailbox).
+    pub dispatcher_stats: Arc<ActorStats>,
+    /// Source of time.
+    pub clock: SharedClock,
+    /// Most samples per series in a window (which covers `judge.window_ms`).
+    pub window: usize,
+    /// How often every daemon is judged.
+    pub judge_interval: Duration,
+    /// The judgement's thresholds.
+    pub judge: JudgeConfig,
+    /// Where every judgement's `perfvisor.judgement.*` samples are stored, if anywhere.
+    pub storage: Option<crate::storage::StorageHandle>,
+}
 
 /// Keeps per-series state, answers reports, judges daemons, raises alert candidates.
 pub struct Analyzer {
     restart: Restartable,
-    dispatcher: Addr<AlertDispatcher>,
-    dispatcher_stats: Arc<ActorStats>,
-    clock: SharedClock,
-    window: usize,
-    judge_interval: Duration,
-    /// The judgement's thresholds (kept to rebuild the state after a restart).
-    judge: JudgeConfig,
+    setup: AnalyzerSetup,
     state: AnalyzerState,
     /// Firing candidates, kept across restarts so they resolve when their cause is gone.
     signals: Signals,
-    /// The judgement as samples, and where they are stored.
+    /// The judgement as samples.
     judgement_metrics: JudgementMetrics,
-    storage: Option<crate::storage::StorageHandle>,
 }
 
 impl Analyzer {
-    /// An analyzer with windows of at most `window` samples per series (covering
-    /// `judge.window_ms`), judging every
-    /// `judge_interval` with the thresholds of `judge`.
-    pub fn new(
-        child: Arc<ChildHandle>,
-        dispatcher: Addr<AlertDispatcher>,
-        dispatcher_stats: Arc<ActorStats>,
-        clock: SharedClock,
-        window: usize,
-        judge_interval: Duration,
-        judge: JudgeConfig,
-    ) -> Self {
+    /// An analyzer built from `setup`.
+    pub fn new(child: Arc<ChildHandle>, setup: AnalyzerSetup) -> Self {
         Analyzer {
             restart: Restartable::new(child),
-            dispatcher,
-            dispatcher_stats,
-            clock,
-            window,
-            judge_interval,
-            state: AnalyzerState::with_config(window, judge.clone()),
-            judge,
+            state: AnalyzerState::with_config(setup.window, setup.judge.clone()),
+            setup,
             signals: Signals::new(AlertPolicy::default()),
             judgement_metrics: JudgementMetrics::default(),
-            storage: None,
         }
     }
 
-    /// Stores every judgement's `perfvisor.judgement.*` samples in `storage`.
-    pub fn with_storage(mut self, storage: crate::storage::StorageHandle) -> Self {
-        self.storage = Some(storage);
-        self
-    }
-
     fn send(&self, alert: Alert) {
-        self.dispatcher_stats.enqueued();
-        self.dispatcher.do_send(RaiseAlert { alert });
+        self.setup.dispatcher_stats.enqueued();
+        self.setup.dispatcher.do_send(RaiseAlert { alert });
     }
 
     /// Judges everything and raises or resolves bottleneck and anomaly alerts.
     fn tick(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.setup.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
         let (host_view, views, host, judgements) = self.state.judge_all_with_views(now);
         let samples = self
             .judgement_metrics
             .judged(now, &host_view, &views, &host, &judgements);
-        if let Some(storage) = &self.storage {
+        if let Some(storage) = &self.setup.storage {
             storage.store(Arc::new(MetricBatch { samples }));
         }
         for alert in self.signals.judged(&judgements, now) {
@@ -101,15 +92,15 @@ impl Analyzer {
     fn on_batch(&mut self, msg: AnalyzeBatch) {
         self.signals.observe(&msg.batch);
         let anomalies = self.state.add(&msg.batch);
-        let now = self.clock.now_ms();
+        let now = self.setup.clock.now_ms();
         self.judgement_metrics
             .anomalies(anomalies.iter().map(|(k, e)| (k, e)), now);
         for alert in self.signals.anomalies(anomalies, &self.state) {
             self.send(alert);
         }
-        self.dispatcher_stats.enqueued();
-        self.dispatcher.do_send(EvaluateRules {
-            now_ms: self.clock.now_ms(),
+        self.setup.dispatcher_stats.enqueued();
+        self.setup.dispatcher.do_send(EvaluateRules {
+            now_ms: self.setup.clock.now_ms(),
             batch: msg.batch,
         });
     }
@@ -119,10 +110,8 @@ impl Actor for Analyzer {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
-        ctx.run_interval(self.judge_interval, |act, ctx| {
-            if let Err(reason) = guard(|| act.tick()) {
-                act.restart.fail(ctx, &reason);
-            }
+        ctx.run_interval(self.setup.judge_interval, |act, ctx| {
+            tick(act, ctx, |act, _| act.tick())
         });
     }
 }
@@ -131,91 +120,46 @@ impl actix::Supervised for Analyzer {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         // State may be half-updated after a panic: start afresh. Firing alerts are kept so
         // they resolve when their cause is gone.
-        self.state = AnalyzerState::with_config(self.window, self.judge.clone());
+        self.state = AnalyzerState::with_config(self.setup.window, self.setup.judge.clone());
     }
 }
 
-impl Handler<AnalyzeBatch> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, msg: AnalyzeBatch, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.on_batch(msg)) {
-            self.restart.fail(ctx, &reason);
-        }
+supervised_handlers! {
+    Analyzer.restart;
+
+    AnalyzeBatch[counted](act, msg, _ctx) {
+        act.on_batch(msg)
     }
-}
 
-impl Handler<AnalyzeHistograms> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, msg: AnalyzeHistograms, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        if let Err(reason) = guard(|| self.state.add_histograms(&msg.intervals)) {
-            self.restart.fail(ctx, &reason);
-        }
+    AnalyzeHistograms[counted](act, msg, _ctx) {
+        act.state.add_histograms(&msg.intervals)
     }
-}
 
-impl Handler<DaemonLifecycle> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, msg: DaemonLifecycle, ctx: &mut Self::Context) {
-        self.restart.child.stats.dequeued();
-        let result = guard(|| {
-            self.judgement_metrics.lifecycle(&msg.event);
-            self.state.lifecycle(&msg.event)
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    DaemonLifecycle[counted](act, msg, _ctx) {
+        act.judgement_metrics.lifecycle(&msg.event);
+        act.state.lifecycle(&msg.event)
     }
-}
 
-impl Handler<GetReport> for Analyzer {
-    type Result = MessageResult<GetReport>;
-    fn handle(&mut self, msg: GetReport, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.now_ms();
-        match guard(|| self.state.report(&msg.daemon, now)) {
-            Ok(r) => MessageResult(r),
-            Err(reason) => {
-                self.restart.fail(ctx, &reason);
-                MessageResult(None::<DaemonReport>)
-            }
-        }
+    GetReport(act, msg, _ctx) -> reply {
+        let now = act.setup.clock.now_ms();
+        act.state.report(&msg.daemon, now)
     }
-}
 
-impl Handler<GetHostReport> for Analyzer {
-    type Result = MessageResult<GetHostReport>;
-    fn handle(&mut self, _: GetHostReport, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.now_ms();
-        match guard(|| self.state.host_report(now)) {
-            Ok(r) => MessageResult(Some(r)),
-            Err(reason) => {
-                self.restart.fail(ctx, &reason);
-                MessageResult(None::<HostReport>)
-            }
-        }
+    GetHostReport(act, _msg, _ctx) -> reply {
+        let now = act.setup.clock.now_ms();
+        Some(act.state.host_report(now))
     }
-}
 
-impl Handler<GetLatest> for Analyzer {
-    type Result = MessageResult<GetLatest>;
-    fn handle(&mut self, _: GetLatest, _ctx: &mut Self::Context) -> Self::Result {
-        let mut latest = self.state.latest();
-        latest.extend_from_slice(self.judgement_metrics.latest());
-        MessageResult(latest)
+    GetLatest(act, _msg, _ctx) -> reply {
+        let mut latest = act.state.latest();
+        latest.extend_from_slice(act.judgement_metrics.latest());
+        latest
     }
-}
 
-impl Handler<Flush> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, _: Flush, _ctx: &mut Self::Context) {}
-}
+    /// Everything sent before it has been handled.
+    Flush(_act, _msg, _ctx) {}
 
-impl Handler<InjectPanic> for Analyzer {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if let Err(reason) = guard(|| panic!("injected panic in analyzer")) {
-            self.restart.fail(ctx, &reason);
-        }
+    InjectPanic(_act, _msg, _ctx) {
+        panic!("injected panic in analyzer")
     }
 }

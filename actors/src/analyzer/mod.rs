@@ -24,7 +24,7 @@ mod state;
 mod stats;
 pub mod trend;
 
-pub use actor::Analyzer;
+pub use actor::{Analyzer, AnalyzerSetup};
 pub use config::JudgeConfig;
 pub use histogram::HistogramReport;
 pub use judge::{

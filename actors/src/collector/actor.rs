@@ -12,24 +12,40 @@ use super::histogram::Closed;
 use super::{AppSampleResolver, Histograms, HostSampler, Resolved};
 use crate::analyzer::Analyzer;
 use crate::messages::*;
-use crate::panic_guard::guard;
 use crate::recorder::RawSample;
 use crate::storage::StorageHandle;
-use crate::supervisor::{ChildHandle, Restartable};
+use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::{ActorStats, EngineStats, RecorderStats};
 use crate::types::{MetricBatch, Sample, SharedClock};
+
+/// What a collector is built from: where batches go, what it counts, how often it samples
+/// the host. The supervisor builds it once; a restart keeps it.
+#[derive(Clone)]
+pub struct CollectorSetup {
+    /// The storage writer (every batch).
+    pub storage: StorageHandle,
+    /// The analyzer (every batch, and closed histogram intervals).
+    pub analyzer: Addr<Analyzer>,
+    /// The analyzer's counters (each message sent is counted into its mailbox).
+    pub analyzer_stats: Arc<ActorStats>,
+    /// Source of time.
+    pub clock: SharedClock,
+    /// How often host metrics are sampled.
+    pub host_interval: Duration,
+    /// How long each histogram interval lasts.
+    pub histogram_interval: Duration,
+    /// Engine-wide counters (samples collected).
+    pub engine: Arc<EngineStats>,
+    /// The recorder channel, drained on `DrainRecorder`.
+    pub recorder_rx: Receiver<RawSample>,
+    /// The recorder's counters.
+    pub recorder_stats: Arc<RecorderStats>,
+}
 
 /// Collects host metrics, resolves app samples, and fans batches out.
 pub struct Collector {
     restart: Restartable,
-    storage: StorageHandle,
-    analyzer: Addr<Analyzer>,
-    analyzer_stats: Arc<ActorStats>,
-    clock: SharedClock,
-    host_interval: Duration,
-    engine: Arc<EngineStats>,
-    recorder_rx: Receiver<RawSample>,
-    recorder_stats: Arc<RecorderStats>,
+    setup: CollectorSetup,
     host: Option<HostSampler>,
     resolver: AppSampleResolver,
     histograms: Histograms,
@@ -39,43 +55,18 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A collector; host sampling starts when the actor starts. Observations are kept in
-    /// histograms closing every `histogram_interval`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        child: Arc<ChildHandle>,
-        storage: StorageHandle,
-        analyzer: Addr<Analyzer>,
-        analyzer_stats: Arc<ActorStats>,
-        clock: SharedClock,
-        host_interval: Duration,
-        engine: Arc<EngineStats>,
-        recorder_rx: Receiver<RawSample>,
-        recorder_stats: Arc<RecorderStats>,
-        histogram_interval: Duration,
-    ) -> Self {
+    /// A collector; host sampling starts when the actor starts.
+    pub fn new(child: Arc<ChildHandle>, setup: CollectorSetup) -> Self {
+        let interval_ms = i64::try_from(setup.histogram_interval.as_millis()).unwrap_or(i64::MAX);
         Collector {
             restart: Restartable::new(child),
-            storage,
-            analyzer,
-            analyzer_stats,
-            clock,
-            host_interval,
-            engine,
-            recorder_rx,
-            recorder_stats,
+            setup,
             host: None,
             resolver: AppSampleResolver::default(),
-            histograms: Histograms::new(
-                i64::try_from(histogram_interval.as_millis()).unwrap_or(i64::MAX),
-            ),
+            histograms: Histograms::new(interval_ms),
             refused_logged: 0,
             known: Vec::new(),
         }
-    }
-
-    fn stats(&self) -> &ActorStats {
-        &self.restart.child.stats
     }
 
     /// Sends one batch to the analyzer and the storage writer, sharing it.
@@ -83,17 +74,18 @@ impl Collector {
         if samples.is_empty() {
             return;
         }
-        self.engine
+        self.setup
+            .engine
             .samples_collected
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         let batch = Arc::new(MetricBatch { samples });
-        self.storage.store(batch.clone());
-        self.analyzer_stats.enqueued();
-        self.analyzer.do_send(AnalyzeBatch { batch });
+        self.setup.storage.store(batch.clone());
+        self.setup.analyzer_stats.enqueued();
+        self.setup.analyzer.do_send(AnalyzeBatch { batch });
     }
 
     fn sample_host(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.setup.clock.now_ms();
         let host = self.host.get_or_insert_with(HostSampler::new);
         let samples = host.sample(now);
         self.fan_out(samples);
@@ -120,11 +112,23 @@ impl Collector {
     fn fan_out_closed(&self, closed: Closed) {
         self.fan_out(closed.samples);
         if !closed.intervals.is_empty() {
-            self.analyzer_stats.enqueued();
-            self.analyzer.do_send(AnalyzeHistograms {
+            self.setup.analyzer_stats.enqueued();
+            self.setup.analyzer.do_send(AnalyzeHistograms {
                 intervals: closed.intervals,
             });
         }
+    }
+
+    /// Resolves raw samples and sends them on with the histogram intervals they (or the
+    /// clock) closed; with `close_all`, every open interval is closed too.
+    fn take_raw(&mut self, raw: impl IntoIterator<Item = RawSample>, close_all: bool) {
+        let (samples, mut closed) = self.resolve_all(raw);
+        self.fan_out(samples);
+        if close_all {
+            self.histograms
+                .close_all(self.setup.clock.now_ms(), &mut closed);
+        }
+        self.fan_out_closed(closed);
     }
 
     /// Resolves raw samples: the samples to send on, and histogram intervals that closed
@@ -143,7 +147,8 @@ impl Collector {
                 None => {}
             }
         }
-        self.histograms.close_due(self.clock.now_ms(), &mut closed);
+        self.histograms
+            .close_due(self.setup.clock.now_ms(), &mut closed);
         (samples, closed)
     }
 }
@@ -153,10 +158,8 @@ impl Actor for Collector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
-        ctx.run_interval(self.host_interval, |act, ctx| {
-            if let Err(reason) = guard(|| act.sample_host()) {
-                act.restart.fail(ctx, &reason);
-            }
+        ctx.run_interval(self.setup.host_interval, |act, ctx| {
+            tick(act, ctx, |act, _| act.sample_host())
         });
     }
 }
@@ -176,65 +179,34 @@ impl actix::Supervised for Collector {
     }
 }
 
-impl Handler<SamplesCollected> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: SamplesCollected, ctx: &mut Self::Context) {
-        self.stats().dequeued();
-        if let Err(reason) = guard(|| self.fan_out(msg.batch.samples)) {
-            self.restart.fail(ctx, &reason);
-        }
-    }
-}
+supervised_handlers! {
+    Collector.restart;
 
-impl Handler<AppSamplesReceived> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: AppSamplesReceived, ctx: &mut Self::Context) {
-        self.stats().dequeued();
-        let result = guard(|| {
-            let (samples, closed) = self.resolve_all(msg.samples);
-            self.fan_out(samples);
-            self.fan_out_closed(closed);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    SamplesCollected[counted](act, msg, _ctx) {
+        act.fan_out(msg.batch.samples)
     }
-}
 
-impl Handler<RegisterDaemon> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: RegisterDaemon, _ctx: &mut Self::Context) {
-        self.resolver.register(&msg.spec);
-        self.known.retain(|s| s.id != msg.spec.id);
-        self.known.push(msg.spec);
+    AppSamplesReceived[counted](act, msg, _ctx) {
+        act.take_raw(msg.samples, false)
     }
-}
 
-impl Handler<DrainRecorder> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: DrainRecorder, ctx: &mut Self::Context) {
-        let result = guard(|| {
-            let raw: Vec<RawSample> = self.recorder_rx.try_iter().collect();
-            self.recorder_stats
-                .drained
-                .fetch_add(raw.len() as u64, Ordering::Relaxed);
-            let (samples, mut closed) = self.resolve_all(raw);
-            self.fan_out(samples);
-            // A flush or shutdown: what was observed before it is stored now.
-            self.histograms.close_all(self.clock.now_ms(), &mut closed);
-            self.fan_out_closed(closed);
-        });
-        if let Err(reason) = result {
-            self.restart.fail(ctx, &reason);
-        }
+    RegisterDaemon(act, msg, _ctx) {
+        act.resolver.register(&msg.spec);
+        act.known.retain(|s| s.id != msg.spec.id);
+        act.known.push(msg.spec);
     }
-}
 
-impl Handler<InjectPanic> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if let Err(reason) = guard(|| panic!("injected panic in collector")) {
-            self.restart.fail(ctx, &reason);
-        }
+    /// A flush or shutdown: what the recorder holds, and what was observed before, is
+    /// stored now.
+    DrainRecorder(act, _msg, _ctx) {
+        let raw: Vec<RawSample> = act.setup.recorder_rx.try_iter().collect();
+        act.setup.recorder_stats
+            .drained
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        act.take_raw(raw, true)
+    }
+
+    InjectPanic(_act, _msg, _ctx) {
+        panic!("injected panic in collector")
     }
 }

@@ -7,7 +7,7 @@ mod host;
 pub mod intake;
 mod logic;
 
-pub use actor::Collector;
+pub use actor::{Collector, CollectorSetup};
 pub use histogram::{ClosedInterval, Histograms, DEFAULT_HISTOGRAM_INTERVAL_MS};
 pub use host::HostSampler;
 pub use logic::{AppSampleResolver, Resolved};

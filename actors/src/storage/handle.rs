@@ -273,6 +273,12 @@ impl StorageHandle {
             .clone()
     }
 
+    /// Queues any command without blocking (the panic test sends each kind).
+    #[cfg(test)]
+    pub(crate) fn send_command(&self, command: StorageCommand) -> bool {
+        self.try_send(command)
+    }
+
     /// Queues a command without blocking.
     fn try_send(&self, command: StorageCommand) -> bool {
         // No lock poisoning is possible (nothing panics while holding it), but recovering

@@ -20,169 +20,34 @@
 //! (a bug) loses the buffers (counted). Either way the writer then restarts: it reports the
 //! failure to the supervisor's [`FailureHook`], waits the backoff it returns, and reopens the
 //! connection. The channel is not writer state, so nothing queued is lost.
+//!
+//! This file is the thread's loop (`WriterThread`: accept, flush, maintain, block and
+//! retry, restart). Beside it: `writer/commands.rs` (the commands, the failure report and
+//! the counters), `writer/buffers.rs` (what is held between commits) and
+//! `writer/state.rs` (the connection, the SQL, one flush as one transaction).
 
-use crate::types::FastMap;
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+mod buffers;
+mod commands;
+mod state;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 
-use super::config::HOUR_MS;
 use super::maintenance::{self, MaintenanceSettings};
-use super::{codec, headlog, schema};
-use super::{StorageConfig, StorageError};
-use crate::types::{
-    ActionRecord, Alert, AlertState, Clock, LifecycleEvent, MetricBatch, MetricKind, SeriesKey,
-    TimestampMs,
+use super::{headlog, StorageConfig};
+use crate::panic_guard::guard;
+use crate::types::Clock;
+use buffers::Buffers;
+pub(super) use commands::count;
+pub use commands::{
+    AlertStateChange, FailureHook, StorageCommand, StorageFailure, StorageFault, StorageStats,
 };
-
-/// A request to the storage writer. Embedders use [`super::StorageHandle`], which sends these.
-#[derive(Debug)]
-pub enum StorageCommand {
-    /// Store every sample of the batch.
-    Store(Arc<MetricBatch>),
-    /// Record a daemon lifecycle event. The rare, large commands are boxed: the bounded
-    /// queue holds a slot of the largest variant for each of its 4 096 places.
-    Event(Box<LifecycleEvent>),
-    /// Record an alert notification.
-    Alert(Box<Alert>),
-    /// Set (or, with `json: None`, delete) one persisted alert-engine state.
-    AlertState(Box<AlertStateChange>),
-    /// Record an action taken because of an alert.
-    Action(Box<ActionRecord>),
-    /// Acknowledge on this sender once everything accepted before this command is committed.
-    /// The sender is dropped without a message when that could not be committed.
-    Flush(Sender<()>),
-    /// Flush, then compact every head row now, closed window or not, build the rollups they
-    /// complete and apply retention; acknowledge when done (dropped unacknowledged on error).
-    Compact(Sender<()>),
-    /// Make the database refuse writes, or stop doing so (fault injection for tests).
-    Fault(StorageFault),
-    /// Panic inside the writer's handler (fault injection for tests and chaos mode).
-    InjectPanic,
-}
-
-/// One persisted alert-engine state change, as queued for the writer.
-#[derive(Debug)]
-pub struct AlertStateChange {
-    /// The state's key (rule and series, or a silence id).
-    pub key: String,
-    /// The engine's JSON for it; `None` deletes it.
-    pub json: Option<String>,
-    /// When it changed.
-    pub ts_ms: TimestampMs,
-}
-
-/// Write failures the writer can be made to meet on purpose, to test how it copes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StorageFault {
-    /// The disk is full: `PRAGMA max_page_count` is set to the file's current page count,
-    /// so writes fail with `SQLITE_FULL` once the free pages are used up.
-    DiskFull,
-    /// The file is read-only: `PRAGMA query_only` makes every write fail with
-    /// `SQLITE_READONLY`.
-    ReadOnly,
-    /// A slow disk: every commit takes this much longer (the writer sleeps before it), as
-    /// when `fsync` waits on a saturated or failing device.
-    Slow(Duration),
-    /// Space, write access and speed are back.
-    Clear,
-}
-
-/// Called by the writer thread after a command panicked (or reopening the database failed);
-/// returns how long to wait before serving again (restart backoff decided by the supervisor).
-pub type FailureHook = Arc<dyn Fn(StorageFailure) -> Duration + Send + Sync>;
-
-/// What the writer tells its [`FailureHook`] when it is about to restart.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StorageFailure {
-    /// The panic message (or why reopening failed).
-    pub reason: String,
-    /// Commands lost: the ones that panicked.
-    pub lost_commands: u64,
-    /// Samples lost with them.
-    pub lost_samples: u64,
-}
-
-/// Counters and gauges of the storage writer, shared with whoever reports perfvisor's own
-/// health.
-///
-/// Every sample offered to [`super::StorageHandle::store`] ends up in exactly one of
-/// `stored_samples` and `dropped_samples`, once the writer has committed or given it up;
-/// until then it is in the queue or counted by `buffered_samples`.
-#[derive(Debug, Default)]
-pub struct StorageStats {
-    /// Samples committed to the database.
-    pub stored_samples: AtomicU64,
-    /// Lifecycle events committed.
-    pub stored_events: AtomicU64,
-    /// Alerts committed.
-    pub stored_alerts: AtomicU64,
-    /// Samples not stored: the queue or the memory buffer was full, the writer was shut
-    /// down, or a panic lost them.
-    pub dropped_samples: AtomicU64,
-    /// Lifecycle events not stored (queue or buffer full, shut down, unwritable at exit).
-    pub dropped_events: AtomicU64,
-    /// Alerts not stored (queue or buffer full, unencodable, shut down).
-    pub dropped_alerts: AtomicU64,
-    /// Failed writes: rolled-back flushes and maintenance steps, failed reopens.
-    pub write_errors: AtomicU64,
-    /// Flush transactions committed.
-    pub commits: AtomicU64,
-    /// Writer restarts after a panic.
-    pub restarts: AtomicU64,
-    /// Commands lost because handling them panicked.
-    pub lost_on_panic: AtomicU64,
-    /// Samples accepted and held in memory, not yet committed (gauge).
-    pub buffered_samples: AtomicU64,
-    /// True while writes fail and the writer is buffering (gauge).
-    pub write_blocked: AtomicBool,
-    /// Why writes fail, while they do.
-    pub blocked_reason: Mutex<Option<String>>,
-    /// Samples moved from head rows into compressed chunks.
-    pub compacted_samples: AtomicU64,
-    /// Chunks written.
-    pub chunks_written: AtomicU64,
-    /// Rollup rows written or updated (hourly and daily).
-    pub rollups_written: AtomicU64,
-    /// Closed (series, hour) windows waiting for compaction at the last step (gauge).
-    pub compaction_backlog: AtomicU64,
-    /// Rows deleted by retention or by the size cap (chunks, rollups, events, alerts).
-    pub retention_deleted: AtomicU64,
-    /// Maintenance steps run.
-    pub maintenance_steps: AtomicU64,
-    /// Total time spent in maintenance steps, in microseconds.
-    pub maintenance_micros: AtomicU64,
-}
-
-impl StorageStats {
-    /// Why writes currently fail, or `None` when they succeed.
-    pub fn blocked_reason(&self) -> Option<String> {
-        self.blocked_reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_blocked(&self, reason: Option<String>) {
-        self.write_blocked
-            .store(reason.is_some(), Ordering::Relaxed);
-        *self
-            .blocked_reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = reason;
-    }
-}
-
-/// Adds to a counter. Counters are independent statistics, so relaxed ordering suffices.
-pub(super) fn count(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
+use state::apply_fault;
+pub(super) use state::{insert_head, window_of, WriterState, INSERT_HEAD};
 
 /// Samples in the buffers that trigger a flush without waiting for the interval: large
 /// rows, bounded memory and transactions of a few milliseconds.
@@ -204,357 +69,6 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Least time between two attempts to reopen the database, whatever the hook answers, so a
 /// missing disk cannot turn the writer into a busy loop.
 const MIN_REOPEN_RETRY: Duration = Duration::from_millis(50);
-
-/// Insert of one head row; shared with the schema migration.
-pub(super) const INSERT_HEAD: &str =
-    "INSERT INTO head (series_id, window_ms, min_ts, max_ts, count, data) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-const INSERT_LOG: &str =
-    "INSERT INTO head_log (min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4)";
-const SELECT_SERIES: &str =
-    "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
-const INSERT_SERIES: &str =
-    "INSERT INTO series (source, metric, labels, kind) VALUES (?1, ?2, ?3, ?4)";
-const INSERT_EVENT: &str =
-    "INSERT INTO events (daemon, pid, ts_ms, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
-const INSERT_ALERT: &str = "INSERT INTO alerts (ts_ms, rule, state, severity, daemon, json) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
-/// The start of the hour window `ts_ms` falls in.
-pub(super) fn window_of(ts_ms: i64) -> i64 {
-    ts_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS)
-}
-
-/// Writes the samples (all in `window_ms`) as one head row.
-pub(super) fn insert_head(
-    insert: &mut rusqlite::Statement<'_>,
-    series_id: i64,
-    window_ms: i64,
-    samples: &[(i64, f64)],
-) -> rusqlite::Result<()> {
-    let (min_ts, max_ts) = samples
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &(ts, _)| {
-            (lo.min(ts), hi.max(ts))
-        });
-    insert.execute(params![
-        series_id,
-        window_ms,
-        min_ts,
-        max_ts,
-        samples.len() as i64,
-        codec::encode_raw(samples),
-    ])?;
-    Ok(())
-}
-
-/// The text of a panic payload.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-text payload".to_string()
-    }
-}
-
-/// The stored text of an alert state (the same words as its serde form).
-fn alert_state_text(state: AlertState) -> &'static str {
-    match state {
-        AlertState::Firing => "firing",
-        AlertState::Resolved => "resolved",
-    }
-}
-
-/// One series' samples waiting for the next flush.
-#[derive(Debug)]
-struct SeriesBuffer {
-    kind: MetricKind,
-    samples: Vec<(i64, f64)>,
-    /// Flushes this entry has sat through empty; idle entries are forgotten.
-    idle_flushes: u8,
-}
-
-/// Everything accepted and not yet committed. Survives writer restarts (it is not rebuilt
-/// from the config), so a panic elsewhere does not lose it.
-#[derive(Debug, Default)]
-pub(super) struct Buffers {
-    series: FastMap<SeriesKey, SeriesBuffer>,
-    events: Vec<LifecycleEvent>,
-    /// Alerts with their JSON, encoded when accepted so an unencodable one is refused early.
-    alerts: Vec<(Alert, String)>,
-    /// Alert-engine states to set or delete, latest per key wins.
-    alert_states: Vec<(String, Option<String>, TimestampMs)>,
-    /// Actions to record.
-    actions: Vec<ActionRecord>,
-    samples: usize,
-    /// When the oldest uncommitted item was accepted.
-    oldest: Option<Instant>,
-    /// Flushes to acknowledge after the next successful commit.
-    acks: Vec<Sender<()>>,
-}
-
-impl Buffers {
-    fn is_empty(&self) -> bool {
-        self.samples == 0
-            && self.events.is_empty()
-            && self.alerts.is_empty()
-            && self.alert_states.is_empty()
-            && self.actions.is_empty()
-    }
-
-    fn touch(&mut self) {
-        if self.oldest.is_none() {
-            self.oldest = Some(Instant::now());
-        }
-    }
-
-    /// Takes the batch's samples, up to `limit` buffered samples in all; returns how many
-    /// were taken.
-    fn add_samples(&mut self, batch: &MetricBatch, limit: usize) -> usize {
-        let room = limit.saturating_sub(self.samples);
-        let take = batch.samples.len().min(room);
-        for sample in &batch.samples[..take] {
-            match self.series.get_mut(&sample.series) {
-                Some(buffer) => buffer.samples.push((sample.ts_ms, sample.value)),
-                None => {
-                    self.series.insert(
-                        sample.series.clone(),
-                        SeriesBuffer {
-                            kind: sample.kind,
-                            samples: vec![(sample.ts_ms, sample.value)],
-                            idle_flushes: 0,
-                        },
-                    );
-                }
-            }
-        }
-        if take > 0 {
-            self.samples += take;
-            self.touch();
-        }
-        take
-    }
-
-    /// Forgets what was just committed and series idle for a while.
-    fn committed(&mut self) {
-        self.series.retain(|_, buffer| {
-            if buffer.samples.is_empty() {
-                buffer.idle_flushes = buffer.idle_flushes.saturating_add(1);
-            } else {
-                buffer.idle_flushes = 0;
-                buffer.samples.clear();
-            }
-            buffer.idle_flushes < 8
-        });
-        self.events.clear();
-        self.alerts.clear();
-        self.alert_states.clear();
-        self.actions.clear();
-        self.samples = 0;
-        self.oldest = None;
-    }
-
-    /// Drops everything (after a panic while flushing); returns the samples, events and
-    /// alerts lost.
-    fn discard(&mut self) -> (u64, u64, u64) {
-        let lost = (
-            self.samples as u64,
-            self.events.len() as u64,
-            self.alerts.len() as u64,
-        );
-        self.series.clear();
-        self.events.clear();
-        self.alerts.clear();
-        self.alert_states.clear();
-        self.actions.clear();
-        self.samples = 0;
-        self.oldest = None;
-        lost
-    }
-}
-
-/// What one flush committed.
-#[derive(Debug, Default, Clone, Copy)]
-struct Flushed {
-    samples: u64,
-    events: u64,
-    alerts: u64,
-}
-
-/// The state a writer builds from its config: the connection and the series-id cache.
-/// Thrown away and rebuilt on restart.
-pub(super) struct WriterState {
-    path: PathBuf,
-    pub(super) conn: Connection,
-    /// Series ids already in the database, so flushes do not SELECT. Cleared whenever a
-    /// transaction is rolled back, since a rolled-back insert may have put an id here that no
-    /// longer exists.
-    series_ids: FastMap<SeriesKey, i64>,
-}
-
-impl WriterState {
-    /// Opens (creating or migrating) the database at `path`.
-    pub(super) fn open(path: &Path) -> Result<Self, StorageError> {
-        Ok(WriterState {
-            path: path.to_path_buf(),
-            conn: schema::open_writer(path)?,
-            series_ids: FastMap::default(),
-        })
-    }
-
-    /// Closes the connection, logging (not failing) if SQLite refuses.
-    pub(super) fn close(self) {
-        if let Err((_conn, e)) = self.conn.close() {
-            tracing::warn!(path = %self.path.display(), error = %e, "Closing the storage database failed.");
-        }
-    }
-
-    /// Commits the buffers in one transaction. On error nothing is committed, the buffers
-    /// are untouched and the series cache is cleared.
-    fn flush(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
-        match self.write_buffers(buffers) {
-            Ok(flushed) => Ok(flushed),
-            Err(e) => {
-                self.series_ids.clear();
-                Err(e)
-            }
-        }
-    }
-
-    fn write_buffers(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
-        let WriterState {
-            conn, series_ids, ..
-        } = self;
-        // IMMEDIATE takes the write lock up front, so the commit cannot fail on lock upgrade.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut flushed = Flushed::default();
-        {
-            // Every series' new samples go into one head log row (`headlog`), folded into
-            // per-series head rows later: one insert per flush however many series there are.
-            let mut groups: Vec<(i64, &[(i64, f64)])> = Vec::with_capacity(buffers.series.len());
-            let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-            for (key, buffer) in buffers.series.iter_mut() {
-                if buffer.samples.is_empty() {
-                    continue;
-                }
-                let id = series_id(&tx, series_ids, key, buffer.kind)?;
-                for &(ts, _) in &buffer.samples {
-                    min_ts = min_ts.min(ts);
-                    max_ts = max_ts.max(ts);
-                }
-                flushed.samples += buffer.samples.len() as u64;
-                groups.push((id, &buffer.samples));
-            }
-            if flushed.samples > 0 {
-                tx.prepare_cached(INSERT_LOG)?.execute(params![
-                    min_ts,
-                    max_ts,
-                    flushed.samples as i64,
-                    headlog::encode(groups.into_iter()),
-                ])?;
-            }
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for event in &buffers.events {
-                insert.execute(params![
-                    event.daemon.as_str(),
-                    event.pid,
-                    event.ts_ms,
-                    event.kind.as_str(),
-                    event.detail,
-                ])?;
-            }
-            flushed.events = buffers.events.len() as u64;
-            let mut insert = tx.prepare_cached(INSERT_ALERT)?;
-            for (alert, json) in &buffers.alerts {
-                insert.execute(params![
-                    alert.at_ms,
-                    alert.rule,
-                    alert_state_text(alert.state),
-                    alert.severity.to_string(),
-                    alert.daemon.as_ref().map(|d| d.as_str()),
-                    json,
-                ])?;
-            }
-            flushed.alerts = buffers.alerts.len() as u64;
-            let mut upsert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO alert_state (key, json, updated_ms) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut delete = tx.prepare_cached("DELETE FROM alert_state WHERE key = ?1")?;
-            for (key, json, ts) in &buffers.alert_states {
-                match json {
-                    Some(json) => upsert.execute(params![key, json, ts])?,
-                    None => delete.execute([key])?,
-                };
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO actions (ts_ms, daemon, rule, action, outcome, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for a in &buffers.actions {
-                insert.execute(params![
-                    a.ts_ms,
-                    a.daemon.as_ref().map(|d| d.as_str()),
-                    a.rule,
-                    a.action,
-                    a.outcome,
-                    a.detail
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(flushed)
-    }
-}
-
-/// The id of a series, from the cache or else from the database (inserting it if new).
-fn series_id(
-    conn: &Connection,
-    series_ids: &mut FastMap<SeriesKey, i64>,
-    key: &SeriesKey,
-    kind: MetricKind,
-) -> rusqlite::Result<i64> {
-    if let Some(&id) = series_ids.get(key) {
-        return Ok(id);
-    }
-    let source = key.source.as_text();
-    let labels = key.labels.to_text();
-    let metric = key.metric.as_str();
-    let found: Option<i64> = conn
-        .prepare_cached(SELECT_SERIES)?
-        .query_row(params![source, metric, labels], |row| row.get(0))
-        .optional()?;
-    let id = match found {
-        Some(id) => id,
-        None => conn.prepare_cached(INSERT_SERIES)?.insert(params![
-            source,
-            metric,
-            labels,
-            kind.code()
-        ])?,
-    };
-    series_ids.insert(key.clone(), id);
-    Ok(id)
-}
-
-/// Applies a write fault to the writer's connection.
-fn apply_fault(conn: &Connection, fault: StorageFault) -> rusqlite::Result<()> {
-    match fault {
-        StorageFault::DiskFull => {
-            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-        }
-        StorageFault::ReadOnly => conn.pragma_update(None, "query_only", true)?,
-        StorageFault::Slow(_) => {}
-        StorageFault::Clear => {
-            conn.pragma_update(None, "query_only", false)?;
-            // SQLite's default maximum (4294967294 pages).
-            conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()))?;
-        }
-    }
-    Ok(())
-}
 
 /// Whether the writer is committing normally or waiting for the disk to accept writes.
 #[derive(Debug)]
@@ -714,15 +228,23 @@ impl WriterThread {
             StorageCommand::Store(batch) => batch.samples.len() as u64,
             _ => 0,
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.apply(state, command)));
+        #[cfg(test)]
+        let injected = self.stats.faults.take("storage_writer", command.name());
+        let outcome = guard(|| {
+            #[cfg(test)]
+            if injected {
+                panic!("injected panic in the handling of {}", command.name());
+            }
+            self.apply(state, command)
+        });
         match outcome {
             Ok(()) => Ok(()),
-            Err(payload) => {
+            Err(reason) => {
                 count(&self.stats.lost_on_panic, 1);
                 count(&self.stats.dropped_samples, samples);
                 self.publish_buffered();
                 Err(Restart(StorageFailure {
-                    reason: panic_message(&*payload),
+                    reason,
                     lost_commands: 1,
                     lost_samples: samples,
                 }))
@@ -868,14 +390,14 @@ impl WriterThread {
     /// Folds the head log into head rows in one transaction. `Ok(false)` when the disk
     /// refused (the writer is then blocked; the log is intact and folded later).
     fn fold_log(&mut self, state: &mut WriterState) -> Result<bool, Restart> {
-        let outcome = catch_unwind(AssertUnwindSafe(|| -> rusqlite::Result<u64> {
+        let outcome = guard(|| -> rusqlite::Result<u64> {
             let tx = state
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let moved = headlog::fold(&tx)?;
             tx.commit()?;
             Ok(moved)
-        }));
+        });
         match outcome {
             Ok(Ok(_)) => {
                 self.log_samples = Some(0);
@@ -888,8 +410,8 @@ impl WriterThread {
                 Ok(false)
             }
             // The log is on disk and untouched (rolled back): nothing is lost.
-            Err(payload) => Err(Restart(StorageFailure {
-                reason: panic_message(&*payload),
+            Err(reason) => Err(Restart(StorageFailure {
+                reason,
                 lost_commands: 0,
                 lost_samples: 0,
             })),
@@ -906,7 +428,7 @@ impl WriterThread {
         if let Some(StorageFault::Slow(delay)) = self.fault {
             std::thread::sleep(delay);
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| state.flush(&mut self.buffers)));
+        let outcome = guard(|| state.flush(&mut self.buffers));
         match outcome {
             Ok(Ok(flushed)) => {
                 if let Some(n) = &mut self.log_samples {
@@ -928,7 +450,7 @@ impl WriterThread {
                 self.buffers.acks.clear();
                 Ok(false)
             }
-            Err(payload) => {
+            Err(reason) => {
                 let (samples, events, alerts) = self.buffers.discard();
                 self.buffers.acks.clear();
                 count(&self.stats.dropped_samples, samples);
@@ -937,7 +459,7 @@ impl WriterThread {
                 count(&self.stats.lost_on_panic, 1);
                 self.publish_buffered();
                 Err(Restart(StorageFailure {
-                    reason: panic_message(&*payload),
+                    reason,
                     lost_commands: 1,
                     lost_samples: samples,
                 }))
@@ -1016,13 +538,13 @@ impl WriterThread {
         if publish {
             self.backlog_published = Some(Instant::now());
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = guard(|| {
             if force {
                 maintenance::run_to_completion(&state.conn, &settings, now_ms, &stats)
             } else {
                 maintenance::step(&state.conn, &settings, now_ms, &stats, budget, publish)
             }
-        }));
+        });
         self.last_maintenance_end = Instant::now();
         count(&self.stats.maintenance_steps, 1);
         count(
@@ -1049,11 +571,11 @@ impl WriterThread {
                 self.block(&e);
                 Ok(())
             }
-            Err(payload) => {
+            Err(reason) => {
                 self.compact_acks.clear();
                 count(&self.stats.lost_on_panic, 1);
                 Err(Restart(StorageFailure {
-                    reason: panic_message(&*payload),
+                    reason,
                     lost_commands: 1,
                     lost_samples: 0,
                 }))
@@ -1133,11 +655,11 @@ impl WriterThread {
 
     /// Calls the failure hook; a panicking hook means no backoff.
     fn report(&self, failure: StorageFailure) -> Duration {
-        match catch_unwind(AssertUnwindSafe(|| (self.on_failure)(failure))) {
+        match guard(|| (self.on_failure)(failure)) {
             Ok(backoff) => backoff,
-            Err(payload) => {
+            Err(reason) => {
                 tracing::warn!(
-                    reason = %panic_message(&*payload),
+                    reason = %reason,
                     "Storage failure hook panicked; restarting without backoff."
                 );
                 Duration::ZERO

@@ -17,27 +17,42 @@ use super::logic::{RateTracker, CGROUP_SLOW_EVERY, CGROUP_WALK_EVERY};
 use super::probe::{ProbeError, ProcState};
 use super::tree::TreeProbe;
 use super::view::{FigureSources, SharedView};
-use crate::collector::Collector;
-use crate::messages::*;
+use crate::counters::{ActorStats, EngineStats};
+use crate::messages::tree::{DaemonExeced, InjectPanic, Retire, SamplesCollected, WatcherRetired};
 use crate::panic_guard::guard;
-use crate::supervisor::{ChildHandle, Restartable, Supervisor};
-use crate::telemetry::{ActorStats, EngineStats};
+use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::types::{DaemonSpec, Labels, MetricBatch, SharedClock};
+
+/// What a watcher is wired to besides its daemon: where its samples and reports go, what it
+/// counts, and how often it probes. The supervisor builds one per watcher; a restart keeps it.
+#[derive(Clone)]
+pub struct WatcherLinks {
+    /// Where samples go (the collector).
+    pub samples: Recipient<SamplesCollected>,
+    /// The collector's counters (each batch sent is counted into its mailbox).
+    pub samples_stats: Arc<ActorStats>,
+    /// Told when the daemon is gone (the supervisor).
+    pub retired: Recipient<WatcherRetired>,
+    /// Told when the daemon exec'd another program (the supervisor).
+    pub execed: Recipient<DaemonExeced>,
+    /// Source of time.
+    pub clock: SharedClock,
+    /// How often to probe.
+    pub interval: Duration,
+    /// Probes made, shown in `status()`.
+    pub probes: Arc<AtomicU64>,
+    /// Engine-wide counters (probe errors).
+    pub engine: Arc<EngineStats>,
+    /// Sources and top children, shared with the supervisor.
+    pub view: SharedView,
+}
 
 /// Watches one daemon.
 pub struct Watcher {
     spec: DaemonSpec,
     labels: Labels,
     restart: Restartable,
-    collector: Addr<Collector>,
-    collector_stats: Arc<ActorStats>,
-    supervisor: Addr<Supervisor>,
-    clock: SharedClock,
-    interval: Duration,
-    probes: Arc<AtomicU64>,
-    engine: Arc<EngineStats>,
-    /// Sources and top children, shared with the supervisor.
-    view: SharedView,
+    links: WatcherLinks,
     probe: Option<TreeProbe>,
     rates: RateTracker,
     /// The daemon's own cgroup, looked up once the tree probe is open; `None` when it has
@@ -57,31 +72,12 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher for `spec`; it opens its probe when started.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: DaemonSpec,
-        child: Arc<ChildHandle>,
-        collector: Addr<Collector>,
-        collector_stats: Arc<ActorStats>,
-        supervisor: Addr<Supervisor>,
-        clock: SharedClock,
-        interval: Duration,
-        probes: Arc<AtomicU64>,
-        engine: Arc<EngineStats>,
-        view: SharedView,
-    ) -> Self {
+    pub fn new(spec: DaemonSpec, child: Arc<ChildHandle>, links: WatcherLinks) -> Self {
         Watcher {
             labels: spec.series_labels(),
             spec,
             restart: Restartable::new(child),
-            collector,
-            collector_stats,
-            supervisor,
-            clock,
-            interval,
-            probes,
-            engine,
-            view,
+            links,
             probe: None,
             rates: RateTracker::default(),
             #[cfg(unix)]
@@ -112,7 +108,7 @@ impl Watcher {
             };
             #[cfg(not(unix))]
             let sources = FigureSources::tree(None);
-            if let Ok(mut view) = self.view.lock() {
+            if let Ok(mut view) = self.links.view.lock() {
                 view.sources = Some(sources);
             }
             self.probe = Some(probe);
@@ -173,7 +169,7 @@ impl Watcher {
                 self.probe_count += 1;
                 if let Some(exec) = self.probe.as_mut().and_then(TreeProbe::take_exec) {
                     tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, to = %exec.to.display(), "Daemon exec'd another program; still watching it.");
-                    self.supervisor.do_send(DaemonExeced {
+                    self.links.execed.do_send(DaemonExeced {
                         id: self.spec.id.clone(),
                         pid: self.spec.pid,
                         from: exec.from,
@@ -184,7 +180,7 @@ impl Watcher {
                     self.capped_said = true;
                     tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, limit = super::tree::MAX_DESCENDANTS, "Daemon has more descendants than are followed; its figures leave the rest out.");
                 }
-                self.probes.fetch_add(1, Ordering::Relaxed);
+                self.links.probes.fetch_add(1, Ordering::Relaxed);
                 // A daemon of one process costs nothing here; a tree, one short sort at each
                 // probe that walked it.
                 if total
@@ -196,14 +192,14 @@ impl Watcher {
                         .as_ref()
                         .and_then(|p| p.top_children(super::tree::TOP_CHILDREN));
                     self.had_children_view = top.is_some();
-                    if let Ok(mut view) = self.view.lock() {
+                    if let Ok(mut view) = self.links.view.lock() {
                         view.children = top;
                     }
                 }
-                let now = self.clock.now_ms();
+                let now = self.links.clock.now_ms();
                 let samples = self.samples(main, total, slow, now);
-                self.collector_stats.enqueued();
-                self.collector.do_send(SamplesCollected {
+                self.links.samples_stats.enqueued();
+                self.links.samples.do_send(SamplesCollected {
                     batch: MetricBatch { samples },
                 });
             }
@@ -213,14 +209,17 @@ impl Watcher {
                     ctx.cancel_future(h);
                 }
                 tracing::info!(daemon = %self.spec.id, pid = self.spec.pid, reason = %e, "Daemon gone.");
-                self.supervisor.do_send(WatcherRetired {
+                self.links.retired.do_send(WatcherRetired {
                     id: self.spec.id.clone(),
                     pid: self.spec.pid,
                     reason: e.to_string(),
                 });
             }
             Err(e) => {
-                self.engine.probe_errors.fetch_add(1, Ordering::Relaxed);
+                self.links
+                    .engine
+                    .probe_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(daemon = %self.spec.id, pid = self.spec.pid, error = %e, "Probe failed.");
             }
         }
@@ -250,33 +249,12 @@ impl Watcher {
                     now,
                 );
             }
-            let mut samples = match total {
-                Some(total) => self.rates.samples(
-                    &self.spec.id,
-                    &self.labels,
-                    &super::tree::TreeSnapshot { main, total },
-                    now,
-                ),
-                None => Vec::new(),
-            };
+            let mut samples =
+                tree_samples(&mut self.rates, &self.spec, &self.labels, main, total, now);
             samples.extend(tracker.extra_samples(&self.spec.id, &self.labels, &cg, slow, now));
             return samples;
         }
-        match total {
-            Some(total) => self.rates.samples(
-                &self.spec.id,
-                &self.labels,
-                &super::tree::TreeSnapshot { main, total },
-                now,
-            ),
-            None => Vec::new(),
-        }
-    }
-
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        if let Err(reason) = guard(|| self.probe_once(ctx)) {
-            self.restart.fail(ctx, &reason);
-        }
+        tree_samples(&mut self.rates, &self.spec, &self.labels, main, total, now)
     }
 
     /// Schedules the next probe at the next multiple of the interval since a process-wide
@@ -287,12 +265,32 @@ impl Watcher {
         if self.gone {
             return;
         }
-        let delay = until_next_boundary(Instant::now(), self.interval);
+        let delay = until_next_boundary(Instant::now(), self.links.interval);
         self.tick = Some(ctx.run_later(delay, |act, ctx| {
             act.tick = None;
-            act.tick(ctx);
+            tick(act, ctx, Self::probe_once);
             act.schedule_next(ctx);
         }));
+    }
+}
+
+/// The samples of a probe that walked the tree (none when this probe did not).
+fn tree_samples(
+    rates: &mut RateTracker,
+    spec: &DaemonSpec,
+    labels: &Labels,
+    main: super::probe::ProcSnapshot,
+    total: Option<super::tree::TreeTotals>,
+    now: crate::types::TimestampMs,
+) -> Vec<crate::types::Sample> {
+    match total {
+        Some(total) => rates.samples(
+            &spec.id,
+            labels,
+            &super::tree::TreeSnapshot { main, total },
+            now,
+        ),
+        None => Vec::new(),
     }
 }
 
@@ -313,7 +311,7 @@ impl Actor for Watcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
         // First probe right away (it yields no CPU rate), then on every interval boundary.
-        ctx.run_later(Duration::ZERO, |act, ctx| act.tick(ctx));
+        ctx.run_later(Duration::ZERO, |act, ctx| tick(act, ctx, Self::probe_once));
         self.schedule_next(ctx);
     }
 }
@@ -332,30 +330,27 @@ impl actix::Supervised for Watcher {
     }
 }
 
-impl Handler<Retire> for Watcher {
-    type Result = ();
-    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
-        if !self.gone {
-            if let Err(reason) = guard(|| self.probe_once(ctx)) {
-                tracing::warn!(daemon = %self.spec.id, reason, "Last probe failed.");
+supervised_handlers! {
+    Watcher.restart;
+
+    /// A last probe (its failure is logged, not a restart), then nothing more is scheduled.
+    Retire(act, _msg, ctx) {
+        if !act.gone {
+            if let Err(reason) = guard(|| act.probe_once(ctx)) {
+                tracing::warn!(daemon = %act.spec.id, reason, "Last probe failed.");
             }
         }
-        self.gone = true;
-        if let Some(h) = self.tick.take() {
+        act.gone = true;
+        if let Some(h) = act.tick.take() {
             ctx.cancel_future(h);
         }
         // No `ctx.stop()`: stopping while an address is alive would make actix's
         // supervisor restart us. With nothing scheduled, the actor ends as soon as the
         // supervisor drops its address, and is then not restarted.
-        tracing::debug!(daemon = %self.spec.id, "Watcher retired.");
+        tracing::debug!(daemon = %act.spec.id, "Watcher retired.");
     }
-}
 
-impl Handler<InjectPanic> for Watcher {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if let Err(reason) = guard(|| panic!("injected panic in watcher {}", self.spec.id)) {
-            self.restart.fail(ctx, &reason);
-        }
+    InjectPanic(act, _msg, _ctx) {
+        panic!("injected panic in watcher {}", act.spec.id)
     }
 }

@@ -8,7 +8,7 @@ pub mod view;
 mod actor;
 mod logic;
 
-pub use actor::Watcher;
+pub use actor::{Watcher, WatcherLinks};
 #[cfg(unix)]
 pub use logic::CgroupTracker;
 pub use logic::RateTracker;

@@ -1,7 +1,13 @@
-//! Every message that crosses actors, in one place.
+//! Every message that crosses actors, in one place: this file, and `tree.rs` for the
+//! supervision tree's own messages (failures, watchers' reports, `Retire`, `InjectPanic`),
+//! which import nothing of alerting, analysis or storage. Both are re-exported here.
 //!
 //! Commands are verb phrases (`StoreBatch`, `Retire`), events past tense (`DaemonStarted`,
 //! `ActorFailed`). The reply type sits beside each message in its `rtype`.
+
+pub mod tree;
+
+pub use tree::*;
 
 use std::sync::Arc;
 
@@ -40,46 +46,6 @@ pub struct DaemonStopped {
     pub id: DaemonId,
 }
 
-/// A watcher's probe found its daemon gone (exited, or its pid reused by another process).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct WatcherRetired {
-    /// Which daemon.
-    pub id: DaemonId,
-    /// The pid the watcher was watching.
-    pub pid: u32,
-    /// What the probe saw.
-    pub reason: String,
-}
-
-/// A watcher's probe saw its daemon's process `exec` another program; the watcher carries on.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct DaemonExeced {
-    /// Which daemon.
-    pub id: DaemonId,
-    /// Its pid (unchanged by the exec).
-    pub pid: u32,
-    /// The program before, when known, and now.
-    pub from: Option<std::path::PathBuf>,
-    /// The program now.
-    pub to: std::path::PathBuf,
-}
-
-/// A child failed (a caught panic or an unrecoverable error) and is restarting.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct ActorFailed {
-    /// Which kind of actor.
-    pub kind: ActorKind,
-    /// Its name in the tree (`collector`, `watcher:ID`).
-    pub name: String,
-    /// The panic message or error.
-    pub reason: String,
-    /// True when the failure exceeded the child's restart budget.
-    pub budget_exceeded: bool,
-}
-
 /// Asks for perfvisor's own status.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Status")]
@@ -111,25 +77,12 @@ pub struct InjectPanicInto {
 
 // ---- to any actor ------------------------------------------------------------------------
 
-/// Makes the receiving actor panic inside its handler, as a bug would.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct InjectPanic;
-
 /// Replies once every message sent to the actor before it has been handled.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Flush;
 
 // ---- to the collector --------------------------------------------------------------------
-
-/// Samples a watcher collected from its daemon.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct SamplesCollected {
-    /// The samples.
-    pub batch: MetricBatch,
-}
 
 /// Raw application samples taken from the recorder channel by the intake thread.
 #[derive(Debug, Clone, Message)]
@@ -334,8 +287,3 @@ pub struct GetSilences;
 pub struct GetFiring;
 
 // ---- to a watcher ------------------------------------------------------------------------
-
-/// Takes a last probe, forwards it, and stops the watcher for good.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Retire;

@@ -1,0 +1,236 @@
+//! The writer's connection and what it writes with it: the SQL, the series-id cache, one
+//! flush of the buffers as a single transaction, and the write faults tests inject.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::buffers::{Buffers, Flushed};
+use super::commands::StorageFault;
+use crate::storage::config::HOUR_MS;
+use crate::storage::{codec, headlog, schema, StorageError};
+use crate::types::{AlertState, FastMap, MetricKind, SeriesKey};
+
+/// Insert of one head row; shared with the schema migration.
+pub(in crate::storage) const INSERT_HEAD: &str =
+    "INSERT INTO head (series_id, window_ms, min_ts, max_ts, count, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_LOG: &str =
+    "INSERT INTO head_log (min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4)";
+const SELECT_SERIES: &str =
+    "SELECT id FROM series WHERE source = ?1 AND metric = ?2 AND labels = ?3";
+const INSERT_SERIES: &str =
+    "INSERT INTO series (source, metric, labels, kind) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_EVENT: &str =
+    "INSERT INTO events (daemon, pid, ts_ms, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_ALERT: &str = "INSERT INTO alerts (ts_ms, rule, state, severity, daemon, json) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// The start of the hour window `ts_ms` falls in.
+pub(in crate::storage) fn window_of(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS)
+}
+
+/// Writes the samples (all in `window_ms`) as one head row.
+pub(in crate::storage) fn insert_head(
+    insert: &mut rusqlite::Statement<'_>,
+    series_id: i64,
+    window_ms: i64,
+    samples: &[(i64, f64)],
+) -> rusqlite::Result<()> {
+    let (min_ts, max_ts) = samples
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(ts, _)| {
+            (lo.min(ts), hi.max(ts))
+        });
+    insert.execute(params![
+        series_id,
+        window_ms,
+        min_ts,
+        max_ts,
+        samples.len() as i64,
+        codec::encode_raw(samples),
+    ])?;
+    Ok(())
+}
+
+/// The stored text of an alert state (the same words as its serde form).
+fn alert_state_text(state: AlertState) -> &'static str {
+    match state {
+        AlertState::Firing => "firing",
+        AlertState::Resolved => "resolved",
+    }
+}
+
+/// The state a writer builds from its config: the connection and the series-id cache.
+/// Thrown away and rebuilt on restart.
+pub(in crate::storage) struct WriterState {
+    path: PathBuf,
+    pub(in crate::storage) conn: Connection,
+    /// Series ids already in the database, so flushes do not SELECT. Cleared whenever a
+    /// transaction is rolled back, since a rolled-back insert may have put an id here that no
+    /// longer exists.
+    series_ids: FastMap<SeriesKey, i64>,
+}
+
+impl WriterState {
+    /// Opens (creating or migrating) the database at `path`.
+    pub(in crate::storage) fn open(path: &Path) -> Result<Self, StorageError> {
+        Ok(WriterState {
+            path: path.to_path_buf(),
+            conn: schema::open_writer(path)?,
+            series_ids: FastMap::default(),
+        })
+    }
+
+    /// Closes the connection, logging (not failing) if SQLite refuses.
+    pub(in crate::storage) fn close(self) {
+        if let Err((_conn, e)) = self.conn.close() {
+            tracing::warn!(path = %self.path.display(), error = %e, "Closing the storage database failed.");
+        }
+    }
+
+    /// Commits the buffers in one transaction. On error nothing is committed, the buffers
+    /// are untouched and the series cache is cleared.
+    pub(super) fn flush(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
+        match self.write_buffers(buffers) {
+            Ok(flushed) => Ok(flushed),
+            Err(e) => {
+                self.series_ids.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn write_buffers(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
+        let WriterState {
+            conn, series_ids, ..
+        } = self;
+        // IMMEDIATE takes the write lock up front, so the commit cannot fail on lock upgrade.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut flushed = Flushed::default();
+        {
+            // Every series' new samples go into one head log row (`headlog`), folded into
+            // per-series head rows later: one insert per flush however many series there are.
+            let mut groups: Vec<(i64, &[(i64, f64)])> = Vec::with_capacity(buffers.series.len());
+            let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+            for (key, buffer) in buffers.series.iter_mut() {
+                if buffer.samples.is_empty() {
+                    continue;
+                }
+                let id = series_id(&tx, series_ids, key, buffer.kind)?;
+                for &(ts, _) in &buffer.samples {
+                    min_ts = min_ts.min(ts);
+                    max_ts = max_ts.max(ts);
+                }
+                flushed.samples += buffer.samples.len() as u64;
+                groups.push((id, &buffer.samples));
+            }
+            if flushed.samples > 0 {
+                tx.prepare_cached(INSERT_LOG)?.execute(params![
+                    min_ts,
+                    max_ts,
+                    flushed.samples as i64,
+                    headlog::encode(groups.into_iter()),
+                ])?;
+            }
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            for event in &buffers.events {
+                insert.execute(params![
+                    event.daemon.as_str(),
+                    event.pid,
+                    event.ts_ms,
+                    event.kind.as_str(),
+                    event.detail,
+                ])?;
+            }
+            flushed.events = buffers.events.len() as u64;
+            let mut insert = tx.prepare_cached(INSERT_ALERT)?;
+            for (alert, json) in &buffers.alerts {
+                insert.execute(params![
+                    alert.at_ms,
+                    alert.rule,
+                    alert_state_text(alert.state),
+                    alert.severity.to_string(),
+                    alert.daemon.as_ref().map(|d| d.as_str()),
+                    json,
+                ])?;
+            }
+            flushed.alerts = buffers.alerts.len() as u64;
+            let mut upsert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO alert_state (key, json, updated_ms) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM alert_state WHERE key = ?1")?;
+            for (key, json, ts) in &buffers.alert_states {
+                match json {
+                    Some(json) => upsert.execute(params![key, json, ts])?,
+                    None => delete.execute([key])?,
+                };
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO actions (ts_ms, daemon, rule, action, outcome, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for a in &buffers.actions {
+                insert.execute(params![
+                    a.ts_ms,
+                    a.daemon.as_ref().map(|d| d.as_str()),
+                    a.rule,
+                    a.action,
+                    a.outcome,
+                    a.detail
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(flushed)
+    }
+}
+
+/// The id of a series, from the cache or else from the database (inserting it if new).
+fn series_id(
+    conn: &Connection,
+    series_ids: &mut FastMap<SeriesKey, i64>,
+    key: &SeriesKey,
+    kind: MetricKind,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = series_ids.get(key) {
+        return Ok(id);
+    }
+    let source = key.source.as_text();
+    let labels = key.labels.to_text();
+    let metric = key.metric.as_str();
+    let found: Option<i64> = conn
+        .prepare_cached(SELECT_SERIES)?
+        .query_row(params![source, metric, labels], |row| row.get(0))
+        .optional()?;
+    let id = match found {
+        Some(id) => id,
+        None => conn.prepare_cached(INSERT_SERIES)?.insert(params![
+            source,
+            metric,
+            labels,
+            kind.code()
+        ])?,
+    };
+    series_ids.insert(key.clone(), id);
+    Ok(id)
+}
+
+/// Applies a write fault to the writer's connection.
+pub(super) fn apply_fault(conn: &Connection, fault: StorageFault) -> rusqlite::Result<()> {
+    match fault {
+        StorageFault::DiskFull => {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        }
+        StorageFault::ReadOnly => conn.pragma_update(None, "query_only", true)?,
+        StorageFault::Slow(_) => {}
+        StorageFault::Clear => {
+            conn.pragma_update(None, "query_only", false)?;
+            // SQLite's default maximum (4294967294 pages).
+            conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()))?;
+        }
+    }
+    Ok(())
+}
