@@ -465,11 +465,11 @@ impl Perfvisor {
     /// database. Handy before reading history, and in tests.
     pub async fn flush(&self) -> Result<(), Error> {
         self.check_running()?;
-        let drained = {
-            let _paused = self.inner.parts.intake.pause();
-            self.inner.parts.collector.send(DrainRecorder)
-        };
-        drained.await.map_err(|_| Error::NotRunning)?;
+        // Paused until the collector has drained the channel: see `IntakeHandle::pause`.
+        let paused = self.inner.parts.intake.pause();
+        let drained = self.inner.parts.collector.send(DrainRecorder).await;
+        drop(paused);
+        drained.map_err(|_| Error::NotRunning)?;
         let storage = self.inner.parts.storage.clone();
         off_executor("perfvisor-flush", move || storage.flush(FLUSH_TIMEOUT)).await??;
         Ok(())

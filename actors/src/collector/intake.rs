@@ -6,7 +6,7 @@
 //! waiting again. The pause batches bursts and keeps the receiver off the channel's wait
 //! list under load, so `record()` rarely has to wake it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -31,16 +31,34 @@ pub struct IntakeHandle {
     /// Dropped (or sent to) to wake the thread when it should stop.
     wake: Mutex<Option<Sender<()>>>,
     inflight: Arc<Mutex<()>>,
+    /// Live [`PauseGuard`]s: while above 0 the thread takes nothing from the channel.
+    paused: Arc<AtomicUsize>,
     join: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Keeps the intake thread from taking samples out of the recorder channel until dropped.
+/// `Send`, so a flush holds it across the `DrainRecorder` round trip.
+#[derive(Debug)]
+pub struct PauseGuard(Arc<AtomicUsize>);
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl IntakeHandle {
-    /// Holds the intake still: while the guard lives, the thread holds no sample that it
-    /// has taken from the channel and not yet handed to the collector. A flush takes it,
-    /// sends `DrainRecorder`, and releases it, so that every sample recorded before the
-    /// flush reaches the collector before the drain's reply.
-    pub fn pause(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    /// Holds the intake still until the guard drops: a batch the thread has already taken
+    /// is handed to the collector first (this waits for it), and nothing more is taken
+    /// from the channel meanwhile. A flush pauses, sends `DrainRecorder`, waits for its
+    /// reply and only then resumes the thread, so every sample recorded before the flush is
+    /// either in a message ahead of the drain or still in the channel for the drain to take.
+    /// (Releasing before the reply let the thread take the samples after the drain was
+    /// queued and hand them over behind it.)
+    pub fn pause(&self) -> PauseGuard {
+        self.paused.fetch_add(1, Ordering::SeqCst);
+        drop(self.inflight.lock().unwrap_or_else(|p| p.into_inner()));
+        PauseGuard(Arc::clone(&self.paused))
     }
 
     /// Stops the thread after it has handed over what it holds, and waits for it.
@@ -55,6 +73,13 @@ impl IntakeHandle {
     }
 }
 
+/// What the thread shares with its [`IntakeHandle`].
+struct Control {
+    stop: Arc<AtomicBool>,
+    inflight: Arc<Mutex<()>>,
+    paused: Arc<AtomicUsize>,
+}
+
 /// Starts the intake thread.
 pub fn spawn(
     rx: Receiver<RawSample>,
@@ -66,6 +91,8 @@ pub fn spawn(
     let flag = stop.clone();
     let inflight = Arc::new(Mutex::new(()));
     let lock = inflight.clone();
+    let paused = Arc::new(AtomicUsize::new(0));
+    let held = paused.clone();
     let (wake, woken) = crossbeam_channel::bounded::<()>(1);
     let join = std::thread::Builder::new()
         .name("perfvisor-intake".into())
@@ -76,8 +103,11 @@ pub fn spawn(
                 collector,
                 collector_stats,
                 recorder_stats,
-                flag,
-                lock,
+                Control {
+                    stop: flag,
+                    inflight: lock,
+                    paused: held,
+                },
             )
         })
         .map_err(|e| tracing::error!(error = %e, "Cannot start the recorder intake thread; the collector drains on its own timer."))
@@ -86,6 +116,7 @@ pub fn spawn(
         stop,
         wake: Mutex::new(Some(wake)),
         inflight,
+        paused,
         join: Mutex::new(join),
     }
 }
@@ -96,9 +127,13 @@ fn run(
     collector: Addr<Collector>,
     collector_stats: Arc<ActorStats>,
     recorder_stats: Arc<RecorderStats>,
-    stop: Arc<AtomicBool>,
-    inflight: Arc<Mutex<()>>,
+    control: Control,
 ) {
+    let Control {
+        stop,
+        inflight,
+        paused,
+    } = control;
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -116,7 +151,13 @@ fn run(
         }
         {
             // Held while a sample is out of the channel but not yet with the collector.
-            let _held = inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let in_flight = inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if paused.load(Ordering::SeqCst) > 0 {
+                // A flush is draining the channel itself; leave the samples to it.
+                drop(in_flight);
+                std::thread::sleep(INTAKE_PAUSE);
+                continue;
+            }
             let mut batch = Vec::with_capacity(64);
             let mut closed = false;
             while batch.len() < MAX_INTAKE_BATCH {
