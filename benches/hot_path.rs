@@ -7,26 +7,19 @@
 //!
 //! `cargo bench --bench hot_path`
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use perfvisor::{Perfvisor, SystemClock};
-use perfvisor_actors::recorder;
-use perfvisor_actors::telemetry::RecorderStats;
+
+mod support;
+use support::Drained;
 
 fn bare(c: &mut Criterion) {
-    let stats = Arc::new(RecorderStats::default());
-    let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let drain = std::thread::spawn(move || {
-        while !s.load(Ordering::Relaxed) {
-            while rx.try_recv().is_ok() {}
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    });
+    let drained = Drained::new();
+    let rec = &drained.rec;
     let mut g = c.benchmark_group("recorder_drained_by_thread");
     g.bench_function("record", |b| b.iter(|| rec.record("bench.value", 1.0)));
     g.bench_function("profile_guard", |b| {
@@ -68,8 +61,8 @@ fn bare(c: &mut Criterion) {
         })
     });
     g.finish();
-    stop.store(true, Ordering::Relaxed);
-    let _ = drain.join();
+    let stats = drained.stats.clone();
+    drop(drained);
     eprintln!(
         "bare: drained {} dropped {}",
         stats.drained.load(Ordering::Relaxed),

@@ -82,14 +82,6 @@ impl WindowStats {
             last,
         })
     }
-
-    /// One `q` quantile (0 ≤ q ≤ 1) of unsorted `values`, by the module's definition
-    /// (numpy's default). Sorts a copy; to take several quantiles of the same values, sort
-    /// once and call [`quantile_linear`]. NaN when `values` is empty.
-    pub fn percentile(values: &[f64], q: f64) -> f64 {
-        let sorted = sorted_nan_last(values);
-        quantile_linear(&sorted, q)
-    }
 }
 
 /// A sorted copy of `values`, NaNs (of either sign) last.
@@ -104,8 +96,10 @@ fn sorted_nan_last(values: &[f64]) -> Vec<f64> {
 
 /// The `q` quantile of ascending `sorted` values by linear interpolation between closest
 /// ranks: numpy's default `percentile` method, R type 7 (see the module doc). `q` is
-/// clamped to `[0, 1]`; NaN when `sorted` is empty or `q` is NaN.
-pub fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
+/// clamped to `[0, 1]`; NaN when `sorted` is empty or `q` is NaN. The one quantile of the
+/// crate: the analyzer's windows, the anomaly detector's `f32` ring and the storage's raw
+/// queries all take theirs here.
+pub fn quantile_linear<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
     let n = sorted.len();
     if n == 0 || q.is_nan() {
         return f64::NAN;
@@ -115,8 +109,9 @@ pub fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
     // `lo` is in 0..=n−1 because q is clamped, so the cast cannot truncate.
     let i = lo as usize;
     let (Some(&a), Some(&b)) = (sorted.get(i), sorted.get(i + 1)) else {
-        return sorted[n - 1];
+        return sorted[n - 1].into();
     };
+    let (a, b): (f64, f64) = (a.into(), b.into());
     let t = h - lo;
     if t == 0.0 {
         return a;
@@ -397,9 +392,8 @@ mod tests {
         assert_eq!(quantile_linear(&sorted, 0.75), 5.0);
         assert_eq!(quantile_linear(&sorted, 2.0), 7.0);
         assert_eq!(quantile_linear(&sorted, -1.0), 1.0);
-        assert!(quantile_linear(&[], 0.5).is_nan());
+        assert!(quantile_linear::<f64>(&[], 0.5).is_nan());
         assert!(quantile_linear(&sorted, f64::NAN).is_nan());
-        assert_eq!(WindowStats::percentile(&[7.0, 1.0, 3.0], 0.25), 2.0);
         // NaN of either sign sorts last.
         let s = WindowStats::compute(&[-f64::NAN, 2.0, f64::NAN, 1.0, 3.0]).unwrap();
         assert_eq!((s.min, s.median), (1.0, 3.0));

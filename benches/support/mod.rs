@@ -1,0 +1,52 @@
+//! What the root crate's benches share: a recorder whose channel a bare thread drains, so
+//! a figure is what the caller pays when its sample is accepted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use perfvisor::SystemClock;
+use perfvisor_actors::recorder;
+use perfvisor_actors::telemetry::RecorderStats;
+
+/// A recorder whose channel a bare thread drains; dropping it stops the thread.
+pub struct Drained {
+    /// The recorder under test.
+    pub rec: recorder::Recorder,
+    /// Its counters (drained, dropped).
+    #[allow(dead_code)]
+    pub stats: Arc<RecorderStats>,
+    stop: Arc<AtomicBool>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drained {
+    /// A recorder on the system clock with room for 64 Ki samples, and its drain thread.
+    pub fn new() -> Self {
+        let stats = Arc::new(RecorderStats::default());
+        let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let drain = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                while rx.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        Drained {
+            rec,
+            stats,
+            stop,
+            drain: Some(drain),
+        }
+    }
+}
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+    }
+}
