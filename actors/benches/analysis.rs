@@ -90,6 +90,9 @@ fn series(d: usize) -> Vec<(SeriesKey, MetricKind)> {
 fn value(rng: &mut fastrand::Rng, i: i64, j: usize) -> f64 {
     match j {
         0 | 4 | 5 => i as f64 * 10.0 + rng.f64(),
+        // Uptime grows: a value that went down would be a restart, and restarts start
+        // the process series afresh.
+        11 => 100.0 + i as f64,
         2 => 5e7 + i as f64 * 1000.0 + rng.f64() * 4096.0,
         _ => 1.0 + rng.f64(),
     }
@@ -145,6 +148,38 @@ fn memory() {
         live.saturating_sub(p.windows + p.long + p.detectors + p.structs + p.histograms) / n,
     );
     drop(state);
+    // Sparse series: 100 app gauges sampled once a minute (pushed metrics), 6 h 10 min.
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut state = AnalyzerState::new(600);
+    let source = Source::Daemon(DaemonId::new("sparse"));
+    let keys: Vec<SeriesKey> = (0..100)
+        .map(|i| SeriesKey::new(source.clone(), format!("app.queue_{i}"), Labels::empty()))
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(3);
+    for minute in 0..370 {
+        let samples = keys
+            .iter()
+            .map(|key| Sample {
+                series: key.clone(),
+                kind: MetricKind::Gauge,
+                ts_ms: T0 + minute * 60_000,
+                value: 10.0 + rng.f64(),
+            })
+            .collect();
+        state.add(&MetricBatch { samples });
+    }
+    drop(keys);
+    let live = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let p = state.memory_parts();
+    println!(
+        "memory, sparse: {} series sampled once a minute hold {live} bytes, {} per series \
+         (short window {}, long window {}, detector {})",
+        state.len(),
+        live / state.len(),
+        p.windows / state.len(),
+        p.long / state.len(),
+        p.detectors / state.len(),
+    );
 }
 
 fn analysis(c: &mut Criterion) {

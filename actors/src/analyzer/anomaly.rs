@@ -4,9 +4,9 @@
 //!
 //! # Method
 //!
-//! **Baseline.** A detector keeps the last [`AnomalyConfig::window`] finite values twice: in
-//! arrival order (a ring, to know what to evict) and sorted (to read order statistics in
-//! O(1)). The *level* is the window's median. [`Baseline::spread`] reports `1.4826 · MAD`
+//! **Baseline.** A detector keeps the last [`AnomalyConfig::window`] finite values sorted
+//! (to read order statistics in O(1)), each with a 16-bit arrival tag (to know which one to
+//! evict). The *level* is the window's median. [`Baseline::spread`] reports `1.4826 · MAD`
 //! (median absolute deviation, computed exactly in O(log n)), which is σ for Gaussian noise.
 //!
 //! **Score.** A value `x` is judged against the window *before* it joins it:
@@ -62,12 +62,12 @@
 //! [`AnomalyCounters::out_of_order`]. The window is a number of samples, not a duration.
 //! Non-finite values are ignored (score 0, not anomalous) and counted.
 //!
-//! **Cost.** Memory per series is fixed at construction:
-//! `size_of::<AnomalyDetector>() + 8 · window` bytes, 8 464 bytes with the default window
-//! of 1024 ([`AnomalyDetector::memory_bytes`]): the window is kept in `f32`. An update is
-//! two binary searches, one `memmove` of at most `4 · window` bytes and three quantile reads: about 120 ns in a
-//! release build (the ignored test `anomaly_cost` measures it); a confirmed level shift
-//! adds one O(window · log window) re-sort.
+//! **Cost.** Memory per series grows with the window to at most
+//! `size_of::<AnomalyDetector>() + 6 · window` bytes ([`AnomalyDetector::memory_bytes`]):
+//! each value is an `f32` and its tag a `u16`; there is no second copy in arrival order. An
+//! update is a binary search, a scan of the tags for the oldest, one `memmove` of each array
+//! and three quantile reads (the ignored test `anomaly_cost` measures it); a confirmed level
+//! shift adds one O(window · log window) re-sort.
 //!
 //! The defaults were chosen on eight labelled NAB series, a small set: `docs/ANOMALIES.md`
 //! gives the per-file results, the command that reproduces them and what is likely to
@@ -76,6 +76,8 @@
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
+
+use std::sync::Arc;
 
 use super::stats::quantile_linear;
 
@@ -94,6 +96,8 @@ pub const MAX_SHIFT_WINDOW: usize = 64;
 /// Default [`AnomalyConfig::window`]: 1024 samples (3.5 days at one sample per 5 minutes,
 /// 17 minutes at one per second).
 pub const DEFAULT_WINDOW: usize = 1024;
+/// The largest window: values in it are told apart by a 16-bit arrival tag.
+pub const MAX_WINDOW: usize = 1 << 16;
 /// Default [`AnomalyConfig::warmup`]: 64 samples before any verdict can be anomalous.
 pub const DEFAULT_WARMUP: usize = 64;
 /// Default [`AnomalyConfig::threshold`]: a score of 3.5 (3.5 σ for Gaussian noise, one sample
@@ -196,8 +200,11 @@ impl AnomalyConfig {
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<(), AnomalyConfigError> {
         let mut problems = Vec::new();
-        if self.window < 8 {
-            problems.push(format!("window = {} (expected at least 8)", self.window));
+        if self.window < 8 || self.window > MAX_WINDOW {
+            problems.push(format!(
+                "window = {} (expected 8 to {MAX_WINDOW})",
+                self.window
+            ));
         }
         if self.warmup < 2 || self.warmup > self.window.max(8) {
             problems.push(format!(
@@ -257,7 +264,7 @@ impl AnomalyConfig {
         let d = Self::default();
         let or_default =
             |v: f64, ok: fn(f64) -> bool, default: f64| if ok(v) { v } else { default };
-        let window = self.window.max(8);
+        let window = self.window.clamp(8, MAX_WINDOW);
         let shift_window = self.shift_window.clamp(1, MAX_SHIFT_WINDOW);
         Self {
             window,
@@ -358,19 +365,22 @@ struct Scales {
 /// The anomaly detector of one series. Its memory is fixed when it is created.
 #[derive(Clone, Debug)]
 pub struct AnomalyDetector {
-    config: AnomalyConfig,
+    /// Shared by every detector of the analyzer (a per-series copy would be 80 bytes each).
+    config: Arc<AnomalyConfig>,
     /// `Φ⁻¹(tail_quantile)`.
     tail_z: f64,
     /// Per-sample decay of the held scales once the window is full.
     full_decay: f64,
-    /// Values in arrival order; once full, `ring[head]` is the oldest. Kept as `f32`
-    /// (7 significant digits, far finer than any baseline or scale judged from them), which
-    /// halves the detector's memory: with a dozen series per daemon it is most of what
-    /// perfvisor keeps per watched daemon.
-    ring: Vec<f32>,
-    head: usize,
-    /// The same values, ascending.
+    /// The window's values, ascending. Kept as `f32` (7 significant digits, far finer than
+    /// any baseline or scale judged from them): the window is most of what perfvisor keeps
+    /// per watched series.
     sorted: Vec<f32>,
+    /// Beside each value in `sorted`, its arrival number modulo 2¹⁶ (the window holds at
+    /// most [`MAX_WINDOW`] values, so the tags in it are distinct). The oldest is found by
+    /// its tag: no second copy of the values in arrival order is kept.
+    tags: Vec<u16>,
+    /// Values pushed since creation.
+    pushed: u64,
     /// Peak-held scales (0 until the warm-up ends).
     held_above: f64,
     held_below: f64,
@@ -387,14 +397,25 @@ pub struct AnomalyDetector {
 impl AnomalyDetector {
     /// A detector with `config`, out-of-range fields clamped into range.
     pub fn new(config: AnomalyConfig) -> Self {
-        let config = config.clamped();
+        Self::shared(Arc::new(config))
+    }
+
+    /// A detector with a shared `config`, out-of-range fields clamped into range (then the
+    /// detector holds its own clamped copy).
+    pub fn shared(config: Arc<AnomalyConfig>) -> Self {
+        let clamped = config.clamped();
+        let config = if clamped == *config {
+            config
+        } else {
+            Arc::new(clamped)
+        };
         let tail_z = Normal::standard().inverse_cdf(config.tail_quantile);
         Self {
             tail_z,
             full_decay: half_life_decay(config.tail_memory as f64),
-            ring: Vec::with_capacity(config.window),
-            head: 0,
-            sorted: Vec::with_capacity(config.window),
+            sorted: Vec::new(),
+            tags: Vec::new(),
+            pushed: 0,
             held_above: 0.0,
             held_below: 0.0,
             above_bits: 0,
@@ -416,11 +437,13 @@ impl AnomalyDetector {
         self.counters
     }
 
-    /// Bytes this detector occupies, heap included; constant over its life
-    /// (`size_of::<AnomalyDetector>() + 8 · window`).
+    /// Bytes this detector occupies, heap included: at most
+    /// `size_of::<AnomalyDetector>() + 6 · window`, reached once the window is full (it
+    /// grows by doubling up to exactly the window).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + (self.ring.capacity() + self.sorted.capacity()) * std::mem::size_of::<f32>()
+            + self.sorted.capacity() * std::mem::size_of::<f32>()
+            + self.tags.capacity() * std::mem::size_of::<u16>()
     }
 
     /// The current baseline, `None` before the first finite sample.
@@ -586,70 +609,86 @@ impl AnomalyDetector {
         self.held_below = raw.below.max(self.held_below * decay);
     }
 
-    /// Adds a finite value, evicting the oldest when the window is full. The sorted copy is
-    /// updated with one `memmove` of the values between the evicted and the new position.
+    /// Adds a finite value, evicting the oldest when the window is full. The sorted values
+    /// and their tags are updated with one `memmove` each, of the entries between the
+    /// evicted and the new position.
     fn push(&mut self, value: f64) {
         let value = to_stored(value);
-        if self.ring.len() < self.config.window {
-            self.ring.push(value);
-            let at = self.sorted.partition_point(|&v| v < value);
-            self.sorted.insert(at, value);
+        // Arrival numbers modulo 2¹⁶: the truncation is the point.
+        let tag = self.pushed as u16;
+        self.pushed += 1;
+        let sorted = &mut self.sorted;
+        let at = sorted.partition_point(|&v| v < value);
+        if sorted.len() < self.config.window {
+            if sorted.len() == sorted.capacity() {
+                // Doubling, to exactly the window: a young or sparse series holds little.
+                let more = sorted.len().max(16).min(self.config.window - sorted.len());
+                sorted.reserve_exact(more);
+                self.tags.reserve_exact(more);
+            }
+            sorted.insert(at, value);
+            self.tags.insert(at, tag);
             return;
         }
-        let old = std::mem::replace(&mut self.ring[self.head], value);
-        self.head = (self.head + 1) % self.ring.len();
-        let sorted = &mut self.sorted;
-        let gone = sorted.partition_point(|&v| v < old).min(sorted.len() - 1);
-        let at = sorted.partition_point(|&v| v < value);
+        let oldest = tag.wrapping_sub(self.config.window as u16);
+        let Some(gone) = self.tags.iter().position(|&t| t == oldest) else {
+            return;
+        };
+        let tags = &mut self.tags;
         if at > gone {
             sorted.copy_within(gone + 1..at, gone);
             sorted[at - 1] = value;
+            tags.copy_within(gone + 1..at, gone);
+            tags[at - 1] = tag;
         } else {
             sorted.copy_within(at..gone, at + 1);
             sorted[at] = value;
+            tags.copy_within(at..gone, at + 1);
+            tags[at] = tag;
         }
-    }
-
-    /// Index in `ring` of the sample `back` steps before the newest (0 = newest).
-    fn ring_index(&self, back: usize) -> usize {
-        let n = self.ring.len();
-        // Before the ring is full `head` is 0 and the newest is at n − 1; after, it is just
-        // before `head`. Both are `head + n − 1` modulo n.
-        (self.head + 2 * n - 1 - back % n) % n
     }
 
     /// Re-learns the baseline at a confirmed new level: the samples flagged in `bits` stay as
     /// they are, every other value in the window moves by (their median − `old_level`).
     fn relearn(&mut self, bits: u64, old_level: f64) {
-        let mut kept = [(0usize, 0.0f32); MAX_SHIFT_WINDOW];
+        let mut kept = [0u16; MAX_SHIFT_WINDOW];
+        let mut values = [0.0f64; MAX_SHIFT_WINDOW];
         let mut n = 0;
-        for back in 0..self.config.shift_window.min(self.ring.len()) {
+        for back in 0..self.config.shift_window.min(self.sorted.len()) {
             if bits & (1 << back) != 0 {
-                let i = self.ring_index(back);
-                kept[n] = (i, self.ring[i]);
-                n += 1;
+                // The sample `back` steps before the newest (0 = newest).
+                let tag = (self.pushed - 1 - back as u64) as u16;
+                if let Some(i) = self.tags.iter().position(|&t| t == tag) {
+                    kept[n] = tag;
+                    values[n] = f64::from(self.sorted[i]);
+                    n += 1;
+                }
             }
         }
         if n == 0 {
             return;
         }
-        let mut values = [0.0f64; MAX_SHIFT_WINDOW];
-        for (slot, &(_, v)) in values.iter_mut().zip(&kept[..n]) {
-            *slot = f64::from(v);
-        }
-        let values = &mut values[..n];
+        let (kept, values) = (&kept[..n], &mut values[..n]);
         values.sort_unstable_by(f64::total_cmp);
         let delta = quantile_linear(values, 0.5) - old_level;
-        for v in &mut self.ring {
-            // Clamped so that a translation near the range cannot make infinities.
-            *v = to_stored(f64::from(*v) + delta);
+        let mut pairs: Vec<(f32, u16)> = self
+            .sorted
+            .iter()
+            .zip(&self.tags)
+            .map(|(&v, &t)| {
+                if kept.contains(&t) {
+                    (v, t)
+                } else {
+                    // Clamped so that a translation near the range cannot make infinities.
+                    (to_stored(f64::from(v) + delta), t)
+                }
+            })
+            .collect();
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        for ((v, t), (pv, pt)) in self.sorted.iter_mut().zip(self.tags.iter_mut()).zip(pairs) {
+            *v = pv;
+            *t = pt;
         }
-        for &(i, v) in &kept[..n] {
-            self.ring[i] = v;
-        }
-        self.sorted.clear();
-        self.sorted.extend_from_slice(&self.ring);
-        self.sorted.sort_unstable_by(f32::total_cmp);
     }
 }
 
@@ -667,7 +706,7 @@ impl AnomalyDetector {
 /// while flat.
 #[derive(Clone, Debug)]
 pub struct LazyDetector {
-    config: AnomalyConfig,
+    config: Arc<AnomalyConfig>,
     state: LazyState,
 }
 
@@ -688,8 +727,18 @@ enum LazyState {
 impl LazyDetector {
     /// A detector with `config` (clamped as by [`AnomalyDetector::new`]).
     pub fn new(config: AnomalyConfig) -> Self {
+        Self::shared(Arc::new(config))
+    }
+
+    /// A lazy detector with a shared `config` (clamped as by [`AnomalyDetector::shared`]).
+    pub fn shared(config: Arc<AnomalyConfig>) -> Self {
+        let clamped = config.clamped();
         Self {
-            config: config.clamped(),
+            config: if clamped == *config {
+                config
+            } else {
+                Arc::new(clamped)
+            },
             state: LazyState::Empty,
         }
     }
@@ -730,7 +779,7 @@ impl LazyDetector {
                 count,
                 last_ts,
             } => {
-                let mut detector = AnomalyDetector::new(self.config.clone());
+                let mut detector = AnomalyDetector::shared(self.config.clone());
                 for _ in 0..(*count).min(limit) {
                     detector.update(*last_ts, *flat);
                 }

@@ -394,12 +394,14 @@ fn timestamp_gaps_change_nothing() {
     assert_eq!(regular.counters().out_of_order, 0);
 }
 
-/// Ensures the memory of a detector is fixed: unchanged after 1,000,000 updates of a
-/// wandering series with spikes, steps and invalid values.
+/// Ensures the memory of a detector is bounded: once its window is full it stays unchanged
+/// after 1,000,000 updates of a wandering series with spikes, steps and invalid values, at
+/// 6 bytes a value (an `f32` and its tag).
 #[test]
 fn memory_stays_bounded() {
     let mut detector = AnomalyDetector::new(AnomalyConfig::default());
-    let at_start = detector.memory_bytes();
+    let empty = detector.memory_bytes();
+    let mut at_full = 0;
     let mut rng = fastrand::Rng::with_seed(9);
     let mut level = 0.0;
     for i in 0..1_000_000i64 {
@@ -412,14 +414,46 @@ fn memory_stays_bounded() {
             _ => level + rng.f64(),
         };
         detector.update(i, v);
+        if i == 2 * DEFAULT_WINDOW as i64 {
+            at_full = detector.memory_bytes();
+        }
     }
-    assert_eq!(detector.memory_bytes(), at_start);
+    assert_eq!(empty, std::mem::size_of::<AnomalyDetector>());
+    assert_eq!(detector.memory_bytes(), at_full);
     assert_eq!(
-        at_start,
-        std::mem::size_of::<AnomalyDetector>() + 8 * DEFAULT_WINDOW
+        at_full,
+        std::mem::size_of::<AnomalyDetector>() + 6 * DEFAULT_WINDOW
     );
-    assert!(at_start < 9_000, "{at_start} bytes");
+    assert!(at_full < 7_000, "{at_full} bytes");
     assert!(detector.counters().level_shifts >= 19);
+}
+
+/// Ensures the window is the last `window` values, sorted, whatever order they came in and
+/// however often values repeat: eviction by arrival tag removes the oldest exactly.
+#[test]
+fn window_holds_the_last_values_sorted() {
+    let config = AnomalyConfig {
+        window: 50,
+        ..AnomalyConfig::default()
+    };
+    let mut detector = AnomalyDetector::new(config);
+    let mut rng = fastrand::Rng::with_seed(4);
+    let mut pushed = Vec::new();
+    for i in 0..70_000 {
+        // Few distinct values, so equal values are evicted and inserted side by side.
+        let v = f64::from(rng.u8(0..6));
+        detector.push(v);
+        pushed.push(v as f32);
+        let mut expect = pushed[pushed.len().saturating_sub(50)..].to_vec();
+        expect.sort_unstable_by(f32::total_cmp);
+        assert_eq!(detector.sorted, expect, "after {i} values");
+        let oldest = pushed.len().saturating_sub(50);
+        let mut tags: Vec<u16> = (oldest..pushed.len()).map(|k| k as u16).collect();
+        let mut held = detector.tags.clone();
+        tags.sort_unstable();
+        held.sort_unstable();
+        assert_eq!(held, tags, "after {i} values");
+    }
 }
 
 /// Ensures a config reports every problem at once and that `new` clamps instead.

@@ -19,6 +19,7 @@
 //! `AnalyzerState::memory_bytes` adds these up for the live series.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 
 use super::anomaly::{AnomalyConfig, LazyDetector};
 use super::config::JudgeConfig;
@@ -54,6 +55,99 @@ pub struct MemoryParts {
     pub histograms: usize,
 }
 
+/// Per-minute means, oldest first, at most [`LONG_POINTS`]: the minute numbers as `u16`
+/// offsets from a base minute (45 days of range) and the means as `f32`, 6 bytes a point
+/// instead of the 8 of an `(i32, f32)` pair. A minute that cannot share the base with the
+/// kept ones (45 days apart) starts the window again.
+#[derive(Debug, Default)]
+pub(super) struct MinuteMeans {
+    /// Minutes since the epoch of offset 0.
+    base: i64,
+    offsets: VecDeque<u16>,
+    means: VecDeque<f32>,
+}
+
+impl MinuteMeans {
+    /// Adds the mean of `minute` (minutes since the epoch), evicting the oldest when full.
+    fn push(&mut self, minute: i64, mean: f32) {
+        if self.offsets.len() == LONG_POINTS {
+            self.offsets.pop_front();
+            self.means.pop_front();
+        } else if self.offsets.len() == self.offsets.capacity() {
+            // Grow to exactly LONG_POINTS, not to the next power of two (512).
+            let more = self
+                .offsets
+                .len()
+                .max(16)
+                .min(LONG_POINTS - self.offsets.len());
+            self.offsets.reserve_exact(more);
+            self.means.reserve_exact(more);
+        }
+        if self.offsets.is_empty() {
+            self.base = minute;
+        }
+        let offset = match u16::try_from(minute - self.base) {
+            Ok(offset) => offset,
+            Err(_) => self.rebase(minute),
+        };
+        self.offsets.push_back(offset);
+        self.means.push_back(mean);
+    }
+
+    /// Moves the base to the earliest of the kept minutes and `minute` and returns the
+    /// offset of `minute`; when they span more than a `u16`, starts again from `minute`.
+    fn rebase(&mut self, minute: i64) -> u16 {
+        let kept = self.iter().map(|(m, _)| m);
+        let (lo, hi) = kept.fold((minute, minute), |(lo, hi), m| (lo.min(m), hi.max(m)));
+        if hi - lo > i64::from(u16::MAX) {
+            self.offsets.clear();
+            self.means.clear();
+            self.base = minute;
+            return 0;
+        }
+        let base = self.base;
+        for o in &mut self.offsets {
+            // In range: every kept minute lies within [lo, lo + u16::MAX].
+            *o = u16::try_from(base + i64::from(*o) - lo).unwrap_or(u16::MAX);
+        }
+        self.base = lo;
+        u16::try_from(minute - lo).unwrap_or(u16::MAX)
+    }
+
+    /// The points as (minute since the epoch, mean), oldest first.
+    fn iter(&self) -> impl Iterator<Item = (i64, f32)> + '_ {
+        let base = self.base;
+        self.offsets
+            .iter()
+            .zip(&self.means)
+            .map(move |(&o, &m)| (base + i64::from(o), m))
+    }
+
+    /// The oldest point's minute.
+    fn first(&self) -> Option<i64> {
+        self.offsets.front().map(|&o| self.base + i64::from(o))
+    }
+
+    /// The latest point's minute.
+    fn last(&self) -> Option<i64> {
+        self.offsets.back().map(|&o| self.base + i64::from(o))
+    }
+
+    /// Bytes held by the buffers.
+    fn memory_bytes(&self) -> usize {
+        self.offsets.capacity() * std::mem::size_of::<u16>()
+            + self.means.capacity() * std::mem::size_of::<f32>()
+    }
+}
+
+/// The detectors' config, one for all series.
+fn default_detector_config() -> Arc<AnomalyConfig> {
+    static CONFIG: OnceLock<Arc<AnomalyConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| Arc::new(AnomalyConfig::default()))
+        .clone()
+}
+
 /// Accumulates one minute of values into a mean.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Minute {
@@ -67,7 +161,7 @@ pub(super) struct Minute {
 pub(super) struct SeriesState {
     pub(super) window: SeriesWindow,
     /// Per-minute means: the minute's number since the epoch and the mean.
-    pub(super) long: VecDeque<(i32, f32)>,
+    pub(super) long: MinuteMeans,
     pub(super) minute: Minute,
     /// The previous counter value, to feed rates to the detector and the long window.
     pub(super) previous: Option<(TimestampMs, f64)>,
@@ -120,10 +214,10 @@ impl SeriesState {
         };
         SeriesState {
             window,
-            long: VecDeque::new(),
+            long: MinuteMeans::default(),
             minute: Minute::default(),
             previous: None,
-            detector: (!light).then(|| LazyDetector::new(AnomalyConfig::default())),
+            detector: (!light).then(|| LazyDetector::shared(default_detector_config())),
             last_anomaly: None,
             interval_ms: None,
         }
@@ -156,17 +250,8 @@ impl SeriesState {
         let minute_start = ts.div_euclid(60_000) * 60_000;
         if self.minute.count > 0 && minute_start != self.minute.start_ms {
             let mean = self.minute.sum / f64::from(self.minute.count);
-            if self.long.len() == LONG_POINTS {
-                self.long.pop_front();
-            } else if self.long.len() == self.long.capacity() {
-                // Grow to exactly LONG_POINTS, not to the next power of two (512).
-                let grown = (self.long.capacity() * 2).clamp(16, LONG_POINTS);
-                self.long.reserve_exact(grown - self.long.len());
-            }
-            // Minutes since the epoch fit an i32 for ±4 000 years; others are not kept.
-            if let Ok(minute) = i32::try_from(self.minute.start_ms.div_euclid(60_000)) {
-                self.long.push_back((minute, mean as f32));
-            }
+            self.long
+                .push(self.minute.start_ms.div_euclid(60_000), mean as f32);
             self.minute = Minute::default();
         }
         if self.minute.count == 0 {
@@ -190,13 +275,13 @@ impl SeriesState {
     /// The values the trend is fitted to: gauge samples or counter rates, from the long
     /// window once it spans 30 minutes.
     pub(super) fn trend_points(&self) -> Vec<(TimestampMs, f64)> {
-        if let (Some(first), Some(last)) = (self.long.front(), self.long.back()) {
-            if (i64::from(last.0) - i64::from(first.0)) * 60_000 >= LONG_TREND_MIN_SPAN_MS {
+        if let (Some(first), Some(last)) = (self.long.first(), self.long.last()) {
+            if (last - first) * 60_000 >= LONG_TREND_MIN_SPAN_MS {
                 // Each mean stands at the middle of its minute.
                 return self
                     .long
                     .iter()
-                    .map(|&(minute, mean)| (i64::from(minute) * 60_000 + 30_000, f64::from(mean)))
+                    .map(|(minute, mean)| (minute * 60_000 + 30_000, f64::from(mean)))
                     .collect();
             }
         }
@@ -312,7 +397,7 @@ impl SeriesState {
         parts.full_series += usize::from(self.detector.is_some());
         parts.structs += std::mem::size_of::<Self>() - std::mem::size_of::<Option<LazyDetector>>();
         parts.windows += self.window.memory_bytes();
-        parts.long += self.long.capacity() * std::mem::size_of::<(i32, f32)>();
+        parts.long += self.long.memory_bytes();
         parts.detectors += std::mem::size_of::<Option<LazyDetector>>()
             + self.detector.as_ref().map_or(0, |d| {
                 d.memory_bytes() - std::mem::size_of::<LazyDetector>()
@@ -385,4 +470,39 @@ pub(super) fn lower_envelope(points: &[(TimestampMs, f64)], segments: usize) -> 
         return Vec::new();
     }
     minima
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The long window keeps the last `LONG_POINTS` means in 6 bytes each, reads back the
+    /// minutes it was given across a rebase (a minute before the base), and starts again
+    /// after a gap wider than its 45 days of range.
+    #[test]
+    fn minute_means_keep_their_minutes() {
+        let t0 = 29_000_000; // minutes since the epoch, in 2025
+        let mut long = MinuteMeans::default();
+        for i in 0..1_000 {
+            long.push(t0 + i, i as f32);
+        }
+        assert_eq!(long.iter().count(), LONG_POINTS);
+        assert_eq!(long.first(), Some(t0 + 1_000 - LONG_POINTS as i64));
+        assert_eq!(long.last(), Some(t0 + 999));
+        assert_eq!(long.memory_bytes(), LONG_POINTS * 6);
+        // Earlier than every kept minute: the base moves down, the others keep their minutes.
+        long.push(t0 - 5, -1.0);
+        let points: Vec<(i64, f32)> = long.iter().collect();
+        assert_eq!(points.last(), Some(&(t0 - 5, -1.0)));
+        assert_eq!(points[0], (t0 + 1_001 - LONG_POINTS as i64, 641.0));
+        assert!(points[..LONG_POINTS - 1]
+            .windows(2)
+            .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1.0));
+        // 50 days later: nothing kept can share a base with it.
+        long.push(t0 + 50 * 1_440, 7.0);
+        assert_eq!(
+            long.iter().collect::<Vec<_>>(),
+            vec![(t0 + 50 * 1_440, 7.0)]
+        );
+    }
 }

@@ -176,10 +176,9 @@ impl SeriesWindow {
         SeriesWindow {
             kind,
             base_ms: 0,
-            // Grown as samples come: a series sampled every second never needs more than
-            // 600 slots for 10 minutes, whatever the cap.
-            offsets: VecDeque::with_capacity(capacity.min(600)),
-            values: VecDeque::with_capacity(capacity.min(600)),
+            // Grown as samples come (see `push`): a series sampled every minute holds ten.
+            offsets: VecDeque::new(),
+            values: VecDeque::new(),
             last: None,
             capacity,
             span_ms: None,
@@ -234,6 +233,16 @@ impl SeriesWindow {
                 self.offset_of(ts).unwrap_or(0)
             }
         };
+        if self.offsets.len() == self.offsets.capacity() {
+            // By a 32nd, to at most the cap: doubling would leave a 1 s series's 601
+            // samples (10 minutes, both ends included) in room for 1,024 or more.
+            let len = self.offsets.len();
+            let more = (len / 32)
+                .max(16)
+                .min(self.capacity.saturating_sub(len).max(1));
+            self.offsets.reserve_exact(more);
+            self.values.reserve_exact(more);
+        }
         self.offsets.push_back(offset);
         self.values.push_back(stored);
         self.last = Some((ts, value));
