@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use perfvisor::SystemClock;
-use perfvisor_actors::recorder;
+use perfvisor_actors::recorder::{self, RawSample};
 use perfvisor_actors::telemetry::RecorderStats;
 
 /// A recorder whose channel a bare thread drains; dropping it stops the thread.
@@ -26,27 +27,28 @@ impl Drained {
         let stats = Arc::new(RecorderStats::default());
         let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats.clone());
         let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let drain = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                while rx.try_recv().is_ok() {}
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        });
+        let until = stop.clone();
+        let drain = Some(std::thread::spawn(move || drain_until(&rx, &until)));
         Drained {
+            drain,
             rec,
             stats,
             stop,
-            drain: Some(drain),
         }
+    }
+}
+
+/// Empties `rx` every 200 µs until `stop` is set.
+fn drain_until(rx: &Receiver<RawSample>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        while rx.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
 impl Drop for Drained {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(d) = self.drain.take() {
-            let _ = d.join();
-        }
+        let _ = self.drain.take().map(std::thread::JoinHandle::join);
     }
 }
