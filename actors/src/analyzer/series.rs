@@ -3,18 +3,23 @@
 //! no actix; `state` holds one [`SeriesState`] per series.
 //!
 //! # Memory per series
-//! - short window: the raw samples of the last `JudgeConfig::window_ms` (10 minutes; 600
-//!   samples at 1 s), at most `capacity` of them (the engine's `analysis_window`), × 8
-//!   bytes: 4.8 KB at 1 s (see [`SeriesWindow`]: `u32` time offsets, `f32` values or
-//!   counter increases); a report says when the cap, not the time, decided;
+//! Every buffer grows with what the series has sent, so a young or sparse series (an app
+//! metric pushed once a minute) holds what it has, not what a 1 s series would.
+//! - short window: the raw samples of the last `JudgeConfig::window_ms` (10 minutes; 601
+//!   samples at 1 s, both ends included), at most `capacity` of them (the engine's
+//!   `analysis_window`), 8 bytes each (see [`SeriesWindow`]: `u32` time offsets, `f32`
+//!   values or counter increases), grown by a 32nd; a report says when the cap, not the
+//!   time, decided;
 //! - histogram window (histograms only): the merged DDSketches of about ten slots of the
-//!   window (`histogram::HistogramWindow`), a few KB;
-//! - long window: up to [`LONG_POINTS`] per-minute means (6 h) × 8 bytes = 2.9 KB (an `i32`
-//!   minute number and an `f32` mean), grown as it fills, to exactly that;
-//! - anomaly detector: its bounded ring (see `anomaly::AnomalyDetector::memory_bytes`),
-//!   built only once the series varies (`anomaly::LazyDetector`): a flat series holds a
-//!   value and a count;
-//! - bookkeeping (key, last anomaly, minute accumulator): a few hundred bytes.
+//!   window (`histogram::HistogramWindow`);
+//! - long window: up to [`LONG_POINTS`] per-minute means (6 h), 6 bytes each (a `u16` minute
+//!   offset and an `f32` mean, see [`MinuteMeans`]), grown to exactly that;
+//! - anomaly detector: its window, 6 bytes a value (see
+//!   `anomaly::AnomalyDetector::memory_bytes`), built only once the series varies
+//!   (`anomaly::LazyDetector`): a flat series holds a value and a count; the config is one
+//!   for all series;
+//! - bookkeeping (last anomaly, minute accumulator, pace): a few hundred bytes, and the key
+//!   twice (the series map and the per-source index).
 //!
 //! `AnalyzerState::memory_bytes` adds these up for the live series.
 
