@@ -23,12 +23,12 @@ pub struct MetricView {
     pub anomaly: Option<AnomalyEvent>,
     /// p95 of the older half of the short window and of the newer half (for regressions).
     pub p95_before_after: Option<(f64, f64)>,
-    /// Statistics of the most recent samples (the last [`JudgeConfig::cpu_sustain_ms`]),
+    /// Statistics of the most recent samples (the last [`JudgeConfig::cpu_sustain_ms`](super::JudgeConfig::cpu_sustain_ms)),
     /// for rules that need a sustained level rather than a window average.
     #[serde(default)]
     pub recent: Option<RecentStats>,
     /// The lower envelope of the points the trend was fitted to: the minimum of each of
-    /// [`JudgeConfig::leak_segments`] equal spans of time, oldest first (empty without a
+    /// [`JudgeConfig::leak_segments`](super::JudgeConfig::leak_segments) equal spans of time, oldest first (empty without a
     /// trend). A leak raises every minimum; a warm-up or a sawtooth does not.
     #[serde(default)]
     pub envelope: Vec<f64>,
@@ -252,8 +252,8 @@ pub enum Category {
     /// Latency of the daemon's operations (15 points).
     Latency,
     /// A predicted exhaustion within the hour: takes the score down to Poor (within
-    /// [`JudgeConfig::urgency_poor_ms`]) or Critical (within
-    /// [`JudgeConfig::urgency_critical_ms`]), whatever the other categories lost (100
+    /// [`JudgeConfig::urgency_poor_ms`](super::JudgeConfig::urgency_poor_ms)) or Critical (within
+    /// [`JudgeConfig::urgency_critical_ms`](super::JudgeConfig::urgency_critical_ms)), whatever the other categories lost (100
     /// points).
     Urgency,
 }
