@@ -27,8 +27,10 @@ impl Drained {
         let stats = Arc::new(RecorderStats::default());
         let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats.clone());
         let stop = Arc::new(AtomicBool::new(false));
-        let until = stop.clone();
-        let drain = Some(std::thread::spawn(move || drain_until(&rx, &until)));
+        let (until, counts) = (stop.clone(), stats.clone());
+        let drain = Some(std::thread::spawn(move || {
+            drain_until(&rx, &until, &counts)
+        }));
         Drained {
             drain,
             rec,
@@ -38,10 +40,12 @@ impl Drained {
     }
 }
 
-/// Empties `rx` every 200 µs until `stop` is set.
-fn drain_until(rx: &Receiver<RawSample>, stop: &AtomicBool) {
+/// Empties `rx` every 200 µs until `stop` is set, counting what it took in `stats.drained`
+/// (so a bench can say which share of its calls were accepted rather than dropped).
+fn drain_until(rx: &Receiver<RawSample>, stop: &AtomicBool, stats: &RecorderStats) {
     while !stop.load(Ordering::Relaxed) {
-        while rx.try_recv().is_ok() {}
+        let n = rx.try_iter().count() as u64;
+        stats.drained.fetch_add(n, Ordering::Relaxed);
         std::thread::sleep(Duration::from_micros(200));
     }
 }
