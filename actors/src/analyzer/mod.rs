@@ -3,6 +3,7 @@
 //! hands to the dispatcher.
 //!
 //! - `stats`: window statistics (numpy-linear percentiles) and counter rates.
+//! - `times`: a short window's sample times, 2 bytes each while the steps allow.
 //! - `trend`: least-squares trends with significance and effect size, time-to-threshold.
 //! - `anomaly`: robust learned baselines and anomaly scores.
 //! - `config`: the judgement's thresholds ([`JudgeConfig`]) and their defaults.
@@ -27,6 +28,7 @@ mod series;
 pub mod signals;
 mod state;
 mod stats;
+mod times;
 pub mod trend;
 mod verdict;
 
