@@ -319,7 +319,7 @@ impl SeriesWindow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A window with a span keeps the last span of samples, however many; the cap still
@@ -420,12 +420,13 @@ mod tests {
         }
     }
 
-    /// Relative error at most 1e-9 (absolute 1e-12 near zero).
-    fn assert_close(got: f64, expected: f64, what: &str) {
+    /// Relative error at most 1e-9 (absolute 1e-12 near zero) against a numpy/scipy
+    /// reference figure (also used by `trend`'s tests).
+    pub(crate) fn assert_close(got: f64, expected: f64, what: &str) {
         let tol = 1e-9 * expected.abs().max(1e-3);
         assert!(
             (got - expected).abs() <= tol,
-            "{what}: got {got:e}, numpy says {expected:e}"
+            "{what}: got {got:e}, reference says {expected:e}"
         );
     }
 

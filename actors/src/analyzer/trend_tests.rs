@@ -2,6 +2,7 @@
 //! as its logic.
 
 use super::*;
+use crate::analyzer::stats::tests::assert_close;
 
 /// One standard normal deviate (Box–Muller).
 fn normal(rng: &mut fastrand::Rng) -> f64 {
@@ -45,15 +46,6 @@ fn false_trend_rate(seeds: u64, n: usize, rho: f64, rule: &TrendRule) -> f64 {
         }
     }
     trends as f64 / seeds as f64
-}
-
-/// Relative error at most 1e-9 (absolute 1e-12 near zero).
-fn assert_close(got: f64, expected: f64, what: &str) {
-    let tol = 1e-9 * expected.abs().max(1e-3);
-    assert!(
-        (got - expected).abs() <= tol,
-        "{what}: got {got:e}, reference says {expected:e}"
-    );
 }
 
 /// Slope, intercept, stderr, t and p-value match scipy.stats.linregress (plain OLS) and
