@@ -631,7 +631,7 @@ impl AnomalyDetector {
             return;
         }
         let oldest = tag.wrapping_sub(self.config.window as u16);
-        let Some(gone) = self.tags.iter().position(|&t| t == oldest) else {
+        let Some(gone) = find_tag(&self.tags, oldest) else {
             return;
         };
         let tags = &mut self.tags;
@@ -658,7 +658,7 @@ impl AnomalyDetector {
             if bits & (1 << back) != 0 {
                 // The sample `back` steps before the newest (0 = newest).
                 let tag = (self.pushed - 1 - back as u64) as u16;
-                if let Some(i) = self.tags.iter().position(|&t| t == tag) {
+                if let Some(i) = find_tag(&self.tags, tag) {
                     kept[n] = tag;
                     values[n] = f64::from(self.sorted[i]);
                     n += 1;
@@ -808,6 +808,22 @@ impl LazyDetector {
 /// A finite value as stored in the window: rounded to `f32`, clamped into its range.
 fn to_stored(value: f64) -> f32 {
     value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
+}
+
+/// The position of `tag` in `tags`. Scanned 32 at a time with a comparison that does not
+/// stop early, which the compiler turns into vector compares; a plain `position` compares
+/// one tag at a time and made an update three times slower.
+fn find_tag(tags: &[u16], tag: u16) -> Option<usize> {
+    let mut chunks = tags.chunks_exact(32);
+    let mut start = 0;
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |hit, &t| hit | (t == tag)) {
+            return chunk.iter().position(|&t| t == tag).map(|i| start + i);
+        }
+        start += 32;
+    }
+    let rest = chunks.remainder();
+    rest.iter().position(|&t| t == tag).map(|i| start + i)
 }
 
 /// Per-sample factor that halves a value every `half_life` samples (0 for no memory).

@@ -428,6 +428,24 @@ fn memory_stays_bounded() {
     assert!(detector.counters().level_shifts >= 19);
 }
 
+/// `find_tag` finds every tag at every position, in and past the 32-wide chunks, and
+/// nothing that is not there.
+#[test]
+fn find_tag_finds_each_position() {
+    for len in [0usize, 1, 31, 32, 33, 64, 100, 1024] {
+        let tags: Vec<u16> = (0..len as u16).map(|t| t.wrapping_mul(7919)).collect();
+        for (i, &t) in tags.iter().enumerate() {
+            assert_eq!(find_tag(&tags, t), Some(i), "len {len}");
+        }
+        for probe in [1u16, 2, 65_535] {
+            assert_eq!(
+                find_tag(&tags, probe),
+                tags.iter().position(|&t| t == probe)
+            );
+        }
+    }
+}
+
 /// Ensures the window is the last `window` values, sorted, whatever order they came in and
 /// however often values repeat: eviction by arrival tag removes the oldest exactly.
 #[test]
