@@ -14,53 +14,14 @@
 //!
 //! `cargo bench --bench facades`
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use perfvisor::{MetricsRecorder, SpanLayer, SystemClock};
-use perfvisor_actors::recorder;
-use perfvisor_actors::telemetry::RecorderStats;
+use perfvisor::{MetricsRecorder, SpanLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
-/// A recorder whose channel a bare thread drains; the guard stops the thread.
-struct Drained {
-    rec: recorder::Recorder,
-    stop: Arc<AtomicBool>,
-    drain: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drained {
-    fn new() -> Self {
-        let stats = Arc::new(RecorderStats::default());
-        let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let drain = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                while rx.try_recv().is_ok() {}
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        });
-        Drained {
-            rec,
-            stop,
-            drain: Some(drain),
-        }
-    }
-}
-
-impl Drop for Drained {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(d) = self.drain.take() {
-            let _ = d.join();
-        }
-    }
-}
+mod support;
+use support::Drained;
 
 fn metrics_calls(c: &mut Criterion) {
     let drained = Drained::new();

@@ -7,33 +7,49 @@
 //!
 //! `cargo bench --bench hot_path`
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use perfvisor::{Perfvisor, SystemClock};
-use perfvisor_actors::recorder;
 use perfvisor_actors::telemetry::RecorderStats;
 
+mod support;
+use support::Drained;
+
+/// Samples drained (accepted and taken) and dropped so far.
+fn counts(stats: &RecorderStats) -> (u64, u64) {
+    (
+        stats.drained.load(Ordering::Relaxed),
+        stats.dropped.load(Ordering::Relaxed),
+    )
+}
+
 fn bare(c: &mut Criterion) {
-    let stats = Arc::new(RecorderStats::default());
-    let (rec, rx) = recorder::channel(1 << 16, Arc::new(SystemClock), stats.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let drain = std::thread::spawn(move || {
-        while !s.load(Ordering::Relaxed) {
-            while rx.try_recv().is_ok() {}
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    });
+    let drained = Drained::new();
+    let rec = &drained.rec;
     let mut g = c.benchmark_group("recorder_drained_by_thread");
+    // Each figure mixes the accepted path and, when the drain thread falls behind (a busy
+    // host), the dropped one: the share is printed after each.
+    let share = |name: &str, before: (u64, u64)| {
+        let (taken, lost) = counts(&drained.stats);
+        let (accepted, dropped) = (taken - before.0, lost - before.1);
+        eprintln!(
+            "{name}: {:.0} % of the calls accepted ({accepted} accepted, {dropped} dropped)",
+            100.0 * accepted as f64 / (accepted + dropped).max(1) as f64
+        );
+    };
+    let before = counts(&drained.stats);
     g.bench_function("record", |b| b.iter(|| rec.record("bench.value", 1.0)));
+    share("record", before);
+    let before = counts(&drained.stats);
     g.bench_function("profile_guard", |b| {
         b.iter(|| {
             let _t = rec.profile("bench_op");
         })
     });
+    share("profile_guard", before);
     g.bench_function("profile_guard_with_extra", |b| {
         b.iter(|| {
             let mut t = rec.profile("bench_op");
@@ -68,8 +84,8 @@ fn bare(c: &mut Criterion) {
         })
     });
     g.finish();
-    stop.store(true, Ordering::Relaxed);
-    let _ = drain.join();
+    let stats = drained.stats.clone();
+    drop(drained);
     eprintln!(
         "bare: drained {} dropped {}",
         stats.drained.load(Ordering::Relaxed),

@@ -6,9 +6,16 @@
 //! Also the alert rule engine's dispatch cost: one sample evaluated against 20 rules with
 //! 1,000 series tracked, and one sample that produces a notification (fire or resolve).
 //!
+//! The memory figure is counted by a global allocator that tracks live bytes, around a
+//! state filled for 6 h 10 min (long windows full), and split by part with
+//! `AnalyzerState::memory_parts`. Alone: `cargo bench -p perfvisor-actors --bench analysis
+//! -- memory` (the filter matches no measurement, so only the figures print).
+//!
 //! `cargo bench -p perfvisor-actors --bench analysis`
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use perfvisor_actors::analyzer::AnalyzerState;
@@ -16,6 +23,42 @@ use perfvisor_actors::metric_names as names;
 use perfvisor_actors::types::{
     DaemonId, Labels, MetricBatch, MetricKind, Sample, SeriesKey, Source,
 };
+
+/// Counts the bytes live on the heap, so the state's real footprint can be read.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments
+// unchanged; the counter is only arithmetic on the sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as received (see the impl).
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as received (see the impl).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as received (see the impl).
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: forwarded as received (see the impl).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 const T0: i64 = 1_767_225_600_000;
 const DAEMONS: usize = 10;
@@ -47,6 +90,9 @@ fn series(d: usize) -> Vec<(SeriesKey, MetricKind)> {
 fn value(rng: &mut fastrand::Rng, i: i64, j: usize) -> f64 {
     match j {
         0 | 4 | 5 => i as f64 * 10.0 + rng.f64(),
+        // Uptime grows: a value that went down would be a restart, and restarts start
+        // the process series afresh.
+        11 => 100.0 + i as f64,
         2 => 5e7 + i as f64 * 1000.0 + rng.f64() * 4096.0,
         _ => 1.0 + rng.f64(),
     }
@@ -74,17 +120,72 @@ fn filled(seconds: i64) -> (AnalyzerState, Vec<Vec<(SeriesKey, MetricKind)>>) {
     (state, all)
 }
 
+/// The bytes a state of `DAEMONS` daemons holds after 6 h 10 min of 1 Hz samples, counted
+/// by the allocator, and where they go.
+fn memory() {
+    let before = LIVE.load(Ordering::Relaxed);
+    let (state, all) = filled(6 * 3600 + 600);
+    // The keys' shared strings stay counted: the state holds them too.
+    drop(all);
+    let live = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let n = state.len();
+    let p = state.memory_parts();
+    println!(
+        "memory: {n} series ({} with a baseline) hold {live} bytes (allocator count), \
+         {} per series",
+        p.full_series,
+        live / n
+    );
+    let light = n - p.full_series;
+    println!(
+        "memory parts, bytes per series with a baseline: short window {}, long window {}, \
+         detector {}; struct {} per series; maps, keys and the rest {} per series \
+         ({light} light series)",
+        p.windows / p.full_series.max(1),
+        p.long / p.full_series.max(1),
+        p.detectors / p.full_series.max(1),
+        p.structs / n,
+        live.saturating_sub(p.windows + p.long + p.detectors + p.structs + p.histograms) / n,
+    );
+    drop(state);
+    // Sparse series: 100 app gauges sampled once a minute (pushed metrics), 6 h 10 min.
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut state = AnalyzerState::new(600);
+    let source = Source::Daemon(DaemonId::new("sparse"));
+    let keys: Vec<SeriesKey> = (0..100)
+        .map(|i| SeriesKey::new(source.clone(), format!("app.queue_{i}"), Labels::empty()))
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(3);
+    for minute in 0..370 {
+        let samples = keys
+            .iter()
+            .map(|key| Sample {
+                series: key.clone(),
+                kind: MetricKind::Gauge,
+                ts_ms: T0 + minute * 60_000,
+                value: 10.0 + rng.f64(),
+            })
+            .collect();
+        state.add(&MetricBatch { samples });
+    }
+    drop(keys);
+    let live = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let p = state.memory_parts();
+    println!(
+        "memory, sparse: {} series sampled once a minute hold {live} bytes, {} per series \
+         (short window {}, long window {}, detector {})",
+        state.len(),
+        live / state.len(),
+        p.windows / state.len(),
+        p.long / state.len(),
+        p.detectors / state.len(),
+    );
+}
+
 fn analysis(c: &mut Criterion) {
+    memory();
     let seconds = 2 * 3600;
     let (mut state, all) = filled(seconds);
-    let n = state.len();
-    println!(
-        "memory: {} series hold {} bytes: {} bytes per series (600-sample window, 6 h of \
-         per-minute means, anomaly detector)",
-        n,
-        state.memory_bytes(),
-        state.memory_bytes() / n
-    );
     let mut g = c.benchmark_group("analyzer");
     let (key, kind) = all[0][1].clone();
     let mut ts = T0 + seconds * 1000;

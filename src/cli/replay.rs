@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use perfvisor_actors::alerts::{effective_rules, RuleEngine, ThresholdRule};
+use perfvisor_actors::analyzer::signals::firing_candidate;
 use perfvisor_actors::analyzer::JudgeConfig;
 use perfvisor_actors::replay::{
     parse_csv, parse_timestamp, replay, ReplayConfig, ReplayOutcome, ReplaySeries,
 };
 use perfvisor_actors::storage::StorageReader;
 use perfvisor_actors::types::{
-    Alert, AlertState, DaemonId, Labels, MetricKind, SeriesKey, Severity, Source, TimestampMs,
+    Alert, AlertState, DaemonId, Labels, MetricKind, SeriesKey, Source, TimestampMs,
 };
 use serde_json::json;
 
@@ -205,22 +206,8 @@ fn rules(
 fn followed(rules: &[ThresholdRule], signal: &str, series: &SeriesKey) -> bool {
     let mut engine = RuleEngine::new(rules.to_vec());
     let probe = Alert {
-        rule: signal.to_string(),
-        series: series.clone(),
-        daemon: match &series.source {
-            Source::Daemon(d) => Some(d.clone()),
-            _ => None,
-        },
-        project: series.labels.get("project").map(str::to_string),
-        severity: Severity::Warning,
-        state: AlertState::Firing,
         value: 1.0,
-        threshold: 0.0,
-        since_ms: 0,
-        at_ms: 0,
-        message: String::new(),
-        recommendations: Vec::new(),
-        auto_actionable: false,
+        ..firing_candidate(signal.to_string(), series.clone(), 0)
     };
     // Far later, so a rule with a `for` duration counts too.
     let mut sent = engine.signal(&probe, 0);

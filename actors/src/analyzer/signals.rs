@@ -341,47 +341,62 @@ fn reconcile<K: Ord + Clone, V>(
     }
 }
 
-fn host_bottleneck_alert(b: &Bottleneck, now: TimestampMs) -> Alert {
-    let metric = b
-        .evidence
-        .first()
-        .map(|e| e.metric.clone())
-        .unwrap_or_else(|| bottleneck_metric(b.kind).to_string());
+/// A firing warning by `rule` about `series` at `at_ms`, its daemon and project read from
+/// the series (none for the host's); the figures, words and severity are the caller's to
+/// fill in. Every candidate the analyzer raises starts here, as does the probe with which
+/// `perfvisor replay` asks the rules whether they follow a signal.
+pub fn firing_candidate(rule: String, series: SeriesKey, at_ms: TimestampMs) -> Alert {
     Alert {
-        rule: format!("bottleneck.{}", b.kind.as_str()),
-        series: SeriesKey::new(Source::Host, metric, Labels::empty()),
-        daemon: None,
-        project: None,
-        severity: if b.severity >= 0.8 {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        state: AlertState::Firing,
-        value: b.evidence.first().map_or(b.severity, |e| e.observed),
-        threshold: b.evidence.first().map_or(0.0, |e| e.reference),
-        since_ms: now,
-        at_ms: now,
-        message: b.summary.clone(),
-        recommendations: Vec::new(),
-        auto_actionable: false,
-    }
-}
-
-fn anomaly_alert(series: &SeriesKey, event: &AnomalyEvent) -> Alert {
-    Alert {
-        rule: format!("anomaly.{}", series.metric.as_str()),
+        rule,
         daemon: match &series.source {
             Source::Daemon(d) => Some(d.clone()),
             _ => None,
         },
         project: series.labels.get("project").map(str::to_string),
+        series,
         severity: Severity::Warning,
         state: AlertState::Firing,
+        value: 0.0,
+        threshold: 0.0,
+        since_ms: at_ms,
+        at_ms,
+        message: String::new(),
+        recommendations: Vec::new(),
+        auto_actionable: false,
+    }
+}
+
+/// A bottleneck's candidate on `source` with `labels`: its first evidence's series (or the
+/// kind's usual one), severity, figures and summary.
+fn bottleneck_candidate(b: &Bottleneck, source: Source, labels: Labels, now: TimestampMs) -> Alert {
+    let metric = b
+        .evidence
+        .first()
+        .map(|e| e.metric.clone())
+        .unwrap_or_else(|| bottleneck_metric(b.kind).to_string());
+    let rule = format!("bottleneck.{}", b.kind.as_str());
+    Alert {
+        severity: if b.severity >= 0.8 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        value: b.evidence.first().map_or(b.severity, |e| e.observed),
+        threshold: b.evidence.first().map_or(0.0, |e| e.reference),
+        message: b.summary.clone(),
+        ..firing_candidate(rule, SeriesKey::new(source, metric, labels), now)
+    }
+}
+
+fn host_bottleneck_alert(b: &Bottleneck, now: TimestampMs) -> Alert {
+    bottleneck_candidate(b, Source::Host, Labels::empty(), now)
+}
+
+fn anomaly_alert(series: &SeriesKey, event: &AnomalyEvent) -> Alert {
+    let rule = format!("anomaly.{}", series.metric.as_str());
+    Alert {
         value: event.value,
         threshold: event.baseline,
-        since_ms: event.at_ms,
-        at_ms: event.at_ms,
         message: format!(
             "{} of {}: {} to {:.4} from a baseline of {:.4} (robust score {:.1})",
             series.metric.as_str(),
@@ -391,9 +406,7 @@ fn anomaly_alert(series: &SeriesKey, event: &AnomalyEvent) -> Alert {
             event.baseline,
             event.score
         ),
-        recommendations: Vec::new(),
-        auto_actionable: false,
-        series: series.clone(),
+        ..firing_candidate(rule, series.clone(), event.at_ms)
     }
 }
 
@@ -430,32 +443,14 @@ fn bottleneck_alert(
         .iter()
         .filter(|r| r.cause == b.kind)
         .collect();
-    let metric = b
-        .evidence
-        .first()
-        .map(|e| e.metric.clone())
-        .unwrap_or_else(|| bottleneck_metric(b.kind).to_string());
     Alert {
-        rule: format!("bottleneck.{}", b.kind.as_str()),
-        series: SeriesKey::new(Source::Daemon(daemon.clone()), metric, labels.clone()),
-        daemon: Some(daemon.clone()),
-        project: labels.get("project").map(str::to_string),
-        severity: if b.severity >= 0.8 {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        state: AlertState::Firing,
-        value: b.evidence.first().map_or(b.severity, |e| e.observed),
-        threshold: b.evidence.first().map_or(0.0, |e| e.reference),
-        since_ms: now,
-        at_ms: now,
         message: format!(
             "{} (score {:.0}, {:?})",
             b.summary, j.score.value, j.score.level
         ),
         recommendations: recs.iter().take(3).map(|r| r.action.clone()).collect(),
         auto_actionable: recs.iter().any(|r| r.auto_action.is_some()),
+        ..bottleneck_candidate(b, Source::Daemon(daemon.clone()), labels.clone(), now)
     }
 }
 

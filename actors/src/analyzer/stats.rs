@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::times::Times;
 use crate::types::{MetricKind, TimestampMs};
 
 /// Statistics of one window of values.
@@ -82,14 +83,6 @@ impl WindowStats {
             last,
         })
     }
-
-    /// One `q` quantile (0 ≤ q ≤ 1) of unsorted `values`, by the module's definition
-    /// (numpy's default). Sorts a copy; to take several quantiles of the same values, sort
-    /// once and call [`quantile_linear`]. NaN when `values` is empty.
-    pub fn percentile(values: &[f64], q: f64) -> f64 {
-        let sorted = sorted_nan_last(values);
-        quantile_linear(&sorted, q)
-    }
 }
 
 /// A sorted copy of `values`, NaNs (of either sign) last.
@@ -104,8 +97,10 @@ fn sorted_nan_last(values: &[f64]) -> Vec<f64> {
 
 /// The `q` quantile of ascending `sorted` values by linear interpolation between closest
 /// ranks: numpy's default `percentile` method, R type 7 (see the module doc). `q` is
-/// clamped to `[0, 1]`; NaN when `sorted` is empty or `q` is NaN.
-pub fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
+/// clamped to `[0, 1]`; NaN when `sorted` is empty or `q` is NaN. The one quantile of the
+/// crate: the analyzer's windows, the anomaly detector's `f32` ring and the storage's raw
+/// queries all take theirs here.
+pub fn quantile_linear<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
     let n = sorted.len();
     if n == 0 || q.is_nan() {
         return f64::NAN;
@@ -115,8 +110,9 @@ pub fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
     // `lo` is in 0..=n−1 because q is clamped, so the cast cannot truncate.
     let i = lo as usize;
     let (Some(&a), Some(&b)) = (sorted.get(i), sorted.get(i + 1)) else {
-        return sorted[n - 1];
+        return sorted[n - 1].into();
     };
+    let (a, b): (f64, f64) = (a.into(), b.into());
     let t = h - lo;
     if t == 0.0 {
         return a;
@@ -152,12 +148,13 @@ pub fn counter_rates(points: impl IntoIterator<Item = (TimestampMs, f64)>) -> Ve
 /// (when a span is set), at most `capacity` of them, in 8 bytes each. When the cap is what
 /// evicts, the window covers less than the span and [`SeriesWindow::capped`] says so.
 ///
-/// Timestamps are kept as `u32` millisecond offsets from a base (49 days of range) and
-/// values as `f32`: for gauges the value (7 significant digits, far finer than anything
+/// Timestamps are kept as steps from the previous sample in a `u16` of milliseconds while
+/// they fit (a steady series), else as `u32` offsets from a base (49 days of range; see
+/// `times`), and values as `f32`: for gauges the value (7 significant digits, far finer than anything
 /// judged from a window), for counters the increase since the previous reading, so a rate
 /// keeps 7 digits however large the counter has grown. The latest reading is also kept
-/// exactly, for exposition and for the next increase. With the default 600 samples a window
-/// is 4.8 KB instead of the 9.6 KB of `(i64, f64)` pairs.
+/// exactly, for exposition and for the next increase. 601 samples at 1 s take 3.6 KB instead
+/// of the 9.6 KB of `(i64, f64)` pairs.
 ///
 /// Samples are kept in arrival order. One that lies more than 49 days from the others
 /// cannot share their base: the window then starts again from it. A gauge value beyond
@@ -165,8 +162,7 @@ pub fn counter_rates(points: impl IntoIterator<Item = (TimestampMs, f64)>) -> Ve
 #[derive(Clone, Debug)]
 pub struct SeriesWindow {
     kind: MetricKind,
-    base_ms: TimestampMs,
-    offsets: VecDeque<u32>,
+    times: Times,
     values: VecDeque<f32>,
     last: Option<(TimestampMs, f64)>,
     capacity: usize,
@@ -180,11 +176,9 @@ impl SeriesWindow {
         let capacity = capacity.max(1);
         SeriesWindow {
             kind,
-            base_ms: 0,
-            // Grown as samples come: a series sampled every second never needs more than
-            // 600 slots for 10 minutes, whatever the cap.
-            offsets: VecDeque::with_capacity(capacity.min(600)),
-            values: VecDeque::with_capacity(capacity.min(600)),
+            // Grown as samples come (see `push`): a series sampled every minute holds ten.
+            times: Times::default(),
+            values: VecDeque::new(),
             last: None,
             capacity,
             span_ms: None,
@@ -214,14 +208,14 @@ impl SeriesWindow {
 
     /// Adds a sample, evicting the oldest when full and those older than the span.
     pub fn push(&mut self, ts: TimestampMs, value: f64) {
-        if self.offsets.len() == self.capacity {
-            self.offsets.pop_front();
+        if self.times.len() == self.capacity {
+            self.times.pop_front();
             self.values.pop_front();
         }
         if let Some(span) = self.span_ms {
             let oldest = ts.saturating_sub(span);
             while self.first_ts().is_some_and(|t| t < oldest) {
-                self.offsets.pop_front();
+                self.times.pop_front();
                 self.values.pop_front();
             }
         }
@@ -232,39 +226,22 @@ impl SeriesWindow {
                 .last
                 .map_or(f32::NAN, |(_, prev)| (value - prev) as f32),
         };
-        let offset = match self.offset_of(ts) {
-            Some(offset) => offset,
-            None => {
-                self.rebase(ts);
-                self.offset_of(ts).unwrap_or(0)
-            }
-        };
-        self.offsets.push_back(offset);
+        if self.times.len() == self.times.capacity() {
+            // By a 32nd, to at most the cap: doubling would leave a 1 s series's 601
+            // samples (10 minutes, both ends included) in room for 1,024 or more.
+            let len = self.times.len();
+            let more = (len / 32)
+                .max(16)
+                .min(self.capacity.saturating_sub(len).max(1));
+            self.times.reserve_exact(more);
+            self.values.reserve_exact(more);
+        }
+        if self.times.push(ts) {
+            // Too far from the samples held to share their base: the window starts again.
+            self.values.clear();
+        }
         self.values.push_back(stored);
         self.last = Some((ts, value));
-    }
-
-    fn offset_of(&self, ts: TimestampMs) -> Option<u32> {
-        u32::try_from(ts.checked_sub(self.base_ms)?).ok()
-    }
-
-    /// Moves the base to the earliest of the kept samples and `ts`; when they span more
-    /// than a `u32` of milliseconds, starts the window again from `ts`.
-    fn rebase(&mut self, ts: TimestampMs) {
-        let base = self.base_ms;
-        let kept = self.offsets.iter().map(|&o| base + i64::from(o));
-        let (lo, hi) = kept.fold((ts, ts), |(lo, hi), t| (lo.min(t), hi.max(t)));
-        if hi - lo > i64::from(u32::MAX) {
-            self.offsets.clear();
-            self.values.clear();
-            self.base_ms = ts;
-            return;
-        }
-        for o in &mut self.offsets {
-            // In range: every kept time lies within [lo, lo + u32::MAX].
-            *o = u32::try_from(base + i64::from(*o) - lo).unwrap_or(u32::MAX);
-        }
-        self.base_ms = lo;
     }
 
     /// Statistics of the window: of the values for gauges, of the per-second rates for
@@ -282,11 +259,10 @@ impl SeriesWindow {
     /// The samples held as `(time, value)`, oldest first; for counters the values are the
     /// increases since the previous reading (NaN when unknown, negative at a reset).
     pub fn points(&self) -> impl ExactSizeIterator<Item = (TimestampMs, f64)> + '_ {
-        let base = self.base_ms;
-        self.offsets
+        self.times
             .iter()
             .zip(&self.values)
-            .map(move |(&o, &v)| (base + i64::from(o), f64::from(v)))
+            .map(|(t, &v)| (t, f64::from(v)))
     }
 
     /// The values held, oldest first (gauges: the values; counters: the increases).
@@ -316,7 +292,7 @@ impl SeriesWindow {
 
     /// The time of the oldest sample held.
     pub fn first_ts(&self) -> Option<TimestampMs> {
-        self.offsets.front().map(|&o| self.base_ms + i64::from(o))
+        self.times.front()
     }
 
     /// The latest sample pushed, exactly as given.
@@ -330,21 +306,20 @@ impl SeriesWindow {
     }
     /// Number of samples held.
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.times.len()
     }
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.times.len() == 0
     }
     /// Bytes held by the window's buffers.
     pub fn memory_bytes(&self) -> usize {
-        self.offsets.capacity() * std::mem::size_of::<u32>()
-            + self.values.capacity() * std::mem::size_of::<f32>()
+        self.times.memory_bytes() + self.values.capacity() * std::mem::size_of::<f32>()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A window with a span keeps the last span of samples, however many; the cap still
@@ -397,9 +372,8 @@ mod tests {
         assert_eq!(quantile_linear(&sorted, 0.75), 5.0);
         assert_eq!(quantile_linear(&sorted, 2.0), 7.0);
         assert_eq!(quantile_linear(&sorted, -1.0), 1.0);
-        assert!(quantile_linear(&[], 0.5).is_nan());
+        assert!(quantile_linear::<f64>(&[], 0.5).is_nan());
         assert!(quantile_linear(&sorted, f64::NAN).is_nan());
-        assert_eq!(WindowStats::percentile(&[7.0, 1.0, 3.0], 0.25), 2.0);
         // NaN of either sign sorts last.
         let s = WindowStats::compute(&[-f64::NAN, 2.0, f64::NAN, 1.0, 3.0]).unwrap();
         assert_eq!((s.min, s.median), (1.0, 3.0));
@@ -446,12 +420,13 @@ mod tests {
         }
     }
 
-    /// Relative error at most 1e-9 (absolute 1e-12 near zero).
-    fn assert_close(got: f64, expected: f64, what: &str) {
+    /// Relative error at most 1e-9 (absolute 1e-12 near zero) against a numpy/scipy
+    /// reference figure (also used by `trend`'s tests).
+    pub(crate) fn assert_close(got: f64, expected: f64, what: &str) {
         let tol = 1e-9 * expected.abs().max(1e-3);
         assert!(
             (got - expected).abs() <= tol,
-            "{what}: got {got:e}, numpy says {expected:e}"
+            "{what}: got {got:e}, reference says {expected:e}"
         );
     }
 

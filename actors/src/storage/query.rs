@@ -891,7 +891,7 @@ fn finish(query: &Query, accs: Vec<BucketAcc>) -> Vec<Bucket> {
                 (Aggregation::Stddev, Some(r)) => r.stddev(),
                 (Aggregation::Last, Some(r)) => Some(r.last),
                 (Aggregation::Quantile(q), Some(r)) => match &sorted {
-                    Some(v) if !v.is_empty() => Some(linear_quantile(v, *q)),
+                    Some(v) if !v.is_empty() => Some(crate::analyzer::quantile_linear(v, *q)),
                     _ => r.quantile(*q),
                 },
                 (Aggregation::Rate, Some(r)) => rate(previous_last, r),
@@ -906,15 +906,6 @@ fn finish(query: &Query, accs: Vec<BucketAcc>) -> Vec<Bucket> {
         });
     }
     out
-}
-
-/// Quantile of sorted values with linear interpolation between order statistics (numpy's
-/// default, R type 7).
-pub(crate) fn linear_quantile(sorted: &[f64], q: f64) -> f64 {
-    let h = (sorted.len() - 1) as f64 * q;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
 /// Reset-aware per-second increase up to the bucket's last sample (see module docs).

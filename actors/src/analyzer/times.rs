@@ -1,0 +1,270 @@
+//! The sample times of a series' short window, in 2 bytes a sample while they allow it.
+//!
+//! A watched series is sampled at a steady pace, so each time is stored as its step from the
+//! one before, in a `u16` of milliseconds (up to 65.5 s). A step that does not fit (a longer
+//! gap, or a time earlier than the one before) switches the window to `u32` offsets from a
+//! base (49 days of range) until it is next empty. Times read back exactly either way.
+
+use std::collections::VecDeque;
+
+use crate::types::TimestampMs;
+
+/// Sample times, oldest first.
+#[derive(Clone, Debug)]
+pub(super) enum Times {
+    /// Every step fits a `u16`: the oldest time, the newest, and per sample its step from
+    /// the one before (0 for the oldest).
+    Steps {
+        first: TimestampMs,
+        last: TimestampMs,
+        steps: VecDeque<u16>,
+    },
+    /// Offsets from a base.
+    Offsets {
+        base: TimestampMs,
+        offsets: VecDeque<u32>,
+    },
+}
+
+impl Default for Times {
+    fn default() -> Self {
+        Times::Steps {
+            first: 0,
+            last: 0,
+            steps: VecDeque::new(),
+        }
+    }
+}
+
+impl Times {
+    /// Times held.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Times::Steps { steps, .. } => steps.len(),
+            Times::Offsets { offsets, .. } => offsets.len(),
+        }
+    }
+
+    /// Room before the buffer grows.
+    pub(super) fn capacity(&self) -> usize {
+        match self {
+            Times::Steps { steps, .. } => steps.capacity(),
+            Times::Offsets { offsets, .. } => offsets.capacity(),
+        }
+    }
+
+    /// Makes room for `more` times.
+    pub(super) fn reserve_exact(&mut self, more: usize) {
+        match self {
+            Times::Steps { steps, .. } => steps.reserve_exact(more),
+            Times::Offsets { offsets, .. } => offsets.reserve_exact(more),
+        }
+    }
+
+    /// Bytes held by the buffer.
+    pub(super) fn memory_bytes(&self) -> usize {
+        match self {
+            Times::Steps { steps, .. } => steps.capacity() * std::mem::size_of::<u16>(),
+            Times::Offsets { offsets, .. } => offsets.capacity() * std::mem::size_of::<u32>(),
+        }
+    }
+
+    /// The oldest time.
+    pub(super) fn front(&self) -> Option<TimestampMs> {
+        match self {
+            Times::Steps { first, steps, .. } => (!steps.is_empty()).then_some(*first),
+            Times::Offsets { base, offsets } => offsets.front().map(|&o| base + i64::from(o)),
+        }
+    }
+
+    /// Drops the oldest time.
+    pub(super) fn pop_front(&mut self) {
+        match self {
+            Times::Steps { first, steps, .. } => {
+                steps.pop_front();
+                if let Some(step) = steps.front_mut() {
+                    *first += i64::from(*step);
+                    *step = 0;
+                }
+            }
+            Times::Offsets { offsets, .. } => {
+                offsets.pop_front();
+            }
+        }
+    }
+
+    /// Adds `ts` as the newest time. Returns true when the times held before were dropped:
+    /// `ts` lies more than 49 days from one of them, so they cannot share a base.
+    pub(super) fn push(&mut self, ts: TimestampMs) -> bool {
+        if self.len() == 0 && matches!(self, Times::Offsets { .. }) {
+            *self = Times::default();
+        }
+        match self {
+            Times::Steps { first, last, steps } => {
+                if steps.is_empty() {
+                    (*first, *last) = (ts, ts);
+                    steps.push_back(0);
+                    return false;
+                }
+                if let Some(step) = ts.checked_sub(*last).and_then(|d| u16::try_from(d).ok()) {
+                    steps.push_back(step);
+                    *last = ts;
+                    return false;
+                }
+                self.widen();
+                self.push(ts)
+            }
+            Times::Offsets { base, offsets } => {
+                let offset_of = |base: TimestampMs| u32::try_from(ts.checked_sub(base)?).ok();
+                if let Some(offset) = offset_of(*base) {
+                    offsets.push_back(offset);
+                    return false;
+                }
+                // Move the base to the earliest of the kept times and `ts`.
+                let kept = offsets.iter().map(|&o| *base + i64::from(o));
+                let (lo, hi) = kept.fold((ts, ts), |(lo, hi), t| (lo.min(t), hi.max(t)));
+                let dropped = hi - lo > i64::from(u32::MAX);
+                if dropped {
+                    offsets.clear();
+                    *base = ts;
+                } else {
+                    for o in offsets.iter_mut() {
+                        // In range: every kept time lies within [lo, lo + u32::MAX].
+                        *o = u32::try_from(*base + i64::from(*o) - lo).unwrap_or(u32::MAX);
+                    }
+                    *base = lo;
+                }
+                offsets.push_back(offset_of(*base).unwrap_or(0));
+                dropped
+            }
+        }
+    }
+
+    /// Switches to offsets from the oldest time (steps are never negative, so every time
+    /// held is at or after it).
+    fn widen(&mut self) {
+        let Times::Steps { first, steps, .. } = self else {
+            return;
+        };
+        let base = *first;
+        let mut offsets = VecDeque::with_capacity(steps.capacity());
+        let mut at = 0u64;
+        for &step in steps.iter() {
+            at += u64::from(step);
+            // A window of tens of thousands of 65 s steps could pass 49 days: such times
+            // are kept at the far end rather than lost (the next push rebases).
+            offsets.push_back(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+        *self = Times::Offsets { base, offsets };
+    }
+
+    /// The times, oldest first.
+    pub(super) fn iter(&self) -> TimesIter<'_> {
+        match self {
+            Times::Steps { first, steps, .. } => TimesIter::Steps {
+                at: *first,
+                steps: steps.iter(),
+            },
+            Times::Offsets { base, offsets } => TimesIter::Offsets {
+                base: *base,
+                offsets: offsets.iter(),
+            },
+        }
+    }
+}
+
+/// The times of a [`Times`], oldest first.
+pub(super) enum TimesIter<'a> {
+    /// Running sum of the steps.
+    Steps {
+        at: TimestampMs,
+        steps: std::collections::vec_deque::Iter<'a, u16>,
+    },
+    /// Base plus each offset.
+    Offsets {
+        base: TimestampMs,
+        offsets: std::collections::vec_deque::Iter<'a, u32>,
+    },
+}
+
+impl Iterator for TimesIter<'_> {
+    type Item = TimestampMs;
+
+    fn next(&mut self) -> Option<TimestampMs> {
+        match self {
+            TimesIter::Steps { at, steps } => {
+                *at += i64::from(*steps.next()?);
+                Some(*at)
+            }
+            TimesIter::Offsets { base, offsets } => offsets.next().map(|&o| *base + i64::from(o)),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            TimesIter::Steps { steps, .. } => steps.size_hint(),
+            TimesIter::Offsets { offsets, .. } => offsets.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for TimesIter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Times read back exactly against a plain list under the same pushes and evictions:
+    /// steady steps, gaps beyond 65.5 s, times going backwards, and jumps beyond 49 days
+    /// (which drop what was held, as the list does).
+    #[test]
+    fn times_read_back_exactly() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut times = Times::default();
+        let mut plain: Vec<TimestampMs> = Vec::new();
+        let mut ts: TimestampMs = 1_767_225_600_000;
+        for i in 0..200_000 {
+            ts += match rng.u32(0..1000) {
+                0..=900 => 1_000 + rng.i64(-20..20),
+                901..=990 => rng.i64(0..200_000),
+                991..=997 => -rng.i64(0..5_000),
+                _ => 60 * 86_400_000 * rng.i64(-1..=1),
+            };
+            if rng.u32(0..3) == 0 && !plain.is_empty() {
+                times.pop_front();
+                plain.remove(0);
+            }
+            let (lo, hi) = plain
+                .iter()
+                .fold((ts, ts), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+            let expect_drop = hi - lo > i64::from(u32::MAX);
+            if expect_drop {
+                plain.clear();
+            }
+            assert_eq!(times.push(ts), expect_drop, "push {i}");
+            plain.push(ts);
+            if plain.len() > 700 {
+                times.pop_front();
+                plain.remove(0);
+            }
+            assert_eq!(times.len(), plain.len());
+            assert_eq!(times.front(), plain.first().copied());
+            assert!(times.iter().eq(plain.iter().copied()), "after push {i}");
+            assert_eq!(times.iter().len(), plain.len());
+        }
+    }
+
+    /// A steady series keeps 2 bytes a time; a gap of over 65.5 s widens to 4.
+    #[test]
+    fn steady_steps_take_two_bytes() {
+        let mut times = Times::default();
+        times.reserve_exact(601);
+        for i in 0..601 {
+            times.push(i * 1_000);
+        }
+        assert_eq!(times.memory_bytes(), 2 * times.capacity());
+        times.push(601_000 + 70_000);
+        assert_eq!(times.memory_bytes(), 4 * times.capacity());
+        assert_eq!(times.iter().last(), Some(671_000));
+    }
+}
