@@ -20,8 +20,9 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use perfvisor::{MetricsRecorder, SpanLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
-mod support;
-use support::Drained;
+#[path = "common/drained.rs"]
+mod drained;
+use drained::Drained;
 
 fn metrics_calls(c: &mut Criterion) {
     let drained = Drained::new();

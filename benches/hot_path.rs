@@ -15,8 +15,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use perfvisor::{Perfvisor, SystemClock};
 use perfvisor_actors::telemetry::RecorderStats;
 
-mod support;
-use support::Drained;
+#[path = "common/drained.rs"]
+mod drained;
+use drained::Drained;
 
 /// Samples drained (accepted and taken) and dropped so far.
 fn counts(stats: &RecorderStats) -> (u64, u64) {

@@ -1,4 +1,4 @@
-//! What the root crate's benches share: a recorder whose channel a bare thread drains, so
+//! What the recorder benches (hot_path, facades) share: a recorder whose channel a bare thread drains, so
 //! a figure is what the caller pays when its sample is accepted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
