@@ -19,7 +19,7 @@ use crate::alerts::AlertDispatcher;
 use crate::messages::*;
 use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::ActorStats;
-use crate::types::{Alert, MetricBatch, SharedClock};
+use crate::types::{Alert, SharedClock};
 
 /// What an analyzer is built from: where candidates go, how long its windows are, how
 /// often and by which thresholds it judges. The supervisor builds it once; a restart keeps
@@ -75,11 +75,11 @@ impl Analyzer {
         let now = self.setup.clock.now_ms();
         self.state.expire(now - EXPIRE_AFTER_MS);
         let (host_view, views, host, judgements) = self.state.judge_all_with_views(now);
-        let samples = self
+        let batch = self
             .judgement_metrics
             .judged(now, &host_view, &views, &host, &judgements);
         if let Some(storage) = &self.setup.storage {
-            storage.store(Arc::new(MetricBatch { samples }));
+            storage.store(batch);
         }
         for alert in self.signals.judged(&judgements, now) {
             self.send(alert);

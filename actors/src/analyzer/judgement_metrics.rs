@@ -10,6 +10,7 @@
 //! the host's mount points, which its own `system.filesystem.*` series already carry).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::judge::{
     BottleneckKind, DaemonView, HostJudgement, HostView, Judgement, Level, MetricView,
@@ -17,8 +18,8 @@ use super::judge::{
 use super::AnomalyEvent;
 use crate::metric_names as names;
 use crate::types::{
-    DaemonId, Labels, LifecycleEvent, LifecycleKind, MetricKind, Sample, SeriesKey, Source,
-    TimestampMs,
+    DaemonId, Labels, LifecycleEvent, LifecycleKind, MetricBatch, MetricKind, Sample, SeriesKey,
+    Source, TimestampMs,
 };
 
 /// The window of [`names::JUDGEMENT_ANOMALIES`].
@@ -47,7 +48,24 @@ pub fn level_number(level: Level) -> f64 {
 pub struct JudgementMetrics {
     up: HashMap<DaemonId, bool>,
     anomalies: HashMap<Source, VecDeque<TimestampMs>>,
-    latest: Vec<Sample>,
+    /// The last judgement's samples, shared with the storage batch they went out in.
+    latest: Arc<MetricBatch>,
+    /// Label sets made once and shared: a sample takes an `Arc` clone instead of a map of
+    /// new strings (at 1,000 daemons about 20,000 label maps every judgement otherwise).
+    labels: HashMap<Vec<(&'static str, &'static str)>, Labels>,
+}
+
+/// The shared label set of `pairs`, made on first use.
+fn shared(
+    cache: &mut HashMap<Vec<(&'static str, &'static str)>, Labels>,
+    pairs: &[(&'static str, &'static str)],
+) -> Labels {
+    if let Some(labels) = cache.get(pairs) {
+        return labels.clone();
+    }
+    let labels = Labels::from_pairs(pairs.iter().copied());
+    cache.insert(pairs.to_vec(), labels.clone());
+    labels
 }
 
 impl JudgementMetrics {
@@ -75,7 +93,7 @@ impl JudgementMetrics {
 
     /// The latest judgement samples (for `/metrics`).
     pub fn latest(&self) -> &[Sample] {
-        &self.latest
+        &self.latest.samples
     }
 
     /// The samples of one judgement at `now`, from the views it was made from (as
@@ -88,7 +106,7 @@ impl JudgementMetrics {
         views: &[DaemonView],
         host: &HostJudgement,
         daemons: &BTreeMap<DaemonId, Judgement>,
-    ) -> Vec<Sample> {
+    ) -> Arc<MetricBatch> {
         for times in self.anomalies.values_mut() {
             while times.front().is_some_and(|&t| t <= now - ANOMALY_WINDOW_MS) {
                 times.pop_front();
@@ -131,7 +149,10 @@ impl JudgementMetrics {
                 };
                 put(
                     names::JUDGEMENT_BOTTLENECK,
-                    Labels::from_pairs([("kind", kind.as_str()), ("severity", severity)]),
+                    shared(
+                        &mut self.labels,
+                        &[("kind", kind.as_str()), ("severity", severity)],
+                    ),
                     value,
                 );
             }
@@ -145,7 +166,7 @@ impl JudgementMetrics {
                 if let Some(slope) = slope(m) {
                     put(
                         names::JUDGEMENT_TREND_SLOPE,
-                        resource_label(resource),
+                        shared(&mut self.labels, &[("resource", resource)]),
                         slope,
                     );
                 }
@@ -158,7 +179,7 @@ impl JudgementMetrics {
                     let seconds = (t.eta_ms - now).max(0) as f64 / 1000.0;
                     put(
                         names::JUDGEMENT_TIME_TO_LIMIT,
-                        resource_label(resource),
+                        shared(&mut self.labels, &[("resource", resource)]),
                         seconds,
                     );
                 }
@@ -203,14 +224,21 @@ impl JudgementMetrics {
         };
         put(
             names::JUDGEMENT_BOTTLENECK,
-            Labels::from_pairs([
-                ("kind", BottleneckKind::HostContention.as_str()),
-                ("severity", severity),
-            ]),
+            shared(
+                &mut self.labels,
+                &[
+                    ("kind", BottleneckKind::HostContention.as_str()),
+                    ("severity", severity),
+                ],
+            ),
             value,
         );
         if let Some(s) = slope(&host_view.cpu) {
-            put(names::JUDGEMENT_TREND_SLOPE, resource_label("cpu"), s);
+            put(
+                names::JUDGEMENT_TREND_SLOPE,
+                shared(&mut self.labels, &[("resource", "cpu")]),
+                s,
+            );
         }
         for fs in &host_view.filesystems {
             if let Some(t) = &fs.time_to_full {
@@ -232,13 +260,9 @@ impl JudgementMetrics {
         );
 
         out.retain(|s| s.value.is_finite());
-        self.latest = out.clone();
-        out
+        self.latest = Arc::new(MetricBatch { samples: out });
+        Arc::clone(&self.latest)
     }
-}
-
-fn resource_label(resource: &'static str) -> Labels {
-    Labels::from_pairs([("resource", resource)])
 }
 
 /// The fitted slope per second of a metric's trend, when it has one.
@@ -253,7 +277,6 @@ fn slope(m: &MetricView) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::analyzer::AnalyzerState;
-    use crate::types::MetricBatch;
 
     fn batch(
         daemon: &str,
@@ -339,7 +362,10 @@ mod tests {
         };
         jm.anomalies([(&key, &event)], now - 2 * ANOMALY_WINDOW_MS);
         jm.anomalies([(&key, &event), (&key, &event)], now - 60_000);
-        let out = jm.judged(now, &host_view, &views, &host_j, &daemons);
+        let out = jm
+            .judged(now, &host_view, &views, &host_j, &daemons)
+            .samples
+            .clone();
         for d in ["leaky", "calm"] {
             let src = Source::Daemon(DaemonId::new(d));
             let score = find(&out, &src, names::JUDGEMENT_SCORE, None);
@@ -395,7 +421,10 @@ mod tests {
             detail: String::new(),
             intended: true,
         });
-        let out = jm.judged(now + 5_000, &host_view, &views, &host_j, &daemons);
+        let out = jm
+            .judged(now + 5_000, &host_view, &views, &host_j, &daemons)
+            .samples
+            .clone();
         assert_eq!(find(&out, &calm, names::JUDGEMENT_UP, None)[0].value, 0.0);
     }
 }
