@@ -509,6 +509,44 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// `key` as a table of HTTP headers: names are HTTP tokens, values hold no control
+    /// characters, and none is one of `reserved` (set by the protocol; compared without
+    /// case). Each bad header is reported; all are returned.
+    pub(super) fn headers(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        reserved: &[&str],
+    ) -> BTreeMap<String, String> {
+        let headers = self.string_map(ctx, key).unwrap_or_default();
+        for (k, v) in &headers {
+            let name_ok = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let value_ok = v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+            let is_reserved = reserved.iter().any(|r| r.eq_ignore_ascii_case(k));
+            if !name_ok || !value_ok || is_reserved {
+                let none_of = if reserved.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", and none of {} (set by the protocol)",
+                        reserved.join(", ")
+                    )
+                };
+                ctx.report(
+                    &format!("{}.{k}", self.key_path(key)),
+                    &self.key_span(key),
+                    format!(
+                        "header {k:?} is not accepted; expected a name of letters, digits and \
+                         -, a value without control characters{none_of}"
+                    ),
+                );
+            }
+        }
+        headers
+    }
+
     /// A table of string values (`labels`, `env`, `headers`).
     pub(super) fn string_map(
         &self,

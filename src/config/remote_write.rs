@@ -263,30 +263,15 @@ fn remote_write(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RemoteWriteConfi
             );
         }
     }
-    let headers = t.string_map(ctx, "headers").unwrap_or_default();
-    for (k, v) in &headers {
-        let name_ok = !k.is_empty()
-            && k.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        let value_ok = v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-        let reserved = [
-            "content-type",
-            "content-encoding",
-            "x-prometheus-remote-write-version",
-        ]
-        .contains(&k.to_ascii_lowercase().as_str());
-        if !name_ok || !value_ok || reserved {
-            t.bad(
-                ctx,
-                "headers",
-                format!(
-                    "header {k:?} is not accepted; expected a name of letters, digits and -, a \
-                     value without control characters, and none of Content-Type, \
-                     Content-Encoding, X-Prometheus-Remote-Write-Version (set by the protocol)"
-                ),
-            );
-        }
-    }
+    let headers = t.headers(
+        ctx,
+        "headers",
+        &[
+            "Content-Type",
+            "Content-Encoding",
+            "X-Prometheus-Remote-Write-Version",
+        ],
+    );
     let labels = t.string_map(ctx, "labels").unwrap_or_default();
     for k in labels.keys() {
         let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')

@@ -429,20 +429,7 @@ pub(super) fn sink(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<(String, Sink
     };
     let config = match kind.as_str() {
         "webhook" => {
-            let headers = t.string_map(ctx, "headers").unwrap_or_default();
-            for (k, v) in &headers {
-                let name_ok = !k.is_empty()
-                    && k.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                let value_ok = v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-                if !name_ok || !value_ok {
-                    ctx.report(
-                        &format!("{}.{k}", t.key_path("headers")),
-                        &t.key_span("headers"),
-                        format!("header {k:?} is not accepted; expected a name of letters, digits and -, and a value without control characters"),
-                    );
-                }
-            }
+            let headers = t.headers(ctx, "headers", &[]);
             SinkConfig::Webhook {
                 url: url(ctx)?,
                 headers: headers.into_iter().collect(),
