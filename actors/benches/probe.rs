@@ -15,13 +15,14 @@ fn main() {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::fs::File;
-    use std::os::fd::AsRawFd;
     use std::process::{Child, Command};
     use std::time::Duration;
 
     use criterion::{criterion_group, Criterion};
     use perfvisor_actors::watcher::cgroup::{resolve_parent, CgroupProbe, DaemonCgroup};
-    use perfvisor_actors::watcher::probe::{probe_once, scan_parents, ProcessProbe, SysinfoProbe};
+    use perfvisor_actors::watcher::probe::{
+        probe_once, read_exe_link, scan_parents, ProcessProbe, SysinfoProbe,
+    };
     use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY, TOP_CHILDREN};
 
     /// The probed daemon stand-in, killed and reaped however the bench ends.
@@ -174,19 +175,7 @@ mod linux {
         let dir = File::open(format!("/proc/{pid}")).expect("open /proc/PID");
         let mut buf = vec![0u8; 4096];
         group.bench_function("readlinkat_kept_dir", |b| {
-            b.iter(|| {
-                // SAFETY: the name is NUL-terminated and `buf` is valid for its length.
-                let n = unsafe {
-                    libc::readlinkat(
-                        dir.as_raw_fd(),
-                        c"exe".as_ptr(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
-                };
-                assert!(n > 0);
-                n
-            })
+            b.iter(|| read_exe_link(&dir, &mut buf).expect("readlinkat").len())
         });
         let path = format!("/proc/{pid}/exe");
         group.bench_function("read_link_path", |b| {

@@ -7,6 +7,8 @@ pub mod view;
 
 mod actor;
 mod logic;
+#[cfg(all(test, unix))]
+pub(crate) mod testkit;
 
 pub use actor::Watcher;
 #[cfg(unix)]

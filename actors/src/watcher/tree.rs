@@ -535,63 +535,12 @@ struct Leaver {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use std::io::Write;
     use std::os::unix::process::CommandExt;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     use super::*;
-
-    /// A shell started in its own process group; the whole group (its children included) is
-    /// killed by the group id — the shell's pid — and the shell reaped, however the test ends.
-    struct Group(Child);
-
-    impl Group {
-        fn sh(script: &str) -> Self {
-            let child = Command::new("sh")
-                .args(["-c", script])
-                .stdin(Stdio::piped())
-                .process_group(0)
-                .spawn()
-                .expect("spawn sh");
-            Group(child)
-        }
-
-        fn pid(&self) -> u32 {
-            self.0.id()
-        }
-
-        /// Sends one line to the shell's `read`.
-        fn say(&mut self, line: &str) {
-            let stdin = self.0.stdin.as_mut().expect("piped stdin");
-            stdin.write_all(line.as_bytes()).expect("write");
-            stdin.write_all(b"\n").expect("write");
-            stdin.flush().expect("flush");
-        }
-    }
-
-    impl Drop for Group {
-        fn drop(&mut self) {
-            // SAFETY: plain syscall; the group id is the shell's pid, which we still own
-            // (not reaped yet), so it cannot name another group.
-            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Calls `f` every 10 ms until it returns `Some` or `timeout` passes.
-    fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(t) = f() {
-                return Some(t);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    use crate::watcher::testkit::{poll_until, Group};
 
     /// The children of `pid` read straight from the kernel, for comparison.
     fn kernel_children(pid: u32) -> Vec<u32> {
