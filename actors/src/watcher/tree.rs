@@ -537,7 +537,7 @@ struct Leaver {
 mod tests {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
     use crate::watcher::testkit::{poll_until, Group};
