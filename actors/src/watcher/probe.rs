@@ -237,6 +237,22 @@ impl ProcessProbe {
         self.inner.probe()
     }
 
+    /// Like [`ProcessProbe::probe`], but memory, storage I/O and the descriptor count are
+    /// re-read only every `every`th probe (counted over all probes; at least 1), the last
+    /// figures given between: CPU, threads, state and the identity check (`/proc/PID/stat`)
+    /// at every call. Linux only; elsewhere every probe reads everything.
+    pub fn probe_sparse(&mut self, every: u64) -> Result<ProcSnapshot, ProbeError> {
+        #[cfg(target_os = "linux")]
+        {
+            self.inner.probe_sparse(every)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = every;
+            self.inner.probe()
+        }
+    }
+
     /// Re-reads storage I/O and the descriptor count only every `n`th probe (at least 1),
     /// giving the last figures between: for the descendants of a tree, whose I/O and
     /// descriptors change the totals less than they cost to read. Linux only; elsewhere
@@ -577,28 +593,56 @@ mod tests {
     }
 
     /// With `with_detail_every(n)`, descriptors (and storage I/O) are re-read at every nth
-    /// probe only, the last figures given between; CPU and memory at every probe.
+    /// probe only, the last figures given between; CPU and memory at every probe. With
+    /// `probe_sparse(n)` memory is re-read at those probes only too.
     #[cfg(target_os = "linux")]
     #[test]
     fn detail_figures_are_read_every_nth_probe() {
-        let mut child = Reaped::spawn(
-            "sh",
-            &["-c", "read a; exec 3</dev/null 4</dev/null; read b"],
-        );
-        let mut sparse = ProcessProbe::open(child.pid())
-            .expect("open child")
-            .with_detail_every(3);
-        let first = sparse.probe().expect("probe").open_fds.expect("fds");
-        say(&mut child.0, "go");
-        let mut plain = ProcessProbe::open(child.pid()).expect("open child");
-        poll_until(Duration::from_secs(10), || {
-            (plain.probe().expect("probe").open_fds == Some(first + 2)).then_some(())
-        })
-        .expect("the child opens two descriptors within 10 s");
-        // Probes 2 and 3 give the first figure; the 4th re-reads.
-        assert_eq!(sparse.probe().expect("probe").open_fds, Some(first));
-        assert_eq!(sparse.probe().expect("probe").open_fds, Some(first));
-        assert_eq!(sparse.probe().expect("probe").open_fds, Some(first + 2));
+        for sparse_memory in [false, true] {
+            let mut child = Reaped::spawn(
+                "sh",
+                &["-c", "read a; exec 3</dev/null 4</dev/null; read b"],
+            );
+            let mut probe = ProcessProbe::open(child.pid()).expect("open child");
+            if !sparse_memory {
+                probe = probe.with_detail_every(3);
+            }
+            let mut sparse = || {
+                if sparse_memory {
+                    probe.probe_sparse(3).expect("probe")
+                } else {
+                    probe.probe().expect("probe")
+                }
+            };
+            let first = sparse();
+            let fds = first.open_fds.expect("fds");
+            say(&mut child.0, "go");
+            let mut plain = ProcessProbe::open(child.pid()).expect("open child");
+            poll_until(Duration::from_secs(10), || {
+                (plain.probe().expect("probe").open_fds == Some(fds + 2)).then_some(())
+            })
+            .expect("the child opens two descriptors within 10 s");
+            // Probes 2 and 3 give the first figure; the 4th re-reads.
+            for _ in 0..2 {
+                let between = sparse();
+                assert_eq!(
+                    between.open_fds,
+                    Some(fds),
+                    "sparse memory: {sparse_memory}"
+                );
+                if sparse_memory {
+                    assert_eq!(
+                        (between.rss_bytes, between.virtual_bytes),
+                        (first.rss_bytes, first.virtual_bytes)
+                    );
+                }
+            }
+            assert_eq!(
+                sparse().open_fds,
+                Some(fds + 2),
+                "sparse memory: {sparse_memory}"
+            );
+        }
     }
 
     /// A real child is probed while alive and reported `Gone` once killed and reaped.

@@ -45,6 +45,10 @@ pub const MAX_DESCENDANTS: usize = 256;
 /// every probe. The main process reads everything at every probe.
 pub const DETAIL_EVERY: u64 = 5;
 
+/// How often (in probes) [`TreeProbe::probe_main`] re-reads the main process's memory,
+/// storage I/O and descriptors.
+pub const MAIN_DETAIL_EVERY: u64 = 5;
+
 /// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
 /// no `children` files.
 pub const SCAN_EVERY: u64 = 5;
@@ -265,10 +269,13 @@ impl TreeProbe {
     }
 
     /// Probes the main process alone, neither finding nor reading descendants: for daemons
-    /// whose totals come from their cgroup, between two walks of the tree. Its errors are the
-    /// daemon's, as in [`TreeProbe::probe`].
+    /// whose totals come from their cgroup, between two walks of the tree. Its `stat` (CPU,
+    /// threads, state, identity) is read at every call, its memory, storage I/O and
+    /// descriptors every [`MAIN_DETAIL_EVERY`]th probe (the last figures between): a
+    /// cgroup-read daemon's totals come from the cgroup, and only its `process.main.*`
+    /// series use these. Its errors are the daemon's, as in [`TreeProbe::probe`].
     pub fn probe_main(&mut self) -> Result<ProcSnapshot, ProbeError> {
-        self.main.probe()
+        self.main.probe_sparse(MAIN_DETAIL_EVERY)
     }
 
     /// Probes the main process (its errors are the daemon's: gone, identity changed), then

@@ -449,6 +449,8 @@ pub(crate) struct ProcfsProbe {
     pub(crate) detail_every: u64,
     last_io: (Option<u64>, Option<u64>),
     last_fds: Option<u64>,
+    /// `statm` (size, resident pages) at the last probe that read it.
+    last_statm: (u64, u64),
     /// The command name of the last probe (`stat` field 2), replaced only when it changes.
     comm: String,
 }
@@ -507,6 +509,7 @@ impl ProcfsProbe {
             detail_every: 1,
             last_io: (None, None),
             last_fds: None,
+            last_statm: (0, 0),
             comm: String::from_utf8_lossy(comm_of(&buf[..n])).into_owned(),
         })
     }
@@ -520,10 +523,23 @@ impl ProcfsProbe {
     }
 
     pub(crate) fn probe(&mut self) -> Result<ProcSnapshot, ProbeError> {
-        SCRATCH.with_borrow_mut(|buf| self.probe_with(buf))
+        SCRATCH.with_borrow_mut(|buf| self.probe_with(buf, 1))
     }
 
-    fn probe_with(&mut self, buf: &mut Vec<u8>) -> Result<ProcSnapshot, ProbeError> {
+    /// Like [`ProcfsProbe::probe`], but memory (`statm`), storage I/O and descriptors are
+    /// re-read only at every `every`th probe (counted over all probes), the last figures
+    /// given between; `stat` (and so the identity check) at every call.
+    pub(crate) fn probe_sparse(&mut self, every: u64) -> Result<ProcSnapshot, ProbeError> {
+        SCRATCH.with_borrow_mut(|buf| self.probe_with(buf, every.max(1)))
+    }
+
+    /// One probe; `statm` is read at every probe when `memory_every` is 1, else at every
+    /// that many (and I/O and descriptors then too).
+    fn probe_with(
+        &mut self,
+        buf: &mut Vec<u8>,
+        memory_every: u64,
+    ) -> Result<ProcSnapshot, ProbeError> {
         let pid = self.identity.pid;
         let consts = sys_consts();
 
@@ -557,18 +573,24 @@ impl ProcfsProbe {
             self.code_range = fields.code_range;
         }
 
-        let (size, resident) = {
+        let memory = self.probes.is_multiple_of(memory_every);
+        let (size, resident) = if memory {
             let text = read_required(pid, &self.statm, buf, STATM)?;
-            parse_statm(text).ok_or_else(|| ProbeError::Io {
+            let statm = parse_statm(text).ok_or_else(|| ProbeError::Io {
                 pid,
                 what: STATM,
                 source: invalid("malformed /proc/PID/statm"),
-            })?
+            })?;
+            self.last_statm = statm;
+            statm
+        } else {
+            self.last_statm
         };
 
         // A probe opened with `detail_every` > 1 re-reads storage I/O and descriptors only
-        // at every that many probes, and gives the last figures between.
-        let detail = self.probes.is_multiple_of(self.detail_every);
+        // at every that many probes, and gives the last figures between; so does a sparse
+        // probe between its memory reads.
+        let detail = memory && self.probes.is_multiple_of(self.detail_every);
         let io = self.io.as_ref().filter(|_| detail);
         let (read_bytes, write_bytes) = match read_optional(pid, io, buf, IO)? {
             None if !detail => self.last_io,
