@@ -24,6 +24,7 @@ mod linux {
         probe_once, read_exe_link, scan_parents, ProcessProbe, SysinfoProbe,
     };
     use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY, TOP_CHILDREN};
+    use perfvisor_actors::watcher::{CGROUP_SLOW_EVERY, CGROUP_WALK_EVERY};
 
     /// The probed daemon stand-in, killed and reaped however the bench ends.
     struct Daemon(Child);
@@ -153,6 +154,24 @@ mod linux {
                         let probe = CgroupProbe::open(cg.0.clone());
                         group.bench_function(format!("cgroup_files/{n}"), |b| {
                             b.iter(|| probe.probe())
+                        });
+                        // What the watcher reads per probe of a daemon whose totals come from
+                        // its cgroup, amortised: the main process's `stat` and the CPU and
+                        // memory files, and at every 10th probe the slow files and a walk.
+                        let mut main = TreeProbe::open(pid).expect("open");
+                        let mut i = 0u64;
+                        group.bench_function(format!("cgroup_daemon_amortised/{n}"), |b| {
+                            b.iter(|| {
+                                let walk = i.is_multiple_of(CGROUP_WALK_EVERY);
+                                let slow = i.is_multiple_of(CGROUP_SLOW_EVERY);
+                                i += 1;
+                                if walk {
+                                    main.probe().expect("walk");
+                                } else {
+                                    main.probe_main().expect("main");
+                                }
+                                probe.probe_figures(slow)
+                            })
                         });
                         drop(tree);
                         drop(cg);

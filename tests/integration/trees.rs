@@ -707,6 +707,24 @@ fn supervisor_table(db: &std::path::Path, address: &str, extra: &str) -> String 
     )
 }
 
+/// A `[[daemon]]` table: `name`, a shell waiting on a `sleep 1000` child, stopped within 1 s.
+fn sleeping_daemon(name: &str) -> String {
+    format!(
+        "[[daemon]]\nname = \"{name}\"\ncommand = [\"/bin/sh\", \"-c\", \"sleep 1000 & wait\"]\n\
+         stop_timeout = \"1s\"\n"
+    )
+}
+
+/// The pid of daemon `name` in a `status --json` answer.
+fn pid_in_status(status: &serde_json::Value, name: &str) -> Option<u64> {
+    status["daemons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["daemon"] == name)
+        .and_then(|d| d["pid"].as_u64())
+}
+
 /// Polls `cond` every 20 ms until it holds, panicking after `timeout`.
 fn wait_for_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -1057,18 +1075,10 @@ fn status_says_why_a_managed_daemon_has_no_cgroup() {
     let outsider = Group::sh("sleep 1000");
     let address = format!("127.0.0.1:{}", support::free_port());
     let config = format!(
-        r#"{head}
-[[daemon]]
-name = "plain"
-command = ["/bin/sh", "-c", "sleep 1000 & wait"]
-stop_timeout = "1s"
-
-[[attach]]
-name = "outsider"
-pid = {pid}
-"#,
-        head = supervisor_table(&dir.path().join("pv.db"), &address, ""),
-        pid = outsider.pid(),
+        "{}{}\n[[attach]]\nname = \"outsider\"\npid = {}\n",
+        supervisor_table(&dir.path().join("pv.db"), &address, ""),
+        sleeping_daemon("plain"),
+        outsider.pid(),
     );
     let mut run = run_binary(dir.path(), &config, Some(NOBODY));
     let plain_pid = says_why_plain_has_no_cgroup(dir.path(), &address);
@@ -1095,12 +1105,7 @@ fn says_why_plain_has_no_cgroup(dir: &std::path::Path, address: &str) -> u64 {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let pid = status["daemons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|d| d["daemon"] == "plain")
-            .and_then(|d| d["pid"].as_u64());
+        let pid = pid_in_status(&status, "plain");
         if let (2, true, Some(pid)) = (w.len(), w.iter().all(|w| w["sources"].is_object()), pid) {
             break (w, pid);
         }
@@ -1172,15 +1177,8 @@ fn delegated_subtree_gets_the_managed_daemon_its_own_cgroup() {
     }
     let dir = nobodys_dir();
     let address = format!("127.0.0.1:{}", support::free_port());
-    let config = format!(
-        r#"{head}
-[[daemon]]
-name = "inside"
-command = ["/bin/sh", "-c", "sleep 1000 & wait"]
-stop_timeout = "1s"
-"#,
-        head = supervisor_table(&dir.path().join("pv.db"), &address, ""),
-    );
+    let config =
+        supervisor_table(&dir.path().join("pv.db"), &address, "") + &sleeping_daemon("inside");
     // Dropped after the run (stopped with SIGTERM first): kills whatever is left in the leaf.
     let _leftovers = CgroupGuard(Some(delegated.join("supervisor")));
     let run = run_binary_in(dir.path(), &config, Some(NOBODY), Some(&delegated));
@@ -1194,12 +1192,7 @@ stop_timeout = "1s"
             .find(|w| w["daemon"] == "inside")
             .map(|w| w["sources"].clone())
             .filter(serde_json::Value::is_object);
-        let pid = status["daemons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|d| d["daemon"] == "inside")
-            .and_then(|d| d["pid"].as_u64());
+        let pid = pid_in_status(&status, "inside");
         if let (Some(sources), Some(pid)) = (sources, pid) {
             break (sources, pid as u32);
         }

@@ -132,7 +132,8 @@ pub const CGROUP_WALK_EVERY: u64 = 10;
 /// OOM kill count and `cgroup.procs` of a daemon's cgroup are read (the storage and pressure
 /// rates are then over that many probes): only `cpu.stat` and the memory file are read at
 /// every probe, so a cgroup-read daemon costs less per probe than one read through `/proc`.
-pub const CGROUP_SLOW_EVERY: u64 = 5;
+/// The same probes walk the tree of a cgroup-read daemon ([`CGROUP_WALK_EVERY`]).
+pub const CGROUP_SLOW_EVERY: u64 = 10;
 
 // Every probe that walks a cgroup-read daemon's tree also reads its slow files, so a figure
 // the cgroup has a file for never comes from the walk (its series would mix two sources).

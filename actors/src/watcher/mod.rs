@@ -14,3 +14,4 @@ pub use actor::Watcher;
 #[cfg(unix)]
 pub use logic::CgroupTracker;
 pub use logic::RateTracker;
+pub use logic::{CGROUP_SLOW_EVERY, CGROUP_WALK_EVERY};

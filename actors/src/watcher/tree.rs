@@ -46,8 +46,9 @@ pub const MAX_DESCENDANTS: usize = 256;
 pub const DETAIL_EVERY: u64 = 5;
 
 /// How often (in probes) [`TreeProbe::probe_main`] re-reads the main process's memory,
-/// storage I/O and descriptors.
-pub const MAIN_DETAIL_EVERY: u64 = 5;
+/// storage I/O and descriptors: as often as the watcher walks a cgroup-read daemon's tree
+/// (which reads them anyway), so between walks only `stat` is read.
+pub const MAIN_DETAIL_EVERY: u64 = 10;
 
 /// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
 /// no `children` files.

@@ -179,13 +179,19 @@ pub(super) fn state_from_letter(letter: char) -> ProcState {
 /// The fields of `/proc/PID/stat` the probe uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct StatFields {
+    /// Field 3.
     pub(super) state: ProcState,
+    /// Field 4.
     pub(super) ppid: u32,
+    /// Fields 14 and 15, in clock ticks.
     pub(super) utime: u64,
     pub(super) stime: u64,
+    /// Fields 16 and 17 (waited-for children), in clock ticks.
     pub(super) cutime: u64,
     pub(super) cstime: u64,
+    /// Field 20.
     pub(super) threads: u64,
+    /// Field 22, in clock ticks since boot.
     pub(super) start_time: u64,
     /// Fields 26 and 27: where the program text is mapped. Set by `exec` (and moved by
     /// ASLR even when the same binary is exec'd again); 1 when the reader lacks ptrace
