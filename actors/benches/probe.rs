@@ -15,14 +15,16 @@ fn main() {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::fs::File;
-    use std::os::fd::AsRawFd;
     use std::process::{Child, Command};
     use std::time::Duration;
 
     use criterion::{criterion_group, Criterion};
     use perfvisor_actors::watcher::cgroup::{resolve_parent, CgroupProbe, DaemonCgroup};
-    use perfvisor_actors::watcher::probe::{probe_once, scan_parents, ProcessProbe, SysinfoProbe};
+    use perfvisor_actors::watcher::probe::{
+        probe_once, read_exe_link, scan_parents, ProcessProbe, SysinfoProbe,
+    };
     use perfvisor_actors::watcher::tree::{TreeProbe, SCAN_EVERY, TOP_CHILDREN};
+    use perfvisor_actors::watcher::{CGROUP_SLOW_EVERY, CGROUP_WALK_EVERY};
 
     /// The probed daemon stand-in, killed and reaped however the bench ends.
     struct Daemon(Child);
@@ -153,6 +155,24 @@ mod linux {
                         group.bench_function(format!("cgroup_files/{n}"), |b| {
                             b.iter(|| probe.probe())
                         });
+                        // What the watcher reads per probe of a daemon whose totals come from
+                        // its cgroup, amortised: the main process's `stat` and the CPU and
+                        // memory files, and at every 10th probe the slow files and a walk.
+                        let mut main = TreeProbe::open(pid).expect("open");
+                        let mut i = 0u64;
+                        group.bench_function(format!("cgroup_daemon_amortised/{n}"), |b| {
+                            b.iter(|| {
+                                let walk = i.is_multiple_of(CGROUP_WALK_EVERY);
+                                let slow = i.is_multiple_of(CGROUP_SLOW_EVERY);
+                                i += 1;
+                                if walk {
+                                    main.probe().expect("walk");
+                                } else {
+                                    main.probe_main().expect("main");
+                                }
+                                probe.probe_figures(slow)
+                            })
+                        });
                         drop(tree);
                         drop(cg);
                         continue;
@@ -174,19 +194,7 @@ mod linux {
         let dir = File::open(format!("/proc/{pid}")).expect("open /proc/PID");
         let mut buf = vec![0u8; 4096];
         group.bench_function("readlinkat_kept_dir", |b| {
-            b.iter(|| {
-                // SAFETY: the name is NUL-terminated and `buf` is valid for its length.
-                let n = unsafe {
-                    libc::readlinkat(
-                        dir.as_raw_fd(),
-                        c"exe".as_ptr(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
-                };
-                assert!(n > 0);
-                n
-            })
+            b.iter(|| read_exe_link(&dir, &mut buf).expect("readlinkat").len())
         });
         let path = format!("/proc/{pid}/exe");
         group.bench_function("read_link_path", |b| {

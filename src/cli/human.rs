@@ -419,8 +419,16 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
         "FIGURES FROM",
     ]);
     let mut notes = Vec::new();
+    // Daemons whose MEMORY is what their cgroup is charged, for one note under the table.
+    let mut charged = Vec::new();
     for name in &names {
         let watched = daemons.iter().find(|d| d["daemon"] == name.as_str());
+        let sources = status["watchers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["daemon"] == name.as_str())
+            .map_or(&Value::Null, |w| &w["sources"]);
         let managed = managed.iter().find(|d| d["name"] == name.as_str());
         let (state, note) = match managed {
             Some(m) => managed_state(m, clock),
@@ -477,19 +485,20 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
                 Some(c) if watched.is_some() => percent(*c),
                 _ => "-".into(),
             },
-            w("rss_bytes").as_f64().map_or_else(|| "-".into(), size),
+            match w("rss_bytes").as_f64() {
+                None => "-".into(),
+                Some(b) if text(&sources["memory"]).starts_with("cgroup") => {
+                    charged.push(name.as_str());
+                    format!("{} charged", size(b))
+                }
+                Some(b) => size(b),
+            },
             w("score")
                 .as_f64()
                 .map_or_else(|| "-".into(), |s| format!("{s:.0}")),
             w("level").as_str().unwrap_or("-").to_string(),
             firing.to_string(),
             {
-                let sources = status["watchers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|w| w["daemon"] == name.as_str())
-                    .map_or(&Value::Null, |w| &w["sources"]);
                 let (cell, note) = sources_cell(sources);
                 if let Some(note) = note {
                     notes.push(format!("{name}: {note}"));
@@ -497,6 +506,13 @@ pub fn render_status(all: &Value, clock: &Clock) -> String {
                 cell
             },
         ]);
+    }
+    if !charged.is_empty() {
+        notes.push(format!(
+            "memory charged: what the daemon's cgroup is charged (page cache and kernel memory \
+             included, pages first charged to another cgroup left out), not its resident set: {}",
+            charged.join(", ")
+        ));
     }
     out.push('\n');
     out.push_str(&table.render());

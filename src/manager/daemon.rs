@@ -673,6 +673,7 @@ impl Supervisor {
             }),
         );
         info!(daemon = %self.name, pid, ?age, "Daemon re-adopted after a restart of perfvisor.");
+        super::process::explain_adopted(pid);
         self.begin(pid, exit_rx, started, started_at, true);
         if record.fingerprint != current {
             info!(daemon = %self.name, pid, "The daemon's command, environment, directory or user changed while perfvisor was down; restarting it.");

@@ -334,6 +334,44 @@ pub fn set_cgroup_parent(parent: Option<std::path::PathBuf>) {
     }
 }
 
+/// Records why the process `pid` of a daemon that a previous run of perfvisor started, and
+/// this one re-adopted, has no cgroup of its own, so `status` says it as it did before the
+/// restart: re-derived, since the previous run's reason died with it. Nothing when it has
+/// one.
+pub(crate) fn explain_adopted(pid: u32) {
+    if DaemonCgroup::of_pid(pid).is_some() {
+        return;
+    }
+    let configured = CGROUP_PARENT.lock().ok().and_then(|p| p.clone());
+    let reason = match resolve_parent(configured.as_deref()) {
+        Err(reason) => reason,
+        Ok(parent) if !may_write(&parent) => refused_under(&parent),
+        Ok(parent) => format!(
+            "started by an earlier run of perfvisor that gave it none; it gets one under {} at \
+             its next start",
+            parent.display()
+        ),
+    };
+    record_unplaced(pid, reason);
+}
+
+/// Whether this process may create entries in `dir`.
+fn may_write(dir: &Path) -> bool {
+    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Why a cgroup cannot be created under `parent` when the kernel refuses it.
+fn refused_under(parent: &Path) -> String {
+    format!(
+        "cannot create a cgroup under {}: permission denied (not root, and not delegated)",
+        parent.display()
+    )
+}
+
 /// A fresh cgroup for one start of daemon `name` (`perfvisor-<name>.<perfvisor pid>.<n>`, so
 /// two perfvisors or two starts never share one), with its `cgroup.procs` files open for
 /// writing; why not when cgroups cannot be created here (not root, no delegation, no cgroup2).
@@ -344,10 +382,7 @@ fn cgroup_for(name: &str) -> Result<(DaemonCgroup, Vec<File>), String> {
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let cgroup = DaemonCgroup::create(&format!("{name}.{}.{seq}", std::process::id()), &parent)
         .map_err(|e| match e.kind() {
-            io::ErrorKind::PermissionDenied => format!(
-                "cannot create a cgroup under {}: permission denied (not root, and not delegated)",
-                parent.display()
-            ),
+            io::ErrorKind::PermissionDenied => refused_under(&parent),
             _ => format!("cannot create a cgroup under {}: {e}", parent.display()),
         })?;
     let procs = cgroup

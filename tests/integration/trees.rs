@@ -1,7 +1,6 @@
 //! Whole daemons: a daemon that works in several processes is measured over its whole tree.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perfvisor::metric_names as m;
@@ -9,33 +8,9 @@ use perfvisor::{BottleneckKind, DaemonId, DaemonSpec, Labels, SeriesKey, Source,
 
 use crate::support::{self, wait_for, ChildGuard, RunGuard};
 
-/// A shell in its own process group; the whole group is killed through the group id (the
-/// shell's pid) and the shell reaped, however the test ends.
-struct Group(Child);
-
-impl Group {
-    fn sh(script: &str) -> Self {
-        let child = Command::new("sh")
-            .args(["-c", script])
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn sh");
-        Group(child)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        // SAFETY: plain syscall; the shell is not reaped yet, so its pid still names the group.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
+#[path = "../../actors/src/watcher/testkit.rs"]
+mod testkit;
+use testkit::Group;
 
 /// Fields 4 (ppid), 14-17 (utime, stime, cutime, cstime) of `/proc/PID/stat`, read here
 /// independently of the probe.
@@ -275,6 +250,29 @@ fn cgroups_usable() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a test (or part of one) named `what` that needs `ready` runs: when it cannot, the
+/// reason is printed and it is skipped, unless PERFVISOR_REQUIRE_EXTERNAL=1 requires it.
+fn may_run(ready: Result<(), String>, what: &str) -> bool {
+    match ready {
+        Ok(()) => true,
+        Err(reason) => {
+            assert!(!support::external_required(), "{what} cannot run: {reason}");
+            eprintln!("{what} SKIPPED: {reason}");
+            false
+        }
+    }
+}
+
+/// The unprivileged user the tests run perfvisor as.
+const NOBODY: u32 = 65534;
+
+/// A temporary directory owned by [`NOBODY`], for a perfvisor run as that user.
+fn nobodys_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    dir
+}
+
 /// Kills by pid every process left in a cgroup when the test ends, however it ends (the
 /// setsid'ed child is in no process group the other guards reach).
 struct CgroupGuard(Option<std::path::PathBuf>);
@@ -299,12 +297,7 @@ impl Drop for CgroupGuard {
 /// PERFVISOR_REQUIRE_EXTERNAL=1).
 #[tokio::test]
 async fn managed_daemon_cgroup_matches_the_tree_and_stop_empties_it() {
-    if let Err(reason) = cgroups_usable() {
-        assert!(
-            !support::external_required(),
-            "cgroup test cannot run: {reason}"
-        );
-        eprintln!("SKIPPED: {reason}");
+    if !may_run(cgroups_usable(), "the cgroup test") {
         return;
     }
     let _cores = support::cpu_heavy().await;
@@ -576,13 +569,7 @@ fn attach_refuses_stale_pidfiles_and_ambiguous_matches() {
     });
     let db = dir.path().join("pv.db");
     let config = format!(
-        r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "{address}"
-token = "t0ken"
-
+        r#"{head}
 [[attach]]
 name = "stale"
 pidfile = "{pidfile}"
@@ -610,7 +597,7 @@ pick = "oldest"
 name = "nested"
 match_cmdline = "sleep {marker}2"
 "#,
-        db = db.display(),
+        head = supervisor_table(&db, &address, ""),
         pidfile = pidfile.display(),
     );
     let path = dir.path().join("perfvisor.toml");
@@ -710,6 +697,34 @@ match_cmdline = "sleep {marker}2"
     );
 }
 
+/// The `[supervisor]` table of a test's `perfvisor run`: database `db`, 200 ms probes,
+/// listening on `address` with the token `t0ken`, then the lines of `extra`.
+fn supervisor_table(db: &std::path::Path, address: &str, extra: &str) -> String {
+    format!(
+        "\n[supervisor]\ndatabase = \"{}\"\nprobe_interval = \"200ms\"\nlisten = \"{address}\"\n\
+         token = \"t0ken\"\n{extra}\n",
+        db.display()
+    )
+}
+
+/// A `[[daemon]]` table: `name`, a shell waiting on a `sleep 1000` child, stopped within 1 s.
+fn sleeping_daemon(name: &str) -> String {
+    format!(
+        "[[daemon]]\nname = \"{name}\"\ncommand = [\"/bin/sh\", \"-c\", \"sleep 1000 & wait\"]\n\
+         stop_timeout = \"1s\"\n"
+    )
+}
+
+/// The pid of daemon `name` in a `status --json` answer.
+fn pid_in_status(status: &serde_json::Value, name: &str) -> Option<u64> {
+    status["daemons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["daemon"] == name)
+        .and_then(|d| d["pid"].as_u64())
+}
+
 /// Polls `cond` every 20 ms until it holds, panicking after `timeout`.
 fn wait_for_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -725,6 +740,18 @@ fn wait_for_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bo
 /// Runs `perfvisor run` on `config` (written to `dir`), as `uid` when given, its stderr to
 /// `dir/stderr.log`.
 fn run_binary(dir: &std::path::Path, config: &str, uid: Option<u32>) -> RunGuard {
+    run_binary_in(dir, config, uid, None)
+}
+
+/// [`run_binary`], the process first moving itself (as root) into the v2 cgroup `cgroup`
+/// when given, then dropping to `uid`: how systemd starts a `Delegate=yes` service.
+fn run_binary_in(
+    dir: &std::path::Path,
+    config: &str,
+    uid: Option<u32>,
+    cgroup: Option<&std::path::Path>,
+) -> RunGuard {
+    use std::os::fd::AsRawFd as _;
     use std::os::unix::process::CommandExt as _;
     let path = dir.join("perfvisor.toml");
     std::fs::write(&path, config).unwrap();
@@ -735,8 +762,35 @@ fn run_binary(dir: &std::path::Path, config: &str, uid: Option<u32>) -> RunGuard
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
-    if let Some(uid) = uid {
-        cmd.uid(uid).gid(uid);
+    match (cgroup, uid) {
+        (Some(cgroup), uid) => {
+            let procs = std::fs::OpenOptions::new()
+                .write(true)
+                .open(cgroup.join("cgroup.procs"))
+                .unwrap();
+            let uid = uid.unwrap_or(0);
+            // SAFETY: runs in the child between fork and exec and makes only async-signal-safe
+            // syscalls (write, setgroups, setgid, setuid) on values made before the fork;
+            // `procs` stays open in the parent until `spawn` returns.
+            unsafe {
+                let fd = procs.as_raw_fd();
+                cmd.pre_exec(move || {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                        || libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(uid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            return RunGuard(ChildGuard(cmd.spawn().unwrap()));
+        }
+        (None, Some(uid)) => {
+            cmd.uid(uid).gid(uid);
+        }
+        (None, None) => {}
     }
     RunGuard(ChildGuard(cmd.spawn().unwrap()))
 }
@@ -793,13 +847,7 @@ impl Drop for RemoveCgroup {
 async fn top_children_in_report_and_sources_in_status() {
     let _cores = support::cpu_heavy().await;
     let cgroups = cgroups_usable();
-    if let Err(reason) = &cgroups {
-        assert!(
-            !support::external_required(),
-            "the cgroup part cannot run: {reason}"
-        );
-        eprintln!("cgroup part SKIPPED: {reason}");
-    }
+    may_run(cgroups.clone(), "the cgroup part");
     let dir = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", support::free_port());
     let lg = env!("CARGO_BIN_EXE_perfvisor-loadgen");
@@ -810,14 +858,7 @@ async fn top_children_in_report_and_sources_in_status() {
         _ => None,
     };
     let config = format!(
-        r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "{address}"
-token = "t0ken"
-{parent}
-
+        r#"{head}
 [api]
 anonymous_loopback_reads = true
 
@@ -826,12 +867,15 @@ name = "family"
 command = ["/bin/sh", "-c", "{lg} --cpu 0.4 --hold-mib 8 & {lg} --cpu 0.02 --hold-mib 80 & sleep 1000 & wait"]
 stop_timeout = "2s"
 "#,
-        db = dir.path().join("pv.db").display(),
-        parent = if cgroups.is_ok() {
-            format!("cgroup_parent = \"{slice}\"")
-        } else {
-            String::new()
-        },
+        head = supervisor_table(
+            &dir.path().join("pv.db"),
+            &address,
+            &if cgroups.is_ok() {
+                format!("cgroup_parent = \"{slice}\"")
+            } else {
+                String::new()
+            },
+        ),
     );
     let _run = run_binary(dir.path(), &config, None);
     let report = {
@@ -1015,57 +1059,60 @@ fn reqwest_like_get(address: &str, path: &str) -> serde_json::Value {
 
 /// A perfvisor that may not create cgroups (run as an unprivileged user) says in `status`
 /// that its managed daemon is measured as a process tree and why it has no cgroup; an
-/// attached daemon is a process tree with no reason. Needs root to run perfvisor as `nobody`
-/// (skipped otherwise, unless PERFVISOR_REQUIRE_EXTERNAL=1).
+/// attached daemon is a process tree with no reason. After perfvisor is killed and started
+/// again, it re-adopts the same process and still says why. Needs root to run perfvisor as
+/// `nobody` (skipped otherwise, unless PERFVISOR_REQUIRE_EXTERNAL=1).
 #[test]
 fn status_says_why_a_managed_daemon_has_no_cgroup() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            !support::external_required(),
-            "needs root to run perfvisor as an unprivileged user"
-        );
-        eprintln!("SKIPPED: not root: cannot run perfvisor as an unprivileged user");
+    let root = (unsafe { libc::geteuid() } == 0)
+        .then_some(())
+        .ok_or_else(|| "not root: cannot run perfvisor as an unprivileged user".to_string());
+    if !may_run(root, "the test") {
         return;
     }
-    const NOBODY: u32 = 65534;
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let dir = nobodys_dir();
     let outsider = Group::sh("sleep 1000");
     let address = format!("127.0.0.1:{}", support::free_port());
     let config = format!(
-        r#"
-[supervisor]
-database = "{db}"
-probe_interval = "200ms"
-listen = "{address}"
-token = "t0ken"
-
-[[daemon]]
-name = "plain"
-command = ["/bin/sh", "-c", "sleep 1000 & wait"]
-stop_timeout = "1s"
-
-[[attach]]
-name = "outsider"
-pid = {pid}
-"#,
-        db = dir.path().join("pv.db").display(),
-        pid = outsider.pid(),
+        "{}{}\n[[attach]]\nname = \"outsider\"\npid = {}\n",
+        supervisor_table(&dir.path().join("pv.db"), &address, ""),
+        sleeping_daemon("plain"),
+        outsider.pid(),
     );
-    let _run = run_binary(dir.path(), &config, Some(NOBODY));
+    let mut run = run_binary(dir.path(), &config, Some(NOBODY));
+    let plain_pid = says_why_plain_has_no_cgroup(dir.path(), &address);
+    // Killed outright, perfvisor leaves its daemon running; the next run re-adopts it.
+    // SAFETY: kill with a valid signal on our own child's pid (not reaped yet).
+    unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) };
+    run.0 .0.wait().unwrap();
+    let _again = run_binary(dir.path(), &config, Some(NOBODY));
+    assert_eq!(
+        says_why_plain_has_no_cgroup(dir.path(), &address),
+        plain_pid,
+        "the same process re-adopted"
+    );
+}
+
+/// Waits until `status` on `address` shows the sources of both daemons of
+/// [`status_says_why_a_managed_daemon_has_no_cgroup`], checks them and the human text, and
+/// returns the pid of `plain`.
+fn says_why_plain_has_no_cgroup(dir: &std::path::Path, address: &str) -> u64 {
     let started = Instant::now();
-    let watchers = loop {
-        let w = cli_json(&address, &["status"])
-            .and_then(|s| s["status"]["watchers"].as_array().cloned())
+    let (watchers, pid) = loop {
+        let status = cli_json(address, &["status"]).unwrap_or_default();
+        let w = status["status"]["watchers"]
+            .as_array()
+            .cloned()
             .unwrap_or_default();
-        if w.len() == 2 && w.iter().all(|w| w["sources"].is_object()) {
-            break w;
+        let pid = pid_in_status(&status, "plain");
+        if let (2, true, Some(pid)) = (w.len(), w.iter().all(|w| w["sources"].is_object()), pid) {
+            break (w, pid);
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no sources within 30 s: {w:?}\n{}",
-            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -1089,11 +1136,111 @@ pid = {pid}
         "{outsider_sources}"
     );
     assert!(outsider_sources["no_cgroup"].is_null());
-    let text = cli_text(&address, &["status"]);
+    let text = cli_text(address, &["status"]);
     assert!(
         text.contains("process tree (no cgroup)")
             && text.contains(&format!("plain: no cgroup of its own: {reason}")),
         "{text}"
+    );
+    pid
+}
+
+/// The systemd `Delegate=yes` path: a non-root perfvisor started inside a cgroup delegated
+/// to its user (the directory and its `cgroup.procs`, `cgroup.threads` and
+/// `cgroup.subtree_control` owned by that user, as systemd leaves them) puts its managed
+/// daemon in a cgroup of its own inside that subtree, moving itself into a `supervisor` leaf,
+/// and `status` names that cgroup with no reason for lacking one. Needs root to make the
+/// subtree and a cgroup2 mount (skipped otherwise, unless PERFVISOR_REQUIRE_EXTERNAL=1).
+#[test]
+fn delegated_subtree_gets_the_managed_daemon_its_own_cgroup() {
+    if !may_run(cgroups_usable(), "the delegation test") {
+        return;
+    }
+    let mount = perfvisor_actors::watcher::cgroup::Mounts::host()
+        .v2
+        .clone()
+        .unwrap();
+    let delegated = mount.join(format!("perfvisor-test-delegated-{}", std::process::id()));
+    std::fs::create_dir(&delegated).unwrap();
+    // Dropped last: removes what perfvisor left in the subtree once it is empty.
+    let _remove = RemoveCgroup(delegated.clone());
+    for entry in [
+        "",
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.subtree_control",
+    ] {
+        let path = delegated.join(entry);
+        if entry.is_empty() || path.exists() {
+            std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    let dir = nobodys_dir();
+    let address = format!("127.0.0.1:{}", support::free_port());
+    let config =
+        supervisor_table(&dir.path().join("pv.db"), &address, "") + &sleeping_daemon("inside");
+    // Dropped after the run (stopped with SIGTERM first): kills whatever is left in the leaf.
+    let _leftovers = CgroupGuard(Some(delegated.join("supervisor")));
+    let run = run_binary_in(dir.path(), &config, Some(NOBODY), Some(&delegated));
+    let started = Instant::now();
+    let (sources, pid) = loop {
+        let status = cli_json(&address, &["status"]).unwrap_or_default();
+        let sources = status["status"]["watchers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["daemon"] == "inside")
+            .map(|w| w["sources"].clone())
+            .filter(serde_json::Value::is_object);
+        let pid = pid_in_status(&status, "inside");
+        if let (Some(sources), Some(pid)) = (sources, pid) {
+            break (sources, pid as u32);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no sources within 30 s:\n{}",
+            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let own = v2_cgroup_dir(pid).unwrap();
+    assert_eq!(own.parent(), Some(delegated.as_path()), "{own:?}");
+    let leaf = own.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(leaf.starts_with("perfvisor-inside."), "{leaf}");
+    assert_eq!(
+        sources["cgroup"].as_str(),
+        Some(own.display().to_string().as_str()),
+        "{sources}"
+    );
+    assert!(sources["no_cgroup"].is_null(), "{sources}");
+    // CPU time comes from the cgroup's cpu.stat wherever the cgroup also has a memory file
+    // (pure v2 with the memory controller delegated); on a hybrid host the memory controller
+    // is v1, where an unprivileged perfvisor may not make a cgroup, so the tree is read.
+    let has_memory = own.join("memory.current").exists();
+    assert_eq!(
+        sources["cpu"].as_str(),
+        Some(if has_memory {
+            "cgroup v2"
+        } else {
+            "process tree"
+        }),
+        "{sources}"
+    );
+    // perfvisor left its delegated cgroup for a leaf, so the daemons' cgroups may get
+    // controllers (cgroup v2 allows them only below cgroups that hold no process).
+    assert_eq!(
+        v2_cgroup_dir(run.pid()),
+        Some(delegated.join("supervisor")),
+        "perfvisor's own cgroup"
+    );
+    let text = cli_text(&address, &["status"]);
+    assert!(!text.contains("no cgroup"), "{text}");
+    // Stopping perfvisor stops the daemon and removes its cgroup.
+    drop(run);
+    wait_for_blocking(
+        Duration::from_secs(15),
+        "the daemon's cgroup removed",
+        || !own.exists(),
     );
 }
 

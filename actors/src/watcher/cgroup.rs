@@ -620,11 +620,11 @@ impl CgroupProbe {
         self.probe_figures(true)
     }
 
-    /// Reads the CPU, memory, task and `io.stat` files, and with `slow` also the pressure
-    /// files, the OOM kill count and `cgroup.procs` (left `None` otherwise): the watcher reads
-    /// those every [`super::logic::CGROUP_SLOW_EVERY`]th probe. A file that fails to read
-    /// gives `None` for its figure. No allocation: each file is read into one stack buffer
-    /// and parsed in place.
+    /// Reads the CPU and memory files, and with `slow` also the task count (`pids.current`),
+    /// `io.stat`, the pressure files, the OOM kill count and `cgroup.procs` (left `None`
+    /// otherwise): the watcher reads those every [`super::logic::CGROUP_SLOW_EVERY`]th probe.
+    /// A file that fails to read gives `None` for its figure. No allocation: each file is read
+    /// into one stack buffer and parsed in place.
     pub fn probe_figures(&self, slow: bool) -> CgroupSnapshot {
         let mut buf = [0u8; 1024];
         let mut read = |file: &Option<File>, f: &mut dyn FnMut(&str)| {
@@ -644,11 +644,11 @@ impl CgroupProbe {
         read(&self.memory, &mut |t| {
             snap.memory_bytes = t.trim().parse().ok()
         });
-        read(&self.pids, &mut |t| snap.tasks = t.trim().parse().ok());
-        read(&self.io, &mut |t| snap.io = Some(parse_io_stat(t)));
         if !slow {
             return snap;
         }
+        read(&self.pids, &mut |t| snap.tasks = t.trim().parse().ok());
+        read(&self.io, &mut |t| snap.io = Some(parse_io_stat(t)));
         read(&self.oom, &mut |t| snap.oom_kills = keyed(t, "oom_kill"));
         for (slot, file) in snap.pressure.iter_mut().zip(&self.pressure) {
             read(file, &mut |t| *slot = parse_pressure(t));

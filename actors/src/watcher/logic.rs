@@ -128,10 +128,16 @@ impl RateTracker {
 /// `pids.current`, `cgroup.procs` or `io.stat`). Those figures are sampled at these probes only.
 pub const CGROUP_WALK_EVERY: u64 = 10;
 
-/// How often, in probes, the pressure files, the OOM kill count and `cgroup.procs` of a
-/// daemon's cgroup are read (the pressure rates are then over that many probes): they cost
-/// more to read than the rest of a probe and move slowly.
-pub const CGROUP_SLOW_EVERY: u64 = 5;
+/// How often, in probes, the task count (`pids.current`), `io.stat`, the pressure files, the
+/// OOM kill count and `cgroup.procs` of a daemon's cgroup are read (the storage and pressure
+/// rates are then over that many probes): only `cpu.stat` and the memory file are read at
+/// every probe, so a cgroup-read daemon costs less per probe than one read through `/proc`.
+/// The same probes walk the tree of a cgroup-read daemon ([`CGROUP_WALK_EVERY`]).
+pub const CGROUP_SLOW_EVERY: u64 = 10;
+
+// Every probe that walks a cgroup-read daemon's tree also reads its slow files, so a figure
+// the cgroup has a file for never comes from the walk (its series would mix two sources).
+const _: () = assert!(CGROUP_WALK_EVERY.is_multiple_of(CGROUP_SLOW_EVERY));
 
 /// The cumulative figures of one cgroup reading that rates are computed from.
 #[cfg(unix)]
@@ -162,10 +168,11 @@ impl CgroupTracker {
     ///
     /// - `process.cpu.*` from `cpu.stat` `usage_usec` (everything that ran in the cgroup),
     ///   `process.memory.usage_bytes` from `memory.current` (v1 `memory.usage_in_bytes`):
-    ///   memory charged to the cgroup, page cache and kernel memory included;
-    ///   `process.thread.count` from `pids.current`, `process.tree.process.count` from
-    ///   `cgroup.procs`; `process.disk.*` from `io.stat`. These replace the `cgroup.*` series
-    ///   of the same figures, which are not emitted (one series per figure).
+    ///   memory charged to the cgroup, page cache and kernel memory included, at every
+    ///   probe; `process.thread.count` from `pids.current`, `process.tree.process.count` from
+    ///   `cgroup.procs` and `process.disk.*` from `io.stat` at the `slow` probes. These
+    ///   replace the `cgroup.*` series of the same figures, which are not emitted (one series
+    ///   per figure).
     /// - From `walk`, the tree's totals when this probe walked the tree (every
     ///   [`CGROUP_WALK_EVERY`]th): virtual memory, descriptors and their limit, zombies, and
     ///   any figure above whose cgroup file is missing.
@@ -430,7 +437,7 @@ mod tests {
         assert_eq!(value(&second, m::PROCESS_MEMORY_VIRTUAL), None);
         assert_eq!(value(&second, m::PROCESS_DISK_READ), None);
         assert_eq!(value(&second, m::PROCESS_OPEN_FDS), None);
-        // With io.stat, storage comes from the cgroup at every probe.
+        // With io.stat (read at the slow probes), storage comes from the cgroup.
         cg.io = Some((1000, 2000));
         let third = t.samples(&id, &labels, &main_snapshot(), &cg, None, false, 3000);
         assert_eq!(

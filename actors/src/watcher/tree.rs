@@ -45,6 +45,11 @@ pub const MAX_DESCENDANTS: usize = 256;
 /// every probe. The main process reads everything at every probe.
 pub const DETAIL_EVERY: u64 = 5;
 
+/// How often (in probes) [`TreeProbe::probe_main`] re-reads the main process's memory,
+/// storage I/O and descriptors: as often as the watcher walks a cgroup-read daemon's tree
+/// (which reads them anyway), so between walks only `stat` is read.
+pub const MAIN_DETAIL_EVERY: u64 = 10;
+
 /// How often (in probes) the whole of `/proc` is scanned for descendants when the kernel has
 /// no `children` files.
 pub const SCAN_EVERY: u64 = 5;
@@ -265,10 +270,13 @@ impl TreeProbe {
     }
 
     /// Probes the main process alone, neither finding nor reading descendants: for daemons
-    /// whose totals come from their cgroup, between two walks of the tree. Its errors are the
-    /// daemon's, as in [`TreeProbe::probe`].
+    /// whose totals come from their cgroup, between two walks of the tree. Its `stat` (CPU,
+    /// threads, state, identity) is read at every call, its memory, storage I/O and
+    /// descriptors every [`MAIN_DETAIL_EVERY`]th probe (the last figures between): a
+    /// cgroup-read daemon's totals come from the cgroup, and only its `process.main.*`
+    /// series use these. Its errors are the daemon's, as in [`TreeProbe::probe`].
     pub fn probe_main(&mut self) -> Result<ProcSnapshot, ProbeError> {
-        self.main.probe()
+        self.main.probe_sparse(MAIN_DETAIL_EVERY)
     }
 
     /// Probes the main process (its errors are the daemon's: gone, identity changed), then
@@ -535,63 +543,12 @@ struct Leaver {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use std::io::Write;
     use std::os::unix::process::CommandExt;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
 
     use super::*;
-
-    /// A shell started in its own process group; the whole group (its children included) is
-    /// killed by the group id — the shell's pid — and the shell reaped, however the test ends.
-    struct Group(Child);
-
-    impl Group {
-        fn sh(script: &str) -> Self {
-            let child = Command::new("sh")
-                .args(["-c", script])
-                .stdin(Stdio::piped())
-                .process_group(0)
-                .spawn()
-                .expect("spawn sh");
-            Group(child)
-        }
-
-        fn pid(&self) -> u32 {
-            self.0.id()
-        }
-
-        /// Sends one line to the shell's `read`.
-        fn say(&mut self, line: &str) {
-            let stdin = self.0.stdin.as_mut().expect("piped stdin");
-            stdin.write_all(line.as_bytes()).expect("write");
-            stdin.write_all(b"\n").expect("write");
-            stdin.flush().expect("flush");
-        }
-    }
-
-    impl Drop for Group {
-        fn drop(&mut self) {
-            // SAFETY: plain syscall; the group id is the shell's pid, which we still own
-            // (not reaped yet), so it cannot name another group.
-            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Calls `f` every 10 ms until it returns `Some` or `timeout` passes.
-    fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(t) = f() {
-                return Some(t);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    use crate::watcher::testkit::{poll_until, Group};
 
     /// The children of `pid` read straight from the kernel, for comparison.
     fn kernel_children(pid: u32) -> Vec<u32> {
