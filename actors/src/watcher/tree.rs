@@ -509,6 +509,15 @@ impl TreeProbe {
                 self.departed.2 += write;
                 continue;
             };
+            // It had exited when last read (a zombie, or `X` while its parent reaped it):
+            // it left because that parent reaped it, so its time is in the parent's
+            // children time already. The growth since the baseline cannot tell here: the
+            // parent's reap adds the time before the child's files go away, so the child
+            // can be read once more after a parent read that already holds it, and that
+            // baseline would then credit the child a second time.
+            if matches!(leaver.last.state, ProcState::Zombie | ProcState::Other('X')) {
+                continue;
+            }
             // Its I/O is in the parent's /proc/PID/io once reaped: nothing to credit.
             let grew = (parent_now - leaver.baseline).max(0.0);
             let missing = cpu - grew;
