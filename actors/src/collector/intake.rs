@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix::Addr;
+use actix::Recipient;
 use crossbeam_channel::{Receiver, Select, Sender};
 
-use super::Collector;
 use crate::messages::AppSamplesReceived;
 use crate::recorder::RawSample;
 use crate::telemetry::{ActorStats, RecorderStats};
@@ -83,7 +82,7 @@ struct Control {
 /// Starts the intake thread.
 pub fn spawn(
     rx: Receiver<RawSample>,
-    collector: Addr<Collector>,
+    collector: Recipient<AppSamplesReceived>,
     collector_stats: Arc<ActorStats>,
     recorder_stats: Arc<RecorderStats>,
 ) -> IntakeHandle {
@@ -124,7 +123,7 @@ pub fn spawn(
 fn run(
     rx: Receiver<RawSample>,
     woken: Receiver<()>,
-    collector: Addr<Collector>,
+    collector: Recipient<AppSamplesReceived>,
     collector_stats: Arc<ActorStats>,
     recorder_stats: Arc<RecorderStats>,
     control: Control,

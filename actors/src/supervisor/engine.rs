@@ -234,7 +234,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     };
     let intake = Arc::new(intake::spawn(
         receiver,
-        collector.clone(),
+        collector.clone().recipient(),
         collector_child.stats.clone(),
         recorder_stats.clone(),
     ));
