@@ -150,11 +150,16 @@ impl Monitor for PerfvisorMon {
     }
 
     fn notes(&self) -> Vec<String> {
-        vec![
-            "perfvisor: `perfvisor run` with defaults (storage, analysis, alerting on), one \
-              `[[attach]]` per target; readings are its stored history over the window \
-              (/api/v1/query, raw samples: CPU counter increase, mean RSS)."
-                .into(),
-        ]
+        let which = if self.tag == "perfvisor" {
+            String::new()
+        } else {
+            " of PERFVISOR_BASELINE_BIN".to_string()
+        };
+        vec![format!(
+            "{}: `perfvisor run`{which} with defaults (storage, analysis, alerting on), one \
+             `[[attach]]` per target; readings are its stored history over the window \
+             (/api/v1/query, raw samples: CPU counter increase, mean RSS).",
+            self.tag
+        )]
     }
 }

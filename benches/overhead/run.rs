@@ -177,7 +177,10 @@ pub(crate) fn run_size(n: usize, opts: &Opts) -> Result<String, String> {
     let mut notes: Vec<String> = Vec::new();
     for (round, &shape) in opts.shapes.iter().enumerate() {
         eprintln!("N = {n}: starting {n} targets, shape {}", shape.name());
-        let mut targets = Targets::start(n, &format!("{tag}r{round}"), shape)?;
+        // The targets' `--as` names carry the round: monitors that select by name (the
+        // exporter's cmdline pattern) must use the same tag.
+        let round_tag = format!("{tag}r{round}");
+        let mut targets = Targets::start(n, &round_tag, shape)?;
         for &kind in &opts.monitors {
             if !targets.all_alive() {
                 return Err("a target exited".into());
@@ -189,7 +192,7 @@ pub(crate) fn run_size(n: usize, opts: &Opts) -> Result<String, String> {
                 pids: &targets.pids,
                 cpu_pid: targets.pids[CPU_TARGET],
                 mem_pid: targets.pids[MEM_TARGET],
-                tag: &tag,
+                tag: &round_tag,
                 dir: mdir,
             };
             eprintln!("N = {n}: {}", kind.name());
