@@ -380,11 +380,7 @@ fn idle_connections_leave_status_and_spawns_working() {
 #[tokio::test]
 async fn pushes_cannot_forge_perfvisor_series() {
     let t = support::start(|b| b);
-    let server = serve(
-        t.pv.clone(),
-        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(ADMIN.into())),
-    )
-    .unwrap();
+    let server = support::api(&t.pv, ADMIN);
     let port = server.addr().port();
     let push = |body: &str| {
         support::http_request(port, "POST", "/api/v1/metrics", Some(ADMIN), Some(body)).unwrap()
@@ -485,11 +481,7 @@ async fn the_pushed_series_cap_survives_a_restart() {
     let push = |port: u16, body: &str| {
         support::http_request(port, "POST", "/api/v1/metrics", Some(ADMIN), Some(body)).unwrap()
     };
-    let server = serve(
-        t.pv.clone(),
-        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(ADMIN.into())),
-    )
-    .unwrap();
+    let server = support::api(&t.pv, ADMIN);
     let (status, text) = push(server.addr().port(), &batch(0, limit));
     assert_eq!(status, 202, "{}", &text[..text.len().min(200)]);
     server.stop();
@@ -499,11 +491,7 @@ async fn the_pushed_series_cap_survives_a_restart() {
         .database(t.db())
         .start()
         .unwrap();
-    let server = serve(
-        pv.clone(),
-        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(ADMIN.into())),
-    )
-    .unwrap();
+    let server = support::api(&pv, ADMIN);
     let port = server.addr().port();
     let (status, text) = push(port, &batch(limit, 1));
     assert_eq!(status, 400, "{text}");

@@ -26,11 +26,7 @@ fn request(
 
 fn start() -> (support::TestPv, perfvisor::http::ApiServer) {
     let t = support::start(|b| b.judge_interval(Duration::from_millis(300)));
-    let server = serve(
-        t.pv.clone(),
-        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN.into())),
-    )
-    .expect("api starts");
+    let server = support::api(&t.pv, TOKEN);
     (t, server)
 }
 

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use perfvisor::http::otlp::proto;
-use perfvisor::http::{serve, ApiConfig};
 use prost::Message as _;
 
 use crate::support;
@@ -131,11 +130,7 @@ async fn latest(
 #[tokio::test]
 async fn protobuf_and_json_exports_land_under_their_daemon() {
     let t = support::start(|b| b);
-    let server = serve(
-        t.pv.clone(),
-        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN.into())),
-    )
-    .expect("api");
+    let server = support::api(&t.pv, TOKEN);
     let port = server.addr().port();
     let child = support::watched_idle_daemon(&t.pv, "indexer").await;
     let route = || vec![kv("route", proto::Any::String("/search".into()))];
@@ -290,11 +285,7 @@ async fn protobuf_and_json_exports_land_under_their_daemon() {
 #[tokio::test]
 async fn bad_otlp_bodies_get_a_400_with_a_message() {
     let t = support::start(|b| b);
-    let server = serve(
-        t.pv.clone(),
-        ApiConfig::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN.into())),
-    )
-    .expect("api");
+    let server = support::api(&t.pv, TOKEN);
     let port = server.addr().port();
     let pb = "application/x-protobuf";
     let status_message = |answer: &[u8]| {

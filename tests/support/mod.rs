@@ -336,6 +336,18 @@ pub fn poll_while_running<T>(
     }
 }
 
+/// The HTTP API of `pv` on an ephemeral port of 127.0.0.1 with the admin `token`.
+pub fn api(pv: &Perfvisor, token: &str) -> perfvisor::http::ApiServer {
+    perfvisor::http::serve(
+        pv.clone(),
+        perfvisor::http::ApiConfig::new(
+            "127.0.0.1:0".parse().expect("address"),
+            Some(token.into()),
+        ),
+    )
+    .expect("the API starts")
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
