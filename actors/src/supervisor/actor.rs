@@ -101,7 +101,7 @@ impl Supervisor {
         let now = self.now();
         let storage =
             crate::selfmon::storage_status(&self.storage_stats, self.storage.backlog() as u64);
-        let restarts = self.status().total_restarts();
+        let restarts = self.total_restarts();
         let mut batch = crate::selfmon::self_metrics(
             now,
             &storage,
@@ -227,6 +227,28 @@ impl Supervisor {
                 view,
             },
         );
+    }
+
+    /// Restarts over all actors and watchers: what `status().total_restarts()` gives, without
+    /// building (and sorting) a status entry per watcher every interval (at 1,000 daemons that
+    /// was 2.5 % of perfvisor's CPU).
+    fn total_restarts(&self) -> u64 {
+        let actors = [
+            &self.restart.child,
+            &self.storage_child,
+            &self.dispatcher_child,
+            &self.analyzer_child,
+            &self.collector_child,
+        ];
+        actors
+            .iter()
+            .map(|c| c.stats.restarts.load(Ordering::Relaxed))
+            .chain(
+                self.watchers
+                    .values()
+                    .map(|w| w.child.stats.restarts.load(Ordering::Relaxed)),
+            )
+            .sum()
     }
 
     fn status(&self) -> Status {

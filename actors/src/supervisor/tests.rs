@@ -485,6 +485,25 @@ mod every_handler {
                 serves(&parts, "storage_writer").await;
             }
 
+            // perfvisor's own restart count (a self metric, summed without building a
+            // status) reaches what the status says after all those restarts.
+            let total = status(&parts).await.total_restarts();
+            assert!(total >= 40, "only {total} restarts in the status");
+            until(
+                "perfvisor.actor.restarts to reach the status total",
+                || async {
+                    parts.analyzer.send(GetLatest).await.is_ok_and(|latest| {
+                        latest.iter().any(|s| {
+                            s.series.source == Source::Perfvisor
+                                && s.series.metric.as_str()
+                                    == crate::metric_names::PERFVISOR_ACTOR_RESTARTS
+                                && s.value == total as f64
+                        })
+                    })
+                },
+            )
+            .await;
+
             // A watcher, built as the supervisor builds one but with its handle here.
             let child = ChildHandle::new(
                 "watcher:self",
