@@ -6,6 +6,8 @@ pub mod histogram;
 mod host;
 pub mod intake;
 mod logic;
+#[cfg(target_os = "linux")]
+mod netdev;
 
 pub use actor::{Collector, CollectorSetup};
 pub use histogram::{ClosedInterval, Histograms, DEFAULT_HISTOGRAM_INTERVAL_MS};
