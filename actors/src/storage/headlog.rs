@@ -22,13 +22,49 @@ use super::varint;
 use super::writer::{insert_head, window_of, INSERT_HEAD};
 use super::StorageError;
 
-/// How long flushed samples may sit in the log before they are folded into head rows.
-pub(crate) const FOLD_INTERVAL: Duration = Duration::from_secs(30);
+/// The log is folded once its samples span this much sample time (30 s).
+pub(crate) const FOLD_SPAN_MS: i64 = 30_000;
+
+/// ... or at the latest this long after the last fold (and at the first maintenance step
+/// after the file is opened, so a log left by a crash is folded).
+pub(crate) const FOLD_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Folding starts early once the log holds this many samples (30 s of 20,000 series at
 /// 1 Hz is 600,000: big hosts still fold every half minute, not more often, which would
 /// only multiply head rows).
 pub(crate) const FOLD_SAMPLES: u64 = 1_000_000;
+
+/// How many samples the log holds and the span of their timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// Samples in the log.
+    pub(crate) samples: u64,
+    /// Oldest sample timestamp (`i64::MAX` when empty).
+    pub(crate) min_ts: i64,
+    /// Newest sample timestamp (`i64::MIN` when empty).
+    pub(crate) max_ts: i64,
+}
+
+impl Default for Extent {
+    fn default() -> Self {
+        Extent {
+            samples: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+        }
+    }
+}
+
+impl Extent {
+    /// Counts a flush of `samples` between `min_ts` and `max_ts` in.
+    pub(crate) fn add(&mut self, samples: u64, min_ts: i64, max_ts: i64) {
+        if samples > 0 {
+            self.samples += samples;
+            self.min_ts = self.min_ts.min(min_ts);
+            self.max_ts = self.max_ts.max(max_ts);
+        }
+    }
+}
 
 /// The only blob version this build writes and reads.
 const VERSION: u8 = 1;
@@ -201,12 +237,16 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(moved)
 }
 
-/// Samples currently in the log (0 for a file without one).
-pub(crate) fn sample_count(conn: &Connection) -> rusqlite::Result<u64> {
-    let n: i64 = conn
-        .prepare_cached("SELECT coalesce(sum(count), 0) FROM head_log")?
-        .query_row([], |r| r.get(0))?;
-    Ok(n.max(0) as u64)
+/// What the log holds now.
+pub(crate) fn extent(conn: &Connection) -> rusqlite::Result<Extent> {
+    let (samples, min_ts, max_ts): (i64, Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT coalesce(sum(count), 0), min(min_ts), max(max_ts) FROM head_log")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let mut extent = Extent::default();
+    if let (Some(min_ts), Some(max_ts)) = (min_ts, max_ts) {
+        extent.add(samples.max(0) as u64, min_ts, max_ts);
+    }
+    Ok(extent)
 }
 
 #[cfg(test)]

@@ -119,9 +119,24 @@ impl Buffers {
 }
 
 /// What one flush committed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Flushed {
     pub(super) samples: u64,
+    /// Oldest and newest sample timestamp committed (`i64::MAX`, `i64::MIN` without any).
+    pub(super) min_ts: i64,
+    pub(super) max_ts: i64,
     pub(super) events: u64,
     pub(super) alerts: u64,
+}
+
+impl Default for Flushed {
+    fn default() -> Self {
+        Flushed {
+            samples: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            events: 0,
+            alerts: 0,
+        }
+    }
 }

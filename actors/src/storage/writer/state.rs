@@ -126,6 +126,8 @@ impl WriterState {
                 flushed.samples += buffer.samples.len() as u64;
                 groups.push((id, &buffer.samples));
             }
+            flushed.min_ts = min_ts;
+            flushed.max_ts = max_ts;
             if flushed.samples > 0 {
                 tx.prepare_cached(INSERT_LOG)?.execute(params![
                     min_ts,
