@@ -89,6 +89,8 @@ fn main() {
          {minutes} simulated minutes, one commit per simulated second"
     );
 
+    // The writer names its thread as it starts: a flush makes sure it has.
+    handle.flush(WAIT).expect("flush");
     let cpu0 = thread_cpu("perfvisor-storage").unwrap_or(f64::NAN);
     let wall = Instant::now();
     let mut rng = fastrand::Rng::with_seed(7);

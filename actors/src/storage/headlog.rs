@@ -21,6 +21,7 @@ use rusqlite::{params, Connection};
 use super::varint;
 use super::writer::{insert_head, window_of, INSERT_HEAD};
 use super::StorageError;
+use crate::types::FastMap;
 
 /// The log is folded once its samples span this much sample time (30 s).
 pub(crate) const FOLD_SPAN_MS: i64 = 30_000;
@@ -224,17 +225,91 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<u64> {
         return Ok(0);
     };
     let mut moved = 0u64;
-    let mut insert = conn.prepare_cached(INSERT_HEAD)?;
     for (series, mut samples) in by_series {
         samples.sort_by_key(|&(ts, _)| ts);
-        for run in samples.chunk_by(|a, b| window_of(a.0) == window_of(b.0)) {
-            insert_head(&mut insert, series, window_of(run[0].0), run)?;
-        }
+        write_head_rows(conn, series, &samples)?;
         moved += samples.len() as u64;
     }
     conn.prepare_cached("DELETE FROM head_log WHERE id <= ?1")?
         .execute([last_id])?;
     Ok(moved)
+}
+
+/// What the writer flushed into the log since the last fold, kept in memory per series so
+/// a fold writes head rows straight from it instead of reading and decoding the log back.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    by_series: FastMap<i64, Vec<(i64, f64)>>,
+    samples: u64,
+}
+
+impl Pending {
+    /// Notes samples of `series` just committed to the log.
+    pub(crate) fn add(&mut self, series: i64, samples: &[(i64, f64)]) {
+        if samples.is_empty() {
+            return;
+        }
+        self.by_series
+            .entry(series)
+            .or_default()
+            .extend_from_slice(samples);
+        self.samples += samples.len() as u64;
+    }
+
+    /// Forgets what was folded, keeping the per-series allocations of series that had
+    /// samples (they will have more).
+    fn clear(&mut self) {
+        self.by_series.retain(|_, samples| {
+            let keep = !samples.is_empty();
+            samples.clear();
+            keep
+        });
+        self.samples = 0;
+    }
+}
+
+/// [`fold`] from what the writer kept in memory: the same head rows, without reading the
+/// log back. Checks in the caller's transaction that the log holds exactly the samples
+/// `pending` holds (another process, `perfvisor compact`, may have folded it meanwhile);
+/// `Ok(None)` and nothing written when it does not, and the caller folds from the log.
+pub(crate) fn fold_pending(
+    conn: &Connection,
+    pending: &mut Pending,
+) -> rusqlite::Result<Option<u64>> {
+    let logged: i64 = conn
+        .prepare_cached("SELECT coalesce(sum(count), 0) FROM head_log")?
+        .query_row([], |r| r.get(0))?;
+    if logged.max(0) as u64 != pending.samples {
+        return Ok(None);
+    }
+    let mut sorted = Vec::new();
+    for (&series, samples) in &pending.by_series {
+        if samples.is_empty() {
+            continue;
+        }
+        let samples = if samples.is_sorted_by_key(|&(ts, _)| ts) {
+            samples.as_slice()
+        } else {
+            sorted.clear();
+            sorted.extend_from_slice(samples);
+            sorted.sort_by_key(|&(ts, _)| ts);
+            sorted.as_slice()
+        };
+        write_head_rows(conn, series, samples)?;
+    }
+    conn.prepare_cached("DELETE FROM head_log")?.execute([])?;
+    let moved = pending.samples;
+    pending.clear();
+    Ok(Some(moved))
+}
+
+/// Writes one series' sorted samples as head rows, one per hour window.
+fn write_head_rows(conn: &Connection, series: i64, samples: &[(i64, f64)]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(INSERT_HEAD)?;
+    for run in samples.chunk_by(|a, b| window_of(a.0) == window_of(b.0)) {
+        insert_head(&mut insert, series, window_of(run[0].0), run)?;
+    }
+    Ok(())
 }
 
 /// What the log holds now.
@@ -279,5 +354,82 @@ mod tests {
             err.contains("version Some(2)") && err.contains("reads version 1"),
             "{err}"
         );
+    }
+
+    /// Head rows of a file, as (series, window, samples), in a stable order.
+    fn head_rows(conn: &Connection) -> Vec<(i64, i64, Vec<(i64, u64)>)> {
+        let mut stmt = conn
+            .prepare("SELECT series_id, window_ms, data FROM head ORDER BY series_id, window_ms")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                let data: Vec<u8> = r.get(2)?;
+                let samples = super::super::codec::decode_chunk(&data)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(ts, v)| (ts, v.to_bits()))
+                    .collect();
+                Ok((r.get(0)?, r.get(1)?, samples))
+            })
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Writes a log row the way a flush does.
+    fn log_row(conn: &Connection, groups: &[(i64, &[(i64, f64)])]) {
+        let n: usize = groups.iter().map(|(_, s)| s.len()).sum();
+        conn.execute(
+            "INSERT INTO head_log (min_ts, max_ts, count, data) VALUES (0, 0, ?1, ?2)",
+            params![n as i64, encode(groups.iter().copied())],
+        )
+        .unwrap();
+    }
+
+    /// Folding from memory writes the same head rows as folding the log read back (an
+    /// hour boundary and out-of-order samples included), and refuses, writing nothing, when
+    /// the log holds other samples than the writer remembers.
+    #[test]
+    fn folding_from_memory_matches_folding_the_log() {
+        let hour = crate::storage::HOUR_MS;
+        let flushes: Vec<Vec<(i64, Vec<(i64, f64)>)>> = vec![
+            vec![(1, vec![(hour - 500, 1.0)]), (2, vec![(hour - 400, 2.0)])],
+            vec![(1, vec![(hour + 500, 3.0), (hour - 100, 4.0)])],
+            vec![(2, vec![(hour + 600, f64::NAN)]), (3, vec![(5, -0.0)])],
+        ];
+        let (_a_dir, a_path) = crate::storage::tests::temp_db();
+        let (_b_dir, b_path) = crate::storage::tests::temp_db();
+        let a = crate::storage::schema::open_writer(&a_path).unwrap();
+        let b = crate::storage::schema::open_writer(&b_path).unwrap();
+        let mut pending = Pending::default();
+        for flush in &flushes {
+            let groups: Vec<(i64, &[(i64, f64)])> =
+                flush.iter().map(|(id, s)| (*id, s.as_slice())).collect();
+            log_row(&a, &groups);
+            log_row(&b, &groups);
+            for (id, samples) in &groups {
+                pending.add(*id, samples);
+            }
+        }
+        // Another process folded (or wrote) the log: the writer's memory is stale.
+        let mut stale = Pending::default();
+        stale.add(1, &[(hour - 500, 1.0)]);
+        assert_eq!(fold_pending(&a, &mut stale).unwrap(), None);
+        assert_eq!(extent(&a).unwrap().samples, 6, "the log is left as it was");
+        assert!(head_rows(&a).is_empty());
+
+        assert_eq!(fold_pending(&a, &mut pending).unwrap(), Some(6));
+        assert_eq!(fold(&b).unwrap(), 6);
+        let folded = head_rows(&a);
+        assert_eq!(folded, head_rows(&b));
+        assert_eq!(
+            folded.len(),
+            5,
+            "series 1 and 2 span two windows: {folded:?}"
+        );
+        assert_eq!(folded[1].2, vec![(hour + 500, 3.0f64.to_bits())]);
+        assert_eq!(extent(&a).unwrap(), Extent::default(), "the log is emptied");
+        // What was folded is forgotten; the next fold starts from nothing.
+        assert_eq!(fold_pending(&a, &mut pending).unwrap(), Some(0));
+        assert_eq!(head_rows(&a).len(), 5);
     }
 }

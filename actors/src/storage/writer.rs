@@ -401,17 +401,28 @@ impl WriterThread {
             let tx = state
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let moved = headlog::fold(&tx)?;
+            let from_memory = match &mut state.pending {
+                Some(pending) => headlog::fold_pending(&tx, pending)?,
+                None => None,
+            };
+            let moved = match from_memory {
+                Some(moved) => moved,
+                None => headlog::fold(&tx)?,
+            };
             tx.commit()?;
             Ok(moved)
         });
         match outcome {
             Ok(Ok(_)) => {
+                // The log is empty now: from here on this connection sees every row written
+                // to it, and the next fold needs no reading back.
+                state.pending = Some(headlog::Pending::default());
                 self.log = Some(headlog::Extent::default());
                 self.last_fold = Some(Instant::now());
                 Ok(true)
             }
             Ok(Err(e)) => {
+                state.pending = None;
                 tracing::warn!(path = %self.config.path.display(), error = %e, "Folding the head log failed.");
                 self.block(&e);
                 Ok(false)
