@@ -372,10 +372,16 @@ impl WriterThread {
     /// forced, when its samples span [`headlog::FOLD_SPAN_MS`] of sample time, when it holds
     /// [`headlog::FOLD_SAMPLES`], or when the last fold is [`headlog::FOLD_MAX_AGE`] ago (a log
     /// left by a crash included).
-    fn fold_due(&mut self, state: &WriterState, force: bool) -> bool {
+    fn fold_due(&mut self, state: &mut WriterState, force: bool) -> bool {
         if self.log.is_none() {
             match headlog::extent(&state.conn) {
-                Ok(extent) => self.log = Some(extent),
+                Ok(extent) => {
+                    if extent.samples == 0 && state.pending.is_none() {
+                        // Nothing to read back: the next fold can start from memory.
+                        state.pending = Some(headlog::Pending::default());
+                    }
+                    self.log = Some(extent);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Reading the head log's extent failed.");
                     return false;
