@@ -356,8 +356,13 @@ mod tests {
         );
     }
 
-    /// Head rows of a file, as (series, window, samples), in a stable order.
-    fn head_rows(conn: &Connection) -> Vec<(i64, i64, Vec<(i64, u64)>)> {
+    /// A head row as (series, window, samples with their value bits).
+    type HeadRow = (i64, i64, Vec<(i64, u64)>);
+    /// A flush as (series, samples) groups.
+    type Flush = Vec<(i64, Vec<(i64, f64)>)>;
+
+    /// Head rows of a file, in a stable order.
+    fn head_rows(conn: &Connection) -> Vec<HeadRow> {
         let mut stmt = conn
             .prepare("SELECT series_id, window_ms, data FROM head ORDER BY series_id, window_ms")
             .unwrap();
@@ -391,7 +396,7 @@ mod tests {
     #[test]
     fn folding_from_memory_matches_folding_the_log() {
         let hour = crate::storage::HOUR_MS;
-        let flushes: Vec<Vec<(i64, Vec<(i64, f64)>)>> = vec![
+        let flushes: Vec<Flush> = vec![
             vec![(1, vec![(hour - 500, 1.0)]), (2, vec![(hour - 400, 2.0)])],
             vec![(1, vec![(hour + 500, 3.0), (hour - 100, 4.0)])],
             vec![(2, vec![(hour + 600, f64::NAN)]), (3, vec![(5, -0.0)])],
