@@ -9,6 +9,13 @@
 //! row traffic drops by the fold interval over the flush interval. Readers merge the log
 //! in exactly like head rows ([`samples_of`]).
 //!
+//! The fold is due once the log's samples span [`FOLD_SPAN_MS`] of sample time, or
+//! [`FOLD_MAX_AGE`] after the last one. The writer remembers, per series, what it flushed
+//! since the last fold ([`Pending`]) and folds from that ([`fold_pending`]) instead of reading
+//! and decoding the log back, which was most of a fold's cost; it reads the log back
+//! ([`fold`]) only when it has not seen the log since it was last empty (a log left by a crash
+//! or by a writer restart) or when the log holds other samples than it remembers.
+//!
 //! Row blob format (all integers LEB128 varints, timestamps and value bits little-endian):
 //! `version (1 byte = 1)`, `series count`, then per series: `series id`, `sample count`,
 //! `count × (i64 timestamp, f64 value bits)`.
