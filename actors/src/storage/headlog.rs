@@ -9,6 +9,13 @@
 //! row traffic drops by the fold interval over the flush interval. Readers merge the log
 //! in exactly like head rows ([`samples_of`]).
 //!
+//! The fold is due once the log's samples span [`FOLD_SPAN_MS`] of sample time, or
+//! [`FOLD_MAX_AGE`] after the last one. The writer remembers, per series, what it flushed
+//! since the last fold ([`Pending`]) and folds from that ([`fold_pending`]) instead of reading
+//! and decoding the log back, which was most of a fold's cost; it reads the log back
+//! ([`fold`]) only when it has not seen the log since it was last empty (a log left by a crash
+//! or by a writer restart) or when the log holds other samples than it remembers.
+//!
 //! Row blob format (all integers LEB128 varints, timestamps and value bits little-endian):
 //! `version (1 byte = 1)`, `series count`, then per series: `series id`, `sample count`,
 //! `count × (i64 timestamp, f64 value bits)`.
@@ -21,14 +28,51 @@ use rusqlite::{params, Connection};
 use super::varint;
 use super::writer::{insert_head, window_of, INSERT_HEAD};
 use super::StorageError;
+use crate::types::FastMap;
 
-/// How long flushed samples may sit in the log before they are folded into head rows.
-pub(crate) const FOLD_INTERVAL: Duration = Duration::from_secs(30);
+/// The log is folded once its samples span this much sample time (30 s).
+pub(crate) const FOLD_SPAN_MS: i64 = 30_000;
+
+/// ... or at the latest this long after the last fold (and at the first maintenance step
+/// after the file is opened, so a log left by a crash is folded).
+pub(crate) const FOLD_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Folding starts early once the log holds this many samples (30 s of 20,000 series at
 /// 1 Hz is 600,000: big hosts still fold every half minute, not more often, which would
 /// only multiply head rows).
 pub(crate) const FOLD_SAMPLES: u64 = 1_000_000;
+
+/// How many samples the log holds and the span of their timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// Samples in the log.
+    pub(crate) samples: u64,
+    /// Oldest sample timestamp (`i64::MAX` when empty).
+    pub(crate) min_ts: i64,
+    /// Newest sample timestamp (`i64::MIN` when empty).
+    pub(crate) max_ts: i64,
+}
+
+impl Default for Extent {
+    fn default() -> Self {
+        Extent {
+            samples: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+        }
+    }
+}
+
+impl Extent {
+    /// Counts a flush of `samples` between `min_ts` and `max_ts` in.
+    pub(crate) fn add(&mut self, samples: u64, min_ts: i64, max_ts: i64) {
+        if samples > 0 {
+            self.samples += samples;
+            self.min_ts = self.min_ts.min(min_ts);
+            self.max_ts = self.max_ts.max(max_ts);
+        }
+    }
+}
 
 /// The only blob version this build writes and reads.
 const VERSION: u8 = 1;
@@ -188,12 +232,9 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<u64> {
         return Ok(0);
     };
     let mut moved = 0u64;
-    let mut insert = conn.prepare_cached(INSERT_HEAD)?;
     for (series, mut samples) in by_series {
         samples.sort_by_key(|&(ts, _)| ts);
-        for run in samples.chunk_by(|a, b| window_of(a.0) == window_of(b.0)) {
-            insert_head(&mut insert, series, window_of(run[0].0), run)?;
-        }
+        write_head_rows(conn, series, &samples)?;
         moved += samples.len() as u64;
     }
     conn.prepare_cached("DELETE FROM head_log WHERE id <= ?1")?
@@ -201,12 +242,93 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(moved)
 }
 
-/// Samples currently in the log (0 for a file without one).
-pub(crate) fn sample_count(conn: &Connection) -> rusqlite::Result<u64> {
-    let n: i64 = conn
+/// What the writer flushed into the log since the last fold, kept in memory per series so
+/// a fold writes head rows straight from it instead of reading and decoding the log back.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    by_series: FastMap<i64, Vec<(i64, f64)>>,
+    samples: u64,
+}
+
+impl Pending {
+    /// Notes samples of `series` just committed to the log.
+    pub(crate) fn add(&mut self, series: i64, samples: &[(i64, f64)]) {
+        if samples.is_empty() {
+            return;
+        }
+        self.by_series
+            .entry(series)
+            .or_default()
+            .extend_from_slice(samples);
+        self.samples += samples.len() as u64;
+    }
+
+    /// Forgets what was folded, keeping the per-series allocations of series that had
+    /// samples (they will have more).
+    fn clear(&mut self) {
+        self.by_series.retain(|_, samples| {
+            let keep = !samples.is_empty();
+            samples.clear();
+            keep
+        });
+        self.samples = 0;
+    }
+}
+
+/// [`fold`] from what the writer kept in memory: the same head rows, without reading the
+/// log back. Checks in the caller's transaction that the log holds exactly the samples
+/// `pending` holds (another process, `perfvisor compact`, may have folded it meanwhile);
+/// `Ok(None)` and nothing written when it does not, and the caller folds from the log.
+pub(crate) fn fold_pending(
+    conn: &Connection,
+    pending: &mut Pending,
+) -> rusqlite::Result<Option<u64>> {
+    let logged: i64 = conn
         .prepare_cached("SELECT coalesce(sum(count), 0) FROM head_log")?
         .query_row([], |r| r.get(0))?;
-    Ok(n.max(0) as u64)
+    if logged.max(0) as u64 != pending.samples {
+        return Ok(None);
+    }
+    let mut sorted = Vec::new();
+    for (&series, samples) in &pending.by_series {
+        if samples.is_empty() {
+            continue;
+        }
+        let samples = if samples.is_sorted_by_key(|&(ts, _)| ts) {
+            samples.as_slice()
+        } else {
+            sorted.clear();
+            sorted.extend_from_slice(samples);
+            sorted.sort_by_key(|&(ts, _)| ts);
+            sorted.as_slice()
+        };
+        write_head_rows(conn, series, samples)?;
+    }
+    conn.prepare_cached("DELETE FROM head_log")?.execute([])?;
+    let moved = pending.samples;
+    pending.clear();
+    Ok(Some(moved))
+}
+
+/// Writes one series' sorted samples as head rows, one per hour window.
+fn write_head_rows(conn: &Connection, series: i64, samples: &[(i64, f64)]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(INSERT_HEAD)?;
+    for run in samples.chunk_by(|a, b| window_of(a.0) == window_of(b.0)) {
+        insert_head(&mut insert, series, window_of(run[0].0), run)?;
+    }
+    Ok(())
+}
+
+/// What the log holds now.
+pub(crate) fn extent(conn: &Connection) -> rusqlite::Result<Extent> {
+    let (samples, min_ts, max_ts): (i64, Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT coalesce(sum(count), 0), min(min_ts), max(max_ts) FROM head_log")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let mut extent = Extent::default();
+    if let (Some(min_ts), Some(max_ts)) = (min_ts, max_ts) {
+        extent.add(samples.max(0) as u64, min_ts, max_ts);
+    }
+    Ok(extent)
 }
 
 #[cfg(test)]
@@ -239,5 +361,87 @@ mod tests {
             err.contains("version Some(2)") && err.contains("reads version 1"),
             "{err}"
         );
+    }
+
+    /// A head row as (series, window, samples with their value bits).
+    type HeadRow = (i64, i64, Vec<(i64, u64)>);
+    /// A flush as (series, samples) groups.
+    type Flush = Vec<(i64, Vec<(i64, f64)>)>;
+
+    /// Head rows of a file, in a stable order.
+    fn head_rows(conn: &Connection) -> Vec<HeadRow> {
+        let mut stmt = conn
+            .prepare("SELECT series_id, window_ms, data FROM head ORDER BY series_id, window_ms")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                let data: Vec<u8> = r.get(2)?;
+                let samples = super::super::codec::decode_chunk(&data)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(ts, v)| (ts, v.to_bits()))
+                    .collect();
+                Ok((r.get(0)?, r.get(1)?, samples))
+            })
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Writes a log row the way a flush does.
+    fn log_row(conn: &Connection, groups: &[(i64, &[(i64, f64)])]) {
+        let n: usize = groups.iter().map(|(_, s)| s.len()).sum();
+        conn.execute(
+            "INSERT INTO head_log (min_ts, max_ts, count, data) VALUES (0, 0, ?1, ?2)",
+            params![n as i64, encode(groups.iter().copied())],
+        )
+        .unwrap();
+    }
+
+    /// Folding from memory writes the same head rows as folding the log read back (an
+    /// hour boundary and out-of-order samples included), and refuses, writing nothing, when
+    /// the log holds other samples than the writer remembers.
+    #[test]
+    fn folding_from_memory_matches_folding_the_log() {
+        let hour = crate::storage::HOUR_MS;
+        let flushes: Vec<Flush> = vec![
+            vec![(1, vec![(hour - 500, 1.0)]), (2, vec![(hour - 400, 2.0)])],
+            vec![(1, vec![(hour + 500, 3.0), (hour - 100, 4.0)])],
+            vec![(2, vec![(hour + 600, f64::NAN)]), (3, vec![(5, -0.0)])],
+        ];
+        let (_a_dir, a_path) = crate::storage::tests::temp_db();
+        let (_b_dir, b_path) = crate::storage::tests::temp_db();
+        let a = crate::storage::schema::open_writer(&a_path).unwrap();
+        let b = crate::storage::schema::open_writer(&b_path).unwrap();
+        let mut pending = Pending::default();
+        for flush in &flushes {
+            let groups: Vec<(i64, &[(i64, f64)])> =
+                flush.iter().map(|(id, s)| (*id, s.as_slice())).collect();
+            log_row(&a, &groups);
+            log_row(&b, &groups);
+            for (id, samples) in &groups {
+                pending.add(*id, samples);
+            }
+        }
+        // Another process folded (or wrote) the log: the writer's memory is stale.
+        let mut stale = Pending::default();
+        stale.add(1, &[(hour - 500, 1.0)]);
+        assert_eq!(fold_pending(&a, &mut stale).unwrap(), None);
+        assert_eq!(extent(&a).unwrap().samples, 6, "the log is left as it was");
+        assert!(head_rows(&a).is_empty());
+
+        assert_eq!(fold_pending(&a, &mut pending).unwrap(), Some(6));
+        assert_eq!(fold(&b).unwrap(), 6);
+        let folded = head_rows(&a);
+        assert_eq!(folded, head_rows(&b));
+        assert_eq!(
+            folded.len(),
+            5,
+            "series 1 and 2 span two windows: {folded:?}"
+        );
+        assert_eq!(folded[1].2, vec![(hour + 500, 3.0f64.to_bits())]);
+        assert_eq!(extent(&a).unwrap(), Extent::default(), "the log is emptied");
+        // What was folded is forgotten; the next fold starts from nothing.
+        assert_eq!(fold_pending(&a, &mut pending).unwrap(), Some(0));
+        assert_eq!(head_rows(&a).len(), 5);
     }
 }

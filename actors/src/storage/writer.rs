@@ -100,8 +100,8 @@ pub(super) struct WriterThread {
     last_maintenance_end: Instant,
     /// When the compaction backlog was last counted (`maintenance::step`).
     backlog_published: Option<Instant>,
-    /// Samples in the head log on disk; `None` until counted after (re)opening the file.
-    log_samples: Option<u64>,
+    /// What the head log on disk holds; `None` until read after (re)opening the file.
+    log: Option<headlog::Extent>,
     /// When the log was last folded; `None` after (re)opening, so a log left by a crash is
     /// folded at the first maintenance step.
     last_fold: Option<Instant>,
@@ -132,7 +132,7 @@ impl WriterThread {
             fault: None,
             maintenance_behind: false,
             last_maintenance_end: Instant::now(),
-            log_samples: None,
+            log: None,
             last_fold: None,
             backlog_published: None,
         }
@@ -156,7 +156,7 @@ impl WriterThread {
                     match self.restart(failure) {
                         Some(fresh) => {
                             state = fresh;
-                            self.log_samples = None;
+                            self.log = None;
                             self.last_fold = None;
                         }
                         None => {
@@ -368,23 +368,36 @@ impl WriterThread {
         self.config.flush_interval / 2
     }
 
-    /// Whether the head log should be folded into head rows now.
-    fn fold_due(&mut self, state: &WriterState, force: bool) -> bool {
-        if self.log_samples.is_none() {
-            match headlog::sample_count(&state.conn) {
-                Ok(n) => self.log_samples = Some(n),
+    /// Whether the head log should be folded into head rows now: when compaction is
+    /// forced, when its samples span [`headlog::FOLD_SPAN_MS`] of sample time, when it holds
+    /// [`headlog::FOLD_SAMPLES`], or when the last fold is [`headlog::FOLD_MAX_AGE`] ago (a log
+    /// left by a crash included).
+    fn fold_due(&mut self, state: &mut WriterState, force: bool) -> bool {
+        if self.log.is_none() {
+            match headlog::extent(&state.conn) {
+                Ok(extent) => {
+                    if extent.samples == 0 && state.pending.is_none() {
+                        // Nothing to read back: the next fold can start from memory.
+                        state.pending = Some(headlog::Pending::default());
+                    }
+                    self.log = Some(extent);
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "Counting the head log failed.");
+                    tracing::warn!(error = %e, "Reading the head log's extent failed.");
                     return false;
                 }
             }
         }
-        self.log_samples.is_some_and(|n| n > 0)
+        let Some(log) = self.log else {
+            return false;
+        };
+        log.samples > 0
             && (force
                 || self
                     .last_fold
-                    .is_none_or(|t| t.elapsed() >= headlog::FOLD_INTERVAL)
-                || self.log_samples.is_some_and(|n| n >= headlog::FOLD_SAMPLES))
+                    .is_none_or(|t| t.elapsed() >= headlog::FOLD_MAX_AGE)
+                || log.max_ts.saturating_sub(log.min_ts) >= headlog::FOLD_SPAN_MS
+                || log.samples >= headlog::FOLD_SAMPLES)
     }
 
     /// Folds the head log into head rows in one transaction. `Ok(false)` when the disk
@@ -394,17 +407,28 @@ impl WriterThread {
             let tx = state
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let moved = headlog::fold(&tx)?;
+            let from_memory = match &mut state.pending {
+                Some(pending) => headlog::fold_pending(&tx, pending)?,
+                None => None,
+            };
+            let moved = match from_memory {
+                Some(moved) => moved,
+                None => headlog::fold(&tx)?,
+            };
             tx.commit()?;
             Ok(moved)
         });
         match outcome {
             Ok(Ok(_)) => {
-                self.log_samples = Some(0);
+                // The log is empty now: from here on this connection sees every row written
+                // to it, and the next fold needs no reading back.
+                state.pending = Some(headlog::Pending::default());
+                self.log = Some(headlog::Extent::default());
                 self.last_fold = Some(Instant::now());
                 Ok(true)
             }
             Ok(Err(e)) => {
+                state.pending = None;
                 tracing::warn!(path = %self.config.path.display(), error = %e, "Folding the head log failed.");
                 self.block(&e);
                 Ok(false)
@@ -431,8 +455,8 @@ impl WriterThread {
         let outcome = guard(|| state.flush(&mut self.buffers));
         match outcome {
             Ok(Ok(flushed)) => {
-                if let Some(n) = &mut self.log_samples {
-                    *n += flushed.samples;
+                if let Some(log) = &mut self.log {
+                    log.add(flushed.samples, flushed.min_ts, flushed.max_ts);
                 }
                 count(&self.stats.commits, 1);
                 count(&self.stats.stored_samples, flushed.samples);

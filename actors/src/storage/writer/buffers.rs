@@ -14,6 +14,9 @@ use crate::types::{
 #[derive(Debug)]
 pub(super) struct SeriesBuffer {
     pub(super) kind: MetricKind,
+    /// The series' id in the database once a flush has looked it up (so later flushes do
+    /// not hash the key again); forgotten when a transaction is rolled back.
+    pub(super) id: Option<i64>,
     pub(super) samples: Vec<(i64, f64)>,
     /// Flushes this entry has sat through empty; idle entries are forgotten.
     pub(super) idle_flushes: u8,
@@ -66,6 +69,7 @@ impl Buffers {
                         sample.series.clone(),
                         SeriesBuffer {
                             kind: sample.kind,
+                            id: None,
                             samples: vec![(sample.ts_ms, sample.value)],
                             idle_flushes: 0,
                         },
@@ -78,6 +82,14 @@ impl Buffers {
             self.touch();
         }
         take
+    }
+
+    /// Forgets the series ids looked up, after a rollback that may have undone their
+    /// inserts.
+    pub(super) fn forget_ids(&mut self) {
+        for buffer in self.series.values_mut() {
+            buffer.id = None;
+        }
     }
 
     /// Forgets what was just committed and series idle for a while.
@@ -119,9 +131,24 @@ impl Buffers {
 }
 
 /// What one flush committed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Flushed {
     pub(super) samples: u64,
+    /// Oldest and newest sample timestamp committed (`i64::MAX`, `i64::MIN` without any).
+    pub(super) min_ts: i64,
+    pub(super) max_ts: i64,
     pub(super) events: u64,
     pub(super) alerts: u64,
+}
+
+impl Default for Flushed {
+    fn default() -> Self {
+        Flushed {
+            samples: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            events: 0,
+            alerts: 0,
+        }
+    }
 }

@@ -71,6 +71,9 @@ pub(in crate::storage) struct WriterState {
     /// transaction is rolled back, since a rolled-back insert may have put an id here that no
     /// longer exists.
     series_ids: FastMap<SeriesKey, i64>,
+    /// What the head log holds, per series, when this connection has seen every row of it
+    /// written (from its first fold on); `None` when unknown, and the fold reads the log.
+    pub(in crate::storage) pending: Option<headlog::Pending>,
 }
 
 impl WriterState {
@@ -80,6 +83,7 @@ impl WriterState {
             path: path.to_path_buf(),
             conn: schema::open_writer(path)?,
             series_ids: FastMap::default(),
+            pending: None,
         })
     }
 
@@ -94,9 +98,19 @@ impl WriterState {
     /// are untouched and the series cache is cleared.
     pub(super) fn flush(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
         match self.write_buffers(buffers) {
-            Ok(flushed) => Ok(flushed),
+            Ok(flushed) => {
+                if let Some(pending) = &mut self.pending {
+                    for buffer in buffers.series.values() {
+                        if let Some(id) = buffer.id {
+                            pending.add(id, &buffer.samples);
+                        }
+                    }
+                }
+                Ok(flushed)
+            }
             Err(e) => {
                 self.series_ids.clear();
+                buffers.forget_ids();
                 Err(e)
             }
         }
@@ -118,7 +132,14 @@ impl WriterState {
                 if buffer.samples.is_empty() {
                     continue;
                 }
-                let id = series_id(&tx, series_ids, key, buffer.kind)?;
+                let id = match buffer.id {
+                    Some(id) => id,
+                    None => {
+                        let id = series_id(&tx, series_ids, key, buffer.kind)?;
+                        buffer.id = Some(id);
+                        id
+                    }
+                };
                 for &(ts, _) in &buffer.samples {
                     min_ts = min_ts.min(ts);
                     max_ts = max_ts.max(ts);
@@ -126,6 +147,8 @@ impl WriterState {
                 flushed.samples += buffer.samples.len() as u64;
                 groups.push((id, &buffer.samples));
             }
+            flushed.min_ts = min_ts;
+            flushed.max_ts = max_ts;
             if flushed.samples > 0 {
                 tx.prepare_cached(INSERT_LOG)?.execute(params![
                     min_ts,
