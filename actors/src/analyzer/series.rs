@@ -14,7 +14,7 @@
 //!   window (`histogram::HistogramWindow`);
 //! - long window: up to [`LONG_POINTS`] per-minute means (6 h), 6 bytes each (a `u16` minute
 //!   offset and an `f32` mean, see [`MinuteMeans`]), grown to exactly that;
-//! - anomaly detector: its window, 6 bytes a value (see
+//! - anomaly detector: its window, 4 bytes a value (see
 //!   `anomaly::AnomalyDetector::memory_bytes`), built only once the series varies
 //!   (`anomaly::LazyDetector`): a flat series holds a value and a count; the config is one
 //!   for all series;

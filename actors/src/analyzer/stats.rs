@@ -101,7 +101,12 @@ fn sorted_nan_last(values: &[f64]) -> Vec<f64> {
 /// crate: the analyzer's windows, the anomaly detector's `f32` ring and the storage's raw
 /// queries all take theirs here.
 pub fn quantile_linear<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
-    let n = sorted.len();
+    quantile_linear_by(sorted.len(), q, |i| sorted[i].into())
+}
+
+/// [`quantile_linear`] of `n` ascending values read by `at(i)` (0 ≤ i < n): for windows kept
+/// in another form than a slice of numbers (the anomaly detector's packed keys).
+pub fn quantile_linear_by(n: usize, q: f64, at: impl Fn(usize) -> f64) -> f64 {
     if n == 0 || q.is_nan() {
         return f64::NAN;
     }
@@ -109,10 +114,10 @@ pub fn quantile_linear<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
     let lo = h.floor();
     // `lo` is in 0..=n−1 because q is clamped, so the cast cannot truncate.
     let i = lo as usize;
-    let (Some(&a), Some(&b)) = (sorted.get(i), sorted.get(i + 1)) else {
-        return sorted[n - 1].into();
-    };
-    let (a, b): (f64, f64) = (a.into(), b.into());
+    if i + 1 >= n {
+        return at(n - 1);
+    }
+    let (a, b) = (at(i), at(i + 1));
     let t = h - lo;
     if t == 0.0 {
         return a;
