@@ -491,7 +491,7 @@ impl AnomalyDetector {
             self.hold(raw);
         }
         let Some(s) = raw.map(|raw| self.judging_scales(raw)) else {
-            self.push(value);
+            self.push(value, None);
             return Verdict {
                 score: 0.0,
                 anomalous: false,
@@ -511,7 +511,7 @@ impl AnomalyDetector {
             baseline: s.level,
             spread: scale,
         };
-        self.push(value);
+        self.push(value, raw);
         if !armed {
             return verdict;
         }
@@ -607,23 +607,23 @@ impl AnomalyDetector {
 
     /// Adds a finite value, evicting the oldest when the window is full. The window is
     /// updated with one `memmove`, of the entries between the evicted and the new position.
-    fn push(&mut self, value: f64) {
+    /// `raw`: the window's scales before the value, when known (they decide whether the
+    /// window is re-encoded around its level first).
+    fn push(&mut self, value: f64, raw: Option<Scales>) {
         let w = &mut self.window;
         // Arrival numbers modulo the tag range: the truncation is the point.
         let tag = (self.pushed as u32) & w.mask;
         if w.len() == 0 {
             w.center = value;
-        } else {
+        } else if let Some(raw) = raw {
             // Around the current level once it has moved from the center by more than an
             // eighth of the width between the window's tails (a fraction of the scales), so
             // the values near the level, which decide the scores, keep about 17 bits.
             // Decided by the window alone, so a lazy detector's replay ends in the same
             // state as the eager detector.
-            let p = self.config.tail_quantile;
-            let level = w.quantile(0.5);
-            let width = w.quantile(p) - w.quantile(1.0 - p);
-            if (level - w.center).abs() > width / 8.0 {
-                w.recenter(level);
+            let width = (raw.above + raw.below) * self.tail_z;
+            if (raw.level - w.center).abs() > width / 8.0 {
+                w.recenter(raw.level);
             }
         }
         self.pushed += 1;

@@ -504,7 +504,7 @@ fn window_holds_the_last_values_sorted() {
     for i in 0..70_000 {
         // Few distinct values, so equal values are evicted and inserted side by side.
         let v = f64::from(rng.u8(0..6));
-        detector.push(v);
+        detector.push(v, None);
         pushed.push(v);
         let mut expect = pushed[pushed.len().saturating_sub(50)..].to_vec();
         expect.sort_unstable_by(f64::total_cmp);
