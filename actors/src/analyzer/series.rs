@@ -7,8 +7,8 @@
 //! metric pushed once a minute) holds what it has, not what a 1 s series would.
 //! - short window: the raw samples of the last `JudgeConfig::window_ms` (10 minutes; 601
 //!   samples at 1 s, both ends included), at most `capacity` of them (the engine's
-//!   `analysis_window`), 8 bytes each (see [`SeriesWindow`]: `u32` time offsets, `f32`
-//!   values or counter increases), grown by a 32nd; a report says when the cap, not the
+//!   `analysis_window`), 5 bytes each at a steady pace (see [`SeriesWindow`]: a time step's
+//!   jitter in an `i8`, an `f32` value or counter increase), grown by a 32nd; a report says when the cap, not the
 //!   time, decided;
 //! - histogram window (histograms only): the merged DDSketches of about ten slots of the
 //!   window (`histogram::HistogramWindow`);

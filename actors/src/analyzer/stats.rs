@@ -224,12 +224,13 @@ pub fn counter_rates(points: impl IntoIterator<Item = (TimestampMs, f64)>) -> Ve
 /// (when a span is set), at most `capacity` of them, in 8 bytes each. When the cap is what
 /// evicts, the window covers less than the span and [`SeriesWindow::capped`] says so.
 ///
-/// Timestamps are kept as steps from the previous sample in a `u16` of milliseconds while
-/// they fit (a steady series), else as `u32` offsets from a base (49 days of range; see
-/// `times`), and values as `f32`: for gauges the value (7 significant digits, far finer than anything
+/// Timestamps are kept as steps from the previous sample: as their difference from the
+/// series' nominal step in an `i8` of milliseconds while within ±127 ms (a steady series),
+/// else in a `u16` of milliseconds while they fit, else as `u32` offsets from a base (49
+/// days of range; see `times`), and values as `f32`: for gauges the value (7 significant digits, far finer than anything
 /// judged from a window), for counters the increase since the previous reading, so a rate
 /// keeps 7 digits however large the counter has grown. The latest reading is also kept
-/// exactly, for exposition and for the next increase. 601 samples at 1 s take 3.6 KB instead
+/// exactly, for exposition and for the next increase. 601 samples at 1 s take 3 KB instead
 /// of the 9.6 KB of `(i64, f64)` pairs.
 ///
 /// Samples are kept in arrival order. One that lies more than 49 days from the others
