@@ -7,7 +7,7 @@
 //! 1,000 series tracked, and one sample that produces a notification (fire or resolve).
 //!
 //! The memory figure is counted by a global allocator that tracks live bytes, around a
-//! state filled for 6 h 10 min (long windows full), and split by part with
+//! state filled for 6 h 10 min (long windows full; dense, sparse and all-full cases), and split by part with
 //! `AnalyzerState::memory_parts`. Alone: `cargo bench -p perfvisor-actors --bench analysis
 //! -- memory` (the filter matches no measurement, so only the figures print).
 //!
@@ -180,6 +180,47 @@ fn memory() {
         p.long / state.len(),
         p.detectors / state.len(),
     );
+    drop(state);
+    full();
+}
+
+/// Fully analysed series once every window is full: 20 app gauges of one daemon sampled
+/// every second for 6 h 10 min (10 min of samples, 6 h of minute means, a full detector),
+/// counted by the allocator, keys and maps included.
+fn full() {
+    const SERIES: usize = 20;
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut state = AnalyzerState::new(600);
+    let source = Source::Daemon(DaemonId::new("full"));
+    let keys: Vec<SeriesKey> = (0..SERIES)
+        .map(|i| SeriesKey::new(source.clone(), format!("app.load_{i}"), Labels::empty()))
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(5);
+    for i in 0..(6 * 3600 + 600) {
+        let samples = keys
+            .iter()
+            .map(|key| Sample {
+                series: key.clone(),
+                kind: MetricKind::Gauge,
+                ts_ms: T0 + i * 1000 + rng.i64(0..20),
+                value: 100.0 + 10.0 * rng.f64(),
+            })
+            .collect();
+        state.add(&MetricBatch { samples });
+    }
+    drop(keys);
+    let live = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let p = state.memory_parts();
+    println!(
+        "memory, full: {} series at 1 s for 6 h 10 min hold {live} bytes, {} per series \
+         (short window {}, long window {}, detector {}, struct {})",
+        state.len(),
+        live / state.len(),
+        p.windows / state.len(),
+        p.long / state.len(),
+        p.detectors / state.len(),
+        p.structs / state.len(),
+    );
 }
 
 fn analysis(c: &mut Criterion) {
@@ -202,6 +243,25 @@ fn analysis(c: &mut Criterion) {
                 }],
             };
             black_box(state.add(black_box(&batch)));
+        })
+    });
+    // A daemon's 13 series in one batch, as the watcher sends them: divide by 13 for the
+    // cost per sample.
+    let keys = all[1].clone();
+    g.bench_function("add one daemon's batch of 13 samples", |b| {
+        b.iter(|| {
+            ts += 1000;
+            let samples = keys
+                .iter()
+                .enumerate()
+                .map(|(j, (key, kind))| Sample {
+                    series: key.clone(),
+                    kind: *kind,
+                    ts_ms: ts,
+                    value: value(&mut rng, ts / 1000 - T0 / 1000, j),
+                })
+                .collect();
+            black_box(state.add(black_box(&MetricBatch { samples })));
         })
     });
     let now = ts;

@@ -202,7 +202,12 @@ fn kth_abs_deviation_matches_brute_force() {
             let mut dev: Vec<f64> = v.iter().map(|&x| (f64::from(x) - m).abs()).collect();
             dev.sort_unstable_by(f64::total_cmp);
             for (k, want) in dev.iter().enumerate() {
-                assert_eq!(kth_abs_deviation(&v, m, k), *want, "n={n} m={m} k={k}");
+                let at = |i: usize| f64::from(v[i]);
+                assert_eq!(
+                    kth_abs_deviation(v.len(), at, m, k),
+                    *want,
+                    "n={n} m={m} k={k}"
+                );
             }
         }
     }
@@ -396,7 +401,7 @@ fn timestamp_gaps_change_nothing() {
 
 /// Ensures the memory of a detector is bounded: once its window is full it stays unchanged
 /// after 1,000,000 updates of a wandering series with spikes, steps and invalid values, at
-/// 6 bytes a value (an `f32` and its tag).
+/// 4 bytes a value (a value and its tag packed in a `u32`).
 #[test]
 fn memory_stays_bounded() {
     let mut detector = AnomalyDetector::new(AnomalyConfig::default());
@@ -422,9 +427,9 @@ fn memory_stays_bounded() {
     assert_eq!(detector.memory_bytes(), at_full);
     assert_eq!(
         at_full,
-        std::mem::size_of::<AnomalyDetector>() + 6 * DEFAULT_WINDOW
+        std::mem::size_of::<AnomalyDetector>() + 4 * DEFAULT_WINDOW
     );
-    assert!(at_full < 7_000, "{at_full} bytes");
+    assert!(at_full < 4_500, "{at_full} bytes");
     assert!(detector.counters().level_shifts >= 19);
 }
 
@@ -432,17 +437,56 @@ fn memory_stays_bounded() {
 /// nothing that is not there.
 #[test]
 fn find_tag_finds_each_position() {
+    let mask = 0xFFFF;
     for len in [0usize, 1, 31, 32, 33, 64, 100, 1024] {
-        let tags: Vec<u16> = (0..len as u16).map(|t| t.wrapping_mul(7919)).collect();
-        for (i, &t) in tags.iter().enumerate() {
-            assert_eq!(find_tag(&tags, t), Some(i), "len {len}");
+        // Distinct tags under arbitrary value bits above them.
+        let keys: Vec<u32> = (0..len as u32)
+            .map(|t| (t.wrapping_mul(2_654_435_761) & !mask) | (t.wrapping_mul(7919) & mask))
+            .collect();
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(find_tag(&keys, mask, k & mask), Some(i), "len {len}");
         }
-        for probe in [1u16, 2, 65_535] {
+        for probe in [1u32, 2, 65_535] {
             assert_eq!(
-                find_tag(&tags, probe),
-                tags.iter().position(|&t| t == probe)
+                find_tag(&keys, mask, probe),
+                keys.iter().position(|&k| k & mask == probe)
             );
         }
+    }
+}
+
+/// A packed key reads back the value within half its quantum (relative to the value),
+/// keeps numeric order across signs and zero, and never decodes to a non-finite value.
+#[test]
+fn packed_keys_keep_order_and_precision() {
+    let w = Packed::for_window(DEFAULT_WINDOW);
+    assert_eq!(w.mask, 1023);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut values: Vec<f64> = (0..10_000)
+        .map(|_| (rng.f64() - 0.5) * 10f64.powi(rng.i32(-30..30)))
+        .collect();
+    values.extend([0.0, -0.0, 1.0, -1.0, f64::MAX, f64::MIN, 1e-45, -1e-45]);
+    let mut keys: Vec<(u32, f64)> = values.iter().map(|&v| (w.key_of(v), v)).collect();
+    keys.sort_by(|a, b| a.1.total_cmp(&b.1));
+    for pair in keys.windows(2) {
+        assert!(pair[0].0 <= pair[1].0 || pair[0].1 == pair[1].1, "{pair:?}");
+    }
+    let read = |k: u32| f64::from(f32::from_bits(unordered(k & !w.mask).to_bits() & !w.mask));
+    for &(k, v) in &keys {
+        let got = read(k);
+        assert!(got.is_finite(), "{v} read back as {got}");
+        let v32 = f64::from(v.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32);
+        // 13 bits of mantissa: within 2⁻¹⁴ of the value (denormals: of the smallest normal).
+        let tol = (v32.abs() * 2f64.powi(-13)).max(2f64.powi(-126 - 13) * 1024.0);
+        assert!((got - v32).abs() <= tol, "{v} read back as {got}");
+    }
+    // The largest window keeps 7 bits, the smallest 20.
+    assert_eq!(Packed::for_window(MAX_WINDOW).mask, 0xFFFF);
+    assert_eq!(Packed::for_window(8).mask, 7);
+    // Small integers read back exactly, on both sides of the center.
+    for v in -300..300 {
+        let k = w.key_of(f64::from(v));
+        assert_eq!(read(k), f64::from(v));
     }
 }
 
@@ -460,14 +504,16 @@ fn window_holds_the_last_values_sorted() {
     for i in 0..70_000 {
         // Few distinct values, so equal values are evicted and inserted side by side.
         let v = f64::from(rng.u8(0..6));
-        detector.push(v);
-        pushed.push(v as f32);
+        detector.push(v, None);
+        pushed.push(v);
         let mut expect = pushed[pushed.len().saturating_sub(50)..].to_vec();
-        expect.sort_unstable_by(f32::total_cmp);
-        assert_eq!(detector.sorted, expect, "after {i} values");
+        expect.sort_unstable_by(f64::total_cmp);
+        let w = &detector.window;
+        let held: Vec<f64> = (0..w.len()).map(|i| w.value(i)).collect();
+        assert_eq!(held, expect, "after {i} values");
         let oldest = pushed.len().saturating_sub(50);
-        let mut tags: Vec<u16> = (oldest..pushed.len()).map(|k| k as u16).collect();
-        let mut held = detector.tags.clone();
+        let mut tags: Vec<u32> = (oldest..pushed.len()).map(|k| k as u32 & w.mask).collect();
+        let mut held = w.keys.iter().map(|k| k & w.mask).collect::<Vec<_>>();
         tags.sort_unstable();
         held.sort_unstable();
         assert_eq!(held, tags, "after {i} values");

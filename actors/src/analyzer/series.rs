@@ -7,14 +7,15 @@
 //! metric pushed once a minute) holds what it has, not what a 1 s series would.
 //! - short window: the raw samples of the last `JudgeConfig::window_ms` (10 minutes; 601
 //!   samples at 1 s, both ends included), at most `capacity` of them (the engine's
-//!   `analysis_window`), 8 bytes each (see [`SeriesWindow`]: `u32` time offsets, `f32`
-//!   values or counter increases), grown by a 32nd; a report says when the cap, not the
+//!   `analysis_window`), 5 bytes each at a steady pace (see [`SeriesWindow`]: a time step's
+//!   jitter in an `i8`, an `f32` value or counter increase), grown by a 32nd; a report says when the cap, not the
 //!   time, decided;
 //! - histogram window (histograms only): the merged DDSketches of about ten slots of the
 //!   window (`histogram::HistogramWindow`);
-//! - long window: up to [`LONG_POINTS`] per-minute means (6 h), 6 bytes each (a `u16` minute
-//!   offset and an `f32` mean, see [`MinuteMeans`]), grown to exactly that;
-//! - anomaly detector: its window, 6 bytes a value (see
+//! - long window: up to [`LONG_POINTS`] per-minute means (6 h), 4 bytes each (an `f32`
+//!   mean; the minutes as runs of consecutive ones, see [`MinuteMeans`]), grown to exactly
+//!   that;
+//! - anomaly detector: its window, 4 bytes a value (see
 //!   `anomaly::AnomalyDetector::memory_bytes`), built only once the series varies
 //!   (`anomaly::LazyDetector`): a flat series holds a value and a count; the config is one
 //!   for all series;
@@ -60,60 +61,78 @@ pub struct MemoryParts {
     pub histograms: usize,
 }
 
-/// Per-minute means, oldest first, at most [`LONG_POINTS`]: the minute numbers as `u16`
-/// offsets from a base minute (45 days of range) and the means as `f32`, 6 bytes a point
-/// instead of the 8 of an `(i32, f32)` pair. A minute that cannot share the base with the
+/// Per-minute means, oldest first, at most [`LONG_POINTS`]: the means as `f32` and their
+/// minutes as runs of consecutive minutes (a `u16` offset from a base minute, 45 days of
+/// range, and a length), so a steadily sampled series pays 4 bytes a point and a few bytes a
+/// gap, instead of a minute number per point. A minute that cannot share the base with the
 /// kept ones (45 days apart) starts the window again.
 #[derive(Debug, Default)]
 pub(super) struct MinuteMeans {
     /// Minutes since the epoch of offset 0.
     base: i64,
-    offsets: VecDeque<u16>,
+    /// (offset of the run's first minute, minutes in the run), oldest first.
+    runs: VecDeque<(u16, u16)>,
     means: VecDeque<f32>,
 }
 
 impl MinuteMeans {
     /// Adds the mean of `minute` (minutes since the epoch), evicting the oldest when full.
     fn push(&mut self, minute: i64, mean: f32) {
-        if self.offsets.len() == LONG_POINTS {
-            self.offsets.pop_front();
+        if self.means.len() == LONG_POINTS {
             self.means.pop_front();
-        } else if self.offsets.len() == self.offsets.capacity() {
+            match self.runs.front_mut() {
+                Some((start, n)) if *n > 1 => {
+                    *start += 1;
+                    *n -= 1;
+                }
+                _ => {
+                    self.runs.pop_front();
+                }
+            }
+        } else if self.means.len() == self.means.capacity() {
             // Grow to exactly LONG_POINTS, not to the next power of two (512).
-            let more = self
-                .offsets
-                .len()
-                .max(16)
-                .min(LONG_POINTS - self.offsets.len());
-            self.offsets.reserve_exact(more);
+            let more = self.means.len().max(16).min(LONG_POINTS - self.means.len());
             self.means.reserve_exact(more);
         }
-        if self.offsets.is_empty() {
+        if self.means.is_empty() {
             self.base = minute;
+            self.runs.clear();
         }
         let offset = match u16::try_from(minute - self.base) {
             Ok(offset) => offset,
             Err(_) => self.rebase(minute),
         };
-        self.offsets.push_back(offset);
+        match self.runs.back_mut() {
+            Some((start, n))
+                if *n < u16::MAX && u32::from(*start) + u32::from(*n) == u32::from(offset) =>
+            {
+                *n += 1;
+            }
+            _ => self.runs.push_back((offset, 1)),
+        }
         self.means.push_back(mean);
     }
 
     /// Moves the base to the earliest of the kept minutes and `minute` and returns the
     /// offset of `minute`; when they span more than a `u16`, starts again from `minute`.
     fn rebase(&mut self, minute: i64) -> u16 {
-        let kept = self.iter().map(|(m, _)| m);
-        let (lo, hi) = kept.fold((minute, minute), |(lo, hi), m| (lo.min(m), hi.max(m)));
+        let base = self.base;
+        let (lo, hi) = self
+            .runs
+            .iter()
+            .fold((minute, minute), |(lo, hi), &(s, n)| {
+                let first = base + i64::from(s);
+                (lo.min(first), hi.max(first + i64::from(n) - 1))
+            });
         if hi - lo > i64::from(u16::MAX) {
-            self.offsets.clear();
+            self.runs.clear();
             self.means.clear();
             self.base = minute;
             return 0;
         }
-        let base = self.base;
-        for o in &mut self.offsets {
+        for (s, _) in &mut self.runs {
             // In range: every kept minute lies within [lo, lo + u16::MAX].
-            *o = u16::try_from(base + i64::from(*o) - lo).unwrap_or(u16::MAX);
+            *s = u16::try_from(base + i64::from(*s) - lo).unwrap_or(u16::MAX);
         }
         self.base = lo;
         u16::try_from(minute - lo).unwrap_or(u16::MAX)
@@ -122,25 +141,27 @@ impl MinuteMeans {
     /// The points as (minute since the epoch, mean), oldest first.
     fn iter(&self) -> impl Iterator<Item = (i64, f32)> + '_ {
         let base = self.base;
-        self.offsets
+        self.runs
             .iter()
-            .zip(&self.means)
-            .map(move |(&o, &m)| (base + i64::from(o), m))
+            .flat_map(move |&(s, n)| (0..i64::from(n)).map(move |k| base + i64::from(s) + k))
+            .zip(self.means.iter().copied())
     }
 
     /// The oldest point's minute.
     fn first(&self) -> Option<i64> {
-        self.offsets.front().map(|&o| self.base + i64::from(o))
+        self.runs.front().map(|&(s, _)| self.base + i64::from(s))
     }
 
     /// The latest point's minute.
     fn last(&self) -> Option<i64> {
-        self.offsets.back().map(|&o| self.base + i64::from(o))
+        self.runs
+            .back()
+            .map(|&(s, n)| self.base + i64::from(s) + i64::from(n) - 1)
     }
 
     /// Bytes held by the buffers.
     fn memory_bytes(&self) -> usize {
-        self.offsets.capacity() * std::mem::size_of::<u16>()
+        self.runs.capacity() * std::mem::size_of::<(u16, u16)>()
             + self.means.capacity() * std::mem::size_of::<f32>()
     }
 }
@@ -481,7 +502,7 @@ pub(super) fn lower_envelope(points: &[(TimestampMs, f64)], segments: usize) -> 
 mod tests {
     use super::*;
 
-    /// The long window keeps the last `LONG_POINTS` means in 6 bytes each, reads back the
+    /// The long window keeps the last `LONG_POINTS` means in 4 bytes each, reads back the
     /// minutes it was given across a rebase (a minute before the base), and starts again
     /// after a gap wider than its 45 days of range.
     #[test]
@@ -494,7 +515,11 @@ mod tests {
         assert_eq!(long.iter().count(), LONG_POINTS);
         assert_eq!(long.first(), Some(t0 + 1_000 - LONG_POINTS as i64));
         assert_eq!(long.last(), Some(t0 + 999));
-        assert_eq!(long.memory_bytes(), LONG_POINTS * 6);
+        assert!(
+            long.memory_bytes() <= LONG_POINTS * 4 + 32,
+            "{}",
+            long.memory_bytes()
+        );
         // Earlier than every kept minute: the base moves down, the others keep their minutes.
         long.push(t0 - 5, -1.0);
         let points: Vec<(i64, f32)> = long.iter().collect();
@@ -503,6 +528,19 @@ mod tests {
         assert!(points[..LONG_POINTS - 1]
             .windows(2)
             .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1.0));
+        // Gaps start new runs and read back.
+        let mut gappy = MinuteMeans::default();
+        let minutes: Vec<i64> = (0..500).filter(|m| m % 7 != 3).map(|m| t0 + m).collect();
+        for &m in &minutes {
+            gappy.push(m, m as f32);
+        }
+        let kept = &minutes[minutes.len() - LONG_POINTS..];
+        let got: Vec<i64> = gappy.iter().map(|p| p.0).collect();
+        assert_eq!(got, kept);
+        assert_eq!(
+            (gappy.first(), gappy.last()),
+            (Some(kept[0]), Some(t0 + 499))
+        );
         // 50 days later: nothing kept can share a base with it.
         long.push(t0 + 50 * 1_440, 7.0);
         assert_eq!(

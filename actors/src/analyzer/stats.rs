@@ -59,8 +59,10 @@ impl WindowStats {
     /// Statistics of `values` (in time order), or `None` when empty.
     pub fn compute(values: &[f64]) -> Option<WindowStats> {
         let last = *values.last()?;
-        let sorted = sorted_nan_last(values);
         let n = values.len();
+        let mut scratch: Vec<u64> = values.iter().map(|&v| order_key(v)).collect();
+        let mut ranks = Ranks::new(&mut scratch);
+        let min = ranks.get(0);
         let mean = values.iter().sum::<f64>() / n as f64;
         let stddev = if n > 1 {
             let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
@@ -68,31 +70,100 @@ impl WindowStats {
         } else {
             0.0
         };
-        let median = quantile_linear(&sorted, 0.5);
+        // Ascending quantiles, then the maximum: `Ranks` reads order statistics in
+        // ascending order.
+        let median = quantile_linear_by(n, 0.5, |i| ranks.get(i));
+        let p90 = quantile_linear_by(n, 0.9, |i| ranks.get(i));
+        let p95 = quantile_linear_by(n, 0.95, |i| ranks.get(i));
+        let p99 = quantile_linear_by(n, 0.99, |i| ranks.get(i));
+        let max = ranks.get(n - 1);
         Some(WindowStats {
             count: n,
-            min: sorted[0],
-            max: sorted[n - 1],
+            min,
+            max,
             mean,
             median,
             stddev,
             p50: median,
-            p90: quantile_linear(&sorted, 0.9),
-            p95: quantile_linear(&sorted, 0.95),
-            p99: quantile_linear(&sorted, 0.99),
+            p90,
+            p95,
+            p99,
             last,
         })
     }
 }
 
-/// A sorted copy of `values`, NaNs (of either sign) last.
-fn sorted_nan_last(values: &[f64]) -> Vec<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(|a, b| match (a.is_nan(), b.is_nan()) {
+/// NaNs (of either sign) last, the rest by `total_cmp`.
+#[cfg(test)]
+fn nan_last(a: &f64, b: &f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
         (false, false) => a.total_cmp(b),
         (a_nan, b_nan) => a_nan.cmp(&b_nan),
-    });
-    sorted
+    }
+}
+
+/// A value's key in `u64` order: `total_cmp`'s order, with NaNs of either sign last (all as
+/// `u64::MAX`, read back as NaN); integer compares select several times faster than a
+/// comparator with NaN checks.
+fn order_key(v: f64) -> u64 {
+    if v.is_nan() {
+        return u64::MAX;
+    }
+    let b = v.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+/// The inverse of [`order_key`] (a NaN for `u64::MAX`).
+fn from_order_key(k: u64) -> f64 {
+    if k == u64::MAX {
+        return f64::NAN;
+    }
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+/// Order statistics of a slice of [`order_key`]s without sorting it: each rank asked for is
+/// put in place by a selection (`select_nth_unstable`, O(n)) over the part not yet
+/// partitioned, so the few ranks the statistics read cost a few passes, not a sort. The
+/// values are the sorted slice's exactly. Ranks must be asked in ascending order (a rank
+/// asked again, or the one just below the last, is answered from what is known).
+struct Ranks<'a> {
+    v: &'a mut [u64],
+    /// Everything before `lo` is at most everything from `lo` on, and `v[lo − 1]` is in its
+    /// sorted place.
+    lo: usize,
+    /// The last two ranks answered.
+    known: [(usize, f64); 2],
+}
+
+impl<'a> Ranks<'a> {
+    fn new(v: &'a mut [u64]) -> Self {
+        Ranks {
+            v,
+            lo: 0,
+            known: [(usize::MAX, 0.0); 2],
+        }
+    }
+
+    /// The `k`-th smallest value (0-based), for `k` at least the one asked before.
+    fn get(&mut self, k: usize) -> f64 {
+        if let Some(&(_, v)) = self.known.iter().find(|(r, _)| *r == k) {
+            return v;
+        }
+        let value = if k < self.lo {
+            // Only `lo − 1` is in place below `lo`; ranks come in ascending order.
+            from_order_key(self.v[k])
+        } else {
+            let (_, &mut nth, _) = self.v[self.lo..].select_nth_unstable(k - self.lo);
+            self.lo = k + 1;
+            from_order_key(nth)
+        };
+        self.known = [self.known[1], (k, value)];
+        value
+    }
 }
 
 /// The `q` quantile of ascending `sorted` values by linear interpolation between closest
@@ -101,7 +172,12 @@ fn sorted_nan_last(values: &[f64]) -> Vec<f64> {
 /// crate: the analyzer's windows, the anomaly detector's `f32` ring and the storage's raw
 /// queries all take theirs here.
 pub fn quantile_linear<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
-    let n = sorted.len();
+    quantile_linear_by(sorted.len(), q, |i| sorted[i].into())
+}
+
+/// [`quantile_linear`] of `n` ascending values read by `at(i)` (0 ≤ i < n): for windows kept
+/// in another form than a slice of numbers (the anomaly detector's packed keys).
+pub fn quantile_linear_by(n: usize, q: f64, mut at: impl FnMut(usize) -> f64) -> f64 {
     if n == 0 || q.is_nan() {
         return f64::NAN;
     }
@@ -109,10 +185,10 @@ pub fn quantile_linear<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
     let lo = h.floor();
     // `lo` is in 0..=n−1 because q is clamped, so the cast cannot truncate.
     let i = lo as usize;
-    let (Some(&a), Some(&b)) = (sorted.get(i), sorted.get(i + 1)) else {
-        return sorted[n - 1].into();
-    };
-    let (a, b): (f64, f64) = (a.into(), b.into());
+    if i + 1 >= n {
+        return at(n - 1);
+    }
+    let (a, b) = (at(i), at(i + 1));
     let t = h - lo;
     if t == 0.0 {
         return a;
@@ -148,12 +224,13 @@ pub fn counter_rates(points: impl IntoIterator<Item = (TimestampMs, f64)>) -> Ve
 /// (when a span is set), at most `capacity` of them, in 8 bytes each. When the cap is what
 /// evicts, the window covers less than the span and [`SeriesWindow::capped`] says so.
 ///
-/// Timestamps are kept as steps from the previous sample in a `u16` of milliseconds while
-/// they fit (a steady series), else as `u32` offsets from a base (49 days of range; see
-/// `times`), and values as `f32`: for gauges the value (7 significant digits, far finer than anything
+/// Timestamps are kept as steps from the previous sample: as their difference from the
+/// series' nominal step in an `i8` of milliseconds while within ±127 ms (a steady series),
+/// else in a `u16` of milliseconds while they fit, else as `u32` offsets from a base (49
+/// days of range; see `times`), and values as `f32`: for gauges the value (7 significant digits, far finer than anything
 /// judged from a window), for counters the increase since the previous reading, so a rate
 /// keeps 7 digits however large the counter has grown. The latest reading is also kept
-/// exactly, for exposition and for the next increase. 601 samples at 1 s take 3.6 KB instead
+/// exactly, for exposition and for the next increase. 601 samples at 1 s take 3 KB instead
 /// of the 9.6 KB of `(i64, f64)` pairs.
 ///
 /// Samples are kept in arrival order. One that lies more than 49 days from the others
@@ -428,6 +505,40 @@ pub(crate) mod tests {
             (got - expected).abs() <= tol,
             "{what}: got {got:e}, reference says {expected:e}"
         );
+    }
+
+    /// The statistics read by selection are bit for bit those of a full sort, with ties,
+    /// NaNs of either sign, infinities and every length from 1 to 700.
+    #[test]
+    fn selection_matches_a_sort() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        for n in 1..700 {
+            let values: Vec<f64> = (0..n)
+                .map(|_| match rng.u8(0..40) {
+                    0 => f64::NAN,
+                    1 => -f64::NAN,
+                    2 => f64::INFINITY,
+                    3 => f64::NEG_INFINITY,
+                    4..=15 => f64::from(rng.u8(0..4)),
+                    _ => rng.f64() * 100.0 - 50.0,
+                })
+                .collect();
+            let got = WindowStats::compute(&values).unwrap();
+            let mut sorted = values.clone();
+            sorted.sort_unstable_by(nan_last);
+            let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            let want = [
+                (got.min, sorted[0]),
+                (got.max, sorted[n - 1]),
+                (got.median, quantile_linear(&sorted, 0.5)),
+                (got.p90, quantile_linear(&sorted, 0.9)),
+                (got.p95, quantile_linear(&sorted, 0.95)),
+                (got.p99, quantile_linear(&sorted, 0.99)),
+            ];
+            for (i, (g, w)) in want.into_iter().enumerate() {
+                assert!(same(g, w), "n {n}, figure {i}: {g} against {w}");
+            }
+        }
     }
 
     /// Counter rates are per second and skip resets.

@@ -1,9 +1,12 @@
-//! The sample times of a series' short window, in 2 bytes a sample while they allow it.
+//! The sample times of a series' short window, in 1 byte a sample while they allow it.
 //!
 //! A watched series is sampled at a steady pace, so each time is stored as its step from the
-//! one before, in a `u16` of milliseconds (up to 65.5 s). A step that does not fit (a longer
-//! gap, or a time earlier than the one before) switches the window to `u32` offsets from a
-//! base (49 days of range) until it is next empty. Times read back exactly either way.
+//! one before: as the step's difference from the series' nominal step (its second sample's)
+//! in an `i8` of milliseconds while it is within ±127 ms of it (a steady series with timer
+//! jitter), else in a `u16` of milliseconds (up to 65.5 s). A step that does not fit that
+//! either (a longer gap, or a time earlier than the one before) switches the window to
+//! `u32` offsets from a base (49 days of range). A window that widens stays wide until it
+//! is next empty. Times read back exactly in every form.
 
 use std::collections::VecDeque;
 
@@ -12,6 +15,15 @@ use crate::types::TimestampMs;
 /// Sample times, oldest first.
 #[derive(Clone, Debug)]
 pub(super) enum Times {
+    /// Every step is within ±127 ms of `nominal`: the oldest time, the newest, and per
+    /// sample its step minus `nominal` (ignored for the oldest). `nominal` is 0 until the
+    /// second sample sets it.
+    Jitter {
+        first: TimestampMs,
+        last: TimestampMs,
+        nominal: u16,
+        steps: VecDeque<i8>,
+    },
     /// Every step fits a `u16`: the oldest time, the newest, and per sample its step from
     /// the one before (0 for the oldest).
     Steps {
@@ -28,9 +40,10 @@ pub(super) enum Times {
 
 impl Default for Times {
     fn default() -> Self {
-        Times::Steps {
+        Times::Jitter {
             first: 0,
             last: 0,
+            nominal: 0,
             steps: VecDeque::new(),
         }
     }
@@ -40,6 +53,7 @@ impl Times {
     /// Times held.
     pub(super) fn len(&self) -> usize {
         match self {
+            Times::Jitter { steps, .. } => steps.len(),
             Times::Steps { steps, .. } => steps.len(),
             Times::Offsets { offsets, .. } => offsets.len(),
         }
@@ -48,6 +62,7 @@ impl Times {
     /// Room before the buffer grows.
     pub(super) fn capacity(&self) -> usize {
         match self {
+            Times::Jitter { steps, .. } => steps.capacity(),
             Times::Steps { steps, .. } => steps.capacity(),
             Times::Offsets { offsets, .. } => offsets.capacity(),
         }
@@ -56,6 +71,7 @@ impl Times {
     /// Makes room for `more` times.
     pub(super) fn reserve_exact(&mut self, more: usize) {
         match self {
+            Times::Jitter { steps, .. } => steps.reserve_exact(more),
             Times::Steps { steps, .. } => steps.reserve_exact(more),
             Times::Offsets { offsets, .. } => offsets.reserve_exact(more),
         }
@@ -64,6 +80,7 @@ impl Times {
     /// Bytes held by the buffer.
     pub(super) fn memory_bytes(&self) -> usize {
         match self {
+            Times::Jitter { steps, .. } => steps.capacity(),
             Times::Steps { steps, .. } => steps.capacity() * std::mem::size_of::<u16>(),
             Times::Offsets { offsets, .. } => offsets.capacity() * std::mem::size_of::<u32>(),
         }
@@ -72,6 +89,7 @@ impl Times {
     /// The oldest time.
     pub(super) fn front(&self) -> Option<TimestampMs> {
         match self {
+            Times::Jitter { first, steps, .. } => (!steps.is_empty()).then_some(*first),
             Times::Steps { first, steps, .. } => (!steps.is_empty()).then_some(*first),
             Times::Offsets { base, offsets } => offsets.front().map(|&o| base + i64::from(o)),
         }
@@ -80,6 +98,18 @@ impl Times {
     /// Drops the oldest time.
     pub(super) fn pop_front(&mut self) {
         match self {
+            Times::Jitter {
+                first,
+                nominal,
+                steps,
+                ..
+            } => {
+                steps.pop_front();
+                if let Some(step) = steps.front_mut() {
+                    *first += i64::from(*nominal) + i64::from(*step);
+                    *step = 0;
+                }
+            }
             Times::Steps { first, steps, .. } => {
                 steps.pop_front();
                 if let Some(step) = steps.front_mut() {
@@ -96,10 +126,38 @@ impl Times {
     /// Adds `ts` as the newest time. Returns true when the times held before were dropped:
     /// `ts` lies more than 49 days from one of them, so they cannot share a base.
     pub(super) fn push(&mut self, ts: TimestampMs) -> bool {
-        if self.len() == 0 && matches!(self, Times::Offsets { .. }) {
+        if self.len() == 0 && !matches!(self, Times::Jitter { .. }) {
             *self = Times::default();
         }
         match self {
+            Times::Jitter {
+                first,
+                last,
+                nominal,
+                steps,
+            } => {
+                if steps.is_empty() {
+                    (*first, *last, *nominal) = (ts, ts, 0);
+                    steps.push_back(0);
+                    return false;
+                }
+                if steps.len() == 1 {
+                    if let Some(step) = ts.checked_sub(*last).and_then(|d| u16::try_from(d).ok()) {
+                        *nominal = step;
+                    }
+                }
+                let dev = ts
+                    .checked_sub(*last)
+                    .and_then(|d| d.checked_sub(i64::from(*nominal)))
+                    .and_then(|d| i8::try_from(d).ok());
+                if let Some(dev) = dev {
+                    steps.push_back(dev);
+                    *last = ts;
+                    return false;
+                }
+                self.widen();
+                self.push(ts)
+            }
             Times::Steps { first, last, steps } => {
                 if steps.is_empty() {
                     (*first, *last) = (ts, ts);
@@ -140,9 +198,50 @@ impl Times {
         }
     }
 
-    /// Switches to offsets from the oldest time (steps are never negative, so every time
-    /// held is at or after it).
+    /// Switches to the next wider form: `u16` steps, or offsets from the oldest time (steps
+    /// are never negative, so every time held is at or after it); from jitter straight to
+    /// offsets when a held step does not fit a `u16`.
     fn widen(&mut self) {
+        if let Times::Jitter {
+            first,
+            last,
+            nominal,
+            steps,
+        } = self
+        {
+            let (first, last, nominal) = (*first, *last, i64::from(*nominal));
+            let mut wide = VecDeque::with_capacity(steps.capacity());
+            let mut fits = true;
+            for (i, &dev) in steps.iter().enumerate() {
+                let step = if i == 0 { 0 } else { nominal + i64::from(dev) };
+                match u16::try_from(step) {
+                    Ok(step) => wide.push_back(step),
+                    Err(_) => {
+                        fits = false;
+                        break;
+                    }
+                }
+            }
+            if fits {
+                *self = Times::Steps {
+                    first,
+                    last,
+                    steps: wide,
+                };
+                return;
+            }
+            let mut offsets = VecDeque::with_capacity(steps.capacity());
+            let mut at = 0i64;
+            for (i, &dev) in steps.iter().enumerate() {
+                at += if i == 0 { 0 } else { nominal + i64::from(dev) };
+                offsets.push_back(u32::try_from(at).unwrap_or(u32::MAX));
+            }
+            *self = Times::Offsets {
+                base: first,
+                offsets,
+            };
+            return;
+        }
         let Times::Steps { first, steps, .. } = self else {
             return;
         };
@@ -161,6 +260,17 @@ impl Times {
     /// The times, oldest first.
     pub(super) fn iter(&self) -> TimesIter<'_> {
         match self {
+            Times::Jitter {
+                first,
+                nominal,
+                steps,
+                ..
+            } => TimesIter::Jitter {
+                at: *first,
+                nominal: i64::from(*nominal),
+                started: false,
+                steps: steps.iter(),
+            },
             Times::Steps { first, steps, .. } => TimesIter::Steps {
                 at: *first,
                 steps: steps.iter(),
@@ -175,6 +285,13 @@ impl Times {
 
 /// The times of a [`Times`], oldest first.
 pub(super) enum TimesIter<'a> {
+    /// Running sum of the nominal step plus each difference (the oldest's is ignored).
+    Jitter {
+        at: TimestampMs,
+        nominal: i64,
+        started: bool,
+        steps: std::collections::vec_deque::Iter<'a, i8>,
+    },
     /// Running sum of the steps.
     Steps {
         at: TimestampMs,
@@ -192,6 +309,19 @@ impl Iterator for TimesIter<'_> {
 
     fn next(&mut self) -> Option<TimestampMs> {
         match self {
+            TimesIter::Jitter {
+                at,
+                nominal,
+                started,
+                steps,
+            } => {
+                let dev = *steps.next()?;
+                if *started {
+                    *at += *nominal + i64::from(dev);
+                }
+                *started = true;
+                Some(*at)
+            }
             TimesIter::Steps { at, steps } => {
                 *at += i64::from(*steps.next()?);
                 Some(*at)
@@ -202,6 +332,7 @@ impl Iterator for TimesIter<'_> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
+            TimesIter::Jitter { steps, .. } => steps.size_hint(),
             TimesIter::Steps { steps, .. } => steps.size_hint(),
             TimesIter::Offsets { offsets, .. } => offsets.size_hint(),
         }
@@ -254,15 +385,29 @@ mod tests {
         }
     }
 
-    /// A steady series keeps 2 bytes a time; a gap of over 65.5 s widens to 4.
+    /// A steady series keeps 1 byte a time (jitter within ±127 ms of its step), a step
+    /// off by more 2 bytes, and a gap of over 65.5 s widens to 4.
     #[test]
     fn steady_steps_take_two_bytes() {
         let mut times = Times::default();
         times.reserve_exact(601);
-        for i in 0..601 {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let jittered: Vec<i64> = (0..601).map(|i| i * 1_000 + rng.i64(0..100)).collect();
+        for &t in &jittered {
+            times.push(t);
+        }
+        assert_eq!(times.memory_bytes(), times.capacity());
+        assert!(times.iter().eq(jittered.iter().copied()));
+        let mut times = Times::default();
+        times.reserve_exact(601);
+        for i in 0..600 {
             times.push(i * 1_000);
         }
+        times.push(599_000 + 1_500);
         assert_eq!(times.memory_bytes(), 2 * times.capacity());
+        assert_eq!(times.iter().last(), Some(600_500));
+        times.pop_front();
+        assert_eq!(times.front(), Some(1_000));
         times.push(601_000 + 70_000);
         assert_eq!(times.memory_bytes(), 4 * times.capacity());
         assert_eq!(times.iter().last(), Some(671_000));
