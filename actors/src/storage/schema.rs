@@ -25,6 +25,15 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// checkpoints and WAL resets take locks that others wait for, so this is rarely used.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page size of a new file (`PRAGMA page_size`; existing files keep theirs, and `vacuum`
+/// keeps a file's page size too). Every table and index takes at least one page, so an empty
+/// file is 30 pages: 60 KiB at 2 KiB against 112 KiB at SQLite's default 4 KiB. Measured with
+/// the history bench (whole file after VACUUM, B/sample): NAB at 5-minute spacing 5.67 → 5.00,
+/// the modelled 1 Hz daemons 1.12 → 1.11. 1 KiB was worse for NAB (5.62): a day-long chunk
+/// of a sparse series (~560 bytes) then takes a page alone, and a rollup row with its sketch
+/// overflows the 231 bytes a 1 KiB index page keeps in place.
+pub(crate) const PAGE_SIZE: i64 = 2048;
+
 /// One step of the schema history.
 struct Migration {
     /// The version the file has after this step.
@@ -307,6 +316,9 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     if from == 0 {
         // Only possible before anything is written, WAL mode included: lets maintenance
         // hand free pages back to the file system in bounded steps (`incremental_vacuum`).
+        // Page size first: once auto_vacuum is set, SQLite keeps its default page size.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(open_error)?;
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
             .map_err(open_error)?;
     } else {
@@ -575,6 +587,10 @@ mod tests {
             .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
             .unwrap();
         assert_eq!(vacuum, 2, "INCREMENTAL");
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        assert_eq!(page_size, PAGE_SIZE);
         for table in [
             "series",
             "head",
