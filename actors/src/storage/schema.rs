@@ -71,6 +71,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: SCHEMA_V5,
         convert: None,
     },
+    Migration {
+        version: 6,
+        sql: SCHEMA_V6,
+        convert: None,
+    },
 ];
 
 /// Version 1: one row per sample, plus events and alerts.
@@ -240,6 +245,15 @@ CREATE TABLE remote_write_cursor (
     series_id  INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 6: drops two indexes no query can use, each a b-tree of at least one page in
+/// every file. `alerts_by_rule_time`: nothing selects alerts by rule. `actions_by_daemon_time`:
+/// the actions query filters `(?3 IS NULL OR daemon = ?3)`, which SQLite cannot answer from
+/// an index on the daemon, so it reads `actions_by_time`.
+const SCHEMA_V6: &str = "
+DROP INDEX IF EXISTS alerts_by_rule_time;
+DROP INDEX IF EXISTS actions_by_daemon_time;
 ";
 
 /// Moves version 1's sample rows into head rows (one per series and hour window), so the
@@ -664,6 +678,48 @@ mod tests {
             .unwrap();
         let err = open_writer(&other).unwrap_err();
         assert!(matches!(err, StorageError::NotPerfvisor { .. }), "{err}");
+    }
+
+    /// Version 6 drops the two indexes no query uses, in new files and in a version 5 file.
+    #[test]
+    fn unused_indexes_are_dropped() {
+        let index_names = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+                .unwrap();
+            let names = stmt.query_map([], |r| r.get(0)).unwrap();
+            names.collect::<Result<_, _>>().unwrap()
+        };
+        let (_dir, path) = temp_db();
+        let conn = open_writer(&path).unwrap();
+        let fresh = index_names(&conn);
+        for gone in ["alerts_by_rule_time", "actions_by_daemon_time"] {
+            assert!(!fresh.iter().any(|n| n == gone), "{gone} in {fresh:?}");
+        }
+        for kept in [
+            "alerts_by_daemon_time",
+            "actions_by_time",
+            "events_by_daemon_time",
+        ] {
+            assert!(
+                fresh.iter().any(|n| n == kept),
+                "{kept} missing from {fresh:?}"
+            );
+        }
+        // A file as version 5 left it.
+        conn.execute_batch(
+            "CREATE INDEX alerts_by_rule_time ON alerts (rule, ts_ms);
+             CREATE INDEX actions_by_daemon_time ON actions (daemon, ts_ms);
+             PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(index_names(&conn), fresh);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 6);
     }
 
     /// A reader refuses an empty file instead of reporting an empty history.
