@@ -62,7 +62,7 @@
 //! every 5 minutes (288 samples, the sparse series the compactor coalesces) pays for about
 //! 500 bytes of data. Format 2 has no tables to send: after the tag and the sample count, the
 //! rest of the blob is one stream of LZMA's binary range coder (11-bit probabilities that
-//! adapt by 1/16 per bit, starting at one half; the coder's always-zero first byte is not
+//! adapt by 1/8 per bit, starting at one half; the coder's always-zero first byte is not
 //! stored), holding in order:
 //!
 //! - the first timestamp, zigzagged; then each delta-of-delta, zigzagged (a regular series
@@ -80,13 +80,13 @@
 //!   whole difference, however large, for anything else, so every value is bit-exact.
 //!
 //! Each integer is coded by an adaptive model of its bit length (a 7-level bit tree), the
-//! two bits below its leading one (adaptive, per length) and the rest direct. Every byte of
+//! four bits below its leading one (an adaptive bit tree per length) and the rest direct. Every byte of
 //! the blob must be used: a cut-off blob runs out of bytes and a longer one has trailing
 //! bytes, both errors. The encoder decodes what it wrote and falls back to pco when the result
 //! differs, so a blob that does not round-trip is never stored.
 //!
-//! On the NAB day-long chunks (168 of them, 46 274 samples) pco takes 2.02 B/sample and
-//! format 2 1.91; with the 1/16 preference for pco, [`encode_chunk`] writes 1.93. Encoding a
+//! On the NAB series cut in 288-sample chunks (46 274 samples) pco takes 2.02 B/sample and
+//! format 2 1.75; with the 1/16 preference for pco, [`encode_chunk`] writes 1.77. Encoding a
 //! chunk tries both formats, and decoding format 2 is slower than pco (one adaptive decision
 //! per bit); both only for chunks of at most [`MAX_DECIMAL_SAMPLES`] samples.
 //!
@@ -989,9 +989,13 @@ mod decimal {
     const PROB_BITS: u32 = 11;
     /// A probability of one half, the start of every model.
     const PROB_HALF: u16 = 1 << (PROB_BITS - 1);
-    /// How fast a probability moves towards what was seen (1/16 of the distance per bit): fast,
-    /// since a chunk of a sparse series has a few hundred samples to learn from.
-    const ADAPT_SHIFT: u32 = 4;
+    /// How fast a probability moves towards what was seen (1/8 of the distance per bit): fast,
+    /// since a chunk of a sparse series has a few hundred samples to learn from. On the NAB
+    /// day-long chunks 1/8 gave 1.754 B/sample, 1/4 1.789, 1/16 1.807, 1/32 1.929, and a mean
+    /// of a 1/8 and a 1/64 estimate 1.925.
+    const ADAPT_SHIFT: u32 = 3;
+    /// Bits below an integer's leading one that are coded adaptively (the rest are direct).
+    const TOP_BITS: u32 = 4;
     /// Below this the range is renormalised by a byte.
     const TOP: u32 = 1 << 24;
     /// Largest decimal exponent tried: values are `m / 10^k` with `k <= MAX_SCALE`.
@@ -1168,14 +1172,14 @@ mod decimal {
     /// bit tree, then the two bits below the leading one adaptively (per `L`), the rest direct.
     struct Uint {
         length: [u16; 128],
-        top: [[u16; 4]; 65],
+        top: [[u16; 1 << TOP_BITS]; 65],
     }
 
     impl Uint {
         fn new() -> Self {
             Uint {
                 length: [PROB_HALF; 128],
-                top: [[PROB_HALF; 4]; 65],
+                top: [[PROB_HALF; 1 << TOP_BITS]; 65],
             }
         }
 
@@ -1191,7 +1195,7 @@ mod decimal {
                 return;
             }
             let below = len - 1;
-            let adaptive = below.min(2);
+            let adaptive = below.min(TOP_BITS);
             let mut node = 1usize;
             for i in 0..adaptive {
                 let bit = (v >> (below - 1 - i)) & 1 == 1;
@@ -1215,7 +1219,7 @@ mod decimal {
                 return Ok(u64::from(len));
             }
             let below = len - 1;
-            let adaptive = below.min(2);
+            let adaptive = below.min(TOP_BITS);
             let mut v = 1u64;
             let mut node = 1usize;
             for _ in 0..adaptive {
