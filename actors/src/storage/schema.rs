@@ -25,14 +25,17 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// checkpoints and WAL resets take locks that others wait for, so this is rarely used.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Page size of a new file (`PRAGMA page_size`; existing files keep theirs, and `vacuum`
-/// keeps a file's page size too). Every table and index takes at least one page, so an empty
-/// file is 30 pages: 60 KiB at 2 KiB against 112 KiB at SQLite's default 4 KiB. Measured with
-/// the history bench (whole file after VACUUM, B/sample): NAB at 5-minute spacing 5.67 → 5.00,
-/// the modelled 1 Hz daemons 1.12 → 1.11. 1 KiB was worse for NAB (5.62): a day-long chunk
-/// of a sparse series (~560 bytes) then takes a page alone, and a rollup row with its sketch
-/// overflows the 231 bytes a 1 KiB index page keeps in place.
-pub(crate) const PAGE_SIZE: i64 = 2048;
+/// Page size of a new file (`PRAGMA page_size`, set before anything is written; existing
+/// files keep theirs, and `vacuum` keeps a file's page size too). SQLite's default, set
+/// explicitly because it is a measured trade-off. Every table and index takes at least a
+/// page, so a smaller page shrinks a fresh file (100 KiB at 4 KiB, 54 KiB at 2 KiB): with
+/// 2 KiB the history bench's NAB file (46,274 samples at 5-minute spacing) is 4.20 B/sample
+/// instead of 4.87 and the dense set 1.12 instead of 1.11, but the writer's sustained
+/// ingest (`PERFVISOR_BENCH_ONLY=ingest`, 100 series, 1 h) fell from ~2.1 M to ~1.55 M
+/// samples/s (ratio to the bare loop 0.91–1.06 → 0.73–0.79; twice each, same load): more
+/// pages and WAL frames per flush. 1 KiB is worse for NAB too (4.85): a day-long chunk of
+/// ~500 B then fills a page alone.
+pub(crate) const PAGE_SIZE: i64 = 4096;
 
 /// One step of the schema history.
 struct Migration {
