@@ -466,6 +466,9 @@ fn bytes_per_sample(dir: &Path) {
             file_bytes(&path) as f64 / total as f64,
             file_bytes(&path).saturating_sub(empty_bytes) as f64 / total as f64
         );
+        if name.starts_with("NAB, native") {
+            print_tables(&path, total);
+        }
         if name.starts_with("real") {
             println!("|   per metric (chunk payload) | | | | |");
             let reader = StorageReader::open(&path).expect("open");
@@ -494,6 +497,80 @@ fn bytes_per_sample(dir: &Path) {
                 );
             }
         }
+    }
+}
+
+/// Prints where a file's pages go: per table and index, its pages and bytes per sample
+/// (SQLite's `dbstat`), the largest first.
+fn print_tables(path: &Path, samples: usize) {
+    let rows = rusqlite::Connection::open(path).and_then(|c| {
+        let mut stmt = c.prepare(
+            "SELECT name, count(*), sum(pgsize) FROM dbstat GROUP BY name ORDER BY 3 DESC, 1",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>();
+        rows
+    });
+    match rows {
+        Ok(rows) => {
+            let line: Vec<String> = rows
+                .iter()
+                .map(|(name, pages, bytes)| {
+                    format!(
+                        "{name} {pages} p ({:.2})",
+                        *bytes as f64 / samples.max(1) as f64
+                    )
+                })
+                .collect();
+            println!(
+                "|   pages by b-tree (B/sample): {} | | | | |",
+                line.join(", ")
+            );
+        }
+        Err(e) => println!("|   (no page breakdown: {e}) | | | | |"),
+    }
+    let tiers = rusqlite::Connection::open(path).and_then(|c| {
+        let mut stmt = c.prepare(
+            "SELECT tier, count(*), avg(length(sketch)) FROM rollups GROUP BY tier ORDER BY tier",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "tier {}: {} rows, sketch {:.0} B",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, f64>(2)?
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>();
+        rows
+    });
+    if let Ok(tiers) = tiers {
+        println!("|   rollups: {} | | | | |", tiers.join("; "));
+    }
+    let chunks = rusqlite::Connection::open(path).and_then(|c| {
+        c.query_row(
+            "SELECT count(*), avg(count), avg(length(data)) FROM chunks",
+            [],
+            |r| {
+                Ok(format!(
+                    "{} chunks, {:.0} samples and {:.0} B each",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, f64>(2)?
+                ))
+            },
+        )
+    });
+    if let Ok(chunks) = chunks {
+        println!("|   chunks: {chunks} | | | | |");
     }
 }
 

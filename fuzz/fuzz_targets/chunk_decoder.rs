@@ -1,4 +1,4 @@
-//! The storage chunk decoder (`decode_chunk`, raw and pco formats) on arbitrary bytes: an
+//! The storage chunk decoder (`decode_chunk`, raw, pco and decimal formats) on arbitrary bytes: an
 //! error or samples, never a panic. What decodes must re-encode (both encoders) and decode
 //! again to the same samples, bit for bit.
 #![no_main]

@@ -15,6 +15,15 @@ pub fn encode_chunk(samples: &[(i64, f64)]) -> Vec<u8> {
     super::codec::encode_chunk(samples)
 }
 
+/// The decimal (format 2) encoder alone, whatever [`encode_chunk`] would pick: `None` for
+/// an empty input or when its blob would not round-trip (the encoder checks by decoding).
+pub fn encode_decimal(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
+    if samples.is_empty() {
+        return None;
+    }
+    super::codec::encode_decimal(samples)
+}
+
 /// [`encode_raw`](super::codec::encode_raw), the head-row encoder.
 pub fn encode_raw(samples: &[(i64, f64)]) -> Vec<u8> {
     super::codec::encode_raw(samples)

@@ -566,12 +566,16 @@ mod tests {
         match &err {
             StorageError::TooNew {
                 found, supported, ..
-            } => assert_eq!((*found, *supported), (99, 5)),
+            } => assert_eq!(
+                (*found, *supported),
+                (99, crate::storage::schema::SCHEMA_VERSION)
+            ),
             other => panic!("expected TooNew, got {other}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains("99") && message.contains("up to 5"),
+            message.contains("99")
+                && message.contains(&format!("up to {}", crate::storage::schema::SCHEMA_VERSION)),
             "{message}"
         );
         assert!(matches!(

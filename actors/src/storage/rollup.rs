@@ -284,9 +284,10 @@ impl Rollup {
     }
 
     /// Estimated order statistic of rank `⌊q · (n − 1)⌋` from the sketch (within its relative
-    /// accuracy α); `None` when empty or `q` is not in `[0, 1]`.
+    /// accuracy α), clamped into the rollup's exact `[min, max]` (the sketch's encoding does
+    /// not carry them); `None` when empty or `q` is not in `[0, 1]`.
     pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
-        self.sketch.quantile(q)
+        self.sketch.quantile_within(q, self.min, self.max)
     }
 }
 

@@ -25,6 +25,18 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// checkpoints and WAL resets take locks that others wait for, so this is rarely used.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page size of a new file (`PRAGMA page_size`, set before anything is written; existing
+/// files keep theirs, and `vacuum` keeps a file's page size too). SQLite's default, set
+/// explicitly because it is a measured trade-off. Every table and index takes at least a
+/// page, so a smaller page shrinks a fresh file (100 KiB at 4 KiB, 54 KiB at 2 KiB): with
+/// 2 KiB the history bench's NAB file (46,274 samples at 5-minute spacing) is 4.20 B/sample
+/// instead of 4.87 and the dense set 1.12 instead of 1.11, but the writer's sustained
+/// ingest (`PERFVISOR_BENCH_ONLY=ingest`, 100 series, 1 h) fell from ~2.1 M to ~1.55 M
+/// samples/s (ratio to the bare loop 0.91–1.06 → 0.73–0.79; twice each, same load): more
+/// pages and WAL frames per flush. 1 KiB is worse for NAB too (4.85): a day-long chunk of
+/// ~500 B then fills a page alone.
+pub(crate) const PAGE_SIZE: i64 = 4096;
+
 /// One step of the schema history.
 struct Migration {
     /// The version the file has after this step.
@@ -60,6 +72,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 5,
         sql: SCHEMA_V5,
+        convert: None,
+    },
+    Migration {
+        version: 6,
+        sql: SCHEMA_V6,
         convert: None,
     },
 ];
@@ -233,6 +250,15 @@ CREATE TABLE remote_write_cursor (
 ) WITHOUT ROWID;
 ";
 
+/// Version 6: drops two indexes no query can use, each a b-tree of at least one page in
+/// every file. `alerts_by_rule_time`: nothing selects alerts by rule. `actions_by_daemon_time`:
+/// the actions query filters `(?3 IS NULL OR daemon = ?3)`, which SQLite cannot answer from
+/// an index on the daemon, so it reads `actions_by_time`.
+const SCHEMA_V6: &str = "
+DROP INDEX IF EXISTS alerts_by_rule_time;
+DROP INDEX IF EXISTS actions_by_daemon_time;
+";
+
 /// Moves version 1's sample rows into head rows (one per series and hour window), so the
 /// compactor turns them into chunks and rollups like any other fresh data, then drops the
 /// old table.
@@ -307,6 +333,9 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     if from == 0 {
         // Only possible before anything is written, WAL mode included: lets maintenance
         // hand free pages back to the file system in bounded steps (`incremental_vacuum`).
+        // Page size first: once auto_vacuum is set, SQLite keeps its default page size.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(open_error)?;
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
             .map_err(open_error)?;
     } else {
@@ -575,6 +604,10 @@ mod tests {
             .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
             .unwrap();
         assert_eq!(vacuum, 2, "INCREMENTAL");
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        assert_eq!(page_size, PAGE_SIZE);
         for table in [
             "series",
             "head",
@@ -648,6 +681,48 @@ mod tests {
             .unwrap();
         let err = open_writer(&other).unwrap_err();
         assert!(matches!(err, StorageError::NotPerfvisor { .. }), "{err}");
+    }
+
+    /// Version 6 drops the two indexes no query uses, in new files and in a version 5 file.
+    #[test]
+    fn unused_indexes_are_dropped() {
+        let index_names = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+                .unwrap();
+            let names = stmt.query_map([], |r| r.get(0)).unwrap();
+            names.collect::<Result<_, _>>().unwrap()
+        };
+        let (_dir, path) = temp_db();
+        let conn = open_writer(&path).unwrap();
+        let fresh = index_names(&conn);
+        for gone in ["alerts_by_rule_time", "actions_by_daemon_time"] {
+            assert!(!fresh.iter().any(|n| n == gone), "{gone} in {fresh:?}");
+        }
+        for kept in [
+            "alerts_by_daemon_time",
+            "actions_by_time",
+            "events_by_daemon_time",
+        ] {
+            assert!(
+                fresh.iter().any(|n| n == kept),
+                "{kept} missing from {fresh:?}"
+            );
+        }
+        // A file as version 5 left it.
+        conn.execute_batch(
+            "CREATE INDEX alerts_by_rule_time ON alerts (rule, ts_ms);
+             CREATE INDEX actions_by_daemon_time ON actions (daemon, ts_ms);
+             PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(index_names(&conn), fresh);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 6);
     }
 
     /// A reader refuses an empty file instead of reporting an empty history.

@@ -376,13 +376,58 @@ fn sample_sketches() -> Vec<DdSketch> {
 fn encode_decode_round_trip() {
     for sketch in sample_sketches() {
         let bytes = sketch.encode();
+        assert_eq!(bytes[0], FORMAT_VERSION);
         let back = DdSketch::decode(&bytes).expect("own encoding decodes");
         assert_eq!(back, sketch);
         assert_eq!(back.encode(), bytes, "encoding is canonical");
+        // Version 2 leaves the bounds to the rollup row: given them, every answer is the same.
+        let (min, max) = (sketch.min, sketch.max);
+        for q in QUANTILES {
+            assert_eq!(back.quantile_within(q, min, max), sketch.quantile(q));
+        }
+        if let (Some(lo), Some(hi)) = (back.min(), back.max()) {
+            assert!(lo.is_finite() && hi.is_finite() && lo <= hi, "{lo} {hi}");
+        }
+        // Version 1 rows (written before) still decode, bounds included, and re-encode as 2.
+        let old = sketch.encode_v1();
+        assert_eq!(old[0], FORMAT_VERSION_1);
+        let back = DdSketch::decode(&old).expect("version 1 decodes");
+        assert_eq!(back, sketch);
+        assert_eq!((back.min(), back.max()), (sketch.min(), sketch.max()));
         for q in QUANTILES {
             assert_eq!(back.quantile(q), sketch.quantile(q));
         }
+        assert_eq!(back.encode(), bytes);
     }
+}
+
+#[test]
+fn version_2_is_smaller_and_packs_counts() {
+    // A day of 5-minute samples of a CPU percentage: few values per bucket.
+    let mut rng = fastrand::Rng::with_seed(5);
+    let day: Vec<f64> = (0..288)
+        .map(|_| (rng.f64() * 40_000.0).round() / 1000.0 + 20.0)
+        .collect();
+    let sketch = sketch_of(&day);
+    let (v1, v2) = (sketch.encode_v1().len(), sketch.encode().len());
+    assert!(
+        v2 * 2 < v1 + 24,
+        "version 2 {v2} B against version 1 {v1} B"
+    );
+    // Counts wider than a byte and a custom α round-trip.
+    let mut wide = DdSketch::new(0.01).expect("valid");
+    wide.insert_n(5.0, u64::MAX / 4);
+    wide.insert_n(-7.0, 300);
+    wide.insert(0.0);
+    let bytes = wide.encode();
+    assert_eq!(bytes[1], FLAG_CUSTOM_ALPHA);
+    let back = DdSketch::decode(&bytes).expect("decodes");
+    assert_eq!(back, wide);
+    assert_eq!(back.alpha(), 0.01);
+    let lo = back.min().expect("non-empty");
+    let hi = back.max().expect("non-empty");
+    assert!((lo + 7.0).abs() <= 0.01 * 7.0 * 1.000_001, "{lo}");
+    assert!((hi - 5.0).abs() <= 0.01 * 5.0 * 1.000_001, "{hi}");
 }
 
 /// Uses a decoded sketch every way, to show nothing panics on it.
@@ -401,25 +446,31 @@ fn exercise(sketch: &DdSketch) {
 #[test]
 fn decode_never_panics_on_random_truncated_or_mutated_bytes() {
     let mut rng = fastrand::Rng::with_seed(0xbad);
-    let header = DdSketch::default().encode()[..9].to_vec();
+    let header = DdSketch::default().encode()[..2].to_vec();
+    let header_v1 = DdSketch::default().encode_v1()[..9].to_vec();
     let mut decoded = 0;
     for round in 0..60_000 {
         let len = rng.usize(0..48);
         let mut bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
-        match round % 3 {
+        match round % 5 {
             // Fully random.
             0 => {}
             // A valid version byte.
             1 if !bytes.is_empty() => bytes[0] = FORMAT_VERSION,
-            // A valid header (version and α), random stores and bounds.
+            2 if !bytes.is_empty() => bytes[0] = FORMAT_VERSION_1,
+            // A valid version 1 header (version and α), random stores and bounds.
+            3 => bytes.splice(0..0, header_v1.iter().copied()).for_each(drop),
+            // A valid version 2 header (version and flags), random stores.
             _ => bytes.splice(0..0, header.iter().copied()).for_each(drop),
         }
         if let Ok(sketch) = DdSketch::decode(&bytes) {
             exercise(&sketch);
         }
     }
-    for sketch in sample_sketches() {
-        let bytes = sketch.encode();
+    for bytes in sample_sketches()
+        .iter()
+        .flat_map(|s| [s.encode(), s.encode_v1()])
+    {
         for cut in 0..bytes.len() {
             let err = DdSketch::decode(&bytes[..cut]);
             assert!(
@@ -452,7 +503,12 @@ fn decode_never_panics_on_random_truncated_or_mutated_bytes() {
 
 #[test]
 fn decode_errors_name_the_field() {
-    let cases: [(&[u8], &str); 5] = [
+    let cases: [(&[u8], &str); 10] = [
+        (&[2, 4, 0], "the flags at byte 1 is 0x04"),
+        (&[2], "ends at byte 1 in the middle of the flags"),
+        (&[2, 0, 0, 1, 0, 1, 0], "bit width 0"),
+        (&[2, 0, 0, 1, 0, 1, 65, 1], "bit width 65"),
+        (&[2, 0, 0, 1, 0, 1, 1, 0x03, 0], "non-zero padding bits"),
         (&[], "ends at byte 0 in the middle of the format version"),
         (&[9], "format version 9 is unknown"),
         (

@@ -747,7 +747,7 @@ mod history {
             .unwrap();
         assert_eq!(
             applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4, 5]
+            (1..=crate::storage::schema::SCHEMA_VERSION).collect::<Vec<_>>()
         );
         assert!(applied[1].1.starts_with("perfvisor "), "{applied:?}");
         handle.compact_now(WAIT).unwrap();
