@@ -785,21 +785,27 @@ fn unzigzag(v: u64) -> i64 {
 /// starts a new run instead (a run header costs at least 2 bytes).
 const RUN_SPLIT_GAP: usize = 3;
 
-/// Writes a store as runs of buckets that skip long stretches of empty ones, each count a
-/// varint (format version 1, written only by the tests of old rows).
-#[cfg(test)]
-fn encode_store(out: &mut Vec<u8>, store: &Store) {
-    // Runs as (first slot, last slot), both non-empty buckets.
+/// The store's non-empty buckets as runs `(first slot, last slot)`, both ends non-empty; a
+/// gap of more than `split_gap` empty buckets starts a new run.
+fn runs_of(store: &Store, split_gap: usize) -> Vec<(usize, usize)> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for (slot, count) in store.counts.iter().enumerate() {
         if *count == 0 {
             continue;
         }
         match runs.last_mut() {
-            Some((_, end)) if slot - *end <= RUN_SPLIT_GAP => *end = slot,
+            Some((_, end)) if slot - *end <= split_gap => *end = slot,
             _ => runs.push((slot, slot)),
         }
     }
+    runs
+}
+
+/// Writes a store as runs of buckets that skip long stretches of empty ones, each count a
+/// varint (format version 1, written only by the tests of old rows).
+#[cfg(test)]
+fn encode_store(out: &mut Vec<u8>, store: &Store) {
+    let runs = runs_of(store, RUN_SPLIT_GAP);
     varint::put(out, runs.len() as u64);
     let mut previous_end: Option<usize> = None;
     for (start, end) in runs {
@@ -838,16 +844,7 @@ fn encode_store_packed(out: &mut Vec<u8>, store: &Store) {
     let split_gap = PACKED_RUN_HEADER_BITS
         .div_ceil(width.max(1))
         .max(RUN_SPLIT_GAP);
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for (slot, count) in store.counts.iter().enumerate() {
-        if *count == 0 {
-            continue;
-        }
-        match runs.last_mut() {
-            Some((_, end)) if slot - *end <= split_gap => *end = slot,
-            _ => runs.push((slot, slot)),
-        }
-    }
+    let runs = runs_of(store, split_gap);
     varint::put(out, runs.len() as u64);
     let mut previous_end: Option<usize> = None;
     for (start, end) in runs {
