@@ -785,9 +785,16 @@ fn unzigzag(v: u64) -> i64 {
 /// starts a new run instead (a run header costs at least 2 bytes).
 const RUN_SPLIT_GAP: usize = 3;
 
-/// The store's non-empty buckets as runs `(first slot, last slot)`, both ends non-empty; a
-/// gap of more than `split_gap` empty buckets starts a new run.
-fn runs_of(store: &Store, split_gap: usize) -> Vec<(usize, usize)> {
+/// Writes the store's non-empty buckets as runs: the run count, then per run its header (the
+/// first run's zigzag start offset, later runs' gap from the previous one, the length) and
+/// its counts as `counts` writes them. A gap of more than `split_gap` empty buckets starts
+/// a new run; both ends of a run are non-empty.
+fn put_runs(
+    out: &mut Vec<u8>,
+    store: &Store,
+    split_gap: usize,
+    mut counts: impl FnMut(&mut Vec<u8>, std::collections::vec_deque::Iter<'_, u64>),
+) {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for (slot, count) in store.counts.iter().enumerate() {
         if *count == 0 {
@@ -798,14 +805,6 @@ fn runs_of(store: &Store, split_gap: usize) -> Vec<(usize, usize)> {
             _ => runs.push((slot, slot)),
         }
     }
-    runs
-}
-
-/// Writes a store as runs of buckets that skip long stretches of empty ones, each count a
-/// varint (format version 1, written only by the tests of old rows).
-#[cfg(test)]
-fn encode_store(out: &mut Vec<u8>, store: &Store) {
-    let runs = runs_of(store, RUN_SPLIT_GAP);
     varint::put(out, runs.len() as u64);
     let mut previous_end: Option<usize> = None;
     for (start, end) in runs {
@@ -814,11 +813,20 @@ fn encode_store(out: &mut Vec<u8>, store: &Store) {
             Some(previous) => varint::put(out, (start - previous - 1) as u64),
         }
         varint::put(out, (end - start + 1) as u64);
-        for count in store.counts.range(start..=end) {
-            varint::put(out, *count);
-        }
+        counts(out, store.counts.range(start..=end));
         previous_end = Some(end);
     }
+}
+
+/// Writes a store as runs of buckets that skip long stretches of empty ones, each count a
+/// varint (format version 1, written only by the tests of old rows).
+#[cfg(test)]
+fn encode_store(out: &mut Vec<u8>, store: &Store) {
+    put_runs(out, store, RUN_SPLIT_GAP, |out, counts| {
+        for count in counts {
+            varint::put(out, *count);
+        }
+    });
 }
 
 /// Bits a run header of format version 2 costs at most in practice (gap, length and width
@@ -844,16 +852,7 @@ fn encode_store_packed(out: &mut Vec<u8>, store: &Store) {
     let split_gap = PACKED_RUN_HEADER_BITS
         .div_ceil(width.max(1))
         .max(RUN_SPLIT_GAP);
-    let runs = runs_of(store, split_gap);
-    varint::put(out, runs.len() as u64);
-    let mut previous_end: Option<usize> = None;
-    for (start, end) in runs {
-        match previous_end {
-            None => varint::put(out, zigzag(store.offset + start as i64)),
-            Some(previous) => varint::put(out, (start - previous - 1) as u64),
-        }
-        varint::put(out, (end - start + 1) as u64);
-        let counts = store.counts.range(start..=end);
+    put_runs(out, store, split_gap, |out, counts| {
         let w = counts
             .clone()
             .map(|&c| bit_width(c))
@@ -875,8 +874,7 @@ fn encode_store_packed(out: &mut Vec<u8>, store: &Store) {
         if bits > 0 {
             out.push(acc as u8);
         }
-        previous_end = Some(end);
-    }
+    });
 }
 
 /// Names of a store's fields, for decode errors.
