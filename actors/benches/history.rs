@@ -409,9 +409,14 @@ fn bytes_per_sample(dir: &Path) {
     let empty = dir.join("empty.db");
     let (handle, _) = spawn(StorageConfig::new(&empty));
     handle.shutdown(WAIT).expect("shutdown");
+    let unvacuumed = file_bytes(&empty);
     vacuum(&empty).expect("vacuum");
     let empty_bytes = file_bytes(&empty);
-    println!("(an empty database is {empty_bytes} bytes after VACUUM)");
+    println!(
+        "(an empty database is {empty_bytes} bytes after VACUUM, {unvacuumed} before, \
+         {} pages of 4 KiB)",
+        empty_bytes / 4096
+    );
     println!(
         "| data | samples | chunk payload B/sample | whole file B/sample (after VACUUM) | \
          (file − empty file) B/sample |"
@@ -455,6 +460,8 @@ fn bytes_per_sample(dir: &Path) {
         }
         handle.compact_now(WAIT).expect("compact");
         handle.shutdown(WAIT).expect("shutdown");
+        // What a user's file holds: nothing runs VACUUM by itself.
+        let unvacuumed = (file_bytes(&path), free_pages(&path));
         vacuum(&path).expect("vacuum");
         let summary = StorageReader::open(&path)
             .expect("open")
@@ -467,6 +474,12 @@ fn bytes_per_sample(dir: &Path) {
             file_bytes(&path).saturating_sub(empty_bytes) as f64 / total as f64
         );
         if name.starts_with("NAB, native") {
+            println!(
+                "|   before VACUUM: {} B ({:.2} B/sample), {} pages free | | | | |",
+                unvacuumed.0,
+                unvacuumed.0 as f64 / total as f64,
+                unvacuumed.1
+            );
             print_tables(&path, total);
         }
         if name.starts_with("real") {
@@ -498,6 +511,13 @@ fn bytes_per_sample(dir: &Path) {
             }
         }
     }
+}
+
+/// Pages on the file's freelist.
+fn free_pages(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|c| c.query_row("PRAGMA freelist_count", [], |r| r.get(0)))
+        .unwrap_or(-1)
 }
 
 /// Prints where a file's pages go: per table and index, its pages and bytes per sample
