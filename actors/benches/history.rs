@@ -469,7 +469,7 @@ fn bytes_per_sample(dir: &Path) {
             .summary()
             .expect("summary");
         println!(
-            "| {name} | {total} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {total} | {:.2} | {:.3} | {:.3} |",
             summary.chunk_bytes as f64 / total as f64,
             file_bytes(&path) as f64 / total as f64,
             file_bytes(&path).saturating_sub(empty_bytes) as f64 / total as f64
