@@ -171,9 +171,26 @@ impl fmt::Display for Source {
 /// A metric name with its unit spelled out (`process.memory.usage_bytes`).
 ///
 /// Static names cost no allocation, which keeps [`crate::recorder::Recorder::record`] cheap.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Two names at one address (clones, or the same constant) compare equal without reading
+/// the text.
+#[derive(Clone, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MetricName(Cow<'static, str>);
+
+impl PartialEq for MetricName {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        std::ptr::eq(a, b) || a == b
+    }
+}
+
+impl Eq for MetricName {}
+
+impl std::hash::Hash for MetricName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl MetricName {
     /// A name known at compile time.
