@@ -818,6 +818,12 @@ mod tests {
             format!("{:?}", Labels::from_pairs([("a", "1")])),
             r#"Labels(Some({"a": "1"}))"#
         );
+        // A daemon id is one pointer (its length and hash sit behind it), so a key is
+        // 48 bytes in every per-series map (56 with an `Arc<str>` id).
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(std::mem::size_of::<DaemonId>(), 8);
+            assert_eq!(std::mem::size_of::<SeriesKey>(), 48);
+        }
     }
 
     /// Labels are sorted and their text form round-trips.
