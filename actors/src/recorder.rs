@@ -20,6 +20,9 @@ use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+pub mod sources;
+pub use sources::{SourceCache, SourceId, MAX_SOURCES};
+
 use crate::telemetry::RecorderStats;
 use crate::types::{DaemonId, Labels, MetricName, SharedClock, TimestampMs};
 
@@ -44,8 +47,10 @@ pub enum RawKind {
 /// One sample as recorded, before the collector resolves its series.
 #[derive(Clone, Debug)]
 pub struct RawSample {
-    /// The daemon it belongs to; `None` for the host application itself.
-    pub daemon: Option<DaemonId>,
+    /// The daemon it belongs to (`None` for the host application itself) and the labels of
+    /// its series beside the daemon's own (these win on a clash), registered once per
+    /// recorder (see [`sources`]).
+    pub source: SourceId,
     /// The metric (or the operation, for profile samples).
     pub metric: MetricName,
     /// For [`RawKind::OperationExtra`], the attached metric's name.
@@ -56,20 +61,23 @@ pub struct RawSample {
     pub value: f64,
     /// When it was recorded.
     pub ts_ms: TimestampMs,
-    /// Labels of the sample's series, beside the daemon's own (these win on a clash).
-    pub labels: Labels,
 }
 
 /// Records application metrics. Cheap to clone; `Send + Sync`; never blocks.
 #[derive(Clone, Debug)]
 pub struct Recorder {
     tx: Sender<RawSample>,
-    /// Samples the channel may hold before new ones are dropped.
+    /// Samples the channel may hold before new ones are dropped (0 when the source list
+    /// was full: every sample is dropped).
     capacity: usize,
+    /// The channel's bound, whatever this recorder's source.
+    bound: usize,
     clock: SharedClock,
     stats: Arc<RecorderStats>,
     daemon: Option<DaemonId>,
     labels: Labels,
+    /// The (daemon, labels) pair's index, which each sample carries.
+    source: SourceId,
     /// Times profiled operations (see the module documentation).
     timer: quanta::Clock,
 }
@@ -85,10 +93,12 @@ pub fn channel(
         Recorder {
             tx,
             capacity: capacity.max(1),
+            bound: capacity.max(1),
             clock,
             stats,
             daemon: None,
             labels: Labels::empty(),
+            source: SourceId::HOST,
             timer: quanta::Clock::new(),
         },
         rx,
@@ -99,18 +109,31 @@ impl Recorder {
     /// A recorder whose samples belong to daemon `id` (its series carry the daemon's
     /// source and labels). Without it, samples belong to the `host` source.
     pub fn for_daemon(&self, id: impl Into<DaemonId>) -> Recorder {
-        Recorder {
-            daemon: Some(id.into()),
-            ..self.clone()
-        }
+        self.for_source(Some(id.into()), self.labels.clone())
     }
 
     /// A recorder whose samples' series also carry `labels` (an endpoint, a queue, a
     /// tenant), beside the daemon's labels. Each label set is a series of its own: keep the
-    /// values few (an HTTP route, not a user id).
+    /// values few (an HTTP route, not a user id). Each distinct (daemon, labels) pair a
+    /// recorder is made for stays registered for the life of the process; past
+    /// [`MAX_SOURCES`] pairs, a recorder for a new one records nothing (its calls return
+    /// false and count as dropped).
     pub fn with_labels(&self, labels: Labels) -> Recorder {
+        self.for_source(self.daemon.clone(), labels)
+    }
+
+    /// This recorder for another (daemon, labels) pair, registered once here.
+    fn for_source(&self, daemon: Option<DaemonId>, labels: Labels) -> Recorder {
+        let (source, capacity) = match sources::register(daemon.clone(), labels.clone()) {
+            Some(source) => (source, self.bound),
+            // The source list is full: a capacity of 0 drops (and counts) every sample.
+            None => (SourceId::HOST, 0),
+        };
         Recorder {
+            daemon,
             labels,
+            source,
+            capacity,
             ..self.clone()
         }
     }
@@ -183,13 +206,12 @@ impl Recorder {
         // Three atomic loads, no read-modify-write: the list channel's length.
         if self.tx.len() < self.capacity {
             let sample = RawSample {
-                daemon: self.daemon.clone(),
+                source: self.source,
                 metric,
                 extra,
                 kind,
                 value,
                 ts_ms: self.clock.now_ms_coarse(),
-                labels: self.labels.clone(),
             };
             // Accepted samples are not counted here (one contended atomic less on the hot
             // path): accepted = drained by the intake + still in the channel.
@@ -312,7 +334,10 @@ mod tests {
         assert_eq!(extra.value, 12.0);
         let dur = rx.try_recv().unwrap();
         assert_eq!(dur.kind, RawKind::OperationDuration);
-        assert_eq!(dur.daemon, Some(DaemonId::new("d1")));
+        assert_eq!(
+            dur.source.resolve(),
+            (Some(DaemonId::new("d1")), Labels::empty())
+        );
         assert!(dur.value >= 0.0);
         assert!(rx.try_recv().is_err());
     }

@@ -7,7 +7,7 @@ use crate::types::FastMap;
 use std::collections::HashMap;
 
 use crate::metric_names as m;
-use crate::recorder::{RawKind, RawSample};
+use crate::recorder::{RawKind, RawSample, SourceCache};
 use crate::types::{
     DaemonId, DaemonSpec, Labels, MetricKind, MetricName, Sample, SeriesKey, Source, TimestampMs,
 };
@@ -47,6 +47,8 @@ impl Resolved {
 pub struct AppSampleResolver {
     labels: HashMap<DaemonId, Labels>,
     totals: FastMap<SeriesKey, f64>,
+    /// The recorders' (daemon, labels) pairs, by the index samples carry.
+    sources: SourceCache,
 }
 
 impl AppSampleResolver {
@@ -60,18 +62,19 @@ impl AppSampleResolver {
         if !raw.value.is_finite() {
             return None;
         }
-        let (source, mut labels) = match raw.daemon {
+        let (daemon, own) = self.sources.get(raw.source);
+        let (source, mut labels) = match daemon {
             Some(id) => {
-                let labels = self.labels.get(&id).cloned().unwrap_or_default();
-                (Source::Daemon(id), labels)
+                let labels = self.labels.get(id).cloned().unwrap_or_default();
+                (Source::Daemon(id.clone()), labels)
             }
             None => (Source::Host, Labels::empty()),
         };
-        if !raw.labels.is_empty() {
+        if !own.is_empty() {
             labels = if labels.is_empty() {
-                raw.labels
+                own.clone()
             } else {
-                Labels::from_pairs(labels.iter().chain(raw.labels.iter()))
+                Labels::from_pairs(labels.iter().chain(own.iter()))
             };
         }
         let (metric, kind): (MetricName, MetricKind) = match raw.kind {
@@ -153,8 +156,8 @@ mod tests {
 
     fn raw(daemon: Option<&str>, metric: &'static str, kind: RawKind, value: f64) -> RawSample {
         RawSample {
-            labels: Labels::empty(),
-            daemon: daemon.map(DaemonId::new),
+            source: crate::recorder::sources::register(daemon.map(DaemonId::new), Labels::empty())
+                .unwrap(),
             metric: metric.into(),
             extra: None,
             kind,
