@@ -76,7 +76,7 @@ fn spans(c: &mut Criterion) {
 fn histograms(c: &mut Criterion) {
     use perfvisor_actors::collector::histogram::{Closed, Histograms};
     use perfvisor_actors::collector::{AppSampleResolver, Resolved};
-    use perfvisor_actors::recorder::{RawKind, RawSample};
+    use perfvisor_actors::recorder::{RawKind, RawSample, Stamp};
     use perfvisor_actors::types::{Labels, MetricName};
 
     let drained = Drained::new();
@@ -102,7 +102,7 @@ fn histograms(c: &mut Criterion) {
         extra: None,
         kind,
         value: 0.004 + (i % 97) as f64 * 1e-5,
-        ts_ms: i * 20,
+        at: Stamp::wall(i * 20),
     };
     let mut resolver = AppSampleResolver::default();
     let mut i = 0i64;
