@@ -59,8 +59,10 @@ pub struct RawSample {
     pub source: SourceId,
     /// The metric (or the operation, for profile samples).
     pub metric: MetricName,
-    /// For [`RawKind::OperationExtra`], the attached metric's name.
-    pub extra: Option<MetricName>,
+    /// For [`RawKind::OperationExtra`], the attached metric's name (boxed: the pointer
+    /// keeps every sample at 56 bytes, where the name inline took 72; only extras pay the
+    /// allocation).
+    pub extra: Option<Box<MetricName>>,
     /// How to interpret it.
     pub kind: RawKind,
     /// The value.
@@ -156,6 +158,9 @@ impl StampConverter {
         ns.div_euclid(1_000_000)
     }
 }
+
+// Every sample is a slot of the channel: keep it small (fewer cache lines per push).
+const _: () = assert!(std::mem::size_of::<RawSample>() <= 56);
 
 /// Records application metrics. Cheap to clone; `Send + Sync`; never blocks.
 #[derive(Clone, Debug)]
@@ -297,7 +302,7 @@ impl Recorder {
         for (metric, value) in extras {
             self.push_at(
                 op.clone(),
-                Some(metric),
+                Some(Box::new(metric)),
                 RawKind::OperationExtra,
                 value,
                 counter,
@@ -315,7 +320,7 @@ impl Recorder {
     fn push(
         &self,
         metric: MetricName,
-        extra: Option<MetricName>,
+        extra: Option<Box<MetricName>>,
         kind: RawKind,
         value: f64,
     ) -> bool {
@@ -328,7 +333,7 @@ impl Recorder {
     fn push_at(
         &self,
         metric: MetricName,
-        extra: Option<MetricName>,
+        extra: Option<Box<MetricName>>,
         kind: RawKind,
         value: f64,
         counter: Option<u64>,

@@ -120,7 +120,7 @@ impl AppSampleResolver {
             RawKind::OperationExtra => {
                 let extra = raw
                     .extra
-                    .as_ref()
+                    .as_deref()
                     .map(MetricName::as_str)
                     .unwrap_or("value");
                 (
