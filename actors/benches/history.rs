@@ -380,6 +380,7 @@ fn bytes_per_sample(dir: &Path) {
                 .collect(),
         })
         .collect();
+    let trickle = nab_trickle(dir, &nab);
     let mut sets: Vec<(&str, Vec<Series>)> = vec![
         ("real process, 1 Hz", real_process_series(3600)),
         ("NAB, native 5-minute spacing", nab),
@@ -409,9 +410,14 @@ fn bytes_per_sample(dir: &Path) {
     let empty = dir.join("empty.db");
     let (handle, _) = spawn(StorageConfig::new(&empty));
     handle.shutdown(WAIT).expect("shutdown");
+    let unvacuumed = file_bytes(&empty);
     vacuum(&empty).expect("vacuum");
     let empty_bytes = file_bytes(&empty);
-    println!("(an empty database is {empty_bytes} bytes after VACUUM)");
+    println!(
+        "(an empty database is {empty_bytes} bytes after VACUUM, {unvacuumed} before, \
+         {} pages of 4 KiB)",
+        empty_bytes / 4096
+    );
     println!(
         "| data | samples | chunk payload B/sample | whole file B/sample (after VACUUM) | \
          (file − empty file) B/sample |"
@@ -455,19 +461,30 @@ fn bytes_per_sample(dir: &Path) {
         }
         handle.compact_now(WAIT).expect("compact");
         handle.shutdown(WAIT).expect("shutdown");
+        // What a user's file holds: nothing runs VACUUM by itself.
+        let unvacuumed = (file_bytes(&path), free_pages(&path));
         vacuum(&path).expect("vacuum");
         let summary = StorageReader::open(&path)
             .expect("open")
             .summary()
             .expect("summary");
         println!(
-            "| {name} | {total} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {total} | {:.2} | {:.3} | {:.3} |",
             summary.chunk_bytes as f64 / total as f64,
             file_bytes(&path) as f64 / total as f64,
             file_bytes(&path).saturating_sub(empty_bytes) as f64 / total as f64
         );
         if name.starts_with("NAB, native") {
+            println!(
+                "|   before VACUUM: {} B ({:.2} B/sample), {} pages free | | | | |",
+                unvacuumed.0,
+                unvacuumed.0 as f64 / total as f64,
+                unvacuumed.1
+            );
             print_tables(&path, total);
+        }
+        if name.starts_with("NAB, native") {
+            println!("{trickle}");
         }
         if name.starts_with("real") {
             println!("|   per metric (chunk payload) | | | | |");
@@ -498,6 +515,81 @@ fn bytes_per_sample(dir: &Path) {
             }
         }
     }
+}
+
+/// NAB's series as a live writer receives them: every series moved to start at `T0` (so
+/// they run side by side, 5 minutes apart as recorded), stored an hour at a time with the
+/// clock just past that hour and compacted then, as maintenance does, and no VACUUM: the
+/// file a user has. Returns the table row to print.
+fn nab_trickle(dir: &Path, nab: &[Series]) -> String {
+    let path = dir.join("bytes-nab-trickle.db");
+    let _ = std::fs::remove_file(&path);
+    let series: Vec<Series> = nab
+        .iter()
+        .map(|s| {
+            let first = s.samples.first().map_or(0, |f| f.0);
+            Series {
+                key: s.key.clone(),
+                kind: s.kind,
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|&(ts, v)| (ts - first + T0, v))
+                    .collect(),
+            }
+        })
+        .collect();
+    let total: usize = series.iter().map(|s| s.samples.len()).sum();
+    let end = series
+        .iter()
+        .filter_map(|s| s.samples.last())
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(T0);
+    let clock = ManualClock::new(T0);
+    let (handle, _) = spawn(
+        StorageConfig::new(&path)
+            .clock(Arc::new(clock.clone()))
+            .retention(forever()),
+    );
+    let mut next = vec![0usize; series.len()];
+    let mut hour = T0;
+    while hour <= end {
+        let mut samples = Vec::new();
+        for (s, at) in series.iter().zip(next.iter_mut()) {
+            while let Some(&(ts_ms, value)) = s.samples.get(*at).filter(|x| x.0 < hour + HOUR_MS) {
+                samples.push(Sample {
+                    series: s.key.clone(),
+                    kind: s.kind,
+                    ts_ms,
+                    value,
+                });
+                *at += 1;
+            }
+        }
+        assert!(handle.store_blocking(Arc::new(MetricBatch { samples }), WAIT));
+        hour += HOUR_MS;
+        clock.set_ms(hour + 3 * 60_000);
+        handle.compact_now(WAIT).expect("compact");
+    }
+    clock.set_ms(end + DAY_MS);
+    handle.compact_now(WAIT).expect("compact");
+    handle.shutdown(WAIT).expect("shutdown");
+    let (bytes, free) = (file_bytes(&path), free_pages(&path));
+    vacuum(&path).expect("vacuum");
+    format!(
+        "|   the same fed an hour at a time on one timeline, compacted hourly, no VACUUM: \
+         {bytes} B, {:.2} B/sample, {free} pages free ({:.2} after VACUUM) | {total} | | | |",
+        bytes as f64 / total as f64,
+        file_bytes(&path) as f64 / total as f64
+    )
+}
+
+/// Pages on the file's freelist.
+fn free_pages(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|c| c.query_row("PRAGMA freelist_count", [], |r| r.get(0)))
+        .unwrap_or(-1)
 }
 
 /// Prints where a file's pages go: per table and index, its pages and bytes per sample

@@ -17,31 +17,93 @@ pub type TimestampMs = i64;
 
 /// The identifier a host gives one of its daemons (for example `"indexer-ws1"`).
 ///
-/// Cheap to clone (a shared string). Ids are compared as exact strings.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DaemonId(Arc<str>);
+/// Cheap to clone (a shared string). Ids are compared as exact strings. The id's hash is
+/// computed once when it is made and kept beside the text, so hashing a [`SeriesKey`] on a
+/// sample's way through the writer, analyzer and alert maps does not read the string again,
+/// and two clones of one id compare equal by pointer.
+#[derive(Clone)]
+pub struct DaemonId(Arc<DaemonText>);
+
+/// The text of a daemon id with its hash, shared by every clone of the id.
+struct DaemonText {
+    hash: u64,
+    text: Box<str>,
+}
 
 impl DaemonId {
     /// Wraps a string as a daemon id.
     pub fn new(id: impl AsRef<str>) -> Self {
-        DaemonId(Arc::from(id.as_ref()))
+        DaemonId::from_box(Box::from(id.as_ref()))
+    }
+    fn from_box(text: Box<str>) -> Self {
+        DaemonId(Arc::new(DaemonText {
+            hash: content_hash(&*text),
+            text,
+        }))
     }
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.text
     }
+}
+
+impl PartialEq for DaemonId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.text == other.0.text)
+    }
+}
+
+impl Eq for DaemonId {}
+
+impl std::hash::Hash for DaemonId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl PartialOrd for DaemonId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DaemonId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Serialize for DaemonId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DaemonId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(DaemonId::from)
+    }
+}
+
+/// The hash a [`DaemonId`] or [`Labels`] keeps of its content: foldhash's quality hasher,
+/// seeded once per process (so ids and labels from the API cannot be chosen to collide).
+/// Equal contents have equal hashes within a process; hashes are never stored.
+fn content_hash<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<foldhash::quality::RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one(value)
 }
 
 impl fmt::Display for DaemonId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for DaemonId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", &*self.0)
+        write!(f, "{:?}", self.as_str())
     }
 }
 
@@ -53,7 +115,7 @@ impl From<&str> for DaemonId {
 
 impl From<String> for DaemonId {
     fn from(s: String) -> Self {
-        DaemonId(Arc::from(s))
+        DaemonId::from_box(s.into_boxed_str())
     }
 }
 
@@ -109,9 +171,26 @@ impl fmt::Display for Source {
 /// A metric name with its unit spelled out (`process.memory.usage_bytes`).
 ///
 /// Static names cost no allocation, which keeps [`crate::recorder::Recorder::record`] cheap.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Two names at one address (clones, or the same constant) compare equal without reading
+/// the text.
+#[derive(Clone, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MetricName(Cow<'static, str>);
+
+impl PartialEq for MetricName {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        std::ptr::eq(a, b) || a == b
+    }
+}
+
+impl Eq for MetricName {}
+
+impl std::hash::Hash for MetricName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl MetricName {
     /// A name known at compile time.
@@ -151,11 +230,83 @@ impl From<String> for MetricName {
 /// A bounded label set (daemon project, network interface...), sorted by key.
 ///
 /// Never put a pid or a request id here: every distinct label set is a new series.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Labels(Option<Arc<BTreeMap<String, String>>>);
+///
+/// Like [`DaemonId`], a label set is shared and keeps the hash of its pairs, computed once
+/// when it is built: hashing it costs one word, and two clones compare equal by pointer.
+#[derive(Clone, Default)]
+pub struct Labels(Option<Arc<LabelSet>>);
+
+/// The pairs of a non-empty [`Labels`] with their hash.
+struct LabelSet {
+    hash: u64,
+    map: BTreeMap<String, String>,
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || (a.hash == b.hash && a.map == b.map),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.as_ref().map_or(0, |set| set.hash));
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.map().cmp(&other.map())
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Labels").field(&self.map()).finish()
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = Option::<BTreeMap<String, String>>::deserialize(deserializer)?;
+        Ok(Labels::from_map(map.unwrap_or_default()))
+    }
+}
 
 impl Labels {
+    /// The pairs, if there is any.
+    fn map(&self) -> Option<&BTreeMap<String, String>> {
+        self.0.as_ref().map(|set| &set.map)
+    }
+    /// A label set of `map` (none for an empty map), its hash computed here once.
+    fn from_map(map: BTreeMap<String, String>) -> Self {
+        if map.is_empty() {
+            Labels(None)
+        } else {
+            Labels(Some(Arc::new(LabelSet {
+                hash: content_hash(&map),
+                map,
+            })))
+        }
+    }
     /// No labels.
     pub const fn empty() -> Self {
         Labels(None)
@@ -168,20 +319,16 @@ impl Labels {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        if map.is_empty() {
-            Labels(None)
-        } else {
-            Labels(Some(Arc::new(map)))
-        }
+        Labels::from_map(map)
     }
     /// The value of one label.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.as_ref()?.get(key).map(String::as_str)
+        self.map()?.get(key).map(String::as_str)
     }
     /// Iterates over `(key, value)` in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
+        self.map()
+            .into_iter()
             .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
     /// True when there is no label.
@@ -638,6 +785,54 @@ mod tests {
         }
         assert_eq!(Source::from_text("daemon:"), None);
         assert_eq!(Source::from_text("elsewhere"), None);
+    }
+
+    /// Ids and label sets built apart from the same text are equal, hash alike (the kept
+    /// hash is of the content, not of the allocation), order by text, and survive serde;
+    /// different contents differ.
+    #[test]
+    fn kept_hashes_follow_content() {
+        use std::hash::BuildHasher;
+        let state = foldhash::fast::RandomState::default();
+        let key = |d: &str, l: Labels| SeriesKey::new(Source::Daemon(DaemonId::new(d)), "m", l);
+        let (a, b) = (
+            key("d1", Labels::from_pairs([("project", "p")])),
+            key("d1", Labels::from_pairs([("project", "p")])),
+        );
+        assert_eq!(a, b);
+        assert_eq!(state.hash_one(&a), state.hash_one(&b));
+        assert_eq!(a.clone(), a);
+        for other in [
+            key("d2", Labels::from_pairs([("project", "p")])),
+            key("d1", Labels::from_pairs([("project", "q")])),
+            key("d1", Labels::empty()),
+        ] {
+            assert_ne!(a, other);
+        }
+        assert!(DaemonId::new("a") < DaemonId::new("b"));
+        assert!(Labels::empty() < Labels::from_pairs([("a", "1")]));
+        assert!(Labels::from_pairs([("a", "1")]) < Labels::from_pairs([("a", "2")]));
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            json,
+            r#"{"source":{"kind":"daemon","id":"d1"},"metric":"m","labels":{"project":"p"}}"#
+        );
+        let back: SeriesKey = serde_json::from_str(&json).unwrap();
+        assert_eq!((state.hash_one(&back), back), (state.hash_one(&a), a));
+        // An empty map reads as no labels, like `from_pairs` of nothing.
+        let empty: Labels = serde_json::from_str("{}").unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty, Labels::empty());
+        assert_eq!(
+            format!("{:?}", Labels::from_pairs([("a", "1")])),
+            r#"Labels(Some({"a": "1"}))"#
+        );
+        // A daemon id is one pointer (its length and hash sit behind it), so a key is
+        // 48 bytes in every per-series map (56 with an `Arc<str>` id).
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(std::mem::size_of::<DaemonId>(), 8);
+            assert_eq!(std::mem::size_of::<SeriesKey>(), 48);
+        }
     }
 
     /// Labels are sorted and their text form round-trips.

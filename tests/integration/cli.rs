@@ -668,3 +668,96 @@ fn logs_silences_and_queries_speak_to_people() {
         "{stderr}"
     );
 }
+
+/// The lazy tables (events, alerts, alert state, actions, remote-write cursors) of the
+/// database, in that order, that a running `perfvisor run` has created so far.
+fn lazy_tables(db: &Path) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    [
+        "events",
+        "alerts",
+        "alert_state",
+        "actions",
+        "remote_write_cursor",
+    ]
+    .into_iter()
+    .filter(|t| {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [t],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    })
+    .map(str::to_string)
+    .collect()
+}
+
+/// Issue 19: a `perfvisor run` that had no event, alert or action keeps none of their tables
+/// in its database; `alerts` and `silence list` answer empty, and the alert engine's restore
+/// at start reads the missing state table as empty (no warning). The first silence creates
+/// its table and is there again after a restart.
+#[test]
+fn tables_are_created_when_first_written() {
+    let mut pv = Instance::new();
+    pv.write_config("default_rules = false", "");
+    pv.start();
+    pv.wait_for(&["status", "--json"], "the API", |s| {
+        s.contains("\"daemons\"")
+    });
+    let listed = |args: &[&str]| -> serde_json::Value {
+        let out = pv.cli(args);
+        assert!(out.status.success(), "{args:?}: {:?}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(listed(&["alerts", "--json"]), serde_json::json!([]));
+    assert_eq!(
+        listed(&["silence", "list", "--json"]),
+        serde_json::json!([])
+    );
+    // The host's first samples are on disk: the database is in use, the lazy tables absent.
+    pv.wait_for(
+        &[
+            "query",
+            "--metric",
+            "system.memory.usage_bytes",
+            "--since",
+            "1m",
+        ],
+        "a stored host sample",
+        |s| !s.trim().is_empty(),
+    );
+    assert_eq!(lazy_tables(&pv.db), Vec::<String>::new());
+
+    let out = pv.cli(&[
+        "silence",
+        "add",
+        "rule=nightly_backup",
+        "--for",
+        "1h",
+        "--id",
+        "s1",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let started = Instant::now();
+    while lazy_tables(&pv.db).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            pv.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lazy_tables(&pv.db), vec!["alert_state".to_string()]);
+    assert!(pv.terminate().success(), "{}", pv.log_text());
+    pv.start();
+    let list = pv.wait_for(&["silence", "list", "--json"], "the silence back", |s| {
+        s.contains("\"s1\"")
+    });
+    assert!(list.contains("nightly_backup"), "{list}");
+    let log = pv.log_text();
+    assert!(!log.contains("not restored"), "{log}");
+}

@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
+pub(crate) use super::pending::Pending;
 use super::varint;
 use super::writer::{insert_head, window_of, INSERT_HEAD};
 use super::StorageError;
-use crate::types::FastMap;
 
 /// The log is folded once its samples span this much sample time (30 s).
 pub(crate) const FOLD_SPAN_MS: i64 = 30_000;
@@ -242,39 +242,6 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(moved)
 }
 
-/// What the writer flushed into the log since the last fold, kept in memory per series so
-/// a fold writes head rows straight from it instead of reading and decoding the log back.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    by_series: FastMap<i64, Vec<(i64, f64)>>,
-    samples: u64,
-}
-
-impl Pending {
-    /// Notes samples of `series` just committed to the log.
-    pub(crate) fn add(&mut self, series: i64, samples: &[(i64, f64)]) {
-        if samples.is_empty() {
-            return;
-        }
-        self.by_series
-            .entry(series)
-            .or_default()
-            .extend_from_slice(samples);
-        self.samples += samples.len() as u64;
-    }
-
-    /// Forgets what was folded, keeping the per-series allocations of series that had
-    /// samples (they will have more).
-    fn clear(&mut self) {
-        self.by_series.retain(|_, samples| {
-            let keep = !samples.is_empty();
-            samples.clear();
-            keep
-        });
-        self.samples = 0;
-    }
-}
-
 /// [`fold`] from what the writer kept in memory: the same head rows, without reading the
 /// log back. Checks in the caller's transaction that the log holds exactly the samples
 /// `pending` holds (another process, `perfvisor compact`, may have folded it meanwhile);
@@ -286,27 +253,17 @@ pub(crate) fn fold_pending(
     let logged: i64 = conn
         .prepare_cached("SELECT coalesce(sum(count), 0) FROM head_log")?
         .query_row([], |r| r.get(0))?;
-    if logged.max(0) as u64 != pending.samples {
+    if logged.max(0) as u64 != pending.samples() {
         return Ok(None);
     }
-    let mut sorted = Vec::new();
-    for (&series, samples) in &pending.by_series {
-        if samples.is_empty() {
-            continue;
+    let moved = pending.samples();
+    pending.drain_each(|series, samples| {
+        if !samples.is_sorted_by_key(|&(ts, _)| ts) {
+            samples.sort_by_key(|&(ts, _)| ts);
         }
-        let samples = if samples.is_sorted_by_key(|&(ts, _)| ts) {
-            samples.as_slice()
-        } else {
-            sorted.clear();
-            sorted.extend_from_slice(samples);
-            sorted.sort_by_key(|&(ts, _)| ts);
-            sorted.as_slice()
-        };
-        write_head_rows(conn, series, samples)?;
-    }
+        write_head_rows(conn, series, samples)
+    })?;
     conn.prepare_cached("DELETE FROM head_log")?.execute([])?;
-    let moved = pending.samples;
-    pending.clear();
     Ok(Some(moved))
 }
 

@@ -38,6 +38,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::config::{Retention, DAY_MS, HOUR_MS};
 use super::rollup::Rollup;
+use super::schema::{self, Lazy};
 use super::sketch::DdSketch;
 use super::writer::count;
 use super::{codec, StorageConfig, StorageStats};
@@ -491,13 +492,16 @@ fn retention_unit(
     if raw_cutoff > raw_done {
         set_mark(conn, RAW_MARK, raw_cutoff)?;
     }
-    let statements: [(&str, Vec<i64>); 6] = [
+    // The lazy tables (`schema::Lazy`) are skipped where the file does not have them.
+    let statements: [(Option<Lazy>, &str, Vec<i64>); 6] = [
         (
+            None,
             "DELETE FROM chunks WHERE id IN \
              (SELECT id FROM chunks WHERE end_ms < ?1 LIMIT ?2)",
             vec![hourly_cutoff, DELETE_ROWS],
         ),
         (
+            None,
             "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \
              (SELECT tier, series_id, bucket_ms FROM rollups \
               WHERE tier = ?3 AND bucket_ms <= ?1 - ?4 AND bucket_ms < ?5 LIMIT ?2)",
@@ -510,25 +514,34 @@ fn retention_unit(
             ],
         ),
         (
+            None,
             "DELETE FROM rollups WHERE (tier, series_id, bucket_ms) IN \
              (SELECT tier, series_id, bucket_ms FROM rollups \
               WHERE tier = ?3 AND bucket_ms <= ?1 - ?4 LIMIT ?2)",
             vec![daily_cutoff, DELETE_ROWS, TIER_DAILY, DAY_MS],
         ),
         (
+            Some(Lazy::Events),
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts_ms < ?1 LIMIT ?2)",
             vec![now_ms.saturating_sub(settings.events_ms), DELETE_ROWS],
         ),
         (
+            Some(Lazy::Alerts),
             "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE ts_ms < ?1 LIMIT ?2)",
             vec![now_ms.saturating_sub(settings.alerts_ms), DELETE_ROWS],
         ),
         (
+            Some(Lazy::Actions),
             "DELETE FROM actions WHERE id IN (SELECT id FROM actions WHERE ts_ms < ?1 LIMIT ?2)",
             vec![now_ms.saturating_sub(settings.alerts_ms), DELETE_ROWS],
         ),
     ];
-    for (sql, args) in statements {
+    for (table, sql, args) in statements {
+        if let Some(table) = table {
+            if !schema::has_table(conn, table)? {
+                continue;
+            }
+        }
         let deleted = conn
             .prepare_cached(sql)?
             .execute(rusqlite::params_from_iter(args))?;

@@ -34,6 +34,7 @@ pub mod fuzzing;
 mod handle;
 mod headlog;
 mod maintenance;
+mod pending;
 mod query;
 mod reader;
 mod rollup;

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{DAY_MS, HOUR_MS};
 use super::query::{self, Query, SeriesResult};
+use super::schema::{self, Lazy};
 use super::StorageError;
-use super::{codec, headlog, maintenance, schema};
+use super::{codec, headlog, maintenance};
 use crate::types::{
     ActionRecord, Alert, DaemonId, LifecycleEvent, LifecycleKind, MetricKind, SeriesKey,
     TimestampMs,
@@ -248,8 +249,8 @@ impl StorageReader {
             chunk_bytes: one("SELECT coalesce(sum(length(data)), 0) FROM chunks")?,
             hourly_rollups: one("SELECT count(*) FROM rollups WHERE tier = 1")?,
             daily_rollups: one("SELECT count(*) FROM rollups WHERE tier = 2")?,
-            events: one("SELECT count(*) FROM events")?,
-            alerts: one("SELECT count(*) FROM alerts")?,
+            events: self.count_rows(Lazy::Events)?,
+            alerts: self.count_rows(Lazy::Alerts)?,
             used_bytes: maintenance::used_bytes(&self.conn)?,
             file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
         })
@@ -262,6 +263,9 @@ impl StorageReader {
         from_ms: TimestampMs,
         to_ms: TimestampMs,
     ) -> Result<Vec<LifecycleEvent>, StorageError> {
+        if !schema::has_table(&self.conn, Lazy::Events)? {
+            return Ok(Vec::new());
+        }
         let mut stmt;
         let rows = match daemon {
             Some(d) => {
@@ -301,6 +305,9 @@ impl StorageReader {
         from_ms: TimestampMs,
         to_ms: TimestampMs,
     ) -> Result<Vec<Alert>, StorageError> {
+        if !schema::has_table(&self.conn, Lazy::Alerts)? {
+            return Ok(Vec::new());
+        }
         let rows: Vec<(i64, String)> = match daemon {
             Some(d) => self
                 .conn
@@ -330,6 +337,9 @@ impl StorageReader {
 
     /// Every persisted alert-engine state, as (key, JSON), by key.
     pub fn alert_states(&self) -> Result<Vec<(String, String)>, StorageError> {
+        if !schema::has_table(&self.conn, Lazy::AlertState)? {
+            return Ok(Vec::new());
+        }
         let rows = self
             .conn
             .prepare_cached("SELECT key, json FROM alert_state ORDER BY key")?
@@ -345,6 +355,9 @@ impl StorageReader {
         from_ms: TimestampMs,
         to_ms: TimestampMs,
     ) -> Result<Vec<ActionRecord>, StorageError> {
+        if !schema::has_table(&self.conn, Lazy::Actions)? {
+            return Ok(Vec::new());
+        }
         let map = |r: &Row<'_>| -> rusqlite::Result<ActionRecord> {
             Ok(ActionRecord {
                 ts_ms: r.get(0)?,
@@ -392,6 +405,19 @@ impl StorageReader {
         Ok(())
     }
 
+    /// Rows of a lazy table; none when the file does not have it.
+    fn count_rows(&self, table: Lazy) -> Result<u64, StorageError> {
+        if !schema::has_table(&self.conn, table)? {
+            return Ok(0);
+        }
+        let n: i64 =
+            self.conn
+                .query_row(&format!("SELECT count(*) FROM {}", table.name()), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn corrupt(&self, what: String) -> StorageError {
         StorageError::Corrupt {
             path: self.path.clone(),
@@ -404,7 +430,7 @@ impl StorageReader {
     }
 }
 
-/// The remote-write cursors (schema version 5's `remote_write_cursor`): where each remote
+/// The remote-write cursors (`remote_write_cursor`, created by the first save): where each remote
 /// has shipped up to. Owned by the remote-write shipper, which writes it through this
 /// connection of its own (one small row per send), never through the storage writer.
 #[derive(Debug)]
@@ -423,6 +449,9 @@ impl RemoteCursors {
 
     /// Where remote `name` is: the next `(ts_ms, series_id)` to ship, if it has a cursor.
     pub fn load(&self, name: &str) -> Result<Option<(TimestampMs, i64)>, StorageError> {
+        if !schema::has_table(&self.conn, Lazy::RemoteWriteCursor)? {
+            return Ok(None);
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT ts_ms, series_id FROM remote_write_cursor WHERE name = ?1")?
@@ -438,6 +467,9 @@ impl RemoteCursors {
         cursor: (TimestampMs, i64),
         now_ms: TimestampMs,
     ) -> Result<(), StorageError> {
+        // The first save creates the table (a statement of its own: should the insert
+        // below fail, an empty table is left, which reads as no cursor).
+        schema::create_lazy(&self.conn, Lazy::RemoteWriteCursor)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO remote_write_cursor (name, ts_ms, series_id, updated_ms) \
@@ -549,6 +581,92 @@ mod tests {
         handle.shutdown(Duration::from_secs(30)).unwrap();
         let reader = StorageReader::open(&path).unwrap();
         assert_eq!(reader.alerts(0, 10).unwrap(), vec![sample_alert(6)]);
+    }
+
+    /// A file that never had an event, alert, alert state, action or remote-write cursor has
+    /// none of those tables, and every read of them answers empty; maintenance (retention
+    /// of events, alerts and actions) runs without them. Each first write creates its table
+    /// only, and a reader opened before sees it.
+    #[test]
+    fn lazy_tables_read_empty_until_first_written() {
+        use crate::storage::schema::{has_table, Lazy};
+        use crate::types::{ActionRecord, LifecycleKind};
+
+        let (_dir, path) = temp_db();
+        let handle = crate::storage::tests::spawn_test(&path);
+        let key = SeriesKey::new(Source::Host, "app.requests", Labels::empty());
+        let samples = (0..10)
+            .map(|i| Sample {
+                series: key.clone(),
+                kind: MetricKind::Gauge,
+                ts_ms: i * 300_000,
+                value: i as f64,
+            })
+            .collect();
+        assert!(handle.store(Arc::new(MetricBatch { samples })));
+        handle.compact_now(Duration::from_secs(30)).unwrap();
+        let reader = StorageReader::open(&path).unwrap();
+        let lazy_present = || -> Vec<Lazy> {
+            let conn = Connection::open(&path).unwrap();
+            Lazy::ALL
+                .into_iter()
+                .filter(|&t| has_table(&conn, t).unwrap())
+                .collect()
+        };
+        assert_eq!(lazy_present(), vec![]);
+        let d = DaemonId::new("d");
+        let (all, one) = (None, Some(&d));
+        assert_eq!(reader.events(all, i64::MIN, i64::MAX).unwrap(), vec![]);
+        assert_eq!(reader.events(one, i64::MIN, i64::MAX).unwrap(), vec![]);
+        assert_eq!(reader.alerts(i64::MIN, i64::MAX).unwrap(), vec![]);
+        assert_eq!(reader.alerts_of(one, i64::MIN, i64::MAX).unwrap(), vec![]);
+        assert_eq!(reader.alert_states().unwrap(), vec![]);
+        assert_eq!(reader.actions(all, i64::MIN, i64::MAX).unwrap(), vec![]);
+        assert_eq!(reader.actions(one, i64::MIN, i64::MAX).unwrap(), vec![]);
+        let summary = reader.summary().unwrap();
+        assert_eq!((summary.events, summary.alerts), (0, 0));
+        assert_eq!(summary.chunk_samples, 10);
+        let cursors = RemoteCursors::open(&path).unwrap();
+        assert_eq!(cursors.load("central").unwrap(), None);
+        assert_eq!(lazy_present(), vec![]);
+
+        let event = LifecycleEvent {
+            daemon: d.clone(),
+            pid: 7,
+            ts_ms: 5,
+            kind: LifecycleKind::Started,
+            detail: String::new(),
+            intended: false,
+        };
+        assert!(handle.record_event(event.clone()));
+        handle.flush(Duration::from_secs(30)).unwrap();
+        assert_eq!(lazy_present(), vec![Lazy::Events]);
+        assert_eq!(reader.events(one, 0, 10).unwrap(), vec![event]);
+        assert!(handle.record_alert(sample_alert(6)));
+        assert!(handle.save_alert_state("k".into(), Some("{}".into()), 6));
+        let action = ActionRecord {
+            ts_ms: 7,
+            daemon: Some(d.clone()),
+            rule: "leak".into(),
+            action: "restart".into(),
+            outcome: "done".into(),
+            detail: String::new(),
+        };
+        assert!(handle.record_action(action.clone()));
+        handle.flush(Duration::from_secs(30)).unwrap();
+        cursors.save("central", (8, 1), 8).unwrap();
+        assert_eq!(lazy_present(), Lazy::ALL.to_vec());
+        assert_eq!(reader.alerts(0, 10).unwrap(), vec![sample_alert(6)]);
+        assert_eq!(
+            reader.alert_states().unwrap(),
+            vec![("k".to_string(), "{}".to_string())]
+        );
+        assert_eq!(reader.actions(one, 0, 10).unwrap(), vec![action]);
+        assert_eq!(cursors.load("central").unwrap(), Some((8, 1)));
+        let summary = reader.summary().unwrap();
+        assert_eq!((summary.events, summary.alerts), (1, 1));
+        handle.compact_now(Duration::from_secs(30)).unwrap();
+        handle.shutdown(Duration::from_secs(30)).unwrap();
     }
 
     /// The forward read returns every series' samples in (timestamp, series id) order from

@@ -79,12 +79,39 @@ const MIGRATIONS: &[Migration] = &[
         sql: SCHEMA_V6,
         convert: None,
     },
+    Migration {
+        version: 7,
+        sql: SCHEMA_V7,
+        convert: None,
+    },
 ];
 
-/// Version 1: one row per sample, plus events and alerts.
+/// Version 1: one row per sample. Version 1 also created `events` and `alerts` (with the
+/// indexes [`Lazy::Events`] and [`Lazy::Alerts`] create, and `alerts_by_rule_time`); since
+/// version 7 they are created when first written, and files made before keep them.
 ///
 /// `value` may be NULL because SQLite stores NaN as NULL.
 const SCHEMA_V1: &str = "
+CREATE TABLE series (
+    id     INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    kind   INTEGER NOT NULL,
+    UNIQUE (source, metric, labels)
+);
+CREATE TABLE samples (
+    series_id INTEGER NOT NULL,
+    ts_ms     INTEGER NOT NULL,
+    value     REAL
+);
+CREATE INDEX samples_by_series_time ON samples (series_id, ts_ms);
+";
+
+/// Version 1's statements as a perfvisor of that version ran them (with `events` and
+/// `alerts`), for tests that build an old database.
+#[cfg(test)]
+pub(crate) const SCHEMA_V1_FOR_TESTS: &str = "
 CREATE TABLE series (
     id     INTEGER PRIMARY KEY,
     source TEXT NOT NULL,
@@ -122,10 +149,6 @@ CREATE INDEX alerts_by_time ON alerts (ts_ms);
 CREATE INDEX alerts_by_rule_time ON alerts (rule, ts_ms);
 CREATE INDEX alerts_by_daemon_time ON alerts (daemon, ts_ms);
 ";
-
-/// Version 1's statements, for tests that build an old database.
-#[cfg(test)]
-pub(crate) const SCHEMA_V1_FOR_TESTS: &str = SCHEMA_V1;
 
 /// Version 2: head rows, compressed chunks and rollup tiers replace one row per sample.
 ///
@@ -198,14 +221,16 @@ INSERT INTO schema_migrations (version, applied_ms, applied_by)
     VALUES (1, NULL, 'a perfvisor before migrations were recorded');
 ";
 
-/// Version 3: alert state that survives a restart, and the history of actions.
-///
-/// - `alert_state`: one row per key (a (rule, series) state of the alert engine, or a
-///   silence), its value the engine's own JSON; rewritten when it changes, deleted when
-///   it goes back to inactive or expires.
-/// - `actions`: every action perfvisor took or refused (restart, command), with the alert
-///   that asked for it and the outcome.
-const SCHEMA_V3: &str = "
+/// Version 3: alert state that survives a restart (`alert_state`), and the history of
+/// actions (`actions`). Since version 7 both are created when first written
+/// ([`Lazy::AlertState`], [`Lazy::Actions`]); files migrated before keep them (with the
+/// `actions_by_daemon_time` index, which version 6 drops).
+const SCHEMA_V3: &str = "";
+
+/// Version 3's statements as a perfvisor of versions 3 to 6 ran them, for tests that build
+/// an old database.
+#[cfg(test)]
+const SCHEMA_V3_FOR_TESTS: &str = "
 CREATE TABLE alert_state (
     key        TEXT PRIMARY KEY,
     json       TEXT NOT NULL,
@@ -237,11 +262,14 @@ CREATE TABLE head_log (
 );
 ";
 
-/// Version 5: remote-write cursors. One row per `[[remote_write]]` name: everything at or
-/// after (`ts_ms`, `series_id`), in that order, is still to be shipped. Written by the
-/// remote-write shipper through its own connection ([`open_sidecar`]), not by the storage
-/// writer: the history tables stay the writer's alone.
-const SCHEMA_V5: &str = "
+/// Version 5: remote-write cursors (`remote_write_cursor`). Since version 7 the table is
+/// created when first written ([`Lazy::RemoteWriteCursor`]); files migrated before keep it.
+const SCHEMA_V5: &str = "";
+
+/// Version 5's statement as a perfvisor of versions 5 and 6 ran it, for tests that build an
+/// old database.
+#[cfg(test)]
+const SCHEMA_V5_FOR_TESTS: &str = "
 CREATE TABLE remote_write_cursor (
     name       TEXT PRIMARY KEY,
     ts_ms      INTEGER NOT NULL,
@@ -258,6 +286,146 @@ const SCHEMA_V6: &str = "
 DROP INDEX IF EXISTS alerts_by_rule_time;
 DROP INDEX IF EXISTS actions_by_daemon_time;
 ";
+
+/// Version 7: the tables many files never write ([`Lazy`]: events, alerts, alert state,
+/// actions, remote-write cursors) are created by the transaction that writes their first
+/// row, and a reader takes a missing one as empty. A fresh file holds 10 fewer b-trees (10
+/// pages of 4 KiB). Nothing is converted: a file that has the tables keeps them. The
+/// version marks that the file may lack them, so a perfvisor before this one refuses it
+/// (`TooNew`) instead of failing on the first event it writes.
+const SCHEMA_V7: &str = "";
+
+/// A table created by the transaction that writes its first row (schema version 7): one
+/// that many files never write, so a file without alerts pays no pages for them. Writers
+/// call [`create_lazy`] before their first write in a transaction; readers check
+/// [`has_table`] and answer empty without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lazy {
+    /// Lifecycle events (`events`), written by the storage writer.
+    Events,
+    /// Alert history (`alerts`), written by the storage writer.
+    Alerts,
+    /// Alert-engine states and silences (`alert_state`), written by the storage writer.
+    AlertState,
+    /// Actions taken or refused (`actions`), written by the storage writer.
+    Actions,
+    /// Remote-write positions (`remote_write_cursor`), written by the shipper's own
+    /// connection ([`open_sidecar`]).
+    RemoteWriteCursor,
+}
+
+impl Lazy {
+    /// Every lazy table.
+    #[cfg(test)]
+    pub(crate) const ALL: [Lazy; 5] = [
+        Lazy::Events,
+        Lazy::Alerts,
+        Lazy::AlertState,
+        Lazy::Actions,
+        Lazy::RemoteWriteCursor,
+    ];
+
+    /// The table's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Lazy::Events => "events",
+            Lazy::Alerts => "alerts",
+            Lazy::AlertState => "alert_state",
+            Lazy::Actions => "actions",
+            Lazy::RemoteWriteCursor => "remote_write_cursor",
+        }
+    }
+
+    /// The table and its indexes as versions 1–6 created them (less the two indexes
+    /// version 6 drops), each `IF NOT EXISTS`.
+    fn sql(self) -> &'static str {
+        match self {
+            Lazy::Events => {
+                "
+CREATE TABLE IF NOT EXISTS events (
+    id     INTEGER PRIMARY KEY,
+    daemon TEXT NOT NULL,
+    pid    INTEGER NOT NULL,
+    ts_ms  INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (ts_ms);
+CREATE INDEX IF NOT EXISTS events_by_daemon_time ON events (daemon, ts_ms);
+"
+            }
+            Lazy::Alerts => {
+                "
+CREATE TABLE IF NOT EXISTS alerts (
+    id       INTEGER PRIMARY KEY,
+    ts_ms    INTEGER NOT NULL,
+    rule     TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    daemon   TEXT,
+    json     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (ts_ms);
+CREATE INDEX IF NOT EXISTS alerts_by_daemon_time ON alerts (daemon, ts_ms);
+"
+            }
+            // One row per key: the alert engine's own JSON, rewritten when it changes,
+            // deleted when it goes back to inactive or expires.
+            Lazy::AlertState => {
+                "
+CREATE TABLE IF NOT EXISTS alert_state (
+    key        TEXT PRIMARY KEY,
+    json       TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"
+            }
+            // Every action perfvisor took or refused, with the alert that asked for it.
+            Lazy::Actions => {
+                "
+CREATE TABLE IF NOT EXISTS actions (
+    id      INTEGER PRIMARY KEY,
+    ts_ms   INTEGER NOT NULL,
+    daemon  TEXT,
+    rule    TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actions_by_time ON actions (ts_ms);
+"
+            }
+            // One row per `[[remote_write]]` name: everything at or after
+            // (`ts_ms`, `series_id`), in that order, is still to be shipped.
+            Lazy::RemoteWriteCursor => {
+                "
+CREATE TABLE IF NOT EXISTS remote_write_cursor (
+    name       TEXT PRIMARY KEY,
+    ts_ms      INTEGER NOT NULL,
+    series_id  INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"
+            }
+        }
+    }
+}
+
+/// Whether the file has `table` (a reader takes a missing lazy table as empty). Tables are
+/// never dropped, so once true it stays true.
+pub(crate) fn has_table(conn: &Connection, table: Lazy) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([table.name()])
+}
+
+/// Creates `table` and its indexes unless the file has them. Call it in the transaction
+/// that writes the table's first row, so a rolled-back write leaves no empty table.
+pub(crate) fn create_lazy(conn: &Connection, table: Lazy) -> rusqlite::Result<()> {
+    if !has_table(conn, table)? {
+        conn.execute_batch(table.sql())?;
+    }
+    Ok(())
+}
 
 /// Moves version 1's sample rows into head rows (one per series and hour window), so the
 /// compactor turns them into chunks and rollups like any other fresh data, then drops the
@@ -360,6 +528,12 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(open_error)?;
     migrate(&mut conn, path, from)?;
+    if from == 0 {
+        // Version 2 drops version 1's sample table; in a new file its pages are free at
+        // once and would stay so (maintenance hands pages back only past a threshold).
+        conn.execute_batch("PRAGMA incremental_vacuum")
+            .map_err(open_error)?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -614,8 +788,8 @@ mod tests {
             "chunks",
             "rollups",
             "maintenance",
-            "events",
-            "alerts",
+            "schema_migrations",
+            "head_log",
         ] {
             let n: i64 = conn
                 .query_row(
@@ -683,46 +857,170 @@ mod tests {
         assert!(matches!(err, StorageError::NotPerfvisor { .. }), "{err}");
     }
 
-    /// Version 6 drops the two indexes no query uses, in new files and in a version 5 file.
+    /// Builds a file as a perfvisor of schema `version` (1 to 6) left it: the statements
+    /// that version ran, not today's.
+    fn historic_file(path: &Path, version: usize) -> Connection {
+        let historic = [
+            SCHEMA_V1_FOR_TESTS,
+            SCHEMA_V2,
+            SCHEMA_V3_FOR_TESTS,
+            SCHEMA_V4,
+            SCHEMA_V5_FOR_TESTS,
+            SCHEMA_V6,
+        ];
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "page_size", PAGE_SIZE).unwrap();
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .unwrap();
+        conn.pragma_update(None, "journal_mode", "wal").unwrap();
+        for (sql, step) in historic.iter().zip(MIGRATIONS).take(version) {
+            conn.execute_batch(sql).unwrap();
+            if let Some(convert) = step.convert {
+                convert(&conn).unwrap();
+            }
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
+    /// `(type, name, sql)` of every schema object, by name.
+    fn schema_of(conn: &Connection) -> Vec<(String, String, String)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        schema_of(conn)
+            .into_iter()
+            .filter(|o| o.0 == "table")
+            .map(|o| o.1)
+            .collect()
+    }
+
+    /// Version 6 drops the two indexes no query uses from a version 5 file.
     #[test]
     fn unused_indexes_are_dropped() {
-        let index_names = |conn: &Connection| -> Vec<String> {
-            let mut stmt = conn
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
-                .unwrap();
-            let names = stmt.query_map([], |r| r.get(0)).unwrap();
-            names.collect::<Result<_, _>>().unwrap()
-        };
         let (_dir, path) = temp_db();
-        let conn = open_writer(&path).unwrap();
-        let fresh = index_names(&conn);
+        let conn = historic_file(&path, 5);
+        let names = |conn: &Connection| -> Vec<String> {
+            schema_of(conn)
+                .into_iter()
+                .filter(|o| o.0 == "index")
+                .map(|o| o.1)
+                .collect()
+        };
+        let old = names(&conn);
         for gone in ["alerts_by_rule_time", "actions_by_daemon_time"] {
-            assert!(!fresh.iter().any(|n| n == gone), "{gone} in {fresh:?}");
+            assert!(old.iter().any(|n| n == gone), "{gone} not in {old:?}");
+        }
+        drop(conn);
+        let conn = open_writer(&path).unwrap();
+        let now = names(&conn);
+        for gone in ["alerts_by_rule_time", "actions_by_daemon_time"] {
+            assert!(!now.iter().any(|n| n == gone), "{gone} in {now:?}");
         }
         for kept in [
             "alerts_by_daemon_time",
             "actions_by_time",
             "events_by_daemon_time",
         ] {
-            assert!(
-                fresh.iter().any(|n| n == kept),
-                "{kept} missing from {fresh:?}"
-            );
+            assert!(now.iter().any(|n| n == kept), "{kept} missing from {now:?}");
         }
-        // A file as version 5 left it.
-        conn.execute_batch(
-            "CREATE INDEX alerts_by_rule_time ON alerts (rule, ts_ms);
-             CREATE INDEX actions_by_daemon_time ON actions (daemon, ts_ms);
-             PRAGMA user_version = 5;",
-        )
-        .unwrap();
-        drop(conn);
+    }
+
+    /// Version 7: a fresh file has none of the lazy tables, and its fixed cost is 15 pages
+    /// (25 before); a lazy table created later is the very table (and indexes) an old file
+    /// migrated to this version has, so both kinds of file are one schema.
+    #[test]
+    fn lazy_tables_are_created_when_first_written() {
+        let (_dir, path) = temp_db();
         let conn = open_writer(&path).unwrap();
-        assert_eq!(index_names(&conn), fresh);
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
+        let fresh = tables(&conn);
+        for table in Lazy::ALL {
+            assert!(!has_table(&conn, table).unwrap(), "{table:?}");
+            assert!(!fresh.iter().any(|t| t == table.name()), "{fresh:?}");
+        }
+        let pages: i64 = conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 6);
+        let free: i64 = conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            (pages, free),
+            (15, 0),
+            "page 1, the pointer map and 13 b-trees"
+        );
+        for table in Lazy::ALL {
+            create_lazy(&conn, table).unwrap();
+            assert!(has_table(&conn, table).unwrap(), "{table:?}");
+            // A second time changes nothing.
+            create_lazy(&conn, table).unwrap();
+        }
+        let (_dir6, old) = temp_db();
+        drop(historic_file(&old, 6));
+        let migrated = open_writer(&old).unwrap();
+        assert_eq!(schema_of(&migrated), schema_of(&conn));
+    }
+
+    /// A file of every older version migrates to this one and keeps the lazy tables it had,
+    /// rows included; the ones its version never created are left to their first write.
+    #[test]
+    fn old_files_keep_their_tables() {
+        for version in 1..=6usize {
+            let (_dir, path) = temp_db();
+            let conn = historic_file(&path, version);
+            conn.execute(
+                "INSERT INTO events (daemon, pid, ts_ms, kind, detail) VALUES ('d', 1, 5, 'started', '')",
+                [],
+            )
+            .unwrap();
+            let mut had = vec![Lazy::Events, Lazy::Alerts];
+            if version >= 3 {
+                conn.execute(
+                    "INSERT INTO alert_state (key, json, updated_ms) VALUES ('k', '{}', 1)",
+                    [],
+                )
+                .unwrap();
+                had.extend([Lazy::AlertState, Lazy::Actions]);
+            }
+            if version >= 5 {
+                had.push(Lazy::RemoteWriteCursor);
+            }
+            drop(conn);
+            let conn = open_writer(&path).unwrap();
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, SCHEMA_VERSION, "from version {version}");
+            for table in Lazy::ALL {
+                assert_eq!(
+                    has_table(&conn, table).unwrap(),
+                    had.contains(&table),
+                    "{table:?} from version {version}"
+                );
+            }
+            let events: i64 = conn
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(events, 1, "from version {version}");
+            if version >= 3 {
+                let states: i64 = conn
+                    .query_row("SELECT count(*) FROM alert_state", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(states, 1, "from version {version}");
+            }
+        }
     }
 
     /// A reader refuses an empty file instead of reporting an empty history.

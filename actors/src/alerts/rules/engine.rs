@@ -199,8 +199,8 @@ impl Tracked {
 #[derive(Debug, Default)]
 pub struct RuleEngine {
     rules: Vec<ThresholdRule>,
-    /// Sample-fed rules by metric.
-    by_metric: HashMap<String, Vec<usize>>,
+    /// Sample-fed rules by metric (looked up once per sample: foldhash, as the states).
+    by_metric: FastMap<String, Vec<usize>>,
     states: FastMap<SeriesKey, Vec<Tracked>>,
     /// The latest intended stop or restart of each daemon: samples it took before that
     /// moment (still in flight when the event came) feed no absence rule, so the old
@@ -215,7 +215,7 @@ impl RuleEngine {
         let mut e = RuleEngine {
             intended_at: HashMap::new(),
             rules,
-            by_metric: HashMap::new(),
+            by_metric: FastMap::default(),
             states: FastMap::default(),
         };
         e.index();

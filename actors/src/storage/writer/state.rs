@@ -8,7 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::buffers::{Buffers, Flushed};
 use super::commands::StorageFault;
 use crate::storage::config::HOUR_MS;
-use crate::storage::{codec, headlog, schema, StorageError};
+use crate::storage::schema::{self, Lazy};
+use crate::storage::{codec, headlog, StorageError};
 use crate::types::{AlertState, FastMap, MetricKind, SeriesKey};
 
 /// Insert of one head row; shared with the schema migration.
@@ -157,52 +158,66 @@ impl WriterState {
                     headlog::encode(groups.into_iter()),
                 ])?;
             }
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for event in &buffers.events {
-                insert.execute(params![
-                    event.daemon.as_str(),
-                    event.pid,
-                    event.ts_ms,
-                    event.kind.as_str(),
-                    event.detail,
-                ])?;
+            // Events, alerts, alert states and actions go to tables created when first
+            // written (`schema::Lazy`), in this transaction: a rolled-back flush leaves none.
+            if !buffers.events.is_empty() {
+                schema::create_lazy(&tx, Lazy::Events)?;
+                let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+                for event in &buffers.events {
+                    insert.execute(params![
+                        event.daemon.as_str(),
+                        event.pid,
+                        event.ts_ms,
+                        event.kind.as_str(),
+                        event.detail,
+                    ])?;
+                }
             }
             flushed.events = buffers.events.len() as u64;
-            let mut insert = tx.prepare_cached(INSERT_ALERT)?;
-            for (alert, json) in &buffers.alerts {
-                insert.execute(params![
-                    alert.at_ms,
-                    alert.rule,
-                    alert_state_text(alert.state),
-                    alert.severity.to_string(),
-                    alert.daemon.as_ref().map(|d| d.as_str()),
-                    json,
-                ])?;
+            if !buffers.alerts.is_empty() {
+                schema::create_lazy(&tx, Lazy::Alerts)?;
+                let mut insert = tx.prepare_cached(INSERT_ALERT)?;
+                for (alert, json) in &buffers.alerts {
+                    insert.execute(params![
+                        alert.at_ms,
+                        alert.rule,
+                        alert_state_text(alert.state),
+                        alert.severity.to_string(),
+                        alert.daemon.as_ref().map(|d| d.as_str()),
+                        json,
+                    ])?;
+                }
             }
             flushed.alerts = buffers.alerts.len() as u64;
-            let mut upsert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO alert_state (key, json, updated_ms) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut delete = tx.prepare_cached("DELETE FROM alert_state WHERE key = ?1")?;
-            for (key, json, ts) in &buffers.alert_states {
-                match json {
-                    Some(json) => upsert.execute(params![key, json, ts])?,
-                    None => delete.execute([key])?,
-                };
+            if !buffers.alert_states.is_empty() {
+                schema::create_lazy(&tx, Lazy::AlertState)?;
+                let mut upsert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO alert_state (key, json, updated_ms) VALUES (?1, ?2, ?3)",
+                )?;
+                let mut delete = tx.prepare_cached("DELETE FROM alert_state WHERE key = ?1")?;
+                for (key, json, ts) in &buffers.alert_states {
+                    match json {
+                        Some(json) => upsert.execute(params![key, json, ts])?,
+                        None => delete.execute([key])?,
+                    };
+                }
             }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO actions (ts_ms, daemon, rule, action, outcome, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for a in &buffers.actions {
-                insert.execute(params![
-                    a.ts_ms,
-                    a.daemon.as_ref().map(|d| d.as_str()),
-                    a.rule,
-                    a.action,
-                    a.outcome,
-                    a.detail
-                ])?;
+            if !buffers.actions.is_empty() {
+                schema::create_lazy(&tx, Lazy::Actions)?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO actions (ts_ms, daemon, rule, action, outcome, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for a in &buffers.actions {
+                    insert.execute(params![
+                        a.ts_ms,
+                        a.daemon.as_ref().map(|d| d.as_str()),
+                        a.rule,
+                        a.action,
+                        a.outcome,
+                        a.detail
+                    ])?;
+                }
             }
         }
         tx.commit()?;
