@@ -76,7 +76,7 @@ fn spans(c: &mut Criterion) {
 fn histograms(c: &mut Criterion) {
     use perfvisor_actors::collector::histogram::{Closed, Histograms};
     use perfvisor_actors::collector::{AppSampleResolver, Resolved};
-    use perfvisor_actors::recorder::{RawKind, RawSample};
+    use perfvisor_actors::recorder::{RawKind, RawSample, Stamp};
     use perfvisor_actors::types::{Labels, MetricName};
 
     let drained = Drained::new();
@@ -91,15 +91,18 @@ fn histograms(c: &mut Criterion) {
         b.iter(|| rec.observe("request_latency_seconds", 0.004))
     });
     let metric = MetricName::from("request_latency_seconds");
-    let labels = Labels::from_pairs([("route", "/search")]);
+    let source = perfvisor_actors::recorder::sources::register(
+        None,
+        Labels::from_pairs([("route", "/search")]),
+    )
+    .expect("a source");
     let raw = |kind: RawKind, i: i64| RawSample {
-        daemon: None,
+        source,
         metric: metric.clone(),
         extra: None,
         kind,
         value: 0.004 + (i % 97) as f64 * 1e-5,
-        ts_ms: i * 20,
-        labels: labels.clone(),
+        at: Stamp::wall(i * 20),
     };
     let mut resolver = AppSampleResolver::default();
     let mut i = 0i64;

@@ -15,10 +15,19 @@
 //! `clock_gettime`. Where the counter is not invariant `quanta` falls back to the OS's
 //! monotonic clock. Its calibration against that clock runs once per process, when the
 //! first recorder is made (under a millisecond, 200 ms at the very most).
+//!
+//! The same counter reading that ends an operation stamps its samples when the recorder runs
+//! on the system clock: the collector converts it to wall time against a (counter, wall
+//! clock) pair it reads for every batch (see [`StampConverter`]), so the guard reads no
+//! wall clock at all. Other samples, and every sample on another clock (a test's manual
+//! one), are stamped with the clock's coarse reading as they are pushed.
 
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+pub mod sources;
+pub use sources::{SourceCache, SourceId, MAX_SOURCES};
 
 use crate::telemetry::RecorderStats;
 use crate::types::{DaemonId, Labels, MetricName, SharedClock, TimestampMs};
@@ -44,34 +53,135 @@ pub enum RawKind {
 /// One sample as recorded, before the collector resolves its series.
 #[derive(Clone, Debug)]
 pub struct RawSample {
-    /// The daemon it belongs to; `None` for the host application itself.
-    pub daemon: Option<DaemonId>,
+    /// The daemon it belongs to (`None` for the host application itself) and the labels of
+    /// its series beside the daemon's own (these win on a clash), registered once per
+    /// recorder (see [`sources`]).
+    pub source: SourceId,
     /// The metric (or the operation, for profile samples).
     pub metric: MetricName,
-    /// For [`RawKind::OperationExtra`], the attached metric's name.
-    pub extra: Option<MetricName>,
+    /// For [`RawKind::OperationExtra`], the attached metric's name (boxed: the pointer
+    /// keeps every sample at 56 bytes, where the name inline took 72; only extras pay the
+    /// allocation).
+    pub extra: Option<Box<MetricName>>,
     /// How to interpret it.
     pub kind: RawKind,
     /// The value.
     pub value: f64,
     /// When it was recorded.
-    pub ts_ms: TimestampMs,
-    /// Labels of the sample's series, beside the daemon's own (these win on a clash).
-    pub labels: Labels,
+    pub at: Stamp,
 }
+
+/// When a sample was recorded: wall-clock milliseconds, or the raw time-stamp counter
+/// reading that ended a profiled operation (which [`StampConverter`] turns into wall
+/// milliseconds). Eight bytes: the lowest bit tells which.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(u64);
+
+impl Stamp {
+    /// Wall-clock milliseconds since the Unix epoch (within ±2^62).
+    pub const fn wall(ms: TimestampMs) -> Stamp {
+        Stamp((ms as u64) << 1)
+    }
+    /// A raw reading of the recorder's counter (its top bit is dropped: 73 years of a 4 GHz
+    /// counter).
+    pub const fn counter(raw: u64) -> Stamp {
+        Stamp((raw << 1) | 1)
+    }
+    /// The wall-clock milliseconds, when it is a wall stamp.
+    pub const fn wall_ms(self) -> Option<TimestampMs> {
+        if self.0 & 1 == 0 {
+            Some((self.0 as i64) >> 1)
+        } else {
+            None
+        }
+    }
+    /// The counter reading (without its top bit), when it is a counter stamp.
+    pub const fn counter_raw(self) -> Option<u64> {
+        if self.0 & 1 == 1 {
+            Some(self.0 >> 1)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.wall_ms(), self.counter_raw()) {
+            (Some(ms), _) => write!(f, "Stamp::wall({ms})"),
+            (_, raw) => write!(f, "Stamp::counter({})", raw.unwrap_or(0)),
+        }
+    }
+}
+
+/// Turns [`Stamp`]s into wall-clock milliseconds. A counter stamp is converted against a
+/// (counter, system wall clock) pair read at the first counter stamp after each
+/// [`StampConverter::reanchor`] (the collector re-anchors for every batch, so a sample is
+/// converted within milliseconds of its recording): the result is the system's wall time
+/// when the counter was read, within a millisecond plus the counter's calibration error
+/// (under 0.1 %) of the sample's age. The wall clock's own steps (NTP) between recording
+/// and conversion move it as they would have moved a wall reading.
+#[derive(Debug, Default)]
+pub struct StampConverter {
+    /// Made at the first counter stamp (quanta's calibration is once per process).
+    timer: Option<quanta::Clock>,
+    /// The counter reading (top bit dropped, as in a stamp) and the wall time, in ns since
+    /// the Unix epoch, read together.
+    anchor: Option<(u64, i64)>,
+}
+
+impl StampConverter {
+    /// Reads a new (counter, wall clock) pair at the next counter stamp.
+    pub fn reanchor(&mut self) {
+        self.anchor = None;
+    }
+
+    /// The stamp in wall-clock milliseconds since the Unix epoch.
+    pub fn wall_ms(&mut self, stamp: Stamp) -> TimestampMs {
+        let Some(raw) = stamp.counter_raw() else {
+            return stamp.wall_ms().unwrap_or(0);
+        };
+        let timer = self.timer.get_or_insert_with(quanta::Clock::new);
+        let (at, wall_ns) = *self.anchor.get_or_insert_with(|| {
+            let at = timer.raw() & (u64::MAX >> 1);
+            let wall_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            (at, wall_ns)
+        });
+        let ns = if raw <= at {
+            wall_ns - timer.delta_as_nanos(raw, at) as i64
+        } else {
+            wall_ns + timer.delta_as_nanos(at, raw) as i64
+        };
+        ns.div_euclid(1_000_000)
+    }
+}
+
+// Every sample is a slot of the channel: keep it small (fewer cache lines per push).
+const _: () = assert!(std::mem::size_of::<RawSample>() <= 56);
 
 /// Records application metrics. Cheap to clone; `Send + Sync`; never blocks.
 #[derive(Clone, Debug)]
 pub struct Recorder {
     tx: Sender<RawSample>,
-    /// Samples the channel may hold before new ones are dropped.
+    /// Samples the channel may hold before new ones are dropped (0 when the source list
+    /// was full: every sample is dropped).
     capacity: usize,
+    /// The channel's bound, whatever this recorder's source.
+    bound: usize,
     clock: SharedClock,
     stats: Arc<RecorderStats>,
     daemon: Option<DaemonId>,
     labels: Labels,
+    /// The (daemon, labels) pair's index, which each sample carries.
+    source: SourceId,
     /// Times profiled operations (see the module documentation).
     timer: quanta::Clock,
+    /// Whether a guard's samples are stamped with its end's counter reading (on the system
+    /// clock) rather than a wall-clock reading.
+    counter_stamps: bool,
 }
 
 /// Creates a recorder and the receiving end its samples go to.
@@ -81,15 +191,19 @@ pub fn channel(
     stats: Arc<RecorderStats>,
 ) -> (Recorder, Receiver<RawSample>) {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let counter_stamps = clock.is_system_time();
     (
         Recorder {
             tx,
             capacity: capacity.max(1),
+            bound: capacity.max(1),
             clock,
             stats,
             daemon: None,
             labels: Labels::empty(),
+            source: SourceId::HOST,
             timer: quanta::Clock::new(),
+            counter_stamps,
         },
         rx,
     )
@@ -99,18 +213,31 @@ impl Recorder {
     /// A recorder whose samples belong to daemon `id` (its series carry the daemon's
     /// source and labels). Without it, samples belong to the `host` source.
     pub fn for_daemon(&self, id: impl Into<DaemonId>) -> Recorder {
-        Recorder {
-            daemon: Some(id.into()),
-            ..self.clone()
-        }
+        self.for_source(Some(id.into()), self.labels.clone())
     }
 
     /// A recorder whose samples' series also carry `labels` (an endpoint, a queue, a
     /// tenant), beside the daemon's labels. Each label set is a series of its own: keep the
-    /// values few (an HTTP route, not a user id).
+    /// values few (an HTTP route, not a user id). Each distinct (daemon, labels) pair a
+    /// recorder is made for stays registered for the life of the process; past
+    /// [`MAX_SOURCES`] pairs, a recorder for a new one records nothing (its calls return
+    /// false and count as dropped).
     pub fn with_labels(&self, labels: Labels) -> Recorder {
+        self.for_source(self.daemon.clone(), labels)
+    }
+
+    /// This recorder for another (daemon, labels) pair, registered once here.
+    fn for_source(&self, daemon: Option<DaemonId>, labels: Labels) -> Recorder {
+        let (source, capacity) = match sources::register(daemon.clone(), labels.clone()) {
+            Some(source) => (source, self.bound),
+            // The source list is full: a capacity of 0 drops (and counts) every sample.
+            None => (SourceId::HOST, 0),
+        };
         Recorder {
+            daemon,
             labels,
+            source,
+            capacity,
             ..self.clone()
         }
     }
@@ -161,11 +288,27 @@ impl Recorder {
         seconds: f64,
         extras: impl IntoIterator<Item = (MetricName, f64)>,
     ) {
-        let op = operation.into();
+        self.push_operation(operation.into(), seconds, extras, None);
+    }
+
+    /// Pushes an operation's extras and duration, stamped with `counter` when given.
+    fn push_operation(
+        &self,
+        op: MetricName,
+        seconds: f64,
+        extras: impl IntoIterator<Item = (MetricName, f64)>,
+        counter: Option<u64>,
+    ) {
         for (metric, value) in extras {
-            self.push(op.clone(), Some(metric), RawKind::OperationExtra, value);
+            self.push_at(
+                op.clone(),
+                Some(Box::new(metric)),
+                RawKind::OperationExtra,
+                value,
+                counter,
+            );
         }
-        self.push(op, None, RawKind::OperationDuration, seconds);
+        self.push_at(op, None, RawKind::OperationDuration, seconds, counter);
     }
 
     /// Samples waiting to be drained.
@@ -173,23 +316,40 @@ impl Recorder {
         self.tx.len()
     }
 
+    #[inline]
     fn push(
         &self,
         metric: MetricName,
-        extra: Option<MetricName>,
+        extra: Option<Box<MetricName>>,
         kind: RawKind,
         value: f64,
+    ) -> bool {
+        self.push_at(metric, extra, kind, value, None)
+    }
+
+    /// Pushes a sample stamped with the `counter` reading, or without one with the clock's
+    /// coarse reading (taken only when the sample is accepted).
+    #[inline]
+    fn push_at(
+        &self,
+        metric: MetricName,
+        extra: Option<Box<MetricName>>,
+        kind: RawKind,
+        value: f64,
+        counter: Option<u64>,
     ) -> bool {
         // Three atomic loads, no read-modify-write: the list channel's length.
         if self.tx.len() < self.capacity {
             let sample = RawSample {
-                daemon: self.daemon.clone(),
+                source: self.source,
                 metric,
                 extra,
                 kind,
                 value,
-                ts_ms: self.clock.now_ms_coarse(),
-                labels: self.labels.clone(),
+                at: match counter {
+                    Some(raw) => Stamp::counter(raw),
+                    None => Stamp::wall(self.clock.now_ms_coarse()),
+                },
             };
             // Accepted samples are not counted here (one contended atomic less on the hot
             // path): accepted = drained by the intake + still in the channel.
@@ -226,11 +386,12 @@ impl ProfileGuard<'_> {
     }
 
     fn record(&mut self) -> f64 {
-        let timer = &self.recorder.timer;
-        let seconds = timer.delta_as_nanos(self.start, timer.raw()) as f64 * 1e-9;
+        let rec = self.recorder;
+        let end = rec.timer.raw();
+        let seconds = rec.timer.delta_as_nanos(self.start, end) as f64 * 1e-9;
         if let Some(op) = self.operation.take() {
-            self.recorder
-                .record_operation(op, seconds, self.extras.drain(..));
+            let stamp = rec.counter_stamps.then_some(end);
+            rec.push_operation(op, seconds, self.extras.drain(..), stamp);
         }
         seconds
     }
@@ -258,7 +419,7 @@ mod tests {
         assert_eq!(rec.backlog(), 2);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
         let first = rx.recv().unwrap();
-        assert_eq!(first.ts_ms, 5);
+        assert_eq!(first.at.wall_ms(), Some(5));
         assert_eq!(first.kind, RawKind::Gauge);
         drop(rx.recv().unwrap());
         assert!(rec.observe("c", 1.0));
@@ -293,6 +454,54 @@ mod tests {
         }
     }
 
+    /// On the system clock a guard's samples carry the counter reading that ended it;
+    /// converted after 30 ms in the channel, the stamp is the wall time between the readings
+    /// taken around the guard's end, a millisecond allowed each way (whole milliseconds).
+    /// Other samples carry the clock's coarse reading.
+    #[test]
+    fn guard_stamps_convert_to_the_wall_time_of_its_end() {
+        let stats = Arc::new(RecorderStats::default());
+        use crate::types::{Clock, SystemClock};
+        let clock = SystemClock;
+        let (rec, rx) = channel(16, Arc::new(clock), stats);
+        let mut converter = StampConverter::default();
+        for pause_ms in [0u64, 5, 40] {
+            let mut guard = rec.profile("op");
+            guard.add_metric("items", 1.0);
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            let lo = clock.now_ms();
+            drop(guard);
+            let hi = clock.now_ms();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            converter.reanchor();
+            for _ in 0..2 {
+                let s = rx.try_recv().unwrap();
+                assert!(s.at.counter_raw().is_some(), "{:?}", s.at);
+                let ts = converter.wall_ms(s.at);
+                assert!(lo - 1 <= ts && ts <= hi + 1, "{ts} not in {lo}..={hi}");
+            }
+        }
+        let lo = crate::types::coarse_now_ms();
+        assert!(rec.record("x", 1.0));
+        let at = rx.try_recv().unwrap().at;
+        let ts = at.wall_ms().unwrap();
+        assert!(lo <= ts && ts <= clock.now_ms(), "{ts} from {lo}");
+        assert_eq!(converter.wall_ms(at), ts);
+    }
+
+    /// On another clock (a test's manual one) the guard's samples carry that clock's time.
+    #[test]
+    fn guard_stamps_with_a_manual_clock() {
+        let stats = Arc::new(RecorderStats::default());
+        let (rec, rx) = channel(16, Arc::new(ManualClock::new(42_000)), stats);
+        drop(rec.profile("op"));
+        let at = rx.try_recv().unwrap().at;
+        assert_eq!(at.wall_ms(), Some(42_000));
+        assert_eq!(StampConverter::default().wall_ms(at), 42_000);
+        assert_eq!(Stamp::wall(-5).wall_ms(), Some(-5));
+        assert_eq!(Stamp::counter(7).counter_raw(), Some(7));
+    }
+
     /// The profile guard records its extras and then its duration, once.
     #[test]
     fn profile_guard_records_on_drop() {
@@ -312,7 +521,10 @@ mod tests {
         assert_eq!(extra.value, 12.0);
         let dur = rx.try_recv().unwrap();
         assert_eq!(dur.kind, RawKind::OperationDuration);
-        assert_eq!(dur.daemon, Some(DaemonId::new("d1")));
+        assert_eq!(
+            dur.source.resolve(),
+            (Some(DaemonId::new("d1")), Labels::empty())
+        );
         assert!(dur.value >= 0.0);
         assert!(rx.try_recv().is_err());
     }

@@ -685,6 +685,12 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now_ms_coarse(&self) -> TimestampMs {
         self.now_ms()
     }
+    /// True when `now_ms` is the system's wall clock. The recorder then stamps a profiled
+    /// operation's samples with the time-stamp counter reading that ends it, and the
+    /// collector converts that to the system's wall time. Defaults to false.
+    fn is_system_time(&self) -> bool {
+        false
+    }
 }
 
 /// The wall clock.
@@ -700,6 +706,9 @@ impl Clock for SystemClock {
     }
     fn now_ms_coarse(&self) -> TimestampMs {
         coarse_now_ms()
+    }
+    fn is_system_time(&self) -> bool {
+        true
     }
 }
 

@@ -136,6 +136,7 @@ impl Collector {
     fn resolve_all(&mut self, raw: impl IntoIterator<Item = RawSample>) -> (Vec<Sample>, Closed) {
         let mut samples = Vec::new();
         let mut closed = Closed::default();
+        self.resolver.begin_batch();
         for r in raw {
             match self.resolver.resolve(r) {
                 Some(Resolved::Sample(s)) => samples.push(s),

@@ -7,7 +7,7 @@ use crate::types::FastMap;
 use std::collections::HashMap;
 
 use crate::metric_names as m;
-use crate::recorder::{RawKind, RawSample};
+use crate::recorder::{RawKind, RawSample, SourceCache, StampConverter};
 use crate::types::{
     DaemonId, DaemonSpec, Labels, MetricKind, MetricName, Sample, SeriesKey, Source, TimestampMs,
 };
@@ -47,6 +47,10 @@ impl Resolved {
 pub struct AppSampleResolver {
     labels: HashMap<DaemonId, Labels>,
     totals: FastMap<SeriesKey, f64>,
+    /// The recorders' (daemon, labels) pairs, by the index samples carry.
+    sources: SourceCache,
+    /// Turns samples' stamps into wall-clock milliseconds.
+    stamps: StampConverter,
 }
 
 impl AppSampleResolver {
@@ -55,23 +59,31 @@ impl AppSampleResolver {
         self.labels.insert(spec.id.clone(), spec.series_labels());
     }
 
+    /// Starts a batch: counter stamps in it are converted against a fresh reading of the
+    /// counter and the wall clock.
+    pub fn begin_batch(&mut self) {
+        self.stamps.reanchor();
+    }
+
     /// Resolves one raw sample; `None` for a non-finite value, which is never stored.
     pub fn resolve(&mut self, raw: RawSample) -> Option<Resolved> {
         if !raw.value.is_finite() {
             return None;
         }
-        let (source, mut labels) = match raw.daemon {
+        let ts_ms = self.stamps.wall_ms(raw.at);
+        let (daemon, own) = self.sources.get(raw.source);
+        let (source, mut labels) = match daemon {
             Some(id) => {
-                let labels = self.labels.get(&id).cloned().unwrap_or_default();
-                (Source::Daemon(id), labels)
+                let labels = self.labels.get(id).cloned().unwrap_or_default();
+                (Source::Daemon(id.clone()), labels)
             }
             None => (Source::Host, Labels::empty()),
         };
-        if !raw.labels.is_empty() {
+        if !own.is_empty() {
             labels = if labels.is_empty() {
-                raw.labels
+                own.clone()
             } else {
-                Labels::from_pairs(labels.iter().chain(raw.labels.iter()))
+                Labels::from_pairs(labels.iter().chain(own.iter()))
             };
         }
         let (metric, kind): (MetricName, MetricKind) = match raw.kind {
@@ -82,7 +94,7 @@ impl AppSampleResolver {
                         metric: raw.metric,
                         labels,
                     },
-                    ts_ms: raw.ts_ms,
+                    ts_ms,
                     value: raw.value,
                 })
             }
@@ -93,7 +105,7 @@ impl AppSampleResolver {
                         metric: m::operation_duration(raw.metric.as_str()).into(),
                         labels,
                     },
-                    ts_ms: raw.ts_ms,
+                    ts_ms,
                     value: raw.value,
                 })
             }
@@ -108,7 +120,7 @@ impl AppSampleResolver {
             RawKind::OperationExtra => {
                 let extra = raw
                     .extra
-                    .as_ref()
+                    .as_deref()
                     .map(MetricName::as_str)
                     .unwrap_or("value");
                 (
@@ -141,7 +153,7 @@ impl AppSampleResolver {
         Some(Resolved::Sample(Sample {
             series,
             kind,
-            ts_ms: raw.ts_ms,
+            ts_ms,
             value,
         }))
     }
@@ -153,13 +165,13 @@ mod tests {
 
     fn raw(daemon: Option<&str>, metric: &'static str, kind: RawKind, value: f64) -> RawSample {
         RawSample {
-            labels: Labels::empty(),
-            daemon: daemon.map(DaemonId::new),
+            source: crate::recorder::sources::register(daemon.map(DaemonId::new), Labels::empty())
+                .unwrap(),
             metric: metric.into(),
             extra: None,
             kind,
             value,
-            ts_ms: 10,
+            at: crate::recorder::Stamp::wall(10),
         }
     }
 
@@ -208,5 +220,69 @@ mod tests {
         assert!(r
             .resolve(raw(None, "x", RawKind::Gauge, f64::NAN))
             .is_none());
+    }
+
+    /// A recorder's daemon and labels reach the series through its source index: the
+    /// daemon's labels beside the recorder's (which win on a clash), for each of several
+    /// recorders made from one another; a guard's counter stamp becomes the wall time.
+    #[test]
+    fn recorder_sources_resolve_to_their_series() {
+        use crate::recorder::channel;
+        use crate::telemetry::RecorderStats;
+        use crate::types::{Clock, SystemClock};
+        use std::sync::Arc;
+
+        let stats = Arc::new(RecorderStats::default());
+        let (base, rx) = channel(64, Arc::new(SystemClock), stats);
+        let mut r = AppSampleResolver::default();
+        r.register(&DaemonSpec::new("logic-src-d", 1).project("ws"));
+        let d = base.for_daemon("logic-src-d");
+        let routed = d.with_labels(Labels::from_pairs([("route", "/a"), ("project", "mine")]));
+        let host_routed = base.with_labels(Labels::from_pairs([("route", "/b")]));
+        let back = routed.for_daemon("logic-src-other");
+        assert!(base.record("m", 1.0));
+        assert!(d.record("m", 2.0));
+        assert!(routed.record("m", 3.0));
+        assert!(host_routed.record("m", 4.0));
+        assert!(back.record("m", 5.0));
+        let lo = SystemClock.now_ms();
+        drop(routed.profile("op"));
+        let hi = SystemClock.now_ms();
+        r.begin_batch();
+        let mut got = Vec::new();
+        while let Ok(s) = rx.try_recv() {
+            got.push(r.resolve(s).unwrap());
+        }
+        let sample = |i: usize| got[i].clone().sample().unwrap().series;
+        assert_eq!(sample(0).source, Source::Host);
+        assert!(sample(0).labels.is_empty());
+        let s = sample(1);
+        assert_eq!(s.source, Source::Daemon(DaemonId::new("logic-src-d")));
+        assert_eq!(s.labels.get("project"), Some("ws"));
+        let s = sample(2);
+        assert_eq!(s.source, Source::Daemon(DaemonId::new("logic-src-d")));
+        assert_eq!(
+            (s.labels.get("project"), s.labels.get("route")),
+            (Some("mine"), Some("/a"))
+        );
+        let s = sample(3);
+        assert_eq!(
+            (s.source, s.labels.get("route")),
+            (Source::Host, Some("/b"))
+        );
+        let s = sample(4);
+        assert_eq!(s.source, Source::Daemon(DaemonId::new("logic-src-other")));
+        assert_eq!(
+            (s.labels.get("project"), s.labels.get("route")),
+            (Some("mine"), Some("/a"))
+        );
+        let Resolved::Observation { series, ts_ms, .. } = got[5].clone() else {
+            panic!("an observation");
+        };
+        assert_eq!(series.labels.get("route"), Some("/a"));
+        assert!(
+            lo - 1 <= ts_ms && ts_ms <= hi + 1,
+            "{ts_ms} not in {lo}..={hi}"
+        );
     }
 }
