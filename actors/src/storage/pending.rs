@@ -16,7 +16,7 @@
 //! arithmetic wraps and the XOR is exact. The bytes never leave memory; nothing decodes
 //! them but [`Pending::drain_each`].
 
-use super::varint;
+use super::varint::{self, unzigzag, zigzag};
 use crate::types::FastMap;
 
 /// One series' samples since the last fold.
@@ -85,14 +85,6 @@ impl Packed {
         self.last_delta = 0;
         self.last_bits = 0;
     }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// What the writer flushed into the log since the last fold, kept in memory per series so

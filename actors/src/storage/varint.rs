@@ -1,5 +1,5 @@
-//! Unsigned LEB128 varints: the integer encoding of every storage blob (chunks, head-log
-//! rows, sketches), written and read here only.
+//! Unsigned LEB128 varints and the zigzag mapping of signed integers: the integer encoding of
+//! every storage blob (chunks, head-log rows, sketches), written and read here only.
 
 /// Most bytes a varint holding a `u64` takes.
 pub(super) const MAX_BYTES: usize = 10;
@@ -27,6 +27,17 @@ pub(super) fn put(out: &mut Vec<u8>, mut v: u64) {
 /// The number of bytes [`put`] writes for `v`.
 pub(super) fn len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Zigzag mapping of a signed integer to an unsigned one, so small magnitudes of either sign
+/// make short varints: 0, -1, 1, -2 … become 0, 1, 2, 3 ….
+pub(super) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Inverse of [`zigzag`].
+pub(super) fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Reads a varint from the front of `bytes`, returning it and the rest.
