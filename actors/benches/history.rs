@@ -72,6 +72,16 @@ struct Series {
     samples: Vec<(i64, f64)>,
 }
 
+/// The latest timestamp of any of `series` (T0 when all are empty).
+fn last_ts(series: &[Series]) -> i64 {
+    series
+        .iter()
+        .filter_map(|s| s.samples.last())
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(T0)
+}
+
 /// Reads a whitespace-separated field list from a /proc file.
 fn proc_fields(path: &str) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -429,12 +439,7 @@ fn bytes_per_sample(dir: &Path) {
             name.replace([' ', ',', '(', ')'], "-")
         ));
         let _ = std::fs::remove_file(&path);
-        let end = series
-            .iter()
-            .filter_map(|s| s.samples.last())
-            .map(|s| s.0)
-            .max()
-            .unwrap_or(T0);
+        let end = last_ts(&series);
         let clock = ManualClock::new(end + DAY_MS);
         let (handle, _) = spawn(
             StorageConfig::new(&path)
@@ -540,12 +545,7 @@ fn nab_trickle(dir: &Path, nab: &[Series]) -> String {
         })
         .collect();
     let total: usize = series.iter().map(|s| s.samples.len()).sum();
-    let end = series
-        .iter()
-        .filter_map(|s| s.samples.last())
-        .map(|s| s.0)
-        .max()
-        .unwrap_or(T0);
+    let end = last_ts(&series);
     let clock = ManualClock::new(T0);
     let (handle, _) = spawn(
         StorageConfig::new(&path)

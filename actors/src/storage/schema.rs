@@ -86,47 +86,42 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Version 1's sample tables: the statements [`SCHEMA_V1`] runs, and the start of what
+/// version 1 ran (`SCHEMA_V1_FOR_TESTS`, which adds the tables created lazily since).
+macro_rules! schema_v1_samples {
+    () => {
+        "
+CREATE TABLE series (
+    id     INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    kind   INTEGER NOT NULL,
+    UNIQUE (source, metric, labels)
+);
+CREATE TABLE samples (
+    series_id INTEGER NOT NULL,
+    ts_ms     INTEGER NOT NULL,
+    value     REAL
+);
+CREATE INDEX samples_by_series_time ON samples (series_id, ts_ms);
+"
+    };
+}
+
 /// Version 1: one row per sample. Version 1 also created `events` and `alerts` (with the
 /// indexes [`Lazy::Events`] and [`Lazy::Alerts`] create, and `alerts_by_rule_time`); since
 /// version 7 they are created when first written, and files made before keep them.
 ///
 /// `value` may be NULL because SQLite stores NaN as NULL.
-const SCHEMA_V1: &str = "
-CREATE TABLE series (
-    id     INTEGER PRIMARY KEY,
-    source TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    kind   INTEGER NOT NULL,
-    UNIQUE (source, metric, labels)
-);
-CREATE TABLE samples (
-    series_id INTEGER NOT NULL,
-    ts_ms     INTEGER NOT NULL,
-    value     REAL
-);
-CREATE INDEX samples_by_series_time ON samples (series_id, ts_ms);
-";
+const SCHEMA_V1: &str = schema_v1_samples!();
 
 /// Version 1's statements as a perfvisor of that version ran them (with `events` and
 /// `alerts`), for tests that build an old database.
 #[cfg(test)]
-pub(crate) const SCHEMA_V1_FOR_TESTS: &str = "
-CREATE TABLE series (
-    id     INTEGER PRIMARY KEY,
-    source TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    kind   INTEGER NOT NULL,
-    UNIQUE (source, metric, labels)
-);
-CREATE TABLE samples (
-    series_id INTEGER NOT NULL,
-    ts_ms     INTEGER NOT NULL,
-    value     REAL
-);
-CREATE INDEX samples_by_series_time ON samples (series_id, ts_ms);
-CREATE TABLE events (
+pub(crate) const SCHEMA_V1_FOR_TESTS: &str = concat!(
+    schema_v1_samples!(),
+    "CREATE TABLE events (
     id     INTEGER PRIMARY KEY,
     daemon TEXT NOT NULL,
     pid    INTEGER NOT NULL,
@@ -148,7 +143,8 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_by_time ON alerts (ts_ms);
 CREATE INDEX alerts_by_rule_time ON alerts (rule, ts_ms);
 CREATE INDEX alerts_by_daemon_time ON alerts (daemon, ts_ms);
-";
+"
+);
 
 /// Version 2: head rows, compressed chunks and rollup tiers replace one row per sample.
 ///
