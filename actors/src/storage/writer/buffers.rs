@@ -10,16 +10,26 @@ use crate::types::{
     ActionRecord, Alert, FastMap, LifecycleEvent, MetricBatch, MetricKind, SeriesKey, TimestampMs,
 };
 
+/// Flushes an idle series' entry (and so its id) is kept through: an hour of 1 s flushes,
+/// so a series sampled every minute or every few keeps its id, while the series of a daemon
+/// gone for an hour are forgotten (a series that comes back is looked up once).
+pub(super) const IDLE_FLUSHES_KEPT: u16 = 3_600;
+
+/// Flushes after which an idle series' sample buffer is freed (its entry stays).
+const IDLE_FLUSHES_BUFFERED: u16 = 8;
+
 /// One series' samples waiting for the next flush.
 #[derive(Debug)]
 pub(super) struct SeriesBuffer {
     pub(super) kind: MetricKind,
-    /// The series' id in the database once a flush has looked it up (so later flushes do
-    /// not hash the key again); forgotten when a transaction is rolled back.
+    /// The series' id in the database once a flush has looked it up (so later flushes
+    /// neither look it up nor hash the key again); forgotten when a transaction is rolled
+    /// back. The entry is the writer's only cache of ids: it is kept while the series is
+    /// idle, up to [`IDLE_FLUSHES_KEPT`] flushes.
     pub(super) id: Option<i64>,
     pub(super) samples: Vec<(i64, f64)>,
-    /// Flushes this entry has sat through empty; idle entries are forgotten.
-    pub(super) idle_flushes: u8,
+    /// Flushes this entry has sat through empty.
+    pub(super) idle_flushes: u16,
 }
 
 /// Everything accepted and not yet committed. Survives writer restarts (it is not rebuilt
@@ -92,16 +102,20 @@ impl Buffers {
         }
     }
 
-    /// Forgets what was just committed and series idle for a while.
+    /// Forgets what was just committed, the sample buffers of series idle for a few flushes,
+    /// and series idle for [`IDLE_FLUSHES_KEPT`] flushes.
     pub(super) fn committed(&mut self) {
         self.series.retain(|_, buffer| {
             if buffer.samples.is_empty() {
                 buffer.idle_flushes = buffer.idle_flushes.saturating_add(1);
+                if buffer.idle_flushes == IDLE_FLUSHES_BUFFERED {
+                    buffer.samples = Vec::new();
+                }
             } else {
                 buffer.idle_flushes = 0;
                 buffer.samples.clear();
             }
-            buffer.idle_flushes < 8
+            buffer.idle_flushes < IDLE_FLUSHES_KEPT
         });
         self.clear_records();
     }
@@ -150,5 +164,59 @@ impl Default for Flushed {
             events: 0,
             alerts: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Labels, Sample, Source};
+
+    fn batch(metric: &'static str, ts_ms: i64) -> MetricBatch {
+        MetricBatch {
+            samples: vec![Sample {
+                series: SeriesKey::new(Source::Host, metric, Labels::empty()),
+                kind: MetricKind::Gauge,
+                ts_ms,
+                value: 1.0,
+            }],
+        }
+    }
+
+    /// An idle series keeps its entry and id (the writer's only id cache) but frees its
+    /// sample buffer after a few flushes; after an hour of flushes it is forgotten, while a
+    /// series sampled now and then never is.
+    #[test]
+    fn idle_series_keep_their_id_for_an_hour_of_flushes() {
+        let mut b = Buffers::default();
+        b.add_samples(&batch("idle", 0), usize::MAX);
+        b.add_samples(&batch("sometimes", 0), usize::MAX);
+        for buffer in b.series.values_mut() {
+            buffer.id = Some(7);
+        }
+        b.committed();
+        let idle = SeriesKey::new(Source::Host, "idle", Labels::empty());
+        for flush in 1..u32::from(IDLE_FLUSHES_KEPT) {
+            if flush % 600 == 0 {
+                b.add_samples(&batch("sometimes", i64::from(flush) * 1_000), usize::MAX);
+            }
+            b.committed();
+            let entry = b.series.get(&idle);
+            assert_eq!(entry.and_then(|e| e.id), Some(7), "flush {flush}");
+            if flush >= u32::from(IDLE_FLUSHES_BUFFERED) {
+                assert_eq!(
+                    entry.map(|e| e.samples.capacity()),
+                    Some(0),
+                    "flush {flush}"
+                );
+            }
+        }
+        b.committed();
+        assert!(
+            !b.series.contains_key(&idle),
+            "forgotten after an hour idle"
+        );
+        let sometimes = SeriesKey::new(Source::Host, "sometimes", Labels::empty());
+        assert_eq!(b.series.get(&sometimes).and_then(|e| e.id), Some(7));
     }
 }

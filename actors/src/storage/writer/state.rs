@@ -10,7 +10,7 @@ use super::commands::StorageFault;
 use crate::storage::config::HOUR_MS;
 use crate::storage::schema::{self, Lazy};
 use crate::storage::{codec, headlog, StorageError};
-use crate::types::{AlertState, FastMap, MetricKind, SeriesKey};
+use crate::types::{AlertState, MetricKind, SeriesKey};
 
 /// Insert of one head row; shared with the schema migration.
 pub(in crate::storage) const INSERT_HEAD: &str =
@@ -63,15 +63,12 @@ fn alert_state_text(state: AlertState) -> &'static str {
     }
 }
 
-/// The state a writer builds from its config: the connection and the series-id cache.
-/// Thrown away and rebuilt on restart.
+/// The state a writer builds from its config: the connection and what the head log holds.
+/// Thrown away and rebuilt on restart. (Series ids are cached in the buffers' entries,
+/// which survive restarts: ids are never reused, series rows never deleted.)
 pub(in crate::storage) struct WriterState {
     path: PathBuf,
     pub(in crate::storage) conn: Connection,
-    /// Series ids already in the database, so flushes do not SELECT. Cleared whenever a
-    /// transaction is rolled back, since a rolled-back insert may have put an id here that no
-    /// longer exists.
-    series_ids: FastMap<SeriesKey, i64>,
     /// What the head log holds, per series, when this connection has seen every row of it
     /// written (from its first fold on); `None` when unknown, and the fold reads the log.
     pub(in crate::storage) pending: Option<headlog::Pending>,
@@ -83,7 +80,6 @@ impl WriterState {
         Ok(WriterState {
             path: path.to_path_buf(),
             conn: schema::open_writer(path)?,
-            series_ids: FastMap::default(),
             pending: None,
         })
     }
@@ -110,7 +106,7 @@ impl WriterState {
                 Ok(flushed)
             }
             Err(e) => {
-                self.series_ids.clear();
+                // A rolled-back insert may have given a buffer an id that no longer exists.
                 buffers.forget_ids();
                 Err(e)
             }
@@ -118,9 +114,7 @@ impl WriterState {
     }
 
     fn write_buffers(&mut self, buffers: &mut Buffers) -> rusqlite::Result<Flushed> {
-        let WriterState {
-            conn, series_ids, ..
-        } = self;
+        let WriterState { conn, .. } = self;
         // IMMEDIATE takes the write lock up front, so the commit cannot fail on lock upgrade.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut flushed = Flushed::default();
@@ -136,7 +130,7 @@ impl WriterState {
                 let id = match buffer.id {
                     Some(id) => id,
                     None => {
-                        let id = series_id(&tx, series_ids, key, buffer.kind)?;
+                        let id = series_id(&tx, key, buffer.kind)?;
                         buffer.id = Some(id);
                         id
                     }
@@ -225,16 +219,9 @@ impl WriterState {
     }
 }
 
-/// The id of a series, from the cache or else from the database (inserting it if new).
-fn series_id(
-    conn: &Connection,
-    series_ids: &mut FastMap<SeriesKey, i64>,
-    key: &SeriesKey,
-    kind: MetricKind,
-) -> rusqlite::Result<i64> {
-    if let Some(&id) = series_ids.get(key) {
-        return Ok(id);
-    }
+/// The id of a series, from the database (inserting it if new). The caller keeps it in the
+/// series' buffer entry.
+fn series_id(conn: &Connection, key: &SeriesKey, kind: MetricKind) -> rusqlite::Result<i64> {
     let source = key.source.as_text();
     let labels = key.labels.to_text();
     let metric = key.metric.as_str();
@@ -251,7 +238,6 @@ fn series_id(
             kind.code()
         ])?,
     };
-    series_ids.insert(key.clone(), id);
     Ok(id)
 }
 
