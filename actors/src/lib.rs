@@ -19,6 +19,7 @@
 //! | [`replay`] | recorded series through the real analyzer and rules, for `perfvisor replay` |
 //! | [`telemetry`], [`counters`], [`selfmon`] | perfvisor's own health: `status()`, its counters, its self-watch |
 //! | [`types`], [`metric_names`], [`names`] | shared vocabulary: ids, series keys, samples, alerts; metric names; Prometheus-safe names |
+//! | [`series_table`] | per-series entries grouped by source, which the writer, analyzer and alert engine keep their state in |
 //! | [`backoff`], [`exec`], [`panic_guard`], [`suggest`] | one of each: backoff with jitter, programs run with a timeout, the panic guard, "did you mean" |
 #![deny(missing_docs)]
 
@@ -35,6 +36,7 @@ pub mod panic_guard;
 pub mod recorder;
 pub mod replay;
 pub mod selfmon;
+pub mod series_table;
 pub mod storage;
 pub mod suggest;
 pub mod supervisor;

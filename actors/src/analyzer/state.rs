@@ -13,6 +13,7 @@
 //!
 //! What is kept per series and what it costs is `series`'s (see its documentation).
 
+use crate::series_table::SeriesTable;
 use crate::types::FastMap;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -183,10 +184,9 @@ pub struct AnalyzerState {
     cfg: JudgeConfig,
     /// The current process of each daemon, once a start was seen.
     instances: HashMap<DaemonId, Instance>,
-    series: FastMap<SeriesKey, SeriesState>,
-    /// The keys of `series` by source, so a daemon's view reads its own dozen series
-    /// instead of scanning every series of every daemon.
-    by_source: FastMap<Source, Vec<SeriesKey>>,
+    /// Grouped by source: a daemon's view reads its own dozen series, and a watcher's batch
+    /// finds its series side by side.
+    series: SeriesTable<SeriesState>,
     restarts: HashMap<DaemonId, VecDeque<TimestampMs>>,
     /// Histogram windows, by the histogram's series (without `quantile`).
     histograms: FastMap<SeriesKey, HistogramWindow>,
@@ -206,8 +206,7 @@ impl AnalyzerState {
             rule: TrendRule::default(),
             cfg,
             instances: HashMap::new(),
-            series: FastMap::default(),
-            by_source: FastMap::default(),
+            series: SeriesTable::new(),
             restarts: HashMap::new(),
             histograms: FastMap::default(),
         }
@@ -240,27 +239,12 @@ impl AnalyzerState {
         out
     }
 
-    /// Rebuilds `by_source` after series were dropped.
-    fn reindex(&mut self) {
-        self.by_source.clear();
-        for k in self.series.keys() {
-            self.by_source
-                .entry(k.source.clone())
-                .or_default()
-                .push(k.clone());
-        }
-    }
-
     /// The series of one source.
     fn of_source<'a>(
         &'a self,
         source: &Source,
     ) -> impl Iterator<Item = (&'a SeriesKey, &'a SeriesState)> + 'a {
-        self.by_source
-            .get(source)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.series.get_key_value(k))
+        self.series.of_source(source)
     }
 
     /// The judgement's thresholds.
@@ -303,19 +287,10 @@ impl AnalyzerState {
                     continue;
                 }
             }
-            let state = match self.series.get_mut(&s.series) {
-                Some(state) => state,
-                None => {
-                    self.by_source
-                        .entry(s.series.source.clone())
-                        .or_default()
-                        .push(s.series.clone());
-                    let span = self.cfg.window_ms;
-                    self.series.entry(s.series.clone()).or_insert_with(|| {
-                        SeriesState::new(s.kind, self.capacity, span, s.series.metric.as_str())
-                    })
-                }
-            };
+            let (capacity, span) = (self.capacity, self.cfg.window_ms);
+            let state = self.series.get_or_insert_with(&s.series, || {
+                SeriesState::new(s.kind, capacity, span, s.series.metric.as_str())
+            });
             if let Some(event) = state.push(s.ts_ms, s.value) {
                 anomalies.push((s.series.clone(), event));
             }
@@ -380,11 +355,8 @@ impl AnalyzerState {
         );
         let source = Source::Daemon(daemon.clone());
         let (capacity, span) = (self.capacity, self.cfg.window_ms);
-        for k in self.by_source.get(&source).into_iter().flatten() {
-            if !is_process_metric(k.metric.as_str()) {
-                continue;
-            }
-            if let Some(s) = self.series.get_mut(k) {
+        for (k, s) in self.series.of_source_mut(&source) {
+            if is_process_metric(k.metric.as_str()) {
                 *s = SeriesState::new(s.window.kind(), capacity, span, k.metric.as_str());
             }
         }
@@ -432,9 +404,8 @@ impl AnalyzerState {
     /// Forgets a daemon's series (the watcher is retired and nobody asked to keep them).
     pub fn forget(&mut self, daemon: &DaemonId) {
         let source = Source::Daemon(daemon.clone());
-        self.series.retain(|k, _| k.source != source);
+        self.series.remove_source(&source);
         self.histograms.retain(|k, _| k.source != source);
-        self.by_source.remove(&source);
         self.restarts.remove(daemon);
         self.instances.remove(daemon);
     }
@@ -451,26 +422,17 @@ impl AnalyzerState {
         self.restarts
             .retain(|_, times| times.back().is_some_and(|&t| t >= before));
         let series = &self.series;
-        self.instances.retain(|d, _| {
-            let source = Source::Daemon(d.clone());
-            series.keys().any(|k| k.source == source)
-        });
-        let dropped = n - self.series.len();
-        if dropped > 0 {
-            self.reindex();
-        }
-        dropped
+        self.instances
+            .retain(|d, _| series.has_source(&Source::Daemon(d.clone())));
+        n - self.series.len()
     }
 
     /// The daemons with series.
     pub fn daemons(&self) -> Vec<DaemonId> {
         let mut out: Vec<DaemonId> = self
             .series
-            .keys()
-            .filter_map(|k| match &k.source {
-                Source::Daemon(d) => Some(d.clone()),
-                _ => None,
-            })
+            .sources()
+            .filter_map(|s| s.daemon().cloned())
             .collect();
         out.extend(self.restarts.keys().cloned());
         out.sort();
@@ -587,19 +549,17 @@ impl AnalyzerState {
     pub fn host_view(&self, now: TimestampMs) -> HostView {
         let host = Source::Host;
         let mut filesystems = Vec::new();
-        for (k, s) in &self.series {
-            if k.source != host || k.metric.as_str() != names::SYSTEM_FILESYSTEM_USED {
+        for (k, s) in self.of_source(&host) {
+            if k.metric.as_str() != names::SYSTEM_FILESYSTEM_USED {
                 continue;
             }
             let Some(mount) = k.labels.get("mountpoint") else {
                 continue;
             };
             let total = self
-                .series
-                .iter()
+                .of_source(&host)
                 .find(|(t, _)| {
-                    t.source == host
-                        && t.metric.as_str() == names::SYSTEM_FILESYSTEM_TOTAL
+                    t.metric.as_str() == names::SYSTEM_FILESYSTEM_TOTAL
                         && t.labels.get("mountpoint") == Some(mount)
                 })
                 .and_then(|(_, t)| t.window.last().map(|p| p.1));

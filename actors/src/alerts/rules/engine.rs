@@ -1,6 +1,7 @@
 //! The rule engine: the state of every (rule, series) pair, what it persists, and the
 //! entry points that take samples, lifecycle events, candidates and the clock.
 
+use crate::series_table::SeriesTable;
 use crate::types::FastMap;
 use std::collections::{HashMap, VecDeque};
 
@@ -201,7 +202,7 @@ pub struct RuleEngine {
     rules: Vec<ThresholdRule>,
     /// Sample-fed rules by metric (looked up once per sample: foldhash, as the states).
     by_metric: FastMap<String, Vec<usize>>,
-    states: FastMap<SeriesKey, Vec<Tracked>>,
+    states: SeriesTable<Vec<Tracked>>,
     /// The latest intended stop or restart of each daemon: samples it took before that
     /// moment (still in flight when the event came) feed no absence rule, so the old
     /// process's last samples cannot start a `daemon_down` timer after the stop.
@@ -216,7 +217,7 @@ impl RuleEngine {
             intended_at: HashMap::new(),
             rules,
             by_metric: FastMap::default(),
-            states: FastMap::default(),
+            states: SeriesTable::new(),
         };
         e.index();
         e
@@ -364,7 +365,7 @@ impl RuleEngine {
                     if !wanted {
                         continue;
                     }
-                    states.entry(s.series.clone()).or_default()
+                    states.get_or_insert_with(&s.series, Vec::new)
                 }
             };
             for &i in indices {
@@ -639,7 +640,7 @@ impl RuleEngine {
                 RuleState::Firing { since, .. } => since,
                 RuleState::Inactive => TimestampMs::MIN,
             };
-            let v = self.states.entry(p.series).or_default();
+            let v = self.states.get_or_insert_with(&p.series, Vec::new);
             v.retain(|o| o.rule != i);
             v.push(t);
         }

@@ -1,7 +1,7 @@
 //! One evaluation step of a (rule, series) state machine: observe a value, advance its
 //! timers, fire, resolve, damp flapping.
 
-use crate::types::FastMap;
+use crate::series_table::SeriesTable;
 
 use crate::types::{Alert, AlertState, DaemonId, MetricKind, SeriesKey, Source, TimestampMs};
 
@@ -18,14 +18,14 @@ pub(super) struct Cx<'a> {
 /// message saying it `why`.
 pub(super) fn forget_absence(
     rules: &[ThresholdRule],
-    states: &mut FastMap<SeriesKey, Vec<Tracked>>,
+    states: &mut SeriesTable<Vec<Tracked>>,
     daemon: &DaemonId,
     why: &str,
     now: TimestampMs,
     out: &mut Vec<Notification>,
 ) {
     let source = Source::Daemon(daemon.clone());
-    for (series, v) in states.iter_mut().filter(|(k, _)| k.source == source) {
+    for (series, v) in states.of_source_mut(&source) {
         v.retain(|tr| {
             let Some(rule) = rules.get(tr.rule) else {
                 return false;
@@ -46,7 +46,7 @@ pub(super) fn forget_absence(
 
 /// Runs `f` on the state of rule `rule` for `series`, creating it when `create`.
 pub(super) fn with_slot(
-    states: &mut FastMap<SeriesKey, Vec<Tracked>>,
+    states: &mut SeriesTable<Vec<Tracked>>,
     series: &SeriesKey,
     rule: usize,
     create: bool,

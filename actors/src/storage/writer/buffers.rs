@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::types::{
-    ActionRecord, Alert, FastMap, LifecycleEvent, MetricBatch, MetricKind, SeriesKey, TimestampMs,
-};
+use crate::series_table::SeriesTable;
+use crate::types::{ActionRecord, Alert, LifecycleEvent, MetricBatch, MetricKind, TimestampMs};
 
 /// Flushes an idle series' entry (and so its id) is kept through: an hour of 1 s flushes,
 /// so a series sampled every minute or every few keeps its id, while the series of a daemon
@@ -36,7 +35,8 @@ pub(super) struct SeriesBuffer {
 /// from the config), so a panic elsewhere does not lose it.
 #[derive(Debug, Default)]
 pub(in crate::storage) struct Buffers {
-    pub(super) series: FastMap<SeriesKey, SeriesBuffer>,
+    /// Grouped by source, so a watcher's batch finds its series side by side.
+    pub(super) series: SeriesTable<SeriesBuffer>,
     pub(super) events: Vec<LifecycleEvent>,
     /// Alerts with their JSON, encoded when accepted so an unencodable one is refused early.
     pub(super) alerts: Vec<(Alert, String)>,
@@ -72,20 +72,15 @@ impl Buffers {
         let room = limit.saturating_sub(self.samples);
         let take = batch.samples.len().min(room);
         for sample in &batch.samples[..take] {
-            match self.series.get_mut(&sample.series) {
-                Some(buffer) => buffer.samples.push((sample.ts_ms, sample.value)),
-                None => {
-                    self.series.insert(
-                        sample.series.clone(),
-                        SeriesBuffer {
-                            kind: sample.kind,
-                            id: None,
-                            samples: vec![(sample.ts_ms, sample.value)],
-                            idle_flushes: 0,
-                        },
-                    );
-                }
-            }
+            let buffer = self
+                .series
+                .get_or_insert_with(&sample.series, || SeriesBuffer {
+                    kind: sample.kind,
+                    id: None,
+                    samples: Vec::new(),
+                    idle_flushes: 0,
+                });
+            buffer.samples.push((sample.ts_ms, sample.value));
         }
         if take > 0 {
             self.samples += take;
@@ -170,7 +165,7 @@ impl Default for Flushed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Labels, Sample, Source};
+    use crate::types::{Labels, Sample, SeriesKey, Source};
 
     fn batch(metric: &'static str, ts_ms: i64) -> MetricBatch {
         MetricBatch {
