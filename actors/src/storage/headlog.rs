@@ -376,12 +376,12 @@ mod tests {
             log_row(&a, &groups);
             log_row(&b, &groups);
             for (id, samples) in &groups {
-                pending.add(*id, samples);
+                pending.add(&mut { u32::MAX }, *id, samples);
             }
         }
         // Another process folded (or wrote) the log: the writer's memory is stale.
         let mut stale = Pending::default();
-        stale.add(1, &[(hour - 500, 1.0)]);
+        stale.add(&mut { u32::MAX }, 1, &[(hour - 500, 1.0)]);
         assert_eq!(fold_pending(&a, &mut stale).unwrap(), None);
         assert_eq!(extent(&a).unwrap().samples, 6, "the log is left as it was");
         assert!(head_rows(&a).is_empty());

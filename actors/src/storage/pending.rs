@@ -89,19 +89,43 @@ impl Packed {
 
 /// What the writer flushed into the log since the last fold, kept in memory per series so
 /// a fold writes head rows straight from it instead of reading and decoding the log back.
+///
+/// The series sit in a vector in the order they were first added; each caller keeps its
+/// series' slot as a hint. The writer adds its series in the same order every flush, so a
+/// flush walks the vector front to back instead of missing the cache on a random hash
+/// bucket per series (at 1,000 daemons that miss was a third of the writer's flush).
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    by_series: FastMap<i64, Packed>,
+    slots: Vec<(i64, Packed)>,
+    /// Slot by series, for the adds whose hint is stale.
+    index: FastMap<i64, u32>,
     samples: u64,
 }
 
 impl Pending {
-    /// Notes samples of `series` just committed to the log.
-    pub(crate) fn add(&mut self, series: i64, samples: &[(i64, f64)]) {
+    /// Notes samples of `series` just committed to the log. `hint` is where the caller
+    /// last found the series: used when it still holds the series, else set to its slot.
+    pub(crate) fn add(&mut self, hint: &mut u32, series: i64, samples: &[(i64, f64)]) {
         if samples.is_empty() {
             return;
         }
-        let packed = self.by_series.entry(series).or_default();
+        let slot = match self.slots.get(*hint as usize) {
+            Some((id, _)) if *id == series => *hint as usize,
+            _ => {
+                let slot = match self.index.get(&series) {
+                    Some(&slot) => slot as usize,
+                    None => {
+                        let slot = self.slots.len();
+                        self.slots.push((series, Packed::default()));
+                        self.index.insert(series, slot as u32);
+                        slot
+                    }
+                };
+                *hint = slot as u32;
+                slot
+            }
+        };
+        let packed = &mut self.slots[slot].1;
         for &(ts, value) in samples {
             packed.push(ts, value);
         }
@@ -122,17 +146,24 @@ impl Pending {
     ) -> Result<(), E> {
         let mut scratch = Vec::new();
         let mut result = Ok(());
-        self.by_series.retain(|&series, packed| {
+        let before = self.slots.len();
+        self.slots.retain_mut(|(series, packed)| {
             if packed.bytes.is_empty() {
                 return false;
             }
             scratch.clear();
             packed.drain_into(&mut scratch);
             if result.is_ok() {
-                result = f(series, &mut scratch);
+                result = f(*series, &mut scratch);
             }
             true
         });
+        if self.slots.len() != before {
+            self.index.clear();
+            for (slot, (series, _)) in self.slots.iter().enumerate() {
+                self.index.insert(*series, slot as u32);
+            }
+        }
         self.samples = 0;
         result
     }
@@ -140,13 +171,20 @@ impl Pending {
     /// Bytes held for the samples (the packed streams' capacity), for the memory tests.
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.by_series.values().map(|p| p.bytes.capacity()).sum()
+        self.slots.iter().map(|(_, p)| p.bytes.capacity()).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Pending {
+        /// [`Pending::add`] with a hint that is never right (the slower path).
+        fn add_unhinted(&mut self, series: i64, samples: &[(i64, f64)]) {
+            self.add(&mut { u32::MAX }, series, samples);
+        }
+    }
 
     fn drained(p: &mut Pending) -> Vec<(i64, Vec<(i64, u64)>)> {
         let mut out = Vec::new();
@@ -184,10 +222,10 @@ mod tests {
             .collect();
         let mut p = Pending::default();
         for round in 0..2 {
-            p.add(7, &odd[..4]);
-            p.add(1 << 40, &steady);
-            p.add(7, &odd[4..]);
-            p.add(9, &[]);
+            p.add_unhinted(7, &odd[..4]);
+            p.add_unhinted(1 << 40, &steady);
+            p.add_unhinted(7, &odd[4..]);
+            p.add_unhinted(9, &[]);
             assert_eq!(
                 p.samples(),
                 (odd.len() + steady.len()) as u64,
@@ -200,14 +238,34 @@ mod tests {
         }
     }
 
+    /// Hints that are right, stale (another series' slot) or out of range all put the
+    /// samples in their own series.
+    #[test]
+    fn hints_right_or_stale_keep_series_apart() {
+        let mut p = Pending::default();
+        let mut hints = [u32::MAX; 3];
+        for round in 0..4i64 {
+            for (hint, id) in hints.iter_mut().zip([10i64, 20, 30]) {
+                p.add(hint, id, &[(round, id as f64)]);
+            }
+            // Stale: each now points at another series' slot.
+            hints.rotate_left(1);
+        }
+        let want: Vec<(i64, Vec<(i64, u64)>)> = [10i64, 20, 30]
+            .iter()
+            .map(|&id| (id, (0..4).map(|t| (t, (id as f64).to_bits())).collect()))
+            .collect();
+        assert_eq!(drained(&mut p), want);
+    }
+
     /// A steady series costs about two bytes a sample, not sixteen.
     #[test]
     fn a_steady_series_packs_small() {
         let mut p = Pending::default();
         for i in 0..30 {
-            p.add(1, &[(1_700_000_000_000 + i * 1_000 + (i % 5), 42.0)]);
+            p.add_unhinted(1, &[(1_700_000_000_000 + i * 1_000 + (i % 5), 42.0)]);
         }
-        let bytes: usize = p.by_series.values().map(|s| s.bytes.len()).sum();
+        let bytes: usize = p.slots.iter().map(|(_, s)| s.bytes.len()).sum();
         assert!(bytes <= 2 * 30 + 16, "{bytes} bytes for 30 samples");
         // Idle series are dropped at the second drain, active ones keep their allocation.
         drained(&mut p);
@@ -221,8 +279,8 @@ mod tests {
     #[test]
     fn an_error_is_returned_and_everything_forgotten() {
         let mut p = Pending::default();
-        p.add(1, &[(1, 1.0)]);
-        p.add(2, &[(1, 2.0)]);
+        p.add_unhinted(1, &[(1, 1.0)]);
+        p.add_unhinted(2, &[(1, 2.0)]);
         let mut calls = 0;
         let r = p.drain_each(|_, _| {
             calls += 1;

@@ -27,6 +27,9 @@ pub(super) struct SeriesBuffer {
     /// idle, up to [`IDLE_FLUSHES_KEPT`] flushes.
     pub(super) id: Option<i64>,
     pub(super) samples: Vec<(i64, f64)>,
+    /// Where the series sat in the writer's pending samples at the last flush (a hint: see
+    /// `headlog::Pending::add`).
+    pub(super) pending_slot: u32,
     /// Flushes this entry has sat through empty.
     pub(super) idle_flushes: u16,
 }
@@ -78,6 +81,7 @@ impl Buffers {
                     kind: sample.kind,
                     id: None,
                     samples: Vec::new(),
+                    pending_slot: u32::MAX,
                     idle_flushes: 0,
                 });
             buffer.samples.push((sample.ts_ms, sample.value));

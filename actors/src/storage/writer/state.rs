@@ -97,9 +97,9 @@ impl WriterState {
         match self.write_buffers(buffers) {
             Ok(flushed) => {
                 if let Some(pending) = &mut self.pending {
-                    for buffer in buffers.series.values() {
+                    for buffer in buffers.series.values_mut() {
                         if let Some(id) = buffer.id {
-                            pending.add(id, &buffer.samples);
+                            pending.add(&mut buffer.pending_slot, id, &buffer.samples);
                         }
                     }
                 }
