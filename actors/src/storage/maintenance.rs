@@ -74,8 +74,8 @@ const VACUUM_MIN_PAGES: i64 = 16;
 /// Pages handed back per incremental vacuum.
 const VACUUM_PAGES: i64 = 512;
 /// Largest file maintenance rewrites whole (`VACUUM`) after a day closes: the rewrite
-/// copies the file through memory (`temp_store = MEMORY`) and blocks ingestion while it
-/// runs, so only files where both are small.
+/// writes the file twice (a temporary copy, then the WAL) and blocks ingestion while it
+/// runs, so only files where that is a few milliseconds.
 pub const SMALL_FILE_BYTES: i64 = 4 << 20;
 
 /// Rollup tier code of hourly rows.
@@ -697,11 +697,16 @@ fn rewrite_small_file(
     if waiting.is_some() {
         return Ok(false);
     }
+    // The copy goes through a temporary file, not the heap: with the writer's in-memory
+    // temp store it took the file's size in memory, and the allocator kept most of it.
     conn.busy_timeout(Duration::ZERO)?;
     let outcome = conn
-        .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .pragma_update(None, "temp_store", "FILE")
+        .and_then(|()| conn.pragma_update(None, "auto_vacuum", "INCREMENTAL"))
         .and_then(|()| conn.execute_batch("VACUUM"));
+    let restored = conn.pragma_update(None, "temp_store", "MEMORY");
     conn.busy_timeout(schema::BUSY_TIMEOUT)?;
+    restored?;
     match outcome {
         Ok(()) => {}
         Err(e) if is_busy(&e) => {

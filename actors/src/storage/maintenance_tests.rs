@@ -164,7 +164,7 @@ fn live_file_is_rewritten_after_a_day_closes() {
 
 /// While another connection holds the write lock, the rewrite is skipped at once (no wait
 /// for the busy timeout, no error, no mark) and done at the next try once the lock is
-/// gone, with a reader's transaction open meanwhile; the busy timeout is restored.
+/// gone, with a reader's transaction open meanwhile; the writer's pragmas are restored.
 #[test]
 fn rewrite_skips_a_held_write_lock_and_retries() {
     let (_dir, path) = temp_db();
@@ -197,7 +197,9 @@ fn rewrite_skips_a_held_write_lock_and_retries() {
         .unwrap();
     assert_eq!(seen, marks);
     other.execute_batch("COMMIT").unwrap();
+    // The writer's settings are back: busy timeout, temp store in memory.
     assert_eq!(pragma(&conn, "busy_timeout"), 5_000);
+    assert_eq!(pragma(&conn, "temp_store"), 2);
     assert_eq!(stats.write_errors.load(Ordering::Relaxed), 0);
 }
 
