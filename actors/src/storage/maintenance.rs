@@ -291,6 +291,24 @@ fn compact_unit(
     Ok(true)
 }
 
+/// The start of the next day whose daily rollups are due (over, grace included, and not
+/// built yet), if any.
+fn next_closed_day(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+) -> rusqlite::Result<Option<i64>> {
+    // The first hourly bucket at or after the mark (or the oldest one): days without data
+    // are skipped in one go.
+    let from = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
+    let next: Option<i64> = conn
+        .prepare_cached("SELECT min(bucket_ms) FROM rollups WHERE tier = ?1 AND bucket_ms >= ?2")?
+        .query_row(params![TIER_HOURLY, from], |r| r.get(0))?;
+    Ok(next
+        .map(|next| next.div_euclid(DAY_MS).saturating_mul(DAY_MS))
+        .filter(|day| now_ms >= day.saturating_add(DAY_MS).saturating_add(settings.grace_ms)))
+}
+
 /// Builds the daily rollups of the next closed day.
 fn daily_unit(
     conn: &Connection,
@@ -299,20 +317,10 @@ fn daily_unit(
     stats: &StorageStats,
     _force: bool,
 ) -> rusqlite::Result<bool> {
-    // The first hourly bucket at or after the mark (or the oldest one): days without data
-    // are skipped in one go.
-    let from = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
-    let next: Option<i64> = conn
-        .prepare_cached("SELECT min(bucket_ms) FROM rollups WHERE tier = ?1 AND bucket_ms >= ?2")?
-        .query_row(params![TIER_HOURLY, from], |r| r.get(0))?;
-    let Some(next) = next else {
+    let Some(day) = next_closed_day(conn, settings, now_ms)? else {
         return Ok(false);
     };
-    let day = next.div_euclid(DAY_MS).saturating_mul(DAY_MS);
     let day_end = day.saturating_add(DAY_MS);
-    if now_ms < day_end.saturating_add(settings.grace_ms) {
-        return Ok(false);
-    }
     let pending: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM head WHERE window_ms >= ?1 AND window_ms < ?2 LIMIT 1")?
         .query_row(params![day, day_end], |r| r.get(0))
@@ -664,7 +672,8 @@ fn incremental_threshold(pages: i64) -> i64 {
 
 /// Rewrites the file whole (`VACUUM`, switching an older file to incremental auto-vacuum on
 /// the way) when it is at most [`SMALL_FILE_BYTES`], a day has closed since the last
-/// rewrite and no closed hour waits for compaction. `Ok(true)` when it did.
+/// rewrite, and neither a closed hour waits for compaction nor a day for its rollups.
+/// `Ok(true)` when it did.
 ///
 /// The rewrite never fails the writer and never waits for a lock: when another connection
 /// holds the write lock (`SQLITE_BUSY`/`SQLITE_LOCKED`) it is skipped and tried at the next
@@ -689,12 +698,13 @@ fn rewrite_small_file(
     if pages.saturating_mul(page_size) > SMALL_FILE_BYTES {
         return Ok(false);
     }
-    // Compaction frees head pages and closes more days: rewrite after it, not before.
+    // Compaction frees head pages and lets days close, and after a downtime several days
+    // close at once: rewrite once after all of them, not before.
     let waiting: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM head WHERE window_ms <= ?1 LIMIT 1")?
         .query_row([compaction_horizon(settings, now_ms, force)], |r| r.get(0))
         .optional()?;
-    if waiting.is_some() {
+    if waiting.is_some() || next_closed_day(conn, settings, now_ms)?.is_some() {
         return Ok(false);
     }
     // The copy goes through a temporary file, not the heap: with the writer's in-memory
