@@ -466,7 +466,7 @@ fn bytes_per_sample(dir: &Path) {
         }
         handle.compact_now(WAIT).expect("compact");
         handle.shutdown(WAIT).expect("shutdown");
-        // What a user's file holds: nothing runs VACUUM by itself.
+        // What a user's file holds: no manual VACUUM, only maintenance's own vacuuming.
         let unvacuumed = (file_bytes(&path), free_pages(&path));
         vacuum(&path).expect("vacuum");
         let summary = StorageReader::open(&path)
@@ -481,7 +481,7 @@ fn bytes_per_sample(dir: &Path) {
         );
         if name.starts_with("NAB, native") {
             println!(
-                "|   before VACUUM: {} B ({:.2} B/sample), {} pages free | | | | |",
+                "|   before a manual VACUUM: {} B ({:.2} B/sample), {} pages free | | | | |",
                 unvacuumed.0,
                 unvacuumed.0 as f64 / total as f64,
                 unvacuumed.1
@@ -524,8 +524,8 @@ fn bytes_per_sample(dir: &Path) {
 
 /// NAB's series as a live writer receives them: every series moved to start at `T0` (so
 /// they run side by side, 5 minutes apart as recorded), stored an hour at a time with the
-/// clock just past that hour and compacted then, as maintenance does, and no VACUUM: the
-/// file a user has. Returns the table row to print.
+/// clock just past that hour and compacted then, as maintenance does, and no manual VACUUM
+/// (maintenance vacuums by itself): the file a user has. Returns the table row to print.
 fn nab_trickle(dir: &Path, nab: &[Series]) -> String {
     let path = dir.join("bytes-nab-trickle.db");
     let _ = std::fs::remove_file(&path);
@@ -578,7 +578,7 @@ fn nab_trickle(dir: &Path, nab: &[Series]) -> String {
     let (bytes, free) = (file_bytes(&path), free_pages(&path));
     vacuum(&path).expect("vacuum");
     format!(
-        "|   the same fed an hour at a time on one timeline, compacted hourly, no VACUUM: \
+        "|   the same fed an hour at a time on one timeline, compacted hourly, no manual VACUUM: \
          {bytes} B, {:.2} B/sample, {free} pages free ({:.2} after VACUUM) | {total} | | | |",
         bytes as f64 / total as f64,
         file_bytes(&path) as f64 / total as f64

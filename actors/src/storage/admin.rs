@@ -51,6 +51,8 @@ pub struct CompactReport {
 
 /// Rewrites the file to its minimal size (SQLite `VACUUM`), switching an older file to
 /// incremental auto-vacuum on the way. Needs free disk space about the size of the file.
+/// A running writer's maintenance already does this for a file of at most 4 MiB after each
+/// closed day; this is for bigger files, or for now.
 pub fn vacuum(path: &Path) -> Result<VacuumReport, StorageError> {
     let conn = schema::open_writer(path)?;
     let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

@@ -30,6 +30,17 @@
 //!   retention.
 //! - The size cap deletes the oldest chunks first, then the oldest hourly rollups already
 //!   folded into daily ones, then the oldest daily rollups.
+//! - Space goes back to the file system two ways. A file of at most [`SMALL_FILE_BYTES`] is
+//!   rewritten whole (`VACUUM`) once after each day closes, when no compaction is waiting:
+//!   closing a day replaces a sparse series' hourly chunks by one and deletes its hourly
+//!   rollups, which leaves pages partly empty that only a rewrite packs again, and in a
+//!   small file that waste is a large share of it while the rewrite costs milliseconds.
+//!   A bigger file is never rewritten by maintenance (the rewrite would take seconds and
+//!   needs room for a second copy); its free pages are handed back in bounded
+//!   `incremental_vacuum` steps once they are a tenth of the file (at least
+//!   [`VACUUM_MIN_PAGES`], at most [`VACUUM_MAX_PAGES`] needed). The rewrite takes the write
+//!   lock without waiting: if another connection holds it, the rewrite is skipped and tried
+//!   again at the next step; readers on their own connections are not disturbed (WAL).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -54,9 +65,18 @@ pub const SPARSE_CHUNK_SAMPLES: i64 = 1024;
 const COMPACT_UNITS: i64 = 16;
 /// Rows deleted per retention statement.
 const DELETE_ROWS: i64 = 2_000;
-/// Free pages above which maintenance hands pages back, and how many per step.
-const VACUUM_THRESHOLD_PAGES: i64 = 1_024;
+/// Free pages that always start an incremental vacuum (4 MiB of 4 KiB pages); below it,
+/// free pages start one once they are a tenth of the file, and never fewer than
+/// [`VACUUM_MIN_PAGES`].
+const VACUUM_MAX_PAGES: i64 = 1_024;
+/// The fewest free pages worth an incremental vacuum.
+const VACUUM_MIN_PAGES: i64 = 16;
+/// Pages handed back per incremental vacuum.
 const VACUUM_PAGES: i64 = 512;
+/// Largest file maintenance rewrites whole (`VACUUM`) after a day closes: the rewrite
+/// writes the file twice (a temporary copy, then the WAL) and blocks ingestion while it
+/// runs, so only files where that is a few milliseconds.
+pub const SMALL_FILE_BYTES: i64 = 4 << 20;
 
 /// Rollup tier code of hourly rows.
 pub const TIER_HOURLY: i64 = 1;
@@ -68,6 +88,8 @@ const DAILY_MARK: &str = "daily_until";
 /// Name of the mark up to which chunks past raw retention have been deleted (all but the
 /// stand-ins for the hourly tier).
 const RAW_MARK: &str = "raw_deleted_until";
+/// Name of the mark holding [`DAILY_MARK`]'s value at the last whole-file rewrite.
+const VACUUM_MARK: &str = "vacuumed_daily_until";
 
 /// The part of the storage config maintenance needs, in milliseconds.
 #[derive(Clone, Debug)]
@@ -269,6 +291,24 @@ fn compact_unit(
     Ok(true)
 }
 
+/// The start of the next day whose daily rollups are due (over, grace included, and not
+/// built yet), if any.
+fn next_closed_day(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+) -> rusqlite::Result<Option<i64>> {
+    // The first hourly bucket at or after the mark (or the oldest one): days without data
+    // are skipped in one go.
+    let from = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
+    let next: Option<i64> = conn
+        .prepare_cached("SELECT min(bucket_ms) FROM rollups WHERE tier = ?1 AND bucket_ms >= ?2")?
+        .query_row(params![TIER_HOURLY, from], |r| r.get(0))?;
+    Ok(next
+        .map(|next| next.div_euclid(DAY_MS).saturating_mul(DAY_MS))
+        .filter(|day| now_ms >= day.saturating_add(DAY_MS).saturating_add(settings.grace_ms)))
+}
+
 /// Builds the daily rollups of the next closed day.
 fn daily_unit(
     conn: &Connection,
@@ -277,20 +317,10 @@ fn daily_unit(
     stats: &StorageStats,
     _force: bool,
 ) -> rusqlite::Result<bool> {
-    // The first hourly bucket at or after the mark (or the oldest one): days without data
-    // are skipped in one go.
-    let from = mark(conn, DAILY_MARK)?.unwrap_or(i64::MIN);
-    let next: Option<i64> = conn
-        .prepare_cached("SELECT min(bucket_ms) FROM rollups WHERE tier = ?1 AND bucket_ms >= ?2")?
-        .query_row(params![TIER_HOURLY, from], |r| r.get(0))?;
-    let Some(next) = next else {
+    let Some(day) = next_closed_day(conn, settings, now_ms)? else {
         return Ok(false);
     };
-    let day = next.div_euclid(DAY_MS).saturating_mul(DAY_MS);
     let day_end = day.saturating_add(DAY_MS);
-    if now_ms < day_end.saturating_add(settings.grace_ms) {
-        return Ok(false);
-    }
     let pending: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM head WHERE window_ms >= ?1 AND window_ms < ?2 LIMIT 1")?
         .query_row(params![day, day_end], |r| r.get(0))
@@ -611,22 +641,111 @@ fn cap_unit(
     Ok(false)
 }
 
-/// Hands free pages back to the file system when many are free (incremental auto-vacuum
-/// databases only: every file created by this version).
+/// Hands space back to the file system: rewrites a small file once a day has closed since
+/// its last rewrite ([`rewrite_small_file`]), and otherwise returns free pages in bounded
+/// steps once they are a tenth of the file (incremental auto-vacuum databases only: every
+/// file created by this version, and every small file once rewritten).
 fn vacuum_unit(
     conn: &Connection,
-    _settings: &MaintenanceSettings,
-    _now_ms: i64,
-    _stats: &StorageStats,
-    _force: bool,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+    force: bool,
 ) -> rusqlite::Result<bool> {
+    if rewrite_small_file(conn, settings, now_ms, stats, force)? {
+        return Ok(true);
+    }
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-    if mode != 2 || free < VACUUM_THRESHOLD_PAGES {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if mode != 2 || free < incremental_threshold(pages) {
         return Ok(false);
     }
     conn.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))?;
     Ok(true)
+}
+
+/// Free pages that start an incremental vacuum in a file of `pages` pages.
+fn incremental_threshold(pages: i64) -> i64 {
+    (pages / 10).clamp(VACUUM_MIN_PAGES, VACUUM_MAX_PAGES)
+}
+
+/// Rewrites the file whole (`VACUUM`, switching an older file to incremental auto-vacuum on
+/// the way) when it is at most [`SMALL_FILE_BYTES`], a day has closed since the last
+/// rewrite, and neither a closed hour waits for compaction nor a day for its rollups.
+/// `Ok(true)` when it did.
+///
+/// The rewrite never fails the writer and never waits for a lock: when another connection
+/// holds the write lock (`SQLITE_BUSY`/`SQLITE_LOCKED`) it is skipped and tried at the next
+/// step; any other failure (no room for the copy) rolls back whole, is logged and counted
+/// in `write_errors`, and waits for the next closed day. Either way nothing is lost: a
+/// `VACUUM` that does not finish leaves the file as it was.
+fn rewrite_small_file(
+    conn: &Connection,
+    settings: &MaintenanceSettings,
+    now_ms: i64,
+    stats: &StorageStats,
+    force: bool,
+) -> rusqlite::Result<bool> {
+    let Some(closed) = mark(conn, DAILY_MARK)? else {
+        return Ok(false);
+    };
+    if mark(conn, VACUUM_MARK)?.is_some_and(|done| done >= closed) {
+        return Ok(false);
+    }
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    if pages.saturating_mul(page_size) > SMALL_FILE_BYTES {
+        return Ok(false);
+    }
+    // Compaction frees head pages and lets days close, and after a downtime several days
+    // close at once: rewrite once after all of them, not before.
+    let waiting: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM head WHERE window_ms <= ?1 LIMIT 1")?
+        .query_row([compaction_horizon(settings, now_ms, force)], |r| r.get(0))
+        .optional()?;
+    if waiting.is_some() || next_closed_day(conn, settings, now_ms)?.is_some() {
+        return Ok(false);
+    }
+    // The copy goes through a temporary file, not the heap: with the writer's in-memory
+    // temp store it took the file's size in memory, and the allocator kept most of it.
+    conn.busy_timeout(Duration::ZERO)?;
+    let outcome = conn
+        .pragma_update(None, "temp_store", "FILE")
+        .and_then(|()| conn.pragma_update(None, "auto_vacuum", "INCREMENTAL"))
+        .and_then(|()| conn.execute_batch("VACUUM"));
+    let restored = conn.pragma_update(None, "temp_store", "MEMORY");
+    conn.busy_timeout(schema::BUSY_TIMEOUT)?;
+    restored?;
+    match outcome {
+        Ok(()) => {}
+        Err(e) if is_busy(&e) => {
+            tracing::debug!(error = %e, "Storage file busy; rewrite tried again at the next step.");
+            return Ok(false);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Storage file not rewritten; tried again after the next day closes.");
+            count(&stats.write_errors, 1);
+            set_mark(conn, VACUUM_MARK, closed)?;
+            return Ok(false);
+        }
+    }
+    set_mark(conn, VACUUM_MARK, closed)?;
+    // The rewrite is in the WAL; copy it back now so the file shrinks at once rather than
+    // at the next automatic checkpoint. Passive: it waits for no reader, and what a reader
+    // still needs is copied by a later checkpoint.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::debug!(error = %e, "Checkpoint after the rewrite deferred.");
+    }
+    Ok(true)
+}
+
+/// True for the errors that mean another connection holds a lock the statement needed.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Reads a named progress mark.
@@ -738,3 +857,7 @@ fn merge_rollup(
     ])?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "maintenance_tests.rs"]
+mod tests;

@@ -20,7 +20,7 @@
 //! - `headlog`: one row per flush with every series' samples, folded into head rows.
 //! - `sketch`, `rollup`: the mergeable quantile sketch and the rollup accumulator.
 //! - `writer`: the thread's loop, buffers, failure handling and counters.
-//! - `maintenance`: compaction, rollups, retention and the size cap in bounded steps.
+//! - `maintenance`: compaction, rollups, retention, the size cap and vacuuming in bounded steps.
 //! - `handle`: [`StorageHandle`], the cloneable front that hides the channel.
 //! - `query`, `reader`: [`Query`] and its planner, [`StorageReader`].
 //! - `admin`: compact, vacuum, integrity check and export for operators.
