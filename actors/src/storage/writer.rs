@@ -421,8 +421,12 @@ impl WriterThread {
         match outcome {
             Ok(Ok(_)) => {
                 // The log is empty now: from here on this connection sees every row written
-                // to it, and the next fold needs no reading back.
-                state.pending = Some(headlog::Pending::default());
+                // to it, and the next fold needs no reading back. What the fold drained is
+                // kept, allocations and all: the next 30 s of samples fill the same buffers
+                // instead of growing new ones from empty (34,000 series at 1,000 daemons).
+                if !state.pending.as_ref().is_some_and(|p| p.samples() == 0) {
+                    state.pending = Some(headlog::Pending::default());
+                }
                 self.log = Some(headlog::Extent::default());
                 self.last_fold = Some(Instant::now());
                 Ok(true)
