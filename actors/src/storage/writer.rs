@@ -424,7 +424,7 @@ impl WriterThread {
                 // to it, and the next fold needs no reading back. What the fold drained is
                 // kept, allocations and all: the next 30 s of samples fill the same buffers
                 // instead of growing new ones from empty (34,000 series at 1,000 daemons).
-                if !state.pending.as_ref().is_some_and(|p| p.samples() == 0) {
+                if state.pending.as_ref().is_none_or(|p| p.samples() != 0) {
                     state.pending = Some(headlog::Pending::default());
                 }
                 self.log = Some(headlog::Extent::default());
