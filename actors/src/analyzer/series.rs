@@ -19,8 +19,10 @@
 //!   `anomaly::AnomalyDetector::memory_bytes`), built only once the series varies
 //!   (`anomaly::LazyDetector`): a flat series holds a value and a count; the config is one
 //!   for all series;
-//! - bookkeeping (last anomaly, minute accumulator, pace): a few hundred bytes, and the key
-//!   twice (the series map and the per-source index).
+//! - bookkeeping: the pace and the short window's struct inline (168 bytes), and for a
+//!   fully analysed series a boxed part with the last anomaly, the minute accumulator and
+//!   the long window's and detector's structs (about 200 bytes); the key once, in the
+//!   analyzer's `SeriesTable`.
 //!
 //! `AnalyzerState::memory_bytes` adds these up for the live series.
 
@@ -186,18 +188,26 @@ pub(super) struct Minute {
 #[derive(Debug)]
 pub(super) struct SeriesState {
     pub(super) window: SeriesWindow,
+    /// The series' pace: the interval between its samples, smoothed over about 16 of them
+    /// (so a gap or a burst moves it little); the anomaly alert policy scales with it.
+    pub(super) interval_ms: Option<f64>,
+    /// The long window and the detector; `None` for light series ([`is_light`]), which
+    /// keep their last samples only. Boxed, so a light series (8 of a watched daemon's 16)
+    /// costs 168 bytes inline instead of 360.
+    pub(super) full: Option<Box<FullState>>,
+}
+
+/// What a fully analysed series keeps beside its short window.
+#[derive(Debug)]
+pub(super) struct FullState {
     /// Per-minute means: the minute's number since the epoch and the mean.
     pub(super) long: MinuteMeans,
     pub(super) minute: Minute,
     /// The previous counter value, to feed rates to the detector and the long window.
     pub(super) previous: Option<(TimestampMs, f64)>,
-    /// `None` for light series ([`is_light`]): they keep their last samples only. Lazy: a
-    /// series that has only ever had one value holds no detector window.
-    pub(super) detector: Option<LazyDetector>,
+    /// Lazy: a series that has only ever had one value holds no detector window.
+    pub(super) detector: LazyDetector,
     pub(super) last_anomaly: Option<AnomalyEvent>,
-    /// The series' pace: the interval between its samples, smoothed over about 16 of them
-    /// (so a gap or a burst moves it little); the anomaly alert policy scales with it.
-    pub(super) interval_ms: Option<f64>,
 }
 
 /// A daemon's process-level series (`process.*`): those of one process instance, started
@@ -240,12 +250,16 @@ impl SeriesState {
         };
         SeriesState {
             window,
-            long: MinuteMeans::default(),
-            minute: Minute::default(),
-            previous: None,
-            detector: (!light).then(|| LazyDetector::shared(default_detector_config())),
-            last_anomaly: None,
             interval_ms: None,
+            full: (!light).then(|| {
+                Box::new(FullState {
+                    long: MinuteMeans::default(),
+                    minute: Minute::default(),
+                    previous: None,
+                    detector: LazyDetector::shared(default_detector_config()),
+                    last_anomaly: None,
+                })
+            }),
         }
     }
 
@@ -259,33 +273,33 @@ impl SeriesState {
             }
         }
         self.window.push(ts, value);
-        self.detector.as_ref()?;
+        let full = self.full.as_deref_mut()?;
         // Counters are judged by their rate.
         let observed = match self.window.kind() {
             MetricKind::Gauge => Some(value),
             MetricKind::Counter => {
-                let rate = self.previous.and_then(|(pt, pv)| {
+                let rate = full.previous.and_then(|(pt, pv)| {
                     let dt = (ts - pt) as f64 / 1000.0;
                     (dt > 0.0 && value >= pv).then(|| (value - pv) / dt)
                 });
-                self.previous = Some((ts, value));
+                full.previous = Some((ts, value));
                 rate
             }
         };
         let observed = observed.filter(|v| v.is_finite())?;
         let minute_start = ts.div_euclid(60_000) * 60_000;
-        if self.minute.count > 0 && minute_start != self.minute.start_ms {
-            let mean = self.minute.sum / f64::from(self.minute.count);
-            self.long
-                .push(self.minute.start_ms.div_euclid(60_000), mean as f32);
-            self.minute = Minute::default();
+        if full.minute.count > 0 && minute_start != full.minute.start_ms {
+            let mean = full.minute.sum / f64::from(full.minute.count);
+            full.long
+                .push(full.minute.start_ms.div_euclid(60_000), mean as f32);
+            full.minute = Minute::default();
         }
-        if self.minute.count == 0 {
-            self.minute.start_ms = minute_start;
+        if full.minute.count == 0 {
+            full.minute.start_ms = minute_start;
         }
-        self.minute.sum += observed;
-        self.minute.count += 1;
-        let verdict = self.detector.as_mut()?.update(ts, observed)?;
+        full.minute.sum += observed;
+        full.minute.count += 1;
+        let verdict = full.detector.update(ts, observed)?;
         let kind = verdict.kind.filter(|_| verdict.anomalous)?;
         let event = AnomalyEvent {
             at_ms: ts,
@@ -294,18 +308,18 @@ impl SeriesState {
             baseline: verdict.baseline,
             score: verdict.score,
         };
-        self.last_anomaly = Some(event.clone());
+        full.last_anomaly = Some(event.clone());
         Some(event)
     }
 
     /// The values the trend is fitted to: gauge samples or counter rates, from the long
     /// window once it spans 30 minutes.
     pub(super) fn trend_points(&self) -> Vec<(TimestampMs, f64)> {
-        if let (Some(first), Some(last)) = (self.long.first(), self.long.last()) {
+        let long = self.full.as_deref().map(|f| &f.long);
+        if let Some((long, first, last)) = long.and_then(|l| Some((l, l.first()?, l.last()?))) {
             if (last - first) * 60_000 >= LONG_TREND_MIN_SPAN_MS {
                 // Each mean stands at the middle of its minute.
-                return self
-                    .long
+                return long
                     .iter()
                     .map(|(minute, mean)| (minute * 60_000 + 30_000, f64::from(mean)))
                     .collect();
@@ -378,8 +392,9 @@ impl SeriesState {
             stats,
             trend,
             anomaly: self
-                .last_anomaly
-                .clone()
+                .full
+                .as_ref()
+                .and_then(|f| f.last_anomaly.clone())
                 .filter(|a| a.at_ms >= window_start),
             p95_before_after,
             recent,
@@ -420,14 +435,14 @@ impl SeriesState {
     /// Adds this series' bytes to `parts`, part by part.
     pub(super) fn add_parts(&self, parts: &mut MemoryParts) {
         parts.series += 1;
-        parts.full_series += usize::from(self.detector.is_some());
-        parts.structs += std::mem::size_of::<Self>() - std::mem::size_of::<Option<LazyDetector>>();
+        parts.structs += std::mem::size_of::<Self>();
         parts.windows += self.window.memory_bytes();
-        parts.long += self.long.memory_bytes();
-        parts.detectors += std::mem::size_of::<Option<LazyDetector>>()
-            + self.detector.as_ref().map_or(0, |d| {
-                d.memory_bytes() - std::mem::size_of::<LazyDetector>()
-            });
+        if let Some(full) = &self.full {
+            parts.full_series += 1;
+            parts.structs += std::mem::size_of::<FullState>() - std::mem::size_of::<LazyDetector>();
+            parts.long += full.long.memory_bytes();
+            parts.detectors += full.detector.memory_bytes();
+        }
     }
 }
 
