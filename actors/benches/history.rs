@@ -49,14 +49,7 @@ fn spawn(config: StorageConfig) -> (StorageHandle, Arc<StorageStats>) {
 }
 
 fn forever() -> Retention {
-    let d = Duration::from_secs(100 * 365 * 86_400);
-    Retention {
-        raw: d,
-        hourly: d,
-        daily: d,
-        events: d,
-        alerts: d,
-    }
+    Retention::all(Duration::from_secs(100 * 365 * 86_400))
 }
 
 fn file_bytes(path: &Path) -> u64 {

@@ -57,16 +57,9 @@ fn crash_child() {
         Err(_) => START,
     };
     let clock = ManualClock::new(next);
-    let forever = Duration::from_secs(100 * 365 * 86_400);
     let config = StorageConfig::new(&db)
         .clock(Arc::new(clock.clone()))
-        .retention(Retention {
-            raw: forever,
-            hourly: forever,
-            daily: forever,
-            events: forever,
-            alerts: forever,
-        });
+        .retention(Retention::all(Duration::from_secs(100 * 365 * 86_400)));
     let handle = StorageHandle::spawn(
         config,
         Arc::new(StorageStats::default()),

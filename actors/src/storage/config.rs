@@ -44,6 +44,20 @@ pub struct Retention {
     pub alerts: Duration,
 }
 
+impl Retention {
+    /// Every tier, events and alerts kept for `period` (e.g. a century, to keep everything
+    /// in a benchmark or an archive).
+    pub fn all(period: Duration) -> Self {
+        Retention {
+            raw: period,
+            hourly: period,
+            daily: period,
+            events: period,
+            alerts: period,
+        }
+    }
+}
+
 impl Default for Retention {
     fn default() -> Self {
         const DAY: u64 = 86_400;

@@ -17,14 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 const T0: i64 = 1_767_225_600_000;
 
 fn forever() -> Retention {
-    let d = Duration::from_secs(100 * 365 * 86_400);
-    Retention {
-        raw: d,
-        hourly: d,
-        daily: d,
-        events: d,
-        alerts: d,
-    }
+    Retention::all(Duration::from_secs(100 * 365 * 86_400))
 }
 
 fn pragma(conn: &Connection, name: &str) -> i64 {

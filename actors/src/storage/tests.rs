@@ -272,14 +272,7 @@ mod history {
             .max()
             .unwrap();
         let clock = ManualClock::new(end + 3 * DAY_MS);
-        let forever = Duration::from_secs(100 * 365 * 86_400);
-        let retention = Retention {
-            raw: forever,
-            hourly: forever,
-            daily: forever,
-            events: forever,
-            alerts: forever,
-        };
+        let retention = Retention::all(Duration::from_secs(100 * 365 * 86_400));
         let (handle, _) = spawn(at(&path, &clock).retention(retention));
         for (name, samples) in &sets {
             for part in samples.chunks(20_000) {
