@@ -318,22 +318,6 @@ impl<V> SeriesTable<V> {
         }
         self.last = 0;
     }
-
-    /// Bytes of the table's own structure (slots, indexes), without what the values own.
-    pub fn structure_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<(SeriesKey, V)>();
-        let index_entry = std::mem::size_of::<(SeriesKey, usize)>() + 1;
-        self.by_source.capacity() * (std::mem::size_of::<(Source, usize)>() + 1)
-            + self.groups.capacity() * std::mem::size_of::<Group<V>>()
-            + self
-                .groups
-                .iter()
-                .map(|g| {
-                    g.slots.capacity() * slot
-                        + g.index.as_ref().map_or(0, |i| i.capacity() * index_entry)
-                })
-                .sum::<usize>()
-    }
 }
 
 #[cfg(test)]
