@@ -138,7 +138,8 @@ pub const PERFVISOR_STORAGE_DROPPED: &str = "perfvisor.storage.dropped_samples";
 pub const PERFVISOR_STORAGE_WRITE_ERRORS: &str = "perfvisor.storage.write_errors";
 /// 1 while storage writes fail and the writer buffers, else 0. Gauge.
 pub const PERFVISOR_STORAGE_BLOCKED: &str = "perfvisor.storage.write_blocked";
-/// Closed (series, hour) windows waiting for compaction. Gauge.
+/// Head rows of closed hours waiting for compaction (one per series and half-minute fold).
+/// Gauge.
 pub const PERFVISOR_STORAGE_COMPACTION_BACKLOG: &str = "perfvisor.storage.compaction.backlog";
 /// Samples compacted into chunks. Counter.
 pub const PERFVISOR_STORAGE_COMPACTED: &str = "perfvisor.storage.compaction.samples";

@@ -68,7 +68,8 @@ pub struct StorageStatus {
     pub buffered_samples: u64,
     /// Why writes fail, while they do (the writer is buffering and retrying).
     pub write_blocked: Option<String>,
-    /// Closed (series, hour) windows waiting for compaction.
+    /// Head rows of closed hours waiting for compaction (a series has one per half-minute
+    /// fold of its hour, 120 for an hour sampled throughout).
     pub compaction_backlog: u64,
     /// Samples compacted into chunks since start.
     pub compacted_samples: u64,

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use perfvisor_actors::storage::fuzzing::{decode_chunk, encode_chunk, encode_raw};
+use perfvisor_actors::storage::fuzzing::{decode_chunk, encode_chunk, encode_packed, encode_raw};
 
 fn bits(samples: &[(i64, f64)]) -> Vec<(i64, u64)> {
     samples.iter().map(|&(t, v)| (t, v.to_bits())).collect()
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(samples) = decode_chunk(data) else {
         return;
     };
-    for blob in [encode_chunk(&samples), encode_raw(&samples)] {
+    for blob in [encode_chunk(&samples), encode_raw(&samples), encode_packed(&samples)] {
         let again = decode_chunk(&blob).expect("a blob just encoded decodes");
         assert_eq!(bits(&again), bits(&samples));
     }

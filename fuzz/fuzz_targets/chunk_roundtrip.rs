@@ -1,11 +1,13 @@
 //! Round trip of the chunk encoders: arbitrary `(timestamp, value)` pairs (16 bytes each,
-//! little-endian i64 and f64 bits; sorted or not) encode with `encode_chunk`, `encode_raw`
-//! and the decimal encoder alone (`encode_decimal`, which must produce a blob for any
+//! little-endian i64 and f64 bits; sorted or not) encode with `encode_chunk`, `encode_raw`,
+//! `encode_packed` and the decimal encoder alone (`encode_decimal`, which must produce a blob for any
 //! non-empty input), and decode back bit for bit (NaN payloads, -0.0 included).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use perfvisor_actors::storage::fuzzing::{decode_chunk, encode_chunk, encode_decimal, encode_raw};
+use perfvisor_actors::storage::fuzzing::{
+    decode_chunk, encode_chunk, encode_decimal, encode_packed, encode_raw,
+};
 
 fuzz_target!(|data: &[u8]| {
     let mut samples: Vec<(i64, f64)> = data
@@ -23,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let want: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
     let decimal = encode_decimal(&samples);
     assert_eq!(decimal.is_some(), !samples.is_empty(), "decimal blob for any samples");
-    for blob in [encode_chunk(&samples), encode_raw(&samples)]
+    for blob in [encode_chunk(&samples), encode_raw(&samples), encode_packed(&samples)]
         .into_iter()
         .chain(decimal)
     {

@@ -88,6 +88,10 @@ fn special_floats_are_bit_exact_raw_and_compressed() {
         &specials,
         &decode_chunk(&encode_raw(&specials)).expect("raw"),
     );
+    assert_bit_exact(
+        &specials,
+        &decode_chunk(&encode_packed(&specials)).expect("packed"),
+    );
 
     // Mixed into a long, otherwise compressible series so the pco path is taken.
     let mut rng = fastrand::Rng::with_seed(1);
@@ -183,6 +187,8 @@ fn property_round_trips_with_fixed_seed() {
             &samples,
             &decode_chunk(&encode_raw(&samples)).expect("raw decodes"),
         );
+        let packed = encode_packed(&samples);
+        assert_bit_exact(&samples, &decode_chunk(&packed).expect("packed decodes"));
     }
 }
 
@@ -420,7 +426,7 @@ fn corrupt_and_random_bytes_never_panic() {
     for _ in 0..3000 {
         let mut bytes: Vec<u8> = (0..rng.usize(0..300)).map(|_| rng.u8(..)).collect();
         if let Some(tag) = bytes.first_mut() {
-            *tag = rng.u8(..4);
+            *tag = rng.u8(..5);
         }
         let _ = decode_chunk(&bytes);
     }
@@ -431,7 +437,11 @@ fn errors_name_the_problem() {
     let msg = |blob: &[u8]| decode_chunk(blob).expect_err("must fail").to_string();
     assert_eq!(
         msg(&[7, 0]),
-        "unknown chunk format 7 (this build reads 0 = raw, 1 = pco and 2 = decimal)"
+        "unknown chunk format 7 (this build reads 0 = raw, 1 = pco, 2 = decimal and 3 = packed)"
+    );
+    assert!(msg(&[FORMAT_PACKED, 2, 0, 0]).contains("corrupt packed chunk"));
+    assert!(
+        msg(&[FORMAT_PACKED, 0x90, 0x1c, 0, 0]).contains("3600 packed samples claimed in 2 bytes")
     );
     assert_eq!(
         msg(&[FORMAT_RAW, 0x90, 0x1c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),

@@ -24,9 +24,14 @@ pub fn encode_decimal(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
     super::codec::encode_decimal(samples)
 }
 
-/// [`encode_raw`](super::codec::encode_raw), the head-row encoder.
+/// [`encode_raw`](super::codec::encode_raw), the fallback chunk encoder.
 pub fn encode_raw(samples: &[(i64, f64)]) -> Vec<u8> {
     super::codec::encode_raw(samples)
+}
+
+/// [`encode_packed`](super::codec::encode_packed), the head-row encoder.
+pub fn encode_packed(samples: &[(i64, f64)]) -> Vec<u8> {
+    super::codec::encode_packed(samples)
 }
 
 /// How many buckets per series a query with aggregations allocates (what the query

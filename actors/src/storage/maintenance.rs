@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::config::{Retention, DAY_MS, HOUR_MS};
+use super::head;
 use super::rollup::Rollup;
 use super::schema::{self, Lazy};
 use super::sketch::DdSketch;
@@ -208,10 +209,7 @@ fn publish_backlog(
     stats: &StorageStats,
 ) -> rusqlite::Result<()> {
     let backlog: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM (SELECT 1 FROM head WHERE window_ms <= ?1 \
-             GROUP BY window_ms, series_id)",
-        )?
+        .prepare_cached("SELECT count(*) FROM head WHERE window_ms <= ?1")?
         .query_row([compaction_horizon(settings, now_ms, false)], |r| r.get(0))?;
     stats
         .compaction_backlog
@@ -219,7 +217,8 @@ fn publish_backlog(
     Ok(())
 }
 
-/// Compacts up to [`COMPACT_UNITS`] closed series windows, oldest first.
+/// Compacts up to [`COMPACT_UNITS`] series of the oldest closed window (every head row of
+/// each), taken from its oldest fold still holding rows.
 fn compact_unit(
     conn: &Connection,
     settings: &MaintenanceSettings,
@@ -228,31 +227,20 @@ fn compact_unit(
     force: bool,
 ) -> rusqlite::Result<bool> {
     let horizon = compaction_horizon(settings, now_ms, force);
-    let work: Vec<(i64, i64)> = conn
-        .prepare_cached(
-            "SELECT window_ms, series_id FROM head WHERE window_ms <= ?1 \
-             GROUP BY window_ms, series_id ORDER BY window_ms, series_id LIMIT ?2",
-        )?
-        .query_map(params![horizon, COMPACT_UNITS], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    if work.is_empty() {
+    let Some((window, work)) = head::closed_series(conn, horizon, COMPACT_UNITS)? else {
         return Ok(false);
-    }
+    };
     let daily_until = mark(conn, DAILY_MARK)?;
     let tx = conn.unchecked_transaction()?;
     let mut compacted = 0u64;
     let mut chunks = 0u64;
     let mut rollups = 0u64;
-    for (window, series) in work {
+    for series in work {
         let mut ids = Vec::new();
         let mut samples: Vec<(i64, f64)> = Vec::new();
         {
-            let mut select = tx.prepare_cached(
-                "SELECT id, data FROM head WHERE window_ms = ?1 AND series_id = ?2",
-            )?;
-            let mut rows = select.query(params![window, series])?;
+            let mut select = tx.prepare_cached(head::series_head_rows!("h.id, h.data", ""))?;
+            let mut rows = select.query(params![series, window, window.saturating_add(1)])?;
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
                 let data: Vec<u8> = row.get(1)?;

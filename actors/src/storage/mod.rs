@@ -17,6 +17,8 @@
 //! - `error`: everything that can go wrong, as one [`StorageError`].
 //! - `schema`: file identity (`application_id`), pragmas and migrations.
 //! - `codec`: the chunk and head-row encodings.
+//! - `head`: the head table's rows, written per fold and found per series through its folds.
+//! - `packed`: the cheap sample encoding of head rows, head-log rows and unfolded samples.
 //! - `headlog`: one row per flush with every series' samples, folded into head rows.
 //! - `sketch`, `rollup`: the mergeable quantile sketch and the rollup accumulator.
 //! - `writer`: the thread's loop, buffers, failure handling and counters.
@@ -32,8 +34,10 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod head;
 mod headlog;
 mod maintenance;
+mod packed;
 mod pending;
 mod query;
 mod reader;

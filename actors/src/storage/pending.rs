@@ -3,87 +3,38 @@
 //! The fold writes head rows from this instead of reading the log back (see `headlog`). At
 //! 1,000 daemons that is 18,000 series × 30 s of samples held between two folds: as
 //! `(i64, f64)` pairs in doubling vectors it was about 17 MB, two fifths of the writer's
-//! heap. Packed, a sample takes what it says beyond the previous one:
-//!
-//! - its timestamp as the zigzag varint of its delta-of-delta (one byte while the series
-//!   keeps its step within ±63 ms);
-//! - its value as the XOR of its bits with the previous value's: a zero byte when the value
-//!   repeats (a descriptor count, a resident size between two allocations), else a byte
-//!   `0x80 | leading zero bytes << 3 | trailing zero bytes` and the XOR's middle bytes.
-//!
-//! So a steady series costs 2 bytes a sample and a noisy one at most 10. Every sample reads
-//! back bit for bit (NaN payloads, -0.0 and out-of-order timestamps included), since the
-//! arithmetic wraps and the XOR is exact. The bytes never leave memory; nothing decodes
-//! them but [`Pending::drain_each`].
+//! heap. Packed (see `packed`), a steady series costs 2 bytes a sample and a noisy one at
+//! most 10.
 
-use super::varint::{self, unzigzag, zigzag};
+use super::packed::{Packer, Unpacker};
 use crate::types::FastMap;
 
 /// One series' samples since the last fold.
 #[derive(Debug, Default)]
 struct Packed {
     bytes: Vec<u8>,
-    last_ts: i64,
-    last_delta: i64,
-    last_bits: u64,
+    packer: Packer,
 }
 
 impl Packed {
     fn push(&mut self, ts: i64, value: f64) {
-        let delta = ts.wrapping_sub(self.last_ts);
-        varint::put(&mut self.bytes, zigzag(delta.wrapping_sub(self.last_delta)));
-        self.last_ts = ts;
-        self.last_delta = delta;
-        let bits = value.to_bits();
-        let xor = bits ^ self.last_bits;
-        self.last_bits = bits;
-        if xor == 0 {
-            self.bytes.push(0);
-            return;
-        }
-        let lead = xor.leading_zeros() / 8;
-        let trail = xor.trailing_zeros() / 8;
-        self.bytes.push(0x80 | (lead << 3) as u8 | trail as u8);
-        let middle = xor.to_be_bytes();
-        self.bytes
-            .extend_from_slice(&middle[lead as usize..(8 - trail) as usize]);
+        self.packer.push(&mut self.bytes, ts, value);
     }
 
     /// Decodes every sample into `out` (after what it holds) and empties itself, keeping
     /// its allocation.
     fn drain_into(&mut self, out: &mut Vec<(i64, f64)>) {
-        let (mut ts, mut delta, mut bits) = (0i64, 0i64, 0u64);
-        let mut rest = self.bytes.as_slice();
-        while !rest.is_empty() {
+        let mut reader = Unpacker::new(&self.bytes, 0);
+        while !reader.is_empty() {
             // The bytes were written above and never left memory: a read cannot fail, and
             // if it did the remaining samples are dropped rather than misread.
-            let Ok((dod, after)) = varint::read(rest) else {
-                break;
-            };
-            delta = delta.wrapping_add(unzigzag(dod));
-            ts = ts.wrapping_add(delta);
-            let Some((&head, after)) = after.split_first() else {
-                break;
-            };
-            rest = after;
-            if head != 0 {
-                let lead = usize::from((head >> 3) & 0x7);
-                let trail = usize::from(head & 0x7);
-                let width = 8usize.saturating_sub(lead + trail);
-                let Some(middle) = rest.get(..width) else {
-                    break;
-                };
-                let mut buf = [0u8; 8];
-                buf[lead..lead + width].copy_from_slice(middle);
-                bits ^= u64::from_be_bytes(buf);
-                rest = &rest[width..];
+            match reader.next_sample() {
+                Ok(sample) => out.push(sample),
+                Err(_) => break,
             }
-            out.push((ts, f64::from_bits(bits)));
         }
         self.bytes.clear();
-        self.last_ts = 0;
-        self.last_delta = 0;
-        self.last_bits = 0;
+        self.packer = Packer::default();
     }
 }
 

@@ -32,6 +32,7 @@ use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::config::{DAY_MS, HOUR_MS};
+use super::head::series_head_rows;
 use super::maintenance::{
     read_rollup, ROLLUP_COLUMNS, ROLLUP_COLUMNS_NO_SKETCH, TIER_DAILY, TIER_HOURLY,
 };
@@ -401,10 +402,10 @@ pub(super) fn raw_samples_capped(
         }
     }
     if !chunks_only {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, data FROM head WHERE series_id = ?1 AND window_ms >= ?2 AND window_ms < ?3 \
-             AND max_ts >= ?4 AND min_ts < ?3 ORDER BY window_ms, id",
-        )?;
+        let mut stmt = conn.prepare_cached(series_head_rows!(
+            "h.id, h.data",
+            " AND h.max_ts >= ?4 AND h.min_ts < ?3 ORDER BY f.window_ms, f.fold"
+        ))?;
         let mut rows = stmt.query(params![series, window_floor(from), to, from])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -465,8 +466,8 @@ impl Coverage {
             .prepare_cached("SELECT min(start_ms) FROM chunks WHERE series_id = ?1")?
             .query_row([series], |r| r.get(0))?;
         let head_rows: Option<i64> = conn
-            .prepare_cached("SELECT min(min_ts) FROM head WHERE series_id = ?1")?
-            .query_row([series], |r| r.get(0))?;
+            .prepare_cached(series_head_rows!("min(h.min_ts)", ""))?
+            .query_row(params![series, i64::MIN, i64::MAX], |r| r.get(0))?;
         let logged = headlog::samples_of(conn, series, i64::MIN, i64::MAX)?;
         let head = logged.iter().map(|&(ts, _)| ts).chain(head_rows).min();
         let bucket = |tier: i64| -> Result<Option<i64>, StorageError> {
@@ -839,9 +840,7 @@ fn accumulate_rollups(
     // Head rows are never in a rollup: add them raw.
     let mut head = Vec::new();
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, data FROM head WHERE series_id = ?1 AND window_ms >= ?2 AND window_ms < ?3",
-        )?;
+        let mut stmt = conn.prepare_cached(series_head_rows!("h.id, h.data", ""))?;
         let mut rows = stmt.query(params![series, window_floor(b.from), b.to])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;

@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: SCHEMA_V7,
         convert: None,
     },
+    Migration {
+        version: 8,
+        sql: SCHEMA_V8,
+        convert: None,
+    },
 ];
 
 /// Version 1's sample tables: the statements [`SCHEMA_V1`] runs, and the start of what
@@ -149,8 +154,8 @@ CREATE INDEX alerts_by_daemon_time ON alerts (daemon, ts_ms);
 /// Version 2: head rows, compressed chunks and rollup tiers replace one row per sample.
 ///
 /// - `head`: what the writer flushed (at least every second) and the compactor has not yet
-///   compacted. One row per series per flush per hour window, its samples packed in a raw
-///   blob (`codec::encode_raw`). `window_ms` is the start of the hour the samples fall in.
+///   compacted. One row per series per flush per hour window, its samples in a blob
+///   (`codec::encode_raw` then; `codec::encode_packed` since the packed format). `window_ms` is the start of the hour the samples fall in.
 /// - `chunks`: closed hour windows of one series, compressed (`codec::encode_chunk`).
 ///   `start_ms`/`end_ms` are the first and last sample's timestamps (both inclusive); a
 ///   window normally has one chunk, more when samples arrived after it was compacted or it
@@ -291,6 +296,24 @@ DROP INDEX IF EXISTS actions_by_daemon_time;
 /// (`TooNew`) instead of failing on the first event it writes.
 const SCHEMA_V7: &str = "";
 
+/// Version 8: head rows are indexed in the order folds write them (see `head`). Each row
+/// gets the number of the fold that wrote it (rows written before are fold 0), the two
+/// indexes that put each fold's rows beside every series' earlier ones are replaced by
+/// `head_by_fold`, and `head_folds` lists each window's folds, by which a series' rows are
+/// found.
+const SCHEMA_V8: &str = "
+ALTER TABLE head ADD COLUMN fold INTEGER NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS head_by_window;
+DROP INDEX IF EXISTS head_by_series;
+CREATE INDEX head_by_fold ON head (window_ms, fold, series_id);
+CREATE TABLE head_folds (
+    window_ms INTEGER NOT NULL,
+    fold      INTEGER NOT NULL,
+    PRIMARY KEY (window_ms, fold)
+) WITHOUT ROWID;
+INSERT INTO head_folds (window_ms, fold) SELECT DISTINCT window_ms, 0 FROM head;
+";
+
 /// A table created by the transaction that writes its first row (schema version 7): one
 /// that many files never write, so a file without alerts pays no pages for them. Writers
 /// call [`create_lazy`] before their first write in a transaction; readers check
@@ -429,12 +452,13 @@ pub(crate) fn create_lazy(conn: &Connection, table: Lazy) -> rusqlite::Result<()
 fn samples_to_head(conn: &Connection) -> rusqlite::Result<()> {
     let mut select = conn
         .prepare("SELECT series_id, ts_ms, value FROM samples ORDER BY series_id, ts_ms, rowid")?;
-    let mut insert = conn.prepare(super::writer::INSERT_HEAD)?;
+    let mut insert = conn.prepare(super::head::INSERT_HEAD_V2)?;
     let mut rows = select.query([])?;
     let mut current: Option<(i64, i64)> = None;
     let mut pending: Vec<(i64, f64)> = Vec::new();
     let mut write = |key: (i64, i64), samples: &mut Vec<(i64, f64)>| -> rusqlite::Result<()> {
-        super::writer::insert_head(&mut insert, key.0, key.1, samples)?;
+        let (min_ts, max_ts, count, blob) = super::head::row_of(samples);
+        insert.execute(rusqlite::params![key.0, key.1, min_ts, max_ts, count, blob])?;
         samples.clear();
         Ok(())
     };

@@ -115,7 +115,7 @@ fn foreign_sqlite_database_is_refused() {
     assert!(matches!(err, StorageError::NotPerfvisor { .. }), "{err}");
 }
 
-/// Builds a file as a perfvisor of schema `version` (1 to 6) left it: the statements
+/// Builds a file as a perfvisor of schema `version` (1 to 7) left it: the statements
 /// that version ran, not today's.
 fn historic_file(path: &Path, version: usize) -> Connection {
     let historic = [
@@ -125,6 +125,7 @@ fn historic_file(path: &Path, version: usize) -> Connection {
         SCHEMA_V4,
         SCHEMA_V5_FOR_TESTS,
         SCHEMA_V6,
+        SCHEMA_V7,
     ];
     let conn = Connection::open(path).unwrap();
     conn.pragma_update(None, "page_size", PAGE_SIZE).unwrap();
@@ -277,6 +278,54 @@ fn old_files_keep_their_tables() {
             assert_eq!(states, 1, "from version {version}");
         }
     }
+}
+
+/// Version 8: head rows written before it (fold 0) are still found per series, listed for
+/// compaction, and the two per-series indexes are gone.
+#[test]
+fn head_rows_of_version_7_are_found_after_version_8() {
+    let (_dir, path) = temp_db();
+    let conn = historic_file(&path, 7);
+    let hour = crate::storage::HOUR_MS;
+    {
+        let mut insert = conn.prepare(crate::storage::head::INSERT_HEAD_V2).unwrap();
+        for (series, window) in [(1i64, 0i64), (2, 0), (1, hour)] {
+            let samples = [(window + 5, series as f64), (window + 6, 0.5)];
+            let (min_ts, max_ts, count, blob) = crate::storage::head::row_of(&samples);
+            insert
+                .execute(rusqlite::params![
+                    series, window, min_ts, max_ts, count, blob
+                ])
+                .unwrap();
+        }
+    }
+    drop(conn);
+    let conn = open_writer(&path).unwrap();
+    let indexes: Vec<String> = schema_of(&conn)
+        .into_iter()
+        .filter(|o| o.0 == "index" && o.1.starts_with("head"))
+        .map(|o| o.1)
+        .collect();
+    assert_eq!(indexes, vec!["head_by_fold".to_string()]);
+    let rows = |series: i64| -> Vec<(i64, i64)> {
+        conn.prepare(crate::storage::head::series_head_rows!(
+            "h.window_ms, h.count",
+            ""
+        ))
+        .unwrap()
+        .query_map(rusqlite::params![series, i64::MIN, i64::MAX], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    assert_eq!(rows(1), vec![(0, 2), (hour, 2)]);
+    assert_eq!(rows(2), vec![(0, 2)]);
+    assert_eq!(
+        crate::storage::head::closed_series(&conn, i64::MAX, 16).unwrap(),
+        Some((0, vec![1, 2]))
+    );
 }
 
 /// A reader refuses an empty file instead of reporting an empty history.

@@ -47,7 +47,7 @@ pub use commands::{
     AlertStateChange, FailureHook, StorageCommand, StorageFailure, StorageFault, StorageStats,
 };
 use state::apply_fault;
-pub(super) use state::{insert_head, window_of, WriterState, INSERT_HEAD};
+pub(super) use state::{window_of, WriterState};
 
 /// Samples in the buffers that trigger a flush without waiting for the interval: large
 /// rows, bounded memory and transactions of a few milliseconds.

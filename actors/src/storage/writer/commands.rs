@@ -148,7 +148,7 @@ pub struct StorageStats {
     pub chunks_written: AtomicU64,
     /// Rollup rows written or updated (hourly and daily).
     pub rollups_written: AtomicU64,
-    /// Closed (series, hour) windows waiting for compaction at the last step (gauge).
+    /// Head rows of closed hours waiting for compaction at the last step (gauge).
     pub compaction_backlog: AtomicU64,
     /// Rows deleted by retention or by the size cap (chunks, rollups, events, alerts).
     pub retention_deleted: AtomicU64,

@@ -9,13 +9,9 @@ use super::buffers::{Buffers, Flushed};
 use super::commands::StorageFault;
 use crate::storage::config::HOUR_MS;
 use crate::storage::schema::{self, Lazy};
-use crate::storage::{codec, headlog, StorageError};
+use crate::storage::{headlog, StorageError};
 use crate::types::{AlertState, MetricKind, SeriesKey};
 
-/// Insert of one head row; shared with the schema migration.
-pub(in crate::storage) const INSERT_HEAD: &str =
-    "INSERT INTO head (series_id, window_ms, min_ts, max_ts, count, data) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const INSERT_LOG: &str =
     "INSERT INTO head_log (min_ts, max_ts, count, data) VALUES (?1, ?2, ?3, ?4)";
 const SELECT_SERIES: &str =
@@ -30,29 +26,6 @@ const INSERT_ALERT: &str = "INSERT INTO alerts (ts_ms, rule, state, severity, da
 /// The start of the hour window `ts_ms` falls in.
 pub(in crate::storage) fn window_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS)
-}
-
-/// Writes the samples (all in `window_ms`) as one head row.
-pub(in crate::storage) fn insert_head(
-    insert: &mut rusqlite::Statement<'_>,
-    series_id: i64,
-    window_ms: i64,
-    samples: &[(i64, f64)],
-) -> rusqlite::Result<()> {
-    let (min_ts, max_ts) = samples
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &(ts, _)| {
-            (lo.min(ts), hi.max(ts))
-        });
-    insert.execute(params![
-        series_id,
-        window_ms,
-        min_ts,
-        max_ts,
-        samples.len() as i64,
-        codec::encode_raw(samples),
-    ])?;
-    Ok(())
 }
 
 /// The stored text of an alert state (the same words as its serde form).
