@@ -12,6 +12,8 @@
 //! - *compaction*: the clock moves past the hour and its grace, and a forced compaction
 //!   turns everything into chunks and rollups; its CPU is divided by the same minutes.
 //!
+//! It also prints what each phase had written to disk (`/proc/self/io` `write_bytes`).
+//!
 //! Knobs: `PERFVISOR_BENCH_WRITER_MINUTES`, `PERFVISOR_BENCH_WRITER_DAEMONS` (default 1000).
 
 use std::sync::Arc;
@@ -33,6 +35,15 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Bytes this process has had written to storage so far (`write_bytes` of
+/// `/proc/self/io`: what reached the block layer, WAL and checkpoints included).
+fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// User + system CPU seconds of the thread named `name` in this process.
@@ -92,6 +103,7 @@ fn main() {
     // The writer names its thread as it starts: a flush makes sure it has.
     handle.flush(WAIT).expect("flush");
     let cpu0 = thread_cpu("perfvisor-storage").unwrap_or(f64::NAN);
+    let written0 = written_bytes().unwrap_or(0);
     let wall = Instant::now();
     let mut rng = fastrand::Rng::with_seed(7);
     for second in 0..(minutes * 60) as i64 {
@@ -125,6 +137,7 @@ fn main() {
         handle.flush(WAIT).expect("flush");
     }
     let ingest_cpu = thread_cpu("perfvisor-storage").unwrap_or(f64::NAN) - cpu0;
+    let written1 = written_bytes().unwrap_or(0);
     let ingest_wall = wall.elapsed().as_secs_f64();
 
     clock.set_ms(T0 + 3_600_000 + 180_000);
@@ -133,6 +146,7 @@ fn main() {
     handle.compact_now(WAIT).expect("compaction");
     let compact_cpu = thread_cpu("perfvisor-storage").unwrap_or(f64::NAN) - cpu1;
     let compact_wall = wall.elapsed().as_secs_f64();
+    let written2 = written_bytes().unwrap_or(0);
 
     let summary = StorageReader::open(&path)
         .and_then(|r| r.summary())
@@ -157,6 +171,13 @@ fn main() {
         "total:      {:.3} writer CPU s per simulated minute = {:.2} % of a core at 1 s",
         per_min(ingest_cpu + compact_cpu),
         per_min(ingest_cpu + compact_cpu) / 60.0 * 100.0
+    );
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "written to disk (/proc/self/io write_bytes): ingest {:.1} MB ({:.3} MB per simulated minute), compaction {:.1} MB",
+        mb(written1.saturating_sub(written0)),
+        mb(written1.saturating_sub(written0)) / minutes as f64,
+        mb(written2.saturating_sub(written1))
     );
     println!(
         "file: {} chunks, {} head rows, {} samples stored",
