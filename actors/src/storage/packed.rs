@@ -185,6 +185,21 @@ pub(super) fn unpack_exact(
     Ok(())
 }
 
+/// Samples a bit-exact round trip must survive: infinities, -0.0, a NaN payload, the
+/// smallest normal, extreme and repeated and out-of-order timestamps, decimals.
+#[cfg(test)]
+pub(super) const ODD_SAMPLES: [(i64, f64); 9] = [
+    (i64::MIN, f64::INFINITY),
+    (i64::MAX, f64::NEG_INFINITY),
+    (0, -0.0),
+    (5, f64::from_bits(0x7ff8_0000_dead_beef)),
+    (5, f64::MIN_POSITIVE),
+    (-3, 1e308),
+    (1_700_000_000_000, 0.1),
+    (1_700_000_000_000, 0.1),
+    (1_700_000_001_003, 0.30000000000000004),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,17 +217,7 @@ mod tests {
     /// an error or a clean read, never a panic.
     #[test]
     fn round_trips_and_never_panics_on_damage() {
-        let samples = [
-            (i64::MIN, f64::INFINITY),
-            (i64::MAX, f64::NEG_INFINITY),
-            (0, -0.0),
-            (5, f64::from_bits(0x7ff8_0000_dead_beef)),
-            (5, f64::MIN_POSITIVE),
-            (-3, 1e308),
-            (1_700_000_000_000, 0.1),
-            (1_700_000_000_000, 0.1),
-            (1_700_000_001_003, 0.30000000000000004),
-        ];
+        let samples = ODD_SAMPLES;
         for base in [0, 1_700_000_000_000, i64::MIN] {
             let bytes = pack(base, &samples);
             let mut back = Vec::new();

@@ -152,17 +152,7 @@ mod tests {
     /// out-of-order timestamps, repeats; across several adds and two drains.
     #[test]
     fn samples_read_back_bit_for_bit() {
-        let odd = [
-            (i64::MIN, f64::INFINITY),
-            (i64::MAX, f64::NEG_INFINITY),
-            (0, -0.0),
-            (5, f64::from_bits(0x7ff8_0000_dead_beef)),
-            (5, f64::MIN_POSITIVE),
-            (-3, 1e308),
-            (1_700_000_000_000, 0.1),
-            (1_700_000_000_000, 0.1),
-            (1_700_000_001_003, 0.30000000000000004),
-        ];
+        let odd = super::super::packed::ODD_SAMPLES;
         let steady: Vec<(i64, f64)> = (0..100)
             .map(|i| {
                 (
