@@ -205,8 +205,26 @@ pub struct RuleEngine {
     states: SeriesTable<Vec<Tracked>>,
     /// The latest intended stop or restart of each daemon: samples it took before that
     /// moment (still in flight when the event came) feed no absence rule, so the old
-    /// process's last samples cannot start a `daemon_down` timer after the stop.
-    intended_at: HashMap<DaemonId, TimestampMs>,
+    /// process's last samples cannot start a `daemon_down` timer after the stop; and
+    /// while a stopped daemon is not started again, none of its samples do (its watcher's
+    /// last probe, taken as it retires, is stamped after the stop).
+    intended_at: HashMap<DaemonId, Intent>,
+}
+
+/// A daemon's latest intended stop or restart.
+#[derive(Debug, Clone, Copy)]
+struct Intent {
+    /// When it was recorded.
+    at: TimestampMs,
+    /// True from a stop until the daemon's next start or restart.
+    stopped: bool,
+}
+
+impl Intent {
+    /// True when a sample of this daemon stamped `ts` must feed no absence rule.
+    fn mutes(&self, ts: TimestampMs) -> bool {
+        self.stopped || ts <= self.at
+    }
 }
 
 impl RuleEngine {
@@ -349,7 +367,7 @@ impl RuleEngine {
             };
             let before_intent = !intended_at.is_empty()
                 && match &s.series.source {
-                    Source::Daemon(d) => intended_at.get(d).is_some_and(|&at| s.ts_ms <= at),
+                    Source::Daemon(d) => intended_at.get(d).is_some_and(|i| i.mutes(s.ts_ms)),
                     _ => false,
                 };
             let t = s.ts_ms.min(now);
@@ -409,9 +427,24 @@ impl RuleEngine {
             ..
         } = self;
         if event.intended {
-            intended_at.insert(event.daemon.clone(), event.ts_ms);
-            // Bounded: only the last hour's intents can still have samples in flight.
-            intended_at.retain(|_, at| *at >= event.ts_ms - 3_600_000);
+            let stopped = event.kind == LifecycleKind::Stopped;
+            let intent = Intent {
+                at: event.ts_ms,
+                stopped,
+            };
+            intended_at.insert(event.daemon.clone(), intent);
+            // Bounded: only the last hour's intents can still have samples in flight, and
+            // stopped daemons are at most the daemons ever watched.
+            intended_at.retain(|_, i| i.stopped || i.at >= event.ts_ms - 3_600_000);
+        } else if matches!(
+            event.kind,
+            LifecycleKind::Started | LifecycleKind::Restarted
+        ) {
+            // Started again: its samples count from here (the old process's, stamped up
+            // to the stop, still do not).
+            if let Some(i) = intended_at.get_mut(&event.daemon) {
+                i.stopped = false;
+            }
         }
         match event.kind {
             LifecycleKind::Restarted | LifecycleKind::Exited | LifecycleKind::Stopped

@@ -309,7 +309,8 @@ fn absence_fires_after_silence_and_resolves_on_sample() {
 }
 
 /// Intended stops and restarts are context: a stop's in-flight samples (taken before the
-/// stop) start no `daemon_down` timer, an intended restart forgets the absence timer and
+/// stop) and its watcher's last probe (taken after) start no `daemon_down` timer until the
+/// daemon is started again, an intended restart forgets the absence timer and
 /// counts for no crash loop, and the new process's first sample starts a fresh timer.
 #[test]
 fn intended_stops_and_restarts_page_nothing() {
@@ -323,10 +324,15 @@ fn intended_stops_and_restarts_page_nothing() {
     assert!(e
         .lifecycle(&intended(2_000, LifecycleKind::Stopped), 2_000)
         .is_empty());
-    // A sample the watcher took before the stop arrives after it.
+    // A sample the watcher took before the stop arrives after it, and the retiring
+    // watcher's last probe is stamped after the stop.
     assert!(at(&mut e, &up, 1_900, 1.9).is_empty());
+    assert!(at(&mut e, &up, 2_050, 2.05).is_empty());
     assert!(e.tick(100_000).is_empty(), "no daemon_down after a stop");
     // Started again, then restarted on purpose five times: no crash loop, no down.
+    assert!(e
+        .lifecycle(&event("d1", 199_000, LifecycleKind::Started), 199_000)
+        .is_empty());
     assert!(at(&mut e, &up, 200_000, 0.1).is_empty());
     for k in 0..5 {
         let t = 201_000 + k * 40_000;
@@ -342,6 +348,16 @@ fn intended_stops_and_restarts_page_nothing() {
     let f = e.tick(500_000);
     assert_eq!(states(&f), vec![AlertState::Firing]);
     assert_eq!(f[0].alert.rule, "daemon_down");
+    // Stopped, then started by the host: the new process's silence pages.
+    let mut e = RuleEngine::new(vec![daemon_down_rule()]);
+    assert!(e
+        .lifecycle(&intended(1_000, LifecycleKind::Stopped), 1_000)
+        .is_empty());
+    assert!(e
+        .lifecycle(&event("d1", 5_000, LifecycleKind::Started), 5_000)
+        .is_empty());
+    assert!(at(&mut e, &up, 6_000, 0.1).is_empty());
+    assert_eq!(states(&e.tick(40_000)), vec![AlertState::Firing]);
     // And unintended exits still make a crash loop.
     let mut e = RuleEngine::new(vec![crash_loop_rule()]);
     let mut last = Vec::new();
