@@ -7,8 +7,8 @@
 //! 1,000 series tracked, and one sample that produces a notification (fire or resolve).
 //!
 //! The memory figure is counted by a global allocator that tracks live bytes, around a
-//! state filled for 6 h 10 min (long windows full; dense, sparse and all-full cases), and split by part with
-//! `AnalyzerState::memory_parts`. Alone: `cargo bench -p perfvisor-actors --bench analysis
+//! state filled for 6 h 10 min (long windows full; dense, idle, sparse and all-full cases),
+//! and split by part with `AnalyzerState::memory_parts`. Alone: `cargo bench -p perfvisor-actors --bench analysis
 //! -- memory` (the filter matches no measurement, so only the figures print).
 //!
 //! `cargo bench -p perfvisor-actors --bench analysis`
@@ -98,8 +98,32 @@ fn value(rng: &mut fastrand::Rng, i: i64, j: usize) -> f64 {
     }
 }
 
+/// An idle daemon's value of series `j` at second `i`: what a process waiting on a socket
+/// reports (no CPU or disk, one thread, a few descriptors, its memory changing every ten
+/// minutes), its uptime growing, and a latency that holds for a minute at a time.
+fn idle_value(_: &mut fastrand::Rng, i: i64, j: usize) -> f64 {
+    match j {
+        2 => 4_194_304.0 + (i / 600 % 3) as f64 * 4096.0,
+        3 => 1.2e7,
+        8 => 1.0,
+        9 => 3.0,
+        10 => 1024.0,
+        11 => 100.0 + i as f64,
+        12 => 0.010 + (i / 60 % 5) as f64 * 0.001,
+        _ => 0.0,
+    }
+}
+
 /// A state with `DAEMONS` daemons whose windows are full (`seconds` of 1 Hz samples).
 fn filled(seconds: i64) -> (AnalyzerState, Vec<Vec<(SeriesKey, MetricKind)>>) {
+    filled_with(seconds, value)
+}
+
+/// As [`filled`], with series values from `value_of`.
+fn filled_with(
+    seconds: i64,
+    value_of: fn(&mut fastrand::Rng, i64, usize) -> f64,
+) -> (AnalyzerState, Vec<Vec<(SeriesKey, MetricKind)>>) {
     let mut state = AnalyzerState::new(600);
     let all: Vec<_> = (0..DAEMONS).map(series).collect();
     let mut rng = fastrand::Rng::with_seed(1);
@@ -111,7 +135,7 @@ fn filled(seconds: i64) -> (AnalyzerState, Vec<Vec<(SeriesKey, MetricKind)>>) {
                     series: key.clone(),
                     kind: *kind,
                     ts_ms: T0 + i * 1000,
-                    value: value(&mut rng, i, j),
+                    value: value_of(&mut rng, i, j),
                 });
             }
         }
@@ -146,6 +170,20 @@ fn memory() {
         p.detectors / p.full_series.max(1),
         p.structs / n,
         live.saturating_sub(p.windows + p.long + p.detectors + p.structs + p.histograms) / n,
+    );
+    drop(state);
+    // The same series of idle daemons: most hold one value for minutes.
+    let before = LIVE.load(Ordering::Relaxed);
+    let (state, all) = filled_with(6 * 3600 + 600, idle_value);
+    drop(all);
+    let live = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let p = state.memory_parts();
+    println!(
+        "memory, idle: {} series of idle daemons hold {live} bytes, {} per series (short \
+         windows {} per series)",
+        state.len(),
+        live / state.len(),
+        p.windows / state.len(),
     );
     drop(state);
     // Sparse series: 100 app gauges sampled once a minute (pushed metrics), 6 h 10 min.

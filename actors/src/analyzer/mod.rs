@@ -3,7 +3,8 @@
 //! hands to the dispatcher.
 //!
 //! - `stats`: window statistics (numpy-linear percentiles) and counter rates.
-//! - `times`: a short window's sample times, 2 bytes each while the steps allow.
+//! - `times`: a short window's sample times, 1 byte each while the steps allow.
+//! - `values`: a short window's values, runs of equal values while the series holds steady.
 //! - `trend`: least-squares trends with significance and effect size, time-to-threshold.
 //! - `anomaly`: robust learned baselines and anomaly scores.
 //! - `config`: the judgement's thresholds ([`JudgeConfig`]) and their defaults.
@@ -30,6 +31,7 @@ mod state;
 mod stats;
 mod times;
 pub mod trend;
+mod values;
 mod verdict;
 
 pub use actor::{Analyzer, AnalyzerSetup};
