@@ -42,6 +42,47 @@ pub fn level_number(level: Level) -> f64 {
     }
 }
 
+/// The resources whose trend slopes are judgement series, in [`ViewSummary::slopes`]'s
+/// order.
+const SLOPE_RESOURCES: [&str; 5] = ["cpu", "memory", "descriptors", "disk_read", "disk_write"];
+
+/// What the judgement series read of a daemon's view, kept once the view is dropped (a
+/// view is 3 KB; this is about 130 bytes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewSummary {
+    /// The daemon.
+    pub daemon: DaemonId,
+    /// Trend slopes per second of CPU, memory, descriptors, disk reads and disk writes
+    /// (finite ones only).
+    pub slopes: [Option<f64>; 5],
+    /// When memory reaches the host's memory, if its trend says so.
+    pub rss_eta_ms: Option<TimestampMs>,
+    /// When descriptors reach their limit, if their trend says so.
+    pub fds_eta_ms: Option<TimestampMs>,
+    /// Restarts and unexpected exits in the last 10 minutes.
+    pub restarts_recent: u32,
+}
+
+impl ViewSummary {
+    /// The summary of `view`.
+    pub fn of(view: &DaemonView) -> Self {
+        ViewSummary {
+            daemon: view.daemon.clone(),
+            slopes: [
+                &view.cpu,
+                &view.rss,
+                &view.fds,
+                &view.disk_read,
+                &view.disk_write,
+            ]
+            .map(slope),
+            rss_eta_ms: view.rss_time_to_limit.as_ref().map(|t| t.eta_ms),
+            fds_eta_ms: view.fds_time_to_limit.as_ref().map(|t| t.eta_ms),
+            restarts_recent: view.restarts_recent,
+        }
+    }
+}
+
 /// What the judgement series need beyond one judgement: whether each daemon runs, when
 /// anomalies were seen, and the latest samples made.
 #[derive(Debug, Default)]
@@ -96,14 +137,14 @@ impl JudgementMetrics {
         &self.latest.samples
     }
 
-    /// The samples of one judgement at `now`, from the views it was made from (as
-    /// [`crate::analyzer::AnalyzerState::judge_all_with_views`] returns them); they also become
-    /// [`JudgementMetrics::latest`].
+    /// The samples of one judgement at `now`, from the summaries of the views it was made
+    /// from (as [`crate::analyzer::AnalyzerState::judge_all_with_views`] returns them); they
+    /// also become [`JudgementMetrics::latest`].
     pub fn judged(
         &mut self,
         now: TimestampMs,
         host_view: &HostView,
-        views: &[DaemonView],
+        views: &[ViewSummary],
         host: &HostJudgement,
         daemons: &BTreeMap<DaemonId, Judgement>,
     ) -> Arc<MetricBatch> {
@@ -164,14 +205,8 @@ impl JudgementMetrics {
                     value,
                 );
             }
-            for (resource, m) in [
-                ("cpu", &view.cpu),
-                ("memory", &view.rss),
-                ("descriptors", &view.fds),
-                ("disk_read", &view.disk_read),
-                ("disk_write", &view.disk_write),
-            ] {
-                if let Some(slope) = slope(m) {
+            for (resource, slope) in SLOPE_RESOURCES.into_iter().zip(view.slopes) {
+                if let Some(slope) = slope {
                     put(
                         names::JUDGEMENT_TREND_SLOPE,
                         shared(&mut self.labels, &[("resource", resource)]),
@@ -179,12 +214,12 @@ impl JudgementMetrics {
                     );
                 }
             }
-            for (resource, t) in [
-                ("memory", &view.rss_time_to_limit),
-                ("descriptors", &view.fds_time_to_limit),
+            for (resource, eta_ms) in [
+                ("memory", view.rss_eta_ms),
+                ("descriptors", view.fds_eta_ms),
             ] {
-                if let Some(t) = t {
-                    let seconds = (t.eta_ms - now).max(0) as f64 / 1000.0;
+                if let Some(eta_ms) = eta_ms {
+                    let seconds = (eta_ms - now).max(0) as f64 / 1000.0;
                     put(
                         names::JUDGEMENT_TIME_TO_LIMIT,
                         shared(&mut self.labels, &[("resource", resource)]),

@@ -25,6 +25,7 @@ use super::judge::{
     self, AnomalyEvent, Bottleneck, DaemonView, FilesystemView, HostJudgement, HostView, Judgement,
     MetricView, Recommendation, Score,
 };
+use super::judgement_metrics::ViewSummary;
 use super::series::{is_latency, is_process_metric, MemoryParts, SeriesState, ViewContext};
 use super::stats::WindowStats;
 use super::trend::{self, TimeToThreshold, Trend, TrendRule};
@@ -649,48 +650,51 @@ impl AnalyzerState {
         (host, daemons)
     }
 
-    /// [`AnalyzerState::judge_all`] with the views it judged from (the host's, then each
-    /// daemon's), for what reads both without building the views twice.
+    /// [`AnalyzerState::judge_all`] with the host's view and what the judgement series read
+    /// of each daemon's view ([`ViewSummary`]), for what reads both without building the
+    /// views twice.
+    ///
+    /// Daemons are viewed one at a time and each view is dropped once judged: at 1,000
+    /// daemons the views held together were 3 MB at the analyzer's peak. A host contention,
+    /// known only once every daemon is judged, changes the judgement of the daemons it
+    /// involves: those (a handful, the ones using the contended CPU) are viewed again.
     pub fn judge_all_with_views(
         &self,
         now: TimestampMs,
     ) -> (
         HostView,
-        Vec<DaemonView>,
+        Vec<ViewSummary>,
         HostJudgement,
         BTreeMap<DaemonId, Judgement>,
     ) {
         let host = self.host_view(now);
-        let views: Vec<DaemonView> = self
-            .daemons()
-            .iter()
-            .map(|d| self.daemon_view(d, &host, now))
-            .collect();
-        let own: Vec<(DaemonId, Vec<Bottleneck>, Option<f64>)> = views
-            .iter()
-            .map(|v| {
-                (
-                    v.daemon.clone(),
-                    judge::bottlenecks(v, &host, &self.cfg),
-                    v.cpu.stats.as_ref().map(|s| s.mean),
-                )
-            })
-            .collect();
+        let daemons = self.daemons();
+        let mut summaries = Vec::with_capacity(daemons.len());
+        let mut own: Vec<(DaemonId, Vec<Bottleneck>, Option<f64>)> =
+            Vec::with_capacity(daemons.len());
+        let mut judgements = BTreeMap::new();
+        for d in &daemons {
+            let v = self.daemon_view(d, &host, now);
+            own.push((
+                d.clone(),
+                judge::bottlenecks(&v, &host, &self.cfg),
+                v.cpu.stats.as_ref().map(|s| s.mean),
+            ));
+            judgements.insert(d.clone(), judge::judge(&v, &host, None, &self.cfg));
+            summaries.push(ViewSummary::of(&v));
+        }
         let mut host_judgement = judge::judge_host(&host, &own, &self.cfg);
         host_judgement.app_bottlenecks =
             judge::app_bottlenecks(self.latency_views(&Source::Host, now), &self.cfg);
-        let judgements = views
-            .iter()
-            .map(|v| {
-                let involved = host_judgement.contended_daemons.contains(&v.daemon);
-                let contention = host_judgement.contention.as_ref().filter(|_| involved);
-                (
-                    v.daemon.clone(),
-                    judge::judge(v, &host, contention, &self.cfg),
-                )
-            })
-            .collect();
-        (host, views, host_judgement, judgements)
+        if let Some(contention) = &host_judgement.contention {
+            for d in &host_judgement.contended_daemons {
+                if let Some(j) = judgements.get_mut(d) {
+                    let v = self.daemon_view(d, &host, now);
+                    *j = judge::judge(&v, &host, Some(contention), &self.cfg);
+                }
+            }
+        }
+        (host, summaries, host_judgement, judgements)
     }
 
     fn series_reports(&self, source: &Source, now: TimestampMs) -> Vec<SeriesReport> {
