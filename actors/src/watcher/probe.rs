@@ -205,8 +205,10 @@ type Backend = SysinfoProbe;
 
 /// Probe of one process, opened once and read at every tick of its watcher.
 ///
-/// On Linux it keeps `/proc/PID/{stat,statm,io,limits,fd}` open and re-reads them in place;
-/// elsewhere it delegates to [`SysinfoProbe`].
+/// On Linux it keeps `/proc/PID/{stat,schedstat,io,limits,fd}` open and re-reads them in
+/// place (memory comes from `stat`; `io` and `fd` are skipped while a one-thread process has
+/// not run since they were read, which `schedstat` tells); elsewhere it delegates to
+/// [`SysinfoProbe`].
 pub struct ProcessProbe {
     inner: Backend,
 }
@@ -237,9 +239,9 @@ impl ProcessProbe {
         self.inner.probe()
     }
 
-    /// Like [`ProcessProbe::probe`], but memory, storage I/O and the descriptor count are
-    /// re-read only every `every`th probe (counted over all probes; at least 1), the last
-    /// figures given between: CPU, threads, state and the identity check (`/proc/PID/stat`)
+    /// Like [`ProcessProbe::probe`], but storage I/O and the descriptor count are re-read
+    /// only every `every`th probe (counted over all probes; at least 1), the last figures
+    /// given between: CPU, memory, threads, state and the identity check (`/proc/PID/stat`)
     /// at every call. Linux only; elsewhere every probe reads everything.
     pub fn probe_sparse(&mut self, every: u64) -> Result<ProcSnapshot, ProbeError> {
         #[cfg(target_os = "linux")]
@@ -539,6 +541,8 @@ mod tests {
                 cstime: 170,
                 threads: 200,
                 start_time: 220,
+                vsize: 230,
+                rss_pages: 240,
                 code_range: (260, 270),
             }
         );
@@ -549,14 +553,17 @@ mod tests {
         assert_eq!(procfs::comm_of(b"7 no parens"), b"");
     }
 
-    /// statm, io and limits parse, including an unlimited open-files limit.
+    /// schedstat, io and limits parse, including an unlimited open-files limit; a
+    /// schedstat of zeros (no scheduler statistics) gives no run time.
     #[cfg(target_os = "linux")]
     #[test]
-    fn parses_statm_io_and_limits() {
+    fn parses_schedstat_io_and_limits() {
         assert_eq!(
-            procfs::parse_statm(b"1000 250 10 5 0 90 0\n"),
-            Some((1000, 250))
+            procfs::parse_schedstat(b"1203400 5600 12\n"),
+            Some(1_203_400)
         );
+        assert_eq!(procfs::parse_schedstat(b"0 0 0\n"), None);
+        assert_eq!(procfs::parse_schedstat(b"x 1 2\n"), None);
         let io = b"rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 7\n";
         assert_eq!(procfs::parse_io(io), Some((4096, 8192)));
         assert_eq!(procfs::parse_io(b"rchar: 1\n"), None);
@@ -592,9 +599,9 @@ mod tests {
         assert!(snap.read_bytes.is_some(), "{snap:?}");
     }
 
-    /// With `with_detail_every(n)`, descriptors (and storage I/O) are re-read at every nth
-    /// probe only, the last figures given between; CPU and memory at every probe. With
-    /// `probe_sparse(n)` memory is re-read at those probes only too.
+    /// With `with_detail_every(n)` or `probe_sparse(n)`, descriptors (and storage I/O) are
+    /// re-read at every nth probe only, the last figures given between; CPU and memory at
+    /// every probe.
     #[cfg(target_os = "linux")]
     #[test]
     fn detail_figures_are_read_every_nth_probe() {
@@ -625,24 +632,45 @@ mod tests {
             // Probes 2 and 3 give the first figure; the 4th re-reads.
             for _ in 0..2 {
                 let between = sparse();
-                assert_eq!(
-                    between.open_fds,
-                    Some(fds),
-                    "sparse memory: {sparse_memory}"
-                );
-                if sparse_memory {
-                    assert_eq!(
-                        (between.rss_bytes, between.virtual_bytes),
-                        (first.rss_bytes, first.virtual_bytes)
-                    );
-                }
+                assert_eq!(between.open_fds, Some(fds), "sparse: {sparse_memory}");
+                assert!(between.rss_bytes > 0, "{between:?}");
             }
-            assert_eq!(
-                sparse().open_fds,
-                Some(fds + 2),
-                "sparse memory: {sparse_memory}"
-            );
+            assert_eq!(sparse().open_fds, Some(fds + 2), "sparse: {sparse_memory}");
         }
+    }
+
+    /// A sleeping process of one thread that has not run since its `stat` and descriptors
+    /// were read has them given again without reading (at most `IDLE_SKIPS_MAX` times in a
+    /// row); one that ran in between, though asleep at both probes, has them read: the
+    /// descriptors it opened are counted at the very next probe.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn idle_process_skips_detail_reads_until_it_runs() {
+        let mut child = Reaped::spawn("sh", &["-c", "read a; exec 3</dev/null; read b"]);
+        let mut probe = ProcessProbe::open(child.pid()).expect("open child");
+        // Wait for the shell to block in `read` (it ran to get there).
+        poll_until(Duration::from_secs(10), || {
+            let s = probe.probe().expect("probe");
+            (s.state == ProcState::Sleeping && probe.inner.idle_skips() > 0).then_some(())
+        })
+        .expect("a sleeping shell's detail reads are skipped within 10 s");
+        let fds = probe.probe().expect("probe").open_fds.expect("fds");
+        let mut most = 0;
+        for _ in 0..(2 * procfs::IDLE_SKIPS_MAX + 2) {
+            probe.probe().expect("probe");
+            most = most.max(probe.inner.idle_skips());
+        }
+        assert_eq!(most, procfs::IDLE_SKIPS_MAX, "skips are bounded");
+        say(&mut child.0, "go");
+        let mut plain = ProcessProbe::open(child.pid()).expect("open child");
+        poll_until(Duration::from_secs(10), || {
+            let s = plain.probe().expect("probe");
+            (s.open_fds == Some(fds + 1) && s.state == ProcState::Sleeping).then_some(())
+        })
+        .expect("the child opens a descriptor and blocks again within 10 s");
+        let after = probe.probe().expect("probe");
+        assert_eq!(after.open_fds, Some(fds + 1), "{after:?}");
+        assert_eq!(probe.inner.idle_skips(), 0);
     }
 
     /// A real child is probed while alive and reported `Gone` once killed and reaped.
