@@ -499,6 +499,12 @@ impl AnalyzerState {
         let (Some(first), Some(last)) = (points.first(), points.last()) else {
             return;
         };
+        // Memory that kept one value (an idle daemon's, most of the time) has no part that
+        // rises: a line through equal values has a slope of 0 up to rounding, far under any
+        // leak floor (which is positive). Its two fits are skipped.
+        if points.iter().all(|p| p.1 == first.1) {
+            return;
+        }
         let span = last.0 - first.0;
         for part in [2, 4] {
             let from = last.0 - span / part;
