@@ -350,8 +350,10 @@ impl SeriesState {
         ctx: &ViewContext<'_>,
         with_envelope: bool,
     ) -> (Option<Trend>, Vec<f64>) {
-        let trend = trend::fit(points)
-            .map(|fit| trend::classify(&fit, 0, trend::polarity_of(key.metric.as_str()), ctx.rule));
+        let trend = trend::fit(points).map(|fit| {
+            let polarity = trend::polarity_of(key.metric.as_str());
+            trend::classify_with(&fit, 0, polarity, ctx.rule, ctx.reasons)
+        });
         let envelope = if with_envelope && trend.is_some() {
             lower_envelope(points, ctx.cfg.leak_segments.max(2))
         } else {
@@ -486,6 +488,9 @@ pub(super) struct ViewContext<'a> {
     pub(super) now: TimestampMs,
     /// Trend points before this are left out (another process, or the start-up grace).
     pub(super) trend_from: Option<TimestampMs>,
+    /// Whether trends carry their sentence ([`Trend::reason`]): views shown to a reader
+    /// do, the ones the judgement builds for itself (and drops) do not.
+    pub(super) reasons: bool,
 }
 
 /// The minimum of each of `segments` equal spans of time over time-ordered `points`, oldest

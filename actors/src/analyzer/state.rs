@@ -466,12 +466,21 @@ impl AnalyzerState {
         )
     }
 
-    fn series_view(&self, key: &SeriesKey, s: &SeriesState, now: TimestampMs) -> MetricView {
+    /// The view of one series; its trend has its sentence when `reasons` (see
+    /// `ViewContext::reasons`).
+    fn series_view(
+        &self,
+        key: &SeriesKey,
+        s: &SeriesState,
+        now: TimestampMs,
+        reasons: bool,
+    ) -> MetricView {
         let ctx = ViewContext {
             rule: &self.rule,
             cfg: &self.cfg,
             now,
             trend_from: self.trend_from(key),
+            reasons,
         };
         s.view(key, &ctx)
     }
@@ -482,7 +491,7 @@ impl AnalyzerState {
     /// memory kept before it: a leak that began after a long flat stretch (a hinge) fits
     /// neither a line nor a step over the whole window, and would otherwise wait until it
     /// fills most of the window (7 minutes and more).
-    fn recent_leak(&self, source: &Source, rss: &mut MetricView, now: TimestampMs) {
+    fn recent_leak(&self, source: &Source, rss: &mut MetricView, now: TimestampMs, reasons: bool) {
         if judge::leak_shape(rss, &self.cfg).is_some() {
             return;
         }
@@ -494,6 +503,7 @@ impl AnalyzerState {
             cfg: &self.cfg,
             now,
             trend_from: self.trend_from(key),
+            reasons,
         };
         let points = s.trend_points_from(ctx.trend_from);
         let (Some(first), Some(last)) = (points.first(), points.last()) else {
@@ -541,9 +551,15 @@ impl AnalyzerState {
         }
     }
 
-    fn metric_view(&self, source: &Source, metric: &str, now: TimestampMs) -> MetricView {
+    fn metric_view(
+        &self,
+        source: &Source,
+        metric: &str,
+        now: TimestampMs,
+        reasons: bool,
+    ) -> MetricView {
         self.find(source, metric)
-            .map(|(k, s)| self.series_view(k, s, now))
+            .map(|(k, s)| self.series_view(k, s, now, reasons))
             .unwrap_or_default()
     }
 
@@ -573,7 +589,7 @@ impl AnalyzerState {
             let (Some(total), Some(used)) = (total, s.window.last().map(|p| p.1)) else {
                 continue;
             };
-            let view = self.series_view(k, s, now);
+            let view = self.series_view(k, s, now, true);
             let time_to_full = view
                 .trend
                 .filter(|t| {
@@ -591,7 +607,7 @@ impl AnalyzerState {
         filesystems.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
         HostView {
             now_ms: now,
-            cpu: self.metric_view(&host, names::SYSTEM_CPU_UTILIZATION, now),
+            cpu: self.metric_view(&host, names::SYSTEM_CPU_UTILIZATION, now, true),
             memory_total: self.last(&host, names::SYSTEM_MEMORY_TOTAL),
             memory_available: self.last(&host, names::SYSTEM_MEMORY_AVAILABLE),
             swap_used: self.last(&host, names::SYSTEM_SWAP_USED),
@@ -602,12 +618,23 @@ impl AnalyzerState {
 
     /// What the judgement of a daemon reads.
     pub fn daemon_view(&self, daemon: &DaemonId, host: &HostView, now: TimestampMs) -> DaemonView {
+        self.daemon_view_with(daemon, host, now, true)
+    }
+
+    /// [`AnalyzerState::daemon_view`]; its trends have their sentences when `reasons`.
+    fn daemon_view_with(
+        &self,
+        daemon: &DaemonId,
+        host: &HostView,
+        now: TimestampMs,
+        reasons: bool,
+    ) -> DaemonView {
         let source = Source::Daemon(daemon.clone());
-        let mv = |metric: &str| self.metric_view(&source, metric, now);
+        let mv = |metric: &str| self.metric_view(&source, metric, now, reasons);
         let mut view = DaemonView::new(daemon.clone(), now);
         view.cpu = mv(names::PROCESS_CPU_UTILIZATION);
         view.rss = mv(names::PROCESS_MEMORY_RSS);
-        self.recent_leak(&source, &mut view.rss, now);
+        self.recent_leak(&source, &mut view.rss, now, reasons);
         // The watcher's rate gauges (the counters themselves are light series).
         view.disk_read = mv(names::PROCESS_DISK_READ_RATE);
         view.disk_write = mv(names::PROCESS_DISK_WRITE_RATE);
@@ -616,7 +643,7 @@ impl AnalyzerState {
         view.restarts_recent = self.restarts.get(daemon).map_or(0, |t| {
             t.iter().filter(|&&ts| ts > now - RESTART_PERIOD_MS).count() as u32
         });
-        view.latency = self.latency_views(&source, now);
+        view.latency = self.latency_views(&source, now, reasons);
         // A prediction rests on the same minimum span as the trend rules: a line through
         // seconds of data extrapolates one burst.
         let rising = |m: &MetricView| {
@@ -639,11 +666,16 @@ impl AnalyzerState {
 
     /// The latency series of `source` the judgement reads, by name (see
     /// [`judged_latency`]).
-    fn latency_views(&self, source: &Source, now: TimestampMs) -> BTreeMap<String, MetricView> {
+    fn latency_views(
+        &self,
+        source: &Source,
+        now: TimestampMs,
+        reasons: bool,
+    ) -> BTreeMap<String, MetricView> {
         let mut out = BTreeMap::new();
         for (k, s) in self.of_source(source) {
             if let Some(name) = judged_latency(k) {
-                out.insert(name.to_string(), self.series_view(k, s, now));
+                out.insert(name.to_string(), self.series_view(k, s, now, reasons));
             }
         }
         out
@@ -679,8 +711,9 @@ impl AnalyzerState {
         let mut own: Vec<(DaemonId, Vec<Bottleneck>, Option<f64>)> =
             Vec::with_capacity(daemons.len());
         let mut judgements = BTreeMap::new();
+        // The views are judged and dropped here: their trends need no sentences.
         for d in &daemons {
-            let v = self.daemon_view(d, &host, now);
+            let v = self.daemon_view_with(d, &host, now, false);
             own.push((
                 d.clone(),
                 judge::bottlenecks(&v, &host, &self.cfg),
@@ -691,11 +724,11 @@ impl AnalyzerState {
         }
         let mut host_judgement = judge::judge_host(&host, &own, &self.cfg);
         host_judgement.app_bottlenecks =
-            judge::app_bottlenecks(self.latency_views(&Source::Host, now), &self.cfg);
+            judge::app_bottlenecks(self.latency_views(&Source::Host, now, true), &self.cfg);
         if let Some(contention) = &host_judgement.contention {
             for d in &host_judgement.contended_daemons {
                 if let Some(j) = judgements.get_mut(d) {
-                    let v = self.daemon_view(d, &host, now);
+                    let v = self.daemon_view_with(d, &host, now, false);
                     *j = judge::judge(&v, &host, Some(contention), &self.cfg);
                 }
             }
@@ -707,7 +740,7 @@ impl AnalyzerState {
         let mut out: Vec<SeriesReport> = self
             .of_source(source)
             .filter_map(|(k, s)| {
-                let view = self.series_view(k, s, now);
+                let view = self.series_view(k, s, now, true);
                 Some(SeriesReport {
                     metric: k.metric.clone(),
                     labels: k.labels.clone(),

@@ -519,6 +519,19 @@ pub struct Trend {
 /// Classifies `fit` over a window of `window_ms` (the fit's own span when `window_ms ≤ 0`)
 /// for a metric of `polarity`, by `rule` (see the module doc).
 pub fn classify(fit: &LinearFit, window_ms: i64, polarity: Polarity, rule: &TrendRule) -> Trend {
+    classify_with(fit, window_ms, polarity, rule, true)
+}
+
+/// [`classify`], with [`Trend::reason`] left empty unless `with_reason`: the judgement
+/// classifies every series' trend every few seconds and reads none of the sentences, whose
+/// number formatting was a tenth of its cost.
+pub(crate) fn classify_with(
+    fit: &LinearFit,
+    window_ms: i64,
+    polarity: Polarity,
+    rule: &TrendRule,
+    with_reason: bool,
+) -> Trend {
     let window_s = if window_ms > 0 {
         window_ms
     } else {
@@ -550,9 +563,30 @@ pub fn classify(fit: &LinearFit, window_ms: i64, polarity: Polarity, rule: &Tren
         | (Direction::Falling, Polarity::HigherIsBetter) => TrendClass::Degrading,
         _ => TrendClass::Improving,
     };
+    let mut trend = Trend {
+        fit: fit.clone(),
+        change_over_window: change,
+        effect_sd,
+        relative_change,
+        significant,
+        direction,
+        class,
+        reason: String::new(),
+        step,
+    };
+    if with_reason {
+        trend.reason = reason(&trend, rule);
+    }
+    trend
+}
+
+/// The sentence of [`Trend::reason`].
+fn reason(t: &Trend, rule: &TrendRule) -> String {
+    let (fit, change, effect_sd, relative_change) =
+        (&t.fit, t.change_over_window, t.effect_sd, t.relative_change);
     let change_text = format!("the change of {} over the window", num(change));
     let p_text = format!("p = {}, n_eff = {}", num(fit.p_value), num(fit.n_eff));
-    let reason = if let Some(s) = &step {
+    if let Some(s) = &t.step {
         format!(
             "Stable: a step from {} to {} at {} ms explains the window better than a trend \
              (evidence {} ≥ {}).",
@@ -562,8 +596,8 @@ pub fn classify(fit: &LinearFit, window_ms: i64, polarity: Polarity, rule: &Tren
             num(s.evidence),
             num(rule.min_step_evidence),
         )
-    } else if passes {
-        let verdict = match class {
+    } else if t.direction != Direction::Flat {
+        let verdict = match t.class {
             TrendClass::Degrading => "degrading",
             TrendClass::Improving => "improving",
             TrendClass::Stable => "a neutral metric",
@@ -576,7 +610,7 @@ pub fn classify(fit: &LinearFit, window_ms: i64, polarity: Polarity, rule: &Tren
             num(effect_sd),
             num(100.0 * relative_change),
         )
-    } else if !significant {
+    } else if !t.significant {
         format!(
             "Stable: {change_text} is not significant ({p_text}, alpha {}).",
             num(rule.alpha)
@@ -595,17 +629,6 @@ pub fn classify(fit: &LinearFit, window_ms: i64, polarity: Polarity, rule: &Tren
             num(100.0 * relative_change),
             num(100.0 * rule.min_relative_change)
         )
-    };
-    Trend {
-        fit: fit.clone(),
-        change_over_window: change,
-        effect_sd,
-        relative_change,
-        significant,
-        direction,
-        class,
-        reason,
-        step,
     }
 }
 

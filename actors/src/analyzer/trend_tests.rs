@@ -138,6 +138,16 @@ fn bad_input() {
         ] {
             let t = classify(f, 0, p, &rule);
             assert!(!t.reason.is_empty());
+            // Without its sentence the trend is otherwise the same.
+            let quiet = classify_with(f, 0, p, &rule, false);
+            assert!(quiet.reason.is_empty());
+            assert_eq!(
+                Trend {
+                    reason: t.reason.clone(),
+                    ..quiet
+                },
+                t
+            );
             let _ = classify(f, -5, p, &rule);
         }
         for c in [0.0, 1.0, f64::NAN, 0.95] {
