@@ -175,6 +175,7 @@ fn main() {
         std::slice::from_ref(&remote),
         Duration::from_secs(7 * 86_400),
         None,
+        None,
     )
     .expect("shipper");
     let mut cpu = 0.0;

@@ -437,6 +437,7 @@ impl Perfvisor {
             remotes,
             raw_retention,
             Some(publish),
+            Some(self.inner.parts.storage.stats()),
         )
         .map_err(Error::Thread)?;
         let old = self

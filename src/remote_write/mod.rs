@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use perfvisor_actors::alerts::SourceKind;
 use perfvisor_actors::metric_names as names;
+use perfvisor_actors::storage::StorageStats;
 use perfvisor_actors::telemetry::RemoteWriteStatus;
 
 use crate::config::RemoteWriteConfig;
@@ -71,12 +72,15 @@ impl std::fmt::Debug for RemoteWriters {
 impl RemoteWriters {
     /// Starts one shipper thread per remote on `database` (which perfvisor's storage writer
     /// has created). `raw_retention` is the raw tier's retention; `publish` receives the
-    /// self-metrics every few seconds.
+    /// self-metrics every few seconds; `writer` is the counters of the storage writer
+    /// filling `database` when it runs in this process (the shippers then wait for what it
+    /// has not committed yet).
     pub fn start(
         database: &Path,
         remotes: &[RemoteWriteConfig],
         raw_retention: Duration,
         publish: Option<Publisher>,
+        writer: Option<Arc<StorageStats>>,
     ) -> std::io::Result<Self> {
         let mut shippers = Vec::new();
         for remote in remotes {
@@ -89,6 +93,7 @@ impl RemoteWriters {
                 stats: Arc::clone(&stats),
                 stop: Arc::clone(&stop),
                 publish: publish.clone(),
+                writer: writer.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("perfvisor-rw-{}", remote.name))

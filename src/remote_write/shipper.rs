@@ -6,8 +6,11 @@
 //! after every request the remote answered, so a restart (or a crash) resends at most the
 //! one request in flight, and an outage of hours costs nothing but disk: the shipper keeps
 //! retrying the same request with backoff and, once the remote is back, reads on from the
-//! cursor at `max_samples_per_second`. Only samples older than `SETTLE` are read, so that
-//! what the storage writer flushes late (it flushes at least every second) is not skipped.
+//! cursor at `max_samples_per_second`. Only samples older than `SETTLE` are read, and, when
+//! the storage writer runs in the same process, only those older than `SETTLE` before the
+//! moment up to which it has committed everything sent to it, so that what the writer
+//! commits late (it flushes at least every second, later while the disk or the host is
+//! slow) is not skipped.
 //! A sample that falls behind raw retention before it is shipped is counted as dropped
 //! (and expired) rather than sent: retention may delete it at any moment.
 
@@ -18,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use perfvisor_actors::metric_names as names;
-use perfvisor_actors::storage::{RemoteCursors, StorageReader};
+use perfvisor_actors::storage::{RemoteCursors, StorageReader, StorageStats};
 use perfvisor_actors::telemetry::RemoteWriteStatus;
 use perfvisor_actors::types::{
     Labels, MetricKind, Sample as PvSample, SeriesKey, Source, TimestampMs,
@@ -143,6 +146,10 @@ pub struct Shipper {
     pub stop: Arc<Stop>,
     /// Where its self-metrics go, if anywhere.
     pub publish: Option<Publisher>,
+    /// The counters of the storage writer filling `database`, when it runs in this
+    /// process: the shipper then reads no further than the writer's `settled_ms` (less
+    /// `SETTLE`), so a sample the writer commits late is still ahead of the cursor.
+    pub writer: Option<Arc<StorageStats>>,
 }
 
 /// How one request ended.
@@ -348,7 +355,7 @@ impl Run<'_> {
     /// Ships one window; false when it reached the horizon (nothing more to ship yet).
     fn step(&mut self) -> Result<bool, String> {
         let now = now_ms();
-        let horizon = now - ms(SETTLE);
+        let horizon = self.horizon(now);
         if self.cursor.0 >= horizon {
             return Ok(false);
         }
@@ -518,6 +525,17 @@ impl Run<'_> {
                 .stats
                 .error(format!("cursor not saved: {e}"), now);
         }
+    }
+
+    /// How far the history may be read at `now`: `SETTLE` before now, and before the
+    /// moment up to which the writer has committed everything sent to it.
+    fn horizon(&self, now: TimestampMs) -> TimestampMs {
+        let settled = self
+            .shipper
+            .writer
+            .as_ref()
+            .map_or(now, |w| w.settled_ms.load(Ordering::Relaxed));
+        now.min(settled) - ms(SETTLE)
     }
 
     fn update_lag(&self, now: TimestampMs) {

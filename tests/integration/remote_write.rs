@@ -3,8 +3,9 @@
 //! perfvisor keeps probing, started again on the same storage, and the gap is filled from
 //! perfvisor's history with no sample lost or repeated (count and values compared with
 //! perfvisor's own history). A receiver double checks what the engines cannot show: 5xx and
-//! 429 are retried, other 4xx dropped with the error kept, and a perfvisor restart resumes
-//! from the cursor without resending.
+//! 429 are retried, other 4xx dropped with the error kept, a perfvisor restart resumes
+//! from the cursor without resending, and samples the storage writer commits late (its disk
+//! refused writes for a while) are not passed over.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -452,6 +453,87 @@ fn start_on(db: &PathBuf) -> Perfvisor {
 /// error kept, the protocol headers are sent, and a perfvisor restarted on the same
 /// database resumes from its cursor: the receiver never gets a (series, timestamp) twice
 /// and has every sample stored before the cursor.
+/// Samples the storage writer commits late are shipped all the same: while the database
+/// refuses writes for 8 s the writer holds what it is sent and commits it afterwards, with
+/// its own timestamps, long after `SETTLE`. The shipper reads no further than what the
+/// writer has committed everything up to, so its cursor does not pass them meanwhile.
+#[tokio::test]
+async fn samples_committed_late_are_shipped() {
+    let (port, seen) = receiver();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("perfvisor.db");
+    let pv = start_on(&db);
+    let _child = support::watched_idle_daemon(&pv, DAEMON).await;
+    pv.start_remote_write(
+        &[remote(format!("http://127.0.0.1:{port}/api/v1/write"))],
+        Duration::from_secs(86_400),
+    )
+    .expect("remote write starts");
+    support::wait_for(Duration::from_secs(30), "shipping", || async {
+        remote_status(&pv).await.sent_samples > 100
+    })
+    .await;
+
+    pv.inject_storage_fault(perfvisor::StorageFault::ReadOnly)
+        .expect("fault");
+    let blocked_ms = now_ms();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let cleared_ms = now_ms();
+    pv.inject_storage_fault(perfvisor::StorageFault::Clear)
+        .expect("fault cleared");
+    support::wait_for(Duration::from_secs(60), "catch-up", || async {
+        remote_status(&pv).await.cursor_ms > cleared_ms + 2_000
+    })
+    .await;
+    let status = remote_status(&pv).await;
+    pv.shutdown().await.expect("shutdown");
+    assert_eq!(status.dropped_samples, 0, "{status:?}");
+
+    let reader = perfvisor::StorageReader::open(&db).expect("reader");
+    let key = reader
+        .series()
+        .expect("series")
+        .into_iter()
+        .map(|(k, _)| k)
+        .find(|k| {
+            k.metric.as_str() == "process.memory.usage_bytes"
+                && matches!(&k.source, Source::Daemon(d) if d.as_str() == DAEMON)
+        })
+        .expect("memory series");
+    let stored: Vec<i64> = reader
+        .query_range(&key, 0, status.cursor_ms)
+        .expect("history")
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    let late = stored
+        .iter()
+        .filter(|&&ts| ts > blocked_ms && ts < cleared_ms)
+        .count();
+    assert!(late >= 20, "only {late} samples stored while writes failed");
+    let s = seen.lock().unwrap();
+    let received: Vec<i64> = s
+        .samples
+        .keys()
+        .filter(|(n, ts)| {
+            *ts < status.cursor_ms
+                && n.contains("__name__=process_memory_usage_bytes")
+                && n.contains(DAEMON)
+        })
+        .map(|k| k.1)
+        .collect();
+    let missing: Vec<&i64> = stored.iter().filter(|ts| !received.contains(ts)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} stored samples never shipped ({late} stored while writes failed), \
+         the first at {:?} (writes failed from {blocked_ms} to {cleared_ms})",
+        missing.len(),
+        stored.len(),
+        missing.first()
+    );
+    assert_eq!(received.len(), stored.len());
+}
+
 #[tokio::test]
 async fn retries_drops_and_restart_resume_from_the_cursor() {
     let (port, seen) = receiver();

@@ -76,6 +76,11 @@ impl StorageHandle {
         })
     }
 
+    /// The writer's counters and gauges, shared: they outlive the writer.
+    pub fn stats(&self) -> Arc<StorageStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
     /// Queues a batch for storage without blocking. When the queue is full or the writer is
     /// shut down, the batch's samples are counted in `dropped_samples` and `false` returned.
     pub fn store(&self, batch: Arc<MetricBatch>) -> bool {

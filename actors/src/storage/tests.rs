@@ -687,6 +687,40 @@ mod history {
         }
     }
 
+    /// `settled_ms` moves to the writer's clock when what it was sent is committed, and
+    /// not while writes fail: a reader that follows the history forward up to it never
+    /// passes over a sample committed late.
+    #[test]
+    fn settled_moment_waits_for_failed_writes() {
+        let (_dir, path) = temp_db();
+        let clock = ManualClock::new(T0);
+        let (handle, stats) = spawn(at(&path, &clock));
+        let settled = || stats.settled_ms.load(Ordering::Relaxed);
+        let k = key("mem");
+        assert!(handle.store(series_batch(&k, MetricKind::Gauge, &[(T0, 1.0)])));
+        handle.flush(WAIT).unwrap();
+        assert_eq!(settled(), T0);
+
+        handle.inject_fault(StorageFault::ReadOnly);
+        clock.set_ms(T0 + 1_000);
+        assert!(handle.store(series_batch(&k, MetricKind::Gauge, &[(T0 + 1_000, 2.0)])));
+        assert!(handle.flush(WAIT).is_err());
+        let before = settled();
+        assert!(before <= T0 + 1_000, "{before}");
+        clock.set_ms(T0 + 60_000);
+        assert!(handle.store(series_batch(&k, MetricKind::Gauge, &[(T0 + 60_000, 3.0)])));
+        assert!(handle.flush(WAIT).is_err());
+        assert_eq!(settled(), before, "moved while a sample waits uncommitted");
+
+        handle.inject_fault(StorageFault::Clear);
+        wait_until("writes to succeed again", || {
+            !stats.write_blocked.load(Ordering::Relaxed)
+        });
+        handle.flush(WAIT).unwrap();
+        assert_eq!(settled(), T0 + 60_000);
+        handle.shutdown(WAIT).unwrap();
+    }
+
     /// A version 1 database (one row per sample) is upgraded in place: its samples become
     /// head rows, readable as before, and are compacted like fresh ones.
     #[test]

@@ -40,7 +40,7 @@ use rusqlite::TransactionBehavior;
 use super::maintenance::{self, MaintenanceSettings};
 use super::{headlog, StorageConfig};
 use crate::panic_guard::guard;
-use crate::types::Clock;
+use crate::types::{Clock, TimestampMs};
 use buffers::Buffers;
 pub(super) use commands::count;
 pub use commands::{
@@ -105,6 +105,9 @@ pub(super) struct WriterThread {
     /// When the log was last folded; `None` after (re)opening, so a log left by a crash is
     /// folded at the first maintenance step.
     last_fold: Option<Instant>,
+    /// The last moment (clock ms) the queue was seen empty: every command sent before it
+    /// has been taken into the buffers. Published as `settled_ms` once they are committed.
+    queue_empty_at: Option<TimestampMs>,
 }
 
 /// Why the loop must restart the writer state.
@@ -135,6 +138,7 @@ impl WriterThread {
             log: None,
             last_fold: None,
             backlog_published: None,
+            queue_empty_at: None,
         }
     }
 
@@ -192,12 +196,19 @@ impl WriterThread {
             }
             drained &= self.commands.is_empty();
         }
+        // The moment is read before the queue is looked at: whatever was sent before it is
+        // in the buffers once the queue is seen empty.
+        let now = self.clock().now_ms_coarse();
+        if self.commands.is_empty() {
+            self.queue_empty_at = Some(now);
+        }
         if self.flush_due() {
             self.try_flush(state)?;
         }
         if self.maintenance_due() {
             self.maintain(state)?;
         }
+        self.publish_settled();
         // Having emptied the queue, wait a moment before listening again: the rest of a
         // burst (every watcher probes on the same tick) lands in the queue meanwhile and is
         // taken in one go, instead of each batch waking the thread on its own.
@@ -338,6 +349,13 @@ impl WriterThread {
         }
     }
 
+    /// Publishes `settled_ms` when nothing taken from the queue is left uncommitted.
+    fn publish_settled(&self) {
+        if let Some(at) = self.queue_empty_at.filter(|_| self.buffers.is_empty()) {
+            self.stats.settled_ms.fetch_max(at, Ordering::Relaxed);
+        }
+    }
+
     fn publish_buffered(&self) {
         self.stats
             .buffered_samples
@@ -450,6 +468,7 @@ impl WriterThread {
     /// and asks for a restart.
     fn try_flush(&mut self, state: &mut WriterState) -> Result<bool, Restart> {
         if self.buffers.is_empty() {
+            self.publish_settled();
             ack_all(std::mem::take(&mut self.buffers.acks));
             return Ok(true);
         }
@@ -468,6 +487,8 @@ impl WriterThread {
                 count(&self.stats.stored_alerts, flushed.alerts);
                 self.buffers.committed();
                 self.publish_buffered();
+                // Before the acks: whoever waited for the flush sees the moment moved.
+                self.publish_settled();
                 ack_all(std::mem::take(&mut self.buffers.acks));
                 self.unblock();
                 Ok(true)

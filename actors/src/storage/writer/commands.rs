@@ -2,7 +2,7 @@
 //! lists the commands by name), what it reports when it fails ([`StorageFailure`] to the
 //! [`FailureHook`]), and its counters ([`StorageStats`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -138,6 +138,11 @@ pub struct StorageStats {
     pub lost_on_panic: AtomicU64,
     /// Samples accepted and held in memory, not yet committed (gauge).
     pub buffered_samples: AtomicU64,
+    /// A moment (the writer's clock, ms since the epoch) before which every sample offered
+    /// to the writer is committed or given up; 0 until the first such moment. Readers that
+    /// follow the history forward (remote write) read no further, so a sample committed
+    /// late, while the disk or the host was slow, is not passed over.
+    pub settled_ms: AtomicI64,
     /// True while writes fail and the writer is buffering (gauge).
     pub write_blocked: AtomicBool,
     /// Why writes fail, while they do.
