@@ -418,7 +418,8 @@ impl Perfvisor {
     /// `raw_retention` is the raw tier's retention: unshipped samples older than that are
     /// dropped and raise `perfvisor_remote_write_expired` (add
     /// [`crate::remote_write::expired_rule`] to the builder's rules). Replaces shippers
-    /// started before.
+    /// started before: they are stopped (and their cursors saved) before the new ones
+    /// start.
     #[cfg(feature = "remote-write")]
     pub fn start_remote_write(
         &self,
@@ -432,6 +433,17 @@ impl Perfvisor {
                 batch: perfvisor_actors::types::MetricBatch { samples },
             });
         });
+        // The shippers running now stop first (a request in flight finishes and its cursor
+        // is saved): the new ones start from the saved cursors, and two shippers of one
+        // remote at once would send the same samples twice.
+        let slot = || {
+            self.inner
+                .remote
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let old = slot().take();
+        drop(old);
         let writers = crate::remote_write::RemoteWriters::start(
             &self.inner.database,
             remotes,
@@ -440,13 +452,8 @@ impl Perfvisor {
             Some(self.inner.parts.storage.stats()),
         )
         .map_err(Error::Thread)?;
-        let old = self
-            .inner
-            .remote
-            .lock()
-            .ok()
-            .and_then(|mut r| r.replace(writers));
-        drop(old);
+        let replaced = slot().replace(writers);
+        drop(replaced);
         Ok(())
     }
 
