@@ -224,15 +224,13 @@ pub(super) fn parse_stat(text: &[u8]) -> Option<StatFields> {
     let mut fields = fields.skip(9); // fields 5..=13
     let utime = parse_u64(fields.next()?)?; // 14
     let stime = parse_u64(fields.next()?)?; // 15
-                                            // 16, 17: signed in the kernel's format, never negative in practice.
-    let cutime = parse_u64(fields.next()?)?;
-    let cstime = parse_u64(fields.next()?)?;
+    let cutime = parse_u64(fields.next()?)?; // 16, signed by the kernel, never negative
+    let cstime = parse_u64(fields.next()?)?; // 17, the same
     let mut fields = fields.skip(2); // 18..=19
     let threads = parse_u64(fields.next()?)?; // 20
     let start_time = parse_u64(fields.nth(1)?)?; // 22
     let vsize = parse_u64(fields.next()?)?; // 23
-                                            // 24: printed signed by older kernels; never negative.
-    let rss_pages = parse_u64(fields.next()?)?;
+    let rss_pages = parse_u64(fields.next()?)?; // 24, signed by older kernels, never negative
     let mut fields = fields.skip(1); // 25
     let start_code = parse_u64(fields.next()?)?; // 26
     let end_code = parse_u64(fields.next()?)?; // 27
