@@ -1,6 +1,6 @@
-//! Tests of `maintenance.rs`'s vacuuming, kept beside it: a live file rewritten by the
-//! writer's own maintenance, the rewrite skipped under another connection's write lock,
-//! and big files left to incremental vacuum.
+//! Tests of `maintenance.rs`, kept beside it: an idle step asks each unit once, and the
+//! vacuuming (a live file rewritten by the writer's own maintenance, the rewrite skipped
+//! under another connection's write lock, big files left to incremental vacuum).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,6 +27,64 @@ fn pragma(conn: &Connection, name: &str) -> i64 {
 
 fn settings() -> MaintenanceSettings {
     MaintenanceSettings::from_config(&StorageConfig::new("unused.db").retention(forever()))
+}
+
+/// An idle step calls each unit once; after a unit did work, it and every unit after it
+/// run again until they find nothing (a unit before it does not).
+#[test]
+fn idle_step_calls_each_unit_once() {
+    use std::sync::atomic::AtomicUsize;
+    static FIRST: AtomicUsize = AtomicUsize::new(0);
+    static SECOND: AtomicUsize = AtomicUsize::new(0);
+    static THIRD: AtomicUsize = AtomicUsize::new(0);
+    /// Work for the second unit, counted down by its calls.
+    static WORK: AtomicUsize = AtomicUsize::new(0);
+    fn first(
+        _: &Connection,
+        _: &MaintenanceSettings,
+        _: i64,
+        _: &StorageStats,
+        _: bool,
+    ) -> rusqlite::Result<bool> {
+        FIRST.fetch_add(1, Ordering::Relaxed);
+        Ok(false)
+    }
+    fn second(
+        _: &Connection,
+        _: &MaintenanceSettings,
+        _: i64,
+        _: &StorageStats,
+        _: bool,
+    ) -> rusqlite::Result<bool> {
+        SECOND.fetch_add(1, Ordering::Relaxed);
+        Ok(WORK
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1))
+            .is_ok())
+    }
+    fn third(
+        _: &Connection,
+        _: &MaintenanceSettings,
+        _: i64,
+        _: &StorageStats,
+        _: bool,
+    ) -> rusqlite::Result<bool> {
+        THIRD.fetch_add(1, Ordering::Relaxed);
+        Ok(false)
+    }
+    let (_dir, path) = temp_db();
+    let conn = crate::storage::schema::open_writer(&path).unwrap();
+    let stats = StorageStats::default();
+    let units: [Unit; 3] = [first, second, third];
+    let calls = || [&FIRST, &SECOND, &THIRD].map(|c| c.swap(0, Ordering::Relaxed));
+    let run = || step_with(&units, &conn, &settings(), T0, &stats, WAIT, true).unwrap();
+
+    assert!(!run());
+    assert_eq!(calls(), [1, 1, 1], "idle: each unit once");
+    WORK.store(3, Ordering::Relaxed);
+    assert!(!run());
+    // The second works three times (once in the first round), then finds nothing; the
+    // third runs again after it, the first does not.
+    assert_eq!(calls(), [1, 4, 2]);
 }
 
 /// A file a live writer keeps (NAB's 5-minute series fed an hour at a time, compacted
