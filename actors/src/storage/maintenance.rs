@@ -125,7 +125,7 @@ type Unit =
     fn(&Connection, &MaintenanceSettings, i64, &StorageStats, bool) -> rusqlite::Result<bool>;
 
 /// Every unit, in priority order.
-const UNITS: [Unit; 5] = [
+pub(super) const UNITS: [Unit; 5] = [
     compact_unit,
     daily_unit,
     retention_unit,
@@ -133,20 +133,9 @@ const UNITS: [Unit; 5] = [
     vacuum_unit,
 ];
 
-/// Runs units until `budget` is spent or nothing is left; `Ok(true)` when work remains.
-pub(super) fn step(
-    conn: &Connection,
-    settings: &MaintenanceSettings,
-    now_ms: i64,
-    stats: &StorageStats,
-    budget: Duration,
-    publish: bool,
-) -> rusqlite::Result<bool> {
-    step_with(&UNITS, conn, settings, now_ms, stats, budget, publish)
-}
-
-/// [`step`] over the given units (the tests count their calls).
-fn step_with<const N: usize>(
+/// Runs `units` ([`UNITS`]; the tests count their calls) until `budget` is spent or
+/// nothing is left; `Ok(true)` when work remains.
+pub(super) fn step<const N: usize>(
     units: &[Unit; N],
     conn: &Connection,
     settings: &MaintenanceSettings,

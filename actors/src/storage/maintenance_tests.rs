@@ -34,49 +34,26 @@ fn settings() -> MaintenanceSettings {
 #[test]
 fn idle_step_calls_each_unit_once() {
     use std::sync::atomic::AtomicUsize;
-    static FIRST: AtomicUsize = AtomicUsize::new(0);
-    static SECOND: AtomicUsize = AtomicUsize::new(0);
-    static THIRD: AtomicUsize = AtomicUsize::new(0);
+    static CALLS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
     /// Work for the second unit, counted down by its calls.
     static WORK: AtomicUsize = AtomicUsize::new(0);
-    fn first(
+    fn unit<const I: usize>(
         _: &Connection,
         _: &MaintenanceSettings,
         _: i64,
         _: &StorageStats,
         _: bool,
     ) -> rusqlite::Result<bool> {
-        FIRST.fetch_add(1, Ordering::Relaxed);
-        Ok(false)
-    }
-    fn second(
-        _: &Connection,
-        _: &MaintenanceSettings,
-        _: i64,
-        _: &StorageStats,
-        _: bool,
-    ) -> rusqlite::Result<bool> {
-        SECOND.fetch_add(1, Ordering::Relaxed);
-        Ok(WORK
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1))
-            .is_ok())
-    }
-    fn third(
-        _: &Connection,
-        _: &MaintenanceSettings,
-        _: i64,
-        _: &StorageStats,
-        _: bool,
-    ) -> rusqlite::Result<bool> {
-        THIRD.fetch_add(1, Ordering::Relaxed);
-        Ok(false)
+        CALLS[I].fetch_add(1, Ordering::Relaxed);
+        let work = || WORK.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+        Ok(I == 1 && work().is_ok())
     }
     let (_dir, path) = temp_db();
     let conn = crate::storage::schema::open_writer(&path).unwrap();
     let stats = StorageStats::default();
-    let units: [Unit; 3] = [first, second, third];
-    let calls = || [&FIRST, &SECOND, &THIRD].map(|c| c.swap(0, Ordering::Relaxed));
-    let run = || step_with(&units, &conn, &settings(), T0, &stats, WAIT, true).unwrap();
+    let units: [Unit; 3] = [unit::<0>, unit::<1>, unit::<2>];
+    let calls = || CALLS.each_ref().map(|c| c.swap(0, Ordering::Relaxed));
+    let run = || step(&units, &conn, &settings(), T0, &stats, WAIT, true).unwrap();
 
     assert!(!run());
     assert_eq!(calls(), [1, 1, 1], "idle: each unit once");

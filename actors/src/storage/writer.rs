@@ -591,7 +591,15 @@ impl WriterThread {
             if force {
                 maintenance::run_to_completion(&state.conn, &settings, now_ms, &stats)
             } else {
-                maintenance::step(&state.conn, &settings, now_ms, &stats, budget, publish)
+                maintenance::step(
+                    &maintenance::UNITS,
+                    &state.conn,
+                    &settings,
+                    now_ms,
+                    &stats,
+                    budget,
+                    publish,
+                )
             }
         });
         self.last_maintenance_end = Instant::now();
