@@ -477,7 +477,20 @@ async fn samples_committed_late_are_shipped() {
     pv.inject_storage_fault(perfvisor::StorageFault::ReadOnly)
         .expect("fault");
     let blocked_ms = now_ms();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Held until the writer keeps uncommitted samples older than the shipper's `SETTLE`
+    // (by 3 s): without the writer's settled moment the cursor would pass them.
+    let held_past = blocked_ms + perfvisor::remote_write::SETTLE.as_millis() as i64 + 3_000;
+    support::wait_for(
+        Duration::from_secs(60),
+        "samples held past SETTLE",
+        || async {
+            let storage = pv.status().await.expect("status").storage;
+            storage.write_blocked.is_some()
+                && storage.buffered_samples >= 20
+                && now_ms() > held_past
+        },
+    )
+    .await;
     let cleared_ms = now_ms();
     pv.inject_storage_fault(perfvisor::StorageFault::Clear)
         .expect("fault cleared");
