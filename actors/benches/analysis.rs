@@ -1,7 +1,7 @@
 //! Analysis cost: one sample into the analyzer (window, per-minute mean, anomaly detector),
 //! and one judgement tick (statistics, trend fit and classification of every series, then
-//! bottlenecks, score and recommendations of every daemon), per series; and the memory held
-//! per series, printed before the measurements.
+//! bottlenecks, score and recommendations of every daemon; of busy and of idle daemons),
+//! per series; and the memory held per series, printed before the measurements.
 //!
 //! Also the alert rule engine's dispatch cost: one sample evaluated against 20 rules with
 //! 1,000 series tracked, and one sample that produces a notification (fire or resolve).
@@ -310,6 +310,16 @@ fn analysis(c: &mut Criterion) {
             all[0].len()
         ),
         |b| b.iter(|| black_box(state.judge_all(black_box(now)))),
+    );
+    // The same tick over idle daemons (`idle_value`): most series hold one value, as a
+    // fleet of daemons waiting on their sockets does.
+    let (idle, _) = filled_with(seconds, idle_value);
+    g.bench_function(
+        format!(
+            "judgement tick, {DAEMONS} idle daemons × {} series",
+            all[0].len()
+        ),
+        |b| b.iter(|| black_box(idle.judge_all(black_box(now)))),
     );
     g.finish();
 }

@@ -92,6 +92,62 @@ impl WindowStats {
     }
 }
 
+impl WindowStats {
+    /// Statistics of values given as runs `(value, count)` in time order: the figures of
+    /// [`WindowStats::compute`] over the values written out, from one step a run. An idle
+    /// series' window is one run (600 values at 1 s), and the judgement reads every window
+    /// every tick. The mean and deviation sum a run as `count × value`, one rounding where
+    /// the values written out take `count`; `None` when empty.
+    pub fn of_runs(runs: impl Iterator<Item = (f64, usize)>) -> Option<WindowStats> {
+        let mut runs: Vec<(u64, f64, usize)> = runs
+            .filter(|r| r.1 > 0)
+            .map(|(v, c)| (order_key(v), v, c))
+            .collect();
+        let last = runs.last()?.1;
+        let n: usize = runs.iter().map(|r| r.2).sum();
+        let mean = runs.iter().map(|r| r.1 * r.2 as f64).sum::<f64>() / n as f64;
+        let stddev = if n > 1 {
+            let ss: f64 = runs
+                .iter()
+                .map(|r| (r.1 - mean) * (r.1 - mean) * r.2 as f64)
+                .sum();
+            (ss / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        runs.sort_unstable_by_key(|r| r.0);
+        // Rank `k` (0-based) of the sorted values: ranks come ascending, so one cursor
+        // walks the sorted runs once.
+        let (mut at, mut below) = (0, 0);
+        let mut rank = |k: usize| {
+            while below + runs[at].2 <= k {
+                below += runs[at].2;
+                at += 1;
+            }
+            runs[at].1
+        };
+        let min = rank(0);
+        let median = quantile_linear_by(n, 0.5, &mut rank);
+        let p90 = quantile_linear_by(n, 0.9, &mut rank);
+        let p95 = quantile_linear_by(n, 0.95, &mut rank);
+        let p99 = quantile_linear_by(n, 0.99, &mut rank);
+        let max = rank(n - 1);
+        Some(WindowStats {
+            count: n,
+            min,
+            max,
+            mean,
+            median,
+            stddev,
+            p50: median,
+            p90,
+            p95,
+            p99,
+            last,
+        })
+    }
+}
+
 /// NaNs (of either sign) last, the rest by `total_cmp`.
 #[cfg(test)]
 fn nan_last(a: &f64, b: &f64) -> std::cmp::Ordering {
@@ -326,7 +382,10 @@ impl SeriesWindow {
     /// counters.
     pub fn stats(&self) -> Option<WindowStats> {
         match self.kind {
-            MetricKind::Gauge => WindowStats::compute(&self.gauge_values()),
+            MetricKind::Gauge => match self.values.runs() {
+                Some(runs) => WindowStats::of_runs(runs.map(|(v, c)| (f64::from(v), c as usize))),
+                None => WindowStats::compute(&self.gauge_values()),
+            },
             MetricKind::Counter => {
                 let rates: Vec<f64> = self.rates().into_iter().map(|(_, r)| r).collect();
                 WindowStats::compute(&rates)
@@ -540,6 +599,82 @@ pub(crate) mod tests {
                 assert!(same(g, w), "n {n}, figure {i}: {g} against {w}");
             }
         }
+    }
+
+    /// Statistics from runs are those of the values written out: the order statistics bit
+    /// for bit (ties, NaNs of either sign, infinities, zeros of both signs), the mean and
+    /// deviation within rounding; one run is exact (mean the value, deviation 0).
+    #[test]
+    fn runs_match_the_values_written_out() {
+        let mut rng = fastrand::Rng::with_seed(13);
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for case in 0..2_000 {
+            let runs: Vec<(f64, usize)> = (0..rng.usize(1..12))
+                .map(|_| {
+                    let v = match rng.u8(0..40) {
+                        0 => f64::NAN,
+                        1 => f64::INFINITY,
+                        2 => f64::NEG_INFINITY,
+                        3 => -0.0,
+                        4..=15 => f64::from(rng.u8(0..4)),
+                        _ => f64::from((rng.f64() * 100.0 - 50.0) as f32),
+                    };
+                    (v, rng.usize(0..200))
+                })
+                .collect();
+            let values: Vec<f64> = runs
+                .iter()
+                .flat_map(|&(v, c)| std::iter::repeat_n(v, c))
+                .collect();
+            let got = WindowStats::of_runs(runs.iter().copied());
+            let Some(want) = WindowStats::compute(&values) else {
+                assert!(got.is_none(), "case {case}: {runs:?}");
+                continue;
+            };
+            let got = got.unwrap();
+            assert_eq!(got.count, want.count, "case {case}");
+            for (g, w) in [
+                (got.min, want.min),
+                (got.max, want.max),
+                (got.median, want.median),
+                (got.p90, want.p90),
+                (got.p95, want.p95),
+                (got.p99, want.p99),
+                (got.last, want.last),
+            ] {
+                assert!(same(g, w), "case {case}: {g} against {w}, {runs:?}");
+            }
+            for (g, w) in [(got.mean, want.mean), (got.stddev, want.stddev)] {
+                if w.is_finite() {
+                    let tol = 1e-12 * w.abs().max(1.0) * values.len() as f64;
+                    assert!((g - w).abs() <= tol, "case {case}: {g} against {w}");
+                } else {
+                    assert!(same(g, w) || (g.is_nan() && w.is_nan()), "case {case}");
+                }
+            }
+        }
+        let one = WindowStats::of_runs([(0.1, 601)].into_iter()).unwrap();
+        assert_eq!(
+            (one.mean, one.stddev, one.p95, one.count),
+            (0.1, 0.0, 0.1, 601)
+        );
+        assert!(WindowStats::of_runs(std::iter::empty()).is_none());
+    }
+
+    /// A gauge window that holds one value reads its statistics from its one run.
+    #[test]
+    fn a_steady_window_reads_its_runs() {
+        let mut w = SeriesWindow::new(MetricKind::Gauge, 601);
+        for i in 0..601 {
+            w.push(i * 1000, 0.1);
+        }
+        let s = w.stats().unwrap();
+        let v = f64::from(0.1f32);
+        assert_eq!(
+            (s.count, s.mean, s.stddev, s.min, s.max),
+            (601, v, 0.0, v, v)
+        );
+        assert_eq!(Some(s), WindowStats::compute(&w.gauge_values()));
     }
 
     /// Counter rates are per second and skip resets.

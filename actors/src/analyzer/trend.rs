@@ -260,6 +260,10 @@ pub fn fit(samples: &[(TimestampMs, f64)]) -> Option<LinearFit> {
         return None;
     }
     let nf = n as f64;
+    let y0 = pts[0].1;
+    if pts.iter().all(|p| p.1.to_bits() == y0.to_bits()) {
+        return flat_fit(pts, y0);
+    }
     // Seconds since t0; `abs_diff` cannot overflow, even across the whole i64 range.
     let xs: Vec<f64> = pts
         .iter()
@@ -325,6 +329,47 @@ pub fn fit(samples: &[(TimestampMs, f64)]) -> Option<LinearFit> {
     })
 }
 
+/// [`fit`] of time-ordered finite `pts` (at least 3, spanning some time) that all hold the
+/// value `y`: what the general fit gives in exact arithmetic (slope, residuals and spread 0,
+/// p-values 1, no step), from two passes over the times and no allocation. An idle series
+/// holds one value for its whole window, and the judgement fits every series every tick.
+fn flat_fit(pts: &[(TimestampMs, f64)], y: f64) -> Option<LinearFit> {
+    let (t0, t_last) = (pts[0].0, pts[pts.len() - 1].0);
+    let n = pts.len();
+    let nf = n as f64;
+    let x = |p: &(TimestampMs, f64)| p.0.abs_diff(t0) as f64 / 1000.0;
+    let x_mean = pts.iter().map(x).sum::<f64>() / nf;
+    let sxx: f64 = pts.iter().map(|p| (x(p) - x_mean) * (x(p) - x_mean)).sum();
+    if sxx <= 0.0 || !sxx.is_finite() {
+        return None;
+    }
+    let dof = nf - 2.0;
+    let n_eff = effective_n(nf, 0.0);
+    Some(LinearFit {
+        n,
+        t0_ms: t0,
+        span_ms: i64::try_from(t_last.abs_diff(t0)).unwrap_or(i64::MAX),
+        slope_per_s: 0.0,
+        intercept: y,
+        stderr: 0.0,
+        t_stat: 0.0,
+        p_value: two_sided_p(0.0, n_eff - 2.0),
+        stderr_ols: 0.0,
+        t_stat_ols: 0.0,
+        p_value_ols: two_sided_p(0.0, dof),
+        lag1_autocorr: 0.0,
+        n_eff,
+        residual_stddev: 0.0,
+        sse: 0.0,
+        r_squared: 0.0,
+        mean: y,
+        stddev: 0.0,
+        time_mean_s: x_mean,
+        time_sxx: sxx,
+        best_step: None,
+    })
+}
+
 /// `num / den` as a t statistic: 0 for 0/0, `±f64::MAX` for a noise-free non-zero slope.
 fn ratio_t(num: f64, den: f64) -> f64 {
     if den > 0.0 {
@@ -344,6 +389,10 @@ fn two_sided_p(t: f64, dof: f64) -> f64 {
     }
     if t.is_infinite() || t.abs() == f64::MAX {
         return 0.0;
+    }
+    if t == 0.0 {
+        // Every |T| is at least 0: exact, and a flat series' fit skips the distribution.
+        return 1.0;
     }
     match StudentsT::new(0.0, 1.0, dof) {
         Ok(dist) => (2.0 * dist.sf(t.abs())).clamp(0.0, 1.0),

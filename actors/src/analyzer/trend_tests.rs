@@ -525,3 +525,49 @@ fn trend_cost() {
     let ns = start.elapsed().as_nanos() as f64 / iters as f64;
     println!("fit+classify, 600 points: {ns:.0} ns/window ({keep:.1})");
 }
+
+/// A series that holds one value fits as exactly flat: slope, spread and residuals 0,
+/// p-values 1, no step, the mean the value itself; its time figures are those of any
+/// series sampled at the same moments; and it classifies `Stable` under every polarity.
+#[test]
+fn a_steady_series_fits_exactly_flat() {
+    let times: Vec<TimestampMs> = (0..601).map(|i| i * 1000 + (i % 7) * 13).collect();
+    let steady: Vec<(TimestampMs, f64)> = times.iter().map(|&t| (t, 0.1)).collect();
+    let varying: Vec<(TimestampMs, f64)> =
+        times.iter().map(|&t| (t, 0.1 + (t % 5) as f64)).collect();
+    let f = fit(&steady).unwrap();
+    let g = fit(&varying).unwrap();
+    assert_eq!(
+        (
+            f.slope_per_s,
+            f.stderr,
+            f.stderr_ols,
+            f.sse,
+            f.stddev,
+            f.residual_stddev
+        ),
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    );
+    assert_eq!(
+        (f.p_value, f.p_value_ols, f.t_stat, f.r_squared),
+        (1.0, 1.0, 0.0, 0.0)
+    );
+    assert_eq!(
+        (f.mean, f.intercept, f.n, &f.best_step),
+        (0.1, 0.1, 601, &None)
+    );
+    assert_eq!((f.t0_ms, f.span_ms), (g.t0_ms, g.span_ms));
+    assert_close(f.time_mean_s, g.time_mean_s, "time mean");
+    assert_close(f.time_sxx, g.time_sxx, "time sxx");
+    for polarity in [
+        Polarity::HigherIsBetter,
+        Polarity::LowerIsBetter,
+        Polarity::Neutral,
+    ] {
+        let t = classify(&f, 0, polarity, &TrendRule::default());
+        assert_eq!(t.class, TrendClass::Stable, "{polarity:?}");
+    }
+    // Two points, or one moment, are no line.
+    assert!(fit(&steady[..2]).is_none());
+    assert!(fit(&[(5, 1.0), (5, 1.0), (5, 1.0)]).is_none());
+}

@@ -137,6 +137,16 @@ impl Values {
         }
     }
 
+    /// The values as runs `(value, count)`, oldest first, when they are held as runs.
+    pub(super) fn runs(&self) -> Option<impl Iterator<Item = (f32, u32)> + '_> {
+        match self {
+            Values::Runs { runs, .. } => {
+                Some(runs.iter().map(|r| (f32::from_bits(r.bits), r.count)))
+            }
+            Values::Plain { .. } => None,
+        }
+    }
+
     /// The values, oldest first.
     pub(super) fn iter(&self) -> ValuesIter<'_> {
         let form = match self {
