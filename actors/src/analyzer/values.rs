@@ -186,12 +186,14 @@ fn count_runs(values: &VecDeque<f32>) -> usize {
 }
 
 /// Iterator over [`Values`], oldest first.
+#[derive(Clone)]
 pub(super) struct ValuesIter<'a> {
     /// Values not yet read.
     left: usize,
     form: IterForm<'a>,
 }
 
+#[derive(Clone)]
 enum IterForm<'a> {
     Runs {
         runs: std::collections::vec_deque::Iter<'a, Run>,
