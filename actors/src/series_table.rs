@@ -7,7 +7,9 @@
 //! was the largest single cost in perfvisor's profile). Here the entries of one source sit
 //! side by side in one vector: a batch costs one source lookup (none when the previous
 //! lookup was the same source), and each sample's entry is found at the slot after the
-//! previous one's, already in cache.
+//! previous one's, already in cache. A series a source sends later than its first batch
+//! (a rate, which needs two readings) is put where the lookup before it left off, so the
+//! slots keep the order of the batches and the next lookup does not have to search.
 
 use crate::types::{FastMap, SeriesKey, Source};
 
@@ -51,18 +53,24 @@ impl<V> Group<V> {
         }
     }
 
+    /// Adds an entry: in an unindexed group where the last lookup left off (the slot the
+    /// hint names), so that slots follow the order the source sends its series in; in an
+    /// indexed one at the end (whose slots the index names). Returns its slot.
     fn push(&mut self, key: SeriesKey, value: V) -> usize {
-        let at = self.slots.len();
-        if at == self.slots.capacity() {
+        let len = self.slots.len();
+        if len == self.slots.capacity() {
             // Grown by a quarter, not doubled: a daemon's 34 series in the writer would
             // otherwise sit in 64 slots (3 MB of empty slots at 1,000 daemons).
-            self.slots.reserve_exact((at / 4).max(4));
+            self.slots.reserve_exact((len / 4).max(4));
         }
         if let Some(index) = &mut self.index {
-            index.insert(key.clone(), at);
+            index.insert(key.clone(), len);
+            self.slots.push((key, value));
+            return len;
         }
-        self.slots.push((key, value));
-        if self.index.is_none() && self.slots.len() > INDEX_FROM {
+        let at = self.hint.min(len);
+        self.slots.insert(at, (key, value));
+        if self.slots.len() > INDEX_FROM {
             self.reindex();
         }
         at
@@ -207,7 +215,8 @@ impl<V> SeriesTable<V> {
         }
     }
 
-    /// Every entry of `source`, in the order they were first inserted.
+    /// Every entry of `source`, in slot order (the order of the batches that brought them,
+    /// see the module documentation).
     pub fn of_source<'a>(
         &'a self,
         source: &Source,
@@ -378,6 +387,46 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// Series a source sends from its second batch on (rates, which need two readings)
+    /// take the slots where their batch puts them, so every lookup of the third batch
+    /// finds its entry at the hint without searching.
+    #[test]
+    fn late_series_take_their_batch_order() {
+        let mut table = SeriesTable::new();
+        let first = ["cpu_time", "memory", "read", "write", "fds"];
+        let later = [
+            "cpu_time",
+            "cpu_util",
+            "memory",
+            "read",
+            "read_rate",
+            "write",
+            "write_rate",
+            "fds",
+        ];
+        for m in first {
+            table.get_or_insert_with(&key("d", m, None), || 0);
+        }
+        for batch in 0..2 {
+            for m in later {
+                *table.get_or_insert_with(&key("d", m, None), || 0) += batch;
+            }
+        }
+        let order: Vec<&str> = table
+            .of_source(&Source::Daemon(DaemonId::new("d")))
+            .map(|(k, _)| k.metric.as_str())
+            .collect();
+        assert_eq!(order, later);
+        let group = &mut table.groups[0];
+        group.hint = 0;
+        for (at, m) in later.iter().enumerate() {
+            let k = key("d", m, None);
+            assert_eq!(group.slots[group.hint].0, k, "{m} is at the hint");
+            assert_eq!(group.position(&k), Some(at));
+            group.hint = at + 1;
+        }
     }
 
     /// A source with many label sets (pushed app metrics) is indexed, and stays correct as
