@@ -76,7 +76,6 @@ impl WindowStats {
             .collect();
         let last = last?;
         let mut ranks = Ranks::new(&mut scratch);
-        let min = ranks.get(0);
         let mean = values.clone().sum::<f64>() / n as f64;
         let stddev = if n > 1 {
             let ss: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
@@ -84,14 +83,25 @@ impl WindowStats {
         } else {
             0.0
         };
-        // Ascending quantiles, then the maximum: `Ranks` reads order statistics in
-        // ascending order.
-        let median = quantile_linear_by(n, 0.5, |i| ranks.get(i));
-        let p90 = quantile_linear_by(n, 0.9, |i| ranks.get(i));
-        let p95 = quantile_linear_by(n, 0.95, |i| ranks.get(i));
-        let p99 = quantile_linear_by(n, 0.99, |i| ranks.get(i));
-        let max = ranks.get(n - 1);
-        Some(WindowStats {
+        Some(Self::of_ranks(n, mean, stddev, last, |k| ranks.get(k)))
+    }
+
+    /// The statistics of `n` values with the given mean, deviation and latest value, whose
+    /// order statistics `rank(k)` (0-based) gives; ranks are asked in ascending order.
+    fn of_ranks(
+        n: usize,
+        mean: f64,
+        stddev: f64,
+        last: f64,
+        mut rank: impl FnMut(usize) -> f64,
+    ) -> WindowStats {
+        let min = rank(0);
+        let median = quantile_linear_by(n, 0.5, &mut rank);
+        let p90 = quantile_linear_by(n, 0.9, &mut rank);
+        let p95 = quantile_linear_by(n, 0.95, &mut rank);
+        let p99 = quantile_linear_by(n, 0.99, &mut rank);
+        let max = rank(n - 1);
+        WindowStats {
             count: n,
             min,
             max,
@@ -103,11 +113,9 @@ impl WindowStats {
             p95,
             p99,
             last,
-        })
+        }
     }
-}
 
-impl WindowStats {
     /// Statistics of values given as runs `(value, count)` in time order: the figures of
     /// [`WindowStats::compute`] over the values written out, from one step a run. An idle
     /// series' window is one run (600 values at 1 s), and the judgement reads every window
@@ -134,32 +142,13 @@ impl WindowStats {
         // Rank `k` (0-based) of the sorted values: ranks come ascending, so one cursor
         // walks the sorted runs once.
         let (mut at, mut below) = (0, 0);
-        let mut rank = |k: usize| {
+        Some(Self::of_ranks(n, mean, stddev, last, |k| {
             while below + runs[at].2 <= k {
                 below += runs[at].2;
                 at += 1;
             }
             runs[at].1
-        };
-        let min = rank(0);
-        let median = quantile_linear_by(n, 0.5, &mut rank);
-        let p90 = quantile_linear_by(n, 0.9, &mut rank);
-        let p95 = quantile_linear_by(n, 0.95, &mut rank);
-        let p99 = quantile_linear_by(n, 0.99, &mut rank);
-        let max = rank(n - 1);
-        Some(WindowStats {
-            count: n,
-            min,
-            max,
-            mean,
-            median,
-            stddev,
-            p50: median,
-            p90,
-            p95,
-            p99,
-            last,
-        })
+        }))
     }
 }
 
