@@ -28,15 +28,19 @@ struct Group<V> {
     hint: usize,
     /// Slot by key, once the group has more than [`INDEX_FROM`] slots.
     index: Option<FastMap<SeriesKey, usize>>,
+    /// The table's generation when an entry of this group was last looked up to change
+    /// (see [`SeriesTable::touched_mut`]).
+    touched: u32,
 }
 
 impl<V> Group<V> {
-    fn new(source: Source) -> Self {
+    fn new(source: Source, generation: u32) -> Self {
         Group {
             source,
             slots: Vec::new(),
             hint: 0,
             index: None,
+            touched: generation,
         }
     }
 
@@ -101,6 +105,8 @@ pub struct SeriesTable<V> {
     /// source's.
     last: usize,
     len: usize,
+    /// Advanced by [`Self::untouch`]; a group looked up to change since carries it.
+    generation: u32,
 }
 
 impl<V> Default for SeriesTable<V> {
@@ -110,6 +116,7 @@ impl<V> Default for SeriesTable<V> {
             groups: Vec::new(),
             last: 0,
             len: 0,
+            generation: 0,
         }
     }
 }
@@ -140,6 +147,7 @@ impl<V> SeriesTable<V> {
     fn group_mut_of(&mut self, source: &Source) -> Option<usize> {
         let g = self.group_of(source)?;
         self.last = g;
+        self.groups[g].touched = self.generation;
         Some(g)
     }
 
@@ -175,7 +183,8 @@ impl<V> SeriesTable<V> {
             Some(g) => g,
             None => {
                 let g = self.groups.len();
-                self.groups.push(Group::new(source.clone()));
+                self.groups
+                    .push(Group::new(source.clone(), self.generation));
                 self.by_source.insert(source.clone(), g);
                 self.last = g;
                 g
@@ -263,6 +272,24 @@ impl<V> SeriesTable<V> {
         self.groups
             .iter_mut()
             .flat_map(|g| g.slots.iter_mut().map(|(k, v)| (&*k, v)))
+    }
+
+    /// Every entry of the sources looked up to change ([`Self::get_mut`],
+    /// [`Self::get_or_insert_with`], [`Self::insert`], [`Self::of_source_mut`]) since the
+    /// last [`Self::untouch`], to change. The storage writer walks only these at each flush
+    /// instead of its 34,000 series at 1,000 daemons, of which a flush has samples for half.
+    pub fn touched_mut(&mut self) -> impl Iterator<Item = (&SeriesKey, &mut V)> {
+        let generation = self.generation;
+        self.groups
+            .iter_mut()
+            .filter(move |g| g.touched == generation)
+            .flat_map(|g| g.slots.iter_mut().map(|(k, v)| (&*k, v)))
+    }
+
+    /// Starts a new generation: no source counts as touched until it is looked up to
+    /// change again.
+    pub fn untouch(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// Every key.
@@ -387,6 +414,47 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// `touched_mut` yields the entries of exactly the sources looked up to change since
+    /// the last `untouch` (new sources included), and nothing after an `untouch`.
+    #[test]
+    fn touched_sources_are_those_changed_since_untouch() {
+        let mut table = SeriesTable::new();
+        for d in 0..4 {
+            for m in ["a", "b"] {
+                table.insert(key(&format!("d{d}"), m, None), 0);
+            }
+        }
+        let touched = |t: &mut SeriesTable<i32>| {
+            let mut keys: Vec<String> = t.touched_mut().map(|(k, _)| k.to_string()).collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(touched(&mut table).len(), 8, "new sources are touched");
+        table.untouch();
+        assert!(touched(&mut table).is_empty());
+        // Reads do not touch; each kind of mutable lookup does.
+        assert_eq!(table.get(&key("d0", "a", None)), Some(&0));
+        *table.get_mut(&key("d1", "a", None)).unwrap() += 1;
+        *table.get_or_insert_with(&key("d2", "c", None), || 5) += 1;
+        table
+            .of_source_mut(&Source::Daemon(DaemonId::new("d3")))
+            .for_each(|_| {});
+        let want: Vec<String> = [
+            ("d1", "a"),
+            ("d1", "b"),
+            ("d2", "a"),
+            ("d2", "b"),
+            ("d2", "c"),
+        ]
+        .into_iter()
+        .chain([("d3", "a"), ("d3", "b")])
+        .map(|(d, m)| key(d, m, None).to_string())
+        .collect();
+        assert_eq!(touched(&mut table), want);
+        table.untouch();
+        assert!(touched(&mut table).is_empty());
     }
 
     /// Series a source sends from its second batch on (rates, which need two readings)

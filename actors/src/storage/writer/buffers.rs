@@ -19,6 +19,12 @@ pub(super) const IDLE_FLUSHES_KEPT: u16 = 3_600;
 /// Flushes after which an idle series' sample buffer is freed (its entry stays).
 const IDLE_FLUSHES_BUFFERED: u16 = 8;
 
+/// A commit walks only the sources that brought samples since the last one
+/// ([`SeriesTable::touched_mut`]); every this many commits it walks every entry, freeing
+/// the buffers and forgetting the entries of series idle long enough. So an idle series'
+/// buffer is freed after 8 to 15 idle flushes and its entry forgotten after 3,600 to 3,607.
+const SWEEP_EVERY: u32 = IDLE_FLUSHES_BUFFERED as u32;
+
 /// One series' samples waiting for the next flush.
 #[derive(Debug)]
 pub(super) struct SeriesBuffer {
@@ -35,8 +41,8 @@ pub(super) struct SeriesBuffer {
     /// Where the series sat in the writer's pending samples at the last flush (a hint: see
     /// `headlog::Pending::add`).
     pub(super) pending_slot: u32,
-    /// Flushes this entry has sat through empty.
-    pub(super) idle_flushes: u16,
+    /// [`Buffers::commits`] when this entry last had samples committed (or was made).
+    pub(super) last_commit: u32,
 }
 
 /// Everything accepted and not yet committed. Survives writer restarts (it is not rebuilt
@@ -57,6 +63,8 @@ pub(in crate::storage) struct Buffers {
     pub(super) oldest: Option<Instant>,
     /// Flushes to acknowledge after the next successful commit.
     pub(super) acks: Vec<Sender<()>>,
+    /// Commits so far (wrapping): entries note the last one that had their samples.
+    commits: u32,
 }
 
 impl Buffers {
@@ -79,6 +87,7 @@ impl Buffers {
     pub(super) fn add_samples(&mut self, batch: &MetricBatch, limit: usize) -> usize {
         let room = limit.saturating_sub(self.samples);
         let take = batch.samples.len().min(room);
+        let commits = self.commits;
         for sample in &batch.samples[..take] {
             let buffer = self
                 .series
@@ -87,7 +96,7 @@ impl Buffers {
                     id: None,
                     samples: SmallVec::new(),
                     pending_slot: u32::MAX,
-                    idle_flushes: 0,
+                    last_commit: commits,
                 });
             buffer.samples.push((sample.ts_ms, sample.value));
         }
@@ -106,21 +115,35 @@ impl Buffers {
         }
     }
 
-    /// Forgets what was just committed, the sample buffers of series idle for a few flushes,
-    /// and series idle for [`IDLE_FLUSHES_KEPT`] flushes.
+    /// Forgets what was just committed; every [`SWEEP_EVERY`] commits also frees the sample
+    /// buffers of series idle for [`IDLE_FLUSHES_BUFFERED`] flushes and forgets series idle
+    /// for [`IDLE_FLUSHES_KEPT`]. Only the sources that brought samples are walked otherwise:
+    /// an entry of any other source has none.
     pub(super) fn committed(&mut self) {
-        self.series.retain(|_, buffer| {
-            if buffer.samples.is_empty() {
-                buffer.idle_flushes = buffer.idle_flushes.saturating_add(1);
-                if buffer.idle_flushes == IDLE_FLUSHES_BUFFERED {
+        self.commits = self.commits.wrapping_add(1);
+        let commits = self.commits;
+        if commits.is_multiple_of(SWEEP_EVERY) {
+            self.series.retain(|_, buffer| {
+                if !buffer.samples.is_empty() {
+                    buffer.samples.clear();
+                    buffer.last_commit = commits;
+                    return true;
+                }
+                let idle = commits.wrapping_sub(buffer.last_commit);
+                if idle >= u32::from(IDLE_FLUSHES_BUFFERED) && buffer.samples.spilled() {
                     buffer.samples = SmallVec::new();
                 }
-            } else {
-                buffer.idle_flushes = 0;
-                buffer.samples.clear();
+                idle < u32::from(IDLE_FLUSHES_KEPT)
+            });
+        } else {
+            for (_, buffer) in self.series.touched_mut() {
+                if !buffer.samples.is_empty() {
+                    buffer.samples.clear();
+                    buffer.last_commit = commits;
+                }
             }
-            buffer.idle_flushes < IDLE_FLUSHES_KEPT
-        });
+        }
+        self.series.untouch();
         self.clear_records();
     }
 
@@ -188,8 +211,8 @@ mod tests {
     }
 
     /// An idle series keeps its entry and id (the writer's only id cache) but frees its
-    /// sample buffer after a few flushes; after an hour of flushes it is forgotten, while a
-    /// series sampled now and then never is.
+    /// sample buffer after a few flushes; after an hour of flushes (and at most a sweep's
+    /// worth more) it is forgotten, while a series sampled now and then never is.
     #[test]
     fn idle_series_keep_their_id_for_an_hour_of_flushes() {
         let mut b = Buffers::default();
@@ -210,15 +233,18 @@ mod tests {
             b.committed();
             let entry = b.series.get(&idle);
             assert_eq!(entry.and_then(|e| e.id), Some(7), "flush {flush}");
-            // The heap buffer is kept while the series may come back, then freed.
-            let spilled = flush < u32::from(IDLE_FLUSHES_BUFFERED);
-            assert_eq!(
-                entry.map(|e| e.samples.spilled()),
-                Some(spilled),
-                "flush {flush}"
-            );
+            // The heap buffer is kept while the series may come back, then freed at the
+            // next sweep (every `SWEEP_EVERY` commits).
+            let spilled = entry.map(|e| e.samples.spilled());
+            if flush < u32::from(IDLE_FLUSHES_BUFFERED) {
+                assert_eq!(spilled, Some(true), "flush {flush}");
+            } else if flush >= u32::from(IDLE_FLUSHES_BUFFERED) + SWEEP_EVERY {
+                assert_eq!(spilled, Some(false), "flush {flush}");
+            }
         }
-        b.committed();
+        for _ in 0..SWEEP_EVERY {
+            b.committed();
+        }
         assert!(
             !b.series.contains_key(&idle),
             "forgotten after an hour idle"

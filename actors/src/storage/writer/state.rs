@@ -70,7 +70,8 @@ impl WriterState {
         match self.write_buffers(buffers) {
             Ok(flushed) => {
                 if let Some(pending) = &mut self.pending {
-                    for buffer in buffers.series.values_mut() {
+                    // Only sources that brought samples since the last commit have any.
+                    for (_, buffer) in buffers.series.touched_mut() {
                         if let Some(id) = buffer.id {
                             pending.add(&mut buffer.pending_slot, id, &buffer.samples);
                         }
@@ -96,7 +97,8 @@ impl WriterState {
             // per-series head rows later: one insert per flush however many series there are.
             let mut groups: Vec<(i64, &[(i64, f64)])> = Vec::with_capacity(buffers.series.len());
             let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-            for (key, buffer) in buffers.series.iter_mut() {
+            // Only sources that brought samples since the last commit have any.
+            for (key, buffer) in buffers.series.touched_mut() {
                 if buffer.samples.is_empty() {
                     continue;
                 }
