@@ -1,5 +1,14 @@
 //! The collector actor: thin handlers over [`HostSampler`], [`AppSampleResolver`] and
-//! [`Histograms`].
+//! [`Histograms`], and the fan-out of every sample to the analyzer and the storage writer.
+//!
+//! Watchers probe together (their timers tick at the same moments), so their batches reach
+//! the collector as a burst: 1,000 daemons send 1,000 batches of a dozen samples within a
+//! few milliseconds. Each batch used to be fanned out alone, as one analyzer message, one
+//! alert-engine message and one storage command. Now the collector holds what it takes
+//! while more counted messages wait in its mailbox and sends everything on in one batch
+//! when the mailbox is empty ([`Collector::hold`]). Nothing waits for a timer: the last
+//! batch of a burst releases the whole burst. A backstop ([`RELEASE_AFTER`]) releases what
+//! is held if the mailbox count ever disagrees, and [`HOLD_MAX`] bounds a batch.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,6 +26,12 @@ use crate::storage::StorageHandle;
 use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::{ActorStats, EngineStats, RecorderStats};
 use crate::types::{MetricBatch, Sample, SharedClock};
+
+/// Most samples held before they are sent on whatever waits in the mailbox.
+pub const HOLD_MAX: usize = 65_536;
+
+/// What is held is sent on at the latest this long after it was first held.
+pub const RELEASE_AFTER: Duration = Duration::from_millis(100);
 
 /// What a collector is built from: where batches go, what it counts, how often it samples
 /// the host. The supervisor builds it once; a restart keeps it.
@@ -52,6 +67,10 @@ pub struct Collector {
     /// Refused observations already logged.
     refused_logged: u64,
     known: Vec<crate::types::DaemonSpec>,
+    /// Samples taken and not yet sent on (see the module documentation).
+    held: Vec<Sample>,
+    /// The backstop that releases `held`, while one is pending.
+    release_timer: Option<SpawnHandle>,
 }
 
 impl Collector {
@@ -66,7 +85,40 @@ impl Collector {
             histograms: Histograms::new(interval_ms),
             refused_logged: 0,
             known: Vec::new(),
+            held: Vec::new(),
+            release_timer: None,
         }
+    }
+
+    /// Takes samples to send on: at once when no counted message waits in the mailbox (or
+    /// enough are held), else with the batches still waiting, when the last is taken.
+    fn hold(&mut self, samples: Vec<Sample>, ctx: &mut Context<Self>) {
+        if self.held.is_empty() {
+            self.held = samples;
+        } else {
+            self.held.extend(samples);
+        }
+        if self.held.is_empty() {
+            return;
+        }
+        let waiting = self.restart.child.stats.queued.load(Ordering::Relaxed) > 0;
+        if !waiting || self.held.len() >= HOLD_MAX {
+            self.release(ctx);
+        } else if self.release_timer.is_none() {
+            self.release_timer = Some(ctx.run_later(RELEASE_AFTER, |act, ctx| {
+                act.release_timer = None;
+                tick(act, ctx, |act, ctx| act.release(ctx))
+            }));
+        }
+    }
+
+    /// Sends on everything held.
+    fn release(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.release_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let samples = std::mem::take(&mut self.held);
+        self.fan_out(samples);
     }
 
     /// Sends one batch to the analyzer and the storage writer, sharing it.
@@ -84,11 +136,11 @@ impl Collector {
         self.setup.analyzer.do_send(AnalyzeBatch { batch });
     }
 
-    fn sample_host(&mut self) {
+    fn sample_host(&mut self, ctx: &mut Context<Self>) {
         let now = self.setup.clock.now_ms();
         let host = self.host.get_or_insert_with(HostSampler::new);
         let samples = host.sample(now);
-        self.fan_out(samples);
+        self.hold(samples, ctx);
         let mut closed = Closed::default();
         self.histograms.close_due(now, &mut closed);
         // Series idle for an hour are forgotten, as the analyzer forgets them.
@@ -121,10 +173,17 @@ impl Collector {
 
     /// Resolves raw samples and sends them on with the histogram intervals they (or the
     /// clock) closed; with `close_all`, every open interval is closed too.
-    fn take_raw(&mut self, raw: impl IntoIterator<Item = RawSample>, close_all: bool) {
+    fn take_raw(
+        &mut self,
+        raw: impl IntoIterator<Item = RawSample>,
+        close_all: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let (samples, mut closed) = self.resolve_all(raw);
-        self.fan_out(samples);
+        self.hold(samples, ctx);
         if close_all {
+            // A flush: everything taken before it goes on now.
+            self.release(ctx);
             self.histograms
                 .close_all(self.setup.clock.now_ms(), &mut closed);
         }
@@ -160,8 +219,14 @@ impl Actor for Collector {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restart.on_started(ctx);
         ctx.run_interval(self.setup.host_interval, |act, ctx| {
-            tick(act, ctx, |act, _| act.sample_host())
+            tick(act, ctx, |act, ctx| act.sample_host(ctx))
         });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Held samples still go to storage when the collector stops.
+        let samples = std::mem::take(&mut self.held);
+        self.fan_out(samples);
     }
 }
 
@@ -171,6 +236,8 @@ impl actix::Supervised for Collector {
         // totals of app metrics (and histogram counts and sums) restart from zero, which
         // readers treat as a counter reset; open histogram intervals are lost.
         self.host = None;
+        // A restart cancels the context's timers; what is held goes with the next batch.
+        self.release_timer = None;
         self.resolver = AppSampleResolver::default();
         self.histograms = Histograms::new(self.histograms.interval_ms());
         self.refused_logged = 0;
@@ -183,12 +250,12 @@ impl actix::Supervised for Collector {
 supervised_handlers! {
     Collector.restart;
 
-    SamplesCollected[counted](act, msg, _ctx) {
-        act.fan_out(msg.batch.samples)
+    SamplesCollected[counted](act, msg, ctx) {
+        act.hold(msg.batch.samples, ctx)
     }
 
-    AppSamplesReceived[counted](act, msg, _ctx) {
-        act.take_raw(msg.samples, false)
+    AppSamplesReceived[counted](act, msg, ctx) {
+        act.take_raw(msg.samples, false, ctx)
     }
 
     RegisterDaemon(act, msg, _ctx) {
@@ -199,12 +266,12 @@ supervised_handlers! {
 
     /// A flush or shutdown: what the recorder holds, and what was observed before, is
     /// stored now.
-    DrainRecorder(act, _msg, _ctx) {
+    DrainRecorder(act, _msg, ctx) {
         let raw: Vec<RawSample> = act.setup.recorder_rx.try_iter().collect();
         act.setup.recorder_stats
             .drained
             .fetch_add(raw.len() as u64, Ordering::Relaxed);
-        act.take_raw(raw, true)
+        act.take_raw(raw, true, ctx)
     }
 
     InjectPanic(_act, _msg, _ctx) {

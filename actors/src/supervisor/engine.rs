@@ -110,6 +110,10 @@ pub struct EngineParts {
     pub storage: StorageHandle,
     /// The collector (for flushes).
     pub collector: Addr<Collector>,
+    /// The collector's counters. Whoever sends it [`crate::messages::SamplesCollected`]
+    /// counts the message in first ([`crate::counters::ActorStats::enqueued`]), as watchers do, so
+    /// that the collector sends a burst of batches on as one.
+    pub collector_stats: Arc<crate::counters::ActorStats>,
     /// The recorder intake thread (for flushes).
     pub intake: Arc<intake::IntakeHandle>,
     /// The daemon control restart actions use (replaceable while running).
@@ -130,6 +134,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
     let dispatcher_child = singleton("alert_dispatcher", ActorKind::AlertDispatcher);
     let analyzer_child = singleton("analyzer", ActorKind::Analyzer);
     let collector_child = singleton("collector", ActorKind::Collector);
+    let collector_stats = collector_child.stats.clone();
 
     // Every singleton reports its failures to the supervisor once it runs.
     let singletons = [
@@ -280,6 +285,7 @@ pub fn start_engine(config: EngineConfig) -> Result<EngineParts, EngineError> {
         recorder: parts_recorder,
         storage: parts_storage,
         collector: parts_collector,
+        collector_stats,
         intake: parts_intake,
         control,
     })

@@ -433,6 +433,75 @@ mod every_handler {
         })
     }
 
+    /// Watchers' batches that reach the collector together go on as one batch: 200 batches
+    /// sent at once, each counted in as watchers count theirs, make at most a few analyzer
+    /// messages (not 200), and every sample arrives; a lone batch goes on without a flush.
+    #[test]
+    fn a_burst_of_batches_goes_on_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("pv.db");
+        actix::System::new().block_on(async move {
+            let mut config = config(database, FaultPlan::default());
+            // No host samples meanwhile: only perfvisor's own metrics add messages.
+            config.host_interval = Duration::from_secs(3600);
+            let parts = start_engine(config).unwrap();
+            let series = |i: usize| {
+                SeriesKey::new(
+                    Source::Daemon(DaemonId::new("burst")),
+                    "burst.value",
+                    Labels::from_pairs([("i", i.to_string())]),
+                )
+            };
+            let sample = |i: usize| Sample {
+                series: series(i),
+                kind: MetricKind::Gauge,
+                ts_ms: SystemClock.now_ms(),
+                value: i as f64,
+            };
+            let handled = |s: &Status| s.actor("analyzer").map_or(0, |a| a.handled);
+            let before = handled(&status(&parts).await);
+            // No await in between: the collector runs only once all 200 are queued.
+            for i in 0..200 {
+                parts.collector_stats.enqueued();
+                parts.collector.do_send(SamplesCollected {
+                    batch: MetricBatch {
+                        samples: vec![sample(i)],
+                    },
+                });
+            }
+            let seen = |latest: &[Sample], i: usize| latest.iter().any(|s| s.series == series(i));
+            until("all 200 burst samples at the analyzer", || async {
+                parts
+                    .analyzer
+                    .send(GetLatest)
+                    .await
+                    .is_ok_and(|latest| (0..200).all(|i| seen(&latest, i)))
+            })
+            .await;
+            let messages = handled(&status(&parts).await) - before;
+            assert!(
+                messages < 10,
+                "the burst of 200 batches took {messages} analyzer messages"
+            );
+
+            parts.collector_stats.enqueued();
+            parts.collector.do_send(SamplesCollected {
+                batch: MetricBatch {
+                    samples: vec![sample(200)],
+                },
+            });
+            until("a lone batch at the analyzer", || async {
+                parts
+                    .analyzer
+                    .send(GetLatest)
+                    .await
+                    .is_ok_and(|latest| seen(&latest, 200))
+            })
+            .await;
+            let _ = parts.supervisor.send(Shutdown).await;
+        });
+    }
+
     /// Every message type every supervised actor handles, taken from the list its handlers
     /// are declared in (`HANDLED`), made to panic once through the test fault hook: each
     /// panic restarts the actor (its restart count in `status()` grows by one) and the
