@@ -8,7 +8,8 @@
 //! while more counted messages wait in its mailbox and sends everything on in one batch
 //! when the mailbox is empty ([`Collector::hold`]). Nothing waits for a timer: the last
 //! batch of a burst releases the whole burst. A backstop ([`RELEASE_AFTER`]) releases what
-//! is held if the mailbox count ever disagrees, and [`HOLD_MAX`] bounds a batch.
+//! is held if the mailbox count ever disagrees, and [`HOLD_MAX`] bounds a batch (a burst of
+//! 1,000 daemons goes on as five).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,8 +28,10 @@ use crate::supervisor::{supervised_handlers, tick, ChildHandle, Restartable};
 use crate::telemetry::{ActorStats, EngineStats, RecorderStats};
 use crate::types::{MetricBatch, Sample, SharedClock};
 
-/// Most samples held before they are sent on whatever waits in the mailbox.
-pub const HOLD_MAX: usize = 65_536;
+/// Most samples sent on in one batch (a quarter of a 1,000-daemon burst): each batch's
+/// buffer is made this big at once, so a burst is not copied while it grows, and what
+/// waits in flight stays a few hundred kilobytes.
+pub const HOLD_MAX: usize = 4_096;
 
 /// What is held is sent on at the latest this long after it was first held.
 pub const RELEASE_AFTER: Duration = Duration::from_millis(100);
@@ -93,16 +96,25 @@ impl Collector {
     /// Takes samples to send on: at once when no counted message waits in the mailbox (or
     /// enough are held), else with the batches still waiting, when the last is taken.
     fn hold(&mut self, samples: Vec<Sample>, ctx: &mut Context<Self>) {
-        if self.held.is_empty() {
-            self.held = samples;
-        } else {
-            self.held.extend(samples);
-        }
-        if self.held.is_empty() {
-            return;
-        }
         let waiting = self.restart.child.stats.queued.load(Ordering::Relaxed) > 0;
-        if !waiting || self.held.len() >= HOLD_MAX {
+        if !self.held.is_empty() && self.held.len() + samples.len() > HOLD_MAX {
+            self.release(ctx);
+        }
+        if self.held.is_empty() {
+            if !waiting {
+                // A lone batch goes on as it came, not copied.
+                self.fan_out(samples);
+                return;
+            }
+            if samples.is_empty() {
+                return;
+            }
+            // Room for a whole batch at once: growing by doubling would copy what is held
+            // again and again, and keep the old and the new buffer at each step.
+            self.held.reserve_exact(HOLD_MAX.max(samples.len()));
+        }
+        self.held.extend(samples);
+        if !waiting {
             self.release(ctx);
         } else if self.release_timer.is_none() {
             self.release_timer = Some(ctx.run_later(RELEASE_AFTER, |act, ctx| {
