@@ -139,10 +139,15 @@ impl WindowStats {
             0.0
         };
         runs.sort_unstable_by_key(|r| r.0);
-        // Rank `k` (0-based) of the sorted values: ranks come ascending, so one cursor
-        // walks the sorted runs once.
+        // Rank `k` (0-based) of the sorted values: ranks come ascending but for a rank
+        // again or the one just below the last (two quantiles between the same
+        // neighbours), so one cursor walks the sorted runs once and starts over for a
+        // lower rank.
         let (mut at, mut below) = (0, 0);
         Some(Self::of_ranks(n, mean, stddev, last, |k| {
+            if k < below {
+                (at, below) = (0, 0);
+            }
             while below + runs[at].2 <= k {
                 below += runs[at].2;
                 at += 1;
@@ -657,6 +662,12 @@ pub(crate) mod tests {
                 }
             }
         }
+        // Two quantiles between the same neighbours ask a rank below the last one asked:
+        // the 0.95 quantile of 1, 1, 1, 2 is 1.85, not 2.
+        let small = WindowStats::of_runs([(1.0, 3), (2.0, 1)].into_iter()).unwrap();
+        let want = WindowStats::compute(&[1.0, 1.0, 1.0, 2.0]).unwrap();
+        assert_eq!((small.p90, small.p95), (want.p90, want.p95));
+        assert!((small.p95 - 1.85).abs() < 1e-12, "{}", small.p95);
         let one = WindowStats::of_runs([(0.1, 601)].into_iter()).unwrap();
         assert_eq!(
             (one.mean, one.stddev, one.p95, one.count),
